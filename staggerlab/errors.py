@@ -1,0 +1,75 @@
+"""Named exceptions and warnings.
+
+Every error a user can trigger with bad input is one of these, so callers can
+catch ``StaggerlabError`` (or the builtin it also subclasses) and messages can
+say what was seen and what to do.
+"""
+
+from __future__ import annotations
+
+
+class StaggerlabError(Exception):
+    """Base class of every staggerlab error."""
+
+
+class PanelError(StaggerlabError, ValueError):
+    """The data cannot form a valid panel."""
+
+
+class MissingColumnError(PanelError, KeyError):
+    """A column named in the call is not in the data."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class DuplicateRowsError(PanelError):
+    """Two or more rows share the same (unit, time) pair."""
+
+
+class EmptyPanelError(PanelError):
+    """The frame (or what is left of it after dropping missing values) is empty."""
+
+
+class NonNumericError(StaggerlabError, TypeError):
+    """An outcome or regressor column is not numeric."""
+
+
+class MissingValueError(PanelError):
+    """NaN, null or inf in a used column, and ``na="raise"`` was asked for."""
+
+
+class FormulaError(StaggerlabError, ValueError):
+    """The model formula cannot be parsed or refers to nothing usable."""
+
+
+class CollinearityError(StaggerlabError, ValueError):
+    """Every regressor is collinear with the fixed effects (nothing left to estimate)."""
+
+
+class ConvergenceError(StaggerlabError, RuntimeError):
+    """The iterative demeaning did not reach its tolerance within ``maxiter``."""
+
+
+class VcovError(StaggerlabError, ValueError):
+    """The requested variance estimator cannot be computed (e.g. fewer than 2 clusters)."""
+
+
+class TreatmentError(StaggerlabError, ValueError):
+    """The treatment is not usable (never varies, not absorbing, not binary...)."""
+
+
+class StaggerlabWarning(UserWarning):
+    """Base class of staggerlab warnings."""
+
+
+class SingletonWarning(StaggerlabWarning):
+    """Singleton observations were dropped."""
+
+
+class MissingValueWarning(StaggerlabWarning):
+    """Rows with missing or non-finite values were dropped."""
+
+
+class CollinearityWarning(StaggerlabWarning):
+    """Collinear regressors were dropped."""

@@ -1,0 +1,177 @@
+"""Fixed-effect structure of a design: singletons, and the demeaner built once.
+
+``Absorber`` validates its inputs once and picks the algorithm (see
+``staggerlab.kernels.demean``); ``demean`` can then be called any number of
+times (outcomes, placebo treatments, event-time dummies...) at O(N) each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Sequence
+
+import numpy as np
+
+from ..errors import ConvergenceError
+from ..kernels import demean as kd
+
+__all__ = ["Absorber", "drop_singletons"]
+
+Method = Literal["auto", "exact", "iterative"]
+
+#: above this many levels in the small FEs, the exact path's M x M system is
+#: too costly to factorize and alternating projections are used instead.
+MAX_EXACT_LEVELS = 2000
+
+
+def drop_singletons(codes: Sequence[np.ndarray]) -> np.ndarray:
+    """Mask of rows kept after iteratively removing singleton FE levels.
+
+    A row is a singleton if its level of some FE has only that row; removing it
+    can create new singletons, so the pass repeats until none are left (as
+    fixest/pyfixest do). Singletons are fitted perfectly and carry no
+    information about the slopes.
+    """
+    n = codes[0].shape[0] if codes else 0
+    keep = np.ones(n, dtype=bool)
+    if len(codes) == 0:
+        return keep
+    while True:
+        changed = False
+        for c in codes:
+            counts = np.bincount(c[keep], minlength=int(c.max()) + 1 if c.size else 0)
+            single = keep & (counts[c] == 1)
+            if single.any():
+                keep &= ~single
+                changed = True
+        if not changed:
+            return keep
+
+
+def _recode(c: np.ndarray) -> tuple[np.ndarray, int]:
+    """Dense codes 0..G-1 (drops levels no row uses)."""
+    uniq, inv = np.unique(c, return_inverse=True)
+    return inv.astype(np.int64), int(uniq.size)
+
+
+@dataclass(eq=False)
+class Absorber:
+    """Demeaner for a fixed set of FE codes (and weights), built once.
+
+    Parameters
+    ----------
+    codes : sequence of int arrays
+        One array per FE, any integer codes (recoded densely here).
+    weights : ndarray, optional
+        Positive observation weights (weighted means).
+    method : {"auto", "exact", "iterative"}
+        ``auto`` uses the exact path when the FEs other than the largest have
+        at most ``MAX_EXACT_LEVELS`` levels in total.
+    tol, maxiter : float, int
+        Tolerance and iteration cap of the iterative path.
+    nobs : int, optional
+        Number of rows when there is no FE at all (identity demeaner).
+    """
+
+    codes: list[np.ndarray]
+    weights: np.ndarray | None = None
+    method: Method = "auto"
+    tol: float = 1e-12
+    maxiter: int = 100_000
+    nobs: int | None = None
+    n_levels: list[int] = field(init=False)
+    algorithm: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        recoded = [_recode(np.asarray(c)) for c in self.codes]
+        self.codes = [c for c, _ in recoded]
+        self.n_levels = [g for _, g in recoded]
+        n = self.codes[0].shape[0] if self.codes else int(self.nobs or 0)
+        self.nobs = n
+        w = np.ones(n) if self.weights is None else np.ascontiguousarray(self.weights, dtype=np.float64)
+        self._w = w
+        Q = len(self.codes)
+        if Q == 0:
+            self.algorithm = "none"
+            return
+        order = np.argsort(self.n_levels)[::-1]
+        self._large = int(order[0])
+        small = [int(q) for q in order[1:]]
+        m = sum(self.n_levels[q] for q in small)
+        method = self.method
+        if method == "auto":
+            method = "exact" if m <= MAX_EXACT_LEVELS else "iterative"
+        self.algorithm = "one-way" if Q == 1 else method
+        A = self.codes[self._large]
+        self._codeA = A
+        self._sumwA = kd.group_weights(A, w, self.n_levels[self._large])
+        if self.algorithm == "exact":
+            offs = np.cumsum([0] + [self.n_levels[q] for q in small])
+            codesB = np.empty((n, len(small)), dtype=np.int64)
+            for j, q in enumerate(small):
+                codesB[:, j] = self.codes[q] + offs[j]
+            self._codesB = codesB
+            sort = np.argsort(A, kind="stable")
+            starts = np.concatenate(([0], np.cumsum(np.bincount(A, minlength=self.n_levels[self._large]))))
+            H = kd.cross_hessian(sort, starts.astype(np.int64), codesB, w, int(m))
+            evals, evecs = np.linalg.eigh(H)
+            # H is PSD with a null space (each small FE's dummies sum to the
+            # large FE's span); keep only the clearly positive part.
+            keep = evals > evals.max() * 1e-11
+            self._Hpinv = np.ascontiguousarray((evecs[:, keep] / evals[keep]) @ evecs[:, keep].T)
+            self.rank_small = int(keep.sum())
+        elif self.algorithm == "iterative":
+            offs = np.cumsum([0] + self.n_levels)
+            codesQ = np.empty((n, Q), dtype=np.int64)
+            sumw = np.empty(int(offs[-1]))
+            for q in range(Q):
+                codesQ[:, q] = self.codes[q] + offs[q]
+                sumw[offs[q] : offs[q + 1]] = kd.group_weights(self.codes[q], w, self.n_levels[q])
+            self._codesQ = codesQ
+            self._sumw = sumw
+            self._offsets = offs.astype(np.int64)
+
+    def demean(self, x: np.ndarray) -> np.ndarray:
+        """Demean a vector or an N x K matrix; returns a new float64 array.
+
+        Raises
+        ------
+        ConvergenceError
+            If the iterative path hits ``maxiter`` before ``tol``.
+        """
+        x = np.asarray(x, dtype=np.float64)
+        vec = x.ndim == 1
+        X = np.ascontiguousarray(x.reshape(-1, 1) if vec else x)
+        if X.shape[0] != self.nobs:
+            raise ValueError(f"expected {self.nobs} rows, got {X.shape[0]}")
+        if self.algorithm == "none" or X.shape[1] == 0:
+            out = X.copy()
+        elif self.algorithm == "one-way":
+            out = kd.sweep_one(X, self._codeA, self._w, self._sumwA)
+        elif self.algorithm == "exact":
+            r = kd.sweep_one(X, self._codeA, self._w, self._sumwA)
+            out = kd.exact_finish(r, self._codesB, self._w, self._codeA, self._sumwA, self._Hpinv)
+        else:
+            out, conv, iters = kd.map_demean(
+                X, self._codesQ, self._w, self._sumw, self._offsets, self.tol, self.maxiter
+            )
+            if not conv.all():
+                bad = np.flatnonzero(~conv)
+                raise ConvergenceError(
+                    f"demeaning did not converge for {bad.size} column(s) in {self.maxiter} "
+                    f"iterations (tol={self.tol:g}); raise maxiter, loosen tol, or check "
+                    "for a weakly connected fixed-effect structure"
+                )
+            self.last_iterations = int(iters.max())
+        return out[:, 0] if vec else out
+
+    def subset(self, mask: np.ndarray) -> "Absorber":
+        """The absorber of the rows in ``mask`` (e.g. leave-one-cluster-out)."""
+        return Absorber(
+            [c[mask] for c in self.codes],
+            None if self.weights is None else self._w[mask],
+            method=self.method,
+            tol=self.tol,
+            maxiter=self.maxiter,
+            nobs=int(mask.sum()),
+        )

@@ -1,0 +1,264 @@
+"""The fitted design: everything about a TWFE regression that does not depend
+on the outcome, computed once and reused by every refit (other outcomes,
+placebo treatments, bootstrap draws, Monte Carlo replications).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import polars as pl
+import scipy.linalg as sla
+
+from ..errors import (
+    CollinearityError,
+    CollinearityWarning,
+    EmptyPanelError,
+    MissingValueError,
+    MissingValueWarning,
+    SingletonWarning,
+)
+from ..panels.panel import Panel, check_columns, check_numeric, finite_mask, to_polars
+from .absorb import Absorber, drop_singletons
+from .vcov import VcovSpec, fe_df, nested_in
+
+__all__ = ["Design", "build_design", "factorize_column"]
+
+
+def factorize_column(s: pl.Series) -> np.ndarray:
+    """Dense int64 codes of any column (nulls must be filtered out before)."""
+    return s.rank("dense").cast(pl.Int64).to_numpy() - 1
+
+
+@dataclass(eq=False)
+class Design:
+    """The regressor side of a fitted TWFE model.
+
+    Attributes
+    ----------
+    frame : polars.DataFrame
+        The estimation sample (rows kept after missing values and singletons).
+    rows : ndarray
+        Positions of those rows in the caller's frame.
+    regressors : list of str
+        Names of the estimated coefficients (collinear ones removed).
+    fixef : list of str
+        FE column names.
+    absorber : Absorber
+        The demeaner of this sample (FE codes, weights, precomputed algebra).
+    Xw : ndarray (N x k)
+        Demeaned regressors times the square root of the weights.
+    sw : ndarray (N,)
+        Square root of the weights (ones if unweighted).
+    XtX_cho : tuple
+        Cholesky factor of ``Xw' Xw`` (scipy ``cho_factor``).
+    bread : ndarray (k x k)
+        ``(Xw' Xw)^-1``.
+    clusters : dict
+        Cluster column name -> dense int codes on the sample.
+    """
+
+    frame: pl.DataFrame
+    rows: np.ndarray
+    regressors: list[str]
+    fixef: list[str]
+    absorber: Absorber
+    Xw: np.ndarray
+    sw: np.ndarray
+    weights_name: str | None
+    intercept: bool
+    XtX_cho: Any = field(repr=False)
+    bread: np.ndarray = field(repr=False)
+    clusters: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    n_singletons: int = 0
+    n_missing: int = 0
+
+    @property
+    def nobs(self) -> int:
+        """Number of observations used."""
+        return int(self.rows.size)
+
+    @property
+    def fe_levels(self) -> list[int]:
+        """Number of levels of each FE in the sample."""
+        return list(self.absorber.n_levels)
+
+    def fe_codes(self, name: str) -> np.ndarray:
+        """Dense codes of FE ``name`` on the sample."""
+        return self.absorber.codes[self.fixef.index(name)]
+
+    def demean(self, values: np.ndarray) -> np.ndarray:
+        """Demean columns measured on the sample rows and scale by sqrt(weights)."""
+        out = self.absorber.demean(values)
+        return out * (self.sw if out.ndim == 1 else self.sw[:, None])
+
+    def df_k(self, spec: VcovSpec) -> int:
+        """Degrees of freedom used by the small-sample correction of ``spec``."""
+        k = len(self.regressors)
+        nested: list[bool] = []
+        if spec.kind in ("CRV1", "CRV3") and self.fixef:
+            cls = [self.clusters[c] for c in spec.clusters]
+            if len(cls) == 2:
+                from .vcov import combine_codes
+
+                cls.append(combine_codes(*cls))
+            nested = [
+                (name in spec.clusters) or any(nested_in(codes, c) for c in cls)
+                for name, codes in zip(self.fixef, self.absorber.codes)
+            ]
+        return fe_df(k, self.fe_levels if self.fixef else [], nested)
+
+    def column(self, name: str) -> np.ndarray:
+        """A float64 column of the estimation sample."""
+        return self.frame[name].cast(pl.Float64).to_numpy()
+
+
+def _collinear(XtX: np.ndarray, ss: np.ndarray, tol: float) -> list[int]:
+    """Indices to drop: a column whose residual sum of squares on the columns
+    kept before it is at most ``tol`` times its own centred sum of squares."""
+    keep: list[int] = []
+    drop: list[int] = []
+    for j in range(XtX.shape[0]):
+        if keep:
+            A = XtX[np.ix_(keep, keep)]
+            b = XtX[keep, j]
+            resid = XtX[j, j] - b @ np.linalg.solve(A, b)
+        else:
+            resid = XtX[j, j]
+        if resid <= tol * max(ss[j], np.finfo(float).tiny):
+            drop.append(j)
+        else:
+            keep.append(j)
+    return drop
+
+
+def build_design(
+    data: Any,
+    regressors: Sequence[str],
+    fixef: Sequence[str],
+    *,
+    extra: Sequence[str] = (),
+    clusters: Sequence[str] = (),
+    weights: str | None = None,
+    intercept: bool = False,
+    fixef_rm: str = "singleton",
+    na: str = "drop",
+    collin_tol: float = 1e-9,
+    fixef_tol: float = 1e-12,
+    fixef_maxiter: int = 100_000,
+    demean_method: str = "auto",
+    stacklevel: int = 3,
+) -> tuple[Design, np.ndarray]:
+    """Validate, drop missing values and singletons, demean the regressors.
+
+    ``extra`` are further numeric columns (the outcomes) whose missing values
+    also remove rows. Returns the design and the raw ``extra`` columns on the
+    sample (N x len(extra), not yet demeaned).
+    """
+    frame = to_polars(data)
+    if frame.height == 0:
+        raise EmptyPanelError("the data frame has no rows")
+    numeric = [*extra, *regressors]
+    check_columns(frame, numeric, "variable")
+    check_columns(frame, fixef, "fixed-effect column")
+    check_columns(frame, clusters, "cluster column")
+    if weights is not None:
+        check_columns(frame, [weights], "weights column")
+    check_numeric(frame, numeric, "outcome/regressor")
+    if weights is not None:
+        check_numeric(frame, [weights], "weights")
+    used = list(dict.fromkeys([*numeric, *fixef, *clusters, *([weights] if weights else [])]))
+    keep = finite_mask(frame, used)
+    n_missing = int((~keep).sum())
+    if n_missing:
+        if na == "raise":
+            raise MissingValueError(
+                f"{n_missing} row(s) have a missing or non-finite value in {used}; "
+                "clean them or use na='drop'"
+            )
+        warnings.warn(
+            f"dropped {n_missing} of {frame.height} row(s) with missing or non-finite values in {used}",
+            MissingValueWarning,
+            stacklevel=stacklevel,
+        )
+    rows = np.flatnonzero(keep)
+    sub = frame[rows] if n_missing else frame
+    if sub.height == 0:
+        raise EmptyPanelError("no rows left after dropping missing values")
+    if weights is not None:
+        wv = sub[weights].cast(pl.Float64).to_numpy()
+        if (wv <= 0).any():
+            raise MissingValueError(f"weights column {weights!r} has {int((wv <= 0).sum())} non-positive value(s)")
+    fe_codes = [factorize_column(sub[f]) for f in fixef]
+    n_single = 0
+    if fixef and fixef_rm == "singleton":
+        ks = drop_singletons(fe_codes)
+        n_single = int((~ks).sum())
+        if n_single:
+            warnings.warn(
+                f"dropped {n_single} singleton observation(s) (a fixed-effect level with one row)",
+                SingletonWarning,
+                stacklevel=stacklevel,
+            )
+            rows = rows[ks]
+            sub = sub.filter(pl.Series(ks))
+            fe_codes = [c[ks] for c in fe_codes]
+            if sub.height == 0:
+                raise EmptyPanelError("no rows left after dropping singletons")
+    w = sub[weights].cast(pl.Float64).to_numpy() if weights is not None else None
+    absorber = Absorber(
+        fe_codes, w, method=demean_method, tol=fixef_tol, maxiter=fixef_maxiter, nobs=sub.height
+    )
+    sw = np.sqrt(w) if w is not None else np.ones(sub.height)
+
+    names = (["Intercept"] if intercept else []) + list(regressors)
+    X = np.empty((sub.height, len(names)))
+    for j, r in enumerate(names):
+        X[:, j] = 1.0 if r == "Intercept" else sub[r].cast(pl.Float64).to_numpy()
+    ww = sw**2
+    wmean = (ww @ X) / ww.sum()
+    ss = ww @ (X - wmean) ** 2
+    if intercept:
+        ss[0] = ww.sum()
+    Xd = absorber.demean(X) * sw[:, None]
+    XtX = Xd.T @ Xd
+    drop = _collinear(XtX, ss, collin_tol)
+    if drop:
+        dropped = [names[j] for j in drop]
+        if len(drop) == len(names):
+            raise CollinearityError(
+                f"every regressor {dropped} is collinear with the fixed effects; nothing to estimate"
+            )
+        warnings.warn(
+            f"dropped collinear regressor(s) {dropped}", CollinearityWarning, stacklevel=stacklevel
+        )
+        kept = [j for j in range(len(names)) if j not in drop]
+        names = [names[j] for j in kept]
+        Xd = np.ascontiguousarray(Xd[:, kept])
+        XtX = XtX[np.ix_(kept, kept)]
+    cho = sla.cho_factor(XtX)
+    bread = sla.cho_solve(cho, np.eye(XtX.shape[0]))
+    cl_codes = {c: factorize_column(sub[c]) for c in clusters}
+    Y = np.empty((sub.height, len(extra)))
+    for j, e in enumerate(extra):
+        Y[:, j] = sub[e].cast(pl.Float64).to_numpy()
+    design = Design(
+        frame=sub,
+        rows=rows,
+        regressors=names,
+        fixef=list(fixef),
+        absorber=absorber,
+        Xw=np.ascontiguousarray(Xd),
+        sw=sw,
+        weights_name=weights,
+        intercept=intercept,
+        XtX_cho=cho,
+        bread=bread,
+        clusters=cl_codes,
+        n_singletons=n_single,
+        n_missing=n_missing,
+    )
+    return design, Y

@@ -1,0 +1,312 @@
+"""``feols``: OLS with absorbed fixed effects, several outcomes on one design."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any, Iterator, Literal
+
+import numpy as np
+import polars as pl
+import scipy.linalg as sla
+from scipy import stats
+
+from ..errors import VcovError
+from ..panels.panel import check_columns, finite_mask, to_polars
+from .design import Design, build_design
+from .formula import parse_formula
+from .vcov import VcovSpec, parse_vcov, vcov_crv1, vcov_crv3, vcov_hetero, vcov_iid
+
+__all__ = ["feols", "Feols", "FeolsMulti"]
+
+
+def _stars(p: float) -> str:
+    return "***" if p < 0.01 else "**" if p < 0.05 else "*" if p < 0.1 else ""
+
+
+class Feols:
+    """A fitted TWFE regression (one outcome).
+
+    Created by :func:`feols`. Numbers follow pyfixest's conventions so the two
+    can be compared directly.
+    """
+
+    def __init__(self, design: Design, depvar: str, yw: np.ndarray, y_raw: np.ndarray,
+                 spec: VcovSpec, formula: str):
+        self.design = design
+        self.depvar = depvar
+        self.formula = formula
+        self.vcov_spec = spec
+        self._yw = yw
+        self._y_raw = y_raw
+        self._beta = sla.cho_solve(design.XtX_cho, design.Xw.T @ yw)
+        self._uw = yw - design.Xw @ self._beta
+        self._V, self._df_t, self._G = self._compute_vcov(spec)
+
+    # ----------------------------------------------------------------- vcov
+    def _compute_vcov(self, spec: VcovSpec) -> tuple[np.ndarray, int, int | None]:
+        d = self.design
+        N = d.nobs
+        df_k = d.df_k(spec)
+        if spec.kind == "iid":
+            return vcov_iid(d.bread, self._uw, N, df_k), N - df_k, None
+        scores = d.Xw * self._uw[:, None]
+        if spec.kind == "hetero":
+            return vcov_hetero(d.bread, scores, N, df_k), N - df_k, None
+        missing = [c for c in spec.clusters if c not in d.clusters]
+        if missing:
+            raise VcovError(
+                f"cluster column(s) {missing} were not prepared for this fit; pass them in "
+                "vcov= when calling feols"
+            )
+        if spec.kind == "CRV1":
+            V, G = vcov_crv1(d.bread, scores, [d.clusters[c] for c in spec.clusters], N, df_k)
+            return V, G - 1, G
+        V, G = vcov_crv3(self._beta, self._loo_beta, d.clusters[spec.clusters[0]], N, df_k)
+        return V, G - 1, G
+
+    def _loo_beta(self, mask: np.ndarray) -> np.ndarray:
+        d = self.design
+        ab = d.absorber.subset(mask)
+        sw = d.sw[mask]
+        X = np.column_stack([d.column(r) if r != "Intercept" else np.ones(d.nobs) for r in d.regressors])[mask]
+        Xd = ab.demean(X) * sw[:, None]
+        yd = ab.demean(self._y_raw[mask]) * sw
+        return np.linalg.lstsq(Xd, yd, rcond=None)[0]
+
+    # ------------------------------------------------------------- accessors
+    @property
+    def coefnames(self) -> list[str]:
+        """Names of the estimated coefficients."""
+        return list(self.design.regressors)
+
+    @property
+    def nobs(self) -> int:
+        """Number of observations used."""
+        return self.design.nobs
+
+    @property
+    def df_t(self) -> int:
+        """Degrees of freedom of the t distribution used for p-values and CIs."""
+        return int(self._df_t)
+
+    @property
+    def n_clusters(self) -> int | None:
+        """Smallest number of clusters (None if not clustered)."""
+        return self._G
+
+    def _named(self, values: np.ndarray) -> dict[str, float]:
+        return {n: float(v) for n, v in zip(self.coefnames, values)}
+
+    def coef(self) -> dict[str, float]:
+        """Coefficients by name."""
+        return self._named(self._beta)
+
+    def vcov(self) -> np.ndarray:
+        """The k x k variance matrix (order of :attr:`coefnames`)."""
+        return self._V.copy()
+
+    def se(self) -> dict[str, float]:
+        """Standard errors by name."""
+        return self._named(np.sqrt(np.diag(self._V)))
+
+    def tstat(self) -> dict[str, float]:
+        """t statistics by name."""
+        return self._named(self._beta / np.sqrt(np.diag(self._V)))
+
+    def pvalue(self) -> dict[str, float]:
+        """Two-sided p-values (t distribution with :attr:`df_t` df)."""
+        t = self._beta / np.sqrt(np.diag(self._V))
+        return self._named(2 * stats.t.sf(np.abs(t), self._df_t))
+
+    def confint(self, level: float = 0.95) -> pl.DataFrame:
+        """Confidence intervals: polars frame ``term, ci_low, ci_high``."""
+        q = stats.t.ppf(0.5 + level / 2, self._df_t)
+        se = np.sqrt(np.diag(self._V))
+        return pl.DataFrame(
+            {"term": self.coefnames, "ci_low": self._beta - q * se, "ci_high": self._beta + q * se}
+        )
+
+    def resid(self) -> np.ndarray:
+        """Residuals ``y - X b - fixed effects`` on the estimation sample."""
+        return self._uw / self.design.sw
+
+    @cached_property
+    def r2_within(self) -> float:
+        """Within R-squared (after absorbing the FEs)."""
+        return 1.0 - float(self._uw @ self._uw) / float(self._yw @ self._yw)
+
+    @cached_property
+    def r2(self) -> float:
+        """R-squared against the (weighted) mean of the outcome."""
+        w = self.design.sw**2
+        ybar = (w @ self._y_raw) / w.sum()
+        tss = float(w @ (self._y_raw - ybar) ** 2)
+        return 1.0 - float(self._uw @ self._uw) / tss
+
+    def tidy(self, level: float = 0.95) -> pl.DataFrame:
+        """One row per coefficient: ``term, estimate, se, tstat, pvalue, ci_low, ci_high``."""
+        ci = self.confint(level)
+        se = np.sqrt(np.diag(self._V))
+        t = self._beta / se
+        return pl.DataFrame(
+            {
+                "term": self.coefnames,
+                "estimate": self._beta,
+                "se": se,
+                "tstat": t,
+                "pvalue": 2 * stats.t.sf(np.abs(t), self._df_t),
+                "ci_low": ci["ci_low"],
+                "ci_high": ci["ci_high"],
+            }
+        )
+
+    def summary(self) -> str:
+        """A printable regression table."""
+        d = self.design
+        lines = [
+            f"feols: {self.formula}",
+            f"Observations: {self.nobs:,}   Fixed effects: {' + '.join(d.fixef) or 'none'}"
+            f"   Vcov: {self.vcov_spec.label}",
+            "",
+            f"{'term':<16}{'estimate':>12}{'se':>12}{'t':>9}{'p':>9}",
+        ]
+        for r in self.tidy().iter_rows(named=True):
+            lines.append(
+                f"{r['term'][:16]:<16}{r['estimate']:>12.5f}{r['se']:>12.5f}{r['tstat']:>9.2f}"
+                f"{r['pvalue']:>9.4f} {_stars(r['pvalue'])}"
+            )
+        lines.append("")
+        lines.append(f"R2: {self.r2:.4f}   Within R2: {self.r2_within:.4f}")
+        if d.n_missing or d.n_singletons:
+            lines.append(f"Dropped: {d.n_missing} row(s) with missing values, {d.n_singletons} singleton(s)")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+    def with_vcov(self, vcov: Any) -> "Feols":
+        """The same fit with another variance estimator (clusters must be in the design)."""
+        spec = parse_vcov(vcov)
+        new = object.__new__(Feols)
+        new.__dict__.update({k: v for k, v in self.__dict__.items() if k not in ("r2", "r2_within")})
+        new.vcov_spec = spec
+        new._V, new._df_t, new._G = new._compute_vcov(spec)
+        return new
+
+
+class FeolsMulti:
+    """Fits of several outcomes on one design (``y1 + y2 ~ x | fe``)."""
+
+    def __init__(self, fits: dict[str, Feols]):
+        self.fits = fits
+
+    def __getitem__(self, key: str | int) -> Feols:
+        if isinstance(key, int):
+            return list(self.fits.values())[key]
+        return self.fits[key]
+
+    def __iter__(self) -> Iterator[Feols]:
+        return iter(self.fits.values())
+
+    def __len__(self) -> int:
+        return len(self.fits)
+
+    def tidy(self, level: float = 0.95) -> pl.DataFrame:
+        """Stacked ``tidy()`` of every outcome, with a ``depvar`` column."""
+        return pl.concat(
+            [f.tidy(level).with_columns(pl.lit(y).alias("depvar")).select("depvar", pl.all().exclude("depvar"))
+             for y, f in self.fits.items()]
+        )
+
+    def summary(self) -> str:
+        """Every outcome's summary."""
+        return "\n\n".join(f.summary() for f in self.fits.values())
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+
+def feols(
+    fml: str,
+    data: Any,
+    vcov: Any = None,
+    weights: str | None = None,
+    *,
+    fixef_rm: Literal["singleton", "none"] = "singleton",
+    na: Literal["drop", "raise"] = "drop",
+    collin_tol: float = 1e-9,
+    fixef_tol: float = 1e-12,
+    fixef_maxiter: int = 100_000,
+    demean_method: Literal["auto", "exact", "iterative"] = "auto",
+) -> Feols | FeolsMulti:
+    """Estimate a linear model with absorbed fixed effects.
+
+    Parameters
+    ----------
+    fml : str
+        ``"y ~ x1 + x2 | fe1 + fe2"``; several outcomes as ``"y1 + y2 ~ ..."``
+        share one demeaning of the regressors. Without FEs an intercept is added.
+    data : polars.DataFrame, pandas.DataFrame or Panel
+    vcov : str or dict, optional
+        ``"iid"`` (default, as pyfixest), ``"hetero"``/``"HC1"``,
+        ``{"CRV1": "c"}``, ``{"CRV1": "c1+c2"}``, ``{"CRV3": "c"}``.
+    weights : str, optional
+        Column of positive analytic weights.
+    fixef_rm : {"singleton", "none"}
+        Drop singleton observations iteratively (default, like pyfixest 0.60).
+    na : {"drop", "raise"}
+        Rows with missing/non-finite values in used columns are dropped with a
+        ``MissingValueWarning`` (per outcome), or raise ``MissingValueError``.
+    collin_tol : float
+        Relative tolerance below which a regressor counts as collinear (dropped
+        with a ``CollinearityWarning`` naming it).
+    fixef_tol, fixef_maxiter : float, int
+        Tolerance and iteration cap of iterative demeaning (only used when no
+        exact path applies; failure raises ``ConvergenceError``).
+    demean_method : {"auto", "exact", "iterative"}
+
+    Returns
+    -------
+    Feols or FeolsMulti
+        One fit, or a collection keyed by outcome when several are given.
+
+    Examples
+    --------
+    >>> import staggerlab as sl
+    >>> df = sl.simulate.staggered(200, 8, seed=1)
+    >>> fit = sl.feols("y ~ treat | unit + time", df, vcov={"CRV1": "unit"})
+    >>> round(fit.coef()["treat"], 2)
+    1.03
+    """
+    f = parse_formula(fml)
+    spec = parse_vcov(vcov)
+    frame = to_polars(data)
+    check_columns(frame, list(f.depvars), "outcome")
+    # group outcomes by their missing-value pattern: each group shares a design
+    groups: dict[bytes, list[str]] = {}
+    for y in f.depvars:
+        key = finite_mask(frame, [y]).tobytes() if frame.schema[y].is_numeric() else b"x"
+        groups.setdefault(key, []).append(y)
+    fits: dict[str, Feols] = {}
+    for ys in groups.values():
+        design, Y = build_design(
+            frame,
+            f.regressors,
+            f.fixef,
+            extra=ys,
+            clusters=spec.clusters,
+            weights=weights,
+            intercept=f.intercept,
+            fixef_rm=fixef_rm,
+            na=na,
+            collin_tol=collin_tol,
+            fixef_tol=fixef_tol,
+            fixef_maxiter=fixef_maxiter,
+            demean_method=demean_method,
+        )
+        Yw = design.demean(Y)
+        for j, y in enumerate(ys):
+            fits[y] = Feols(design, y, np.ascontiguousarray(Yw[:, j]), Y[:, j], spec, f.with_depvar(y))
+    fits = {y: fits[y] for y in f.depvars}
+    return fits[f.depvars[0]] if len(fits) == 1 else FeolsMulti(fits)
+

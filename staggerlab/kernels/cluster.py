@@ -1,0 +1,21 @@
+"""Cluster sums: the building block of cluster-robust variances."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._jit import jit
+
+__all__ = ["cluster_sums"]
+
+
+@jit
+def cluster_sums(scores_NK, cl_N, n_clusters):
+    """``S[g, k] = sum_{n in g} scores[n, k]`` (G x K)."""
+    N, K = scores_NK.shape
+    S_GK = np.zeros((n_clusters, K))
+    for n in range(N):
+        g = cl_N[n]
+        for k in range(K):
+            S_GK[g, k] += scores_NK[n, k]
+    return S_GK

@@ -1,0 +1,68 @@
+"""Reading panels from disk (parquet, csv) with polars."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import polars as pl
+
+from ..errors import MissingColumnError, PanelError
+from .panel import NaPolicy, Panel
+
+__all__ = ["read_panel", "read_frame"]
+
+
+def read_frame(path: str | Path, columns: Sequence[str] | None = None) -> pl.DataFrame:
+    """Read a parquet or csv file into polars, only ``columns`` if given.
+
+    Parquet is scanned lazily so only the needed columns are read.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such data file: {path}")
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        lf = pl.scan_parquet(path)
+    elif suffix in (".csv", ".txt", ".tsv"):
+        lf = pl.scan_csv(path, separator="\t" if suffix == ".tsv" else ",", infer_schema_length=10000)
+    else:
+        raise PanelError(f"cannot read {path.name}: expected a .parquet or .csv file")
+    if columns is not None:
+        names = lf.collect_schema().names()
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise MissingColumnError(f"column(s) {missing} not found in {path.name} (columns: {names[:12]})")
+        lf = lf.select(list(dict.fromkeys(columns)))
+    return lf.collect()
+
+
+def read_panel(
+    path: str | Path,
+    *,
+    unit: str,
+    time: str,
+    columns: Sequence[str] | None = None,
+    na: NaPolicy = "drop",
+) -> Panel:
+    """Read a parquet/csv file into a validated :class:`Panel`.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.parquet`` or ``.csv`` file.
+    unit, time : str
+        Id columns.
+    columns : sequence of str, optional
+        Value columns to read and validate; if given, only these and the ids are
+        read from disk (all columns otherwise).
+    na : {"drop", "raise"}
+        Missing-value policy, see :meth:`Panel.from_frame`.
+
+    Returns
+    -------
+    Panel
+    """
+    cols = None if columns is None else [unit, time, *columns]
+    frame = read_frame(path, cols)
+    return Panel.from_frame(frame, unit=unit, time=time, columns=columns, na=na)

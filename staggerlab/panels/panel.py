@@ -1,0 +1,211 @@
+"""``Panel``: a validated frame with its unit and time ids factorized once."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Literal, Sequence
+
+import numpy as np
+import polars as pl
+
+from ..errors import (
+    DuplicateRowsError,
+    EmptyPanelError,
+    MissingColumnError,
+    MissingValueError,
+    MissingValueWarning,
+    NonNumericError,
+)
+
+__all__ = ["Panel", "to_polars", "check_columns", "check_numeric", "finite_mask"]
+
+NaPolicy = Literal["drop", "raise"]
+
+
+def to_polars(data: Any) -> pl.DataFrame:
+    """Return ``data`` as a polars DataFrame (polars, pandas or ``Panel``)."""
+    if isinstance(data, Panel):
+        return data.frame
+    if isinstance(data, pl.DataFrame):
+        return data
+    if isinstance(data, pl.LazyFrame):
+        return data.collect()
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - pandas is optional
+        pd = None
+    if pd is not None and isinstance(data, pd.DataFrame):
+        return pl.from_pandas(data.reset_index(drop=True))
+    raise TypeError(
+        f"expected a polars or pandas DataFrame or a staggerlab Panel, got {type(data).__name__}"
+    )
+
+
+def check_columns(frame: pl.DataFrame, columns: Sequence[str], what: str = "column") -> None:
+    """Raise ``MissingColumnError`` naming every absent column."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        shown = ", ".join(repr(c) for c in missing)
+        have = ", ".join(frame.columns[:12]) + (", ..." if frame.width > 12 else "")
+        raise MissingColumnError(
+            f"{what} {shown} not found in the data (columns: {have})"
+        )
+
+
+def check_numeric(frame: pl.DataFrame, columns: Sequence[str], role: str) -> None:
+    """Raise ``NonNumericError`` for a non-numeric outcome/regressor column."""
+    for c in columns:
+        dt = frame.schema[c]
+        if not (dt.is_numeric() or dt == pl.Boolean):
+            raise NonNumericError(
+                f"{role} column {c!r} has type {dt}, not a number; "
+                "convert it (e.g. cast or encode it) before fitting"
+            )
+
+
+def finite_mask(frame: pl.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """Boolean mask of rows with no null/NaN/inf in ``columns``."""
+    if not columns:
+        return np.ones(frame.height, dtype=bool)
+    exprs = []
+    for c in dict.fromkeys(columns):
+        e = pl.col(c).is_not_null()
+        if frame.schema[c].is_float():
+            e = e & pl.col(c).is_finite()
+        exprs.append(e)
+    return frame.select(pl.all_horizontal(exprs)).to_series().to_numpy()
+
+
+def factorize(s: pl.Series) -> tuple[np.ndarray, pl.Series]:
+    """Dense int64 codes (sorted order of the values) and the unique values."""
+    uniq = s.unique().sort()
+    codes = s.rank("dense").cast(pl.Int64).to_numpy() - 1
+    return np.ascontiguousarray(codes), uniq
+
+
+@dataclass(eq=False)
+class Panel:
+    """A unit x time panel with validated, factorized ids.
+
+    Build it with :meth:`Panel.from_frame` or :func:`staggerlab.read_panel`.
+
+    Attributes
+    ----------
+    frame : polars.DataFrame
+        The data (rows with a missing unit or time id removed).
+    unit, time : str
+        Names of the id columns.
+    unit_codes, time_codes : ndarray of int64
+        Dense codes, ``0..n_units-1`` and ``0..n_periods-1`` in sorted id order.
+    units, times : polars.Series
+        The distinct ids, in code order.
+    """
+
+    frame: pl.DataFrame
+    unit: str
+    time: str
+    unit_codes: np.ndarray = field(repr=False)
+    time_codes: np.ndarray = field(repr=False)
+    units: pl.Series = field(repr=False)
+    times: pl.Series = field(repr=False)
+
+    @classmethod
+    def from_frame(
+        cls,
+        df: Any,
+        *,
+        unit: str,
+        time: str,
+        columns: Sequence[str] | None = None,
+        na: NaPolicy = "drop",
+    ) -> "Panel":
+        """Validate a frame and factorize its ids.
+
+        Parameters
+        ----------
+        df : polars.DataFrame or pandas.DataFrame
+            Long panel, one row per (unit, time).
+        unit, time : str
+            Id columns (any type: ints, strings, dates...).
+        columns : sequence of str, optional
+            Value columns that will be used; they must exist and be numeric, and
+            rows with missing/non-finite values in them are dropped (reported by a
+            ``MissingValueWarning``) or, with ``na="raise"``, raise
+            ``MissingValueError``. Other columns are kept as they are.
+        na : {"drop", "raise"}
+            What to do with missing values in the ids and in ``columns``.
+
+        Returns
+        -------
+        Panel
+
+        Raises
+        ------
+        MissingColumnError, DuplicateRowsError, EmptyPanelError,
+        NonNumericError, MissingValueError
+        """
+        frame = to_polars(df)
+        if frame.height == 0:
+            raise EmptyPanelError("the data frame has no rows")
+        columns = list(columns or [])
+        check_columns(frame, [unit, time], "id column")
+        check_columns(frame, columns)
+        check_numeric(frame, columns, "value")
+        keep = finite_mask(frame, [unit, time, *columns])
+        n_bad = int((~keep).sum())
+        if n_bad:
+            if na == "raise":
+                raise MissingValueError(
+                    f"{n_bad} row(s) have a missing or non-finite value in "
+                    f"{[unit, time, *columns]}; clean them or use na='drop'"
+                )
+            warnings.warn(
+                f"dropped {n_bad} of {frame.height} row(s) with missing or non-finite "
+                f"values in {[unit, time, *columns]}",
+                MissingValueWarning,
+                stacklevel=2,
+            )
+            frame = frame.filter(pl.Series(keep))
+            if frame.height == 0:
+                raise EmptyPanelError("no rows left after dropping missing values")
+        dup = frame.select(pl.struct(unit, time).is_duplicated()).to_series()
+        if dup.any():
+            ex = frame.filter(dup).select(unit, time).head(3).rows()
+            raise DuplicateRowsError(
+                f"{int(dup.sum())} rows share a ({unit}, {time}) pair with another row, "
+                f"e.g. {ex}; a panel needs one row per unit and period"
+            )
+        ucodes, units = factorize(frame[unit])
+        tcodes, times = factorize(frame[time])
+        return cls(frame, unit, time, ucodes, tcodes, units, times)
+
+    @property
+    def n_units(self) -> int:
+        """Number of distinct units."""
+        return self.units.len()
+
+    @property
+    def n_periods(self) -> int:
+        """Number of distinct periods."""
+        return self.times.len()
+
+    @property
+    def nobs(self) -> int:
+        """Number of rows."""
+        return self.frame.height
+
+    @property
+    def is_balanced(self) -> bool:
+        """Whether every unit is observed in every period."""
+        return self.nobs == self.n_units * self.n_periods
+
+    def __len__(self) -> int:
+        return self.nobs
+
+    def __repr__(self) -> str:
+        bal = "balanced" if self.is_balanced else "unbalanced"
+        return (
+            f"Panel({self.nobs} rows, {self.n_units} units x {self.n_periods} periods, "
+            f"{bal}; unit={self.unit!r}, time={self.time!r})"
+        )

@@ -1,0 +1,1 @@
+"""Matplotlib figures (event studies, placebo distributions, Monte Carlo tables)."""
