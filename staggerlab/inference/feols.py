@@ -75,6 +75,26 @@ class Feols:
 
     # ------------------------------------------------------------- accessors
     @property
+    def beta(self) -> np.ndarray:
+        """Coefficient vector (order of :attr:`coefnames`)."""
+        return self._beta
+
+    @property
+    def yw(self) -> np.ndarray:
+        """Demeaned outcome times sqrt(weights) (what the slopes are fitted on)."""
+        return self._yw
+
+    @property
+    def uw(self) -> np.ndarray:
+        """Residuals of the demeaned model times sqrt(weights)."""
+        return self._uw
+
+    @property
+    def y_raw(self) -> np.ndarray:
+        """The outcome on the estimation sample, before demeaning."""
+        return self._y_raw
+
+    @property
     def coefnames(self) -> list[str]:
         """Names of the estimated coefficients."""
         return list(self.design.regressors)
