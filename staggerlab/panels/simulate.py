@@ -17,7 +17,7 @@ import polars as pl
 
 from .._seed import SeedLike, as_generator
 
-__all__ = ["staggered", "paper_panel", "PAPER_CONTROLS", "PAPER_OUTCOMES"]
+__all__ = ["staggered", "paper_panel", "PAPER_CONTROLS", "PAPER_OUTCOMES", "dgp", "DGP", "Truth"]
 
 
 def staggered(
@@ -165,7 +165,10 @@ def paper_panel(
     -------
     polars.DataFrame
         Columns ``firm, year, IM, first_year, NQPF, N_ML, N_TFP, NPRO``, the 8
-        controls, ``industry, city, hightech``.
+        controls, ``industry, city, hightech``, ``smart_city, lowcarbon_city``
+        (two city-level staggered "competing policies" with no effect), and
+        mechanism outcomes ``Subsidy, Patents, FinConstraint`` (true effects
+        0.20, 0.15 and 0 standard deviations).
     """
     rng = as_generator(seed)
     years = np.arange(2011, 2023)
@@ -222,6 +225,19 @@ def paper_panel(
         if n_missing:
             y[rng.choice(n, n_missing, replace=False)] = np.nan
         out[name] = y
+    # two city-level "competing policies" (staggered, unrelated to the outcome),
+    # drawn last so the columns above do not depend on them
+    pol = {}
+    for name in ("smart_city", "lowcarbon_city"):
+        start_city = np.where(rng.random(120) < 0.35, rng.integers(2012, 2021, 120), 0)
+        s = start_city[city[fi] - 1]
+        pol[name] = ((s > 0) & (year >= s)).astype(np.int64)
+    # mechanism outcomes (Table 8 style): true effects 0.20, 0.15, 0.0 (in sd units)
+    mech = {}
+    for name, tau_sd in (("Subsidy", 0.20), ("Patents", 0.15), ("FinConstraint", 0.0)):
+        mech[name] = (
+            rng.normal(size=n_firms)[fi] + 0.3 * year_effect + 0.8 * rng.normal(size=n) + tau_sd * im
+        )
     return pl.DataFrame(
         {
             "firm": firm,
@@ -233,5 +249,10 @@ def paper_panel(
             "industry": industry[fi],
             "city": city[fi],
             "hightech": hightech[fi],
+            **pol,
+            **mech,
         }
     )
+
+
+from .dgp import DGP, Truth, dgp  # noqa: E402

@@ -1,0 +1,422 @@
+"""``staggerlab battery``: the reference study's robustness battery in one call.
+
+Each section is a function of the validated options and the data; it returns
+a ``Section`` (Markdown text, tables, figures, numbers for results.json). The
+report is written as ``report.md`` + ``figures/*.png`` + ``results.json`` +
+one parquet file per table.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+import tomllib
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import polars as pl
+
+from .errors import MissingColumnError, StaggerlabError, StaggerlabWarning, TreatmentError, VcovError
+from .inference.feols import Feols, FeolsMulti, feols
+from .panels.io import read_frame
+from .panels.panel import Panel, to_polars
+from .panels.simulate import PAPER_CONTROLS, PAPER_OUTCOMES, paper_panel
+
+__all__ = ["BatterySpec", "battery", "BatteryResult"]
+
+
+@dataclass
+class BatterySpec:
+    """Every option of a battery run (also readable from a TOML file).
+
+    With ``data=None`` the built-in panel calibrated to the study
+    (``simulate.paper_panel(seed)``) is used with its column names.
+    """
+
+    data: str | None = None
+    unit: str = "firm"
+    time: str = "year"
+    outcomes: list[str] = field(default_factory=lambda: list(PAPER_OUTCOMES))
+    treat: str | None = "IM"
+    cohort: str | None = None
+    controls: list[str] = field(default_factory=lambda: list(PAPER_CONTROLS))
+    cluster: str | None = None
+    draws: int = 1000
+    boot_draws: int = 9999
+    seed: int = 0
+    n_jobs: int = -1
+    window: tuple[int, int] = (-5, 5)
+    extra_controls: list[str] = field(default_factory=list)
+    mechanisms: list[str] = field(default_factory=list)
+    splits: list[str] = field(default_factory=list)
+    out: str = "report"
+
+    @classmethod
+    def from_toml(cls, path: str | Path, **overrides: Any) -> "BatterySpec":
+        """Read a spec file (keys = field names; ``[battery]`` table or top level)."""
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+        raw = raw.get("battery", raw)
+        unknown = set(raw) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise StaggerlabError(f"unknown option(s) in {path}: {sorted(unknown)}")
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        if "window" in raw:
+            raw["window"] = tuple(raw["window"])
+        return cls(**raw)
+
+    @property
+    def cluster_col(self) -> str:
+        """Cluster column (defaults to the unit)."""
+        return self.cluster or self.unit
+
+
+@dataclass
+class Section:
+    """One section of the report."""
+
+    key: str
+    title: str
+    text: str
+    tables: dict[str, pl.DataFrame] = field(default_factory=dict)
+    figures: list[str] = field(default_factory=list)
+    numbers: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+@dataclass
+class BatteryResult:
+    """What a battery run produced (also written to ``out``)."""
+
+    spec: BatterySpec
+    sections: list[Section]
+    out: Path
+
+    def section(self, key: str) -> Section:
+        """Look a section up by key."""
+        for s in self.sections:
+            if s.key == key:
+                return s
+        raise KeyError(key)
+
+    def summary(self) -> str:
+        """One line per section."""
+        return "\n".join(f"{s.title}: {s.seconds:.2f} s" for s in self.sections)
+
+
+# --------------------------------------------------------------------- helpers
+def _stars(p: float) -> str:
+    return "***" if p < 0.01 else "**" if p < 0.05 else "*" if p < 0.1 else ""
+
+
+def md_table(df: pl.DataFrame, floatfmt: str = "{:.4f}") -> str:
+    """A polars frame as a Markdown table."""
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return "" if np.isnan(v) else floatfmt.format(v)
+        return "" if v is None else str(v)
+
+    head = "| " + " | ".join(df.columns) + " |"
+    sep = "|" + "|".join("---" for _ in df.columns) + "|"
+    body = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.iter_rows()]
+    return "\n".join([head, sep, *body])
+
+
+def _fml(y: str | list[str], treat: str, controls: list[str], unit: str, time: str) -> str:
+    lhs = y if isinstance(y, str) else " + ".join(y)
+    return f"{lhs} ~ {' + '.join([treat, *controls])} | {unit} + {time}"
+
+
+def _as_multi(fit: Feols | FeolsMulti) -> dict[str, Feols]:
+    return {fit.depvar: fit} if isinstance(fit, Feols) else dict(fit.fits)
+
+
+def regression_table(fits: dict[str, Feols], param: str, labels: dict[str, str]) -> pl.DataFrame:
+    """The study's Table 4 layout: coefficient with stars, (se), N, R2, within R2."""
+    cols: dict[str, list[str]] = {"": [param, "", "Controls", "Firm FE", "Year FE", "N", "R2", "Within R2"]}
+    for key, f in fits.items():
+        c, se, p = f.coef()[param], f.se()[param], f.pvalue()[param]
+        has_controls = len(f.coefnames) > 1
+        cols[labels.get(key, key)] = [
+            f"{c:.4f}{_stars(p)}", f"({se:.4f})", "Yes" if has_controls else "No", "Yes", "Yes",
+            f"{f.nobs:,}", f"{f.r2:.4f}", f"{f.r2_within:.4f}",
+        ]
+    return pl.DataFrame(cols)
+
+
+def _coef_rows(fits: dict[str, Feols], param: str) -> pl.DataFrame:
+    rows = []
+    for key, f in fits.items():
+        t = f.tidy().filter(pl.col("term") == param).row(0, named=True)
+        rows.append({"model": key, **{k: t[k] for k in ("estimate", "se", "pvalue", "ci_low", "ci_high")},
+                     "nobs": f.nobs, "r2": f.r2, "r2_within": f.r2_within})
+    return pl.DataFrame(rows)
+
+
+# -------------------------------------------------------------------- checks
+def _derive_treat(frame: pl.DataFrame, spec: BatterySpec) -> tuple[pl.DataFrame, str, str]:
+    """Return the frame with a 0/1 treatment column and a cohort column."""
+    if spec.treat and spec.treat in frame.columns:
+        treat = spec.treat
+        first = frame.filter(pl.col(treat) == 1).group_by(spec.unit).agg(pl.col(spec.time).min().alias("_cohort"))
+        frame = frame.join(first, on=spec.unit, how="left").with_columns(pl.col("_cohort").fill_null(0))
+        return frame, treat, "_cohort"
+    if spec.cohort:
+        treat = "_treat"
+        g = pl.col(spec.cohort).fill_null(0)
+        frame = frame.with_columns(
+            ((g > 0) & (pl.col(spec.time) >= g)).cast(pl.Int64).alias(treat), g.cast(pl.Int64).alias("_cohort")
+        )
+        return frame, treat, "_cohort"
+    raise MissingColumnError(f"treatment column {spec.treat!r} not found; give --treat COL or --cohort COL")
+
+
+def validate(frame: pl.DataFrame, spec: BatterySpec) -> pl.DataFrame:
+    """Check everything a long step would trip on; raise one clear error.
+
+    Returns the frame with ``_cohort`` (adoption period, 0 = never) and the
+    treatment column (``spec.treat`` or ``_treat`` derived from ``--cohort``).
+    """
+    needed = {
+        "unit": [spec.unit], "time": [spec.time], "outcome": spec.outcomes, "control": spec.controls,
+        "cluster": [spec.cluster_col], "extra control": spec.extra_controls, "mechanism": spec.mechanisms,
+        "split": spec.splits, "cohort": [spec.cohort] if spec.cohort else [],
+    }
+    for role, cols in needed.items():
+        missing = [c for c in cols if c not in frame.columns]
+        if missing:
+            raise MissingColumnError(
+                f"{role} column {missing[0]!r} not found in the data; available: {', '.join(frame.columns[:15])}"
+            )
+    if spec.treat and not spec.cohort and spec.treat not in frame.columns:
+        raise MissingColumnError(f"treatment column {spec.treat!r} not found; give --treat COL or --cohort COL")
+    if not spec.outcomes:
+        raise StaggerlabError("no outcome given; use --outcome COL")
+    frame, treat, _ = _derive_treat(frame, spec)
+    d = frame[treat].drop_nulls()
+    if d.n_unique() < 2:
+        raise TreatmentError(f"treatment {treat!r} never varies (always {d[0] if d.len() else 'missing'}); nothing to estimate")
+    for y in [*spec.outcomes, *spec.mechanisms]:
+        s = frame[y].drop_nulls()
+        if not s.dtype.is_numeric():
+            raise StaggerlabError(f"outcome {y!r} is not numeric ({s.dtype}); convert it first")
+        if s.n_unique() < 2:
+            raise StaggerlabError(f"outcome {y!r} is constant; drop it from --outcome")
+    n_cl = frame[spec.cluster_col].n_unique()
+    if n_cl < 2:
+        raise VcovError(f"cluster column {spec.cluster_col!r} has {n_cl} cluster; clustering needs at least 2")
+    Panel.from_frame(frame.select(spec.unit, spec.time), unit=spec.unit, time=spec.time)  # duplicates check
+    return frame
+
+
+# ------------------------------------------------------------------ sections
+def section_baseline(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path) -> Section:
+    """Table 4: every outcome, without and with controls, one demeaning per design."""
+    vc = {"CRV1": spec.cluster_col}
+    fits: dict[str, Feols] = {}
+    for controls, tag in (([], "no controls"), (spec.controls, "controls")):
+        res = _as_multi(feols(_fml(spec.outcomes, treat, controls, spec.unit, spec.time), frame, vcov=vc))
+        for y, f in res.items():
+            fits[f"{y} ({tag})"] = f
+    order = [f"{y} ({t})" for y in spec.outcomes for t in ("no controls", "controls")]
+    fits = {k: fits[k] for k in order if k in fits}
+    table = regression_table(fits, treat, {})
+    coefs = _coef_rows(fits, treat)
+    main = fits[f"{spec.outcomes[0]} (controls)"] if spec.controls else fits[f"{spec.outcomes[0]} (no controls)"]
+    text = (
+        f"TWFE regressions of each outcome on `{treat}` with {spec.unit} and {spec.time} fixed effects, "
+        f"without and with the controls ({', '.join(spec.controls) or 'none'}); standard errors clustered by "
+        f"{spec.cluster_col} (CRV1) in parentheses; * p<0.1, ** p<0.05, *** p<0.01. Outcomes sharing a "
+        f"missing-value pattern share one demeaning of the regressors.\n\n" + md_table(table)
+    )
+    return Section("baseline", "1. Baseline TWFE", text, {"baseline": coefs}, [],
+                   {"coefficients": coefs.to_dicts(), "main": {"estimate": main.coef()[treat], "se": main.se()[treat],
+                                                               "nobs": main.nobs}})
+
+
+def section_extra_controls(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path) -> Section:
+    """Table 7: competing policies / extra controls added one at a time."""
+    y = spec.outcomes[0]
+    vc = {"CRV1": spec.cluster_col}
+    if not spec.extra_controls:
+        return Section("extra_controls", "6. Competing policies / extra controls",
+                       "Not run: no extra controls were given (`--extra-controls a,b,...`).")
+    fits = {"baseline": feols(_fml(y, treat, spec.controls, spec.unit, spec.time), frame, vcov=vc)}
+    for c in spec.extra_controls:
+        fits[f"+ {c}"] = feols(_fml(y, treat, [*spec.controls, c], spec.unit, spec.time), frame, vcov=vc)
+    coefs = _coef_rows(fits, treat)
+    text = (f"`{y}` on `{treat}` with the baseline controls plus each extra control added one at a time "
+            f"(CRV1 by {spec.cluster_col}).\n\n" + md_table(regression_table(fits, treat, {})))
+    return Section("extra_controls", "6. Competing policies / extra controls", text, {"extra_controls": coefs}, [],
+                   {"coefficients": coefs.to_dicts()})
+
+
+def section_mechanisms(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path) -> Section:
+    """Table 8: the same model on mechanism outcomes, one demeaning of the regressors."""
+    if not spec.mechanisms:
+        return Section("mechanisms", "7. Mechanisms", "Not run: no mechanism outcomes were given (`--mechanisms a,b`).")
+    fits = _as_multi(feols(_fml(spec.mechanisms, treat, spec.controls, spec.unit, spec.time), frame,
+                           vcov={"CRV1": spec.cluster_col}))
+    coefs = _coef_rows(fits, treat)
+    text = (f"Each mechanism outcome on `{treat}` with the baseline controls, {spec.unit} and {spec.time} FE, "
+            f"CRV1 by {spec.cluster_col}.\n\n" + md_table(regression_table(fits, treat, {})))
+    return Section("mechanisms", "7. Mechanisms", text, {"mechanisms": coefs}, [], {"coefficients": coefs.to_dicts()})
+
+
+def section_heterogeneity(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path) -> Section:
+    """Table 9: split samples, permutation test of the difference, pooled interaction."""
+    from .inference.heterogeneity import split_difference
+
+    if not spec.splits:
+        return Section("heterogeneity", "8. Heterogeneity", "Not run: no split variables were given (`--split col`).")
+    y = spec.outcomes[0]
+    parts, tables, numbers = [], {}, {}
+    for g in spec.splits:
+        r = split_difference(frame, y=y, param=treat, controls=spec.controls, group=g, unit=spec.unit,
+                             time=spec.time, cluster=spec.cluster_col, draws=spec.draws, seed=spec.seed,
+                             n_jobs=spec.n_jobs)
+        tab = r.tidy()
+        tables[f"heterogeneity_{g}"] = tab
+        numbers[g] = {"difference": r.difference, "permutation_pvalue": r.pvalue,
+                      "interaction": r.interaction.coef()[r.interaction_term],
+                      "interaction_se": r.interaction.se()[r.interaction_term], "table": tab.to_dicts()}
+        parts.append(f"**Split by `{g}`** ({spec.draws:,} permutations of the group labels across units):\n\n"
+                     + md_table(tab))
+    text = (f"`{y}` on `{treat}` with the baseline controls in each group; the difference is tested (a) by "
+            "reshuffling the unit-level group labels (empirical p-value, exact refits of both groups per draw) "
+            f"and (b) by a pooled model with `{treat}` x group (CRV1 by {spec.cluster_col}).\n\n" + "\n\n".join(parts))
+    return Section("heterogeneity", "8. Heterogeneity", text, tables, [], numbers)
+
+
+SECTIONS: list[Callable[[pl.DataFrame, BatterySpec, str, Path], Section]] = [
+    section_baseline,
+    section_extra_controls,
+    section_mechanisms,
+    section_heterogeneity,
+]
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for p in ("staggerlab", "numpy", "numba", "polars", "scipy", "joblib", "pyfixest", "matplotlib"):
+        try:
+            out[p] = version(p)
+        except PackageNotFoundError:
+            out[p] = "not installed"
+    return out
+
+
+def load_data(spec: BatterySpec) -> tuple[pl.DataFrame, str]:
+    """The battery's data and a one-line description of where it came from."""
+    if spec.data is None:
+        return paper_panel(spec.seed), f"built-in synthetic panel calibrated to the study (seed {spec.seed})"
+    return read_frame(spec.data), f"`{spec.data}`"
+
+
+def battery(data: Any = None, *, spec: BatterySpec | None = None, verbose: bool = False, **options: Any) -> BatteryResult:
+    """Run the robustness battery and write the report.
+
+    Parameters
+    ----------
+    data : frame, Panel, path or None
+        The panel; ``None`` uses the built-in synthetic panel (``spec.data``
+        may also name a file).
+    spec : BatterySpec, optional
+        All options; keyword ``options`` override its fields.
+    verbose : bool
+        Print each section's timing as it finishes.
+
+    Returns
+    -------
+    BatteryResult
+    """
+    spec = spec or BatterySpec()
+    for k, v in options.items():
+        if k not in BatterySpec.__dataclass_fields__:
+            raise TypeError(f"unknown battery option {k!r}")
+        setattr(spec, k, v)
+    if isinstance(data, (str, Path)):
+        spec.data = str(data)
+        data = None
+    if data is None:
+        frame, source = load_data(spec)
+    else:
+        frame, source = to_polars(data), "the frame passed to `battery()`"
+    frame = validate(frame, spec)
+    treat = spec.treat if spec.treat and spec.treat in frame.columns else "_treat"
+    out = Path(spec.out)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    sections = []
+    t_all = time.perf_counter()
+    for fn in SECTIONS:
+        t0 = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", StaggerlabWarning)
+            sec = fn(frame, spec, treat, out)
+        sec.seconds = time.perf_counter() - t0
+        notes = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, StaggerlabWarning)))
+        if notes:
+            sec.text += "\n\nNotes (rows dropped or terms removed):\n\n" + "\n".join(f"- {n}" for n in notes)
+            sec.numbers["notes"] = notes
+        sections.append(sec)
+        if verbose:
+            print(f"  {sec.title:<45} {sec.seconds:6.2f} s", file=sys.stderr)
+    result = BatteryResult(spec, sections, out)
+    _write(result, frame, source, time.perf_counter() - t_all)
+    return result
+
+
+def _write(result: BatteryResult, frame: pl.DataFrame, source: str, seconds: float) -> None:
+    spec, out = result.spec, result.out
+    n_units = frame[spec.unit].n_unique()
+    head = [
+        "# staggerlab robustness battery",
+        "",
+        f"Data: {source}: {frame.height:,} rows, {n_units:,} units ({spec.unit}) x "
+        f"{frame[spec.time].n_unique()} periods ({spec.time}). Outcomes: {', '.join(spec.outcomes)}. "
+        f"Treatment: `{spec.treat or spec.cohort}`. Seed {spec.seed}. Total run time {seconds:.1f} s.",
+        "",
+    ]
+    body = []
+    for s in result.sections:
+        body += [f"## {s.title}", "", s.text, ""]
+        for fig in s.figures:
+            body += [f"![{s.title}](figures/{fig})", ""]
+        for name, tab in s.tables.items():
+            tab.write_parquet(out / f"{name}.parquet")
+    tail = ["## Reproducibility", "", "Spec:", "", "```toml", _toml(spec), "```", "", "Versions:", "",
+            md_table(pl.DataFrame({"package": list(_versions()), "version": list(_versions().values())})), ""]
+    (out / "report.md").write_text("\n".join(head + body + tail))
+    results = {
+        "spec": asdict(spec),
+        "versions": _versions(),
+        "data": {"source": source, "rows": frame.height, "units": n_units},
+        "sections": {s.key: {"title": s.title, "seconds": s.seconds, **s.numbers} for s in result.sections},
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=_json_default))
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, tuple):
+        return list(o)
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def _toml(spec: BatterySpec) -> str:
+    lines = ["[battery]"]
+    for k, v in asdict(spec).items():
+        if v is None:
+            continue
+        lines.append(f"{k} = {json.dumps(list(v) if isinstance(v, tuple) else v)}")
+    return "\n".join(lines)
