@@ -67,8 +67,11 @@ def _spec_from_args(a: argparse.Namespace):
             spec.extra_controls = ["smart_city", "lowcarbon_city"]
         if a.mechanisms is None and not spec.mechanisms:
             spec.mechanisms = ["Subsidy", "Patents", "FinConstraint"]
-    elif spec.data and a.outcome is None and not a.spec:
-        raise StaggerlabError("with --data, name the outcome(s) with --outcome COL")
+    elif not a.spec:
+        if a.outcome is None:
+            raise StaggerlabError("with --data, name the outcome(s) with --outcome COL")
+        if a.controls is None:
+            spec.controls = []  # the study's control names are defaults for the built-in panel only
     return spec
 
 

@@ -1,0 +1,146 @@
+"""End-to-end tests of the battery command and its heterogeneity section."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import polars as pl
+import pytest
+
+import staggerlab as sl
+from staggerlab.battery import BatterySpec, battery
+from staggerlab.cli import main
+from staggerlab.inference.design import factorize_column
+from staggerlab.inference.heterogeneity import _coef_from_sums, _unit_moments, split_difference
+
+EXACT = 1e-10  # same math, different route
+
+
+@pytest.fixture(scope="module")
+def user_panel(tmp_path_factory) -> tuple[str, pl.DataFrame]:
+    """A small panel with column names unlike the built-in one, as a CSV."""
+    df = sl.simulate.staggered(120, 8, n_controls=2, seed=7, effect=0.5).rename(
+        {"unit": "county", "time": "yr", "treat": "policy", "y": "emp", "x1": "pop", "x2": "wage"}
+    )
+    rng = np.random.default_rng(1)
+    grp = (rng.random(120) < 0.5).astype(np.int64)
+    df = df.with_columns(
+        urban=pl.Series(grp[df["county"].to_numpy() - 1]),
+        shock=pl.Series(rng.normal(size=df.height)),
+        mech=pl.col("emp") * 0.5 + pl.Series(rng.normal(size=df.height)),
+    )
+    path = tmp_path_factory.mktemp("data") / "panel.csv"
+    df.write_csv(path)
+    return str(path), df
+
+
+def test_battery_on_user_csv_matches_library(user_panel, tmp_path):
+    path, df = user_panel
+    out = tmp_path / "rep"
+    rc = main([
+        "battery", "--data", path, "--unit", "county", "--time", "yr", "--outcome", "emp",
+        "--treat", "policy", "--controls", "pop,wage", "--extra-controls", "shock", "--mechanisms", "mech",
+        "--split", "urban", "--draws", "99", "--n-jobs", "1", "--out", str(out), "-q",
+    ])
+    assert rc == 0
+    res = json.loads((out / "results.json").read_text())
+    assert (out / "report.md").exists()
+    base = {r["model"]: r for r in res["sections"]["baseline"]["coefficients"]}
+    direct = sl.feols("emp ~ policy + pop + wage | county + yr", df, vcov={"CRV1": "county"})
+    got = base["emp (controls)"]
+    assert got["estimate"] == pytest.approx(direct.coef()["policy"], rel=EXACT)
+    assert got["se"] == pytest.approx(direct.se()["policy"], rel=EXACT)
+    assert got["nobs"] == direct.nobs
+    nc = sl.feols("emp ~ policy | county + yr", df, vcov={"CRV1": "county"})
+    assert base["emp (no controls)"]["estimate"] == pytest.approx(nc.coef()["policy"], rel=EXACT)
+    het = res["sections"]["heterogeneity"]["urban"]
+    direct_split = split_difference(df, y="emp", param="policy", controls=["pop", "wage"], group="urban",
+                                    unit="county", time="yr", draws=99, seed=0)
+    assert het["difference"] == pytest.approx(direct_split.difference, rel=EXACT)
+    assert het["permutation_pvalue"] == direct_split.pvalue
+    mech = res["sections"]["mechanisms"]["coefficients"][0]
+    direct_m = sl.feols("mech ~ policy + pop + wage | county + yr", df, vcov={"CRV1": "county"})
+    assert mech["estimate"] == pytest.approx(direct_m.coef()["policy"], rel=EXACT)
+    report = (out / "report.md").read_text()
+    assert "1. Baseline TWFE" in report and "8. Heterogeneity" in report
+
+
+def test_battery_from_toml_spec(user_panel, tmp_path):
+    path, df = user_panel
+    spec_file = tmp_path / "b.toml"
+    spec_file.write_text(
+        f'[battery]\ndata = "{path}"\nunit = "county"\ntime = "yr"\noutcomes = ["emp"]\ntreat = "policy"\n'
+        'controls = ["pop"]\ndraws = 49\nn_jobs = 1\n'
+    )
+    out = tmp_path / "rep"
+    assert main(["battery", "--spec", str(spec_file), "--out", str(out), "-q"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["spec"]["controls"] == ["pop"]
+    direct = sl.feols("emp ~ policy + pop | county + yr", df, vcov={"CRV1": "county"})
+    assert res["sections"]["baseline"]["main"]["estimate"] == pytest.approx(direct.coef()["policy"], rel=EXACT)
+
+
+@pytest.mark.parametrize(
+    "change, args, message",
+    [
+        (None, ["--outcome", "nope"], "outcome column 'nope' not found"),
+        (lambda d: d.with_columns(policy=pl.lit(0)), [], "treatment 'policy' never varies"),
+        (lambda d: d.with_columns(emp=pl.lit(1.0)), [], "outcome 'emp' is constant"),
+        (lambda d: d.with_columns(one=pl.lit(1)), ["--cluster", "one"], "has 1 cluster; clustering needs at least 2"),
+        (None, ["--treat", "missing_treat"], "treatment column 'missing_treat' not found"),
+        (lambda d: pl.concat([d, d.head(1)]), [], "share a (county, yr) pair"),
+    ],
+)
+def test_battery_bad_input_one_clear_line(user_panel, tmp_path, capsys, change, args, message):
+    path, df = user_panel
+    if change is not None:
+        path = str(tmp_path / "bad.parquet")
+        change(df).write_parquet(path)
+    base = ["battery", "--data", path, "--unit", "county", "--time", "yr", "--treat", "policy", "--out",
+            str(tmp_path / "r"), "-q"]
+    if "--outcome" not in args:
+        base += ["--outcome", "emp"]
+    if "--treat" in args:
+        i = base.index("--treat")
+        del base[i : i + 2]
+    rc = main(base + args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert len(err) == 1 and err[0].startswith("staggerlab: error:")
+    assert message in err[0]
+
+
+def test_split_moments_equal_feols_on_permuted_groups():
+    """The permutation refit from per-unit moments equals a direct feols on each split."""
+    df = sl.simulate.staggered(80, 7, n_controls=2, drop_share=0.2, seed=3)
+    u = factorize_column(df["unit"])
+    t = factorize_column(df["time"])
+    Z = np.column_stack([df[c].cast(pl.Float64).to_numpy() for c in ["y", "treat", "x1", "x2"]])
+    P = _unit_moments(u, t, Z)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        lab = rng.random(u.max() + 1) < 0.5
+        fast = _coef_from_sums((lab.astype(float) @ P)[None], t.max() + 1, Z.shape[1])[0]
+        sub = df.filter(pl.Series(lab[u]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = sl.feols("y ~ treat + x1 + x2 | unit + time", sub).coef()["treat"]
+        assert fast == pytest.approx(ref, rel=1e-9)
+
+
+def test_split_difference_same_for_any_n_jobs():
+    df = sl.simulate.staggered(60, 6, seed=2).with_columns(g=(pl.col("unit") % 2))
+    kw = dict(y="y", param="treat", group="g", unit="unit", time="time", draws=250, seed=5)
+    a = split_difference(df, n_jobs=1, **kw)
+    b = split_difference(df, n_jobs=2, **kw)
+    np.testing.assert_array_equal(a.statistics, b.statistics)
+    assert 0 < a.pvalue <= 1
+
+
+def test_builtin_battery_recovers_true_effect(tmp_path):
+    spec = BatterySpec(draws=99, n_jobs=1, splits=["hightech"], out=str(tmp_path / "rep"))
+    res = battery(spec=spec)
+    main_fit = res.section("baseline").numbers["main"]
+    assert abs(main_fit["estimate"] - 0.093) < 2 * main_fit["se"] + 0.0
