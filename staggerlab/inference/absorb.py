@@ -49,9 +49,16 @@ def drop_singletons(codes: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def _recode(c: np.ndarray) -> tuple[np.ndarray, int]:
-    """Dense codes 0..G-1 (drops levels no row uses)."""
-    uniq, inv = np.unique(c, return_inverse=True)
-    return inv.astype(np.int64), int(uniq.size)
+    """Dense codes 0..G-1 (drops levels no row uses), in O(N) for int codes."""
+    c = np.ascontiguousarray(c, dtype=np.int64)
+    if c.size == 0:
+        return c, 0
+    lo = int(c.min())
+    used = np.bincount(c - lo) > 0
+    if used.all():
+        return (c - lo if lo else c), int(used.size)
+    remap = np.cumsum(used) - 1
+    return remap[c - lo], int(used.sum())
 
 
 @dataclass(eq=False)

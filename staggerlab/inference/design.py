@@ -21,7 +21,7 @@ from ..errors import (
     MissingValueWarning,
     SingletonWarning,
 )
-from ..panels.panel import Panel, check_columns, check_numeric, finite_mask, to_polars
+from ..panels.panel import check_columns, check_numeric, to_polars
 from .absorb import Absorber, drop_singletons
 from .vcov import VcovSpec, fe_df, nested_in
 
@@ -29,7 +29,19 @@ __all__ = ["Design", "build_design", "factorize_column"]
 
 
 def factorize_column(s: pl.Series) -> np.ndarray:
-    """Dense int64 codes of any column (nulls must be filtered out before)."""
+    """Dense int64 codes of any column, in sorted order of the values.
+
+    Integer ids spanning a modest range (the usual firm/year ids) are coded in
+    O(N) without sorting; anything else goes through polars' dense rank.
+    Nulls must have been filtered out before.
+    """
+    if s.dtype.is_integer() and s.len() > 0:
+        v = s.to_numpy()
+        lo, hi = int(v.min()), int(v.max())
+        if hi - lo <= 4 * v.size + 1024:
+            present = np.zeros(hi - lo + 1, dtype=np.int64)
+            present[v - lo] = 1
+            return (np.cumsum(present) - 1)[v - lo]
     return s.rank("dense").cast(pl.Int64).to_numpy() - 1
 
 
@@ -93,6 +105,8 @@ class Design:
     def demean(self, values: np.ndarray) -> np.ndarray:
         """Demean columns measured on the sample rows and scale by sqrt(weights)."""
         out = self.absorber.demean(values)
+        if self.weights_name is None:
+            return out
         return out * (self.sw if out.ndim == 1 else self.sw[:, None])
 
     def df_k(self, spec: VcovSpec) -> int:
@@ -171,7 +185,17 @@ def build_design(
     if weights is not None:
         check_numeric(frame, [weights], "weights")
     used = list(dict.fromkeys([*numeric, *fixef, *clusters, *([weights] if weights else [])]))
-    keep = finite_mask(frame, used)
+    # pull each numeric column once; null counts are metadata, so the common
+    # clean case costs one isfinite pass per float column
+    values = {c: frame[c].cast(pl.Float64).to_numpy() for c in dict.fromkeys([*numeric, *([weights] if weights else [])])}
+    keep = np.ones(frame.height, dtype=bool)
+    for c in used:
+        if c in values:
+            v = values[c]
+            if not np.isfinite(v).all():
+                keep &= np.isfinite(v)
+        elif frame[c].null_count():
+            keep &= frame[c].is_not_null().to_numpy()
     n_missing = int((~keep).sum())
     if n_missing:
         if na == "raise":
@@ -185,11 +209,13 @@ def build_design(
             stacklevel=stacklevel,
         )
     rows = np.flatnonzero(keep)
-    sub = frame[rows] if n_missing else frame
+    sub = frame.filter(pl.Series(keep)) if n_missing else frame
+    if n_missing:
+        values = {c: v[keep] for c, v in values.items()}
     if sub.height == 0:
         raise EmptyPanelError("no rows left after dropping missing values")
     if weights is not None:
-        wv = sub[weights].cast(pl.Float64).to_numpy()
+        wv = values[weights]
         if (wv <= 0).any():
             raise MissingValueError(f"weights column {weights!r} has {int((wv <= 0).sum())} non-positive value(s)")
     fe_codes = [factorize_column(sub[f]) for f in fixef]
@@ -206,9 +232,10 @@ def build_design(
             rows = rows[ks]
             sub = sub.filter(pl.Series(ks))
             fe_codes = [c[ks] for c in fe_codes]
+            values = {c: v[ks] for c, v in values.items()}
             if sub.height == 0:
                 raise EmptyPanelError("no rows left after dropping singletons")
-    w = sub[weights].cast(pl.Float64).to_numpy() if weights is not None else None
+    w = values[weights] if weights is not None else None
     absorber = Absorber(
         fe_codes, w, method=demean_method, tol=fixef_tol, maxiter=fixef_maxiter, nobs=sub.height
     )
@@ -217,13 +244,15 @@ def build_design(
     names = (["Intercept"] if intercept else []) + list(regressors)
     X = np.empty((sub.height, len(names)))
     for j, r in enumerate(names):
-        X[:, j] = 1.0 if r == "Intercept" else sub[r].cast(pl.Float64).to_numpy()
+        X[:, j] = 1.0 if r == "Intercept" else values[r]
     ww = sw**2
     wmean = (ww @ X) / ww.sum()
     ss = ww @ (X - wmean) ** 2
     if intercept:
         ss[0] = ww.sum()
-    Xd = absorber.demean(X) * sw[:, None]
+    Xd = absorber.demean(X)
+    if weights is not None:
+        Xd *= sw[:, None]
     XtX = Xd.T @ Xd
     drop = _collinear(XtX, ss, collin_tol)
     if drop:
@@ -241,10 +270,11 @@ def build_design(
         XtX = XtX[np.ix_(kept, kept)]
     cho = sla.cho_factor(XtX)
     bread = sla.cho_solve(cho, np.eye(XtX.shape[0]))
-    cl_codes = {c: factorize_column(sub[c]) for c in clusters}
+    # a cluster that is also a FE reuses its codes
+    cl_codes = {c: absorber.codes[list(fixef).index(c)] if c in fixef else factorize_column(sub[c]) for c in clusters}
     Y = np.empty((sub.height, len(extra)))
     for j, e in enumerate(extra):
-        Y[:, j] = sub[e].cast(pl.Float64).to_numpy()
+        Y[:, j] = values[e]
     design = Design(
         frame=sub,
         rows=rows,

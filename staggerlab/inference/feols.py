@@ -49,9 +49,9 @@ class Feols:
         df_k = d.df_k(spec)
         if spec.kind == "iid":
             return vcov_iid(d.bread, self._uw, N, df_k), N - df_k, None
-        scores = d.Xw * self._uw[:, None]
         if spec.kind == "hetero":
-            return vcov_hetero(d.bread, scores, N, df_k), N - df_k, None
+            return vcov_hetero(d.bread, d.Xw * self._uw[:, None], N, df_k), N - df_k, None
+        scores = (d.Xw, self._uw)
         missing = [c for c in spec.clusters if c not in d.clusters]
         if missing:
             raise VcovError(

@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import VcovError
-from ..kernels.cluster import cluster_sums
+from ..kernels.cluster import cluster_score_sums, cluster_sums
 
 __all__ = ["VcovSpec", "parse_vcov", "fe_df", "nested_in", "vcov_iid", "vcov_hetero", "vcov_crv1", "combine_codes"]
 
@@ -101,8 +101,16 @@ def vcov_hetero(bread: np.ndarray, scores: np.ndarray, N: int, df_k: int) -> np.
 
 
 def crv_meat(scores: np.ndarray, codes: np.ndarray, n_clusters: int) -> np.ndarray:
-    """``sum_g s_g s_g'`` with ``s_g`` the cluster sums of the scores."""
-    S = cluster_sums(np.ascontiguousarray(scores), codes, n_clusters)
+    """``sum_g s_g s_g'`` with ``s_g`` the cluster sums of the scores.
+
+    ``scores`` is an N x k array, or a pair ``(X, u)`` standing for ``X * u``
+    (summed without forming the product).
+    """
+    if isinstance(scores, tuple):
+        X, u = scores
+        S = cluster_score_sums(X, u, codes, n_clusters)
+    else:
+        S = cluster_sums(np.ascontiguousarray(scores), codes, n_clusters)
     return S.T @ S
 
 
@@ -113,7 +121,10 @@ def vcov_crv1(
     N: int,
     df_k: int,
 ) -> tuple[np.ndarray, int]:
-    """CRV1 (one- or two-way). Returns ``(V, G)`` with ``G`` the smallest cluster count."""
+    """CRV1 (one- or two-way). Returns ``(V, G)`` with ``G`` the smallest cluster count.
+
+    ``scores`` as in :func:`crv_meat`.
+    """
     if len(clusters) == 1:
         parts = [(clusters[0], 1.0)]
     else:

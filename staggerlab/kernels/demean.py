@@ -22,6 +22,7 @@ Two algorithms:
 
 from __future__ import annotations
 
+import numba as nb
 import numpy as np
 
 from ._jit import jit, pjit, prange
@@ -44,21 +45,60 @@ def group_weights(codes_N, w_N, n_groups):
     return sumw_G
 
 
+@jit
+def _chunk_bounds(N, n_chunks):
+    bounds = np.empty(n_chunks + 1, dtype=np.int64)
+    for c in range(n_chunks + 1):
+        bounds[c] = (N * c) // n_chunks
+    return bounds
+
+
 @pjit
+def _group_sums(x_NK, codes_N, w_N, n_groups, n_chunks):
+    """Weighted group sums (G x K), rows split in chunks summed per thread.
+
+    Row-major loops keep the access to ``x`` sequential; each chunk has its
+    own accumulator so threads never write to shared memory.
+    """
+    N, K = x_NK.shape
+    bounds = _chunk_bounds(N, n_chunks)
+    part_CGK = np.zeros((n_chunks, n_groups, K))
+    for c in prange(n_chunks):
+        acc = part_CGK[c]
+        for n in range(bounds[c], bounds[c + 1]):
+            g = codes_N[n]
+            wn = w_N[n]
+            for k in range(K):
+                acc[g, k] += wn * x_NK[n, k]
+    sums_GK = part_CGK[0].copy()
+    for c in range(1, n_chunks):
+        sums_GK += part_CGK[c]
+    return sums_GK
+
+
+@pjit
+def _subtract_group(x_NK, codes_N, means_GK, n_chunks):
+    N, K = x_NK.shape
+    out_NK = np.empty_like(x_NK)
+    bounds = _chunk_bounds(N, n_chunks)
+    for c in prange(n_chunks):
+        for n in range(bounds[c], bounds[c + 1]):
+            g = codes_N[n]
+            for k in range(K):
+                out_NK[n, k] = x_NK[n, k] - means_GK[g, k]
+    return out_NK
+
+
 def sweep_one(x_NK, codes_N, w_N, sumw_G):
     """Return ``x`` minus its weighted group means for one FE (exact, one pass)."""
-    N, K = x_NK.shape
-    G = sumw_G.shape[0]
-    out_NK = np.empty_like(x_NK)
-    for k in prange(K):
-        sums_G = np.zeros(G)
-        for n in range(N):
-            sums_G[codes_N[n]] += w_N[n] * x_NK[n, k]
-        for g in range(G):
-            sums_G[g] /= sumw_G[g]
-        for n in range(N):
-            out_NK[n, k] = x_NK[n, k] - sums_G[codes_N[n]]
-    return out_NK
+    nc = _n_chunks(x_NK.shape[0])
+    sums_GK = _group_sums(x_NK, codes_N, w_N, sumw_G.shape[0], nc)
+    return _subtract_group(x_NK, codes_N, sums_GK / sumw_G[:, None], nc)
+
+
+def _n_chunks(N):
+    # below ~50k rows a second thread costs more than it saves
+    return 1 if N < 50_000 else nb.get_num_threads()
 
 
 @jit
@@ -99,45 +139,63 @@ def cross_hessian(order_N, starts_U, codes_NQ, w_N, n_small):
 
 
 @pjit
-def _small_rhs(r_NK, codes_NQ, w_N, n_small):
+def _small_rhs(r_NK, codes_NQ, w_N, n_small, n_chunks):
     N, K = r_NK.shape
     Q = codes_NQ.shape[1]
-    S_MK = np.zeros((n_small, K))
-    for k in prange(K):
-        for n in range(N):
-            v = w_N[n] * r_NK[n, k]
+    bounds = _chunk_bounds(N, n_chunks)
+    part_CMK = np.zeros((n_chunks, n_small, K))
+    for c in prange(n_chunks):
+        acc = part_CMK[c]
+        for n in range(bounds[c], bounds[c + 1]):
+            wn = w_N[n]
             for q in range(Q):
-                S_MK[codes_NQ[n, q], k] += v
+                b = codes_NQ[n, q]
+                for k in range(K):
+                    acc[b, k] += wn * r_NK[n, k]
+    S_MK = part_CMK[0].copy()
+    for c in range(1, n_chunks):
+        S_MK += part_CMK[c]
     return S_MK
 
 
 @pjit
-def _apply_small(r_NK, codes_NQ, w_N, codeA_N, sumwA_G, gamma_MK):
-    N, K = r_NK.shape
+def _small_fit(codes_NQ, gamma_MK, n_chunks):
+    N = codes_NQ.shape[0]
     Q = codes_NQ.shape[1]
-    G = sumwA_G.shape[0]
-    out_NK = np.empty_like(r_NK)
-    for k in prange(K):
-        bg_N = np.empty(N)
-        means_G = np.zeros(G)
-        for n in range(N):
-            s = 0.0
+    K = gamma_MK.shape[1]
+    bg_NK = np.zeros((N, K))
+    bounds = _chunk_bounds(N, n_chunks)
+    for c in prange(n_chunks):
+        for n in range(bounds[c], bounds[c + 1]):
             for q in range(Q):
-                s += gamma_MK[codes_NQ[n, q], k]
-            bg_N[n] = s
-            means_G[codeA_N[n]] += w_N[n] * s
-        for g in range(G):
-            means_G[g] /= sumwA_G[g]
-        for n in range(N):
-            out_NK[n, k] = r_NK[n, k] - (bg_N[n] - means_G[codeA_N[n]])
+                b = codes_NQ[n, q]
+                for k in range(K):
+                    bg_NK[n, k] += gamma_MK[b, k]
+    return bg_NK
+
+
+@pjit
+def _finish(r_NK, bg_NK, codeA_N, meansA_GK, n_chunks):
+    N, K = r_NK.shape
+    out_NK = np.empty_like(r_NK)
+    bounds = _chunk_bounds(N, n_chunks)
+    for c in prange(n_chunks):
+        for n in range(bounds[c], bounds[c + 1]):
+            g = codeA_N[n]
+            for k in range(K):
+                out_NK[n, k] = r_NK[n, k] - bg_NK[n, k] + meansA_GK[g, k]
     return out_NK
 
 
 def exact_finish(r_NK, codes_NQ, w_N, codeA_N, sumwA_G, Hpinv_MM):
-    """Finish the exact demeaning of ``r = M_A x`` given ``pinv(H)``."""
-    S_MK = _small_rhs(r_NK, codes_NQ, w_N, Hpinv_MM.shape[0])
+    """Finish the exact demeaning of ``r = M_A x`` given ``pinv(H)``:
+    ``M x = r - M_A (B gamma)`` with ``gamma = H^+ B' W r``."""
+    nc = _n_chunks(r_NK.shape[0])
+    S_MK = _small_rhs(r_NK, codes_NQ, w_N, Hpinv_MM.shape[0], nc)
     gamma_MK = np.ascontiguousarray(Hpinv_MM @ S_MK)
-    return _apply_small(r_NK, codes_NQ, w_N, codeA_N, sumwA_G, gamma_MK)
+    bg_NK = _small_fit(codes_NQ, gamma_MK, nc)
+    meansA_GK = _group_sums(bg_NK, codeA_N, w_N, sumwA_G.shape[0], nc) / sumwA_G[:, None]
+    return _finish(r_NK, bg_NK, codeA_N, meansA_GK, nc)
 
 
 @jit
