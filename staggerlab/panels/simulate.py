@@ -255,4 +255,3 @@ def paper_panel(
     )
 
 
-from .dgp import DGP, Truth, dgp  # noqa: E402
