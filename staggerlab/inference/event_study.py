@@ -1,0 +1,611 @@
+"""Event studies for staggered adoption: dynamic TWFE, Sun-Abraham, imputation.
+
+All methods return an :class:`EventStudyResult` (coefficients by relative
+period, their covariance, aggregations, a pre-trend test and Figure 1).
+``method="cs"`` is delegated to :mod:`staggerlab.inference.cs`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from functools import cached_property
+from typing import Any, Callable, Literal, Sequence
+
+import numpy as np
+import polars as pl
+from scipy import stats
+
+from ..errors import StaggerlabError, TreatmentError
+from ..kernels.cluster import cluster_sums
+from .absorb import Absorber
+from .design import factorize_column
+from .feols import feols
+from .staggered_data import COHORT, REL, StaggeredData, prepare
+
+__all__ = ["event_study", "EventStudyResult", "Aggregate", "WaldTest", "EventStudyError"]
+
+Method = Literal["twfe", "sunab", "imputation", "cs"]
+_RELB = "_relb"  # relative period after binning the endpoints
+
+
+class EventStudyError(StaggerlabError, ValueError):
+    """An event study cannot be set up as requested (window, reference, method)."""
+
+
+# ----------------------------------------------------------------- helpers
+def _ci(est: np.ndarray, se: np.ndarray, df: int | None, level: float) -> tuple[np.ndarray, np.ndarray]:
+    q = stats.t.ppf(0.5 + level / 2, df) if df else stats.norm.ppf(0.5 + level / 2)
+    return est - q * se, est + q * se
+
+
+def _pinv_psd(S: np.ndarray) -> np.ndarray:
+    """Pseudo-inverse of a PSD matrix (drops the clearly null directions)."""
+    ev, U = np.linalg.eigh(S)
+    keep = ev > max(ev.max(), 0.0) * 1e-11
+    return (U[:, keep] / ev[keep]) @ U[:, keep].T
+
+
+def _rel_label(r: int) -> str:
+    return f"m{-r}" if r < 0 else f"p{r}"
+
+
+class Aggregate:
+    """An aggregated effect (a linear combination of event-study estimates).
+
+    Attributes
+    ----------
+    kind : str
+        ``"simple"``, ``"dynamic"``, ``"group"`` or ``"calendar"``.
+    estimate, se : float
+        The overall aggregated effect and its standard error.
+    components : polars.DataFrame or None
+        The effects it averages (``level, estimate, se``): by relative period,
+        cohort or calendar period.
+    df : int or None
+        Degrees of freedom of the t reference distribution (None: normal).
+    """
+
+    def __init__(self, kind: str, estimate: float, se: float, df: int | None = None,
+                 components: pl.DataFrame | None = None):
+        self.kind = kind
+        self.estimate = float(estimate)
+        self.se = float(se)
+        self.df = df
+        self.components = components
+
+    def tidy(self, level: float = 0.95) -> pl.DataFrame:
+        """Overall row first, then components: ``level, estimate, se, ci_low, ci_high``."""
+        names = ["overall"]
+        est = [self.estimate]
+        se = [self.se]
+        if self.components is not None:
+            names += [str(v) for v in self.components["level"].to_list()]
+            est += self.components["estimate"].to_list()
+            se += self.components["se"].to_list()
+        e, s = np.asarray(est, float), np.asarray(se, float)
+        lo, hi = _ci(e, s, self.df, level)
+        return pl.DataFrame({"level": names, "estimate": e, "se": s, "ci_low": lo, "ci_high": hi})
+
+    def summary(self) -> str:
+        """Printable table."""
+        lines = [f"Aggregated effect ({self.kind}): {self.estimate:.5f} (se {self.se:.5f})"]
+        for r in self.tidy().iter_rows(named=True):
+            lines.append(f"  {r['level']:>10}  {r['estimate']:>11.5f}  {r['se']:>10.5f}"
+                         f"  [{r['ci_low']:.4f}, {r['ci_high']:.4f}]")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+
+class WaldTest:
+    """Joint Wald test that some coefficients are all zero.
+
+    ``statistic`` is the F form ``W / q``; the p-value uses F(q, df) when the
+    result has finite degrees of freedom, else chi2(q) on ``W``.
+    """
+
+    def __init__(self, wald: float, q: int, df: int | None, terms: list[int]):
+        self.wald = float(wald)
+        self.df1 = int(q)
+        self.df2 = df
+        self.statistic = self.wald / q if q else float("nan")
+        self.terms = terms
+        if q == 0:
+            self.pvalue = float("nan")
+        elif df:
+            self.pvalue = float(stats.f.sf(self.statistic, q, df))
+        else:
+            self.pvalue = float(stats.chi2.sf(self.wald, q))
+
+    @property
+    def df(self) -> int:
+        """Number of restrictions tested."""
+        return self.df1
+
+    def __getitem__(self, key: str) -> Any:
+        return {"statistic": self.statistic, "wald": self.wald, "df": self.df1,
+                "df2": self.df2, "pvalue": self.pvalue}[key]
+
+    def tidy(self) -> pl.DataFrame:
+        """One row: ``statistic, wald, df, df2, pvalue``."""
+        return pl.DataFrame({"statistic": [self.statistic], "wald": [self.wald], "df": [self.df1],
+                             "df2": [self.df2], "pvalue": [self.pvalue]})
+
+    def summary(self) -> str:
+        """Printable line."""
+        dist = f"F({self.df1}, {self.df2})" if self.df2 else f"chi2({self.df1})"
+        return f"Joint pre-trend test (leads {self.terms}): {dist} = {self.statistic:.4f}, p = {self.pvalue:.4g}"
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+
+class EventStudyResult:
+    """Event-study estimates by relative period.
+
+    Parameters
+    ----------
+    rel_time : array of int
+        Estimated relative periods (reference excluded).
+    coef : array
+        Estimates, same order.
+    vcov : 2-D array
+        Their covariance.
+    ref : int
+        The reference (omitted) period.
+    method : str
+    nobs : int
+        Observations used.
+    df : int, optional
+        Degrees of freedom of t-based inference (None: normal).
+    extra : dict, optional
+        Method-specific material. ``extra["aggregator"]``, a callable
+        ``kind -> Aggregate``, overrides the default aggregations;
+        ``extra["n_rel"]`` (treated observations per relative period) weights
+        the default ``"simple"`` aggregation.
+    """
+
+    def __init__(self, rel_time: Sequence[int], coef: Sequence[float], vcov: np.ndarray, ref: int,
+                 method: str, nobs: int, df: int | None = None, extra: dict | None = None):
+        self.rel_time = np.asarray(rel_time, dtype=np.int64)
+        self.coef = np.asarray(coef, dtype=np.float64)
+        self.vcov = np.asarray(vcov, dtype=np.float64).reshape(self.coef.size, self.coef.size)
+        self.ref = int(ref)
+        self.method = method
+        self.nobs = int(nobs)
+        self.df = None if df is None else int(df)
+        self.extra = dict(extra or {})
+
+    @property
+    def se(self) -> np.ndarray:
+        """Standard errors of :attr:`coef`."""
+        return np.sqrt(np.diag(self.vcov))
+
+    def tidy(self, level: float = 0.95) -> pl.DataFrame:
+        """``rel_time, estimate, se, ci_low, ci_high`` (one row per estimated period)."""
+        lo, hi = _ci(self.coef, self.se, self.df, level)
+        return pl.DataFrame({"rel_time": self.rel_time, "estimate": self.coef, "se": self.se,
+                             "ci_low": lo, "ci_high": hi})
+
+    def pretrend_test(self) -> WaldTest:
+        """Joint Wald test that every estimated lead (relative period < 0) is zero."""
+        lead = np.flatnonzero(self.rel_time < 0)
+        b = self.coef[lead]
+        V = self.vcov[np.ix_(lead, lead)]
+        wald = float(b @ np.linalg.lstsq(V, b, rcond=None)[0]) if lead.size else float("nan")
+        q = int(np.linalg.matrix_rank(V)) if lead.size else 0
+        return WaldTest(wald, q, self.df, self.rel_time[lead].tolist())
+
+    def _lincomb(self, R: np.ndarray) -> tuple[float, float]:
+        return float(R @ self.coef), float(np.sqrt(max(R @ self.vcov @ R, 0.0)))
+
+    def aggregate(self, kind: str = "simple") -> Aggregate:
+        """Aggregate the event study.
+
+        ``"simple"``: average effect over post periods weighted by the number
+        of treated observations; ``"dynamic"``: equal-weight average of the
+        post-period estimates (components: every relative period). Methods may
+        add ``"group"`` (by cohort) and ``"calendar"`` (by period).
+        """
+        agg: Callable[[str], Aggregate] | None = self.extra.get("aggregator")
+        if agg is not None:
+            return agg(kind)
+        return self._default_aggregate(kind)
+
+    def _default_aggregate(self, kind: str) -> Aggregate:
+        post = self.rel_time >= 0
+        if not post.any():
+            raise EventStudyError("no post-treatment period (rel_time >= 0) was estimated")
+        if kind == "simple":
+            n = np.asarray(self.extra.get("n_rel", np.ones(self.coef.size)), float)
+            R = np.where(post, n, 0.0)
+            R = R / R.sum()
+            est, se = self._lincomb(R)
+            return Aggregate("simple", est, se, self.df)
+        if kind == "dynamic":
+            R = post / post.sum()
+            est, se = self._lincomb(R)
+            comp = pl.DataFrame({"level": self.rel_time, "estimate": self.coef, "se": self.se})
+            return Aggregate("dynamic", est, se, self.df, comp)
+        raise EventStudyError(f"aggregation {kind!r} is not defined for method={self.method!r}; "
+                              "use 'simple' or 'dynamic'")
+
+    def summary(self) -> str:
+        """Printable table of the estimates and the pre-trend test."""
+        lines = [f"Event study ({self.method}), reference period {self.ref}, {self.nobs:,} observations",
+                 f"{'rel_time':>8}{'estimate':>12}{'se':>11}{'ci_low':>11}{'ci_high':>11}"]
+        for r in self.tidy().iter_rows(named=True):
+            lines.append(f"{r['rel_time']:>8}{r['estimate']:>12.5f}{r['se']:>11.5f}"
+                         f"{r['ci_low']:>11.5f}{r['ci_high']:>11.5f}")
+        if (self.rel_time < 0).any():
+            lines.append(self.pretrend_test().summary())
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+    def plot(self, path: str | None = None, *, level: float = 0.95, ax: Any = None,
+             title: str | None = None) -> Any:
+        """Figure 1: estimates with confidence intervals against relative time."""
+        from ..plots.event_study import plot_event_study
+
+        return plot_event_study(self, path=path, level=level, ax=ax, title=title)
+
+
+# ------------------------------------------------------------ dummy setup
+def _add_binned_rel(frame: pl.DataFrame, window: tuple[int, int], bin_endpoints: bool) -> pl.DataFrame:
+    lo, hi = window
+    r = pl.col(REL).clip(lo, hi) if bin_endpoints else pl.col(REL)
+    return frame.with_columns(r.alias(_RELB))
+
+
+def _weighted_counts(frame: pl.DataFrame, by: list[str], weights: str | None) -> pl.DataFrame:
+    n = pl.col(weights).cast(pl.Float64).sum() if weights else pl.len().cast(pl.Float64)
+    return frame.group_by(by).agg(n.alias("_n"))
+
+
+def _twfe(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: bool) -> EventStudyResult:
+    frame = _add_binned_rel(sd.frame, window, bin_endpoints)
+    levels = sorted(x for x in frame[_RELB].drop_nulls().unique().to_list() if x != ref)
+    if not levels:
+        raise EventStudyError("no relative period other than the reference is observed")
+    names = {f"_es_{_rel_label(r)}": r for r in levels}
+    frame = frame.with_columns(
+        [(pl.col(_RELB) == r).fill_null(False).cast(pl.Float64).alias(n) for n, r in names.items()]
+    )
+    fml = f"{sd.y} ~ {' + '.join([*names, *sd.controls])} | {sd.unit} + {sd.time}"
+    fit = feols(fml, frame, vcov={"CRV1": sd.cluster}, weights=sd.weights)
+    lo, hi = window
+    pos = [j for j, n in enumerate(fit.coefnames) if n in names and lo <= names[n] <= hi]
+    rel = np.array([names[fit.coefnames[j]] for j in pos], dtype=np.int64)
+    cnt = _weighted_counts(fit.design.frame.filter(pl.col(_RELB).is_not_null()), [_RELB], sd.weights)
+    nmap = dict(zip(cnt[_RELB].to_list(), cnt["_n"].to_list()))
+    V = fit.vcov()
+    return EventStudyResult(rel, fit.beta[pos], V[np.ix_(pos, pos)], ref, "twfe", fit.nobs, fit.df_t,
+                            {"fit": fit, "n_rel": np.array([nmap.get(int(r), 0.0) for r in rel])})
+
+
+def _sunab(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: bool) -> EventStudyResult:
+    frame = _add_binned_rel(sd.frame, window, bin_endpoints)
+    cohorts = [int(g) for g in sd.cohorts]
+    if frame.filter(pl.col(COHORT) == 0).height == 0:
+        # no never-treated units: the last cohort is the control, and only the
+        # periods before it adopts can be used
+        g_last = cohorts.pop()
+        frame = frame.filter(pl.col(sd.time) < g_last)
+        warnings.warn(f"no never-treated units: cohort {g_last} (last treated) is the control group",
+                      stacklevel=3)
+        frame = frame.with_columns(
+            pl.when(pl.col(COHORT) == g_last).then(None).otherwise(pl.col(_RELB)).alias(_RELB)
+        )
+    has_ref = set(frame.filter(pl.col(_RELB) == ref)[COHORT].unique().to_list())
+    lost = [g for g in cohorts if g not in has_ref]
+    if lost:
+        warnings.warn(f"cohort(s) {lost} have no observation at the reference period {ref} and are dropped",
+                      stacklevel=3)
+        frame = frame.filter(~pl.col(COHORT).is_in(lost))
+        cohorts = [g for g in cohorts if g in has_ref]
+    if not cohorts:
+        raise EventStudyError("no treated cohort is observed at the reference period")
+    cells = (frame.filter(pl.col(COHORT).is_in(cohorts) & (pl.col(_RELB) != ref))
+             .select(COHORT, _RELB).unique().sort(COHORT, _RELB))
+    names = {f"_sa_{g}_{_rel_label(r)}": (g, r) for g, r in cells.iter_rows()}
+    frame = frame.with_columns(
+        [((pl.col(COHORT) == g) & (pl.col(_RELB) == r)).fill_null(False).cast(pl.Float64).alias(n)
+         for n, (g, r) in names.items()]
+    )
+    fml = f"{sd.y} ~ {' + '.join([*names, *sd.controls])} | {sd.unit} + {sd.time}"
+    fit = feols(fml, frame, vcov={"CRV1": sd.cluster}, weights=sd.weights)
+    pos = [j for j, n in enumerate(fit.coefnames) if n in names]
+    g_c = np.array([names[fit.coefnames[j]][0] for j in pos], dtype=np.int64)
+    l_c = np.array([names[fit.coefnames[j]][1] for j in pos], dtype=np.int64)
+    b_c = fit.beta[pos]
+    V_c = fit.vcov()[np.ix_(pos, pos)]
+    est = fit.design.frame
+    cnt = _weighted_counts(est.filter(pl.col(_RELB).is_not_null()), [COHORT, _RELB], sd.weights)
+    nmap = {(g, r): n for g, r, n in cnt.iter_rows()}
+    n_c = np.array([nmap.get((int(g), int(r)), 0.0) for g, r in zip(g_c, l_c)])
+    units = est.group_by(COHORT).agg(pl.col(sd.unit).n_unique())
+    n_units = dict(units.iter_rows())
+    lo, hi = window
+    rel = np.array(sorted({int(r) for r in l_c if lo <= r <= hi}), dtype=np.int64)
+    R = np.zeros((rel.size, b_c.size))
+    for i, r in enumerate(rel):
+        m = l_c == r
+        R[i, m] = n_c[m] / n_c[m].sum()
+    n_rel = np.array([n_c[l_c == r].sum() for r in rel])
+
+    def aggregator(kind: str) -> Aggregate:
+        post = l_c >= 0
+        if kind == "simple":
+            w = np.where(post, n_c, 0.0)
+            w = w / w.sum()
+            return Aggregate("simple", w @ b_c, np.sqrt(w @ V_c @ w), fit.df_t)
+        if kind == "group":
+            gs = sorted({int(g) for g in g_c[post]})
+            Rg = np.zeros((len(gs), b_c.size))
+            for i, g in enumerate(gs):
+                m = post & (g_c == g)
+                Rg[i, m] = n_c[m] / n_c[m].sum()
+            pi = np.array([n_units[g] for g in gs], float)
+            pi /= pi.sum()
+            Vg = Rg @ V_c @ Rg.T
+            comp = pl.DataFrame({"level": gs, "estimate": Rg @ b_c, "se": np.sqrt(np.diag(Vg))})
+            return Aggregate("group", pi @ Rg @ b_c, np.sqrt(pi @ Vg @ pi), fit.df_t, comp)
+        return res._default_aggregate(kind)
+
+    res = EventStudyResult(rel, R @ b_c, R @ V_c @ R.T, ref, "sunab", fit.nobs, fit.df_t,
+                           {"fit": fit, "n_rel": n_rel, "aggregator": aggregator,
+                            "cells": pl.DataFrame({"cohort": g_c, "rel_time": l_c, "estimate": b_c,
+                                                   "se": np.sqrt(np.diag(V_c)), "n": n_c})})
+    return res
+
+
+# -------------------------------------------------------------- imputation
+class _Imputation:
+    """Borusyak-Jaravel-Spiess imputation with Gardner's GMM variance.
+
+    First stage: unit + period FE (+ controls) fitted on untreated rows;
+    second stage: means of the first-stage residuals over disjoint groups of
+    rows (relative periods, cohorts, ...). The variance of those means is the
+    two-stage GMM (stacked moments) variance clustered by ``cluster``,
+    without small-sample factor, as in Butts-Gardner's did2s.
+
+    The first-stage normal equations are solved by eliminating the unit
+    effects: what remains is a small system in the period effects (first
+    period as reference) and the controls, ``S`` (its Schur complement),
+    factorized once. Period dummies are never formed; they enter through
+    (unit, period) and (period, group) weight tables.
+    """
+
+    def __init__(self, sd: StaggeredData):
+        frame = sd.frame
+        D = frame["_treat"].to_numpy().astype(bool)
+        ucode = factorize_column(frame[sd.unit])
+        tcode = factorize_column(frame[sd.time])
+        w = frame[sd.weights].cast(pl.Float64).to_numpy() if sd.weights else np.ones(frame.height)
+        n_u = np.bincount(ucode[~D], weights=w[~D], minlength=int(ucode.max()) + 1)
+        t_ok = np.bincount(tcode[~D], minlength=int(tcode.max()) + 1) > 0
+        ok = ~D | ((n_u[ucode] > 0) & t_ok[tcode])
+        if not ok.all():
+            warnings.warn(
+                f"dropped {int((~ok).sum())} treated row(s) whose unit or period has no untreated "
+                "observation (their untreated outcome cannot be imputed)",
+                stacklevel=4,
+            )
+            frame = frame.filter(pl.Series(ok))
+            D, w = D[ok], w[ok]
+            ucode = factorize_column(frame[sd.unit])
+            tcode = factorize_column(frame[sd.time])
+        if D.all() or not D.any():
+            raise TreatmentError("imputation needs both treated and untreated observations")
+        self.frame, self.D, self.w, self.ucode, self.tcode = frame, D, w, ucode, tcode
+        U, T = int(ucode.max()) + 1, int(tcode.max()) + 1
+        self.U, self.T = U, T
+        X = (np.column_stack([frame[c].cast(pl.Float64).to_numpy() for c in sd.controls])
+             if sd.controls else np.zeros((frame.height, 0)))
+        self.X = X
+        i0 = np.flatnonzero(~D)
+        u0, t0, w0 = ucode[i0], tcode[i0], w[i0]
+        self.i0, self.u0, self.t0, self.w0 = i0, u0, t0, w0
+        CT = np.bincount(u0 * T + t0, weights=w0, minlength=U * T).reshape(U, T)
+        self.n_u = CT.sum(axis=1)
+        self.CT = CT[:, 1:]  # weight of each unit's untreated rows by period (period 0 = reference)
+        ab = Absorber([u0], weights=w0)
+        X0d = ab.demean(X[i0])
+        self.CX = (np.column_stack([np.bincount(u0, weights=w0 * X[i0, j], minlength=U) for j in range(X.shape[1])])
+                   if X.shape[1] else np.zeros((U, 0)))
+        # S = F0' W M_U F0 with F0 = [period dummies 2..T, controls] on the untreated rows
+        Stt = np.diag(CT.sum(axis=0)[1:]) - (self.CT / self.n_u[:, None]).T @ self.CT
+        Stx = np.column_stack([np.bincount(t0, weights=w0 * X0d[:, j], minlength=T)[1:]
+                               for j in range(X.shape[1])]) if X.shape[1] else np.zeros((T - 1, 0))
+        Sxx = X0d.T @ (w0[:, None] * X0d)
+        self.Spinv = _pinv_psd(np.block([[Stt, Stx], [Stx.T, Sxx]]))
+        y = frame[sd.y].cast(pl.Float64).to_numpy()
+        yd = ab.demean(y[i0])
+        rhs = np.concatenate([np.bincount(t0, weights=w0 * yd, minlength=T)[1:], X0d.T @ (w0 * yd)])
+        theta = self.Spinv @ rhs
+        e = y - self._fit_F(theta[:, None], tcode, X)[:, 0]
+        alpha = np.bincount(u0, weights=w0 * e[i0], minlength=U) / self.n_u
+        self.u1 = e - alpha[ucode]
+        self.cl = factorize_column(frame[sd.cluster])
+        self.G = int(self.cl.max()) + 1
+
+    def _fit_F(self, theta: np.ndarray, tcode: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """``F @ theta`` for a (T-1+K) x k coefficient matrix, without forming F."""
+        T = self.T
+        tt = np.vstack([np.zeros((1, theta.shape[1])), theta[: T - 1]])
+        return tt[tcode] + X @ theta[T - 1:]
+
+    def second_stage(self, codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Means of the residuals over groups ``codes`` (0..k-1, -1 = none) and their GMM vcov.
+
+        Returns ``(beta, vcov, group weight sums)``.
+        """
+        w, u1, T = self.w, self.u1, self.T
+        m = codes >= 0
+        c = codes[m]
+        wm = w[m]
+        sw = np.bincount(c, weights=wm, minlength=k)
+        beta = np.bincount(c, weights=u1[m] * wm, minlength=k) / sw
+        u2 = u1[m] - beta[c]
+        # gamma_j = (X10'W X10)^-1 X1'W x2_j in (unit FE | F) blocks; z_j = X10 gamma_j
+        bU = np.bincount(self.ucode[m] * k + c, weights=wm, minlength=self.U * k).reshape(self.U, k)
+        bT = np.bincount(self.tcode[m] * k + c, weights=wm, minlength=T * k).reshape(T, k)[1:]
+        Xm = self.X[m]
+        bX = np.vstack([np.bincount(c, weights=wm * Xm[:, j], minlength=k) for j in range(Xm.shape[1])]) \
+            if Xm.shape[1] else np.zeros((0, k))
+        bUn = bU / self.n_u[:, None]
+        theta = self.Spinv @ np.vstack([bT - self.CT.T @ bUn, bX - self.CX.T @ bUn])
+        alpha = bUn - (self.CT @ theta[: T - 1] + self.CX @ theta[T - 1:]) / self.n_u[:, None]
+        i0 = self.i0
+        z = alpha[self.u0] + self._fit_F(theta, self.t0, self.X[i0])
+        S1 = np.bincount(self.cl[m] * k + c, weights=u2 * wm, minlength=self.G * k).reshape(self.G, k)
+        S0 = cluster_sums(np.ascontiguousarray(z * (self.w0 * u1[i0])[:, None]), self.cl[i0], self.G)
+        Wg = (S1 - S0) / sw
+        return beta, Wg.T @ Wg, sw
+
+    def _codes_of(self, col: str, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        v = self.frame[col].to_numpy()
+        levels = np.unique(v[mask])
+        codes = np.full(v.size, -1, dtype=np.int64)
+        codes[mask] = np.searchsorted(levels, v[mask])
+        return codes, levels
+
+
+def _imputation(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: bool) -> EventStudyResult:
+    imp = _Imputation(sd)
+    frame = _add_binned_rel(imp.frame, window, bin_endpoints)
+    imp.frame = frame
+    lo, hi = window
+    relb = frame[_RELB].fill_null(ref).to_numpy()
+    in_es = (frame[COHORT].to_numpy() > 0) & (relb != ref) & (relb >= lo) & (relb <= hi)
+    codes, rel = imp._codes_of(_RELB, in_es)
+    if rel.size == 0:
+        raise EventStudyError("no relative period other than the reference is observed in the window")
+    beta, V, sw = imp.second_stage(codes, rel.size)
+    df = imp.G - 1
+
+    @_cache
+    def aggregator(kind: str) -> Aggregate:
+        D = imp.D
+        if kind == "simple":
+            b, Vs, _ = imp.second_stage(np.where(D, 0, -1), 1)
+            return Aggregate("simple", b[0], np.sqrt(Vs[0, 0]), df)
+        if kind in ("group", "calendar"):
+            col = COHORT if kind == "group" else sd.time
+            c, levels = imp._codes_of(col, D)
+            b, Vg, swg = imp.second_stage(c, levels.size)
+            if kind == "group":
+                units = frame.filter(pl.col(COHORT) > 0).group_by(COHORT).agg(pl.col(sd.unit).n_unique())
+                nu = dict(units.iter_rows())
+                pi = np.array([nu[int(g)] for g in levels], float)
+            else:
+                pi = np.ones(levels.size)
+            pi /= pi.sum()
+            comp = pl.DataFrame({"level": levels, "estimate": b, "se": np.sqrt(np.diag(Vg))})
+            return Aggregate(kind, pi @ b, np.sqrt(pi @ Vg @ pi), df, comp)
+        return res._default_aggregate(kind)
+
+    res = EventStudyResult(rel, beta, V, ref, "imputation", frame.height, df,
+                           {"n_rel": sw, "aggregator": aggregator, "first_stage_resid": imp.u1})
+    return res
+
+
+def _cache(f: Callable[[str], Aggregate]) -> Callable[[str], Aggregate]:
+    memo: dict[str, Aggregate] = {}
+
+    def g(kind: str) -> Aggregate:
+        if kind not in memo:
+            memo[kind] = f(kind)
+        return memo[kind]
+
+    return g
+
+
+# -------------------------------------------------------------- dispatcher
+def event_study(
+    data: Any,
+    *,
+    y: str,
+    unit: str | None = None,
+    time: str | None = None,
+    cohort: str | None = None,
+    treat: str | None = None,
+    controls: Sequence[str] | None = None,
+    cluster: str | None = None,
+    weights: str | None = None,
+    window: tuple[int, int] = (-5, 5),
+    ref: int = -1,
+    bin_endpoints: bool = True,
+    method: Method = "twfe",
+    **kwargs: Any,
+) -> EventStudyResult:
+    """Event study of a staggered adoption design.
+
+    Parameters
+    ----------
+    data : polars/pandas DataFrame or Panel
+    y, unit, time : str
+        Outcome, unit id and (numeric) period columns.
+    cohort, treat : str
+        Exactly one: the adoption-period column (0/null = never treated) or
+        an absorbing 0/1 treatment.
+    controls : list of str, optional
+        Time-varying covariates (regressors in TWFE/Sun-Abraham, first stage
+        of the imputation estimator).
+    cluster : str, optional
+        Cluster column of the standard errors (default: ``unit``).
+    weights : str, optional
+        Analytic weights.
+    window : (int, int)
+        Relative periods reported, ``(lo, hi)``.
+    ref : int
+        Reference (omitted) period; excluded from the reported periods.
+    bin_endpoints : bool
+        Pool periods before ``lo`` into ``lo`` and after ``hi`` into ``hi``.
+        If False, every observed relative period gets its own coefficient
+        (TWFE/Sun-Abraham) and only those in the window are reported.
+    method : {"twfe", "sunab", "imputation", "cs"}
+        Dynamic TWFE; Sun-Abraham interaction-weighted (never-treated or, if
+        none, last-treated control; cohort weights by share of observations);
+        Borusyak-Jaravel-Spiess imputation (= Gardner two-stage DID, with
+        Gardner's GMM standard errors); Callaway-Sant'Anna (``**kwargs``
+        such as ``control=`` are passed on).
+
+    Returns
+    -------
+    EventStudyResult
+
+    Examples
+    --------
+    >>> import staggerlab as sl
+    >>> from staggerlab.inference.event_study import event_study
+    >>> df = sl.simulate.staggered(300, 10, seed=1)
+    >>> es = event_study(df, y="y", unit="unit", time="time", cohort="cohort", method="sunab")
+    >>> es.tidy().columns
+    ['rel_time', 'estimate', 'se', 'ci_low', 'ci_high']
+    """
+    if method not in ("twfe", "sunab", "imputation", "cs"):
+        raise EventStudyError(f"unknown method {method!r}; use 'twfe', 'sunab', 'imputation' or 'cs'")
+    try:
+        lo, hi = (int(window[0]), int(window[1]))
+    except (TypeError, ValueError, IndexError):
+        raise EventStudyError(f"window must be a pair of integers (lo, hi), got {window!r}") from None
+    if lo > hi:
+        raise EventStudyError(f"window {window!r}: lo must not exceed hi")
+    if not isinstance(ref, (int, np.integer)):
+        raise EventStudyError(f"ref must be an integer relative period, got {ref!r}")
+    if method != "cs" and not lo <= ref <= hi:
+        raise EventStudyError(f"reference period {ref} lies outside the window {window!r}")
+    sd = prepare(data, y=y, unit=unit, time=time, cohort=cohort, treat=treat, controls=controls,
+                 cluster=cluster, weights=weights)
+    if method == "cs":
+        from .cs import callaway_santanna
+
+        return callaway_santanna(sd, window=(lo, hi), **kwargs)
+    if kwargs:
+        raise TypeError(f"unexpected keyword argument(s) for method={method!r}: {sorted(kwargs)}")
+    run = {"twfe": _twfe, "sunab": _sunab, "imputation": _imputation}[method]
+    return run(sd, (lo, hi), int(ref), bool(bin_endpoints))

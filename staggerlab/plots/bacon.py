@@ -1,0 +1,50 @@
+"""Goodman-Bacon decomposition figure: weight against 2x2 estimate by type."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["plot_bacon"]
+
+_MARKERS = {"earlier vs later treated": "o", "later vs earlier treated": "^",
+            "treated vs never treated": "s", "later vs always treated": "D"}
+
+
+def plot_bacon(result: Any, path: str | None = None, *, ax: Any = None) -> Any:
+    """Scatter of every 2x2 DID (estimate) against its weight, by comparison type.
+
+    Parameters
+    ----------
+    result : BaconResult
+    path : str, optional
+        Save the figure there.
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib
+
+    if ax is None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    tab = result.tidy()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7, 4))
+    else:
+        fig = ax.figure
+    for i, t in enumerate(tab["type"].unique(maintain_order=True).to_list()):
+        sub = tab.filter(tab["type"] == t)
+        ax.scatter(sub["weight"].to_numpy(), sub["estimate"].to_numpy(), marker=_MARKERS.get(t, "o"),
+                   color=f"C{i}", label=t)
+    ax.axhline(result.twfe, color="black", linestyle="--", linewidth=1, label=f"TWFE = {result.twfe:.3f}")
+    ax.set_xlabel("Weight")
+    ax.set_ylabel("2x2 DID estimate")
+    ax.set_title("Goodman-Bacon decomposition")
+    ax.legend(frameon=False, loc="best")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=150)
+    return fig

@@ -1,0 +1,294 @@
+"""Event studies: dynamic TWFE and Sun-Abraham against pyfixest, imputation
+against pyfixest's did2s and a dense two-stage GMM reference."""
+
+from __future__ import annotations
+
+import re
+import time
+import tracemalloc
+import warnings
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+
+import staggerlab as sl
+from staggerlab.inference.event_study import EventStudyError, EventStudyResult, event_study
+
+pf = pytest.importorskip("pyfixest")
+
+RTOL_PYFIXEST = 1e-8  # same OLS / CRV1 algebra as pyfixest
+ATOL_PYFIXEST = 1e-10
+TOL_DID2S = 1e-6  # pyfixest's first stage demeans iteratively (its own fixef_tol)
+TOL_DENSE = 1e-9  # dense normal equations vs the FE solver
+
+
+def _rel_of(name: str) -> int:
+    return int(float(re.search(r"::(-?[\d.]+)", name).group(1)))
+
+
+@pytest.fixture(scope="module")
+def panel() -> pd.DataFrame:
+    df = sl.simulate.staggered(400, 10, seed=3, dynamic=0.3, cohort_slope=0.5, n_controls=1).to_pandas()
+    df["state"] = df["unit"] % 37
+    df["w"] = np.random.default_rng(0).uniform(0.5, 2.0, len(df))
+    return df
+
+
+@pytest.fixture(scope="module")
+def df_het() -> pd.DataFrame:
+    return pd.read_csv(pf.__path__[0] + "/did/data/df_het.csv")
+
+
+# ------------------------------------------------------------------ TWFE
+@pytest.mark.parametrize("window", [(-4, 4), (-2, 3)])
+def test_twfe_binned_equals_pyfixest_i(panel, window):
+    lo, hi = window
+    df = panel.copy()
+    df["rb"] = np.where(df.cohort > 0, np.clip(df.time - df.cohort, lo, hi), -1)
+    ref = pf.feols("y ~ i(rb, ref=-1) | unit + time", df, vcov={"CRV1": "unit"}).tidy()
+    es = event_study(df, y="y", unit="unit", time="time", cohort="cohort", window=window)
+    assert es.rel_time.tolist() == [_rel_of(n) for n in ref.index]
+    np.testing.assert_allclose(es.coef, ref["Estimate"], rtol=RTOL_PYFIXEST, atol=ATOL_PYFIXEST)
+    np.testing.assert_allclose(es.se, ref["Std. Error"], rtol=RTOL_PYFIXEST, atol=ATOL_PYFIXEST)
+
+
+def test_twfe_controls_weights_cluster_equal_pyfixest(panel):
+    df = panel.copy()
+    df["rb"] = np.where(df.cohort > 0, np.clip(df.time - df.cohort, -3, 3), -1)
+    ref = pf.feols("y ~ i(rb, ref=-1) + x1 | unit + time", df, vcov={"CRV1": "state"}, weights="w")
+    es = event_study(df, y="y", unit="unit", time="time", treat="treat", controls=["x1"], cluster="state",
+                     weights="w", window=(-3, 3))
+    k = len(es.coef)
+    np.testing.assert_allclose(es.coef, ref.coef().values[:k], rtol=RTOL_PYFIXEST, atol=ATOL_PYFIXEST)
+    np.testing.assert_allclose(es.se, ref.se().values[:k], rtol=RTOL_PYFIXEST, atol=ATOL_PYFIXEST)
+
+
+def test_twfe_unbinned_reports_window_only(panel):
+    df = panel.copy()
+    df["rel"] = np.where(df.cohort > 0, df.time - df.cohort, -1)
+    ref = pf.feols("y ~ i(rel, ref=-1) | unit + time", df, vcov={"CRV1": "unit"}).tidy()
+    ref = ref[[abs(_rel_of(n) - 0.5) < 3 for n in ref.index]]  # -2..3
+    es = event_study(df, y="y", unit="unit", time="time", cohort="cohort", window=(-2, 3), bin_endpoints=False)
+    assert es.rel_time.tolist() == [-2, 0, 1, 2, 3]
+    np.testing.assert_allclose(es.coef, ref["Estimate"], rtol=RTOL_PYFIXEST, atol=ATOL_PYFIXEST)
+    np.testing.assert_allclose(es.se, ref["Std. Error"], rtol=RTOL_PYFIXEST, atol=ATOL_PYFIXEST)
+
+
+# ------------------------------------------------------------ Sun-Abraham
+def test_sunab_equals_pyfixest_saturated(panel):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sat = pf.event_study(panel, yname="y", idname="unit", tname="time", gname="cohort", estimator="saturated")
+        agg = sat.aggregate()
+    es = event_study(panel, y="y", unit="unit", time="time", cohort="cohort", window=(-50, 50),
+                     bin_endpoints=False, method="sunab")
+    assert es.rel_time.tolist() == [int(p) for p in agg.index]
+    np.testing.assert_allclose(es.coef, agg["Estimate"].astype(float), rtol=RTOL_PYFIXEST, atol=ATOL_PYFIXEST)
+    np.testing.assert_allclose(es.se, agg["Std. Error"].astype(float), rtol=RTOL_PYFIXEST, atol=ATOL_PYFIXEST)
+    # cohort x period cells are the saturated regression's coefficients
+    tb = sat.tidy()
+    key = tb.index.str.extract(r"::(-?[\d.]+):first_treated_period::(\d+)").astype(float).astype(int)
+    cells = es.extra["cells"].sort("cohort", "rel_time")
+    ref = pd.DataFrame({"g": key[1].values, "r": key[0].values, "b": tb["Estimate"].values,
+                        "se": tb["Std. Error"].values}).sort_values(["g", "r"])
+    np.testing.assert_allclose(cells["estimate"], ref["b"], rtol=RTOL_PYFIXEST, atol=ATOL_PYFIXEST)
+    np.testing.assert_allclose(cells["se"], ref["se"], rtol=RTOL_PYFIXEST, atol=ATOL_PYFIXEST)
+
+
+def test_sunab_binned_aggregates_by_cell_shares(panel):
+    """Binned Sun-Abraham: pyfixest's cohort x binned-period regression, aggregated
+    by the cells' observation shares (computed here from the data)."""
+    lo, hi = -3, 3
+    df = panel.copy()
+    df["rb"] = np.where(df.cohort > 0, np.clip(df.time - df.cohort, lo, hi), -1)
+    fit = pf.feols("y ~ i(rb, cohort, ref=-1, ref2=0) | unit + time", df, vcov={"CRV1": "unit"})
+    names = fit._coefnames
+    b, V = fit.coef().values, fit._vcov
+    gl = [tuple(int(float(v)) for v in re.search(r"::(-?[\d.]+):cohort::(\d+)", n).groups()) for n in names]
+    counts = df[df.cohort > 0].groupby(["cohort", "rb"]).size()
+    es = event_study(df, y="y", unit="unit", time="time", cohort="cohort", window=(lo, hi), method="sunab")
+    for i, r in enumerate(es.rel_time):
+        R = np.array([counts[(g, l)] if l == r else 0.0 for l, g in gl])
+        R /= R.sum()
+        assert es.coef[i] == pytest.approx(R @ b, rel=RTOL_PYFIXEST, abs=ATOL_PYFIXEST)
+        assert es.se[i] == pytest.approx(np.sqrt(R @ V @ R), rel=RTOL_PYFIXEST, abs=ATOL_PYFIXEST)
+    post = np.array([l >= 0 for l, g in gl])
+    R = np.array([counts[(g, l)] for l, g in gl]) * post
+    R = R / R.sum()
+    att = es.aggregate("simple")
+    assert att.estimate == pytest.approx(R @ b, rel=RTOL_PYFIXEST)
+    assert att.se == pytest.approx(np.sqrt(R @ V @ R), rel=RTOL_PYFIXEST)
+    grp = es.aggregate("group")
+    assert grp.components.height == df.loc[df.cohort > 0, "cohort"].nunique()
+
+
+def test_sunab_without_never_treated_uses_last_cohort():
+    df = sl.simulate.staggered(200, 10, never_share=0.0, seed=4)
+    with pytest.warns(UserWarning, match="last treated"):
+        es = event_study(df, y="y", unit="unit", time="time", cohort="cohort", method="sunab")
+    g_last = int(df["cohort"].max())
+    assert g_last not in es.extra["cells"]["cohort"].to_list()
+
+
+# -------------------------------------------------------------- imputation
+def test_imputation_equals_pyfixest_did2s_event_study(df_het):
+    fit = pf.did2s(df_het, yname="dep_var", first_stage="~ 0 | unit + year",
+                   second_stage="~i(rel_year, ref=-1.0)", treatment="treat", cluster="state")
+    tb = fit.tidy()
+    tb = tb[~tb.index.str.contains("inf")]
+    es = event_study(df_het, y="dep_var", unit="unit", time="year", cohort="g", cluster="state",
+                     window=(-20, 20), bin_endpoints=False, method="imputation")
+    assert es.rel_time.tolist() == [_rel_of(n) for n in tb.index]
+    np.testing.assert_allclose(es.coef, tb["Estimate"], atol=TOL_DID2S)
+    np.testing.assert_allclose(es.se, tb["Std. Error"], atol=TOL_DID2S)
+
+
+@pytest.mark.slow  # pyfixest's did2s takes ~5 s here
+def test_imputation_att_equals_pyfixest_did2s(df_het):
+    fit = pf.did2s(df_het, yname="dep_var", first_stage="~ 0 | unit + year", second_stage="~i(treat)",
+                   treatment="treat", cluster="state")
+    es = event_study(df_het, y="dep_var", unit="unit", time="year", cohort="g", cluster="state",
+                     method="imputation")
+    att = es.aggregate("simple")
+    assert att.estimate == pytest.approx(float(fit.coef().iloc[0]), abs=TOL_DID2S)
+    assert att.se == pytest.approx(float(fit.se().iloc[0]), abs=TOL_DID2S)
+
+
+def _dense_two_stage(y, unit, time, X, D, groups, w, cl):
+    """Gardner's two-stage estimator with explicit dummies and the stacked-GMM
+    variance (Butts-Gardner): slow, O(N * (units + periods)) memory."""
+    U = (unit[:, None] == np.unique(unit)[None, :]).astype(float)
+    Tm = (time[:, None] == np.unique(time)[None, 1:]).astype(float)
+    X1 = np.column_stack([U, Tm, X])
+    X10 = X1 * (~D)[:, None]
+    sw = np.sqrt(w)
+    g1 = np.linalg.lstsq(X10 * sw[:, None], y * (~D) * sw, rcond=None)[0]
+    u1 = y - X1 @ g1
+    k = groups.max() + 1
+    X2 = (groups[:, None] == np.arange(k)[None, :]).astype(float)
+    b2 = np.linalg.lstsq(X2 * sw[:, None], u1 * sw, rcond=None)[0]
+    u2 = u1 - X2 @ b2
+    V12 = (X2.T * w) @ X1 @ np.linalg.pinv((X10.T * w) @ X10)
+    A = np.linalg.inv((X2.T * w) @ X2)
+    meat = np.zeros((k, k))
+    for g in np.unique(cl):
+        m = cl == g
+        Wg = (X2[m].T * w[m]) @ u2[m] - V12 @ ((X10[m].T * w[m]) @ u1[m])
+        meat += np.outer(Wg, Wg)
+    return b2, A @ meat @ A
+
+
+def test_imputation_equals_dense_reference_with_controls_and_weights():
+    df = sl.simulate.staggered(60, 7, seed=8, n_controls=2, dynamic=0.4, drop_share=0.1)
+    df = df.with_columns(w=pl.Series(np.random.default_rng(1).uniform(0.3, 3.0, df.height)),
+                         region=(pl.col("unit") % 9))
+    es = event_study(df, y="y", unit="unit", time="time", cohort="cohort", controls=["x1", "x2"],
+                     cluster="region", weights="w", window=(-3, 3), method="imputation")
+    f = df.sort("unit", "time")
+    y, u, t = f["y"].to_numpy(), f["unit"].to_numpy(), f["time"].to_numpy()
+    g, w = f["cohort"].to_numpy(), f["w"].to_numpy()
+    D = (g > 0) & (t >= g)
+    X = f.select("x1", "x2").to_numpy()
+    rel = np.clip(t - g, -3, 3)
+    levels = [r for r in range(-3, 4) if r != -1 and ((g > 0) & (rel == r)).any()]
+    groups = np.array([levels.index(r) if (gg > 0 and r in levels) else -1 for gg, r in zip(g, rel)])
+    mask = groups >= 0
+    b, V = _dense_two_stage(y, u, t, X, D, np.where(mask, groups, len(levels)), w, f["region"].to_numpy())
+    assert es.rel_time.tolist() == levels
+    np.testing.assert_allclose(es.coef, b[: len(levels)], atol=TOL_DENSE)
+    np.testing.assert_allclose(es.vcov, V[: len(levels), : len(levels)], atol=TOL_DENSE)
+    # cohort and calendar aggregations: group means of treated rows, their own GMM variance
+    for kind, col in (("group", g), ("calendar", t)):
+        agg = es.aggregate(kind)
+        lv = np.unique(col[D])
+        grp = np.where(D, np.searchsorted(lv, col), lv.size)
+        bg, Vg = _dense_two_stage(y, u, t, X, D, grp, w, f["region"].to_numpy())
+        np.testing.assert_allclose(agg.components["estimate"], bg[: lv.size], atol=TOL_DENSE)
+        np.testing.assert_allclose(agg.components["se"], np.sqrt(np.diag(Vg))[: lv.size], atol=TOL_DENSE)
+
+
+# ------------------------------------------------------- result behaviour
+def test_pretrend_test_is_wald_of_leads(panel):
+    es = event_study(panel, y="y", unit="unit", time="time", cohort="cohort", window=(-4, 4))
+    lead = es.rel_time < 0
+    b, V = es.coef[lead], es.vcov[np.ix_(lead, lead)]
+    wald = b @ np.linalg.solve(V, b)
+    pt = es.pretrend_test()
+    assert pt.df == lead.sum()
+    assert pt.statistic == pytest.approx(wald / lead.sum(), rel=1e-10)
+    from scipy import stats
+
+    assert pt["pvalue"] == pytest.approx(stats.f.sf(wald / lead.sum(), lead.sum(), es.df), rel=1e-10)
+    assert pt.tidy().columns == ["statistic", "wald", "df", "df2", "pvalue"]
+
+
+def test_aggregates_and_tidy(panel):
+    es = event_study(panel, y="y", unit="unit", time="time", cohort="cohort", method="twfe")
+    tab = es.tidy()
+    assert tab.columns == ["rel_time", "estimate", "se", "ci_low", "ci_high"]
+    assert -1 not in tab["rel_time"].to_list()
+    dyn = es.aggregate("dynamic")
+    post = es.rel_time >= 0
+    assert dyn.estimate == pytest.approx(es.coef[post].mean(), rel=1e-12)
+    assert dyn.tidy()["level"][0] == "overall"
+    with pytest.raises(EventStudyError):
+        es.aggregate("calendar")
+
+
+def test_constructor_contract():
+    r = EventStudyResult([-2, 0, 1], [0.1, 1.0, 2.0], np.diag([0.01, 0.04, 0.09]), -1, "custom", 100)
+    assert r.se.tolist() == pytest.approx([0.1, 0.2, 0.3])
+    assert r.aggregate("simple").estimate == pytest.approx(1.5)
+    assert r.pretrend_test().df == 1
+
+
+def test_plot(panel, tmp_path):
+    es = event_study(panel, y="y", unit="unit", time="time", cohort="cohort", method="imputation")
+    path = tmp_path / "es.png"
+    fig = es.plot(path=str(path))
+    ax = fig.axes[0]
+    assert ax.get_xlabel() and ax.get_ylabel()
+    assert path.stat().st_size > 0
+    assert any(line.get_linestyle() == "--" for line in ax.lines)
+
+
+def test_bad_inputs(panel):
+    with pytest.raises(EventStudyError):
+        event_study(panel, y="y", unit="unit", time="time", cohort="cohort", method="nope")
+    with pytest.raises(EventStudyError):
+        event_study(panel, y="y", unit="unit", time="time", cohort="cohort", window=(0, 5), ref=-1)
+    with pytest.raises(TypeError):
+        event_study(panel, y="y", unit="unit", time="time", cohort="cohort", control="never")
+
+
+def test_panel_input(panel):
+    p = sl.Panel.from_frame(panel, unit="unit", time="time")
+    a = event_study(p, y="y", cohort="cohort")
+    b = event_study(panel, y="y", unit="unit", time="time", cohort="cohort")
+    np.testing.assert_array_equal(a.coef, b.coef)
+
+
+@pytest.mark.slow
+def test_imputation_170k_rows_fast_and_lean():
+    df = sl.simulate.staggered(10_000, 17, seed=0, dynamic=0.2)
+    event_study(df[:3000], y="y", unit="unit", time="time", cohort="cohort", method="imputation")
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    es = event_study(df, y="y", unit="unit", time="time", cohort="cohort", method="imputation")
+    es.aggregate("simple")
+    elapsed = time.perf_counter() - t0
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert df.height == 170_000
+    assert elapsed < 2.0
+    assert peak < 2 * 1024**3
+
+
+def test_cs_dispatch(panel):
+    cs = pytest.importorskip("staggerlab.inference.cs")
+    if not hasattr(cs, "callaway_santanna"):
+        pytest.skip("callaway_santanna not available yet")
+    res = event_study(panel, y="y", unit="unit", time="time", cohort="cohort", method="cs", control="notyet")
+    assert res.tidy().columns[:3] == ["rel_time", "estimate", "se"]
