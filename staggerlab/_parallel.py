@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable, Sequence
 
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, parallel_config
 
 from ._progress import progress
 
@@ -43,6 +43,10 @@ def run_blocks(
     show = sys.stderr.isatty() if show_progress is None else show_progress
     if (n_jobs is None or n_jobs == 1) and backend is None:
         return [func(b) for b in progress(blocks, desc=desc, enabled=show)]
-    par = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator")
-    gen = par(delayed(func)(b) for b in blocks)
-    return list(progress(gen, total=len(blocks), desc=desc, enabled=show))
+    if backend is None:
+        par = Parallel(n_jobs=n_jobs, return_as="generator")
+        return list(progress(par(delayed(func)(b) for b in blocks), total=len(blocks), desc=desc, enabled=show))
+    # external backends (dask, ray) are registered through parallel_config
+    with parallel_config(backend=backend, n_jobs=n_jobs):
+        par = Parallel(return_as="generator")
+        return list(progress(par(delayed(func)(b) for b in blocks), total=len(blocks), desc=desc, enabled=show))

@@ -255,3 +255,4 @@ def paper_panel(
     )
 
 
+from .dgp import DGP, Truth, dgp  # noqa: E402
