@@ -239,6 +239,125 @@ def section_baseline(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Pa
                                                                "nobs": main.nobs}})
 
 
+def _fig(fig: Any, out: Path, name: str) -> str:
+    import matplotlib.pyplot as plt
+
+    fig.savefig(out / "figures" / name, dpi=130, bbox_inches="tight")
+    plt.close(fig)
+    return name
+
+
+def section_event_study(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path) -> Section:
+    """Figure 1: dynamic TWFE event study, pre-trend test, HonestDiD sensitivity."""
+    from .inference.event_study import event_study
+
+    y = spec.outcomes[0]
+    es = event_study(frame, y=y, unit=spec.unit, time=spec.time, cohort="_cohort", controls=spec.controls,
+                     cluster=spec.cluster_col, window=spec.window, method="twfe")
+    tab = es.tidy()
+    pre = es.pretrend_test()
+    figs = [_fig(es.plot(title=f"Event study: {y}"), out, "event_study.png")]
+    text = (f"Dynamic TWFE of `{y}` on relative-time indicators {spec.window[0]}..{spec.window[1]} (endpoints "
+            f"binned, reference period {es.ref}), with the controls, {spec.unit} and {spec.time} FE, CRV1 by "
+            f"{spec.cluster_col}; N = {es.nobs:,}.\n\n" + md_table(tab)
+            + f"\n\nJoint pre-trend test of the leads: Wald = {pre.wald:.3f} on {pre.df} restrictions, "
+              f"p = {pre.pvalue:.4f}.")
+    numbers: dict[str, Any] = {"coefficients": tab.to_dicts(), "pretrend": {"wald": pre.wald, "df": pre.df,
+                                                                          "pvalue": pre.pvalue}}
+    tables = {"event_study": tab}
+    try:
+        from .inference.honest import honest
+    except ImportError:  # pragma: no cover - the sensitivity module is optional at build time
+        honest = None
+    if honest is not None:
+        h = honest(es, method="relative_magnitude", Mbar=[0.0, 0.5, 1.0, 1.5, 2.0])
+        htab = h.tidy()
+        tables["honest"] = htab
+        numbers["honest"] = {"table": htab.to_dicts(), "breakdown": h.breakdown}
+        figs.append(_fig(h.plot(), out, "honest.png"))
+        text += ("\n\nRambachan-Roth sensitivity (relative magnitudes) of the first post-period effect: robust "
+                 f"confidence sets when post-period violations of parallel trends may be up to Mbar times the "
+                 f"largest pre-period one; breakdown Mbar = {h.breakdown}.\n\n" + md_table(htab))
+    return Section("event_study", "2. Event study", text, tables, figs, numbers)
+
+
+def section_robust(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path) -> Section:
+    """Heterogeneity-robust estimators: imputation / two-stage DID, Sun-Abraham, Callaway-Sant'Anna."""
+    from .inference.event_study import event_study
+
+    y = spec.outcomes[0]
+    rows, numbers, figs = [], {}, []
+    methods = [("imputation", "Imputation / two-stage DID (BJS, Gardner)", spec.controls),
+               ("sunab", "Sun-Abraham (interaction-weighted)", spec.controls),
+               ("cs", "Callaway-Sant'Anna (never-treated controls)", [])]
+    results = {}
+    for method, label, controls in methods:
+        try:
+            es = event_study(frame, y=y, unit=spec.unit, time=spec.time, cohort="_cohort", controls=controls,
+                             cluster=spec.cluster_col, window=spec.window, method=method)
+        except ImportError:  # pragma: no cover - CS lives in its own module
+            continue
+        agg = es.aggregate("simple")
+        results[method] = es
+        rows.append({"estimator": label, "estimate": agg.estimate, "se": agg.se,
+                     "ci_low": agg.estimate - 1.959964 * agg.se, "ci_high": agg.estimate + 1.959964 * agg.se,
+                     "controls": "yes" if controls else "no"})
+        numbers[method] = {"estimate": agg.estimate, "se": agg.se, "event_study": es.tidy().to_dicts()}
+    tab = pl.DataFrame(rows)
+    if results:
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7.5, 4.2))
+        offsets = np.linspace(-0.2, 0.2, len(results))
+        for off, (method, es) in zip(offsets, results.items()):
+            t = es.tidy()
+            ax.errorbar(t["rel_time"].to_numpy() + off, t["estimate"], yerr=[t["estimate"] - t["ci_low"],
+                        t["ci_high"] - t["estimate"]], fmt="o", ms=4, capsize=2, label=method)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.axvline(-0.5, color="grey", ls="--", lw=0.8)
+        ax.set_xlabel("Periods relative to adoption")
+        ax.set_ylabel(f"Effect on {y}")
+        ax.set_title("Heterogeneity-robust event studies (95% CI)")
+        ax.legend(frameon=False)
+        figs.append(_fig(fig, out, "robust_event_studies.png"))
+    text = (f"Overall ATT of `{treat}` on `{y}` from estimators robust to heterogeneous and dynamic effects "
+            f"(standard errors clustered by {spec.cluster_col}); compare with the baseline TWFE.\n\n"
+            + md_table(tab))
+    return Section("robust", "3. Heterogeneity-robust estimators", text, {"robust": tab}, figs, numbers)
+
+
+def section_diagnostics(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path) -> Section:
+    """Goodman-Bacon decomposition and dCDH weights."""
+    from .inference.bacon import bacon
+    from .inference.dcdh import twfe_weights
+
+    y = spec.outcomes[0]
+    T = frame[spec.time].n_unique()
+    counts = frame.group_by(spec.unit).len()
+    full = counts.filter(pl.col("len") == T)[spec.unit]
+    balanced = frame.filter(pl.col(spec.unit).is_in(full.implode()))
+    note = ""
+    if balanced.height < frame.height:
+        note = (f" The decomposition is exact on balanced panels only, so it uses the {full.len():,} units observed "
+                f"in all {T} periods ({balanced.height:,} of {frame.height:,} rows).")
+    b = bacon(balanced, y=y, unit=spec.unit, time=spec.time, cohort="_cohort")
+    bt = b.by_type()
+    w = twfe_weights(frame, y=y, unit=spec.unit, time=spec.time, cohort="_cohort")
+    share_neg = abs(w.sum_negative) / (w.sum_positive + abs(w.sum_negative)) if w.n_negative else 0.0
+    figs = [_fig(b.plot(), out, "bacon.png")]
+    wt = pl.DataFrame({"quantity": ["positive weights", "negative weights", "sum of positive weights",
+                                    "sum of negative weights", "share of negative weight", "sigma (robustness)"],
+                       "value": [float(w.n_positive), float(w.n_negative), w.sum_positive, w.sum_negative,
+                                 share_neg, w.sigma]})
+    text = (f"Goodman-Bacon decomposition of the TWFE coefficient of `{y}` (no controls) into 2x2 comparisons; "
+            f"TWFE = {b.twfe:.4f}.{note}\n\n" + md_table(bt)
+            + "\n\nde Chaisemartin-D'Haultfoeuille weights attached by the TWFE coefficient to the treated "
+              f"(cohort, period) cells (full sample):\n\n" + md_table(wt))
+    return Section("diagnostics", "4. Diagnostics", text, {"bacon": b.tidy(), "bacon_by_type": bt,
+                                                        "dcdh_weights": w.tidy()}, figs,
+                   {"bacon_twfe": b.twfe, "bacon_by_type": bt.to_dicts(), "dcdh": wt.to_dicts()})
+
+
 def section_extra_controls(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path) -> Section:
     """Table 7: competing policies / extra controls added one at a time."""
     y = spec.outcomes[0]
@@ -295,6 +414,9 @@ def section_heterogeneity(frame: pl.DataFrame, spec: BatterySpec, treat: str, ou
 
 SECTIONS: list[Callable[[pl.DataFrame, BatterySpec, str, Path], Section]] = [
     section_baseline,
+    section_event_study,
+    section_robust,
+    section_diagnostics,
     section_extra_controls,
     section_mechanisms,
     section_heterogeneity,
