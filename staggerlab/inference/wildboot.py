@@ -1,0 +1,777 @@
+"""Wild cluster bootstrap (restricted WCR and unrestricted WCU) of one
+coefficient of a fitted TWFE model, with confidence intervals by test inversion.
+
+The algebra follows Roodman, MacKinnon, Nielsen & Webb (2019, "Fast and
+wild") and MacKinnon (2023): everything the bootstrap needs is a handful of
+per-cluster sums computed in one O(N k) pass, after which a draw costs O(G k):
+one product of the block's weight matrix (draws x G) with a G x 2k matrix.
+
+Notation (all on the demeaned, sqrt-weighted design): ``X`` (N x k), ``A =
+(X'X)^-1``, ``a = A[:, p]`` for the tested coefficient ``p``, ``r = X a``.
+Restricted residuals are affine in the null value: ``u(h0) = uhat + delta *
+r / a_pp`` with ``delta = beta_p - h0`` (unrestricted: ``uhat``). For weights
+``v`` (one per bootstrap cluster ``b``) the bootstrap numerator is ``a' S v``
+with ``S[:, b] = sum_{i in b} x_i u_i``, and the bootstrap score of variance
+cluster ``c`` is ``Z_c = sum_{i in c} r_i u_i v_b(i) - Q_c' S v`` with ``Q_c =
+A sum_{i in c} x_i r_i``. Since ``Z`` is affine in ``delta`` too, storing
+``n0, n1`` (numerator) and ``sum Z0^2, sum Z0 Z1, sum Z1^2`` per draw gives the
+bootstrap t of every null value in O(1), which makes test inversion cheap.
+The sum of squares itself is expanded as ``||E v||^2 - 2 w'M'v + w'(Q'Q)w``
+(``w = S v``, ``M = E'Q``, ``E`` the cluster-by-bootcluster sums of ``r u``), so
+no draws x G intermediate is formed.
+
+Fixed effects: a fixed effect nested in the bootstrap clusters commutes with
+the weights and stays absorbed. A fixed effect that is not nested (years when
+clustering by firm) does not: the exact bootstrap (the one a dummy-variable
+regression gives) keeps its dummies as regressors, partialled out only of the
+nested fixed effects. With few levels (years) this is cheap; the dense dummy
+block is limited to ``MAX_DUMMY_COLUMNS`` columns.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Sequence
+
+import numpy as np
+import polars as pl
+import scipy.linalg as sla
+import scipy.sparse as sp
+from scipy import optimize
+
+from .._parallel import run_blocks
+from .._seed import SeedLike, block_generator, resolve_entropy
+from ..errors import MissingColumnError, StaggerlabError, VcovError
+from ..kernels.wildboot import cluster_wsums
+from .absorb import Absorber
+from .compat import as_feols
+from .design import factorize_column
+from .feols import Feols
+from .vcov import combine_codes, fe_df, nested_in
+
+try:  # optional: one BLAS thread per block (parallelism comes from n_jobs over blocks)
+    from threadpoolctl import threadpool_limits
+except ImportError:  # pragma: no cover
+    threadpool_limits = None
+
+__all__ = ["wildboot", "WildBootResult", "WildBootError", "draw_weights", "enumeration_weights"]
+
+WeightType = Literal["rademacher", "mammen", "webb", "normal"]
+Alternative = Literal["two-sided", "equal-tailed", "greater", "less"]
+WEIGHT_TYPES = ("rademacher", "mammen", "webb", "normal")
+ALTERNATIVES = ("two-sided", "equal-tailed", "greater", "less")
+
+#: cap on the dense block of non-nested fixed-effect dummies (columns).
+MAX_DUMMY_COLUMNS = 2000
+#: relative tolerance of the test-inversion root finder (in units of the se).
+CI_XTOL = 1e-9
+#: bootstrap t's this close (relative) to the observed t count as ties.
+TIE_RTOL = 1e-10
+
+_SQRT5 = math.sqrt(5.0)
+_MAMMEN = np.array([-(_SQRT5 - 1) / 2, (_SQRT5 + 1) / 2])
+_MAMMEN_P_LOW = (_SQRT5 + 1) / (2 * _SQRT5)
+_SIGNS = 2.0 * ((np.arange(256)[:, None] >> np.arange(7, -1, -1)[None, :]) & 1) - 1.0
+_WEBB = np.array([-math.sqrt(1.5), -1.0, -math.sqrt(0.5), math.sqrt(0.5), 1.0, math.sqrt(1.5)])
+
+
+class WildBootError(StaggerlabError, ValueError):
+    """The wild bootstrap cannot be run as asked (bad option, unknown parameter...)."""
+
+
+# ---------------------------------------------------------------- weights
+def _draws(kind: str, n_clusters: int, n_draws: int, rng: np.random.Generator) -> np.ndarray:
+    """Draw-major ``n_draws x n_clusters`` weights (one draw's weights contiguous)."""
+    size = n_clusters * n_draws
+    if kind == "rademacher":
+        # 8 signs per random byte via a 256 x 8 table (most significant bit first, 1 -> +1)
+        V = np.take(_SIGNS, np.frombuffer(rng.bytes((size + 7) // 8), dtype=np.uint8), axis=0).ravel()[:size]
+    elif kind == "mammen":
+        V = np.where(rng.random(size) < _MAMMEN_P_LOW, _MAMMEN[0], _MAMMEN[1])
+    elif kind == "webb":
+        V = _WEBB[rng.integers(0, 6, size)]
+    elif kind == "normal":
+        V = rng.standard_normal(size)
+    else:  # validated by the caller
+        raise WildBootError(f"unknown weights {kind!r}")
+    return V.reshape(n_draws, n_clusters)
+
+
+def draw_weights(kind: str, n_clusters: int, n_draws: int, rng: np.random.Generator) -> np.ndarray:
+    """Draw a ``n_clusters x n_draws`` matrix of wild bootstrap weights.
+
+    Rademacher (+-1 with probability 1/2), Mammen (two-point, mean 0, variance
+    1, skewness 1), Webb (six-point, +-sqrt(1/2), +-1, +-sqrt(3/2)) or standard
+    normal. Column ``j`` is draw ``j`` (the draws :func:`wildboot` makes from
+    the same generator).
+    """
+    return _draws(kind, n_clusters, n_draws, rng).T
+
+
+def _enumeration(n_clusters: int, start: int, stop: int) -> np.ndarray:
+    j = np.arange(start, stop, dtype=np.int64)
+    shifts = np.arange(n_clusters - 1, -1, -1, dtype=np.int64)
+    return 2.0 * ((j[:, None] >> shifts[None, :]) & 1) - 1.0
+
+
+def enumeration_weights(n_clusters: int, start: int, stop: int) -> np.ndarray:
+    """Columns ``start..stop-1`` of the matrix of all ``2^G`` Rademacher sign vectors.
+
+    Column ``j`` is the binary expansion of ``j`` with the first cluster as the
+    most significant bit and 0 -> -1 (the order of ``itertools.product([-1, 1],
+    repeat=G)``).
+    """
+    return _enumeration(n_clusters, start, stop).T
+
+
+def _block_size(n_clusters: int) -> int:
+    """Draws per block: a function of G only (never of n_jobs), ~16 MB per block."""
+    return int(np.clip(2**21 // max(n_clusters, 1), 64, 4096))
+
+
+# ------------------------------------------------------- bootstrap design
+@dataclass
+class _BootDesign:
+    X: np.ndarray  # N x k' (demeaned by the nested FEs, sqrt-weighted)
+    p: int
+    A: np.ndarray
+    beta: np.ndarray
+    uhat: np.ndarray
+    explicit_fe: list[str]
+
+
+def _independent_columns(XtX: np.ndarray, tol: float = 1e-9) -> list[int]:
+    """Greedy left-to-right selection of linearly independent columns
+    (incremental Cholesky of the Gram matrix)."""
+    n = XtX.shape[0]
+    L = np.zeros((n, n))
+    keep: list[int] = []
+    for j in range(n):
+        d = XtX[j, j]
+        if d <= 0:
+            continue
+        m = len(keep)
+        if m:
+            z = sla.solve_triangular(L[:m, :m], XtX[keep, j], lower=True)
+            res = d - z @ z
+        else:
+            z = np.empty(0)
+            res = d
+        if res > tol * d:
+            L[m, :m] = z
+            L[m, m] = math.sqrt(res)
+            keep.append(j)
+    return keep
+
+
+def _boot_design(fit: Feols, p: int, boot: np.ndarray) -> _BootDesign:
+    d = fit.design
+    nested = [nested_in(c, boot) for c in d.absorber.codes]
+    if all(nested):
+        return _BootDesign(d.Xw, p, d.bread, fit.beta, fit.uw, [])
+    loose = [j for j, n in enumerate(nested) if not n]
+    has_nested = any(nested)
+    blocks: list[np.ndarray] = []
+    n_dummies = 0
+    N = d.nobs
+    for i, j in enumerate(loose):
+        codes = d.absorber.codes[j]
+        L = d.absorber.n_levels[j]
+        first = 1 if (has_nested or i > 0) else 0  # one level is absorbed elsewhere
+        n_dummies += L - first
+        if n_dummies > MAX_DUMMY_COLUMNS:
+            names = [d.fixef[q] for q in loose]
+            raise WildBootError(
+                f"fixed effect(s) {names} are not nested in the bootstrap clusters and have "
+                f"more than {MAX_DUMMY_COLUMNS} levels; the exact wild bootstrap needs them as "
+                "regressors. Bootstrap by a coarser cluster in which they are nested."
+            )
+        D = np.zeros((N, L - first))
+        rows = np.flatnonzero(codes >= first)
+        D[rows, codes[rows] - first] = 1.0
+        blocks.append(D)
+    Xraw = np.column_stack(
+        [np.ones(N) if r == "Intercept" else d.column(r) for r in d.regressors] + blocks + [fit.y_raw]
+    )
+    w = d.sw**2 if d.weights_name is not None else np.ones(N)
+    nested_codes = [c for c, n in zip(d.absorber.codes, nested) if n]
+    if len(nested_codes) == 1:  # one exact sweep (serial: this pass is small)
+        c = nested_codes[0]
+        G = int(c.max()) + 1
+        sums = cluster_wsums(Xraw, w[:, None], c, G)[0]
+        Z = Xraw - (sums / np.bincount(c, w, minlength=G)[:, None])[c]
+    elif has_nested:
+        ab = Absorber(nested_codes, None if d.weights_name is None else w, tol=d.absorber.tol,
+                      maxiter=d.absorber.maxiter)
+        Z = ab.demean(Xraw)
+    else:
+        Z = Xraw
+    Z *= d.sw[:, None]
+    X, y = Z[:, :-1], Z[:, -1]
+    keep = _independent_columns(X.T @ X)
+    k = len(d.regressors)
+    if keep[:k] != list(range(k)):  # pragma: no cover - the fit already dropped collinear regressors
+        raise WildBootError("a regressor is collinear with the fixed effects in the bootstrap design")
+    X = np.ascontiguousarray(X[:, keep])
+    cho = sla.cho_factor(X.T @ X)
+    A = sla.cho_solve(cho, np.eye(X.shape[1]))
+    beta = sla.cho_solve(cho, X.T @ y)
+    return _BootDesign(X, p, A, beta, y - X @ beta, [d.fixef[j] for j in loose])
+
+
+# ----------------------------------------------------- the fast algebra
+@dataclass
+class _Part:
+    """One variance clustering (two-way CRV1 has three, with signs +, +, -).
+
+    With ``Y = E v`` the per-cluster sums ``sum_{i in c} r_i u_i v_b(i)`` (``E``
+    is ``diag(C)`` when the clustering is the bootstrap clustering), ``w = S v``
+    and ``M = E' Q``, the sum of squared bootstrap scores is
+    ``||Y||^2 - 2 w'M'v + w'(Q'Q)w``: one G x 2k product per draw block.
+    """
+
+    sign: float
+    diag: bool
+    E: list[Any]  # [E0, E1]: G_b vectors C (diag) or sparse G_j x G_b matrices
+    M: list[np.ndarray]  # [M0, M1], G_b x k
+    H: np.ndarray  # Q'Q, k x k
+
+
+@dataclass
+class _Algebra:
+    a: np.ndarray
+    ST: list[np.ndarray]  # [S0, S1] transposed, G_b x k
+    parts: list[_Part]
+    adj: float
+    se: float
+    beta_p: float
+    n_boot: int
+
+
+def _algebra(bd: _BootDesign, boot: np.ndarray, n_boot: int, parts: Sequence[tuple[np.ndarray, float]],
+             adj: float, impose_null: bool) -> _Algebra:
+    X, A, p = bd.X, bd.A, bd.p
+    a = np.ascontiguousarray(A[:, p])
+    r = X @ a
+    xbar = r / a[p] if impose_null else np.zeros_like(r)
+    sums = cluster_wsums(X, np.column_stack([bd.uhat, xbar]), boot, n_boot)
+    ST = [np.ascontiguousarray(sums[0]), np.ascontiguousarray(sums[1])]
+    ru = np.column_stack([r * bd.uhat, r * xbar])
+    out: list[_Part] = []
+    var = 0.0
+    for codes, sign in parts:
+        G = int(codes.max()) + 1
+        cells = combine_codes(codes, boot)
+        n_cells = int(cells.max()) + 1
+        if n_cells == G == n_boot:  # the same partition as the bootstrap clusters
+            Q = cluster_wsums(X, r[:, None], boot, n_boot)[0] @ A
+            E = [np.bincount(boot, ru[:, m], minlength=n_boot) for m in range(2)]
+            M = [e[:, None] * Q for e in E]
+            var += sign * float(E[0] @ E[0])
+            out.append(_Part(sign, True, E, M, Q.T @ Q))
+        else:
+            Q = cluster_wsums(X, r[:, None], codes, G)[0] @ A
+            any_row = np.empty(n_cells, dtype=np.int64)
+            any_row[cells] = np.arange(cells.size)
+            ij = (codes[any_row], boot[any_row])
+            E = [sp.csr_matrix((np.bincount(cells, ru[:, m], minlength=n_cells), ij), shape=(G, n_boot))
+                 for m in range(2)]
+            M = [np.asarray(e.T @ Q) for e in E]
+            rs = np.asarray(E[0].sum(axis=1)).ravel()
+            var += sign * float(rs @ rs)
+            out.append(_Part(sign, False, E, M, Q.T @ Q))
+    if not var > 0:
+        raise VcovError("the cluster-robust variance of the tested coefficient is not positive")
+    return _Algebra(a, ST, out, adj, math.sqrt(adj * var), float(bd.beta[p]), n_boot)
+
+
+def _at(alg: _Algebra, delta: float) -> _Algebra:
+    """The algebra with the null value folded in (one-h0 fast path)."""
+    parts = [_Part(pt.sign, pt.diag, [pt.E[0] + delta * pt.E[1]], [pt.M[0] + delta * pt.M[1]], pt.H)
+             for pt in alg.parts]
+    return _Algebra(alg.a, [alg.ST[0] + delta * alg.ST[1]], parts, alg.adj, alg.se, alg.beta_p, alg.n_boot)
+
+
+def _rowdot(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->i", x, y)
+
+
+@dataclass
+class _Runner:
+    """Computes one block of draws; a pure function of the block index."""
+
+    alg: _Algebra
+    kind: str
+    seed: np.random.SeedSequence
+    enumerate_all: bool
+    injected: np.ndarray | None
+    quad: bool  # store the pieces of every null value (test inversion)
+    F: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        m = 2 if self.quad else 1
+        cols = self.alg.ST[:m] + [M for pt in self.alg.parts for M in pt.M[:m]]
+        self.F = np.ascontiguousarray(np.hstack(cols))
+
+    def weights(self, index: int, start: int, stop: int) -> np.ndarray:
+        """Draw-major ``(stop - start) x G`` weights of block ``index``."""
+        if self.injected is not None:
+            return np.ascontiguousarray(self.injected[:, start:stop].T, dtype=np.float64)
+        if self.enumerate_all:
+            return _enumeration(self.alg.n_boot, start, stop)
+        return _draws(self.kind, self.alg.n_boot, stop - start, block_generator(self.seed, index))
+
+    def _norms(self, pt: _Part, V: np.ndarray, V2: np.ndarray | None) -> list[np.ndarray | float]:
+        """``||E0 v||^2`` (and ``(E0 v)'(E1 v)``, ``||E1 v||^2`` in quad mode) per draw."""
+        m = 2 if self.quad else 1
+        if pt.diag:
+            E = pt.E[:m]
+            prods = [E[0] * E[0]] + ([E[0] * E[1], E[1] * E[1]] if self.quad else [])
+            if V2 is None:  # +-1 weights
+                return [float(x.sum()) for x in prods]
+            return [V2 @ x for x in prods]
+        Y = [np.asarray(e @ V.T) for e in pt.E[:m]]
+        out = [np.einsum("gb,gb->b", Y[0], Y[0])]
+        if self.quad:
+            out += [np.einsum("gb,gb->b", Y[0], Y[1]), np.einsum("gb,gb->b", Y[1], Y[1])]
+        return out
+
+    def __call__(self, block: tuple[int, int, int]) -> tuple[np.ndarray, ...]:
+        V = self.weights(*block)  # B x G_b
+        alg = self.alg
+        k = alg.a.size
+        signs = self.injected is None and (self.enumerate_all or self.kind == "rademacher")
+        V2 = None if signs else V * V
+        W = V @ self.F  # every product with the weights in one B x G_b x (2k per part) pass
+        if not self.quad:
+            w = W[:, :k]
+            den = np.zeros(V.shape[0])
+            for j, pt in enumerate(alg.parts):
+                u = W[:, k * (1 + j): k * (2 + j)]
+                (n00,) = self._norms(pt, V, V2)
+                den += pt.sign * (n00 - 2.0 * _rowdot(w, u) + _rowdot(w @ pt.H, w))
+            return (w @ alg.a, den)
+        w0, w1 = W[:, :k], W[:, k:2 * k]
+        sums = [np.zeros(V.shape[0]) for _ in range(3)]
+        for j, pt in enumerate(alg.parts):
+            o = 2 * k * (1 + j)
+            u0, u1 = W[:, o:o + k], W[:, o + k:o + 2 * k]
+            n00, n01, n11 = self._norms(pt, V, V2)
+            h0, h1 = w0 @ pt.H, w1 @ pt.H
+            sums[0] += pt.sign * (n00 - 2.0 * _rowdot(w0, u0) + _rowdot(h0, w0))
+            sums[1] += pt.sign * (n01 - _rowdot(w0, u1) - _rowdot(w1, u0) + _rowdot(h0, w1))
+            sums[2] += pt.sign * (n11 - 2.0 * _rowdot(w1, u1) + _rowdot(h1, w1))
+        return (w0 @ alg.a, w1 @ alg.a, *sums)
+
+
+def _tstar(pieces: tuple[np.ndarray, ...], adj: float, delta: float) -> np.ndarray:
+    n0, n1, a, b, c = pieces
+    den = adj * (a + 2.0 * delta * b + delta * delta * c)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (n0 + delta * n1) / np.sqrt(np.where(den > 0, den, np.nan))
+
+
+def _pvalue(t: float, tstar: np.ndarray, alternative: str) -> float:
+    """Share of bootstrap t's at least as extreme as ``t``.
+
+    Ties (within ``TIE_RTOL``) count as extreme: with the null imposed the sign
+    vectors ``v = +-1`` reproduce ``+-t`` exactly (up to rounding), and counting
+    them is the conservative choice that does not depend on rounding.
+    """
+    ts = tstar[np.isfinite(tstar)]
+    tol = TIE_RTOL * max(abs(t), 1.0)
+    if alternative == "two-sided":
+        return float(np.mean(np.abs(ts) >= abs(t) - tol))
+    up = float(np.mean(ts >= t - tol))
+    down = float(np.mean(ts <= t + tol))
+    if alternative == "equal-tailed":
+        return min(1.0, 2.0 * min(up, down))
+    return up if alternative == "greater" else down
+
+
+def _invert(pfun: Callable[[float], float], beta: float, se: float, alpha: float, side: int) -> float:
+    """The null value where the p-value crosses ``alpha`` on one side of ``beta``."""
+    inside = lambda h: 1.0 if pfun(h) >= alpha else -1.0  # noqa: E731 - a sign is all brentq needs
+    if inside(beta) < 0:
+        return math.nan
+    m_in, m = 0.0, 0.5
+    while inside(beta + side * m * se) > 0:
+        m_in, m = m, m * 1.5
+        if m > 1e9:
+            return side * math.inf
+    lo, hi = sorted((beta + side * m_in * se, beta + side * m * se))
+    return float(optimize.brentq(inside, lo, hi, xtol=CI_XTOL * se, rtol=4 * np.finfo(float).eps))
+
+
+# ------------------------------------------------------------------- result
+@dataclass(eq=False)
+class WildBootResult:
+    """Result of :func:`wildboot`.
+
+    Attributes
+    ----------
+    param : str
+        The tested coefficient.
+    estimate, se : float
+        Its estimate and cluster-robust (CRV1) standard error.
+    h0 : float
+        The null value tested.
+    tstat : float
+        ``(estimate - h0) / se`` (equals the fit's t statistic when ``h0 = 0``
+        and the variance is the fit's).
+    pvalue : float
+        Bootstrap p-value for ``alternative``.
+    confint : tuple of float or None
+        Confidence interval by test inversion (``None`` if not asked for).
+    statistics : ndarray
+        The bootstrap t statistics (at ``h0``), one per draw.
+    draws : int
+        Number of bootstrap draws used (``2^G`` under full enumeration).
+    full_enumeration : bool
+        Whether all ``2^G`` Rademacher sign vectors were used (deterministic).
+    notes : list of str
+        What the user should know about how the result was computed.
+    """
+
+    param: str
+    estimate: float
+    se: float
+    h0: float
+    tstat: float
+    pvalue: float
+    confint: tuple[float, float] | None
+    level: float
+    statistics: np.ndarray = field(repr=False)
+    draws: int
+    weights: str
+    impose_null: bool
+    alternative: str
+    full_enumeration: bool
+    n_clusters: int
+    n_bootclusters: int
+    cluster: tuple[str, ...]
+    bootcluster: str
+    notes: list[str] = field(default_factory=list)
+    _pfun: Callable[[float], float] | None = field(default=None, repr=False)
+
+    @property
+    def bootstrap_type(self) -> str:
+        """``"WCR"`` (null imposed) or ``"WCU"``."""
+        return "WCR" if self.impose_null else "WCU"
+
+    @property
+    def note(self) -> str:
+        """The notes as one string."""
+        return "; ".join(self.notes)
+
+    def pvalue_at(self, h0: float) -> float:
+        """Bootstrap p-value of ``H0: param = h0`` reusing the same weights.
+
+        Available when the result was computed with ``confint=True`` (or for
+        WCU, whose bootstrap t statistics do not depend on the null).
+        """
+        if self._pfun is None:
+            raise WildBootError("pvalue_at needs the per-draw pieces; rerun wildboot with confint=True")
+        return self._pfun(float(h0))
+
+    def tidy(self) -> pl.DataFrame:
+        """One row: ``term, estimate, se, h0, tstat, pvalue, ci_low, ci_high, draws, bootstrap, weights``."""
+        lo, hi = self.confint if self.confint is not None else (math.nan, math.nan)
+        return pl.DataFrame(
+            {
+                "term": [self.param],
+                "estimate": [self.estimate],
+                "se": [self.se],
+                "h0": [self.h0],
+                "tstat": [self.tstat],
+                "pvalue": [self.pvalue],
+                "ci_low": [lo],
+                "ci_high": [hi],
+                "draws": [self.draws],
+                "bootstrap": [self.bootstrap_type],
+                "weights": [self.weights],
+                "n_clusters": [self.n_bootclusters],
+            }
+        )
+
+    def summary(self) -> str:
+        """A printable report."""
+        ci = "not computed"
+        if self.confint is not None:
+            ci = f"[{self.confint[0]:.6g}, {self.confint[1]:.6g}]"
+        lines = [
+            f"Wild cluster bootstrap ({self.bootstrap_type}, {self.weights} weights, "
+            f"{self.draws:,} draws{', full enumeration' if self.full_enumeration else ''})",
+            f"Clusters: {' + '.join(self.cluster)} (variance), {self.bootcluster} "
+            f"(bootstrap, G = {self.n_bootclusters})",
+            f"H0: {self.param} = {self.h0:g}   alternative: {self.alternative}",
+            "",
+            f"{'term':<16}{'estimate':>12}{'se':>12}{'t':>9}{'boot p':>9}  {int(round(self.level * 100))}% CI",
+            f"{self.param[:16]:<16}{self.estimate:>12.5f}{self.se:>12.5f}{self.tstat:>9.3f}{self.pvalue:>9.4f}  {ci}",
+        ]
+        if self.notes:
+            lines.append("")
+            lines.extend(f"Note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+    def plot(self, path: str | None = None, **kwargs: Any):
+        """Histogram of the bootstrap t statistics with the observed one (see
+        :func:`staggerlab.plots.bootstrap.plot_wildboot`)."""
+        from ..plots.bootstrap import plot_wildboot
+
+        return plot_wildboot(self, path=path, **kwargs)
+
+
+# ------------------------------------------------------------------- entry
+def _cluster_codes(fit: Feols, name: str) -> np.ndarray:
+    d = fit.design
+    if name in d.clusters:
+        return d.clusters[name]
+    if name not in d.frame.columns:
+        raise MissingColumnError(f"cluster column {name!r} is not in the data (columns: {d.frame.columns})")
+    col = d.frame[name]
+    if col.null_count():
+        raise VcovError(f"cluster column {name!r} has missing values in the estimation sample")
+    return factorize_column(col)
+
+
+def _df_k(fit: Feols, names: Sequence[str], codes: Sequence[np.ndarray]) -> int:
+    """pyfixest's small-sample df for CRV with these clusters (as Design.df_k)."""
+    d = fit.design
+    k = len(d.regressors)
+    if not d.fixef:
+        return fe_df(k, [])
+    cls = list(codes) + ([combine_codes(*codes)] if len(codes) == 2 else [])
+    nested = [(f in names) or any(nested_in(c, cl) for cl in cls) for f, c in zip(d.fixef, d.absorber.codes)]
+    return fe_df(k, d.fe_levels, nested)
+
+
+def wildboot(
+    fit: Any,
+    param: str = "treat",
+    draws: int = 9999,
+    weights: WeightType = "rademacher",
+    impose_null: bool = True,
+    h0: float = 0.0,
+    cluster: str | Sequence[str] | None = None,
+    bootcluster: str | None = None,
+    alternative: Alternative = "two-sided",
+    confint: bool = True,
+    level: float = 0.95,
+    seed: SeedLike = 0,
+    n_jobs: int = 1,
+    backend: str | None = None,
+    *,
+    weight_matrix: np.ndarray | None = None,
+) -> WildBootResult:
+    """Wild cluster bootstrap test (and test-inversion CI) of one coefficient.
+
+    Parameters
+    ----------
+    fit : staggerlab Feols or pyfixest Feols
+        A fitted model; fixed effects stay absorbed (see the module notes for
+        fixed effects not nested in the bootstrap clusters).
+    param : str
+        The coefficient tested.
+    draws : int
+        Number of bootstrap draws. With Rademacher weights and ``2^G <= draws``
+        all ``2^G`` sign vectors are enumerated instead (deterministic).
+    weights : {"rademacher", "mammen", "webb", "normal"}
+        Distribution of the cluster weights.
+    impose_null : bool
+        True for WCR (residuals of the model with ``param = h0``), False for WCU.
+    h0 : float
+        Null value of ``param``.
+    cluster : str or list of str, optional
+        Variance cluster column(s); defaults to the fit's. With two-way
+        clustering the variance of every draw is two-way (as the fit's) and the
+        bootstrap weights are drawn by the first cluster.
+    bootcluster : str, optional
+        Column whose levels get the bootstrap weights (subcluster bootstrap);
+        defaults to the first cluster.
+    alternative : {"two-sided", "equal-tailed", "greater", "less"}
+        ``two-sided`` is the symmetric test ``mean(|t*| > |t|)``; ``equal-tailed``
+        is ``2 min(mean(t* > t), mean(t* < t))``; ``greater``/``less`` are
+        one-sided (H1: ``param > h0`` / ``< h0``).
+    confint : bool
+        Compute the confidence interval by inverting the bootstrap test (same
+        weights for every null value; one-sided for one-sided alternatives).
+    level : float
+        Confidence level; the CI holds the null values with p-value >= 1 - level.
+    seed : int, Generator, SeedSequence or None
+        Seed; block ``i`` of draws uses ``block_generator(seed, i)``.
+    n_jobs, backend : int, str
+        Parallel blocks (joblib); results are identical for any value.
+    weight_matrix : ndarray, optional
+        Expert/testing: a ``G x B`` matrix of weights (bootstrap clusters in
+        sorted order of their values) used instead of drawing.
+
+    Returns
+    -------
+    WildBootResult
+
+    Raises
+    ------
+    WildBootError
+        Unknown ``param``, weights or alternative; bad ``draws`` or ``level``.
+    VcovError
+        No cluster structure in the fit and none given; fewer than 2 clusters.
+
+    Notes
+    -----
+    The bootstrap t statistics use CRV1 with the fit's small-sample factor
+    ``(N-1)/(N-df_k) * G/(G-1)``, so the observed t equals the fit's when
+    ``h0 = 0``. P-values count strictly larger bootstrap statistics over all
+    draws (no "+1"), as boottest and wildboottest do.
+
+    Examples
+    --------
+    >>> import staggerlab as sl
+    >>> from staggerlab.inference.wildboot import wildboot
+    >>> df = sl.simulate.staggered(40, 6, seed=1)
+    >>> fit = sl.feols("y ~ treat | unit + time", df, vcov={"CRV1": "unit"})
+    >>> wb = wildboot(fit, param="treat", draws=999, seed=1)
+    >>> wb.pvalue < 0.05
+    True
+    """
+    fit = as_feols(fit)
+    d = fit.design
+    if param not in d.regressors:
+        raise WildBootError(f"param {param!r} is not a coefficient of the model; coefficients: {d.regressors}")
+    if weights not in WEIGHT_TYPES:
+        raise WildBootError(f"weights must be one of {WEIGHT_TYPES}, got {weights!r}")
+    if alternative not in ALTERNATIVES:
+        raise WildBootError(f"alternative must be one of {ALTERNATIVES}, got {alternative!r}")
+    if not 0.0 < level < 1.0:
+        raise WildBootError(f"level must be in (0, 1), got {level}")
+    if weight_matrix is None and (not isinstance(draws, (int, np.integer)) or draws < 1):
+        raise WildBootError(f"draws must be a positive integer, got {draws!r}")
+    notes: list[str] = []
+
+    spec = fit.vcov_spec
+    if cluster is None:
+        if spec.kind not in ("CRV1", "CRV3"):
+            raise VcovError(
+                f"the fit's variance is {spec.label}, not clustered; fit with vcov={{'CRV1': 'col'}} "
+                "or pass cluster='col'"
+            )
+        names = list(spec.clusters)
+        if spec.kind == "CRV3":
+            notes.append("the fit uses CRV3; the bootstrap t statistics use CRV1")
+    else:
+        names = [cluster] if isinstance(cluster, str) else list(cluster)
+        names = [c.strip() for n in names for c in n.replace("^", "+").split("+") if c.strip()]
+        if not 1 <= len(names) <= 2:
+            raise VcovError(f"cluster must name one or two columns, got {cluster!r}")
+    codes = [_cluster_codes(fit, c) for c in names]
+    bname = bootcluster if bootcluster is not None else names[0]
+    boot = _cluster_codes(fit, bname)
+    if len(codes) == 2:
+        parts = [(codes[0], 1.0), (codes[1], 1.0), (combine_codes(*codes), -1.0)]
+        if bootcluster is None:
+            notes.append(f"two-way clustered variance; bootstrap weights drawn by {names[0]!r}")
+    else:
+        parts = [(codes[0], 1.0)]
+    Gs = [int(c.max()) + 1 for c, _ in parts]
+    G = min(Gs)
+    n_boot = int(boot.max()) + 1
+    if G < 2 or n_boot < 2:
+        raise VcovError(f"the wild cluster bootstrap needs at least 2 clusters, found {min(G, n_boot)}")
+    N = d.nobs
+    df_k = _df_k(fit, names, codes)
+    adj = (N - 1) / (N - df_k) * G / (G - 1)
+
+    bd = _boot_design(fit, d.regressors.index(param), boot)
+    if bd.explicit_fe:
+        notes.append(
+            f"fixed effect(s) {bd.explicit_fe} are not nested in the bootstrap clusters; they enter the "
+            "bootstrap as regressors (exact, as with dummies)"
+        )
+    alg = _algebra(bd, boot, n_boot, parts, adj, impose_null)
+
+    enumerate_all = False
+    if weight_matrix is not None:
+        weight_matrix = np.asarray(weight_matrix, dtype=np.float64)
+        if weight_matrix.ndim != 2 or weight_matrix.shape[0] != n_boot:
+            raise WildBootError(f"weight_matrix must be {n_boot} x B, got shape {weight_matrix.shape}")
+        B = weight_matrix.shape[1]
+        notes.append("weights injected by the caller")
+    elif weights == "rademacher" and n_boot < 63 and 2**n_boot <= draws:
+        enumerate_all = True
+        B = 2**n_boot
+        notes.append(f"full enumeration of the 2^{n_boot} = {B} Rademacher sign vectors (deterministic)")
+    else:
+        B = int(draws)
+    if n_boot <= 11 and weights == "rademacher" and not enumerate_all:
+        notes.append(f"only {n_boot} bootstrap clusters: consider weights='webb'")
+
+    delta = alg.beta_p - h0
+    tstat = delta / alg.se
+    quad = bool(confint and impose_null)
+    runner = _Runner(alg if quad else _at(alg, delta), weights, resolve_entropy(seed), enumerate_all,
+                     weight_matrix, quad)
+    bs = _block_size(n_boot)
+    blocks = [(i, s, min(s + bs, B)) for i, s in enumerate(range(0, B, bs))]
+    if threadpool_limits is not None:
+        # the block products are skinny (k columns); a second BLAS thread buys
+        # little and, on a busy machine, contention costs up to 10x
+        with threadpool_limits(1, user_api="blas"):
+            res = run_blocks(runner, blocks, n_jobs=n_jobs, backend=backend, desc="wild bootstrap")
+    else:  # pragma: no cover
+        res = run_blocks(runner, blocks, n_jobs=n_jobs, backend=backend, desc="wild bootstrap")
+    cols = tuple(np.concatenate(x) for x in zip(*res))
+    if quad:
+        pieces = cols
+        stats = _tstar(pieces, adj, delta)
+
+        def pfun(h: float) -> float:
+            dl = alg.beta_p - h
+            return _pvalue(dl / alg.se, _tstar(pieces, adj, dl), alternative)
+    else:
+        num, den = cols
+        with np.errstate(invalid="ignore", divide="ignore"):
+            stats = num / np.sqrt(np.where(den > 0, adj * den, np.nan))
+        pfun = None
+        if not impose_null:
+            def pfun(h: float) -> float:  # WCU: the bootstrap t's do not depend on the null
+                return _pvalue((alg.beta_p - h) / alg.se, stats, alternative)
+    n_bad = int((~np.isfinite(stats)).sum())
+    if n_bad:
+        notes.append(f"{n_bad} draw(s) with a non-positive two-way variance were left out")
+    pval = _pvalue(tstat, stats, alternative)
+
+    ci = None
+    if confint and pfun is not None:
+        alpha = 1.0 - level
+        lo = -math.inf if alternative == "less" else _invert(pfun, alg.beta_p, alg.se, alpha, -1)
+        hi = math.inf if alternative == "greater" else _invert(pfun, alg.beta_p, alg.se, alpha, +1)
+        ci = (lo, hi)
+        if not (math.isfinite(lo) or alternative == "less") or not (math.isfinite(hi) or alternative == "greater"):
+            notes.append("the confidence set is unbounded (too few distinct bootstrap draws for this level)")
+
+    return WildBootResult(
+        param=param,
+        estimate=alg.beta_p,
+        se=alg.se,
+        h0=float(h0),
+        tstat=float(tstat),
+        pvalue=pval,
+        confint=ci,
+        level=level,
+        statistics=stats,
+        draws=B,
+        weights=weights if weight_matrix is None else "injected",
+        impose_null=impose_null,
+        alternative=alternative,
+        full_enumeration=enumerate_all,
+        n_clusters=G,
+        n_bootclusters=n_boot,
+        cluster=tuple(names),
+        bootcluster=bname,
+        notes=notes,
+        _pfun=pfun,
+    )
