@@ -19,6 +19,9 @@ __all__ = ["Absorber", "drop_singletons"]
 
 Method = Literal["auto", "exact", "iterative"]
 
+#: cells (rows x columns) demeaned per block: bounds the kernels' temporaries
+_BLOCK_CELLS = 4_000_000
+
 #: above this many levels in the small FEs, the exact path's M x M system is
 #: too costly to factorize and alternating projections are used instead.
 MAX_EXACT_LEVELS = 2000
@@ -118,7 +121,8 @@ class Absorber:
             for j, q in enumerate(small):
                 codesB[:, j] = self.codes[q] + offs[j]
             self._codesB = codesB
-            sort = np.argsort(A, kind="stable")
+            # panels usually arrive grouped by unit: then no sort is needed
+            sort = np.arange(n) if n < 2 or bool(np.all(A[1:] >= A[:-1])) else np.argsort(A, kind="stable")
             starts = np.concatenate(([0], np.cumsum(np.bincount(A, minlength=self.n_levels[self._large]))))
             H = kd.cross_hessian(sort, starts.astype(np.int64), codesB, w, int(m))
             evals, evecs = np.linalg.eigh(H)
@@ -138,8 +142,13 @@ class Absorber:
             self._sumw = sumw
             self._offsets = offs.astype(np.int64)
 
-    def demean(self, x: np.ndarray) -> np.ndarray:
-        """Demean a vector or an N x K matrix; returns a new float64 array.
+    def demean(self, x: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
+        """Demean a vector or an N x K matrix (float64).
+
+        Columns are processed in blocks so the kernels' temporaries stay a
+        few columns wide whatever K is (a 10M-row panel fits in a few times
+        its own size). ``out``, if given, is an N x K float64 array to write
+        into (may be ``x`` itself).
 
         Raises
         ------
@@ -148,29 +157,35 @@ class Absorber:
         """
         x = np.asarray(x, dtype=np.float64)
         vec = x.ndim == 1
-        X = np.ascontiguousarray(x.reshape(-1, 1) if vec else x)
+        X = x.reshape(-1, 1) if vec else x
         if X.shape[0] != self.nobs:
             raise ValueError(f"expected {self.nobs} rows, got {X.shape[0]}")
+        K = X.shape[1]
+        res = np.empty((X.shape[0], K)) if out is None else out.reshape(X.shape[0], K)
+        step = max(1, _BLOCK_CELLS // max(X.shape[0], 1))
+        for lo in range(0, K, step):
+            hi = min(K, lo + step)
+            res[:, lo:hi] = self._demean_block(np.ascontiguousarray(X[:, lo:hi]))
+        return res[:, 0] if vec else res
+
+    def _demean_block(self, X: np.ndarray) -> np.ndarray:
         if self.algorithm == "none" or X.shape[1] == 0:
-            out = X.copy()
-        elif self.algorithm == "one-way":
-            out = kd.sweep_one(X, self._codeA, self._w, self._sumwA)
-        elif self.algorithm == "exact":
+            return X
+        if self.algorithm == "one-way":
+            return kd.sweep_one(X, self._codeA, self._w, self._sumwA)
+        if self.algorithm == "exact":
             r = kd.sweep_one(X, self._codeA, self._w, self._sumwA)
-            out = kd.exact_finish(r, self._codesB, self._w, self._codeA, self._sumwA, self._Hpinv)
-        else:
-            out, conv, iters = kd.map_demean(
-                X, self._codesQ, self._w, self._sumw, self._offsets, self.tol, self.maxiter
+            return kd.exact_finish(r, self._codesB, self._w, self._codeA, self._sumwA, self._Hpinv)
+        res, conv, iters = kd.map_demean(X, self._codesQ, self._w, self._sumw, self._offsets, self.tol, self.maxiter)
+        if not conv.all():
+            bad = np.flatnonzero(~conv)
+            raise ConvergenceError(
+                f"demeaning did not converge for {bad.size} column(s) in {self.maxiter} "
+                f"iterations (tol={self.tol:g}); raise maxiter, loosen tol, or check "
+                "for a weakly connected fixed-effect structure"
             )
-            if not conv.all():
-                bad = np.flatnonzero(~conv)
-                raise ConvergenceError(
-                    f"demeaning did not converge for {bad.size} column(s) in {self.maxiter} "
-                    f"iterations (tol={self.tol:g}); raise maxiter, loosen tol, or check "
-                    "for a weakly connected fixed-effect structure"
-                )
-            self.last_iterations = int(iters.max())
-        return out[:, 0] if vec else out
+        self.last_iterations = max(getattr(self, "last_iterations", 0), int(iters.max()))
+        return res
 
     def subset(self, mask: np.ndarray) -> "Absorber":
         """The absorber of the rows in ``mask`` (e.g. leave-one-cluster-out)."""

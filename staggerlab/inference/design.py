@@ -242,15 +242,22 @@ def build_design(
     sw = np.sqrt(w) if w is not None else np.ones(sub.height)
 
     names = (["Intercept"] if intercept else []) + list(regressors)
-    X = np.empty((sub.height, len(names)))
-    for j, r in enumerate(names):
-        X[:, j] = 1.0 if r == "Intercept" else values[r]
     ww = sw**2
-    wmean = (ww @ X) / ww.sum()
-    ss = ww @ (X - wmean) ** 2
-    if intercept:
-        ss[0] = ww.sum()
-    Xd = absorber.demean(X)
+    wsum = float(ww.sum())
+    ss = np.empty(len(names))
+    # demean straight from the extracted columns into one N x k array: no
+    # raw-X copy and no N x k temporaries
+    Xd = np.empty((sub.height, len(names)))
+    for j, r in enumerate(names):
+        if r == "Intercept":
+            Xd[:, j] = 1.0
+            ss[j] = wsum
+        else:
+            v = values[r]
+            m = float(ww @ v) / wsum
+            ss[j] = float(ww @ np.square(v - m))
+            Xd[:, j] = v
+    absorber.demean(Xd, out=Xd)
     if weights is not None:
         Xd *= sw[:, None]
     XtX = Xd.T @ Xd
