@@ -1,0 +1,255 @@
+"""Benchmark: staggerlab vs pyfixest on demeaning and feols with CRV1.
+
+Run from the repository root::
+
+    python benchmarks/bench_feols.py                 # all sizes, Markdown table
+    python benchmarks/bench_feols.py --sizes 15k,170k --reps 7
+    python benchmarks/bench_feols.py --profile       # also a per-stage breakdown
+
+Both packages are timed in the same process on the same panels
+(``sl.simulate.staggered`` with 8 controls, 15% of unit-years dropped so
+the panels are unbalanced, unit + year FE), JIT compiled
+first, medians of ``--reps`` repetitions (at least 5; runs longer than 10 s
+are repeated 3 times). pyfixest gets a pandas frame and staggerlab a polars
+frame (each its native input; the conversion is done once, outside the
+timings). pyfixest runs with its defaults (Rust MAP demeaner, ``fixef_tol``
+1e-6 for ``demean``/``feols``), staggerlab with its defaults (exact two-way
+demeaning: no tolerance). The cold-start row times a fresh interpreter doing
+``import staggerlab`` and one feols fit, with the numba cache already warm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from typing import Callable
+
+import numpy as np
+
+#: (units, periods); 15% of unit-years dropped at random -> ~15k / 170k / 1.7M rows
+SIZES = {"15k": (1_500, 12), "170k": (10_000, 20), "1.7M": (100_000, 20)}
+DROP_SHARE = 0.15
+FML = "y ~ treat + x1 + x2 + x3 + x4 + x5 + x6 + x7 + x8 | unit + time"
+DEMEAN_COLS = ["y", "treat", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8"]
+LONG_RUN_S = 10.0
+
+
+def machine() -> str:
+    """CPU model and core count of this machine."""
+    model = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{model}, {cores} cores, Python {platform.python_version()}"
+
+
+def median_time(func: Callable[[], object], reps: int) -> float:
+    """Median wall time of ``func`` over ``reps`` runs (3 if one run exceeds LONG_RUN_S)."""
+    times = []
+    for i in range(reps):
+        t0 = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - t0)
+        if i == 0 and times[0] > LONG_RUN_S:
+            reps = min(reps, 3)
+        if len(times) >= reps:
+            break
+    return statistics.median(times)
+
+
+def make_panel(n_units: int, n_periods: int):
+    """The benchmark panel: polars and pandas versions of the same data."""
+    import staggerlab as sl
+
+    df = sl.simulate.staggered(n_units, n_periods, n_controls=8, drop_share=DROP_SHARE, seed=0)
+    return df, df.to_pandas()
+
+
+def fmt(seconds: float) -> str:
+    """Seconds as a short human string."""
+    if seconds < 1.0:
+        return f"{seconds * 1e3:.1f} ms"
+    return f"{seconds:.2f} s"
+
+
+def bench_size(label: str, n_units: int, n_periods: int, reps: int) -> list[tuple]:
+    """Time demeaning and feols CRV1 at one panel size; returns table rows."""
+    import pyfixest as pf
+    from pyfixest.estimation import demean as pf_demean
+
+    import staggerlab as sl
+    from staggerlab.inference.absorb import Absorber
+
+    df, pdf = make_panel(n_units, n_periods)
+    n = df.height
+    X = np.ascontiguousarray(df.select(DEMEAN_COLS).to_numpy().astype(np.float64))
+    # dense codes, computed once for both (factorization is timed in feols)
+    u = np.unique(df["unit"].to_numpy(), return_inverse=True)[1]
+    t = np.unique(df["time"].to_numpy(), return_inverse=True)[1]
+    flist = np.ascontiguousarray(np.column_stack([u, t]).astype(np.uint64))
+    ones = np.ones(n)
+    codes = [u.astype(np.int64), t.astype(np.int64)]
+
+    # warm-up: compiles numba kernels, loads pyfixest's Rust extension
+    pf_demean(X, flist, ones)
+    ab = Absorber(codes)
+    ab.demean(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pf.feols(FML, pdf, vcov={"CRV1": "unit"})
+        sl.feols(FML, df, vcov={"CRV1": "unit"})
+
+    # the two fits must agree before their timings mean anything
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = pf.feols(FML, pdf, vcov={"CRV1": "unit"})
+        b = sl.feols(FML, df, vcov={"CRV1": "unit"})
+    rel = float(np.max(np.abs(a.coef().to_numpy() - b.beta) / np.abs(b.beta)))
+
+    def sl_feols():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sl.feols(FML, df, vcov={"CRV1": "unit"})
+
+    def pf_feols():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pf.feols(FML, pdf, vcov={"CRV1": "unit"})
+
+    t_pf_dm = median_time(lambda: pf_demean(X, flist, ones), reps)
+    t_sl_dm_build = median_time(lambda: Absorber(codes).demean(X), reps)
+    t_sl_dm = median_time(lambda: ab.demean(X), reps)
+    t_pf_fe = median_time(pf_feols, reps)
+    t_sl_fe = median_time(sl_feols, reps)
+    size = f"{label} ({n_units:,} x {n_periods}, N={n:,})"
+    return [
+        (size, "demean 10 cols: build + demean", t_pf_dm, t_sl_dm_build, None),
+        (size, "demean 10 cols: demean only", t_pf_dm, t_sl_dm, None),
+        (size, "feols CRV1(unit)", t_pf_fe, t_sl_fe, rel),
+    ]
+
+
+def profile_size(label: str, n_units: int, n_periods: int, reps: int) -> list[tuple[str, float]]:
+    """Per-stage medians of staggerlab's feols (mirrors ``build_design``'s steps)."""
+    import polars as pl
+    import scipy.linalg as sla
+
+    import staggerlab as sl
+    from staggerlab.inference.absorb import Absorber, drop_singletons
+    from staggerlab.inference.design import _collinear, factorize_column
+    from staggerlab.inference.vcov import vcov_crv1
+    from staggerlab.panels.panel import check_numeric, finite_mask
+
+    df, _ = make_panel(n_units, n_periods)
+    regs = DEMEAN_COLS[1:]
+    used = ["y", *regs, "unit", "time"]
+    codes = [factorize_column(df["unit"]), factorize_column(df["time"])]
+    ab = Absorber(codes)
+    X = np.column_stack([df[r].cast(pl.Float64).to_numpy() for r in regs])
+    Xd = ab.demean(X)
+    y = df["y"].to_numpy()
+    yd = ab.demean(y)
+    XtX = Xd.T @ Xd
+    ss = ((X - X.mean(0)) ** 2).sum(0)
+    bread = sla.cho_solve(sla.cho_factor(XtX), np.eye(XtX.shape[0]))
+    beta = bread @ (Xd.T @ yd)
+    scores = Xd * (yd - Xd @ beta)[:, None]
+    cl = factorize_column(df["unit"])
+    stages: list[tuple[str, Callable[[], object]]] = [
+        ("validate + NaN mask", lambda: (check_numeric(df, ["y", *regs], "x"), finite_mask(df, used))),
+        ("factorize FE + cluster ids (3 cols)", lambda: [factorize_column(df[c]) for c in ("unit", "time", "unit")]),
+        ("drop singletons", lambda: drop_singletons(codes)),
+        ("build Absorber", lambda: Absorber(codes)),
+        ("extract X to numpy", lambda: np.column_stack([df[r].cast(pl.Float64).to_numpy() for r in regs])),
+        ("demean X (9 cols)", lambda: ab.demean(X)),
+        ("demean y", lambda: ab.demean(y)),
+        ("collinearity check + Cholesky", lambda: (_collinear(Xd.T @ Xd, ss, 1e-9), sla.cho_factor(XtX))),
+        ("vcov CRV1", lambda: vcov_crv1(bread, Xd * (yd - Xd @ beta)[:, None], [cl], yd.size, 9 + 2)),
+        ("whole sl.feols", lambda: sl.feols(FML, df, vcov={"CRV1": "unit"})),
+    ]
+    del scores
+    return [(name, median_time(f, reps)) for name, f in stages]
+
+
+COLD_CODE = (
+    "import staggerlab as sl\n"
+    f"df = sl.simulate.staggered(1500, 12, n_controls=8, drop_share={DROP_SHARE}, seed=0)\n"
+    f"fit = sl.feols({FML!r}, df, vcov={{'CRV1': 'unit'}})\n"
+    "print(fit.coef()['treat'])\n"
+)
+
+
+def cold_start(code: str = COLD_CODE, reps: int = 5) -> float:
+    """Median wall time of a fresh interpreter running ``code`` (numba cache warmed first)."""
+    cmd = [sys.executable, "-c", code]
+    subprocess.run(cmd, check=True, capture_output=True)  # warms the numba cache
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark and print Markdown tables."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default=",".join(SIZES), help=f"comma list of {list(SIZES)}")
+    ap.add_argument("--reps", type=int, default=5, help="repetitions per timing (>= 5)")
+    ap.add_argument("--profile", action="store_true", help="per-stage breakdown of staggerlab's feols")
+    ap.add_argument("--no-cold", action="store_true", help="skip the cold-start subprocess timing")
+    ap.add_argument("--threads", type=int, default=None, help="numba threads (default: numba's)")
+    args = ap.parse_args(argv)
+    reps = max(5, args.reps)
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+
+    import pyfixest as pf
+
+    import numba
+
+    import staggerlab as sl
+
+    if args.threads:
+        numba.set_num_threads(args.threads)
+    print(f"Machine: {machine()}; load average before the run {os.getloadavg()[0]:.1f}")
+    print(f"pyfixest {pf.__version__}, staggerlab {sl.__version__}, numba threads "
+          f"{numba.get_num_threads()}; medians of {reps} runs "
+          f"(3 for runs > {LONG_RUN_S:.0f} s)\n")
+    rows = []
+    for s in sizes:
+        rows += bench_size(s, *SIZES[s], reps)
+    print("| panel | task | pyfixest | staggerlab | speed-up (pyfixest / staggerlab) | max rel. coef diff |")
+    print("|---|---|---:|---:|---:|---:|")
+    for size, task, tp, ts, rel in rows:
+        print(f"| {size} | {task} | {fmt(tp)} | {fmt(ts)} | {tp / ts:.1f}x | "
+              f"{'' if rel is None else f'{rel:.1e}'} |")
+    if not args.no_cold:
+        ti = cold_start("import staggerlab")
+        print(f"| fresh process | `import staggerlab` only | | {fmt(ti)} | | |")
+        tc = cold_start()
+        print(f"| fresh process | `import staggerlab` + first feols (15k), numba cache warm | | "
+              f"{fmt(tc)} | target < 3 s: {'met' if tc < 3 else 'MISSED'} | |")
+    if args.profile:
+        for s in sizes:
+            print(f"\nstaggerlab feols stages, {s} ({SIZES[s][0]:,} x {SIZES[s][1]}):\n")
+            print(f"(load average now {os.getloadavg()[0]:.1f})\n")
+            print("| stage | median |")
+            print("|---|---:|")
+            for name, t in profile_size(s, *SIZES[s], reps):
+                print(f"| {name} | {fmt(t)} |")
+
+
+if __name__ == "__main__":
+    main()

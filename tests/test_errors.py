@@ -1,0 +1,226 @@
+"""One test per bad input: the named exception (and its builtin) and what its message says."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import polars as pl
+import pytest
+
+import staggerlab as sl
+from staggerlab.errors import (
+    CollinearityError,
+    ConvergenceError,
+    DuplicateRowsError,
+    EmptyPanelError,
+    FormulaError,
+    MissingColumnError,
+    MissingValueError,
+    MissingValueWarning,
+    NonNumericError,
+    PanelError,
+    StaggerlabError,
+    VcovError,
+)
+
+
+@pytest.fixture
+def df() -> pl.DataFrame:
+    return sl.simulate.staggered(30, 5, n_controls=2, seed=2).with_columns(
+        name=pl.format("firm-{}", "unit"), one=pl.lit(1)
+    )
+
+
+def fit(*args, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sl.errors.SingletonWarning)
+        return sl.feols(*args, **kw)
+
+
+# ------------------------------------------------------------ missing column
+@pytest.mark.parametrize(
+    "fml,vcov,what",
+    [
+        ("y ~ treat + nope | unit", None, "variable 'nope'"),
+        ("nope ~ treat | unit", None, "outcome 'nope'"),
+        ("y ~ treat | unit + nope", None, "fixed-effect column 'nope'"),
+        ("y ~ treat | unit", {"CRV1": "nope"}, "cluster column 'nope'"),
+    ],
+)
+def test_missing_column_in_feols(df, fml, vcov, what):
+    with pytest.raises(MissingColumnError, match=f"{what} not found in the data") as exc:
+        fit(fml, df, vcov=vcov)
+    assert isinstance(exc.value, KeyError) and isinstance(exc.value, PanelError)
+    assert "columns: unit, time" in str(exc.value)
+
+
+def test_missing_column_in_panel_and_weights(df):
+    with pytest.raises(MissingColumnError, match="id column 'firm' not found"):
+        sl.Panel.from_frame(df, unit="firm", time="time")
+    with pytest.raises(KeyError, match="weights column 'wt' not found"):
+        fit("y ~ treat | unit", df, weights="wt")
+
+
+# ------------------------------------------------------------ duplicated rows
+def test_duplicated_unit_time_rows(df):
+    dup = pl.concat([df, df.head(2)])
+    with pytest.raises(DuplicateRowsError, match=r"4 rows share a \(unit, time\) pair.*one row per unit and period") as exc:
+        sl.Panel.from_frame(dup, unit="unit", time="time")
+    assert isinstance(exc.value, ValueError)
+    assert "(1, 2011)" in str(exc.value)
+
+
+# ------------------------------------------------------------ non-numeric
+@pytest.mark.parametrize("fml,col", [("y ~ treat + name | unit", "name"), ("name ~ treat | unit", "name")])
+def test_non_numeric_outcome_or_regressor(df, fml, col):
+    with pytest.raises(NonNumericError, match=f"column '{col}' has type String, not a number") as exc:
+        fit(fml, df)
+    assert isinstance(exc.value, TypeError) and isinstance(exc.value, StaggerlabError)
+
+
+def test_non_numeric_value_column_in_panel(df):
+    with pytest.raises(TypeError, match="value column 'name' has type String"):
+        sl.Panel.from_frame(df.to_pandas(), unit="unit", time="time", columns=["name"])
+
+
+# ------------------------------------------------------------ NaN / inf / null
+@pytest.fixture
+def dirty(df) -> pl.DataFrame:
+    y = df["y"].to_numpy().copy()
+    y[3] = np.nan
+    y[7] = np.inf
+    x1 = df["x1"].to_list()
+    x1[11] = None
+    return df.with_columns(y=pl.Series(y), x1=pl.Series(x1, dtype=pl.Float64))
+
+
+def test_missing_values_dropped_with_count(dirty):
+    with pytest.warns(MissingValueWarning, match=rf"dropped 3 of {dirty.height} row\(s\) with missing or non-finite"):
+        f = fit("y ~ treat + x1 | unit + time", dirty)
+    assert f.design.n_missing == 3
+    assert f.nobs + f.design.n_singletons == dirty.height - 3
+    assert not np.isin([3, 7, 11], f.design.rows).any()
+    clean = fit("y ~ treat + x1 | unit + time", dirty[np.setdiff1d(np.arange(dirty.height), [3, 7, 11])])
+    np.testing.assert_allclose(f.beta, clean.beta, rtol=1e-12)
+
+
+def test_missing_values_raise(dirty):
+    with pytest.raises(MissingValueError, match=r"3 row\(s\) have a missing or non-finite value.*na='drop'") as exc:
+        fit("y ~ treat + x1 | unit + time", dirty, na="raise")
+    assert isinstance(exc.value, ValueError)
+
+
+def test_missing_values_in_panel(dirty):
+    with pytest.warns(MissingValueWarning, match=r"dropped 2 of \d+ row"):
+        p = sl.Panel.from_frame(dirty, unit="unit", time="time", columns=["y"])
+    assert p.nobs == dirty.height - 2
+    with pytest.raises(MissingValueError, match=r"3 row\(s\)"):
+        sl.Panel.from_frame(dirty, unit="unit", time="time", columns=["y", "x1"], na="raise")
+
+
+def test_non_positive_weights(df):
+    bad = df.with_columns(w=pl.when(pl.col("unit") == 1).then(0.0).otherwise(1.0))
+    with pytest.raises(MissingValueError, match=r"weights column 'w' has 5 non-positive value"):
+        fit("y ~ treat | unit", bad, weights="w")
+
+
+# ------------------------------------------------------------ empty frame
+def test_empty_frame(df):
+    with pytest.raises(EmptyPanelError, match="has no rows"):
+        sl.Panel.from_frame(df.head(0), unit="unit", time="time")
+    with pytest.raises(EmptyPanelError, match="has no rows") as exc:
+        fit("y ~ treat | unit", df.head(0))
+    assert isinstance(exc.value, ValueError)
+
+
+def test_empty_after_dropping_missing(df):
+    allnan = df.with_columns(y=pl.lit(float("nan")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MissingValueWarning)
+        with pytest.raises(EmptyPanelError, match="no rows left after dropping missing values"):
+            fit("y ~ treat | unit", allnan)
+
+
+# ------------------------------------------------------------ collinearity
+def test_all_regressors_collinear(df):
+    with pytest.raises(CollinearityError, match=r"every regressor \['cohort', 'one'\] is collinear") as exc:
+        fit("y ~ cohort + one | unit + time", df)
+    assert isinstance(exc.value, ValueError)
+
+
+# ------------------------------------------------------------ vcov
+@pytest.mark.parametrize("kind", ["CRV1", "CRV3"])
+def test_fewer_than_two_clusters(df, kind):
+    with pytest.raises(VcovError, match="needs at least 2 clusters, found 1") as exc:
+        fit("y ~ treat | unit", df, vcov={kind: "one"})
+    assert isinstance(exc.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    "vcov,msg",
+    [
+        ("robust", "unknown vcov 'robust'"),
+        ({"CRV2": "unit"}, "unknown clustered vcov 'CRV2'"),
+        ({"CRV1": "unit+time+one"}, "must name one or two columns"),
+        ({"CRV3": "unit+time"}, "CRV3 supports one-way clustering only"),
+    ],
+)
+def test_bad_vcov(df, vcov, msg):
+    with pytest.raises(VcovError, match=msg):
+        fit("y ~ treat | unit", df, vcov=vcov)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=KeyError,
+    reason="foundation bug: Feols._compute_vcov calls design.df_k(spec) (feols.py:49) before its "
+    "missing-cluster check (feols.py:55), so design.py:117 raises a bare KeyError",
+)
+def test_with_vcov_needs_prepared_cluster(df):
+    f = fit("y ~ treat | unit", df)
+    with pytest.raises(VcovError, match=r"cluster column\(s\) \['time'\] were not prepared"):
+        f.with_vcov({"CRV1": "time"})
+
+
+def test_with_vcov_needs_prepared_cluster_without_fe(df):
+    f = fit("y ~ treat", df)
+    with pytest.raises(VcovError, match=r"cluster column\(s\) \['time'\] were not prepared"):
+        f.with_vcov({"CRV1": "time"})
+
+
+# ------------------------------------------------------------ formula
+@pytest.mark.parametrize(
+    "fml,msg",
+    [
+        ("y treat", "must have exactly one '~'"),
+        ("y ~ x1 ~ x2", "must have exactly one '~'"),
+        ("y ~ treat | unit | x1", "more than one '|'"),
+        ("y ~ log(x1) | unit", "is not a column name"),
+        ("y ~ treat + | unit", "empty term in the regressors"),
+        ("y ~ treat + treat | unit", "a regressor appears twice"),
+        ("y ~ treat | 1", "must list columns"),
+        ("y ~ 0", "has no regressor to estimate"),
+    ],
+)
+def test_bad_formula(df, fml, msg):
+    with pytest.raises(FormulaError, match=msg) as exc:
+        fit(fml, df)
+    assert isinstance(exc.value, ValueError)
+
+
+def test_bad_data_type():
+    with pytest.raises(TypeError, match="expected a polars or pandas DataFrame or a staggerlab Panel, got dict"):
+        sl.feols("y ~ x | u", {"y": [1.0]})
+
+
+# ------------------------------------------------------------ convergence
+def test_iterative_non_convergence_in_feols():
+    rng = np.random.default_rng(0)
+    n = 600
+    frame = pl.DataFrame(
+        {"y": rng.normal(size=n), "x": rng.normal(size=n), "a": rng.integers(0, 60, n), "b": rng.integers(0, 60, n)}
+    )
+    with pytest.raises(ConvergenceError, match=r"did not converge .* in 1 iterations.*raise maxiter") as exc:
+        fit("y ~ x | a + b", frame, demean_method="iterative", fixef_maxiter=1)
+    assert isinstance(exc.value, RuntimeError)
