@@ -171,12 +171,6 @@ def test_bad_vcov(df, vcov, msg):
         fit("y ~ treat | unit", df, vcov=vcov)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KeyError,
-    reason="foundation bug: Feols._compute_vcov calls design.df_k(spec) (feols.py:49) before its "
-    "missing-cluster check (feols.py:55), so design.py:117 raises a bare KeyError",
-)
 def test_with_vcov_needs_prepared_cluster(df):
     f = fit("y ~ treat | unit", df)
     with pytest.raises(VcovError, match=r"cluster column\(s\) \['time'\] were not prepared"):

@@ -252,12 +252,6 @@ def test_random_staggered_panels_match_pyfixest(pf_feols, df, vcov, weighted):
     assert_same_fit(ours, ref, rtol=1e-7)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ZeroDivisionError,
-    reason="foundation bug: with no residual degrees of freedom (N == df_k) vcov_iid/vcov_hetero "
-    "(vcov.py:94, :100) divide by N - df_k = 0 and raise a bare ZeroDivisionError",
-)
 @pytest.mark.parametrize("vcov", ["iid", "hetero"])
 def test_saturated_model_named_error(vcov):
     # 3 units x 2 periods, 2 regressors: df_k = 2 + 3 + 2 - 1 = 6 = N

@@ -124,7 +124,9 @@ class Absorber:
             # panels usually arrive grouped by unit: then no sort is needed
             sort = np.arange(n) if n < 2 or bool(np.all(A[1:] >= A[:-1])) else np.argsort(A, kind="stable")
             starts = np.concatenate(([0], np.cumsum(np.bincount(A, minlength=self.n_levels[self._large]))))
-            H = kd.cross_hessian(sort, starts.astype(np.int64), codesB, w, int(m))
+            self._order = np.ascontiguousarray(sort, dtype=np.int64)
+            self._starts = starts.astype(np.int64)
+            H = kd.cross_hessian(self._order, self._starts, codesB, w, int(m))
             evals, evecs = np.linalg.eigh(H)
             # H is PSD with a null space (each small FE's dummies sum to the
             # large FE's span); keep only the clearly positive part.
@@ -174,8 +176,7 @@ class Absorber:
         if self.algorithm == "one-way":
             return kd.sweep_one(X, self._codeA, self._w, self._sumwA)
         if self.algorithm == "exact":
-            r = kd.sweep_one(X, self._codeA, self._w, self._sumwA)
-            return kd.exact_finish(r, self._codesB, self._w, self._codeA, self._sumwA, self._Hpinv)
+            return kd.exact_demean(X, self._order, self._starts, self._codesB, self._w, self._sumwA, self._Hpinv)
         res, conv, iters = kd.map_demean(X, self._codesQ, self._w, self._sumw, self._offsets, self.tol, self.maxiter)
         if not conv.all():
             bad = np.flatnonzero(~conv)

@@ -8,7 +8,7 @@ from typing import Any, Iterator, Literal
 import numpy as np
 import polars as pl
 import scipy.linalg as sla
-from scipy import stats
+from scipy.special import stdtr, stdtrit
 
 from ..errors import VcovError
 from ..panels.panel import check_columns, finite_mask, to_polars
@@ -46,18 +46,23 @@ class Feols:
     def _compute_vcov(self, spec: VcovSpec) -> tuple[np.ndarray, int, int | None]:
         d = self.design
         N = d.nobs
-        df_k = d.df_k(spec)
-        if spec.kind == "iid":
-            return vcov_iid(d.bread, self._uw, N, df_k), N - df_k, None
-        if spec.kind == "hetero":
-            return vcov_hetero(d.bread, d.Xw * self._uw[:, None], N, df_k), N - df_k, None
-        scores = (d.Xw, self._uw)
         missing = [c for c in spec.clusters if c not in d.clusters]
         if missing:
             raise VcovError(
                 f"cluster column(s) {missing} were not prepared for this fit; pass them in "
                 "vcov= when calling feols"
             )
+        df_k = d.df_k(spec)
+        if N - df_k <= 0:
+            raise VcovError(
+                f"no residual degrees of freedom: {N} observations for {df_k} parameters "
+                "(coefficients and fixed effects); the model is saturated"
+            )
+        if spec.kind == "iid":
+            return vcov_iid(d.bread, self._uw, N, df_k), N - df_k, None
+        if spec.kind == "hetero":
+            return vcov_hetero(d.bread, d.Xw * self._uw[:, None], N, df_k), N - df_k, None
+        scores = (d.Xw, self._uw)
         if spec.kind == "CRV1":
             V, G = vcov_crv1(d.bread, scores, [d.clusters[c] for c in spec.clusters], N, df_k)
             return V, G - 1, G
@@ -136,11 +141,11 @@ class Feols:
     def pvalue(self) -> dict[str, float]:
         """Two-sided p-values (t distribution with :attr:`df_t` df)."""
         t = self._beta / np.sqrt(np.diag(self._V))
-        return self._named(2 * stats.t.sf(np.abs(t), self._df_t))
+        return self._named(2 * stdtr(self._df_t, -np.abs(t)))
 
     def confint(self, level: float = 0.95) -> pl.DataFrame:
         """Confidence intervals: polars frame ``term, ci_low, ci_high``."""
-        q = stats.t.ppf(0.5 + level / 2, self._df_t)
+        q = stdtrit(self._df_t, 0.5 + level / 2)
         se = np.sqrt(np.diag(self._V))
         return pl.DataFrame(
             {"term": self.coefnames, "ci_low": self._beta - q * se, "ci_high": self._beta + q * se}
@@ -174,7 +179,7 @@ class Feols:
                 "estimate": self._beta,
                 "se": se,
                 "tstat": t,
-                "pvalue": 2 * stats.t.sf(np.abs(t), self._df_t),
+                "pvalue": 2 * stdtr(self._df_t, -np.abs(t)),
                 "ci_low": ci["ci_low"],
                 "ci_high": ci["ci_high"],
             }

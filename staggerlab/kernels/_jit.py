@@ -8,7 +8,15 @@ tests compare to other packages at 1e-8 and reassociation would break that.
 
 from __future__ import annotations
 
-import numba as nb
+import os
+
+# numba's OpenMP layer spin-waits between parallel regions by default; on a
+# shared machine that turned each small parallel call from ~0.5 ms into
+# ~100 ms. Our parallel regions are all large (>= 50k rows), so sleeping
+# workers cost nothing measurable. Must be set before the runtime loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
+import numba as nb  # noqa: E402
 
 __all__ = ["jit", "pjit", "prange"]
 

@@ -31,7 +31,7 @@ __all__ = [
     "group_weights",
     "sweep_one",
     "cross_hessian",
-    "exact_finish",
+    "exact_demean",
     "map_demean",
 ]
 
@@ -53,52 +53,63 @@ def _chunk_bounds(N, n_chunks):
     return bounds
 
 
-@pjit
-def _group_sums(x_NK, codes_N, w_N, n_groups, n_chunks):
-    """Weighted group sums (G x K), rows split in chunks summed per thread.
+def _n_chunks(N):
+    # below ~50k rows a second thread costs more than it saves; the serial
+    # path then calls the range kernels directly (no parallel machinery)
+    return 1 if N < 50_000 else nb.get_num_threads()
 
-    Row-major loops keep the access to ``x`` sequential; each chunk has its
-    own accumulator so threads never write to shared memory.
-    """
-    N, K = x_NK.shape
-    bounds = _chunk_bounds(N, n_chunks)
-    part_CGK = np.zeros((n_chunks, n_groups, K))
-    for c in prange(n_chunks):
-        acc = part_CGK[c]
-        for n in range(bounds[c], bounds[c + 1]):
-            g = codes_N[n]
-            wn = w_N[n]
-            for k in range(K):
-                acc[g, k] += wn * x_NK[n, k]
-    sums_GK = part_CGK[0].copy()
-    for c in range(1, n_chunks):
-        sums_GK += part_CGK[c]
-    return sums_GK
+
+# Each kernel below is a serial "range" kernel working on rows (or units)
+# [lo, hi); a parallel wrapper splits the range in chunks, one accumulator per
+# chunk, so threads never write to shared memory.
+
+
+@jit
+def _group_sums_range(x_NK, codes_N, w_N, acc_GK, lo, hi):
+    K = x_NK.shape[1]
+    for n in range(lo, hi):
+        g = codes_N[n]
+        wn = w_N[n]
+        for k in range(K):
+            acc_GK[g, k] += wn * x_NK[n, k]
 
 
 @pjit
-def _subtract_group(x_NK, codes_N, means_GK, n_chunks):
-    N, K = x_NK.shape
-    out_NK = np.empty_like(x_NK)
-    bounds = _chunk_bounds(N, n_chunks)
-    for c in prange(n_chunks):
-        for n in range(bounds[c], bounds[c + 1]):
-            g = codes_N[n]
-            for k in range(K):
-                out_NK[n, k] = x_NK[n, k] - means_GK[g, k]
-    return out_NK
+def _group_sums_par(x_NK, codes_N, w_N, part_CGK, bounds):
+    for c in prange(part_CGK.shape[0]):
+        _group_sums_range(x_NK, codes_N, w_N, part_CGK[c], bounds[c], bounds[c + 1])
+
+
+@jit
+def _subtract_range(x_NK, codes_N, means_GK, out_NK, lo, hi):
+    K = x_NK.shape[1]
+    for n in range(lo, hi):
+        g = codes_N[n]
+        for k in range(K):
+            out_NK[n, k] = x_NK[n, k] - means_GK[g, k]
+
+
+@pjit
+def _subtract_par(x_NK, codes_N, means_GK, out_NK, bounds):
+    for c in prange(bounds.shape[0] - 1):
+        _subtract_range(x_NK, codes_N, means_GK, out_NK, bounds[c], bounds[c + 1])
 
 
 def sweep_one(x_NK, codes_N, w_N, sumw_G):
     """Return ``x`` minus its weighted group means for one FE (exact, one pass)."""
-    nc = _n_chunks(x_NK.shape[0])
-    sums_GK = _group_sums(x_NK, codes_N, w_N, sumw_G.shape[0], nc)
-    return _subtract_group(x_NK, codes_N, sums_GK / sumw_G[:, None], nc)
-
-
-def _n_chunks(N):
-    # below ~50k rows a second thread costs more than it saves
-    return 1 if N < 50_000 else nb.get_num_threads()
+    N, K = x_NK.shape
+    nc = _n_chunks(N)
+    out_NK = np.empty_like(x_NK)
+    if nc == 1:
+        sums_GK = np.zeros((sumw_G.shape[0], K))
+        _group_sums_range(x_NK, codes_N, w_N, sums_GK, 0, N)
+        _subtract_range(x_NK, codes_N, sums_GK / sumw_G[:, None], out_NK, 0, N)
+        return out_NK
+    bounds = _chunk_bounds(N, nc)
+    part_CGK = np.zeros((nc, sumw_G.shape[0], K))
+    _group_sums_par(x_NK, codes_N, w_N, part_CGK, bounds)
+    _subtract_par(x_NK, codes_N, part_CGK.sum(axis=0) / sumw_G[:, None], out_NK, bounds)
+    return out_NK
 
 
 @jit
@@ -138,64 +149,101 @@ def cross_hessian(order_N, starts_U, codes_NQ, w_N, n_small):
     return H_MM
 
 
-@pjit
-def _small_rhs(r_NK, codes_NQ, w_N, n_small, n_chunks):
-    N, K = r_NK.shape
+@jit
+def _exact_pass1_range(x_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, out_NK, acc_MK, lo, hi):
+    """For units [lo, hi): ``out = x - unit mean`` and ``acc += B' W out``."""
+    K = x_NK.shape[1]
     Q = codes_NQ.shape[1]
-    bounds = _chunk_bounds(N, n_chunks)
-    part_CMK = np.zeros((n_chunks, n_small, K))
-    for c in prange(n_chunks):
-        acc = part_CMK[c]
-        for n in range(bounds[c], bounds[c + 1]):
+    mean_K = np.empty(K)
+    for u in range(lo, hi):
+        a = starts_U[u]
+        b = starts_U[u + 1]
+        mean_K[:] = 0.0
+        for p in range(a, b):
+            n = order_N[p]
+            wn = w_N[n]
+            for k in range(K):
+                mean_K[k] += wn * x_NK[n, k]
+        inv = 1.0 / sumwA_U[u]
+        for k in range(K):
+            mean_K[k] *= inv
+        for p in range(a, b):
+            n = order_N[p]
+            wn = w_N[n]
+            for k in range(K):
+                v = x_NK[n, k] - mean_K[k]
+                out_NK[n, k] = v
+                for q in range(Q):
+                    acc_MK[codes_NQ[n, q], k] += wn * v
+
+
+@pjit
+def _exact_pass1_par(x_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, out_NK, part_CMK, ubounds):
+    for c in prange(part_CMK.shape[0]):
+        _exact_pass1_range(x_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, out_NK, part_CMK[c],
+                           ubounds[c], ubounds[c + 1])
+
+
+@jit
+def _exact_pass2_range(out_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, gamma_MK, lo, hi):
+    """For units [lo, hi): ``out -= B gamma - unit mean of (B gamma)``."""
+    K = out_NK.shape[1]
+    Q = codes_NQ.shape[1]
+    mean_K = np.empty(K)
+    for u in range(lo, hi):
+        a = starts_U[u]
+        b = starts_U[u + 1]
+        mean_K[:] = 0.0
+        for p in range(a, b):
+            n = order_N[p]
             wn = w_N[n]
             for q in range(Q):
-                b = codes_NQ[n, q]
+                m = codes_NQ[n, q]
                 for k in range(K):
-                    acc[b, k] += wn * r_NK[n, k]
-    S_MK = part_CMK[0].copy()
-    for c in range(1, n_chunks):
-        S_MK += part_CMK[c]
-    return S_MK
-
-
-@pjit
-def _small_fit(codes_NQ, gamma_MK, n_chunks):
-    N = codes_NQ.shape[0]
-    Q = codes_NQ.shape[1]
-    K = gamma_MK.shape[1]
-    bg_NK = np.zeros((N, K))
-    bounds = _chunk_bounds(N, n_chunks)
-    for c in prange(n_chunks):
-        for n in range(bounds[c], bounds[c + 1]):
-            for q in range(Q):
-                b = codes_NQ[n, q]
-                for k in range(K):
-                    bg_NK[n, k] += gamma_MK[b, k]
-    return bg_NK
-
-
-@pjit
-def _finish(r_NK, bg_NK, codeA_N, meansA_GK, n_chunks):
-    N, K = r_NK.shape
-    out_NK = np.empty_like(r_NK)
-    bounds = _chunk_bounds(N, n_chunks)
-    for c in prange(n_chunks):
-        for n in range(bounds[c], bounds[c + 1]):
-            g = codeA_N[n]
+                    mean_K[k] += wn * gamma_MK[m, k]
+        inv = 1.0 / sumwA_U[u]
+        for k in range(K):
+            mean_K[k] *= inv
+        for p in range(a, b):
+            n = order_N[p]
             for k in range(K):
-                out_NK[n, k] = r_NK[n, k] - bg_NK[n, k] + meansA_GK[g, k]
+                bg = 0.0
+                for q in range(Q):
+                    bg += gamma_MK[codes_NQ[n, q], k]
+                out_NK[n, k] -= bg - mean_K[k]
+
+
+@pjit
+def _exact_pass2_par(out_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, gamma_MK, ubounds):
+    for c in prange(ubounds.shape[0] - 1):
+        _exact_pass2_range(out_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, gamma_MK, ubounds[c], ubounds[c + 1])
+
+
+def exact_demean(x_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, Hpinv_MM):
+    """Exact two-pass demeaning on a large FE ``A`` plus small FEs ``B``.
+
+    Pass 1 (per level of ``A``): ``r = M_A x`` and ``S = B' W r``. Then
+    ``gamma = H^+ S``. Pass 2: ``M x = r - M_A (B gamma)``. ``order_N`` and
+    ``starts_U`` group the rows by ``A`` (``order_N`` is the identity when
+    the rows already are).
+    """
+    N, K = x_NK.shape
+    U = starts_U.shape[0] - 1
+    M = Hpinv_MM.shape[0]
+    out_NK = np.empty_like(x_NK)
+    nc = _n_chunks(N)
+    if nc == 1:
+        S_MK = np.zeros((M, K))
+        _exact_pass1_range(x_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, out_NK, S_MK, 0, U)
+        gamma_MK = np.ascontiguousarray(Hpinv_MM @ S_MK)
+        _exact_pass2_range(out_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, gamma_MK, 0, U)
+        return out_NK
+    ubounds = _chunk_bounds(U, nc)
+    part_CMK = np.zeros((nc, M, K))
+    _exact_pass1_par(x_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, out_NK, part_CMK, ubounds)
+    gamma_MK = np.ascontiguousarray(Hpinv_MM @ part_CMK.sum(axis=0))
+    _exact_pass2_par(out_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, gamma_MK, ubounds)
     return out_NK
-
-
-def exact_finish(r_NK, codes_NQ, w_N, codeA_N, sumwA_G, Hpinv_MM):
-    """Finish the exact demeaning of ``r = M_A x`` given ``pinv(H)``:
-    ``M x = r - M_A (B gamma)`` with ``gamma = H^+ B' W r``."""
-    nc = _n_chunks(r_NK.shape[0])
-    S_MK = _small_rhs(r_NK, codes_NQ, w_N, Hpinv_MM.shape[0], nc)
-    gamma_MK = np.ascontiguousarray(Hpinv_MM @ S_MK)
-    bg_NK = _small_fit(codes_NQ, gamma_MK, nc)
-    meansA_GK = _group_sums(bg_NK, codeA_N, w_N, sumwA_G.shape[0], nc) / sumwA_G[:, None]
-    return _finish(r_NK, bg_NK, codeA_N, meansA_GK, nc)
 
 
 @jit
@@ -224,8 +272,10 @@ def map_demean(x_NK, codes_NQ, w_N, sumw_M, offsets_Q1, tol, maxiter):
 
     ``codes_NQ`` are offset so FE ``q`` uses ``[offsets_Q1[q], offsets_Q1[q+1])``
     of the stacked level vector ``sumw_M``. Converged when the largest absolute
-    change of one sweep is below ``tol`` times the column's scale (max |x|, at
-    least 1). Returns ``(out_NK, converged_K, iterations_K)``.
+    change of one sweep, and the geometric bound on the remaining distance
+    implied by the observed contraction rate, are both below ``tol`` times the
+    column's scale (max |x|, at least 1). Returns ``(out_NK, converged_K,
+    iterations_K)``.
     """
     N, K = x_NK.shape
     M = sumw_M.shape[0]
@@ -245,6 +295,7 @@ def map_demean(x_NK, codes_NQ, w_N, sumw_M, offsets_Q1, tol, maxiter):
         thresh = tol * scale
         it = 0
         done = False
+        prev = np.inf
         while it < maxiter:
             it += 1
             _sweep_all(x_N, gx_N, codes_NQ, w_N, sumw_M, sums_M, offsets_Q1)
@@ -254,7 +305,11 @@ def map_demean(x_NK, codes_NQ, w_N, sumw_M, offsets_Q1, tol, maxiter):
                 d = abs(ggx_N[n] - gx_N[n])
                 if d > diff:
                     diff = d
-            if diff <= thresh:
+            # a small step is not enough on slowly mixing designs: bound the
+            # remaining distance by the geometric tail diff * rho / (1 - rho)
+            rho = min(diff / prev, 0.9999) if prev > 0 else 0.0
+            prev = diff
+            if diff <= thresh and diff * rho / (1.0 - rho) <= thresh:
                 done = True
                 break
             num = 0.0
