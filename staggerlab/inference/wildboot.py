@@ -196,12 +196,7 @@ def _boot_design(fit: Feols, p: int, boot: np.ndarray) -> _BootDesign:
     )
     w = d.sw**2 if d.weights_name is not None else np.ones(N)
     nested_codes = [c for c, n in zip(d.absorber.codes, nested) if n]
-    if len(nested_codes) == 1:  # one exact sweep (serial: this pass is small)
-        c = nested_codes[0]
-        G = int(c.max()) + 1
-        sums = cluster_wsums(Xraw, w[:, None], c, G)[0]
-        Z = Xraw - (sums / np.bincount(c, w, minlength=G)[:, None])[c]
-    elif has_nested:
+    if has_nested:
         ab = Absorber(nested_codes, None if d.weights_name is None else w, tol=d.absorber.tol,
                       maxiter=d.absorber.maxiter)
         Z = ab.demean(Xraw)
