@@ -1,0 +1,476 @@
+"""Heckman (1979) two-step selection correction, with optional unit/time FE.
+
+Step 1: pooled probit of the 0/1 ``selection`` column on ``selection_vars``
+(plus an intercept) over all usable rows (:func:`probit`, Newton-Raphson with
+the analytic Hessian; SEs from the inverse observed information, as
+statsmodels' ``Probit``). Step 2: on the selected rows, regress ``y`` on
+``outcome_vars`` and the inverse Mills ratio ``imr = phi(w'g) / Phi(w'g)``,
+with unit and time FE absorbed by :func:`staggerlab.feols` when given.
+
+Variance of the step-2 coefficients:
+
+* no FE and no ``cluster``: Heckman's textbook two-step correction (Greene,
+  *Econometric Analysis*, eq. for ``Est.Asy.Var[b, b_lambda]``; Stata
+  ``heckman ..., twostep``):
+  ``V = B [s2 X'X - b_l^2 X'D X + b_l^2 X'D W V_g W'D X] B`` with ``B = (X'X)^-1``,
+  ``D = diag(d_i)``, ``d_i = imr_i (imr_i + w_i'g)``,
+  ``s2 = e'e/n + b_l^2 mean(d)`` and ``V_g`` the probit variance. The
+  implied ``sigma = sqrt(s2)`` and ``rho = b_l / sigma`` are reported (not
+  truncated to [-1, 1]). Inference uses the normal distribution.
+* otherwise (FE and/or ``cluster``, or ``outcome_sample="all"``): the two steps are stacked as one
+  M-estimator and the sandwich is taken with the *exact* Jacobian of the
+  stacked sample moments (a clustered Murphy-Topel correction). With ``M``
+  the FE residual maker, ``Xt = M X`` and ``ut`` the step-2 residuals, the
+  influence of row ``i`` on the step-2 coefficients is
+  ``a_i = Xt_i ut_i - J H1^-1 psi1_i`` with ``psi1_i`` the probit score and
+  ``H1`` its Hessian, and
+  ``J = b_l Xt' D W - e_l (ut' D W)`` the derivative of the step-2 moments
+  with respect to the probit coefficients (``e_l`` picks the IMR row).
+  ``V = c B (sum_g a_g a_g') B`` with ``B = (Xt'Xt)^-1``, clusters summed over
+  all step-1 rows (selected or not), and ``c`` pyfixest's CRV1 factor of the
+  step-2 regression, ``(n-1)/(n-df_k) G/(G-1)`` (df_k counts FE levels, not
+  those nested in the cluster; ``G`` = clusters in the step-1 sample); t
+  tests with ``G - 1`` df. Without ``cluster`` every row is its own cluster
+  with the HC1 factor ``n/(n-df_k)`` and t tests with ``n - df_k`` df.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+from scipy import optimize, special, stats
+
+from ..errors import (
+    CollinearityError,
+    ConvergenceError,
+    MissingValueWarning,
+    StaggerlabError,
+    StaggerlabWarning,
+)
+from ..panels.panel import check_columns, check_numeric, finite_mask, to_polars
+from .design import factorize_column
+from .feols import feols
+from .vcov import VcovSpec, parse_vcov
+
+__all__ = ["probit", "ProbitResult", "heckman", "HeckmanResult", "SeparationError", "SelectionError"]
+
+
+class SeparationError(StaggerlabError, ValueError):
+    """The probit/logit likelihood has no maximum: (quasi-)complete separation."""
+
+
+class SelectionError(StaggerlabError, ValueError):
+    """The selection indicator is unusable (not 0/1, or no variation)."""
+
+
+def _mills(z: np.ndarray) -> np.ndarray:
+    """phi(z) / Phi(z), stable far in the left tail."""
+    return np.exp(-0.5 * z * z - 0.5 * np.log(2 * np.pi) - special.log_ndtr(z))
+
+
+def _check_separation(X: np.ndarray, y: np.ndarray, names: list[str]) -> None:
+    """Raise if some b != 0 has (2y-1) x'b >= 0 for every row (Konis 2007's LP)."""
+    s = np.where(y > 0, 1.0, -1.0)
+    scale = np.abs(X).max(axis=0)
+    scale[scale == 0] = 1.0
+    A = (X / scale) * s[:, None]
+    k = X.shape[1]
+    res = optimize.linprog(-A.sum(axis=0), A_ub=-A, b_ub=np.zeros(len(y)), bounds=[(-1, 1)] * k, method="highs")
+    if res.status != 0 or -res.fun <= 1e-7 * len(y):
+        return
+    fit = A @ res.x
+    # keep only genuine separating directions (not solver feasibility slack)
+    if fit.min() < -1e-9 * np.abs(fit).max():
+        return
+    n_perfect = int((fit > 1e-9 * np.abs(fit).max()).sum())
+    direction = {n: float(v) for n, v in zip(names, res.x / scale) if abs(v) > 1e-8}
+    raise SeparationError(
+        f"perfect or quasi-perfect separation: a combination of the selection variables ({direction}) "
+        f"predicts the outcome exactly for {n_perfect} row(s), so the probit MLE does not exist; "
+        "drop or recode the separating variable(s)"
+    )
+
+
+@dataclass
+class ProbitResult:
+    """A probit fit (created by :func:`probit`)."""
+
+    coefnames: list[str]
+    beta: np.ndarray
+    vcov_matrix: np.ndarray
+    loglik: float
+    n_iter: int
+    nobs: int
+    hessian: np.ndarray
+    scores: np.ndarray  # N x k per-row score at the MLE
+
+    def coef(self) -> dict[str, float]:
+        """Coefficients by name."""
+        return {n: float(v) for n, v in zip(self.coefnames, self.beta)}
+
+    def se(self) -> dict[str, float]:
+        """Standard errors (inverse observed information) by name."""
+        return {n: float(v) for n, v in zip(self.coefnames, np.sqrt(np.diag(self.vcov_matrix)))}
+
+    def vcov(self) -> np.ndarray:
+        """Inverse of the negative Hessian at the MLE."""
+        return self.vcov_matrix.copy()
+
+    def tidy(self) -> pl.DataFrame:
+        """``term, estimate, se, zstat, pvalue``."""
+        se = np.sqrt(np.diag(self.vcov_matrix))
+        z = self.beta / se
+        return pl.DataFrame(
+            {"term": self.coefnames, "estimate": self.beta, "se": se, "zstat": z, "pvalue": 2 * stats.norm.sf(np.abs(z))}
+        )
+
+    def summary(self) -> str:
+        """Printable table."""
+        lines = [f"probit: {self.nobs:,} observations, log-likelihood {self.loglik:.4f} ({self.n_iter} iterations)",
+                 f"{'term':<16}{'estimate':>12}{'se':>12}{'z':>9}{'p':>9}"]
+        for r in self.tidy().iter_rows(named=True):
+            lines.append(f"{r['term'][:16]:<16}{r['estimate']:>12.5f}{r['se']:>12.5f}{r['zstat']:>9.2f}{r['pvalue']:>9.4f}")
+        return "\n".join(lines)
+
+
+def probit(X: np.ndarray, y: np.ndarray, names: list[str] | None = None, *, tol: float = 1e-10,
+           maxiter: int = 100, check_separation: bool = True) -> ProbitResult:
+    """Probit MLE by Newton-Raphson on the analytic Hessian (with step halving).
+
+    Parameters
+    ----------
+    X : ndarray (N x k)
+        Regressors (include a column of ones for an intercept).
+    y : ndarray (N,)
+        0/1 outcome.
+    names : list of str, optional
+    tol : float
+        Stop when the Newton decrement ``g' H^-1 g`` falls below ``tol``.
+    maxiter : int
+    check_separation : bool
+        Run the linear-programming separation check first.
+
+    Raises
+    ------
+    SeparationError
+        (Quasi-)complete separation: the MLE does not exist.
+    ConvergenceError
+        Newton did not converge within ``maxiter``.
+    """
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    N, k = X.shape
+    names = list(names) if names is not None else [f"x{j}" for j in range(k)]
+    if np.linalg.matrix_rank(X) < k:
+        raise CollinearityError(f"probit regressors {names} are collinear; drop one")
+    if check_separation:
+        _check_separation(X, y, names)
+    q = 2 * y - 1
+
+    def loglik(b: np.ndarray) -> float:
+        return float(special.log_ndtr(q * (X @ b)).sum())
+
+    b = np.zeros(k)
+    ll = loglik(b)
+    for it in range(1, maxiter + 1):
+        xb = X @ b
+        lam = q * _mills(q * xb)  # generalized residual
+        g = X.T @ lam
+        w = lam * (lam + xb)
+        H = -(X * w[:, None]).T @ X
+        step = np.linalg.solve(-H, g)
+        t = 1.0
+        while True:
+            nb = b + t * step
+            nll = loglik(nb)
+            if nll >= ll - 1e-12 * abs(ll) or t < 1e-10:
+                break
+            t /= 2
+        b, ll = nb, nll
+        if float(g @ step) < tol:
+            break
+    else:
+        raise ConvergenceError(f"probit did not converge in {maxiter} Newton iterations")
+    xb = X @ b
+    lam = q * _mills(q * xb)
+    w = lam * (lam + xb)
+    H = -(X * w[:, None]).T @ X
+    V = np.linalg.inv(-H)
+    return ProbitResult(names, b, (V + V.T) / 2, ll, it, N, H, X * lam[:, None])
+
+
+class HeckmanResult:
+    """A two-step Heckman selection model (created by :func:`heckman`).
+
+    Attributes
+    ----------
+    probit : ProbitResult
+        The selection equation.
+    outcome_fit : Feols
+        The step-2 regression with naive (uncorrected) SEs.
+    variance : str
+        ``"heckman-twostep"`` (textbook) or ``"stacked-CRV1 by c"`` / ``"stacked-HC1"``.
+    sigma, rho : float or None
+        Textbook estimates (no-FE case only).
+    """
+
+    def __init__(self, probit_fit: ProbitResult, outcome_fit: Any, beta: np.ndarray, V: np.ndarray,
+                 coefnames: list[str], df_t: int | None, variance: str, n_selected: int, n_clusters: int | None,
+                 sigma: float | None, rho: float | None):
+        self.probit = probit_fit
+        self.outcome_fit = outcome_fit
+        self._beta = beta
+        self._V = V
+        self.coefnames = coefnames
+        self.df_t = df_t
+        self.variance = variance
+        self.n_selected = n_selected
+        self.n_clusters = n_clusters
+        self.sigma = sigma
+        self.rho = rho
+
+    @property
+    def beta(self) -> np.ndarray:
+        """Step-2 coefficients (order of :attr:`coefnames`; the IMR is ``imr``)."""
+        return self._beta
+
+    def _named(self, v: np.ndarray) -> dict[str, float]:
+        return {n: float(x) for n, x in zip(self.coefnames, v)}
+
+    def _pv(self, t: np.ndarray) -> np.ndarray:
+        if self.df_t is None:
+            return 2 * stats.norm.sf(np.abs(t))
+        return 2 * stats.t.sf(np.abs(t), self.df_t)
+
+    def coef(self) -> dict[str, float]:
+        """Step-2 coefficients by name."""
+        return self._named(self._beta)
+
+    def vcov(self) -> np.ndarray:
+        """Corrected variance matrix of the step-2 coefficients."""
+        return self._V.copy()
+
+    def se(self) -> dict[str, float]:
+        """Corrected standard errors."""
+        return self._named(np.sqrt(np.diag(self._V)))
+
+    def tstat(self) -> dict[str, float]:
+        """t (or z) statistics."""
+        return self._named(self._beta / np.sqrt(np.diag(self._V)))
+
+    def pvalue(self) -> dict[str, float]:
+        """Two-sided p-values (normal for the textbook variance, else t)."""
+        return self._named(self._pv(self._beta / np.sqrt(np.diag(self._V))))
+
+    @property
+    def imr_coef(self) -> float:
+        """Coefficient on the inverse Mills ratio (``rho * sigma``)."""
+        return float(self._beta[self.coefnames.index("imr")])
+
+    @property
+    def imr_se(self) -> float:
+        """Its corrected standard error."""
+        j = self.coefnames.index("imr")
+        return float(np.sqrt(self._V[j, j]))
+
+    def confint(self, level: float = 0.95) -> pl.DataFrame:
+        """``term, ci_low, ci_high``."""
+        q = stats.norm.ppf(0.5 + level / 2) if self.df_t is None else stats.t.ppf(0.5 + level / 2, self.df_t)
+        se = np.sqrt(np.diag(self._V))
+        return pl.DataFrame({"term": self.coefnames, "ci_low": self._beta - q * se, "ci_high": self._beta + q * se})
+
+    def tidy(self, level: float = 0.95) -> pl.DataFrame:
+        """Step-2 rows: ``term, estimate, se, se_naive, tstat, pvalue, ci_low, ci_high``."""
+        se = np.sqrt(np.diag(self._V))
+        t = self._beta / se
+        naive = self.outcome_fit.se()
+        ci = self.confint(level)
+        return pl.DataFrame(
+            {
+                "term": self.coefnames,
+                "estimate": self._beta,
+                "se": se,
+                "se_naive": [naive[n] for n in self.coefnames],
+                "tstat": t,
+                "pvalue": self._pv(t),
+                "ci_low": ci["ci_low"],
+                "ci_high": ci["ci_high"],
+            }
+        )
+
+    def summary(self) -> str:
+        """Printable: selection equation, outcome equation with corrected SEs."""
+        d = self.outcome_fit.design
+        lines = [
+            "Heckman two-step selection model",
+            f"Selected: {self.n_selected:,} of {self.probit.nobs:,}   Fixed effects: {' + '.join(d.fixef) or 'none'}"
+            f"   Variance: {self.variance}",
+            "",
+            "Selection equation (probit)",
+            self.probit.summary(),
+            "",
+            "Outcome equation",
+            f"{'term':<16}{'estimate':>12}{'se':>12}{'se naive':>12}{'t':>9}{'p':>9}",
+        ]
+        for r in self.tidy().iter_rows(named=True):
+            lines.append(
+                f"{r['term'][:16]:<16}{r['estimate']:>12.5f}{r['se']:>12.5f}{r['se_naive']:>12.5f}"
+                f"{r['tstat']:>9.2f}{r['pvalue']:>9.4f}"
+            )
+        if self.rho is not None:
+            lines.append(f"\nsigma = {self.sigma:.5f}   rho = {self.rho:.5f}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+
+def heckman(
+    data: Any,
+    *,
+    y: str,
+    selection: str,
+    outcome_vars: list[str] | tuple[str, ...],
+    selection_vars: list[str] | tuple[str, ...],
+    unit: str | None = None,
+    time: str | None = None,
+    cluster: str | None = None,
+    outcome_sample: Literal["selected", "all"] = "selected",
+) -> HeckmanResult:
+    """Heckman two-step selection model (see the module docstring for the variance).
+
+    Parameters
+    ----------
+    data : polars.DataFrame, pandas.DataFrame or Panel
+    y : str
+        Outcome (may be missing where ``selection == 0``).
+    selection : str
+        0/1 (or boolean) column: 1 where ``y`` is observed.
+    outcome_vars, selection_vars : list of str
+        Regressors of the outcome and of the (pooled) probit selection
+        equation; an intercept is added to the probit (and to the outcome
+        equation when there are no FE). ``selection_vars`` should contain an
+        exclusion restriction (a variable not in ``outcome_vars``).
+    unit, time : str, optional
+        FE absorbed in the outcome equation.
+    cluster : str, optional
+        Cluster column for the corrected (stacked) variance.
+    outcome_sample : {"selected", "all"}
+        ``"selected"`` (Heckman's sample-selection model): the outcome equation
+        uses the rows with ``selection == 1`` and ``imr = phi/Phi``.
+        ``"all"`` (the treatment-effects / control-function variant common in
+        applied DID work, where ``selection`` is the treatment): every row
+        enters the outcome equation with the probit's generalized residual,
+        ``phi/Phi`` if selected and ``-phi/(1-Phi)`` if not; ``y`` must then be
+        observed everywhere, and the stacked variance is always used.
+
+    Returns
+    -------
+    HeckmanResult
+
+    Raises
+    ------
+    SeparationError
+        The selection variables perfectly predict ``selection``.
+    SelectionError
+        ``selection`` is not 0/1 or has no variation.
+    """
+    frame = to_polars(data)
+    outcome_vars, selection_vars = list(outcome_vars), list(selection_vars)
+    fe = [c for c in (unit, time) if c is not None]
+    check_columns(frame, [y, selection, *outcome_vars, *selection_vars, *fe, *([cluster] if cluster else [])])
+    check_numeric(frame, [y, selection, *outcome_vars, *selection_vars], "heckman variable")
+    if "imr" in outcome_vars or y == "imr":
+        raise SelectionError("'imr' is reserved for the inverse Mills ratio; rename that column")
+    if not set(selection_vars) - set(outcome_vars):
+        warnings.warn(
+            "no exclusion restriction: every selection variable is also in the outcome equation, so the "
+            "correction is identified only by the probit's functional form",
+            StaggerlabWarning,
+            stacklevel=2,
+        )
+    s_all = frame[selection].cast(pl.Float64).to_numpy()
+    ok1 = finite_mask(frame, [selection, *selection_vars, *([cluster] if cluster else [])])
+    sel_raw = np.where(ok1, s_all, 0.0)
+    if not np.isin(sel_raw[ok1], (0.0, 1.0)).all():
+        raise SelectionError(f"selection column {selection!r} must be 0/1 (or boolean)")
+    if outcome_sample not in ("selected", "all"):
+        raise SelectionError(f"outcome_sample must be 'selected' or 'all', got {outcome_sample!r}")
+    ok2 = finite_mask(frame, [y, *outcome_vars, *fe])
+    keep = ok1 & ((sel_raw == 0) | ok2) if outcome_sample == "selected" else ok1 & ok2
+    n_drop = int((~keep).sum())
+    if n_drop:
+        warnings.warn(
+            f"dropped {n_drop} row(s) with missing values (selection variables/cluster, or outcome variables "
+            "on selected rows) from both steps",
+            MissingValueWarning,
+            stacklevel=2,
+        )
+    sub = frame.filter(pl.Series(keep))
+    s = sel_raw[keep]
+    if s.min() == s.max():
+        raise SelectionError(f"selection column {selection!r} has no variation (all {int(s[0])})")
+    W = np.column_stack([np.ones(sub.height)] + [sub[c].cast(pl.Float64).to_numpy() for c in selection_vars])
+    pr = probit(W, s, ["Intercept", *selection_vars])
+    idx = W @ pr.beta
+    if outcome_sample == "selected":
+        imr_all = _mills(idx)
+        selected = np.flatnonzero(s == 1)
+    else:
+        q = 2 * s - 1
+        imr_all = q * _mills(q * idx)  # d imr / d idx = -imr (imr + idx) in both branches
+        selected = np.arange(sub.height)
+    sframe = sub[selected].with_columns(imr=pl.Series(imr_all[selected]))
+    rhs = " + ".join([*outcome_vars, "imr"])
+    fml = f"{y} ~ {rhs}" + (f" | {' + '.join(fe)}" if fe else "")
+    textbook = not fe and cluster is None and outcome_sample == "selected"
+    vc = "iid" if textbook else ({"CRV1": cluster} if cluster else "hetero")
+    fit = feols(fml, sframe, vcov=vc)
+    names = fit.coefnames
+    if "imr" not in names:
+        raise CollinearityError("the inverse Mills ratio is collinear with the outcome regressors / FE")
+    beta = fit.beta
+    d = fit.design
+    rows2 = selected[d.rows]  # step-2 rows as positions in the step-1 sample
+    Xt, ut = d.Xw, fit.uw
+    j = names.index("imr")
+    bl = beta[j]
+    delta = imr_all[rows2] * (imr_all[rows2] + idx[rows2])
+    W2 = W[rows2]
+    B = d.bread
+    if textbook:
+        n = Xt.shape[0]
+        s2 = float(ut @ ut) / n + bl**2 * float(delta.mean())
+        XDW = (Xt * delta[:, None]).T @ W2
+        meat = s2 * (Xt.T @ Xt) - bl**2 * (Xt * delta[:, None]).T @ Xt + bl**2 * XDW @ pr.vcov_matrix @ XDW.T
+        V = B @ meat @ B
+        sigma = float(np.sqrt(s2))
+        return HeckmanResult(pr, fit, beta, (V + V.T) / 2, names, None, "heckman-twostep", int(selected.size),
+                             None, sigma, float(bl / sigma))
+    # stacked two-step M-estimator, exact Jacobian
+    DW = W2 * delta[:, None]
+    J = bl * Xt.T @ DW
+    J[j] -= ut @ DW
+    A = np.zeros((sub.height, len(names)))
+    A[rows2] = Xt * ut[:, None]
+    A -= pr.scores @ np.linalg.solve(pr.hessian, J.T)
+    N2 = d.nobs
+    if cluster is not None:
+        codes = factorize_column(sub[cluster])
+        G = int(codes.max()) + 1
+        S = np.zeros((G, len(names)))
+        np.add.at(S, codes, A)
+        df_k = d.df_k(parse_vcov({"CRV1": cluster}))
+        c = (N2 - 1) / (N2 - df_k) * G / (G - 1)
+        df_t, label = G - 1, f"stacked-CRV1 by {cluster}"
+    else:
+        S, G = A, None
+        df_k = d.df_k(VcovSpec("hetero"))
+        c = N2 / (N2 - df_k)
+        df_t, label = N2 - df_k, "stacked-HC1"
+    V = c * B @ (S.T @ S) @ B
+    return HeckmanResult(pr, fit, beta, (V + V.T) / 2, names, df_t, label, int(selected.size), G, None, None)
