@@ -1,0 +1,520 @@
+"""PSM-DID: propensity-score matching, then TWFE on the matched sample.
+
+What is matched to what (the usual PSM-DID practice in this literature):
+
+* the **treated group** is every row of a unit that is ever treated, its
+  pre- and post-adoption years alike (the logit's outcome is this group
+  indicator, not the time-varying treatment: matching only post-adoption rows
+  would leave the treatment constant within each treated firm, and the firm
+  FE would absorb it);
+* the **pool** is every row of a never-treated unit;
+* each treated-group row gets its ``k`` nearest pool rows on the logit of the
+  propensity score (the linear predictor), within the same year when
+  ``by_year=True``;
+* the **matched sample** keeps the matched firm-years (``keep="rows"``, the
+  default: treated-group rows with at least one match, plus every pool row
+  used at least once, each once) or the full histories of the units that have
+  a matched row (``keep="units"``). The TWFE regression on it is unweighted,
+  as in the usual two-step practice.
+
+The logit is fitted here by Newton's method with step halving (equal to
+statsmodels' ``Logit`` in the tests); separation raises ``SeparationError``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any, Literal, Sequence
+
+import numpy as np
+import polars as pl
+from scipy import special
+
+from ..errors import CollinearityError, ConvergenceError, StaggerlabError, StaggerlabWarning, TreatmentError
+from .feols import Feols, feols
+from .staggered_data import COHORT, prepare
+
+__all__ = [
+    "psm_did",
+    "PsmDidResult",
+    "fit_logit",
+    "LogitFit",
+    "SeparationError",
+    "NoCommonSupportError",
+    "balance_table",
+    "GROUP",
+]
+
+#: name of the derived treated-group indicator (1 = unit ever treated)
+GROUP = "_group"
+#: a fitted probability this close to 0 or 1 marks (quasi-)separation
+SEPARATION_EPS = 1e-9
+
+
+class SeparationError(StaggerlabError, ValueError):
+    """The covariates (quasi-)perfectly separate treated and control rows."""
+
+
+class NoCommonSupportError(StaggerlabError, ValueError):
+    """No treated row has a control within the caliper (no common support)."""
+
+
+# -------------------------------------------------------------------- logit
+@dataclass(eq=False)
+class LogitFit:
+    """A logit fitted by Newton's method.
+
+    Attributes
+    ----------
+    params, bse : ndarray
+        Coefficients (first the intercept) and their model-based standard errors.
+    llf : float
+        Log-likelihood at the solution.
+    n_iter : int
+    names : list of str
+    """
+
+    params: np.ndarray
+    bse: np.ndarray
+    llf: float
+    n_iter: int
+    names: list[str]
+
+    def linear_predictor(self, X: np.ndarray) -> np.ndarray:
+        """``b0 + X b`` for covariates ``X`` (without the constant column)."""
+        return self.params[0] + X @ self.params[1:]
+
+
+def _llf(eta: np.ndarray, d: np.ndarray) -> float:
+    return float(d @ eta - np.logaddexp(0.0, eta).sum())
+
+
+def fit_logit(
+    X: np.ndarray, d: np.ndarray, *, names: Sequence[str] | None = None, tol: float = 1e-10, maxiter: int = 100
+) -> LogitFit:
+    """Maximum-likelihood logit of 0/1 ``d`` on ``X`` plus an intercept.
+
+    Newton-Raphson (= IRLS) with step halving on the log-likelihood; stops when
+    the largest step is below ``tol * (1 + max |b|)``.
+
+    Raises
+    ------
+    SeparationError
+        If fitted probabilities reach 0 or 1 (perfect or quasi-perfect
+        separation: the MLE does not exist).
+    CollinearityError
+        If the covariates (with the intercept) are collinear.
+    ConvergenceError
+        If Newton's method does not converge for another reason.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    d = np.asarray(d, dtype=np.float64)
+    n, m = X.shape
+    names = list(names) if names is not None else [f"x{j}" for j in range(m)]
+    if d.min() == d.max():
+        raise TreatmentError("the logit's outcome does not vary (all rows treated or all control)")
+    Z = np.column_stack([np.ones(n), X])
+    # affine rescaling leaves Newton's iterates equivalent but keeps H well conditioned
+    sd = Z[:, 1:].std(axis=0)
+    if np.any(sd == 0):
+        bad = [names[j] for j in np.flatnonzero(sd == 0)]
+        raise CollinearityError(f"covariate(s) {bad} are constant in the logit sample (collinear with the intercept)")
+    mu = Z[:, 1:].mean(axis=0)
+    Zs = np.column_stack([np.ones(n), (X - mu) / sd])
+    if np.linalg.matrix_rank(Zs) < m + 1:
+        raise CollinearityError(f"the logit covariates {names} are collinear; drop one of them")
+    b = np.zeros(m + 1)
+    eta = Zs @ b
+    ll = _llf(eta, d)
+    converged = False
+    it = 0
+    for it in range(1, maxiter + 1):
+        p = special.expit(eta)
+        W = p * (1.0 - p)
+        H = Zs.T @ (Zs * W[:, None])
+        g = Zs.T @ (d - p)
+        try:
+            step = np.linalg.solve(H, g)
+        except np.linalg.LinAlgError:
+            break
+        if not np.all(np.isfinite(step)):
+            break
+        t = 1.0
+        while True:
+            eta_new = Zs @ (b + t * step)
+            ll_new = _llf(eta_new, d)
+            if ll_new >= ll - 1e-12 * abs(ll) or t < 1e-10:
+                break
+            t *= 0.5
+        b = b + t * step
+        eta, ll = eta_new, ll_new
+        if np.max(np.abs(t * step)) <= tol * (1.0 + np.max(np.abs(b))):
+            converged = True
+            break
+    p = special.expit(eta)
+    extreme = (p < SEPARATION_EPS) | (p > 1.0 - SEPARATION_EPS)
+    if extreme.any():
+        j = int(np.argmax(np.abs(b[1:]))) if m else 0
+        raise SeparationError(
+            f"perfect or quasi-perfect separation in the propensity-score logit: {int(extreme.sum())} row(s) get a "
+            f"fitted probability of 0 or 1 (largest standardised coefficient: {names[j]!r}); the MLE does not exist. "
+            "Drop or coarsen the separating covariate(s), or pool years (by_year=False)"
+        )
+    if not converged:
+        raise ConvergenceError(f"the propensity-score logit did not converge in {maxiter} Newton iterations")
+    # back to the original covariate scale
+    params = np.empty(m + 1)
+    params[1:] = b[1:] / sd
+    params[0] = b[0] - mu @ params[1:]
+    W = p * (1.0 - p)
+    H = Z.T @ (Z * W[:, None])
+    bse = np.sqrt(np.diag(np.linalg.inv(H)))
+    return LogitFit(params, bse, _llf(Z @ params, d), it, ["Intercept", *names])
+
+
+# ----------------------------------------------------------------- matching
+def _nn_replace(s_t: np.ndarray, s_c: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """k nearest pool rows of every treated score, with replacement.
+
+    In one dimension the k nearest lie among the k sorted neighbours on each
+    side of the insertion point. Ties go to the lower score (then the lower
+    pool position). Returns (indices into ``s_c``, distances), both n_t x k,
+    index -1 / distance inf where the pool has fewer than k rows.
+    """
+    order = np.argsort(s_c, kind="stable")
+    sc = s_c[order]
+    nc = sc.size
+    pos = np.searchsorted(sc, s_t)
+    cand = pos[:, None] + np.arange(-k, k)[None, :]
+    valid = (cand >= 0) & (cand < nc)
+    cand_c = np.clip(cand, 0, max(nc - 1, 0))
+    dist = np.where(valid, np.abs(sc[cand_c] - s_t[:, None]), np.inf)
+    pick = np.argsort(dist, axis=1, kind="stable")[:, :k]
+    dsel = np.take_along_axis(dist, pick, axis=1)
+    isel = np.where(np.isfinite(dsel), order[np.take_along_axis(cand_c, pick, axis=1)], -1)
+    return isel, dsel
+
+
+def _nn_noreplace(s_t: np.ndarray, s_c: np.ndarray, k: int, caliper: float) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy k nearest without replacement, treated rows in descending score order.
+
+    The hardest-to-match (highest-score) treated rows choose first; a pool
+    row outside the caliper is not used up.
+    """
+    order = np.argsort(s_c, kind="stable")
+    sc = s_c[order]
+    avail = np.ones(sc.size, dtype=bool)
+    isel = np.full((s_t.size, k), -1, dtype=np.int64)
+    dsel = np.full((s_t.size, k), np.inf)
+    for i in np.argsort(-s_t, kind="stable"):
+        x = s_t[i]
+        pos = int(np.searchsorted(sc, x))
+        lo, hi = pos - 1, pos
+        for j in range(k):
+            while lo >= 0 and not avail[lo]:
+                lo -= 1
+            while hi < sc.size and not avail[hi]:
+                hi += 1
+            dl = x - sc[lo] if lo >= 0 else np.inf
+            dh = sc[hi] - x if hi < sc.size else np.inf
+            if min(dl, dh) > caliper or not np.isfinite(min(dl, dh)):
+                break
+            if dl <= dh:
+                c, dist = lo, dl
+            else:
+                c, dist = hi, dh
+            avail[c] = False
+            isel[i, j] = order[c]
+            dsel[i, j] = dist
+    return isel, dsel
+
+
+# ------------------------------------------------------------------ balance
+def balance_table(
+    X_t: np.ndarray,
+    X_c: np.ndarray,
+    names: Sequence[str],
+    *,
+    w_t_after: np.ndarray,
+    w_c_after: np.ndarray,
+) -> pl.DataFrame:
+    """Means and standardised mean differences before and after.
+
+    SMD = (mean_treated - mean_control) / sqrt((var_treated + var_control) / 2)
+    with the variances (ddof=1) of the unadjusted groups in the denominator
+    both before and after, so the change shows the change in means only.
+    "After" means are weighted by ``w_t_after`` / ``w_c_after`` (match counts
+    or balancing weights).
+    """
+    mt, mc = X_t.mean(axis=0), X_c.mean(axis=0)
+    denom = np.sqrt((X_t.var(axis=0, ddof=1) + X_c.var(axis=0, ddof=1)) / 2.0)
+    denom = np.where(denom > 0, denom, np.nan)
+    mta = (w_t_after @ X_t) / w_t_after.sum()
+    mca = (w_c_after @ X_c) / w_c_after.sum()
+    return pl.DataFrame(
+        {
+            "covariate": list(names),
+            "mean_treated_before": mt,
+            "mean_control_before": mc,
+            "smd_before": (mt - mc) / denom,
+            "mean_treated_after": mta,
+            "mean_control_after": mca,
+            "smd_after": (mta - mca) / denom,
+        }
+    )
+
+
+# --------------------------------------------------------------- the method
+@dataclass(eq=False)
+class PsmDidResult:
+    """PSM-DID result.
+
+    Attributes
+    ----------
+    fit : Feols
+        TWFE (unit + time FE, CRV1) on the matched sample.
+    sample : polars.DataFrame
+        The matched sample the TWFE was fitted on.
+    matches : polars.DataFrame
+        One row per (treated row, match): unit/time of both, and the distance
+        on the logit score.
+    pscore : polars.DataFrame
+        unit, time, ``_group``, ``pscore`` and ``logit_score`` of every row
+        used in the logit.
+    logits : dict
+        The logit fit(s) (key ``"pooled"`` or the year).
+    n_treated, n_treated_matched, n_pool : int
+    caliper_abs : float or None
+        Caliper on the logit-score scale (``caliper * sd``).
+    """
+
+    fit: Feols
+    treat: str
+    sample: pl.DataFrame
+    matches: pl.DataFrame
+    pscore: pl.DataFrame
+    logits: dict[Any, LogitFit]
+    balance_frame: pl.DataFrame
+    n_treated: int
+    n_treated_matched: int
+    n_pool: int
+    k: int
+    replace: bool
+    by_year: bool
+    keep: str
+    caliper_abs: float | None = None
+
+    def balance(self) -> pl.DataFrame:
+        """Covariate balance before and after matching (see :func:`balance_table`)."""
+        return self.balance_frame
+
+    def tidy(self, level: float = 0.95) -> pl.DataFrame:
+        """The TWFE fit's coefficient table on the matched sample."""
+        return self.fit.tidy(level)
+
+    def summary(self) -> str:
+        """Matching report, balance table and the TWFE estimate."""
+        cal = "none" if self.caliper_abs is None else f"{self.caliper_abs:.4g} (logit-score units)"
+        lines = [
+            f"PSM-DID: 1:{self.k} nearest neighbour on the logit score, "
+            f"{'with' if self.replace else 'without'} replacement, {'by year' if self.by_year else 'pooled'}; "
+            f"caliper {cal}",
+            f"treated-group rows: {self.n_treated:,} ({self.n_treated_matched:,} matched, "
+            f"{self.n_treated - self.n_treated_matched:,} off support); pool rows: {self.n_pool:,}; "
+            f"matched sample ({'firm-years' if self.keep == 'rows' else 'full unit histories'}): "
+            f"{self.sample.height:,} rows",
+            "",
+            f"{'covariate':<14}{'mean T':>10}{'mean C':>10}{'SMD before':>12}{'mean C adj':>12}{'SMD after':>11}",
+        ]
+        for r in self.balance_frame.iter_rows(named=True):
+            lines.append(
+                f"{r['covariate'][:14]:<14}{r['mean_treated_before']:>10.4f}{r['mean_control_before']:>10.4f}"
+                f"{r['smd_before']:>12.4f}{r['mean_control_after']:>12.4f}{r['smd_after']:>11.4f}"
+            )
+        lines += ["", self.fit.summary()]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+
+def psm_did(
+    data: Any,
+    *,
+    y: str,
+    treat: str,
+    unit: str,
+    time: str,
+    covariates: Sequence[str],
+    controls: Sequence[str] | None = None,
+    k: int = 4,
+    caliper: float | None = None,
+    replace: bool = True,
+    by_year: bool = False,
+    keep: Literal["rows", "units"] = "rows",
+    cluster: str | None = None,
+) -> PsmDidResult:
+    """Propensity-score matching difference-in-differences.
+
+    Parameters
+    ----------
+    data : polars or pandas DataFrame, or Panel
+    y, treat, unit, time : str
+        Outcome, 0/1 absorbing treatment, unit and period columns.
+    covariates : sequence of str
+        Regressors of the propensity-score logit.
+    controls : sequence of str, optional
+        Controls of the TWFE regression on the matched sample.
+    k : int
+        Number of neighbours per treated-group row (1:k matching).
+    caliper : float, optional
+        Maximum distance, in standard deviations of the logit score (the
+        linear predictor, sd over all rows of the logit sample); e.g. 0.2
+        (Austin 2011). Neighbours beyond it are not used; a treated row with
+        none left is off support and dropped (reported).
+    replace : bool
+        Match with replacement (a pool row may serve several treated rows,
+        and is kept once in the sample). Without replacement the matching is
+        greedy, highest score first.
+    by_year : bool
+        Fit the logit and match within each period (else one pooled logit,
+        neighbours from any period).
+    keep : {"rows", "units"}
+        Matched sample: the matched firm-years (default) or every row of the
+        units that have a matched row.
+    cluster : str, optional
+        Cluster column of the CRV1 standard errors (default: ``unit``).
+
+    Returns
+    -------
+    PsmDidResult
+        ``.fit``, ``.tidy()``, ``.summary()``, ``.balance()``, ``.matches``.
+
+    Raises
+    ------
+    SeparationError
+        Perfect or quasi-perfect separation in the logit.
+    NoCommonSupportError
+        No treated-group row has a pool row within the caliper.
+
+    Examples
+    --------
+    >>> import staggerlab as sl
+    >>> df = sl.simulate.staggered(300, 8, never_share=0.7, n_controls=2, seed=3)
+    >>> res = psm_did(df, y="y", treat="treat", unit="unit", time="time", covariates=["x1", "x2"], k=2)
+    >>> res.n_treated_matched == res.n_treated
+    True
+    """
+    covariates = list(covariates)
+    controls = list(controls or [])
+    if not covariates:
+        raise TypeError("give at least one covariate for the propensity score")
+    if not (isinstance(k, (int, np.integer)) and k >= 1):
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    if caliper is not None and not caliper > 0:
+        raise ValueError(f"caliper must be > 0 (in sd of the logit score), got {caliper}")
+    if keep not in ("rows", "units"):
+        raise ValueError(f"keep must be 'rows' or 'units', got {keep!r}")
+    sd_ = prepare(
+        data, y=y, unit=unit, time=time, treat=treat,
+        controls=list(dict.fromkeys([*covariates, *controls])), cluster=cluster,
+    )
+    frame = sd_.frame.with_row_index("_row").with_columns((pl.col(COHORT) > 0).cast(pl.Int8).alias(GROUP))
+    group = frame[GROUP].to_numpy().astype(bool)
+    if group.all():
+        raise TreatmentError("every unit is eventually treated: there is no never-treated pool to match to")
+    X = frame.select(pl.col(c).cast(pl.Float64) for c in covariates).to_numpy()
+    tvals = frame[time].to_numpy()
+    strata = np.unique(tvals) if by_year else [None]
+    score = np.full(frame.height, np.nan)
+    logits: dict[Any, LogitFit] = {}
+    for s in strata:
+        sel = np.ones(frame.height, dtype=bool) if s is None else tvals == s
+        if s is not None and (group[sel].all() or not group[sel].any()):
+            continue  # nothing to match in this period
+        try:
+            lf = fit_logit(X[sel], group[sel], names=covariates)
+        except (SeparationError, CollinearityError) as err:
+            where = "" if s is None else f" (period {s})"
+            raise type(err)(f"{err}{where}") from None
+        logits["pooled" if s is None else s] = lf
+        score[sel] = lf.linear_predictor(X[sel])
+    fitted = np.isfinite(score)
+    cal_abs = None if caliper is None else float(caliper * np.std(score[fitted], ddof=1))
+    t_idx_all, c_idx_all, dist_all = [], [], []
+    for s in strata:
+        sel = fitted if s is None else fitted & (tvals == s)
+        it = np.flatnonzero(sel & group)
+        ic = np.flatnonzero(sel & ~group)
+        if it.size == 0 or ic.size == 0:
+            continue
+        if replace:
+            isel, dsel = _nn_replace(score[it], score[ic], int(k))
+            if cal_abs is not None:
+                isel = np.where(dsel <= cal_abs, isel, -1)
+        else:
+            isel, dsel = _nn_noreplace(score[it], score[ic], int(k), np.inf if cal_abs is None else cal_abs)
+        ok = isel >= 0
+        rows_t = np.repeat(it, k).reshape(-1, k)
+        t_idx_all.append(rows_t[ok])
+        c_idx_all.append(ic[isel[ok]])
+        dist_all.append(dsel[ok])
+    t_idx = np.concatenate(t_idx_all) if t_idx_all else np.empty(0, dtype=np.int64)
+    c_idx = np.concatenate(c_idx_all) if c_idx_all else np.empty(0, dtype=np.int64)
+    dist = np.concatenate(dist_all) if dist_all else np.empty(0)
+    n_treated = int(group.sum())
+    if t_idx.size == 0:
+        raise NoCommonSupportError(
+            f"no common support: none of the {n_treated} treated-group row(s) has a never-treated row "
+            + ("in the same period " if by_year else "")
+            + ("within the caliper" if cal_abs is not None else "")
+            + "; widen the caliper, pool the periods, or check the covariates"
+        )
+    matched_t = np.unique(t_idx)
+    # each treated row spreads weight 1 over its matches: the weights of the "after" balance
+    n_m = np.bincount(t_idx, minlength=frame.height)
+    w_c = np.bincount(c_idx, weights=1.0 / n_m[t_idx], minlength=frame.height)
+    it_all = np.flatnonzero(group)
+    ic_all = np.flatnonzero(~group)
+    bal = balance_table(
+        X[it_all], X[ic_all], covariates,
+        w_t_after=(n_m[it_all] > 0).astype(float), w_c_after=w_c[ic_all],
+    )
+    keep_rows = np.zeros(frame.height, dtype=bool)
+    keep_rows[matched_t] = True
+    keep_rows[c_idx] = True
+    if keep == "units":
+        units_kept = frame.filter(pl.Series(keep_rows))[unit].unique()
+        keep_rows = frame[unit].is_in(units_kept.implode()).to_numpy()
+    sample = frame.filter(pl.Series(keep_rows)).drop("_row")
+    if sample[treat].n_unique() < 2:
+        raise NoCommonSupportError("the matched sample has no variation in the treatment; nothing to estimate")
+    rhs = " + ".join([treat, *controls])
+    fit = feols(f"{y} ~ {rhs} | {unit} + {time}", sample, vcov={"CRV1": sd_.cluster})
+    ids = frame.select(unit, time)
+    matches = pl.DataFrame(
+        {
+            f"{unit}": ids[unit].to_numpy()[t_idx],
+            f"{time}": ids[time].to_numpy()[t_idx],
+            f"match_{unit}": ids[unit].to_numpy()[c_idx],
+            f"match_{time}": ids[time].to_numpy()[c_idx],
+            "distance": dist,
+        }
+    )
+    pscore = frame.select(unit, time, GROUP).with_columns(
+        pl.Series("logit_score", score), pl.Series("pscore", special.expit(score))
+    )
+    if matched_t.size < n_treated:
+        warnings.warn(
+            f"{n_treated - matched_t.size} of {n_treated} treated-group row(s) have no match "
+            "(off common support) and are not in the matched sample",
+            StaggerlabWarning,
+            stacklevel=2,
+        )
+    return PsmDidResult(
+        fit=fit, treat=treat, sample=sample, matches=matches, pscore=pscore, logits=logits,
+        balance_frame=bal, n_treated=n_treated, n_treated_matched=int(matched_t.size),
+        n_pool=int((~group).sum()), k=int(k), replace=replace, by_year=by_year, keep=keep,
+        caliper_abs=cal_abs,
+    )
