@@ -36,6 +36,10 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--extra-controls", dest="extra_controls", help="comma-separated extra controls, added one at a time")
     b.add_argument("--mechanisms", help="comma-separated mechanism outcomes")
     b.add_argument("--split", action="append", dest="splits", help="unit-level binary split variable (repeatable)")
+    b.add_argument("--iv", action="append", dest="instruments",
+                   help="instrument(s) for the treatment, e.g. 'z1' or 'z1+z2' (repeat for several IV regressions)")
+    b.add_argument("--no-alternatives", action="store_true",
+                   help="skip section 9 (PSM-DID, entropy balancing, IV, Heckman, DML)")
     b.add_argument("--draws", type=int, help="placebo / permutation draws (default 1000)")
     b.add_argument("--boot-draws", type=int, dest="boot_draws", help="wild bootstrap draws (default 9999)")
     b.add_argument("--seed", type=int, help="seed (default 0)")
@@ -51,7 +55,7 @@ def _spec_from_args(a: argparse.Namespace):
     over = {
         "data": a.data, "unit": a.unit, "time": a.time, "outcomes": a.outcome, "treat": a.treat,
         "cohort": a.cohort, "controls": _list(a.controls), "cluster": a.cluster,
-        "extra_controls": _list(a.extra_controls), "mechanisms": _list(a.mechanisms), "splits": a.splits,
+        "extra_controls": _list(a.extra_controls), "mechanisms": _list(a.mechanisms), "splits": a.splits, "instruments": a.instruments,
         "draws": a.draws, "boot_draws": a.boot_draws, "seed": a.seed, "n_jobs": a.n_jobs, "out": a.out,
     }
     if a.cohort:
@@ -59,12 +63,16 @@ def _spec_from_args(a: argparse.Namespace):
     spec = BatterySpec.from_toml(a.spec, **over) if a.spec else BatterySpec(**{k: v for k, v in over.items() if v is not None})
     if a.cohort:
         spec.treat = None
+    if a.no_alternatives:
+        spec.alternatives = False
     if spec.data is None:
         # the built-in panel carries a split variable and two competing policies: show every section
         if a.splits is None and not spec.splits:
             spec.splits = ["hightech"]
         if a.extra_controls is None and not spec.extra_controls:
             spec.extra_controls = ["smart_city", "lowcarbon_city"]
+        if a.instruments is None and not spec.instruments:
+            spec.instruments = ["iv_peer", "iv_synth"]
         if a.mechanisms is None and not spec.mechanisms:
             spec.mechanisms = ["Subsidy", "Patents", "FinConstraint"]
     elif not a.spec:

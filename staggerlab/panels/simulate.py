@@ -168,7 +168,10 @@ def paper_panel(
         controls, ``industry, city, hightech``, ``smart_city, lowcarbon_city``
         (two city-level staggered "competing policies" with no effect), and
         mechanism outcomes ``Subsidy, Patents, FinConstraint`` (true effects
-        0.20, 0.15 and 0 standard deviations).
+        0.20, 0.15 and 0 standard deviations), and two instruments for ``IM``:
+        ``iv_peer`` (leave-one-out pilot share of the firm's city-year) and
+        ``iv_synth`` (``IM`` plus independent noise; strong and exogenous by
+        construction).
     """
     rng = as_generator(seed)
     years = np.arange(2011, 2023)
@@ -240,6 +243,16 @@ def paper_panel(
         mech[name] = (
             rng.normal(size=n_firms)[fi] + 0.3 * year_effect + 0.8 * rng.normal(size=n) + tau_sd * im
         )
+    # two instruments for the IV section (exogenous by construction): the
+    # leave-one-out pilot share of the firm's city-year, and a noisy copy of
+    # the treatment (a strong synthetic instrument)
+    city_r = city[fi]
+    key = city_r * 10_000 + year
+    uniq, inv = np.unique(key, return_inverse=True)
+    tot = np.bincount(inv, weights=im)
+    cnt = np.bincount(inv)
+    iv_peer = np.where(cnt[inv] > 1, (tot[inv] - im) / np.maximum(cnt[inv] - 1, 1), 0.0)
+    iv_synth = im + rng.normal(0.0, 0.6, n)
     return pl.DataFrame(
         {
             "firm": firm,
@@ -253,6 +266,8 @@ def paper_panel(
             "hightech": hightech[fi],
             **pol,
             **mech,
+            "iv_peer": iv_peer,
+            "iv_synth": iv_synth,
         }
     )
 
