@@ -1,0 +1,720 @@
+"""Placebo (randomization inference) battery: design-respecting draws of a
+staggered treatment and exact refits of every draw.
+
+A draw is a unit-level vector of placebo adoption times (0 = untreated); the
+placebo treatment is ``D_it = 1[t >= g_i]`` on the rows each unit has. Every
+draw's coefficient and t statistic are those of an OLS refit of the fit's
+model with the placebo column in place of ``param``; two exact paths compute
+them without refitting:
+
+* fast (unit + period FEs, unweighted, iid or CRV1 by a cluster that contains
+  the units): per-(unit, adoption time) suffix-sum tables (DESIGN.md), cost per
+  draw independent of the number of rows;
+* general (any FEs, weights, HC1, two-way CRV1): blocks of placebo columns are
+  demeaned together, the demeaned controls are partialled out with one matrix
+  product (Frisch-Waugh-Lovell), and statistics are column reductions.
+
+Draws come in fixed-size blocks seeded by block index, so results are the same
+for any ``n_jobs`` and joblib backend.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from functools import cached_property, partial
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+import scipy.linalg as sla
+from scipy import stats as sstats
+
+from .._parallel import run_blocks
+from .._seed import SeedLike, as_seedsequence, block_generator
+from ..errors import FormulaError, PanelError, StaggerlabWarning, TreatmentError, VcovError
+from ..kernels import placebo as kp
+from ..kernels.cluster import cluster_sums
+from ..panels.panel import check_columns
+from .compat import as_feols
+from .feols import Feols, feols
+from .vcov import VcovSpec, combine_codes, nested_in
+
+__all__ = ["placebo", "placebo_timing", "PlaceboResult", "PlaceboTimingResult", "BLOCK_SIZE", "SCHEMES"]
+
+#: draws per seeded block; fixed so that a seed always means the same draws.
+BLOCK_SIZE = 250
+#: doubles in one N x B slab of placebo columns on the general path (~64 MB).
+GENERAL_SLAB = 8_000_000
+SCHEMES = ("units", "timing", "units+timing", "iid")
+#: a draw whose partialled-out treatment keeps less than this share of its
+#: variance is collinear with the FEs/controls (as in feols' collinearity rule).
+COLLIN_TOL = 1e-9
+#: relative tolerance under which a placebo statistic ties the observed one
+#: (ties count as at least as extreme: the conservative choice).
+TIE_RTOL = 1e-10
+_NEVER = np.iinfo(np.int64).max
+
+Scheme = Literal["units", "timing", "units+timing", "iid"]
+Alternative = Literal["two-sided", "greater", "less"]
+
+
+# --------------------------------------------------------------- the sample
+def _int_times(frame: pl.DataFrame, time: str) -> np.ndarray:
+    s = frame[time]
+    if not s.dtype.is_numeric():
+        raise PanelError(f"time column {time!r} must be numeric (integer periods), got {s.dtype}")
+    t = s.cast(pl.Float64).to_numpy()
+    if not np.all(t == np.round(t)):
+        raise PanelError(f"time column {time!r} must hold integer periods")
+    t = t.astype(np.int64)
+    if (t == 0).any():
+        raise PanelError(
+            f"time column {time!r} has a period 0, but 0 marks 'untreated' in adoption times; "
+            "shift the periods (e.g. time + 1)"
+        )
+    return t
+
+
+def _per_unit(values: np.ndarray, unit_N: np.ndarray, n_units: int, what: str, ids: np.ndarray) -> np.ndarray:
+    """The value each unit has on all of its rows (raise if it varies)."""
+    first = np.empty(n_units, dtype=values.dtype)
+    first[unit_N] = values
+    bad = first[unit_N] != values
+    if bad.any():
+        raise TreatmentError(f"{what} varies within unit {ids[unit_N[np.flatnonzero(bad)[0]]]!r}; it must be unit-level")
+    return first
+
+
+def _adoption_from_treatment(treat_N: np.ndarray, unit_N: np.ndarray, time_N: np.ndarray, n_units: int,
+                             ids: np.ndarray, param: str) -> np.ndarray:
+    vals = np.unique(treat_N)
+    if not np.isin(vals, (0.0, 1.0)).all():
+        raise TreatmentError(f"treatment {param!r} must be 0/1 to define adoption times, found {vals[:5]}")
+    if vals.size < 2:
+        raise TreatmentError(f"treatment {param!r} never varies (always {vals[0]:g}); nothing to permute")
+    order = np.lexsort((time_N, unit_N))
+    u, D = unit_N[order], treat_N[order]
+    drop = (u[1:] == u[:-1]) & (D[1:] < D[:-1])
+    if drop.any():
+        raise TreatmentError(
+            f"treatment {param!r} is not absorbing: unit {ids[u[np.flatnonzero(drop)[0]]]!r} switches "
+            "from 1 back to 0; pass cohort='col' with unit-level adoption times instead"
+        )
+    g = np.full(n_units, _NEVER, dtype=np.int64)
+    np.minimum.at(g, unit_N, np.where(treat_N == 1.0, time_N, _NEVER))
+    return np.where(g == _NEVER, 0, g)
+
+
+def _codes(values: Any) -> np.ndarray:
+    return np.unique(np.asarray(values), return_inverse=True)[1].astype(np.int64).ravel()
+
+
+# ------------------------------------------------------------------ sampler
+@dataclass(eq=False)
+class _Sampler:
+    """Draws blocks of unit-level adoption times for a scheme.
+
+    Assignment happens on entities (units, or clusters of units), within
+    strata of entities; ``ent_U`` maps units to entities.
+    """
+
+    scheme: str
+    g_E: np.ndarray
+    strata_E: np.ndarray
+    ent_U: np.ndarray
+    groups: list = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.groups = []
+        for s in np.unique(self.strata_E):
+            idx = np.flatnonzero(self.strata_E == s)
+            gs = self.g_E[idx]
+            tr = idx[gs != 0]
+            self.groups.append((idx, gs, tr, self.g_E[tr]))
+
+    def draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """``size x n_units`` int64 adoption times (0 = untreated)."""
+        out = np.zeros((size, self.g_E.size), dtype=np.int64)
+        for idx, gs, tr, gtr in self.groups:
+            if tr.size == 0:
+                continue
+            if self.scheme == "units":
+                out[:, idx] = rng.permuted(np.broadcast_to(gs, (size, idx.size)), axis=1)
+            elif self.scheme == "timing":
+                out[:, tr] = rng.permuted(np.broadcast_to(gtr, (size, tr.size)), axis=1)
+            else:  # units+timing
+                offs = rng.integers(0, idx.size - np.arange(tr.size), size=(size, tr.size))
+                pick = kp.partial_shuffle(offs.astype(np.int64), idx.size)
+                times = rng.choice(gtr, size=(size, tr.size), replace=True)
+                out[np.arange(size)[:, None], idx[pick]] = times
+        return out[:, self.ent_U]
+
+
+# ------------------------------------------------------------------ engines
+class _FastEngine:
+    """Unit + period FEs, unweighted, iid or CRV1 by a cluster containing units."""
+
+    def __init__(self, fit: Feols, param: str, unit_N: np.ndarray, n_units: int, per_N: np.ndarray,
+                 n_periods: int, thr_L: np.ndarray, cl_U: np.ndarray | None, adj: float, df_resid: int,
+                 stat: str):
+        d = fit.design
+        N = d.nobs
+        controls = [r for r in d.regressors if r != param]
+        K = len(controls)
+        M = n_periods - 1 + K
+        X = np.zeros((N, M))
+        rows = np.flatnonzero(per_N > 0)
+        X[rows, per_N[rows] - 1] = 1.0
+        for j, c in enumerate(controls):
+            X[:, n_periods - 1 + j] = d.column(c)
+        cnt_U = np.bincount(unit_N, minlength=n_units).astype(float)
+        # unit demeaning, exact and non-iterative
+        means = np.empty((n_units, M))
+        for m in range(M):
+            means[:, m] = np.bincount(unit_N, weights=X[:, m], minlength=n_units) / cnt_U
+        F = np.ascontiguousarray(X - means[unit_N])
+        y = fit.y_raw
+        yu = y - (np.bincount(unit_N, weights=y, minlength=n_units) / cnt_U)[unit_N]
+        C = F.T @ F
+        sc = 1.0 / np.sqrt(np.diag(C))
+        Cs = C * sc[:, None] * sc[None, :]
+        # a disconnected panel or a control collinear with the period FE makes
+        # C singular: the general path handles those designs
+        if not np.all(np.isfinite(sc)) or np.linalg.eigvalsh(Cs)[0] < 1e-10:
+            raise np.linalg.LinAlgError("period dummies + controls are rank deficient after unit demeaning")
+        cho = sla.cho_factor(Cs)
+        Cinv = sla.cho_solve(cho, np.eye(M)) * sc[:, None] * sc[None, :]
+        yy = yu - F @ (sc * sla.cho_solve(cho, sc * (F.T @ yu)))
+        Sy, SF, cnt, T_U, W = kp.unit_tables(unit_N, per_N, F, yy, thr_L, n_units)
+        self.Sy, self.SF, self.Wt = Sy, SF, np.ascontiguousarray(W.T)
+        self.UU = cnt - cnt**2 / T_U[:, None]
+        self.Cinv = np.ascontiguousarray(Cinv)
+        self.yy = float(yy @ yy)
+        self.cl_U = cl_U
+        self.n_cl = 0 if cl_U is None else int(cl_U.max()) + 1
+        self.adj, self.df_resid, self.stat = adj, df_resid, stat
+
+    def compute(self, lidx_BU: np.ndarray) -> np.ndarray:
+        theta, dmd, dmy, uu = kp.draw_thetas(lidx_BU, self.Sy, self.SF, self.UU, self.Cinv)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            beta = np.where(dmd > COLLIN_TOL * uu, dmy / dmd, np.nan)
+        if self.stat == "coef":
+            return beta
+        if self.cl_U is None:
+            var = (self.yy - beta**2 * dmd) / self.df_resid / dmd
+        else:
+            bz = np.where(np.isfinite(beta), beta, 0.0)
+            # every unit's untreated score in one product: the only O(units) x draws step
+            negs0 = kp.pack_outer(theta, bz) @ self.Wt
+            meat = kp.draw_meats(negs0, lidx_BU, self.Sy, self.SF, self.UU, theta, bz, self.cl_U, self.n_cl)
+            var = self.adj * meat / dmd**2
+        return beta / np.sqrt(var)
+
+
+class _GeneralEngine:
+    """Any design: demean placebo columns in slabs, partial out controls (FWL)."""
+
+    def __init__(self, fit: Feols, param: str, spec: VcovSpec, df_k: int, stat: str):
+        d = fit.design
+        self.absorber, self.sw = d.absorber, d.sw
+        ctrl = [j for j, r in enumerate(d.regressors) if r != param]
+        self.Xc = np.ascontiguousarray(d.Xw[:, ctrl])
+        self.Hc = np.linalg.inv(self.Xc.T @ self.Xc) if ctrl else np.zeros((0, 0))
+        yw = fit.yw
+        self.yy = yw - self.Xc @ (self.Hc @ (self.Xc.T @ yw)) if ctrl else yw.copy()
+        self.w = d.sw**2
+        self.N, self.df_k, self.spec, self.stat = d.nobs, df_k, spec, stat
+        if spec.kind == "CRV1":
+            cls = [d.clusters[c] for c in spec.clusters]
+            parts = [(cls[0], 1.0)] if len(cls) == 1 else [(cls[0], 1.0), (cls[1], 1.0), (combine_codes(*cls), -1.0)]
+            self.parts = [(c, s, int(c.max()) + 1) for c, s in parts]
+            G = min(g for _, _, g in self.parts)
+            self.adj = (self.N - 1) / (self.N - df_k) * G / (G - 1)
+
+    def compute(self, D_NB: np.ndarray) -> np.ndarray:
+        w = self.w
+        mean = (w @ D_NB) / w.sum()
+        ss = w @ (D_NB - mean) ** 2
+        Dd = self.absorber.demean(D_NB) * self.sw[:, None]
+        if self.Xc.shape[1]:
+            Dd -= self.Xc @ (self.Hc @ (self.Xc.T @ Dd))
+        den = np.einsum("nb,nb->b", Dd, Dd)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            beta = np.where(den > COLLIN_TOL * ss, (self.yy @ Dd) / den, np.nan)
+        if self.stat == "coef":
+            return beta
+        u = self.yy[:, None] - Dd * np.where(np.isfinite(beta), beta, 0.0)
+        kind = self.spec.kind
+        if kind == "iid":
+            var = np.einsum("nb,nb->b", u, u) / (self.N - self.df_k) / den
+        elif kind == "hetero":
+            sc = Dd * u
+            var = self.N / (self.N - self.df_k) * np.einsum("nb,nb->b", sc, sc) / den**2
+        else:
+            sc = np.ascontiguousarray(Dd * u)
+            meat = sum(s * (cluster_sums(sc, c, g) ** 2).sum(axis=0) for c, s, g in self.parts)
+            var = self.adj * meat / den**2
+        return beta / np.sqrt(var)
+
+
+# ------------------------------------------------------------------- blocks
+@dataclass(eq=False)
+class _Context:
+    """Everything a block needs (picklable, so loky workers can run blocks)."""
+
+    seed: np.random.SeedSequence
+    scheme: str
+    sampler: _Sampler | None
+    engine: Any
+    fast: bool
+    unit_N: np.ndarray
+    time_N: np.ndarray
+    gvals: np.ndarray
+    p_iid: float = 0.0
+
+    def iid_rows(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """``N x size`` i.i.d. Bernoulli(p) treatment columns, drawn draw by draw."""
+        return (rng.random((size, self.unit_N.size)) < self.p_iid).T.astype(np.float64)
+
+    def slab(self, size: int) -> int:
+        return max(1, min(size, GENERAL_SLAB // max(1, self.unit_N.size)))
+
+
+def _run_block(ctx: _Context, block: tuple[int, int]) -> np.ndarray:
+    index, size = block
+    rng = block_generator(ctx.seed, index)
+    out = np.empty(size)
+    if ctx.scheme == "iid":
+        step = ctx.slab(size)
+        for a in range(0, size, step):
+            out[a : a + step] = ctx.engine.compute(np.ascontiguousarray(ctx.iid_rows(rng, min(step, size - a))))
+        return out
+    A = ctx.sampler.draw(rng, size)
+    if ctx.fast:
+        lidx = np.searchsorted(ctx.gvals, A).astype(np.int64)
+        lidx[A == 0] = -1
+        return ctx.engine.compute(np.ascontiguousarray(lidx))
+    adopt = np.where(A == 0, _NEVER, A)
+    step = ctx.slab(size)
+    for a in range(0, size, step):
+        D = kp.placebo_columns(np.ascontiguousarray(adopt[a : a + step]), ctx.unit_N, ctx.time_N)
+        out[a : a + step] = ctx.engine.compute(D)
+    return out
+
+
+def _blocks(draws: int) -> list[tuple[int, int]]:
+    return [(i, min(BLOCK_SIZE, draws - i * BLOCK_SIZE)) for i in range(-(-draws // BLOCK_SIZE))]
+
+
+# ------------------------------------------------------------------- result
+def clopper_pearson(count: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) interval for a binomial proportion ``count / n``."""
+    a = 1.0 - level
+    lo = 0.0 if count == 0 else float(sstats.beta.ppf(a / 2, count, n - count + 1))
+    hi = 1.0 if count == n else float(sstats.beta.ppf(1 - a / 2, count + 1, n - count))
+    return lo, hi
+
+
+@dataclass(eq=False)
+class PlaceboResult:
+    """Result of :func:`placebo`.
+
+    Attributes
+    ----------
+    observed : float
+        The statistic of the actual assignment (from the fit).
+    statistics : ndarray
+        One statistic per placebo draw (NaN if a draw's treatment is collinear
+        with the FEs/controls; such draws are left out of the p-value).
+    units : ndarray
+        Unit ids in the column order of :attr:`assignments`.
+    pvalue : float
+        ``(1 + count) / (1 + draws)``, count = draws at least as extreme.
+    pvalue_ci : tuple of float
+        Exact Clopper-Pearson interval (at ``level``) of the Monte Carlo
+        p-value ``count / draws``.
+    count : int
+        Number of draws at least as extreme as the observed statistic.
+    """
+
+    param: str
+    stat: str
+    scheme: str
+    alternative: str
+    observed: float
+    statistics: np.ndarray
+    units: np.ndarray
+    pvalue: float
+    pvalue_ci: tuple[float, float]
+    count: int
+    n_valid: int
+    level: float
+    method: str
+    _ctx: _Context = field(repr=False)
+    _draws: int = field(repr=False)
+
+    @cached_property
+    def assignments(self) -> np.ndarray | None:
+        """``draws x units`` int64 placebo adoption times (0 = untreated).
+
+        Regenerated from the seed on first access (the run itself never holds
+        them, so memory stays bounded by the block size). None for the
+        ``"iid"`` scheme, whose draws are row-level (see :meth:`column`).
+        """
+        if self._ctx.sampler is None:
+            return None
+        return np.vstack([self._ctx.sampler.draw(block_generator(self._ctx.seed, i), s) for i, s in _blocks(self._draws)])
+
+    def column(self, draw: int) -> np.ndarray:
+        """The placebo treatment column of ``draw`` on the fit's estimation rows."""
+        i, j = divmod(int(draw), BLOCK_SIZE)
+        size = _blocks(self._draws)[i][1]
+        rng = block_generator(self._ctx.seed, i)
+        if self._ctx.sampler is None:
+            return self._ctx.iid_rows(rng, j + 1)[:, j]
+        a = self._ctx.sampler.draw(rng, size)[j]
+        adopt = np.where(a == 0, _NEVER, a)
+        return (self._ctx.time_N >= adopt[self._ctx.unit_N]).astype(np.float64)
+
+    @property
+    def draws(self) -> int:
+        """Number of placebo draws."""
+        return self._draws
+
+    def tidy(self) -> pl.DataFrame:
+        """One row: ``term, statistic, scheme, observed, pvalue, ci_low, ci_high, draws, ...``."""
+        s = self.statistics[np.isfinite(self.statistics)]
+        return pl.DataFrame(
+            {
+                "term": [self.param],
+                "statistic": [self.stat],
+                "scheme": [self.scheme],
+                "alternative": [self.alternative],
+                "observed": [self.observed],
+                "pvalue": [self.pvalue],
+                "ci_low": [self.pvalue_ci[0]],
+                "ci_high": [self.pvalue_ci[1]],
+                "draws": [self._draws],
+                "valid_draws": [self.n_valid],
+                "placebo_mean": [float(s.mean()) if s.size else np.nan],
+                "placebo_sd": [float(s.std(ddof=1)) if s.size > 1 else np.nan],
+                "method": [self.method],
+            }
+        )
+
+    def summary(self) -> str:
+        """A printable report."""
+        s = self.statistics[np.isfinite(self.statistics)]
+        q = np.quantile(s, [0.025, 0.5, 0.975]) if s.size else [np.nan] * 3
+        return "\n".join(
+            [
+                f"Placebo test for {self.param} ({'t statistic' if self.stat == 't' else 'coefficient'}), "
+                f"scheme {self.scheme!r}, {self._draws:,} draws ({self.n_valid:,} valid), {self.method} path",
+                f"Observed: {self.observed:.5g}",
+                f"Placebo distribution: 2.5% {q[0]:.4g}, median {q[1]:.4g}, 97.5% {q[2]:.4g}",
+                f"p-value ({self.alternative}): {self.pvalue:.4f}  "
+                f"[{self.level:.0%} Clopper-Pearson MC interval {self.pvalue_ci[0]:.4f}, {self.pvalue_ci[1]:.4f}]"
+                f"  ({self.count} of {self.n_valid} draws at least as extreme)",
+            ]
+        )
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+    def plot(self, path: str | None = None, **kwargs: Any) -> Any:
+        """Histogram/density of the placebo statistics with the observed value marked."""
+        from ..plots.placebo import plot_placebo
+
+        return plot_placebo(self.statistics, self.observed, stat=self.stat, param=self.param,
+                            pvalue=self.pvalue, alternative=self.alternative, path=path, **kwargs)
+
+
+# --------------------------------------------------------------------- API
+def _setup(fit: Feols, param: str, unit: str | None, time: str | None, cohort: str | None):
+    d = fit.design
+    if param not in d.regressors:
+        raise FormulaError(f"{param!r} is not a coefficient of the fit (coefficients: {d.regressors})")
+    unit = unit if unit is not None else (d.fixef[0] if len(d.fixef) >= 1 else None)
+    time = time if time is not None else (d.fixef[1] if len(d.fixef) >= 2 else None)
+    if unit is None or time is None:
+        raise PanelError("the fit has fewer than two fixed effects; pass unit= and time= explicitly")
+    frame = d.frame
+    check_columns(frame, [unit, time] + ([cohort] if cohort else []), "column")
+    ids, unit_N = np.unique(frame[unit].to_numpy(), return_inverse=True)
+    unit_N = unit_N.astype(np.int64).ravel()
+    time_N = _int_times(frame, time)
+    if cohort is None:
+        g_U = _adoption_from_treatment(d.column(param), unit_N, time_N, ids.size, ids, param)
+    else:
+        g_U = _per_unit(frame[cohort].cast(pl.Int64).to_numpy(), unit_N, ids.size, f"cohort {cohort!r}", ids)
+    if not (g_U != 0).any():
+        raise TreatmentError("no unit is ever treated; nothing to permute")
+    return unit, time, ids, unit_N, time_N, g_U
+
+
+def placebo(
+    fit: Any,
+    param: str = "treat",
+    draws: int = 1000,
+    scheme: Scheme = "units+timing",
+    stat: Literal["t", "coef"] = "t",
+    strata: str | None = None,
+    cluster: str | None = None,
+    cohort: str | None = None,
+    unit: str | None = None,
+    time: str | None = None,
+    alternative: Alternative = "two-sided",
+    seed: SeedLike = 0,
+    n_jobs: int | None = 1,
+    backend: str | None = None,
+    *,
+    level: float = 0.95,
+    method: Literal["auto", "fast", "general"] = "auto",
+) -> PlaceboResult:
+    """Randomization inference with design-respecting placebo assignments.
+
+    Parameters
+    ----------
+    fit : staggerlab Feols or pyfixest Feols
+        The fitted TWFE model; ``param`` is its (absorbing, staggered) treatment.
+    param : str
+        The treatment coefficient.
+    draws : int
+        Number of placebo draws.
+    scheme : {"units", "timing", "units+timing", "iid"}
+        ``units``: permute adoption times over all units (number treated and
+        cohort sizes kept); ``timing``: permute adoption times among the
+        treated units; ``units+timing`` (the study's): draw as many treated
+        units as there are and give each an adoption time drawn from the
+        treated units' adoption times; ``iid``: draw every row's treatment
+        i.i.d. from the column's empirical distribution (as pyfixest's
+        ``ritest``; for comparison only).
+    stat : {"t", "coef"}
+        Studentized (with the fit's vcov; recommended) or raw coefficient.
+    strata : str, optional
+        Unit-level column: assignment is permuted within strata.
+    cluster : str, optional
+        Column grouping units: assignment at the cluster level (all units of a
+        cluster share a draw; the actual adoption time must be cluster-level).
+    cohort : str, optional
+        Unit-level column of adoption times (0 = never); by default adoption
+        is the first period where ``param`` is 1.
+    unit, time : str, optional
+        Unit and period columns; default: the fit's first and second FE.
+    alternative : {"two-sided", "greater", "less"}
+        Two-sided compares absolute values.
+    seed : int, Generator, SeedSequence or None
+    n_jobs, backend
+        Passed to joblib through ``run_blocks``; results do not depend on them.
+    level : float
+        Level of the Clopper-Pearson interval of the p-value.
+    method : {"auto", "fast", "general"}
+        ``auto`` uses the unit-table path when it applies.
+
+    Returns
+    -------
+    PlaceboResult
+
+    Examples
+    --------
+    >>> import staggerlab as sl
+    >>> from staggerlab.inference.placebo import placebo
+    >>> df = sl.simulate.staggered(300, 8, seed=1)
+    >>> fit = sl.feols("y ~ treat | unit + time", df, vcov={"CRV1": "unit"})
+    >>> ri = placebo(fit, draws=199, seed=1)
+    >>> ri.pvalue < 0.01
+    True
+    """
+    fit = as_feols(fit)
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown scheme {scheme!r}; use one of {SCHEMES}")
+    if stat not in ("t", "coef"):
+        raise ValueError(f"stat must be 't' or 'coef', got {stat!r}")
+    if alternative not in ("two-sided", "greater", "less"):
+        raise ValueError(f"alternative must be 'two-sided', 'greater' or 'less', got {alternative!r}")
+    if method not in ("auto", "fast", "general"):
+        raise ValueError(f"method must be 'auto', 'fast' or 'general', got {method!r}")
+    draws = int(draws)
+    if draws < 1:
+        raise ValueError("draws must be at least 1")
+    d = fit.design
+    spec = fit.vcov_spec
+    if stat == "t" and spec.kind == "CRV3":
+        raise VcovError("placebo t statistics support iid, hetero and CRV1; refit with another vcov (fit.with_vcov)")
+    unit, time, ids, unit_N, time_N, g_U = _setup(fit, param, unit, time, cohort)
+    n_units = ids.size
+    frame = d.frame
+    ss = as_seedsequence(seed)
+
+    sampler = None
+    p_iid = 0.0
+    if scheme == "iid":
+        if strata is not None or cluster is not None:
+            raise ValueError("the 'iid' scheme is row-level; strata= and cluster= apply to the other schemes")
+        p_iid = float(np.mean(d.column(param)))
+    else:
+        if cluster is not None:
+            check_columns(frame, [cluster], "cluster column")
+            ent_U = _per_unit(_codes(frame[cluster].to_numpy()), unit_N, n_units, f"cluster {cluster!r}", ids)
+            n_ent = int(ent_U.max()) + 1
+            g_E = _per_unit(g_U, ent_U, n_ent, "the adoption time (cluster-level assignment)", np.arange(n_ent))
+        else:
+            ent_U, n_ent, g_E = np.arange(n_units), n_units, g_U
+        if strata is not None:
+            check_columns(frame, [strata], "strata column")
+            st_U = _per_unit(_codes(frame[strata].to_numpy()), unit_N, n_units, f"strata {strata!r}", ids)
+            st_E = _per_unit(st_U, ent_U, n_ent, f"strata {strata!r} (within cluster)", np.arange(n_ent))
+        else:
+            st_E = np.zeros(n_ent, dtype=np.int64)
+        sampler = _Sampler(scheme, g_E, st_E, ent_U)
+
+    gvals = np.unique(g_U[g_U != 0])
+    df_k = d.df_k(spec)
+    engine: Any = None
+    fast = False
+    if method != "general" and scheme != "iid":
+        reason = _fast_blocker(d, unit, time, spec, stat, unit_N)
+        if reason is None:
+            tvals, per_N = np.unique(time_N, return_inverse=True)
+            cl_U = None
+            adj = 1.0
+            if stat == "t" and spec.kind == "CRV1":
+                cl_U = _per_unit(d.clusters[spec.clusters[0]], unit_N, n_units, "cluster", ids)
+                G = int(cl_U.max()) + 1
+                adj = (d.nobs - 1) / (d.nobs - df_k) * G / (G - 1)
+            try:
+                engine = _FastEngine(fit, param, unit_N, n_units, per_N.astype(np.int64).ravel(), tvals.size,
+                                     np.searchsorted(tvals, gvals).astype(np.int64), cl_U, adj, d.nobs - df_k, stat)
+                fast = True
+            except np.linalg.LinAlgError as err:
+                reason = str(err)
+        if reason is not None and method == "fast":
+            raise ValueError(f"the fast path does not apply: {reason}")
+    if engine is None:
+        engine = _GeneralEngine(fit, param, spec, df_k, stat)
+
+    ctx = _Context(ss, scheme, sampler, engine, fast, unit_N, time_N, gvals, p_iid)
+    parts = run_blocks(partial(_run_block, ctx), _blocks(draws), n_jobs=n_jobs, backend=backend, desc="placebo")
+    statistics = np.concatenate(parts)
+    observed = float(fit.coef()[param] if stat == "coef" else fit.tstat()[param])
+    valid = np.isfinite(statistics)
+    n_valid = int(valid.sum())
+    if n_valid < draws:
+        warnings.warn(
+            f"{draws - n_valid} placebo draw(s) gave a treatment collinear with the fixed effects/controls "
+            "and were left out of the p-value",
+            StaggerlabWarning,
+            stacklevel=2,
+        )
+    s = statistics[valid]
+    tol = TIE_RTOL * max(abs(observed), 1e-300)
+    if alternative == "two-sided":
+        count = int((np.abs(s) >= abs(observed) - tol).sum())
+    elif alternative == "greater":
+        count = int((s >= observed - tol).sum())
+    else:
+        count = int((s <= observed + tol).sum())
+    ci = clopper_pearson(count, n_valid, level) if n_valid else (np.nan, np.nan)
+    # engines hold large tables that the result does not need after the run
+    ctx.engine = None
+    return PlaceboResult(
+        param=param, stat=stat, scheme=scheme, alternative=alternative, observed=observed,
+        statistics=statistics, units=ids, pvalue=(1 + count) / (1 + n_valid), pvalue_ci=ci, count=count,
+        n_valid=n_valid, level=level, method="fast" if fast else "general", _ctx=ctx, _draws=draws,
+    )
+
+
+def _fast_blocker(d: Any, unit: str, time: str, spec: VcovSpec, stat: str, unit_N: np.ndarray) -> str | None:
+    """Why the unit-table path cannot be used (None if it can)."""
+    if d.weights_name is not None:
+        return "weighted fit"
+    if len(d.fixef) != 2 or set(d.fixef) != {unit, time}:
+        return f"the FEs {d.fixef} are not exactly unit + time ({unit} + {time})"
+    if stat == "coef" or spec.kind == "iid":
+        return None
+    if spec.kind != "CRV1" or len(spec.clusters) != 1:
+        return f"vcov {spec.label} (fast path: iid or one-way CRV1)"
+    if not nested_in(unit_N, d.clusters[spec.clusters[0]]):
+        return f"units are not nested in the clusters {spec.clusters[0]!r}"
+    return None
+
+
+# ------------------------------------------------------- false adoption date
+@dataclass(eq=False)
+class PlaceboTimingResult:
+    """Result of :func:`placebo_timing` (a refit on pre-treatment rows)."""
+
+    param: str
+    shift: int
+    estimate: float
+    se: float
+    tstat: float
+    pvalue: float
+    nobs: int
+    fit: Feols = field(repr=False)
+
+    def tidy(self) -> pl.DataFrame:
+        """One row: ``term, shift, estimate, se, tstat, pvalue, nobs``."""
+        return pl.DataFrame({"term": [self.param], "shift": [self.shift], "estimate": [self.estimate],
+                             "se": [self.se], "tstat": [self.tstat], "pvalue": [self.pvalue], "nobs": [self.nobs]})
+
+    def summary(self) -> str:
+        """A printable report."""
+        return (f"False adoption date test for {self.param}: adoption moved {-self.shift} period(s) earlier, "
+                f"pre-treatment rows only ({self.nobs:,} obs, vcov {self.fit.vcov_spec.label})\n"
+                f"estimate {self.estimate:.5g}  se {self.se:.5g}  t {self.tstat:.3f}  p {self.pvalue:.4f}")
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+
+def placebo_timing(
+    fit: Any,
+    shift: int = -2,
+    *,
+    param: str = "treat",
+    cohort: str | None = None,
+    unit: str | None = None,
+    time: str | None = None,
+) -> PlaceboTimingResult:
+    """False adoption date test: move adoption ``-shift`` periods earlier.
+
+    Keeps the never-treated units and the treated units' pre-treatment rows,
+    sets the placebo treatment ``1[t >= g_i + shift]`` (in periods of the
+    panel) and refits the fit's formula with its vcov and weights.
+
+    Parameters
+    ----------
+    fit : staggerlab Feols or pyfixest Feols
+    shift : int
+        Negative number of periods to move each treated unit's adoption.
+    param, cohort, unit, time
+        As in :func:`placebo`.
+
+    Returns
+    -------
+    PlaceboTimingResult
+    """
+    fit = as_feols(fit)
+    shift = int(shift)
+    if shift >= 0:
+        raise ValueError(f"shift must be negative (periods earlier), got {shift}")
+    unit, time, ids, unit_N, time_N, g_U = _setup(fit, param, unit, time, cohort)
+    d = fit.design
+    tvals = np.unique(time_N)
+    g_N = g_U[unit_N]
+    treated = g_N != 0
+    keep = ~treated | (time_N < g_N)
+    pos = np.searchsorted(tvals, g_U) + shift
+    fake_U = np.where(g_U != 0, tvals[np.clip(pos, 0, tvals.size - 1)], _NEVER)
+    fake_U = np.where((g_U != 0) & (pos < 0), np.iinfo(np.int64).min, fake_U)
+    D = (time_N >= fake_U[unit_N]).astype(np.float64)
+    frame = d.frame.with_columns(pl.Series(param, D)).filter(pl.Series(keep))
+    if not (D[keep] == 1).any():
+        raise TreatmentError(f"no pre-treatment row gets the placebo treatment with shift={shift}")
+    refit = feols(fit.formula, frame, vcov=fit.vcov_spec, weights=d.weights_name)
+    if param not in refit.coefnames:
+        raise TreatmentError(f"the placebo treatment is collinear with the fixed effects (shift={shift})")
+    return PlaceboTimingResult(param=param, shift=shift, estimate=refit.coef()[param], se=refit.se()[param],
+                               tstat=refit.tstat()[param], pvalue=refit.pvalue()[param], nobs=refit.nobs, fit=refit)
