@@ -30,7 +30,7 @@ from scipy import special
 
 from ..errors import CollinearityError, StaggerlabError, TreatmentError
 from .feols import Feols, feols
-from .matching import GROUP, balance_table
+from .matching import GROUP, balance_lines, balance_table
 from .staggered_data import COHORT, prepare
 
 __all__ = ["entropy_balance", "EntropyBalanceResult", "ebalance_weights", "InfeasibleBalanceError", "WEIGHT"]
@@ -213,13 +213,8 @@ class EntropyBalanceResult:
             f"treated-group rows: {self.n_treated:,}; control rows: {self.n_control:,} "
             f"(effective sample size of the weights {ess:,.1f}, max weight share {w.max():.4f})",
             "",
-            f"{'covariate':<14}{'mean T':>10}{'mean C':>10}{'SMD before':>12}{'mean C adj':>12}{'SMD after':>11}",
+            *balance_lines(self.balance_frame, "{:>11.2e}"),
         ]
-        for r in self.balance_frame.iter_rows(named=True):
-            lines.append(
-                f"{r['covariate'][:14]:<14}{r['mean_treated_before']:>10.4f}{r['mean_control_before']:>10.4f}"
-                f"{r['smd_before']:>12.4f}{r['mean_control_after']:>12.4f}{r['smd_after']:>11.2e}"
-            )
         lines += ["", self.fit.summary()]
         return "\n".join(lines)
 

@@ -8,11 +8,11 @@ from typing import Any, Iterator, Literal
 import numpy as np
 import polars as pl
 import scipy.linalg as sla
-from scipy.special import stdtr, stdtrit
 
 from ..errors import VcovError
 from ..panels.panel import check_columns, finite_mask, to_polars
 from .design import Design, build_design
+from .coeftable import CoefTable
 from .formula import parse_formula
 from .vcov import VcovSpec, parse_vcov, vcov_crv1, vcov_crv3, vcov_hetero, vcov_iid
 
@@ -23,7 +23,7 @@ def _stars(p: float) -> str:
     return "***" if p < 0.01 else "**" if p < 0.05 else "*" if p < 0.1 else ""
 
 
-class Feols:
+class Feols(CoefTable):
     """A fitted TWFE regression (one outcome).
 
     Created by :func:`feols`. Numbers follow pyfixest's conventions so the two
@@ -80,11 +80,6 @@ class Feols:
 
     # ------------------------------------------------------------- accessors
     @property
-    def beta(self) -> np.ndarray:
-        """Coefficient vector (order of :attr:`coefnames`)."""
-        return self._beta
-
-    @property
     def yw(self) -> np.ndarray:
         """Demeaned outcome times sqrt(weights) (what the slopes are fitted on)."""
         return self._yw
@@ -110,46 +105,9 @@ class Feols:
         return self.design.nobs
 
     @property
-    def df_t(self) -> int:
-        """Degrees of freedom of the t distribution used for p-values and CIs."""
-        return int(self._df_t)
-
-    @property
     def n_clusters(self) -> int | None:
         """Smallest number of clusters (None if not clustered)."""
         return self._G
-
-    def _named(self, values: np.ndarray) -> dict[str, float]:
-        return {n: float(v) for n, v in zip(self.coefnames, values)}
-
-    def coef(self) -> dict[str, float]:
-        """Coefficients by name."""
-        return self._named(self._beta)
-
-    def vcov(self) -> np.ndarray:
-        """The k x k variance matrix (order of :attr:`coefnames`)."""
-        return self._V.copy()
-
-    def se(self) -> dict[str, float]:
-        """Standard errors by name."""
-        return self._named(np.sqrt(np.diag(self._V)))
-
-    def tstat(self) -> dict[str, float]:
-        """t statistics by name."""
-        return self._named(self._beta / np.sqrt(np.diag(self._V)))
-
-    def pvalue(self) -> dict[str, float]:
-        """Two-sided p-values (t distribution with :attr:`df_t` df)."""
-        t = self._beta / np.sqrt(np.diag(self._V))
-        return self._named(2 * stdtr(self._df_t, -np.abs(t)))
-
-    def confint(self, level: float = 0.95) -> pl.DataFrame:
-        """Confidence intervals: polars frame ``term, ci_low, ci_high``."""
-        q = stdtrit(self._df_t, 0.5 + level / 2)
-        se = np.sqrt(np.diag(self._V))
-        return pl.DataFrame(
-            {"term": self.coefnames, "ci_low": self._beta - q * se, "ci_high": self._beta + q * se}
-        )
 
     def resid(self) -> np.ndarray:
         """Residuals ``y - X b - fixed effects`` on the estimation sample."""
@@ -167,23 +125,6 @@ class Feols:
         ybar = (w @ self._y_raw) / w.sum()
         tss = float(w @ (self._y_raw - ybar) ** 2)
         return 1.0 - float(self._uw @ self._uw) / tss
-
-    def tidy(self, level: float = 0.95) -> pl.DataFrame:
-        """One row per coefficient: ``term, estimate, se, tstat, pvalue, ci_low, ci_high``."""
-        ci = self.confint(level)
-        se = np.sqrt(np.diag(self._V))
-        t = self._beta / se
-        return pl.DataFrame(
-            {
-                "term": self.coefnames,
-                "estimate": self._beta,
-                "se": se,
-                "tstat": t,
-                "pvalue": 2 * stdtr(self._df_t, -np.abs(t)),
-                "ci_low": ci["ci_low"],
-                "ci_high": ci["ci_high"],
-            }
-        )
 
     def summary(self) -> str:
         """A printable regression table."""

@@ -54,6 +54,7 @@ from ..errors import (
 from ..panels.panel import check_columns, check_numeric, finite_mask, to_polars
 from .design import factorize_column
 from .feols import feols
+from .coeftable import CoefTable
 from .vcov import VcovSpec, parse_vcov
 
 __all__ = ["probit", "ProbitResult", "heckman", "HeckmanResult", "SeparationError", "SelectionError"]
@@ -203,7 +204,7 @@ def probit(X: np.ndarray, y: np.ndarray, names: list[str] | None = None, *, tol:
     return ProbitResult(names, b, (V + V.T) / 2, ll, it, N, H, X * lam[:, None])
 
 
-class HeckmanResult:
+class HeckmanResult(CoefTable):
     """A two-step Heckman selection model (created by :func:`heckman`).
 
     Attributes
@@ -226,45 +227,12 @@ class HeckmanResult:
         self._beta = beta
         self._V = V
         self.coefnames = coefnames
-        self.df_t = df_t
+        self._df_t = df_t
         self.variance = variance
         self.n_selected = n_selected
         self.n_clusters = n_clusters
         self.sigma = sigma
         self.rho = rho
-
-    @property
-    def beta(self) -> np.ndarray:
-        """Step-2 coefficients (order of :attr:`coefnames`; the IMR is ``imr``)."""
-        return self._beta
-
-    def _named(self, v: np.ndarray) -> dict[str, float]:
-        return {n: float(x) for n, x in zip(self.coefnames, v)}
-
-    def _pv(self, t: np.ndarray) -> np.ndarray:
-        if self.df_t is None:
-            return 2 * stats.norm.sf(np.abs(t))
-        return 2 * stats.t.sf(np.abs(t), self.df_t)
-
-    def coef(self) -> dict[str, float]:
-        """Step-2 coefficients by name."""
-        return self._named(self._beta)
-
-    def vcov(self) -> np.ndarray:
-        """Corrected variance matrix of the step-2 coefficients."""
-        return self._V.copy()
-
-    def se(self) -> dict[str, float]:
-        """Corrected standard errors."""
-        return self._named(np.sqrt(np.diag(self._V)))
-
-    def tstat(self) -> dict[str, float]:
-        """t (or z) statistics."""
-        return self._named(self._beta / np.sqrt(np.diag(self._V)))
-
-    def pvalue(self) -> dict[str, float]:
-        """Two-sided p-values (normal for the textbook variance, else t)."""
-        return self._named(self._pv(self._beta / np.sqrt(np.diag(self._V))))
 
     @property
     def imr_coef(self) -> float:
@@ -277,30 +245,10 @@ class HeckmanResult:
         j = self.coefnames.index("imr")
         return float(np.sqrt(self._V[j, j]))
 
-    def confint(self, level: float = 0.95) -> pl.DataFrame:
-        """``term, ci_low, ci_high``."""
-        q = stats.norm.ppf(0.5 + level / 2) if self.df_t is None else stats.t.ppf(0.5 + level / 2, self.df_t)
-        se = np.sqrt(np.diag(self._V))
-        return pl.DataFrame({"term": self.coefnames, "ci_low": self._beta - q * se, "ci_high": self._beta + q * se})
-
     def tidy(self, level: float = 0.95) -> pl.DataFrame:
         """Step-2 rows: ``term, estimate, se, se_naive, tstat, pvalue, ci_low, ci_high``."""
-        se = np.sqrt(np.diag(self._V))
-        t = self._beta / se
         naive = self.outcome_fit.se()
-        ci = self.confint(level)
-        return pl.DataFrame(
-            {
-                "term": self.coefnames,
-                "estimate": self._beta,
-                "se": se,
-                "se_naive": [naive[n] for n in self.coefnames],
-                "tstat": t,
-                "pvalue": self._pv(t),
-                "ci_low": ci["ci_low"],
-                "ci_high": ci["ci_high"],
-            }
-        )
+        return super().tidy(level).insert_column(3, pl.Series("se_naive", [naive[n] for n in self.coefnames]))
 
     def summary(self) -> str:
         """Printable: selection equation, outcome equation with corrected SEs."""

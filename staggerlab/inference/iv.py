@@ -43,6 +43,7 @@ from ..errors import CollinearityError, CollinearityWarning, FormulaError, Stagg
 from ..panels.panel import to_polars
 from .design import Design, _collinear, build_design
 from .formula import parse_formula
+from .coeftable import CoefTable
 from .vcov import VcovSpec, parse_vcov, vcov_crv1, vcov_hetero, vcov_iid
 
 __all__ = ["feiv", "FeivResult", "FirstStage", "IVDiagnostics", "IdentificationError", "parse_iv_formula"]
@@ -260,7 +261,7 @@ class FirstStage:
         )
 
 
-class FeivResult:
+class FeivResult(CoefTable):
     """A fitted 2SLS model with absorbed fixed effects (created by :func:`feiv`).
 
     Attributes
@@ -288,11 +289,6 @@ class FeivResult:
         self.diagnostics = diagnostics
 
     @property
-    def beta(self) -> np.ndarray:
-        """Coefficient vector (order of :attr:`coefnames`)."""
-        return self._beta
-
-    @property
     def coefnames(self) -> list[str]:
         """Names of the second-stage coefficients (exogenous, then endogenous)."""
         return list(self.design.regressors)
@@ -303,64 +299,13 @@ class FeivResult:
         return self.design.nobs
 
     @property
-    def df_t(self) -> int:
-        """Degrees of freedom of the t distribution for p-values and CIs."""
-        return int(self._df_t)
-
-    @property
     def n_clusters(self) -> int | None:
         """Smallest number of clusters (None if not clustered)."""
         return self._G
 
-    def _named(self, v: np.ndarray) -> dict[str, float]:
-        return {n: float(x) for n, x in zip(self.coefnames, v)}
-
-    def coef(self) -> dict[str, float]:
-        """Coefficients by name."""
-        return self._named(self._beta)
-
-    def vcov(self) -> np.ndarray:
-        """The k x k variance matrix."""
-        return self._V.copy()
-
-    def se(self) -> dict[str, float]:
-        """Standard errors by name."""
-        return self._named(np.sqrt(np.diag(self._V)))
-
-    def tstat(self) -> dict[str, float]:
-        """t statistics by name."""
-        return self._named(self._beta / np.sqrt(np.diag(self._V)))
-
-    def pvalue(self) -> dict[str, float]:
-        """Two-sided p-values (t with :attr:`df_t` df)."""
-        return self._named(2 * stats.t.sf(np.abs(self._beta / np.sqrt(np.diag(self._V))), self._df_t))
-
     def resid(self) -> np.ndarray:
         """Structural residuals ``y - X b - FE`` on the estimation sample."""
         return self._uw / self.design.sw
-
-    def confint(self, level: float = 0.95) -> pl.DataFrame:
-        """``term, ci_low, ci_high``."""
-        q = stats.t.ppf(0.5 + level / 2, self._df_t)
-        se = np.sqrt(np.diag(self._V))
-        return pl.DataFrame({"term": self.coefnames, "ci_low": self._beta - q * se, "ci_high": self._beta + q * se})
-
-    def tidy(self, level: float = 0.95) -> pl.DataFrame:
-        """``term, estimate, se, tstat, pvalue, ci_low, ci_high``."""
-        se = np.sqrt(np.diag(self._V))
-        t = self._beta / se
-        ci = self.confint(level)
-        return pl.DataFrame(
-            {
-                "term": self.coefnames,
-                "estimate": self._beta,
-                "se": se,
-                "tstat": t,
-                "pvalue": 2 * stats.t.sf(np.abs(t), self._df_t),
-                "ci_low": ci["ci_low"],
-                "ci_high": ci["ci_high"],
-            }
-        )
 
     def summary(self) -> str:
         """Printable table: second stage, first-stage F per endogenous regressor, diagnostics."""

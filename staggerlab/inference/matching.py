@@ -231,6 +231,17 @@ def _nn_noreplace(s_t: np.ndarray, s_c: np.ndarray, k: int, caliper: float) -> t
 
 
 # ------------------------------------------------------------------ balance
+def balance_lines(balance: pl.DataFrame, after_fmt: str) -> list[str]:
+    """Printable rows of a balance table (header first)."""
+    lines = [f"{'covariate':<14}{'mean T':>10}{'mean C':>10}{'SMD before':>12}{'mean C adj':>12}{'SMD after':>11}"]
+    for r in balance.iter_rows(named=True):
+        lines.append(
+            f"{r['covariate'][:14]:<14}{r['mean_treated_before']:>10.4f}{r['mean_control_before']:>10.4f}"
+            f"{r['smd_before']:>12.4f}{r['mean_control_after']:>12.4f}" + after_fmt.format(r["smd_after"])
+        )
+    return lines
+
+
 def balance_table(
     X_t: np.ndarray,
     X_c: np.ndarray,
@@ -325,13 +336,8 @@ class PsmDidResult:
             f"matched sample ({'firm-years' if self.keep == 'rows' else 'full unit histories'}): "
             f"{self.sample.height:,} rows",
             "",
-            f"{'covariate':<14}{'mean T':>10}{'mean C':>10}{'SMD before':>12}{'mean C adj':>12}{'SMD after':>11}",
+            *balance_lines(self.balance_frame, "{:>11.4f}"),
         ]
-        for r in self.balance_frame.iter_rows(named=True):
-            lines.append(
-                f"{r['covariate'][:14]:<14}{r['mean_treated_before']:>10.4f}{r['mean_control_before']:>10.4f}"
-                f"{r['smd_before']:>12.4f}{r['mean_control_after']:>12.4f}{r['smd_after']:>11.4f}"
-            )
         lines += ["", self.fit.summary()]
         return "\n".join(lines)
 
