@@ -22,6 +22,9 @@ Method = Literal["auto", "exact", "iterative"]
 #: cells (rows x columns) demeaned per block: bounds the kernels' temporaries
 _BLOCK_CELLS = 4_000_000
 
+#: largest (large-FE levels x small-FE levels) count matrix built densely
+_DENSE_COUNTS_CELLS = 25_000_000
+
 #: above this many levels in the small FEs, the exact path's M x M system is
 #: too costly to factorize and alternating projections are used instead.
 MAX_EXACT_LEVELS = 2000
@@ -126,7 +129,12 @@ class Absorber:
             starts = np.concatenate(([0], np.cumsum(np.bincount(A, minlength=self.n_levels[self._large]))))
             self._order = np.ascontiguousarray(sort, dtype=np.int64)
             self._starts = starts.astype(np.int64)
-            H = kd.cross_hessian(self._order, self._starts, codesB, w, int(m))
+            U = self.n_levels[self._large]
+            if U * m <= _DENSE_COUNTS_CELLS:
+                C, BWB = kd.level_counts(A, codesB, w, U, int(m))
+                H = BWB - (C / self._sumwA[:, None]).T @ C
+            else:  # row-pair loop: no U x m matrix
+                H = kd.cross_hessian(self._order, self._starts, codesB, w, int(m))
             evals, evecs = np.linalg.eigh(H)
             # H is PSD with a null space (each small FE's dummies sum to the
             # large FE's span); keep only the clearly positive part.

@@ -22,6 +22,7 @@ from ..errors import (
     SingletonWarning,
 )
 from ..panels.panel import check_columns, check_numeric, to_polars
+from ..kernels.demean import centred_ss
 from .absorb import Absorber, drop_singletons
 from .vcov import VcovSpec, fe_df, nested_in
 
@@ -242,21 +243,14 @@ def build_design(
     sw = np.sqrt(w) if w is not None else np.ones(sub.height)
 
     names = (["Intercept"] if intercept else []) + list(regressors)
-    ww = sw**2
-    wsum = float(ww.sum())
-    ss = np.empty(len(names))
     # demean straight from the extracted columns into one N x k array: no
     # raw-X copy and no N x k temporaries
     Xd = np.empty((sub.height, len(names)))
     for j, r in enumerate(names):
-        if r == "Intercept":
-            Xd[:, j] = 1.0
-            ss[j] = wsum
-        else:
-            v = values[r]
-            m = float(ww @ v) / wsum
-            ss[j] = float(ww @ np.square(v - m))
-            Xd[:, j] = v
+        Xd[:, j] = 1.0 if r == "Intercept" else values[r]
+    ss = centred_ss(Xd, sw**2)  # collinearity is judged relative to these
+    if intercept:
+        ss[0] = float((sw**2).sum())
     absorber.demean(Xd, out=Xd)
     if weights is not None:
         Xd *= sw[:, None]

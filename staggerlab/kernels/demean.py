@@ -29,8 +29,10 @@ from ._jit import jit, pjit, prange
 
 __all__ = [
     "group_weights",
+    "centred_ss",
     "sweep_one",
     "cross_hessian",
+    "level_counts",
     "exact_demean",
     "map_demean",
 ]
@@ -43,6 +45,27 @@ def group_weights(codes_N, w_N, n_groups):
     for n in range(codes_N.shape[0]):
         sumw_G[codes_N[n]] += w_N[n]
     return sumw_G
+
+
+@jit
+def centred_ss(x_NK, w_N):
+    """Weighted sum of squares of each column around its weighted mean (two passes)."""
+    N, K = x_NK.shape
+    mean_K = np.zeros(K)
+    wsum = 0.0
+    for n in range(N):
+        wn = w_N[n]
+        wsum += wn
+        for k in range(K):
+            mean_K[k] += wn * x_NK[n, k]
+    mean_K /= wsum
+    ss_K = np.zeros(K)
+    for n in range(N):
+        wn = w_N[n]
+        for k in range(K):
+            d = x_NK[n, k] - mean_K[k]
+            ss_K[k] += wn * d * d
+    return ss_K
 
 
 @jit
@@ -147,6 +170,27 @@ def cross_hessian(order_N, starts_U, codes_NQ, w_N, n_small):
                     for q2 in range(Q):
                         H_MM[b1, codes_NQ[n2, q2]] -= c
     return H_MM
+
+
+@jit
+def level_counts(codeA_N, codes_NQ, w_N, n_large, n_small):
+    """Dense weighted counts ``C[a, b]`` (large x small levels) and ``B' W B``.
+
+    With them ``H = B'WB - C' diag(1/W_A) C`` is one BLAS product; used
+    instead of :func:`cross_hessian` when ``n_large * n_small`` is modest.
+    """
+    Q = codes_NQ.shape[1]
+    C_UM = np.zeros((n_large, n_small))
+    BWB_MM = np.zeros((n_small, n_small))
+    for n in range(codeA_N.shape[0]):
+        a = codeA_N[n]
+        wn = w_N[n]
+        for q1 in range(Q):
+            b1 = codes_NQ[n, q1]
+            C_UM[a, b1] += wn
+            for q2 in range(Q):
+                BWB_MM[b1, codes_NQ[n, q2]] += wn
+    return C_UM, BWB_MM
 
 
 @jit
