@@ -351,9 +351,10 @@ def map_demean(x_NK, codes_NQ, w_N, sumw_M, offsets_Q1, tol, maxiter):
                     diff = d
             # a small step is not enough on slowly mixing designs: bound the
             # remaining distance by the geometric tail diff * rho / (1 - rho)
-            rho = min(diff / prev, 0.9999) if prev > 0 else 0.0
+            rho = min(diff / prev, 0.9999) if (prev > 0.0 and diff > 0.0) else 0.0
             prev = diff
-            if diff <= thresh and diff * rho / (1.0 - rho) <= thresh:
+            # (near the rounding floor rho is noise: a step 100x below tol is enough)
+            if diff <= thresh and (diff <= 0.01 * thresh or diff * rho / (1.0 - rho) <= thresh):
                 done = True
                 break
             num = 0.0
@@ -367,6 +368,8 @@ def map_demean(x_NK, codes_NQ, w_N, sumw_M, offsets_Q1, tol, maxiter):
                 done = True
                 break
             c = num / den
+            if not np.isfinite(c):
+                break
             for n in range(N):
                 x_N[n] = ggx_N[n] - c * (ggx_N[n] - gx_N[n])
         for n in range(N):
