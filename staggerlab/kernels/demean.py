@@ -352,6 +352,7 @@ def map_demean(x_NK, codes_NQ, w_N, sumw_M, offsets_Q1, tol, maxiter):
             # a small step is not enough on slowly mixing designs: bound the
             # remaining distance by the geometric tail diff * rho / (1 - rho)
             rho = min(diff / prev, 0.9999) if (prev > 0.0 and diff > 0.0) else 0.0
+            grew = diff > prev
             prev = diff
             # (near the rounding floor rho is noise: a step 100x below tol is enough)
             if diff <= thresh and (diff <= 0.01 * thresh or diff * rho / (1.0 - rho) <= thresh):
@@ -368,8 +369,11 @@ def map_demean(x_NK, codes_NQ, w_N, sumw_M, offsets_Q1, tol, maxiter):
                 done = True
                 break
             c = num / den
-            if not np.isfinite(c):
-                break
+            # Irons-Tuck extrapolates along the last step; for a contraction
+            # c <= 0. If the step grew or c has the wrong sign (ill-conditioned,
+            # e.g. tiny weights) take the plain projection step instead.
+            if grew or not c <= 0.0:
+                c = 0.0
             for n in range(N):
                 x_N[n] = ggx_N[n] - c * (ggx_N[n] - gx_N[n])
         for n in range(N):
