@@ -44,9 +44,17 @@ def run_blocks(
     if (n_jobs is None or n_jobs == 1) and backend is None:
         return [func(b) for b in progress(blocks, desc=desc, enabled=show)]
     if backend is None:
-        par = Parallel(n_jobs=n_jobs, return_as="generator")
-        return list(progress(par(delayed(func)(b) for b in blocks), total=len(blocks), desc=desc, enabled=show))
+        return _run(func, blocks, n_jobs, desc, show)
     # external backends (dask, ray) are registered through parallel_config
     with parallel_config(backend=backend, n_jobs=n_jobs):
-        par = Parallel(return_as="generator")
-        return list(progress(par(delayed(func)(b) for b in blocks), total=len(blocks), desc=desc, enabled=show))
+        return _run(func, blocks, None, desc, show)
+
+
+def _run(func: Callable[..., Any], blocks: Sequence[Any], n_jobs: int | None, desc: str | None, show: bool) -> list[Any]:
+    kw = {} if n_jobs is None else {"n_jobs": n_jobs}
+    try:
+        # results stream back in order, so a progress bar can follow them
+        gen = Parallel(return_as="generator", **kw)(delayed(func)(b) for b in blocks)
+    except ValueError:  # backends without generator support (ray) return a list
+        return Parallel(return_as="list", **kw)(delayed(func)(b) for b in blocks)
+    return list(progress(gen, total=len(blocks), desc=desc, enabled=show))

@@ -292,7 +292,7 @@ def _rowdot(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", x, y)
 
 
-@dataclass
+@dataclass(eq=False)  # hashable by identity: joblib's dask backend hashes task functions
 class _Runner:
     """Computes one block of draws; a pure function of the block index."""
 
