@@ -12,7 +12,7 @@ import pytest
 import staggerlab as sl
 from staggerlab.battery import BatterySpec, battery
 from staggerlab.cli import main
-from staggerlab.inference.design import factorize_column
+from staggerlab.panels.panel import factorize_column
 from staggerlab.inference.heterogeneity import _coef_from_sums, _unit_moments, split_difference
 
 EXACT = 1e-10  # same math, different route

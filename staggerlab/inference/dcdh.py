@@ -16,9 +16,8 @@ import numpy as np
 import polars as pl
 
 from ..errors import TreatmentError
-from ..panels.panel import Panel, check_columns, check_numeric, finite_mask, to_polars
+from ..panels.panel import Panel, check_columns, check_numeric, factorize_column, finite_mask, to_polars
 from .absorb import Absorber
-from .design import factorize_column
 from .staggered_data import COHORT, prepare
 
 __all__ = ["twfe_weights", "TwfeWeightsResult"]

@@ -21,29 +21,12 @@ from ..errors import (
     MissingValueWarning,
     SingletonWarning,
 )
-from ..panels.panel import check_columns, check_numeric, to_polars
+from ..panels.panel import Panel, check_columns, check_numeric, factorize_column, to_polars
 from ..kernels.demean import centred_ss
 from .absorb import Absorber, drop_singletons
 from .vcov import VcovSpec, fe_df, nested_in
 
-__all__ = ["Design", "build_design", "factorize_column"]
-
-
-def factorize_column(s: pl.Series) -> np.ndarray:
-    """Dense int64 codes of any column, in sorted order of the values.
-
-    Integer ids spanning a modest range (the usual firm/year ids) are coded in
-    O(N) without sorting; anything else goes through polars' dense rank.
-    Nulls must have been filtered out before.
-    """
-    if s.dtype.is_integer() and s.len() > 0:
-        v = s.to_numpy()
-        lo, hi = int(v.min()), int(v.max())
-        if hi - lo <= 4 * v.size + 1024:
-            present = np.zeros(hi - lo + 1, dtype=np.int64)
-            present[v - lo] = 1
-            return (np.cumsum(present) - 1)[v - lo]
-    return s.rank("dense").cast(pl.Int64).to_numpy() - 1
+__all__ = ["Design", "build_design"]
 
 
 @dataclass(eq=False)
@@ -219,7 +202,11 @@ def build_design(
         wv = values[weights]
         if (wv <= 0).any():
             raise MissingValueError(f"weights column {weights!r} has {int((wv <= 0).sum())} non-positive value(s)")
-    fe_codes = [factorize_column(sub[f]) for f in fixef]
+    # a Panel's id codes are reused (no second factorization of 10M ids)
+    known = {data.unit: data.unit_codes, data.time: data.time_codes} if isinstance(data, Panel) else {}
+    fe_codes = [
+        (known[f] if not n_missing else known[f][keep]) if f in known else factorize_column(sub[f]) for f in fixef
+    ]
     n_single = 0
     if fixef and fixef_rm == "singleton":
         ks = drop_singletons(fe_codes)

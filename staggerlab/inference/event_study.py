@@ -18,7 +18,7 @@ from scipy import stats
 from ..errors import StaggerlabError, TreatmentError
 from ..kernels.cluster import cluster_sums
 from .absorb import Absorber
-from .design import factorize_column
+from ..panels.panel import factorize_column
 from .feols import feols
 from .staggered_data import COHORT, REL, StaggeredData, prepare
 

@@ -51,8 +51,7 @@ from ..errors import (
     StaggerlabError,
     StaggerlabWarning,
 )
-from ..panels.panel import check_columns, check_numeric, finite_mask, to_polars
-from .design import factorize_column
+from ..panels.panel import check_columns, check_numeric, factorize_column, finite_mask, to_polars
 from .feols import feols
 from .coeftable import CoefTable
 from .vcov import VcovSpec, parse_vcov

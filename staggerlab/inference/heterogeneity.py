@@ -18,8 +18,7 @@ import polars as pl
 from .._parallel import run_blocks
 from .._seed import SeedLike, block_generator, resolve_entropy
 from ..errors import PanelError, TreatmentError
-from ..panels.panel import check_columns, finite_mask, to_polars
-from .design import factorize_column
+from ..panels.panel import check_columns, factorize_column, finite_mask, to_polars
 from .feols import Feols, feols
 
 __all__ = ["split_difference", "SplitDifferenceResult"]

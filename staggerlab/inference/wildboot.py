@@ -46,7 +46,7 @@ from ..errors import MissingColumnError, StaggerlabError, VcovError
 from ..kernels.wildboot import cluster_wsums
 from .absorb import Absorber
 from .compat import as_feols
-from .design import factorize_column
+from ..panels.panel import factorize_column
 from .feols import Feols
 from .vcov import combine_codes, fe_df, nested_in
 

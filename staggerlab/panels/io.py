@@ -34,7 +34,13 @@ def read_frame(path: str | Path, columns: Sequence[str] | None = None) -> pl.Dat
         if missing:
             raise MissingColumnError(f"column(s) {missing} not found in {path.name} (columns: {names[:12]})")
         lf = lf.select(list(dict.fromkeys(columns)))
-    return lf.collect()
+    frame = lf.collect()
+    # one chunk per column so values reach numpy without a copy; column by
+    # column keeps the transient at one column's size
+    for c in frame.columns:
+        if frame[c].n_chunks() > 1:
+            frame = frame.with_columns(frame[c].rechunk())
+    return frame
 
 
 def read_panel(

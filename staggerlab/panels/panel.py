@@ -18,7 +18,7 @@ from ..errors import (
     NonNumericError,
 )
 
-__all__ = ["Panel", "to_polars", "check_columns", "check_numeric", "finite_mask"]
+__all__ = ["Panel", "to_polars", "check_columns", "check_numeric", "finite_mask", "factorize_column"]
 
 NaPolicy = Literal["drop", "raise"]
 
@@ -77,11 +77,37 @@ def finite_mask(frame: pl.DataFrame, columns: Sequence[str]) -> np.ndarray:
     return frame.select(pl.all_horizontal(exprs)).to_series().to_numpy()
 
 
+def factorize_column(s: pl.Series) -> np.ndarray:
+    """Dense int64 codes of any column, in sorted order of the values.
+
+    Integer ids spanning a modest range (the usual firm/year ids) are coded in
+    O(N) without sorting; anything else goes through polars' dense rank.
+    Nulls must have been filtered out before.
+    """
+    if s.dtype.is_integer() and s.len() > 0:
+        v = s.to_numpy()
+        lo, hi = int(v.min()), int(v.max())
+        if hi - lo <= 4 * v.size + 1024:
+            present = np.zeros(hi - lo + 1, dtype=np.int64)
+            present[v - lo] = 1
+            return (np.cumsum(present) - 1)[v - lo]
+    return s.rank("dense").cast(pl.Int64).to_numpy() - 1
+
+
 def factorize(s: pl.Series) -> tuple[np.ndarray, pl.Series]:
     """Dense int64 codes (sorted order of the values) and the unique values."""
-    uniq = s.unique().sort()
-    codes = s.rank("dense").cast(pl.Int64).to_numpy() - 1
-    return np.ascontiguousarray(codes), uniq
+    return np.ascontiguousarray(factorize_column(s)), s.unique().sort()
+
+
+def duplicated_pairs(u: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Mask of rows whose (u, t) code pair occurs more than once (O(N) when
+    the code grid is not much larger than the data)."""
+    T = int(t.max()) + 1 if t.size else 1
+    key = u * T + t
+    if (int(u.max()) + 1 if u.size else 1) * T <= 4 * key.size + 1024:
+        return np.bincount(key)[key] > 1
+    _, inv, cnt = np.unique(key, return_inverse=True, return_counts=True)
+    return cnt[inv] > 1
 
 
 @dataclass(eq=False)
@@ -169,15 +195,15 @@ class Panel:
             frame = frame.filter(pl.Series(keep))
             if frame.height == 0:
                 raise EmptyPanelError("no rows left after dropping missing values")
-        dup = frame.select(pl.struct(unit, time).is_duplicated()).to_series()
+        ucodes, units = factorize(frame[unit])
+        tcodes, times = factorize(frame[time])
+        dup = duplicated_pairs(ucodes, tcodes)
         if dup.any():
-            ex = frame.filter(dup).select(unit, time).head(3).rows()
+            ex = frame.filter(pl.Series(dup)).select(unit, time).head(3).rows()
             raise DuplicateRowsError(
                 f"{int(dup.sum())} rows share a ({unit}, {time}) pair with another row, "
                 f"e.g. {ex}; a panel needs one row per unit and period"
             )
-        ucodes, units = factorize(frame[unit])
-        tcodes, times = factorize(frame[time])
         return cls(frame, unit, time, ucodes, tcodes, units, times)
 
     @property
