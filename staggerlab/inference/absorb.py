@@ -42,14 +42,16 @@ def drop_singletons(codes: Sequence[np.ndarray]) -> np.ndarray:
     keep = np.ones(n, dtype=bool)
     if len(codes) == 0:
         return keep
+    all_kept = True  # until something is dropped, count without copying c[keep]
     while True:
         changed = False
         for c in codes:
-            counts = np.bincount(c[keep], minlength=int(c.max()) + 1 if c.size else 0)
+            counts = np.bincount(c if all_kept else c[keep], minlength=int(c.max()) + 1 if c.size else 0)
             single = keep & (counts[c] == 1)
             if single.any():
                 keep &= ~single
                 changed = True
+                all_kept = False
         if not changed:
             return keep
 
@@ -60,11 +62,12 @@ def _recode(c: np.ndarray) -> tuple[np.ndarray, int]:
     if c.size == 0:
         return c, 0
     lo = int(c.min())
-    used = np.bincount(c - lo) > 0
+    shifted = c - lo if lo else c  # no N-sized temporary in the usual lo == 0 case
+    used = np.bincount(shifted) > 0
     if used.all():
-        return (c - lo if lo else c), int(used.size)
+        return shifted, int(used.size)
     remap = np.cumsum(used) - 1
-    return remap[c - lo], int(used.sum())
+    return remap[shifted], int(used.sum())
 
 
 @dataclass(eq=False)
@@ -120,9 +123,12 @@ class Absorber:
         self._sumwA = kd.group_weights(A, w, self.n_levels[self._large])
         if self.algorithm == "exact":
             offs = np.cumsum([0] + [self.n_levels[q] for q in small])
-            codesB = np.empty((n, len(small)), dtype=np.int64)
-            for j, q in enumerate(small):
-                codesB[:, j] = self.codes[q] + offs[j]
+            if len(small) == 1:  # the usual two-way case: a view, no copy
+                codesB = self.codes[small[0]].reshape(-1, 1)
+            else:
+                codesB = np.empty((n, len(small)), dtype=np.int64)
+                for j, q in enumerate(small):
+                    codesB[:, j] = self.codes[q] + offs[j]
             self._codesB = codesB
             # panels usually arrive grouped by unit: then no sort is needed
             sort = np.arange(n) if n < 2 or bool(np.all(A[1:] >= A[:-1])) else np.argsort(A, kind="stable")

@@ -38,7 +38,8 @@ class Design:
     frame : polars.DataFrame
         The estimation sample (rows kept after missing values and singletons).
     rows : ndarray
-        Positions of those rows in the caller's frame.
+        Positions of those rows in the caller's frame (built on first use
+        when no row was dropped).
     regressors : list of str
         Names of the estimated coefficients (collinear ones removed).
     fixef : list of str
@@ -58,7 +59,7 @@ class Design:
     """
 
     frame: pl.DataFrame
-    rows: np.ndarray
+    rows_: np.ndarray | None
     regressors: list[str]
     fixef: list[str]
     absorber: Absorber
@@ -75,7 +76,12 @@ class Design:
     @property
     def nobs(self) -> int:
         """Number of observations used."""
-        return int(self.rows.size)
+        return self.frame.height
+
+    @property
+    def rows(self) -> np.ndarray:
+        """Positions of the sample's rows in the caller's frame."""
+        return np.arange(self.frame.height) if self.rows_ is None else self.rows_
 
     @property
     def fe_levels(self) -> list[int]:
@@ -192,7 +198,7 @@ def build_design(
             MissingValueWarning,
             stacklevel=stacklevel,
         )
-    rows = np.flatnonzero(keep)
+    rows = np.flatnonzero(keep) if n_missing else None  # None: every row (no N-sized index kept)
     sub = frame.filter(pl.Series(keep)) if n_missing else frame
     if n_missing:
         values = {c: v[keep] for c, v in values.items()}
@@ -217,7 +223,7 @@ def build_design(
                 SingletonWarning,
                 stacklevel=stacklevel,
             )
-            rows = rows[ks]
+            rows = np.flatnonzero(ks) if rows is None else rows[ks]
             sub = sub.filter(pl.Series(ks))
             fe_codes = [c[ks] for c in fe_codes]
             values = {c: v[ks] for c, v in values.items()}
@@ -227,7 +233,7 @@ def build_design(
     absorber = Absorber(
         fe_codes, w, method=demean_method, tol=fixef_tol, maxiter=fixef_maxiter, nobs=sub.height
     )
-    sw = np.sqrt(w) if w is not None else np.ones(sub.height)
+    sw = np.sqrt(w) if w is not None else absorber._w  # unweighted: share the absorber's ones
 
     names = (["Intercept"] if intercept else []) + list(regressors)
     # demean straight from the extracted columns into one N x k array: no
@@ -235,9 +241,9 @@ def build_design(
     Xd = np.empty((sub.height, len(names)))
     for j, r in enumerate(names):
         Xd[:, j] = 1.0 if r == "Intercept" else values[r]
-    ss = centred_ss(Xd, sw**2)  # collinearity is judged relative to these
+    ss = centred_ss(Xd, absorber._w)  # collinearity is judged relative to these
     if intercept:
-        ss[0] = float((sw**2).sum())
+        ss[0] = float(absorber._w.sum())
     absorber.demean(Xd, out=Xd)
     if weights is not None:
         Xd *= sw[:, None]
@@ -265,7 +271,7 @@ def build_design(
         Y[:, j] = values[e]
     design = Design(
         frame=sub,
-        rows=rows,
+        rows_=rows,
         regressors=names,
         fixef=list(fixef),
         absorber=absorber,
