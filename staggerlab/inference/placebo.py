@@ -35,6 +35,7 @@ from .._seed import SeedLike, as_seedsequence, block_generator
 from ..errors import FormulaError, PanelError, StaggerlabWarning, TreatmentError, VcovError
 from ..kernels import placebo as kp
 from ..kernels.cluster import cluster_sums
+from ..kernels.demean import sweep_one
 from ..panels.panel import check_columns
 from .compat import as_feols
 from .feols import Feols, feols
@@ -169,13 +170,10 @@ class _FastEngine:
         for j, c in enumerate(controls):
             X[:, n_periods - 1 + j] = d.column(c)
         cnt_U = np.bincount(unit_N, minlength=n_units).astype(float)
-        # unit demeaning, exact and non-iterative
-        means = np.empty((n_units, M))
-        for m in range(M):
-            means[:, m] = np.bincount(unit_N, weights=X[:, m], minlength=n_units) / cnt_U
-        F = np.ascontiguousarray(X - means[unit_N])
-        y = fit.y_raw
-        yu = y - (np.bincount(unit_N, weights=y, minlength=n_units) / cnt_U)[unit_N]
+        # unit demeaning, exact and non-iterative (the foundation's one-FE sweep)
+        ones = np.ones(N)
+        F = sweep_one(X, unit_N, ones, cnt_U)
+        yu = sweep_one(fit.y_raw.reshape(-1, 1), unit_N, ones, cnt_U)[:, 0]
         C = F.T @ F
         sc = 1.0 / np.sqrt(np.diag(C))
         Cs = C * sc[:, None] * sc[None, :]
@@ -277,6 +275,21 @@ class _Context:
         """``N x size`` i.i.d. Bernoulli(p) treatment columns, drawn draw by draw."""
         return (rng.random((size, self.unit_N.size)) < self.p_iid).T.astype(np.float64)
 
+    def adoption_index(self, A: np.ndarray) -> np.ndarray:
+        """Index of each adoption time in ``gvals`` (-1 for 0 = untreated).
+
+        A lookup table when the adoption times are small integers (years,
+        period numbers): one gather instead of a binary search per entry.
+        """
+        hi = int(self.gvals.max())
+        if 0 <= int(self.gvals.min()) and hi <= 1_000_000:
+            lut = np.full(hi + 1, -1, dtype=np.int64)
+            lut[self.gvals] = np.arange(self.gvals.size)
+            return lut[A]
+        lidx = np.searchsorted(self.gvals, A).astype(np.int64)
+        lidx[A == 0] = -1
+        return lidx
+
     def slab(self, size: int) -> int:
         return max(1, min(size, GENERAL_SLAB // max(1, self.unit_N.size)))
 
@@ -292,9 +305,7 @@ def _run_block(ctx: _Context, block: tuple[int, int]) -> np.ndarray:
         return out
     A = ctx.sampler.draw(rng, size)
     if ctx.fast:
-        lidx = np.searchsorted(ctx.gvals, A).astype(np.int64)
-        lidx[A == 0] = -1
-        return ctx.engine.compute(np.ascontiguousarray(lidx))
+        return ctx.engine.compute(ctx.adoption_index(A))
     adopt = np.where(A == 0, _NEVER, A)
     step = ctx.slab(size)
     for a in range(0, size, step):
