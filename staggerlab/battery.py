@@ -161,6 +161,12 @@ def _coef_rows(fits: dict[str, Feols], param: str) -> pl.DataFrame:
     return pl.DataFrame(rows)
 
 
+def _jobs(spec: BatterySpec) -> int:
+    """Workers for the draw loops: starting a process pool costs ~2 s, more
+    than 10,000 placebo or permutation draws take, so small runs stay in-process."""
+    return 1 if spec.draws <= 10_000 else spec.n_jobs
+
+
 # -------------------------------------------------------------------- checks
 def _derive_treat(frame: pl.DataFrame, spec: BatterySpec) -> tuple[pl.DataFrame, str, str]:
     """Return the frame with a 0/1 treatment column and a cohort column."""
@@ -380,7 +386,7 @@ def section_inference(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: P
         placebo = None
     if placebo is not None:
         ri = placebo(fit, param=treat, draws=spec.draws, scheme="units+timing", stat="t", seed=spec.seed,
-                     n_jobs=spec.n_jobs, unit=spec.unit, time=spec.time)
+                     n_jobs=_jobs(spec), unit=spec.unit, time=spec.time)
         tables["placebo"] = ri.tidy()
         figs.append(_fig(ri.plot(), out, "placebo.png"))
         lo, hi = ri.pvalue_ci
@@ -450,7 +456,7 @@ def section_heterogeneity(frame: pl.DataFrame, spec: BatterySpec, treat: str, ou
     for g in spec.splits:
         r = split_difference(frame, y=y, param=treat, controls=spec.controls, group=g, unit=spec.unit,
                              time=spec.time, cluster=spec.cluster_col, draws=spec.draws, seed=spec.seed,
-                             n_jobs=spec.n_jobs)
+                             n_jobs=_jobs(spec))
         tab = r.tidy()
         tables[f"heterogeneity_{g}"] = tab
         numbers[g] = {"difference": r.difference, "permutation_pvalue": r.pvalue,
