@@ -66,16 +66,18 @@ class Feols(CoefTable):
         if spec.kind == "CRV1":
             V, G = vcov_crv1(d.bread, scores, [d.clusters[c] for c in spec.clusters], N, df_k)
             return V, G - 1, G
-        V, G = vcov_crv3(self._beta, self._loo_beta, d.clusters[spec.clusters[0]], N, df_k)
+        # raw regressors and outcome side by side once; each leave-one-cluster-out
+        # refit demeans its subset of them on a subset absorber
+        Z = np.column_stack(
+            [np.ones(N) if r == "Intercept" else d.column(r) for r in d.regressors] + [self._y_raw]
+        )
+        V, G = vcov_crv3(self._beta, lambda mask: self._loo_beta(Z, mask), d.clusters[spec.clusters[0]], N, df_k)
         return V, G - 1, G
 
-    def _loo_beta(self, mask: np.ndarray) -> np.ndarray:
+    def _loo_beta(self, Z: np.ndarray, mask: np.ndarray) -> np.ndarray:
         d = self.design
-        ab = d.absorber.subset(mask)
-        sw = d.sw[mask]
-        X = np.column_stack([d.column(r) if r != "Intercept" else np.ones(d.nobs) for r in d.regressors])[mask]
-        Xd = ab.demean(X) * sw[:, None]
-        yd = ab.demean(self._y_raw[mask]) * sw
+        Zd = d.absorber.subset(mask).demean(Z[mask]) * d.sw[mask][:, None]
+        Xd, yd = Zd[:, :-1], Zd[:, -1]
         return np.linalg.lstsq(Xd, yd, rcond=None)[0]
 
     # ------------------------------------------------------------- accessors
