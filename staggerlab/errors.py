@@ -59,6 +59,10 @@ class TreatmentError(StaggerlabError, ValueError):
     """The treatment is not usable (never varies, not absorbing, not binary...)."""
 
 
+class SeparationError(StaggerlabError, ValueError):
+    """A logit/probit likelihood has no maximum: (quasi-)complete separation."""
+
+
 class StaggerlabWarning(UserWarning):
     """Base class of staggerlab warnings."""
 

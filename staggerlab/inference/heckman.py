@@ -48,6 +48,7 @@ from ..errors import (
     CollinearityError,
     ConvergenceError,
     MissingValueWarning,
+    SeparationError,
     StaggerlabError,
     StaggerlabWarning,
 )
@@ -57,10 +58,6 @@ from .coeftable import CoefTable
 from .vcov import VcovSpec, parse_vcov
 
 __all__ = ["probit", "ProbitResult", "heckman", "HeckmanResult", "SeparationError", "SelectionError"]
-
-
-class SeparationError(StaggerlabError, ValueError):
-    """The probit/logit likelihood has no maximum: (quasi-)complete separation."""
 
 
 class SelectionError(StaggerlabError, ValueError):

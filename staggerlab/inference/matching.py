@@ -31,7 +31,7 @@ import numpy as np
 import polars as pl
 from scipy import special
 
-from ..errors import CollinearityError, ConvergenceError, StaggerlabError, StaggerlabWarning, TreatmentError
+from ..errors import CollinearityError, ConvergenceError, SeparationError, StaggerlabError, StaggerlabWarning, TreatmentError
 from .feols import Feols, feols
 from .staggered_data import COHORT, prepare
 
@@ -50,10 +50,6 @@ __all__ = [
 GROUP = "_group"
 #: a fitted probability this close to 0 or 1 marks (quasi-)separation
 SEPARATION_EPS = 1e-9
-
-
-class SeparationError(StaggerlabError, ValueError):
-    """The covariates (quasi-)perfectly separate treated and control rows."""
 
 
 class NoCommonSupportError(StaggerlabError, ValueError):
