@@ -159,7 +159,7 @@ def _task_bytes(module, name: str, call) -> tuple[object, int, int]:
     orig = getattr(module, name)
 
     def spy(func, blocks, **kw):
-        seen["func"], seen["n"] = func, len(blocks)
+        seen["func"], seen["n"], seen["shared"] = func, len(blocks), kw.get("shared")
         return orig(func, blocks, **kw)
 
     setattr(module, name, spy)
@@ -167,6 +167,8 @@ def _task_bytes(module, name: str, call) -> tuple[object, int, int]:
         out = call()
     finally:
         setattr(module, name, orig)
+    # what every task carries: the callable (the ``shared`` data is sent once:
+    # scattered by dask, memory-mapped by loky)
     c = _Counter()
     cloudpickle.dump(seen["func"], c)
     return out, c.n, seen["n"]
@@ -308,7 +310,7 @@ def _mc_transfer_bytes(dgp) -> dict:
     orig = plm.run_blocks
 
     def spy(func, blocks, **kw):
-        ctx["func"], ctx["n"] = func, len(blocks)
+        ctx["func"], ctx["n"], ctx["shared"] = func, len(blocks), kw.get("shared")
         return orig(func, blocks, **kw)
 
     plm.run_blocks = spy

@@ -17,6 +17,7 @@ def run_blocks(
     func: Callable[..., Any],
     blocks: Sequence[Any],
     *,
+    shared: Any = None,
     n_jobs: int | None = 1,
     backend: str | None = None,
     desc: str | None = None,
@@ -31,6 +32,11 @@ def run_blocks(
         derive any randomness from the block index, never from the worker.
     blocks : sequence
         Block descriptions.
+    shared : object, optional
+        Data every block needs (a panel's precomputed arrays). If given, each
+        call is ``func(shared, block)`` and ``shared`` travels to the workers
+        once: dask scatters it to the cluster (``parallel_config(scatter=...)``),
+        loky memory-maps its large arrays, threads share it.
     n_jobs : int
         joblib ``n_jobs`` (1 runs in-process; -1 uses all cores).
     backend : str, optional
@@ -41,20 +47,23 @@ def run_blocks(
         Progress bar label; a bar is shown only on an interactive terminal.
     """
     show = sys.stderr.isatty() if show_progress is None else show_progress
+    args = (lambda b: (b,)) if shared is None else (lambda b: (shared, b))
     if (n_jobs is None or n_jobs == 1) and backend is None:
-        return [func(b) for b in progress(blocks, desc=desc, enabled=show)]
+        return [func(*args(b)) for b in progress(blocks, desc=desc, enabled=show)]
     if backend is None:
-        return _run(func, blocks, n_jobs, desc, show)
+        return _run(func, blocks, args, n_jobs, desc, show)
     # external backends (dask, ray) are registered through parallel_config
-    with parallel_config(backend=backend, n_jobs=n_jobs):
-        return _run(func, blocks, None, desc, show)
+    extra = {"scatter": [shared]} if backend == "dask" and shared is not None else {}
+    with parallel_config(backend=backend, n_jobs=n_jobs, **extra):
+        return _run(func, blocks, args, None, desc, show)
 
 
-def _run(func: Callable[..., Any], blocks: Sequence[Any], n_jobs: int | None, desc: str | None, show: bool) -> list[Any]:
+def _run(func: Callable[..., Any], blocks: Sequence[Any], args: Callable[[Any], tuple], n_jobs: int | None,
+         desc: str | None, show: bool) -> list[Any]:
     kw = {} if n_jobs is None else {"n_jobs": n_jobs}
     try:
         # results stream back in order, so a progress bar can follow them
-        gen = Parallel(return_as="generator", **kw)(delayed(func)(b) for b in blocks)
+        gen = Parallel(return_as="generator", **kw)(delayed(func)(*args(b)) for b in blocks)
     except ValueError:  # backends without generator support (ray) return a list
-        return Parallel(return_as="list", **kw)(delayed(func)(b) for b in blocks)
+        return Parallel(return_as="list", **kw)(delayed(func)(*args(b)) for b in blocks)
     return list(progress(gen, total=len(blocks), desc=desc, enabled=show))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from functools import cached_property, partial
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -606,7 +606,7 @@ def placebo(
         engine = _GeneralEngine(fit, param, spec, df_k, stat)
 
     ctx = _Context(ss, scheme, sampler, engine, fast, unit_N, time_N, gvals, p_iid)
-    parts = run_blocks(partial(_run_block, ctx), _blocks(draws), n_jobs=n_jobs, backend=backend, desc="placebo")
+    parts = run_blocks(_run_block, _blocks(draws), shared=ctx, n_jobs=n_jobs, backend=backend, desc="placebo")
     statistics = np.concatenate(parts)
     observed = float(fit.coef()[param] if stat == "coef" else fit.tstat()[param])
     valid = np.isfinite(statistics)

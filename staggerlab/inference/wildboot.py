@@ -292,6 +292,11 @@ def _rowdot(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", x, y)
 
 
+def _run_block(runner: "_Runner", block: tuple[int, int, int]) -> Any:
+    """One block of draws (module-level so the runner travels as data, scattered once)."""
+    return runner(block)
+
+
 @dataclass(eq=False)  # hashable by identity: joblib's dask backend hashes task functions
 class _Runner:
     """Computes one block of draws; a pure function of the block index."""
@@ -715,9 +720,9 @@ def wildboot(
         # the block products are skinny (k columns); a second BLAS thread buys
         # little and, on a busy machine, contention costs up to 10x
         with threadpool_limits(1, user_api="blas"):
-            res = run_blocks(runner, blocks, n_jobs=n_jobs, backend=backend, desc="wild bootstrap")
+            res = run_blocks(_run_block, blocks, shared=runner, n_jobs=n_jobs, backend=backend, desc="wild bootstrap")
     else:  # pragma: no cover
-        res = run_blocks(runner, blocks, n_jobs=n_jobs, backend=backend, desc="wild bootstrap")
+        res = run_blocks(_run_block, blocks, shared=runner, n_jobs=n_jobs, backend=backend, desc="wild bootstrap")
     cols = tuple(np.concatenate(x) for x in zip(*res))
     if quad:
         pieces = cols
