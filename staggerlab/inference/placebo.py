@@ -125,8 +125,11 @@ class _Sampler:
     strata_E: np.ndarray
     ent_U: np.ndarray
     groups: list = field(init=False)
+    ent_is_unit: bool = field(init=False)
 
     def __post_init__(self) -> None:
+        # entities are the units themselves unless assignment is by cluster
+        self.ent_is_unit = bool(np.array_equal(self.ent_U, np.arange(self.ent_U.size)))
         self.groups = []
         for s in np.unique(self.strata_E):
             idx = np.flatnonzero(self.strata_E == s)
@@ -149,7 +152,7 @@ class _Sampler:
                 pick = kp.partial_shuffle(offs.astype(np.int64), idx.size)
                 times = rng.choice(gtr, size=(size, tr.size), replace=True)
                 out[np.arange(size)[:, None], idx[pick]] = times
-        return out[:, self.ent_U]
+        return out if self.ent_is_unit else out[:, self.ent_U]
 
 
 # ------------------------------------------------------------------ engines

@@ -133,10 +133,18 @@ def draw_meats(negs0_BU, lidx_BU, Sy_UL, SF_ULM, UU_UL, theta_BM, beta_B, cl_U, 
     """
     B, U = lidx_BU.shape
     M = theta_BM.shape[1]
+    # clusters = units (the usual case): each unit's score is its cluster sum
+    by_unit = n_clusters == U
+    if by_unit:
+        for i in range(U):
+            if cl_U[i] != i:
+                by_unit = False
+                break
     meat_B = np.empty(B)
     for b in prange(B):
-        s_C = np.zeros(n_clusters)
+        s_C = np.zeros(0 if by_unit else n_clusters)
         beta = beta_B[b]
+        acc = 0.0
         for i in range(U):
             s = -negs0_BU[b, i]
             l = lidx_BU[b, i]
@@ -145,10 +153,13 @@ def draw_meats(negs0_BU, lidx_BU, Sy_UL, SF_ULM, UU_UL, theta_BM, beta_B, cl_U, 
                 for m in range(M):
                     sft += SF_ULM[i, l, m] * theta_BM[b, m]
                 s += Sy_UL[i, l] - beta * (UU_UL[i, l] - 2.0 * sft)
-            s_C[cl_U[i]] += s
-        acc = 0.0
-        for c in range(n_clusters):
-            acc += s_C[c] * s_C[c]
+            if by_unit:
+                acc += s * s
+            else:
+                s_C[cl_U[i]] += s
+        if not by_unit:
+            for c in range(n_clusters):
+                acc += s_C[c] * s_C[c]
         meat_B[b] = acc
     return meat_B
 
