@@ -50,6 +50,7 @@ class BatterySpec:
     boot_draws: int = 9999
     seed: int = 0
     n_jobs: int = -1
+    backend: str | None = None
     window: tuple[int, int] = (-5, 5)
     extra_controls: list[str] = field(default_factory=list)
     mechanisms: list[str] = field(default_factory=list)
@@ -162,9 +163,10 @@ def _coef_rows(fits: dict[str, Feols], param: str) -> pl.DataFrame:
 
 
 def _jobs(spec: BatterySpec) -> int:
-    """Workers for the draw loops: starting a process pool costs ~2 s, more
-    than 10,000 placebo or permutation draws take, so small runs stay in-process."""
-    return 1 if spec.draws <= 10_000 else spec.n_jobs
+    """Workers for the draw loops: starting a local process pool costs ~2 s, more
+    than 10,000 placebo or permutation draws take, so small local runs stay
+    in-process (an explicit ``backend``, e.g. a dask cluster, is always used)."""
+    return 1 if spec.draws <= 10_000 and spec.backend is None else spec.n_jobs
 
 
 # -------------------------------------------------------------------- checks
@@ -386,7 +388,7 @@ def section_inference(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: P
         placebo = None
     if placebo is not None:
         ri = placebo(fit, param=treat, draws=spec.draws, scheme="units+timing", stat="t", seed=spec.seed,
-                     n_jobs=_jobs(spec), unit=spec.unit, time=spec.time)
+                     n_jobs=_jobs(spec), backend=spec.backend, unit=spec.unit, time=spec.time)
         tables["placebo"] = ri.tidy()
         figs.append(_fig(ri.plot(), out, "placebo.png"))
         lo, hi = ri.pvalue_ci
@@ -401,7 +403,7 @@ def section_inference(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: P
             f"= {ri.pvalue:.4f} (exact 95% Clopper-Pearson interval for its Monte Carlo error "
             f"[{lo:.4f}, {hi:.4f}])."
         )
-    wb = wildboot(fit, param=treat, draws=spec.boot_draws, seed=spec.seed, n_jobs=1)
+    wb = wildboot(fit, param=treat, draws=spec.boot_draws, seed=spec.seed, n_jobs=_jobs(spec), backend=spec.backend)
     tables["wildboot"] = wb.tidy()
     figs.append(_fig(wb.plot(), out, "wildboot.png"))
     numbers["wildboot"] = {"tstat": wb.tstat, "pvalue": wb.pvalue, "confint": list(wb.confint),
@@ -456,7 +458,7 @@ def section_heterogeneity(frame: pl.DataFrame, spec: BatterySpec, treat: str, ou
     for g in spec.splits:
         r = split_difference(frame, y=y, param=treat, controls=spec.controls, group=g, unit=spec.unit,
                              time=spec.time, cluster=spec.cluster_col, draws=spec.draws, seed=spec.seed,
-                             n_jobs=_jobs(spec))
+                             n_jobs=_jobs(spec), backend=spec.backend)
         tab = r.tidy()
         tables[f"heterogeneity_{g}"] = tab
         numbers[g] = {"difference": r.difference, "permutation_pvalue": r.pvalue,

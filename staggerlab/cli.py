@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from .errors import StaggerlabError
 
@@ -44,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--boot-draws", type=int, dest="boot_draws", help="wild bootstrap draws (default 9999)")
     b.add_argument("--seed", type=int, help="seed (default 0)")
     b.add_argument("--n-jobs", type=int, dest="n_jobs", help="parallel workers (default -1: all cores)")
+    b.add_argument("--backend", help="joblib backend for the draw loops: loky, threading, dask (needs a running "
+                   "dask.distributed scheduler: set DASK_SCHEDULER_ADDRESS) or ray")
     b.add_argument("--out", help="output directory (default report)")
     b.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     return p
@@ -57,6 +60,7 @@ def _spec_from_args(a: argparse.Namespace):
         "cohort": a.cohort, "controls": _list(a.controls), "cluster": a.cluster,
         "extra_controls": _list(a.extra_controls), "mechanisms": _list(a.mechanisms), "splits": a.splits, "instruments": a.instruments,
         "draws": a.draws, "boot_draws": a.boot_draws, "seed": a.seed, "n_jobs": a.n_jobs, "out": a.out,
+        "backend": a.backend,
     }
     if a.cohort:
         over["treat"] = None
@@ -83,6 +87,29 @@ def _spec_from_args(a: argparse.Namespace):
     return spec
 
 
+def _connect_backend(backend: str | None) -> Any:
+    """Attach to (or start) the cluster an external joblib backend needs;
+    returns the dask client to close (None otherwise)."""
+    import os
+
+    if backend == "dask":
+        try:
+            from distributed import Client
+        except ImportError as e:
+            raise StaggerlabError('--backend dask needs dask.distributed: pip install "staggerlab[dask]"') from e
+        # an existing scheduler if DASK_SCHEDULER_ADDRESS is set, else a local cluster
+        return Client(os.environ.get("DASK_SCHEDULER_ADDRESS"))
+    elif backend == "ray":
+        try:
+            import ray
+            from ray.util.joblib import register_ray
+        except ImportError as e:
+            raise StaggerlabError('--backend ray needs ray: pip install "staggerlab[ray]"') from e
+        register_ray()
+        ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``staggerlab`` console script."""
     args = _parser().parse_args(argv)
@@ -90,10 +117,15 @@ def main(argv: list[str] | None = None) -> int:
         from .battery import battery
 
         spec = _spec_from_args(args)
+        client = _connect_backend(spec.backend)
         t0 = time.perf_counter()
         if not args.quiet:
             print(f"staggerlab battery -> {Path(spec.out).resolve()}", file=sys.stderr)
-        res = battery(spec=spec, verbose=not args.quiet)
+        try:
+            res = battery(spec=spec, verbose=not args.quiet)
+        finally:
+            if client is not None:
+                client.close()
     except (StaggerlabError, FileNotFoundError) as e:
         print(f"staggerlab: error: {e}", file=sys.stderr)
         return 2
