@@ -170,20 +170,20 @@ def _jobs(spec: BatterySpec) -> int:
 
 
 # -------------------------------------------------------------------- checks
-def _derive_treat(frame: pl.DataFrame, spec: BatterySpec) -> tuple[pl.DataFrame, str, str]:
-    """Return the frame with a 0/1 treatment column and a cohort column."""
+def _derive_treat(frame: pl.DataFrame, spec: BatterySpec) -> tuple[pl.DataFrame, str]:
+    """Return the frame with a 0/1 treatment column and ``_cohort``, and the treatment's name."""
     if spec.treat and spec.treat in frame.columns:
         treat = spec.treat
         first = frame.filter(pl.col(treat) == 1).group_by(spec.unit).agg(pl.col(spec.time).min().alias("_cohort"))
         frame = frame.join(first, on=spec.unit, how="left").with_columns(pl.col("_cohort").fill_null(0))
-        return frame, treat, "_cohort"
+        return frame, treat
     if spec.cohort:
         treat = "_treat"
         g = pl.col(spec.cohort).fill_null(0)
         frame = frame.with_columns(
             ((g > 0) & (pl.col(spec.time) >= g)).cast(pl.Int64).alias(treat), g.cast(pl.Int64).alias("_cohort")
         )
-        return frame, treat, "_cohort"
+        return frame, treat
     raise MissingColumnError(f"treatment column {spec.treat!r} not found; give --treat COL or --cohort COL")
 
 
@@ -197,6 +197,7 @@ def validate(frame: pl.DataFrame, spec: BatterySpec) -> pl.DataFrame:
         "unit": [spec.unit], "time": [spec.time], "outcome": spec.outcomes, "control": spec.controls,
         "cluster": [spec.cluster_col], "extra control": spec.extra_controls, "mechanism": spec.mechanisms,
         "split": spec.splits, "cohort": [spec.cohort] if spec.cohort else [],
+        "instrument": [z.strip() for zs in spec.instruments for z in zs.split("+")],
     }
     for role, cols in needed.items():
         missing = [c for c in cols if c not in frame.columns]
@@ -208,7 +209,7 @@ def validate(frame: pl.DataFrame, spec: BatterySpec) -> pl.DataFrame:
         raise MissingColumnError(f"treatment column {spec.treat!r} not found; give --treat COL or --cohort COL")
     if not spec.outcomes:
         raise StaggerlabError("no outcome given; use --outcome COL")
-    frame, treat, _ = _derive_treat(frame, spec)
+    frame, treat = _derive_treat(frame, spec)
     d = frame[treat].drop_nulls()
     if d.n_unique() < 2:
         raise TreatmentError(f"treatment {treat!r} never varies (always {d[0] if d.len() else 'missing'}); nothing to estimate")
