@@ -189,6 +189,32 @@ def test_kernel_cross_hessian(case):
     np.testing.assert_allclose(H, B.T @ W @ MA @ B, rtol=0, atol=1e-9 * max(1.0, w.sum()))
 
 
+@given(case=fe_design(n_fe=(2, 3), weighted=True))
+def test_kernel_level_counts_gives_the_same_normal_matrix(case):
+    """The dense-count route to H (used for modest level counts) equals the row-pair loop."""
+    codes = [np.unique(c, return_inverse=True)[1].astype(np.int64) for c in case["codes"]]
+    w = case["weights"]
+    A, small = codes[0], codes[1:]
+    n_small = [int(c.max()) + 1 for c in small]
+    offs = np.cumsum([0, *n_small])
+    codes_NQ = np.ascontiguousarray(np.column_stack([c + o for c, o in zip(small, offs)]))
+    order = np.argsort(A, kind="stable").astype(np.int64)
+    starts = np.concatenate(([0], np.cumsum(np.bincount(A)))).astype(np.int64)
+    U, m = int(A.max()) + 1, int(offs[-1])
+    C, BWB = kd.level_counts(A, codes_NQ, w, U, m)
+    H = BWB - (C / np.bincount(A, weights=w, minlength=U)[:, None]).T @ C
+    np.testing.assert_allclose(H, kd.cross_hessian(order, starts, codes_NQ, w, m), rtol=0,
+                               atol=1e-9 * max(1.0, w.sum()))
+
+
+@given(case=fe_design(n_fe=(1, 1), weighted=True))
+def test_kernel_centred_ss(case):
+    x = np.ascontiguousarray(case["x"])
+    w = case["weights"]
+    mean = (w @ x) / w.sum()
+    np.testing.assert_allclose(kd.centred_ss(x, w), w @ (x - mean) ** 2, rtol=1e-10, atol=1e-12)
+
+
 @given(case=fe_design(n_fe=(2, 3), min_rows=8))
 def test_kernel_map_demean_flags(case):
     codes = [np.unique(c, return_inverse=True)[1].astype(np.int64) for c in case["codes"]]
