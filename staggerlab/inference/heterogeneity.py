@@ -78,20 +78,20 @@ def _unit_moments(ucodes: np.ndarray, tcodes: np.ndarray, Z: np.ndarray) -> np.n
     n_units = int(ucodes.max()) + 1
     T = int(tcodes.max()) + 1
     p = Z.shape[1]
+    # bincount on flat keys throughout: np.add.at is an order of magnitude slower
     counts = np.bincount(ucodes, minlength=n_units).astype(float)
-    means = np.zeros((n_units, p))
-    np.add.at(means, ucodes, Z)
-    means /= np.maximum(counts, 1)[:, None]
+    den = np.maximum(counts, 1)
+    means = np.column_stack([np.bincount(ucodes, Z[:, j], minlength=n_units) for j in range(p)]) / den[:, None]
     r = Z - means[ucodes]
+    ut = ucodes * T + tcodes
+    B = np.bincount(ut, minlength=n_units * T).astype(float).reshape(n_units, T)
     H = np.zeros((n_units, T, T))
-    np.add.at(H, (ucodes, tcodes, tcodes), 1.0)
-    B = np.zeros((n_units, T))
-    np.add.at(B, (ucodes, tcodes), 1.0)
-    H -= B[:, :, None] * B[:, None, :] / np.maximum(counts, 1)[:, None, None]
-    S = np.zeros((n_units, T, p))
-    np.add.at(S, (ucodes, tcodes), r)
-    R = np.zeros((n_units, p, p))
-    np.add.at(R, ucodes, r[:, :, None] * r[:, None, :])
+    H[:, np.arange(T), np.arange(T)] = B
+    H -= B[:, :, None] * B[:, None, :] / den[:, None, None]
+    S = np.stack([np.bincount(ut, r[:, j], minlength=n_units * T) for j in range(p)], axis=1).reshape(n_units, T, p)
+    R = np.stack(
+        [np.bincount(ucodes, r[:, a] * r[:, b], minlength=n_units) for a in range(p) for b in range(p)], axis=1
+    ).reshape(n_units, p, p)
     return np.concatenate([H.reshape(n_units, -1), S.reshape(n_units, -1), R.reshape(n_units, -1)], axis=1)
 
 
