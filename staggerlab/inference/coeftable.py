@@ -3,11 +3,16 @@ variance matrix (``Feols``, ``FeivResult``, ``HeckmanResult``)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import polars as pl
 from scipy.special import ndtr, ndtri, stdtr, stdtrit
 
-__all__ = ["CoefTable"]
+if TYPE_CHECKING:
+    from .design import Design
+
+__all__ = ["CoefTable", "DesignFit"]
 
 
 class CoefTable:
@@ -85,3 +90,31 @@ class CoefTable:
                 "ci_high": self._beta + q * se,
             }
         )
+
+
+class DesignFit(CoefTable):
+    """Mixin for fits on a :class:`~staggerlab.inference.design.Design`: needs
+    ``design``, ``_uw`` (sqrt-weighted residuals) and ``_G`` (clusters)."""
+
+    design: Design
+    _uw: np.ndarray
+    _G: int | None
+
+    @property
+    def coefnames(self) -> list[str]:
+        """Names of the estimated coefficients."""
+        return list(self.design.regressors)
+
+    @property
+    def nobs(self) -> int:
+        """Number of observations used."""
+        return self.design.nobs
+
+    @property
+    def n_clusters(self) -> int | None:
+        """Smallest number of clusters (None if not clustered)."""
+        return self._G
+
+    def resid(self) -> np.ndarray:
+        """Residuals ``y - X b - fixed effects`` on the estimation sample."""
+        return self._uw / self.design.sw

@@ -12,7 +12,7 @@ import scipy.linalg as sla
 from ..errors import VcovError
 from ..panels.panel import check_columns, finite_mask, to_polars
 from .design import Design, build_design
-from .coeftable import CoefTable
+from .coeftable import DesignFit
 from .formula import parse_formula
 from .vcov import VcovSpec, parse_vcov, vcov_crv1, vcov_crv3, vcov_hetero, vcov_iid
 
@@ -23,7 +23,7 @@ def _stars(p: float) -> str:
     return "***" if p < 0.01 else "**" if p < 0.05 else "*" if p < 0.1 else ""
 
 
-class Feols(CoefTable):
+class Feols(DesignFit):
     """A fitted TWFE regression (one outcome).
 
     Created by :func:`feols`. Numbers follow pyfixest's conventions so the two
@@ -95,25 +95,6 @@ class Feols(CoefTable):
     def y_raw(self) -> np.ndarray:
         """The outcome on the estimation sample, before demeaning."""
         return self._y_raw
-
-    @property
-    def coefnames(self) -> list[str]:
-        """Names of the estimated coefficients."""
-        return list(self.design.regressors)
-
-    @property
-    def nobs(self) -> int:
-        """Number of observations used."""
-        return self.design.nobs
-
-    @property
-    def n_clusters(self) -> int | None:
-        """Smallest number of clusters (None if not clustered)."""
-        return self._G
-
-    def resid(self) -> np.ndarray:
-        """Residuals ``y - X b - fixed effects`` on the estimation sample."""
-        return self._uw / self.design.sw
 
     @cached_property
     def r2_within(self) -> float:

@@ -43,7 +43,7 @@ from ..errors import CollinearityError, CollinearityWarning, FormulaError, Stagg
 from ..panels.panel import to_polars
 from .design import Design, _collinear, build_design
 from .formula import parse_formula
-from .coeftable import CoefTable
+from .coeftable import DesignFit
 from .vcov import VcovSpec, parse_vcov, vcov_crv1, vcov_hetero, vcov_iid
 
 __all__ = ["feiv", "FeivResult", "FirstStage", "IVDiagnostics", "IdentificationError", "parse_iv_formula"]
@@ -261,7 +261,7 @@ class FirstStage:
         )
 
 
-class FeivResult(CoefTable):
+class FeivResult(DesignFit):
     """A fitted 2SLS model with absorbed fixed effects (created by :func:`feiv`).
 
     Attributes
@@ -287,25 +287,6 @@ class FeivResult(CoefTable):
         self._uw = uw
         self.first_stage = first_stage
         self.diagnostics = diagnostics
-
-    @property
-    def coefnames(self) -> list[str]:
-        """Names of the second-stage coefficients (exogenous, then endogenous)."""
-        return list(self.design.regressors)
-
-    @property
-    def nobs(self) -> int:
-        """Number of observations used."""
-        return self.design.nobs
-
-    @property
-    def n_clusters(self) -> int | None:
-        """Smallest number of clusters (None if not clustered)."""
-        return self._G
-
-    def resid(self) -> np.ndarray:
-        """Structural residuals ``y - X b - FE`` on the estimation sample."""
-        return self._uw / self.design.sw
 
     def summary(self) -> str:
         """Printable table: second stage, first-stage F per endogenous regressor, diagnostics."""
