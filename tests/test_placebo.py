@@ -208,7 +208,7 @@ def _multiset(a):
 @given(_assignment_problem(), st.sampled_from(["units", "timing", "units+timing"]), st.integers(0, 2**31))
 def test_schemes_keep_their_promises(problem, scheme, seed):
     g, strata = problem
-    A = _Sampler(scheme, g, strata, np.arange(g.size)).draw(np.random.default_rng(seed), 15)
+    A = _Sampler(scheme, g, strata, np.arange(g.size), np.unique(g[g != 0])).draw(np.random.default_rng(seed), 15)
     assert A.shape == (15, g.size)
     support = set(g[g != 0].tolist())
     for a in A:
@@ -231,7 +231,7 @@ def test_cluster_level_assignment_is_shared(n_clusters, seed, scheme):
     ent_U = np.unique(ent_U, return_inverse=True)[1]
     n_ent = ent_U.max() + 1
     g_E = rng.choice([0, 2005, 2007], n_ent)
-    A = _Sampler(scheme, g_E, np.zeros(n_ent, dtype=np.int64), ent_U).draw(rng, 10)
+    A = _Sampler(scheme, g_E, np.zeros(n_ent, dtype=np.int64), ent_U, np.unique(g_E[g_E != 0])).draw(rng, 10)
     for c in range(n_ent):
         members = A[:, ent_U == c]
         assert (members == members[:, :1]).all()

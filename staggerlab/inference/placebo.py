@@ -20,6 +20,7 @@ for any ``n_jobs`` and joblib backend.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -29,6 +30,7 @@ import numpy as np
 import polars as pl
 import scipy.linalg as sla
 from scipy import stats as sstats
+from threadpoolctl import ThreadpoolController
 
 from .._parallel import run_blocks
 from .._seed import SeedLike, as_seedsequence, block_generator
@@ -45,6 +47,15 @@ __all__ = ["placebo", "placebo_timing", "PlaceboResult", "PlaceboTimingResult", 
 
 #: draws per seeded block; fixed so that a seed always means the same draws.
 BLOCK_SIZE = 250
+#: random numbers (draws x treated entities) per sampler slab
+SAMPLER_SLAB = 1 << 21
+#: the Gram-matrix meat is used when clusters outnumber the treated units of
+#: a draw by this factor (measured crossover, see benchmarks/RESULTS.md)
+GRAM_RATIO = 4.0
+#: doubles in one clusters x draws chunk of the dense meat
+DENSE_CHUNK = 1 << 19
+#: entries of the draws x units level matrix of the fast engine (int16)
+LEVEL_SLAB = 1 << 24
 #: doubles in one N x B slab of placebo columns on the general path (~64 MB).
 GENERAL_SLAB = 8_000_000
 SCHEMES = ("units", "timing", "units+timing", "iid")
@@ -114,45 +125,85 @@ def _codes(values: Any) -> np.ndarray:
 # ------------------------------------------------------------------ sampler
 @dataclass(eq=False)
 class _Sampler:
-    """Draws blocks of unit-level adoption times for a scheme.
+    """Draws blocks of placebo assignments for a scheme, sparsely.
 
     Assignment happens on entities (units, or clusters of units), within
-    strata of entities; ``ent_U`` maps units to entities.
+    strata of entities; ``ent_U`` maps units to entities. A draw is the list
+    of treated entities and the index (into ``gvals``) of each one's adoption
+    time; the number treated is the same in every draw, so a slab of draws is
+    two ``draws x K`` arrays. Random numbers are drawn slab by slab, with a
+    slab size that depends only on K, so a seed means the same draws whatever
+    the panel engine or the number of jobs.
     """
 
     scheme: str
     g_E: np.ndarray
     strata_E: np.ndarray
     ent_U: np.ndarray
+    gvals: np.ndarray
     groups: list = field(init=False)
-    ent_is_unit: bool = field(init=False)
+    ent_ptr: np.ndarray = field(init=False)
+    ent_units: np.ndarray = field(init=False)
+    K: int = field(init=False)
+    slab: int = field(init=False)
 
     def __post_init__(self) -> None:
-        # entities are the units themselves unless assignment is by cluster
-        self.ent_is_unit = bool(np.array_equal(self.ent_U, np.arange(self.ent_U.size)))
+        n_ent = self.g_E.size
+        self.ent_units = np.argsort(self.ent_U, kind="stable").astype(np.int64)
+        self.ent_ptr = np.zeros(n_ent + 1, dtype=np.int64)
+        np.cumsum(np.bincount(self.ent_U, minlength=n_ent), out=self.ent_ptr[1:])
+        l_E = np.searchsorted(self.gvals, self.g_E).astype(np.int64)
         self.groups = []
         for s in np.unique(self.strata_E):
             idx = np.flatnonzero(self.strata_E == s)
-            gs = self.g_E[idx]
-            tr = idx[gs != 0]
-            self.groups.append((idx, gs, tr, self.g_E[tr]))
+            tr = idx[self.g_E[idx] != 0]
+            if tr.size:
+                self.groups.append((idx, tr, l_E[tr]))
+        self.K = sum(tr.size for _, tr, _ in self.groups)
+        self.slab = max(1, SAMPLER_SLAB // max(1, self.K))
+
+    @property
+    def n_units(self) -> int:
+        return self.ent_U.size
+
+    def units_per_draw(self) -> float:
+        """Expected number of treated units in a draw."""
+        size = np.diff(self.ent_ptr).astype(float)
+        return float(sum(tr.size * size[idx].mean() for idx, tr, _ in self.groups))
+
+    def slabs(self, rng: np.random.Generator, size: int):
+        """Yield ``(start, pick_BK, l_BK)`` for the ``size`` draws of a block."""
+        for a in range(0, size, self.slab):
+            s = min(self.slab, size - a)
+            picks, ls = [], []
+            for idx, tr, ltr in self.groups:
+                k = tr.size
+                if self.scheme == "timing":
+                    # the treated keep their place; their adoption times are permuted
+                    pos = kp.partial_shuffle(rng.random((s, k)), k)
+                    picks.append(np.broadcast_to(tr, (s, k)))
+                    ls.append(ltr[pos])
+                    continue
+                picks.append(idx[kp.partial_shuffle(rng.random((s, k)), idx.size)])
+                if self.scheme == "units":
+                    # a uniformly ordered sample given the times in a fixed
+                    # order is a uniform permutation of the times over units
+                    ls.append(np.broadcast_to(ltr, (s, k)))
+                else:  # units+timing
+                    ls.append(ltr[rng.integers(0, k, size=(s, k))])
+            if not picks:
+                picks = ls = [np.zeros((s, 0), dtype=np.int64)]
+            pick = picks[0] if len(picks) == 1 else np.hstack(picks)
+            lidx = ls[0] if len(ls) == 1 else np.hstack(ls)
+            yield a, np.ascontiguousarray(pick), np.ascontiguousarray(lidx)
+
+    def dense(self, pick: np.ndarray, lidx: np.ndarray) -> np.ndarray:
+        """``draws x units`` int64 adoption times (0 = untreated)."""
+        return kp.adoption_times(pick, lidx, self.ent_ptr, self.ent_units, self.gvals, self.n_units)
 
     def draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        """``size x n_units`` int64 adoption times (0 = untreated)."""
-        out = np.zeros((size, self.g_E.size), dtype=np.int64)
-        for idx, gs, tr, gtr in self.groups:
-            if tr.size == 0:
-                continue
-            if self.scheme == "units":
-                out[:, idx] = rng.permuted(np.broadcast_to(gs, (size, idx.size)), axis=1)
-            elif self.scheme == "timing":
-                out[:, tr] = rng.permuted(np.broadcast_to(gtr, (size, tr.size)), axis=1)
-            else:  # units+timing
-                offs = rng.integers(0, idx.size - np.arange(tr.size), size=(size, tr.size))
-                pick = kp.partial_shuffle(offs.astype(np.int64), idx.size)
-                times = rng.choice(gtr, size=(size, tr.size), replace=True)
-                out[np.arange(size)[:, None], idx[pick]] = times
-        return out if self.ent_is_unit else out[:, self.ent_U]
+        """The dense adoption times of a block of ``size`` draws."""
+        return np.vstack([self.dense(p, l) for _, p, l in self.slabs(rng, size)])
 
 
 # ------------------------------------------------------------------ engines
@@ -161,7 +212,7 @@ class _FastEngine:
 
     def __init__(self, fit: Feols, param: str, unit_N: np.ndarray, n_units: int, per_N: np.ndarray,
                  n_periods: int, thr_L: np.ndarray, cl_U: np.ndarray | None, adj: float, df_resid: int,
-                 stat: str):
+                 stat: str, sampler: _Sampler):
         d = fit.design
         N = d.nobs
         controls = [r for r in d.regressors if r != param]
@@ -176,6 +227,7 @@ class _FastEngine:
         # unit demeaning, exact and non-iterative (the foundation's one-FE sweep)
         ones = np.ones(N)
         F = sweep_one(X, unit_N, ones, cnt_U)
+        del X
         yu = sweep_one(fit.y_raw.reshape(-1, 1), unit_N, ones, cnt_U)[:, 0]
         C = F.T @ F
         sc = 1.0 / np.sqrt(np.diag(C))
@@ -188,27 +240,59 @@ class _FastEngine:
         Cinv = sla.cho_solve(cho, np.eye(M)) * sc[:, None] * sc[None, :]
         yy = yu - F @ (sc * sla.cho_solve(cho, sc * (F.T @ yu)))
         Sy, SF, cnt, T_U, W = kp.unit_tables(unit_N, per_N, F, yy, thr_L, n_units)
-        self.Sy, self.SF, self.Wt = Sy, SF, np.ascontiguousarray(W.T)
-        self.UU = cnt - cnt**2 / T_U[:, None]
+        del F
+        L = thr_L.size
+        self.n_l = L
+        self.tab = np.concatenate([SF, Sy[:, :, None], (cnt - cnt**2 / T_U[:, None])[:, :, None]], axis=2)
+        self.tab = self.tab.reshape(n_units * L, M + 2)
+        del Sy, SF, cnt
         self.Cinv = np.ascontiguousarray(Cinv)
         self.yy = float(yy @ yy)
-        self.cl_U = cl_U
-        self.n_cl = 0 if cl_U is None else int(cl_U.max()) + 1
+        self.ent_ptr, self.ent_units = sampler.ent_ptr, sampler.ent_units
+        self.n_units = n_units
         self.adj, self.df_resid, self.stat = adj, df_resid, stat
+        self.cl = None
+        if stat == "t" and cl_U is not None:
+            n_cl = int(cl_U.max()) + 1
+            by_unit = n_cl == n_units and bool(np.array_equal(cl_U, np.arange(n_units)))
+            if by_unit:
+                self.cl, self.Wc = np.empty(0, dtype=np.int64), W
+                self.cl_order, self.cl_starts = np.arange(n_units, dtype=np.int64), np.arange(n_units + 1)
+            else:
+                self.cl = cl_U.astype(np.int64)
+                self.cl_order = np.argsort(cl_U, kind="stable").astype(np.int64)
+                self.cl_starts = np.r_[np.flatnonzero(np.r_[True, np.diff(cl_U[self.cl_order]) != 0]), n_units]
+                self.Wc = np.add.reduceat(W[self.cl_order], self.cl_starts[:-1], axis=0)
+            self.n_cl = n_cl
+            # few treated clusters per draw: the untreated part of the meat is a
+            # quadratic form (Gram matrix) and treated clusters are dot products;
+            # many: one matrix product gives every cluster's untreated score
+            self.gram = self.Wc.T @ self.Wc if GRAM_RATIO * sampler.units_per_draw() < n_cl else None
 
-    def compute(self, lidx_BU: np.ndarray) -> np.ndarray:
-        theta, dmd, dmy, uu = kp.draw_thetas(lidx_BU, self.Sy, self.SF, self.UU, self.Cinv)
+    def compute(self, pick: np.ndarray, lidx: np.ndarray) -> np.ndarray:
+        # the dense level matrix (draws x units) is bounded by LEVEL_SLAB
+        step = max(1, LEVEL_SLAB // self.n_units)
+        if pick.shape[0] > step:
+            return np.concatenate([self.compute(pick[a : a + step], lidx[a : a + step])
+                                   for a in range(0, pick.shape[0], step)])
+        lev = kp.draw_levels(pick, lidx, self.ent_ptr, self.ent_units, self.n_units)
+        theta, dmd, dmy, uu = kp.draw_thetas(lev, self.tab, self.n_l, self.Cinv)
         with np.errstate(divide="ignore", invalid="ignore"):
             beta = np.where(dmd > COLLIN_TOL * uu, dmy / dmd, np.nan)
         if self.stat == "coef":
             return beta
-        if self.cl_U is None:
+        if self.cl is None:
             var = (self.yy - beta**2 * dmd) / self.df_resid / dmd
         else:
             bz = np.where(np.isfinite(beta), beta, 0.0)
-            # every unit's untreated score in one product: the only O(units) x draws step
-            negs0 = kp.pack_outer(theta, bz) @ self.Wt
-            meat = kp.draw_meats(negs0, lidx_BU, self.Sy, self.SF, self.UU, theta, bz, self.cl_U, self.n_cl)
+            Z = kp.pack_outer(theta, bz)
+            if self.gram is not None:
+                q0 = kp.gram_q0(Z, self.gram)
+                meat = kp.draw_meats(pick, lidx, self.ent_ptr, self.ent_units, self.cl, self.n_cl, self.tab,
+                                     self.n_l, theta, bz, Z, self.Wc, q0)
+            else:
+                meat = kp.dense_meats(lev, self.tab, self.n_l, theta, bz, np.ascontiguousarray(Z.T), self.Wc,
+                                      self.cl_order, self.cl_starts, max(16, DENSE_CHUNK // Z.shape[0]))
             var = self.adj * meat / dmd**2
         return beta / np.sqrt(var)
 
@@ -271,33 +355,29 @@ class _Context:
     fast: bool
     unit_N: np.ndarray
     time_N: np.ndarray
-    gvals: np.ndarray
     p_iid: float = 0.0
 
     def iid_rows(self, rng: np.random.Generator, size: int) -> np.ndarray:
         """``N x size`` i.i.d. Bernoulli(p) treatment columns, drawn draw by draw."""
         return (rng.random((size, self.unit_N.size)) < self.p_iid).T.astype(np.float64)
 
-    def adoption_index(self, A: np.ndarray) -> np.ndarray:
-        """Index of each adoption time in ``gvals`` (-1 for 0 = untreated).
-
-        A lookup table when the adoption times are small integers (years,
-        period numbers): one gather instead of a binary search per entry.
-        """
-        hi = int(self.gvals.max())
-        if 0 <= int(self.gvals.min()) and hi <= 1_000_000:
-            lut = np.full(hi + 1, -1, dtype=np.int64)
-            lut[self.gvals] = np.arange(self.gvals.size)
-            return lut[A]
-        lidx = np.searchsorted(self.gvals, A).astype(np.int64)
-        lidx[A == 0] = -1
-        return lidx
-
     def slab(self, size: int) -> int:
         return max(1, min(size, GENERAL_SLAB // max(1, self.unit_N.size)))
 
 
 def _run_block(ctx: _Context, block: tuple[int, int]) -> np.ndarray:
+    # a matrix product split over BLAS threads can round differently from a
+    # serial one; the kernels parallelize over fixed chunks instead
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        return _run_block_serial_blas(ctx, block)
+
+
+@functools.cache
+def _blas_controller() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+def _run_block_serial_blas(ctx: _Context, block: tuple[int, int]) -> np.ndarray:
     index, size = block
     rng = block_generator(ctx.seed, index)
     out = np.empty(size)
@@ -306,14 +386,15 @@ def _run_block(ctx: _Context, block: tuple[int, int]) -> np.ndarray:
         for a in range(0, size, step):
             out[a : a + step] = ctx.engine.compute(np.ascontiguousarray(ctx.iid_rows(rng, min(step, size - a))))
         return out
-    A = ctx.sampler.draw(rng, size)
-    if ctx.fast:
-        return ctx.engine.compute(ctx.adoption_index(A))
-    adopt = np.where(A == 0, _NEVER, A)
-    step = ctx.slab(size)
-    for a in range(0, size, step):
-        D = kp.placebo_columns(np.ascontiguousarray(adopt[a : a + step]), ctx.unit_N, ctx.time_N)
-        out[a : a + step] = ctx.engine.compute(D)
+    for a, pick, lidx in ctx.sampler.slabs(rng, size):
+        if ctx.fast:
+            out[a : a + pick.shape[0]] = ctx.engine.compute(pick, lidx)
+            continue
+        step = ctx.slab(pick.shape[0])
+        for c in range(0, pick.shape[0], step):
+            A = ctx.sampler.dense(pick[c : c + step], lidx[c : c + step])
+            D = kp.placebo_columns(np.where(A == 0, _NEVER, A), ctx.unit_N, ctx.time_N)
+            out[a + c : a + c + D.shape[1]] = ctx.engine.compute(D)
     return out
 
 
@@ -387,7 +468,10 @@ class PlaceboResult:
         rng = block_generator(self._ctx.seed, i)
         if self._ctx.sampler is None:
             return self._ctx.iid_rows(rng, j + 1)[:, j]
-        a = self._ctx.sampler.draw(rng, size)[j]
+        for start, pick, lidx in self._ctx.sampler.slabs(rng, size):
+            if j < start + pick.shape[0]:
+                a = self._ctx.sampler.dense(pick[j - start : j - start + 1], lidx[j - start : j - start + 1])[0]
+                break
         adopt = np.where(a == 0, _NEVER, a)
         return (self._ctx.time_N >= adopt[self._ctx.unit_N]).astype(np.float64)
 
@@ -581,9 +665,10 @@ def placebo(
             st_E = _per_unit(st_U, ent_U, n_ent, f"strata {strata!r} (within cluster)", np.arange(n_ent))
         else:
             st_E = np.zeros(n_ent, dtype=np.int64)
-        sampler = _Sampler(scheme, g_E, st_E, ent_U)
-
     gvals = np.unique(g_U[g_U != 0])
+    if scheme != "iid":
+        sampler = _Sampler(scheme, g_E, st_E, ent_U, gvals)
+
     df_k = d.df_k(spec)
     engine: Any = None
     fast = False
@@ -599,7 +684,7 @@ def placebo(
                 adj = (d.nobs - 1) / (d.nobs - df_k) * G / (G - 1)
             try:
                 engine = _FastEngine(fit, param, unit_N, n_units, per_N.astype(np.int64).ravel(), tvals.size,
-                                     np.searchsorted(tvals, gvals).astype(np.int64), cl_U, adj, d.nobs - df_k, stat)
+                                     np.searchsorted(tvals, gvals).astype(np.int64), cl_U, adj, d.nobs - df_k, stat, sampler)
                 fast = True
             except np.linalg.LinAlgError as err:
                 reason = str(err)
@@ -608,7 +693,7 @@ def placebo(
     if engine is None:
         engine = _GeneralEngine(fit, param, spec, df_k, stat)
 
-    ctx = _Context(ss, scheme, sampler, engine, fast, unit_N, time_N, gvals, p_iid)
+    ctx = _Context(ss, scheme, sampler, engine, fast, unit_N, time_N, p_iid)
     parts = run_blocks(_run_block, _blocks(draws), shared=ctx, n_jobs=n_jobs, backend=backend, desc="placebo")
     statistics = np.concatenate(parts)
     observed = float(fit.coef()[param] if stat == "coef" else fit.tstat()[param])

@@ -4,17 +4,25 @@ Two families:
 
 * the unit-table fast path for unit + period FEs (see DESIGN.md, "Placebo /
   randomization inference fast path"): ``unit_tables`` builds, once per
-  design, per-(unit, adoption time) suffix sums; ``draw_thetas`` and
-  ``draw_meats`` then give every draw's coefficient and cluster-robust meat
-  from those tables without forming an N x B matrix;
+  design, per-(unit, adoption time) suffix sums; ``draw_thetas``,
+  ``draw_meats`` and ``draw_deltas`` then give every draw's coefficient and
+  cluster-robust meat from those tables, touching only the treated units of a
+  draw (no N x B matrix, no draws x units index);
 * the general path: ``placebo_columns`` builds a block of placebo treatment
   columns (N x B) that the caller demeans and reduces.
 
+A draw is sparse: ``pick_BK[b]`` lists the K entities (units, or clusters of
+units under cluster-level assignment) treated in draw ``b`` and ``l_BK[b]``
+the index of each one's adoption time; ``ent_ptr``/``ent_units`` (CSR) list
+the units of every entity.
+
 Shapes are suffixed: ``_N`` rows, ``_U`` units, ``_L`` candidate adoption
 times, ``_M`` partialled-out columns (period dummies + controls), ``_P``
-packed entries of a symmetric M x M matrix, ``_B`` draws in a block, ``_C``
-clusters. Every loop over draws is parallel, and each draw is computed
-serially inside one thread, so results do not depend on the thread count.
+packed entries of a symmetric M x M matrix, ``_B`` draws in a block, ``_K``
+treated entities of a draw, ``_C`` clusters. Every loop over draws is
+parallel, and each draw is computed serially inside one thread, so results do
+not depend on the thread count (the dot products are reassociated for SIMD,
+which changes nothing between runs).
 """
 
 from __future__ import annotations
@@ -23,7 +31,22 @@ import numpy as np
 
 from ._jit import jit, pjit, prange
 
-__all__ = ["unit_tables", "draw_thetas", "draw_meats", "placebo_columns", "pack_outer", "partial_shuffle"]
+__all__ = [
+    "unit_tables",
+    "draw_thetas",
+    "draw_meats",
+    "pack_outer",
+    "partial_shuffle",
+    "adoption_times",
+    "draw_levels",
+    "gram_q0",
+    "dense_meats",
+    "placebo_columns",
+]
+
+#: reassociation and FMA contraction let the short dot products vectorize;
+#: NaN/inf semantics are kept (collinear draws are NaN).
+_SIMD = {"reassoc", "contract"}
 
 
 @jit
@@ -88,80 +111,251 @@ def pack_outer(theta_BM, beta_B):
 
 
 @pjit
-def draw_thetas(lidx_BU, Sy_UL, SF_ULM, UU_UL, Cinv_MM):
+def draw_levels(pick_BK, l_BK, ent_ptr, ent_units, n_units):
+    """Dense ``U x B`` adoption indices of sparse draws (-1: untreated).
+
+    The per-draw kernels below walk units in order, so the per-unit tables
+    stream through memory once per slab of draws instead of being gathered
+    at random (a draw treating half of 10,000 units would otherwise make
+    5,000 random reads into a table larger than the cache).
+    """
+    B, K = pick_BK.shape
+    lev_BU = np.full((B, n_units), -1, dtype=np.int16)
+    for b in prange(B):
+        for k in range(K):
+            e = pick_BK[b, k]
+            for q in range(ent_ptr[e], ent_ptr[e + 1]):
+                lev_BU[b, ent_units[q]] = l_BK[b, k]
+    # scattered by draw (cache-friendly), read by unit: transpose in tiles
+    out_UB = np.empty((n_units, B), dtype=np.int16)
+    n_tiles = (n_units + 63) // 64
+    for t in prange(n_tiles):
+        for b in range(B):
+            for i in range(t * 64, min(n_units, t * 64 + 64)):
+                out_UB[i, b] = lev_BU[b, i]
+    return out_UB
+
+
+#: fixed number of unit chunks with private partial sums: the summation
+#: order depends on this constant only, not on the number of threads
+_UNIT_CHUNKS = 16
+
+
+@pjit(fastmath=_SIMD)
+def draw_thetas(lev_UB, tab_RQ, n_l, Cinv_MM):
     """Per draw: ``theta = C^-1 sum_S SF``, ``D'MD``, ``D'My`` and ``sum_S UU``.
 
-    ``lidx_BU[b, i]`` is the adoption-time index of unit ``i`` in draw ``b``
-    (-1: untreated in that draw).
+    ``tab_RQ[i * n_l + l] = [SF_il (M), Sy_il, UU_il]``, ``lev_UB`` from
+    :func:`draw_levels`.
     """
-    B, U = lidx_BU.shape
+    U, B = lev_UB.shape
+    Q = tab_RQ.shape[1]
     M = Cinv_MM.shape[0]
+    part = np.zeros((_UNIT_CHUNKS, B, Q))
+    for ch in prange(_UNIT_CHUNKS):
+        for i in range(ch * U // _UNIT_CHUNKS, (ch + 1) * U // _UNIT_CHUNKS):
+            lev = lev_UB[i]
+            for b in range(B):
+                l = lev[b]
+                if l >= 0:
+                    part[ch, b] += tab_RQ[i * n_l + l]
     theta_BM = np.empty((B, M))
     dmd_B = np.empty(B)
     dmy_B = np.empty(B)
     uu_B = np.empty(B)
     for b in prange(B):
-        E_M = np.zeros(M)
-        sy = 0.0
-        uu = 0.0
-        for i in range(U):
-            l = lidx_BU[b, i]
-            if l >= 0:
-                sy += Sy_UL[i, l]
-                uu += UU_UL[i, l]
-                for m in range(M):
-                    E_M[m] += SF_ULM[i, l, m]
+        acc = part[0, b].copy()
+        for ch in range(1, _UNIT_CHUNKS):
+            acc += part[ch, b]
         et = 0.0
         for m in range(M):
-            acc = 0.0
+            s = 0.0
             for j in range(M):
-                acc += Cinv_MM[m, j] * E_M[j]
-            theta_BM[b, m] = acc
-            et += E_M[m] * acc
+                s += Cinv_MM[m, j] * acc[j]
+            theta_BM[b, m] = s
+            et += acc[m] * s
+        uu = acc[M + 1]
         dmd_B[b] = uu - et
-        dmy_B[b] = sy
+        dmy_B[b] = acc[M]
         uu_B[b] = uu
     return theta_BM, dmd_B, dmy_B, uu_B
 
 
-@pjit
-def draw_meats(negs0_BU, lidx_BU, Sy_UL, SF_ULM, UU_UL, theta_BM, beta_B, cl_U, n_clusters):
-    """CRV1 meat per draw: ``sum_c (sum_{i in c} s_i)^2``.
+@jit(fastmath=_SIMD, inline="always")
+def _treated_part(row, theta, beta):
+    """What treating a unit adds to its score, from its table row."""
+    M = theta.shape[0]
+    sft = 0.0
+    for m in range(M):
+        sft += row[m] * theta[m]
+    return row[M] - beta * (row[M + 1] - 2.0 * sft)
 
-    ``-negs0_BU`` is every unit's score if it were untreated in the draw;
-    treated units add ``Sy - beta (UU - 2 SF' theta)``.
+
+@jit(fastmath=_SIMD, inline="always")
+def _dot(a, b):
+    s = 0.0
+    for p in range(a.shape[0]):
+        s += a[p] * b[p]
+    return s
+
+
+@pjit(fastmath=_SIMD)
+def draw_meats(pick_BK, l_BK, ent_ptr, ent_units, cl_U, n_clusters, tab_RQ, n_l, theta_BM, beta_B, Z_BP, Wc_CP,
+               q0_B):  # noqa: PLR0913
+    """CRV1 meat per draw, ``sum_c (s0_c + delta_c)^2``, touching only the
+    clusters of treated units.
+
+    ``s0_c = -Wc_c . z_b`` is cluster c's score if none of its units were
+    treated; ``q0_B`` is ``sum_c s0_c^2`` over all clusters (a quadratic
+    form in ``z``, computed by the caller); ``delta_c`` sums the treated
+    units' parts. ``cl_U`` of length 0 means clusters are the units.
     """
-    B, U = lidx_BU.shape
-    M = theta_BM.shape[1]
-    # clusters = units (the usual case): each unit's score is its cluster sum
-    by_unit = n_clusters == U
-    if by_unit:
-        for i in range(U):
-            if cl_U[i] != i:
-                by_unit = False
-                break
+    B, K = pick_BK.shape
+    by_unit = cl_U.shape[0] == 0
     meat_B = np.empty(B)
-    for b in prange(B):
-        s_C = np.zeros(0 if by_unit else n_clusters)
-        beta = beta_B[b]
-        acc = 0.0
-        for i in range(U):
-            s = -negs0_BU[b, i]
-            l = lidx_BU[b, i]
-            if l >= 0:
-                sft = 0.0
-                for m in range(M):
-                    sft += SF_ULM[i, l, m] * theta_BM[b, m]
-                s += Sy_UL[i, l] - beta * (UU_UL[i, l] - 2.0 * sft)
-            if by_unit:
-                acc += s * s
-            else:
-                s_C[cl_U[i]] += s
-        if not by_unit:
-            for c in range(n_clusters):
-                acc += s_C[c] * s_C[c]
-        meat_B[b] = acc
+    n_chunks = min(B, 64)
+    for ch in prange(n_chunks):
+        # per-chunk scratch, reset after every draw (the touched entries only)
+        delta_C = np.zeros(0 if by_unit else n_clusters)
+        seen_C = np.zeros(0 if by_unit else n_clusters, dtype=np.bool_)
+        touched = np.empty(0 if by_unit else K * 4 + 16, dtype=np.int64)
+        for b in range(ch * B // n_chunks, (ch + 1) * B // n_chunks):
+            beta = beta_B[b]
+            theta = theta_BM[b]
+            z = Z_BP[b]
+            acc = q0_B[b]
+            n_t = 0
+            for k in range(K):
+                e = pick_BK[b, k]
+                l = l_BK[b, k]
+                for q in range(ent_ptr[e], ent_ptr[e + 1]):
+                    i = ent_units[q]
+                    c = _treated_part(tab_RQ[i * n_l + l], theta, beta)
+                    if by_unit:
+                        acc += c * (c - 2.0 * _dot(Wc_CP[i], z))
+                    else:
+                        g = cl_U[i]
+                        if not seen_C[g]:
+                            seen_C[g] = True
+                            if n_t == touched.shape[0]:
+                                grown = np.empty(2 * n_t, dtype=np.int64)
+                                grown[:n_t] = touched
+                                touched = grown
+                            touched[n_t] = g
+                            n_t += 1
+                        delta_C[g] += c
+            for t in range(n_t):
+                g = touched[t]
+                d = delta_C[g]
+                acc += d * (d - 2.0 * _dot(Wc_CP[g], z))
+                delta_C[g] = 0.0
+                seen_C[g] = False
+            meat_B[b] = acc
     return meat_B
+
+
+#: fixed number of chunks of the matrix-product kernels (results depend on it,
+#: not on the number of threads)
+_PRODUCT_CHUNKS = 32
+
+
+@pjit(fastmath=_SIMD)
+def gram_q0(Z_BP, G_PP):
+    """``z_b' G z_b`` per draw, with one matrix product per chunk of draws.
+
+    The caller limits BLAS to one thread: a product split across BLAS threads
+    can round differently from a serial one.
+    """
+    B = Z_BP.shape[0]
+    q0_B = np.empty(B)
+    n_chunks = min(B, _PRODUCT_CHUNKS)
+    for ch in prange(n_chunks):
+        b0 = ch * B // n_chunks
+        b1 = (ch + 1) * B // n_chunks
+        ZG = np.dot(Z_BP[b0:b1], G_PP)
+        for b in range(b0, b1):
+            q0_B[b] = _dot(ZG[b - b0], Z_BP[b])
+    return q0_B
+
+
+@pjit(fastmath=_SIMD)
+def dense_meats(lev_UB, tab_RQ, n_l, theta_BM, beta_B, Zt_PB, Wc_CP, cl_order, cl_starts, width):
+    """CRV1 meat per draw for draws that treat a large share of the units:
+    every cluster's untreated score from one matrix product per chunk of
+    clusters (``Wc Z'``), minus the treated units' parts, squared and summed.
+
+    Units of cluster c are ``cl_order[cl_starts[c]:cl_starts[c + 1]]``. The
+    caller limits BLAS to one thread (see :func:`gram_q0`).
+    """
+    B = lev_UB.shape[1]
+    C = Wc_CP.shape[0]
+    n_chunks = min(C, _PRODUCT_CHUNKS)
+    part = np.zeros((n_chunks, B))
+    for ch in prange(n_chunks):
+        for a in range(ch * C // n_chunks, (ch + 1) * C // n_chunks, width):
+            a1 = min(a + width, (ch + 1) * C // n_chunks)
+            negs = np.dot(Wc_CP[a:a1], Zt_PB)
+            for c in range(a, a1):
+                row = negs[c - a]
+                for q in range(cl_starts[c], cl_starts[c + 1]):
+                    i = cl_order[q]
+                    lev = lev_UB[i]
+                    for b in range(B):
+                        l = lev[b]
+                        if l >= 0:
+                            row[b] -= _treated_part(tab_RQ[i * n_l + l], theta_BM[b], beta_B[b])
+                for b in range(B):
+                    part[ch, b] += row[b] * row[b]
+    meat_B = part[0].copy()
+    for ch in range(1, n_chunks):
+        meat_B += part[ch]
+    return meat_B
+
+
+@pjit
+def partial_shuffle(u_BK, n):
+    """First K entries of a Fisher-Yates shuffle of ``0..n-1`` per draw.
+
+    ``u_BK[b, j]`` is a uniform number in [0, 1) drawn by the caller; step j
+    swaps position j with ``j + floor(u (n - j))``. Returns a sample without
+    replacement of K of the n positions, in draw order. Each chunk of draws
+    keeps one permutation and undoes its swaps after every draw, so a draw
+    costs O(K), not O(n), and does not depend on the chunking.
+    """
+    B, K = u_BK.shape
+    out_BK = np.empty((B, K), dtype=np.int64)
+    n_chunks = min(B, 64)
+    for ch in prange(n_chunks):
+        perm = np.arange(n)
+        swap = np.empty(K, dtype=np.int64)
+        for b in range(ch * B // n_chunks, (ch + 1) * B // n_chunks):
+            for j in range(K):
+                k = j + min(int(u_BK[b, j] * (n - j)), n - j - 1)
+                swap[j] = k
+                v = perm[k]
+                perm[k] = perm[j]
+                perm[j] = v
+                out_BK[b, j] = v
+            for j in range(K - 1, -1, -1):
+                k = swap[j]
+                v = perm[k]
+                perm[k] = perm[j]
+                perm[j] = v
+    return out_BK
+
+
+@pjit
+def adoption_times(pick_BK, l_BK, ent_ptr, ent_units, gvals_L, n_units):
+    """Dense ``B x U`` adoption times (0 = untreated) of sparse draws."""
+    B, K = pick_BK.shape
+    out_BU = np.zeros((B, n_units), dtype=np.int64)
+    for b in prange(B):
+        for k in range(K):
+            e = pick_BK[b, k]
+            g = gvals_L[l_BK[b, k]]
+            for q in range(ent_ptr[e], ent_ptr[e + 1]):
+                out_BU[b, ent_units[q]] = g
+    return out_BU
 
 
 @pjit
@@ -177,24 +371,3 @@ def placebo_columns(adopt_BU, unit_N, time_N):
         for b in range(B):
             D_NB[r, b] = 1.0 if t >= adopt_BU[b, i] else 0.0
     return D_NB
-
-
-@pjit
-def partial_shuffle(offset_BK, n):
-    """First K entries of a Fisher-Yates shuffle of ``0..n-1`` per draw.
-
-    ``offset_BK[b, j]`` is a uniform integer in ``[0, n - j)`` drawn by the
-    caller; swap ``j`` with ``j + offset``. Returns a sample without
-    replacement of K of the n positions (in draw order).
-    """
-    B, K = offset_BK.shape
-    out_BK = np.empty((B, K), dtype=np.int64)
-    for b in prange(B):
-        perm = np.arange(n)
-        for j in range(K):
-            k = j + offset_BK[b, j]
-            v = perm[k]
-            perm[k] = perm[j]
-            perm[j] = v
-            out_BK[b, j] = v
-    return out_BK
