@@ -74,6 +74,19 @@ def _naive(fml, frame, vcov, D_BN, pf_feols, weights=None, param="treat", pf_dra
     return {k: np.array(v) for k, v in out.items()}
 
 
+def _placebo(fit, method, **kw):
+    """``placebo`` with the fast path's meat strategy forced: "fast-gram"
+    (quadratic form + treated clusters) or "fast-dense" (one product for
+    every cluster); plain "fast" lets the engine choose."""
+    import staggerlab.inference.placebo as mod
+
+    ratio = {"fast-gram": 0.0, "fast-dense": np.inf}.get(method)
+    with pytest.MonkeyPatch.context() as mp:
+        if ratio is not None:
+            mp.setattr(mod, "GRAM_RATIO", ratio)
+        return placebo(fit, method=method.split("-")[0], **kw)
+
+
 def _check(res_coef, res_t, naive):
     for who in ("sl", "pf"):
         n = naive[f"{who}_coef"].size
@@ -93,9 +106,9 @@ def test_exact_against_naive_refits(scheme, balanced, pf_draws, pf_feols):
     vcov = {"CRV1": "unit"}
     fit = sl.feols(fml, df, vcov=vcov)
     frame = fit.design.frame
-    methods = ["general"] if scheme == "iid" else ["fast", "general"]
+    methods = ["general"] if scheme == "iid" else ["fast-gram", "fast-dense", "general"]
     runs = {
-        m: {s: placebo(fit, draws=N_DRAWS, scheme=scheme, stat=s, seed=7, method=m) for s in ("coef", "t")}
+        m: {s: _placebo(fit, m, draws=N_DRAWS, scheme=scheme, stat=s, seed=7) for s in ("coef", "t")}
         for m in methods
     }
     ref = runs[methods[0]]["t"]
@@ -107,22 +120,24 @@ def test_exact_against_naive_refits(scheme, balanced, pf_draws, pf_feols):
         np.testing.assert_array_equal(D[3], ref.column(3))
     naive = _naive(fml, frame, vcov, D, pf_feols, pf_draws=pf_draws)
     for m in methods:
-        assert runs[m]["t"].method == m
+        assert runs[m]["t"].method == m.split("-")[0]
         _check(runs[m]["coef"], runs[m]["t"], naive)
 
 
 @pytest.mark.parametrize(
     "case",
     [
-        dict(vcov={"CRV1": "region"}, method="fast"),  # cluster coarser than units
+        dict(vcov={"CRV1": "region"}, method="fast-gram"),  # cluster coarser than units
+        dict(vcov={"CRV1": "region"}, method="fast-dense"),
         dict(vcov="iid", method="fast"),
         dict(vcov="hetero", method="general"),
         dict(vcov={"CRV1": "unit+region"}, method="general"),
         dict(vcov={"CRV1": "unit"}, weights="w", method="general"),
         dict(vcov={"CRV1": "unit"}, method="general", strata="stratum"),
-        dict(vcov={"CRV1": "region"}, method="fast", cluster="region", scheme="units"),
+        dict(vcov={"CRV1": "region"}, method="fast-gram", cluster="region", scheme="units"),
+        dict(vcov={"CRV1": "unit"}, method="fast-dense", cluster="region", scheme="units+timing"),
     ],
-    ids=["crv1-region-fast", "iid-fast", "hetero", "twoway", "weights", "strata", "cluster-assign"],
+    ids=["crv1-region-gram", "crv1-region-dense", "iid-fast", "hetero", "twoway", "weights", "strata", "cluster-assign", "cluster-assign-unit-vcov"],
 )
 @pytest.mark.parametrize(
     "pf_draws", [PF_DRAWS, pytest.param(N_DRAWS, marks=pytest.mark.slow)], ids=["pf-some", "pf-all"]
@@ -138,11 +153,11 @@ def test_exact_vcov_and_designs(case, pf_draws, pf_feols):
                              gcl=pl.Series(g))
     fml = f"y ~ treat + {XS} | unit + time"
     fit = sl.feols(fml, df, vcov=case["vcov"], weights=case.get("weights"))
-    kw = dict(draws=N_DRAWS, scheme=case.get("scheme", "units+timing"), seed=3, method=case["method"],
+    kw = dict(draws=N_DRAWS, scheme=case.get("scheme", "units+timing"), seed=3,
               strata=case.get("strata"), cluster=case.get("cluster"),
               cohort="gcl" if "cluster" in case else None)
-    rc, rt = placebo(fit, stat="coef", **kw), placebo(fit, stat="t", **kw)
-    assert rt.method == case["method"]
+    rc, rt = _placebo(fit, case["method"], stat="coef", **kw), _placebo(fit, case["method"], stat="t", **kw)
+    assert rt.method == case["method"].split("-")[0]
     naive = _naive(fml, fit.design.frame, case["vcov"], _columns_from_assignments(rt, fit.design.frame),
                    pf_feols, weights=case.get("weights"), pf_draws=pf_draws)
     _check(rc, rt, naive)
@@ -222,6 +237,21 @@ def test_schemes_keep_their_promises(problem, scheme, seed):
             if scheme == "timing":
                 np.testing.assert_array_equal(as_ != 0, gs != 0)  # same treated units
         assert set(a[a != 0].tolist()) <= support
+
+
+@pytest.mark.parametrize("scheme", ["units", "timing", "units+timing"])
+def test_schemes_draw_uniformly(scheme):
+    """Every assignment a scheme allows comes up equally often (chi-square)."""
+    g = np.array([0, 2004, 0, 2006, 0])
+    draws = 6000
+    A = _Sampler(scheme, g, np.zeros(g.size, dtype=np.int64), np.arange(g.size), np.array([2004, 2006])).draw(
+        np.random.default_rng(11), draws)
+    _, counts = np.unique(A, axis=0, return_counts=True)
+    # units: 5 x 4 ordered placements of the two times; timing: 2 orders of
+    # the two times on units 1 and 3; units+timing: 10 pairs of units x 4 time draws
+    expected_cells = {"units": 20, "timing": 2, "units+timing": 40}[scheme]
+    assert counts.size == expected_cells
+    assert stats.chisquare(counts).pvalue > 1e-4
 
 
 @given(st.integers(2, 12), st.integers(0, 2**31), st.sampled_from(["units", "timing", "units+timing"]))
