@@ -54,6 +54,8 @@ SAMPLER_SLAB = 1 << 21
 GRAM_RATIO = 4.0
 #: doubles in one clusters x draws chunk of the dense meat
 DENSE_CHUNK = 1 << 19
+#: draws treating at least 1 / MANY_TREATED of the units use branch-free loops
+MANY_TREATED = 8
 #: entries of the draws x units level matrix of the fast engine (int16)
 LEVEL_SLAB = 1 << 24
 #: doubles in one N x B slab of placebo columns on the general path (~64 MB).
@@ -250,6 +252,7 @@ class _FastEngine:
         self.yy = float(yy @ yy)
         self.ent_ptr, self.ent_units = sampler.ent_ptr, sampler.ent_units
         self.n_units = n_units
+        self.many_treated = sampler.units_per_draw() * MANY_TREATED >= n_units
         self.adj, self.df_resid, self.stat = adj, df_resid, stat
         self.cl = None
         if stat == "t" and cl_U is not None:
@@ -276,7 +279,7 @@ class _FastEngine:
             return np.concatenate([self.compute(pick[a : a + step], lidx[a : a + step])
                                    for a in range(0, pick.shape[0], step)])
         lev = kp.draw_levels(pick, lidx, self.ent_ptr, self.ent_units, self.n_units)
-        theta, dmd, dmy, uu = kp.draw_thetas(lev, self.tab, self.n_l, self.Cinv)
+        theta, dmd, dmy, uu = kp.draw_thetas(lev, self.tab, self.n_l, self.Cinv, self.many_treated)
         with np.errstate(divide="ignore", invalid="ignore"):
             beta = np.where(dmd > COLLIN_TOL * uu, dmy / dmd, np.nan)
         if self.stat == "coef":

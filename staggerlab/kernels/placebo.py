@@ -142,23 +142,35 @@ _UNIT_CHUNKS = 16
 
 
 @pjit(fastmath=_SIMD)
-def draw_thetas(lev_UB, tab_RQ, n_l, Cinv_MM):
+def draw_thetas(lev_UB, tab_RQ, n_l, Cinv_MM, branch_free):
     """Per draw: ``theta = C^-1 sum_S SF``, ``D'MD``, ``D'My`` and ``sum_S UU``.
 
     ``tab_RQ[i * n_l + l] = [SF_il (M), Sy_il, UU_il]``, ``lev_UB`` from
-    :func:`draw_levels`.
+    :func:`draw_levels`; ``branch_free`` when a large share of units is
+    treated in a draw.
     """
     U, B = lev_UB.shape
     Q = tab_RQ.shape[1]
     M = Cinv_MM.shape[0]
     part = np.zeros((_UNIT_CHUNKS, B, Q))
     for ch in prange(_UNIT_CHUNKS):
+        acc = part[ch]
         for i in range(ch * U // _UNIT_CHUNKS, (ch + 1) * U // _UNIT_CHUNKS):
             lev = lev_UB[i]
+            base = i * n_l
             for b in range(B):
                 l = lev[b]
-                if l >= 0:
-                    part[ch, b] += tab_RQ[i * n_l + l]
+                if branch_free:
+                    # when many draws treat a unit, at random, a branch
+                    # mispredicts often: add every row, weighted 0 or 1
+                    w = 1.0 if l >= 0 else 0.0
+                    row = tab_RQ[base + max(l, 0)]
+                    for q in range(Q):
+                        acc[b, q] += w * row[q]
+                elif l >= 0:
+                    row = tab_RQ[base + l]
+                    for q in range(Q):
+                        acc[b, q] += row[q]
     theta_BM = np.empty((B, M))
     dmd_B = np.empty(B)
     dmy_B = np.empty(B)
@@ -302,8 +314,8 @@ def dense_meats(lev_UB, tab_RQ, n_l, theta_BM, beta_B, Zt_PB, Wc_CP, cl_order, c
                     lev = lev_UB[i]
                     for b in range(B):
                         l = lev[b]
-                        if l >= 0:
-                            row[b] -= _treated_part(tab_RQ[i * n_l + l], theta_BM[b], beta_B[b])
+                        w = 1.0 if l >= 0 else 0.0
+                        row[b] -= w * _treated_part(tab_RQ[i * n_l + max(l, 0)], theta_BM[b], beta_B[b])
                 for b in range(B):
                     part[ch, b] += row[b] * row[b]
     meat_B = part[0].copy()
