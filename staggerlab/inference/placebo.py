@@ -37,7 +37,6 @@ from .._seed import SeedLike, as_seedsequence, block_generator
 from ..errors import FormulaError, PanelError, StaggerlabWarning, TreatmentError, VcovError
 from ..kernels import placebo as kp
 from ..kernels.cluster import cluster_sums
-from ..kernels.demean import sweep_one
 from ..panels.panel import check_columns
 from .compat import as_feols
 from .feols import Feols, feols
@@ -209,6 +208,20 @@ class _Sampler:
 
 
 # ------------------------------------------------------------------ engines
+def _normal_equations(tab, W, L, M, with_w, thr_L, *cols):
+    """``C = F'F`` and ``F'yu`` of the fast path's partialled-out design."""
+    if with_w:
+        packed = W[:, M:].sum(axis=0)
+        Fy = W[:, :M].sum(axis=0)
+        C = np.zeros((M, M))
+        C[np.triu_indices(M)] = packed
+        return C + np.triu(C, 1).T, Fy
+    # without W: one more pass over the units (only G and P are needed)
+    row_ptr, rows, per_N, xs, K, y, n_periods, max_rows = cols
+    _, W1, _ = kp.unit_tables(row_ptr, rows, per_N, xs, K, y, n_periods, thr_L[:0], max_rows, True)
+    return _normal_equations(tab, W1, L, M, True, thr_L)
+
+
 class _FastEngine:
     """Unit + period FEs, unweighted, iid or CRV1 by a cluster containing units."""
 
@@ -216,22 +229,21 @@ class _FastEngine:
                  n_periods: int, thr_L: np.ndarray, cl_U: np.ndarray | None, adj: float, df_resid: int,
                  stat: str, sampler: _Sampler):
         d = fit.design
-        N = d.nobs
         controls = [r for r in d.regressors if r != param]
         K = len(controls)
         M = n_periods - 1 + K
-        X = np.zeros((N, M))
-        rows = np.flatnonzero(per_N > 0)
-        X[rows, per_N[rows] - 1] = 1.0
-        for j, c in enumerate(controls):
-            X[:, n_periods - 1 + j] = d.column(c)
-        cnt_U = np.bincount(unit_N, minlength=n_units).astype(float)
-        # unit demeaning, exact and non-iterative (the foundation's one-FE sweep)
-        ones = np.ones(N)
-        F = sweep_one(X, unit_N, ones, cnt_U)
-        del X
-        yu = sweep_one(fit.y_raw.reshape(-1, 1), unit_N, ones, cnt_U)[:, 0]
-        C = F.T @ F
+        L = thr_L.size
+        with_w = stat == "t" and cl_U is not None
+        row_ptr, rows = kp.rows_by_unit(unit_N, n_units)
+        xs = tuple(d.column(c) for c in controls) or (np.zeros(0),)
+        y = np.ascontiguousarray(fit.y_raw, dtype=np.float64)
+        cols = (row_ptr, rows, per_N, xs, K, y, n_periods)
+        max_rows = int(np.diff(row_ptr).max())
+        tab, W, yss = kp.unit_tables(*cols, thr_L, max_rows, with_w)
+        # C = F'F and F'yu are sums of the unit tables: every G_i and P_i
+        # (the W table) or, without W, the suffix sums from the first period
+        C, Fy = _normal_equations(tab, W, L, M, with_w, thr_L, row_ptr, rows, per_N, xs, K, y, n_periods,
+                                  max_rows)
         sc = 1.0 / np.sqrt(np.diag(C))
         Cs = C * sc[:, None] * sc[None, :]
         # a disconnected panel or a control collinear with the period FE makes
@@ -240,16 +252,12 @@ class _FastEngine:
             raise np.linalg.LinAlgError("period dummies + controls are rank deficient after unit demeaning")
         cho = sla.cho_factor(Cs)
         Cinv = sla.cho_solve(cho, np.eye(M)) * sc[:, None] * sc[None, :]
-        yy = yu - F @ (sc * sla.cho_solve(cho, sc * (F.T @ yu)))
-        Sy, SF, cnt, T_U, W = kp.unit_tables(unit_N, per_N, F, yy, thr_L, n_units)
-        del F
-        L = thr_L.size
+        theta_y = sc * sla.cho_solve(cho, sc * Fy)
+        kp.residualize_tables(tab, W, L, theta_y)
         self.n_l = L
-        self.tab = np.concatenate([SF, Sy[:, :, None], (cnt - cnt**2 / T_U[:, None])[:, :, None]], axis=2)
-        self.tab = self.tab.reshape(n_units * L, M + 2)
-        del Sy, SF, cnt
+        self.tab = tab
         self.Cinv = np.ascontiguousarray(Cinv)
-        self.yy = float(yy @ yy)
+        self.yy = kp.resid_ss(*cols, max_rows, theta_y)
         self.ent_ptr, self.ent_units = sampler.ent_ptr, sampler.ent_units
         self.n_units = n_units
         self.many_treated = sampler.units_per_draw() * MANY_TREATED >= n_units

@@ -33,6 +33,9 @@ from ._jit import jit, pjit, prange
 
 __all__ = [
     "unit_tables",
+    "rows_by_unit",
+    "residualize_tables",
+    "resid_ss",
     "draw_thetas",
     "draw_meats",
     "pack_outer",
@@ -50,42 +53,149 @@ _SIMD = {"reassoc", "contract"}
 
 
 @jit
-def unit_tables(unit_N, per_N, F_NM, y_N, thr_L, n_units):
-    """Per-unit tables of the fast path.
+def rows_by_unit(unit_N, n_units):
+    """CSR of the rows of every unit (a counting sort, O(N))."""
+    ptr = np.zeros(n_units + 1, dtype=np.int64)
+    for r in range(unit_N.shape[0]):
+        ptr[unit_N[r] + 1] += 1
+    for i in range(n_units):
+        ptr[i + 1] += ptr[i]
+    fill = ptr[:-1].copy()
+    rows = np.empty(unit_N.shape[0], dtype=np.int64)
+    for r in range(unit_N.shape[0]):
+        rows[fill[unit_N[r]]] = r
+        fill[unit_N[r]] += 1
+    return ptr, rows
 
-    Returns ``Sy_UL[i, l] = sum_{t >= thr_l} y_it``, ``SF_ULM`` (same suffix
-    sums of the rows of F), ``cnt_UL`` (rows with period >= thr_l), ``T_U``
-    (rows per unit) and ``W_UP = [P_i, packed G_i]`` with ``P_i = sum_t y_it
-    F_it`` and ``G_i = sum_t F_it F_it'`` packed upper-triangularly (so that
-    ``theta' G_i theta = packed(G_i) . pack_outer(theta)``).
+
+@jit
+def _unit_block(i, row_ptr, rows, per_N, xs, n_x, y_N, n_periods, F_TM, y_T):
+    """Fill ``F_TM[:n]`` with unit i's rows of ``M_u [period dummies 2..T,
+    X]`` and ``y_T[:n]`` with its demeaned outcome; return n.
+
+    Built on the fly from the raw columns, so the N x M design is never
+    formed (10 million rows x 17 columns would be 1.4 GB).
     """
-    N, M = F_NM.shape
+    n = row_ptr[i + 1] - row_ptr[i]
+    M = F_TM.shape[1]
+    off = n_periods - 1
+    ybar = 0.0
+    for j in range(n):
+        r = rows[row_ptr[i] + j]
+        for m in range(off):
+            F_TM[j, m] = 0.0
+        if per_N[r] > 0:
+            F_TM[j, per_N[r] - 1] = 1.0
+        for k in range(n_x):
+            F_TM[j, off + k] = xs[k][r]
+        y_T[j] = y_N[r]
+        ybar += y_N[r]
+    ybar /= n
+    for j in range(n):
+        y_T[j] -= ybar
+    for m in range(M):
+        mean = 0.0
+        for j in range(n):
+            mean += F_TM[j, m]
+        mean /= n
+        for j in range(n):
+            F_TM[j, m] -= mean
+    return n
+
+
+@pjit
+def unit_tables(row_ptr, rows, per_N, xs, n_x, y_N, n_periods, thr_L, max_rows, with_w):
+    """Per-(unit, adoption time) tables of the fast path, from the raw columns.
+
+    With ``F = M_u [period dummies 2..T, X]`` and ``yu = M_u y`` (M_u: unit
+    demeaning), returns ``tab_RQ[i * L + l] = [SF_il, Sy_il, UU_il]``
+    (suffix sums from threshold l of the rows of F and of yu, and
+    ``n_il - n_il^2 / T_i``), ``W_UP = [P_i, packed G_i]`` with ``P_i =
+    sum_t yu_it F_it`` and ``G_i = sum_t F_it F_it'`` packed upper-
+    triangularly (only if ``with_w``), and ``sum yu^2``. The tables of the
+    fully residualized outcome follow with :func:`residualize_tables`.
+    """
+    U = row_ptr.shape[0] - 1
+    M = n_periods - 1 + n_x
     L = thr_L.shape[0]
-    P2 = M * (M + 1) // 2
-    Sy_UL = np.zeros((n_units, L))
-    SF_ULM = np.zeros((n_units, L, M))
-    cnt_UL = np.zeros((n_units, L))
-    T_U = np.zeros(n_units)
-    W_UP = np.zeros((n_units, M + P2))
-    for r in range(N):
-        i = unit_N[r]
-        T_U[i] += 1.0
-        yr = y_N[r]
-        for l in range(L):
-            if per_N[r] >= thr_L[l]:
-                Sy_UL[i, l] += yr
-                cnt_UL[i, l] += 1.0
-                for m in range(M):
-                    SF_ULM[i, l, m] += F_NM[r, m]
+    P = M + M * (M + 1) // 2
+    tab_RQ = np.zeros((U * L, M + 2))
+    W_UP = np.zeros((U if with_w else 0, P))
+    yss_U = np.zeros(U)
+    n_chunks = min(U, 64)
+    for ch in prange(n_chunks):
+        F_TM = np.empty((max_rows, M))
+        y_T = np.empty(max_rows)
+        cnt_L = np.empty(L)
+        for i in range(ch * U // n_chunks, (ch + 1) * U // n_chunks):
+            n = _unit_block(i, row_ptr, rows, per_N, xs, n_x, y_N, n_periods, F_TM, y_T)
+            cnt_L[:] = 0.0
+            for j in range(n):
+                per = per_N[rows[row_ptr[i] + j]]
+                yj = y_T[j]
+                yss_U[i] += yj * yj
+                for l in range(L):
+                    if per >= thr_L[l]:
+                        t = tab_RQ[i * L + l]
+                        for m in range(M):
+                            t[m] += F_TM[j, m]
+                        t[M] += yj
+                        cnt_L[l] += 1.0
+                if with_w:
+                    w = W_UP[i]
+                    for m in range(M):
+                        w[m] += yj * F_TM[j, m]
+                    p = M
+                    for a in range(M):
+                        fa = F_TM[j, a]
+                        for b in range(a, M):
+                            w[p] += fa * F_TM[j, b]
+                            p += 1
+            for l in range(L):
+                tab_RQ[i * L + l, M + 1] = cnt_L[l] - cnt_L[l] * cnt_L[l] / n
+    return tab_RQ, W_UP, yss_U.sum()
+
+
+@pjit
+def residualize_tables(tab_RQ, W_UP, n_l, theta_M):
+    """Replace ``yu`` by ``yy = yu - F theta`` in the tables, in place:
+    ``Sy -= SF' theta`` and ``P_i -= G_i theta``."""
+    M = theta_M.shape[0]
+    for r in prange(tab_RQ.shape[0]):
+        s = 0.0
         for m in range(M):
-            W_UP[i, m] += yr * F_NM[r, m]
+            s += tab_RQ[r, m] * theta_M[m]
+        tab_RQ[r, M] -= s
+    for i in prange(W_UP.shape[0]):
+        w = W_UP[i]
         p = M
         for a in range(M):
-            fa = F_NM[r, a]
             for b in range(a, M):
-                W_UP[i, p] += fa * F_NM[r, b]
+                g = w[p]
+                w[a] -= g * theta_M[b]
+                if b != a:
+                    w[b] -= g * theta_M[a]
                 p += 1
-    return Sy_UL, SF_ULM, cnt_UL, T_U, W_UP
+
+
+@pjit
+def resid_ss(row_ptr, rows, per_N, xs, n_x, y_N, n_periods, max_rows, theta_M):
+    """``sum (yu - F theta)^2`` over all rows, F built on the fly."""
+    U = row_ptr.shape[0] - 1
+    M = theta_M.shape[0]
+    n_chunks = min(U, 64)
+    part = np.zeros(n_chunks)
+    for ch in prange(n_chunks):
+        F_TM = np.empty((max_rows, M))
+        y_T = np.empty(max_rows)
+        for i in range(ch * U // n_chunks, (ch + 1) * U // n_chunks):
+            n = _unit_block(i, row_ptr, rows, per_N, xs, n_x, y_N, n_periods, F_TM, y_T)
+            for j in range(n):
+                e = y_T[j]
+                for m in range(M):
+                    e -= F_TM[j, m] * theta_M[m]
+                part[ch] += e * e
+    return part.sum()
 
 
 @pjit
