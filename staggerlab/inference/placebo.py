@@ -36,6 +36,7 @@ from .._parallel import run_blocks
 from .._seed import SeedLike, as_seedsequence, block_generator
 from ..errors import FormulaError, PanelError, StaggerlabWarning, TreatmentError, VcovError
 from ..kernels import placebo as kp
+from ..kernels._jit import threads_for
 from ..kernels.cluster import cluster_sums
 from ..panels.panel import check_columns
 from .compat import as_feols
@@ -53,7 +54,8 @@ SAMPLER_SLAB = 1 << 21
 GRAM_RATIO = 4.0
 #: doubles in one clusters x draws chunk of the dense meat
 DENSE_CHUNK = 1 << 19
-#: draws treating at least 1 / MANY_TREATED of the units use branch-free loops
+#: draws treating at least 1 / MANY_TREATED of the units walk all units
+#: (branch-free); fewer gather their rows
 MANY_TREATED = 8
 #: entries of the draws x units level matrix of the fast engine (int16)
 LEVEL_SLAB = 1 << 24
@@ -208,18 +210,11 @@ class _Sampler:
 
 
 # ------------------------------------------------------------------ engines
-def _normal_equations(tab, W, L, M, with_w, thr_L, *cols):
-    """``C = F'F`` and ``F'yu`` of the fast path's partialled-out design."""
-    if with_w:
-        packed = W[:, M:].sum(axis=0)
-        Fy = W[:, :M].sum(axis=0)
-        C = np.zeros((M, M))
-        C[np.triu_indices(M)] = packed
-        return C + np.triu(C, 1).T, Fy
-    # without W: one more pass over the units (only G and P are needed)
-    row_ptr, rows, per_N, xs, K, y, n_periods, max_rows = cols
-    _, W1, _ = kp.unit_tables(row_ptr, rows, per_N, xs, K, y, n_periods, thr_L[:0], max_rows, True)
-    return _normal_equations(tab, W1, L, M, True, thr_L)
+def _normal_equations(W: np.ndarray, M: int) -> tuple[np.ndarray, np.ndarray]:
+    """``C = F'F`` and ``F'y`` from the per-unit ``[P_i, packed G_i]`` rows."""
+    C = np.zeros((M, M))
+    C[np.triu_indices(M)] = W[:, M:].sum(axis=0)
+    return C + np.triu(C, 1).T, W[:, :M].sum(axis=0)
 
 
 class _FastEngine:
@@ -228,22 +223,33 @@ class _FastEngine:
     def __init__(self, fit: Feols, param: str, unit_N: np.ndarray, n_units: int, per_N: np.ndarray,
                  n_periods: int, thr_L: np.ndarray, cl_U: np.ndarray | None, adj: float, df_resid: int,
                  stat: str, sampler: _Sampler):
+        self.ent_ptr, self.ent_units = sampler.ent_ptr, sampler.ent_units
+        self.n_units = n_units
+        self.many_treated = sampler.units_per_draw() * MANY_TREATED >= n_units
+        self.adj, self.df_resid, self.stat = adj, df_resid, stat
+        with_w = stat == "t" and cl_U is not None
+        with threads_for(unit_N.size * n_periods):
+            W = self._tables(fit, param, unit_N, n_units, per_N, n_periods, thr_L, with_w)
+        self.cl = None
+        if with_w:
+            self._clusters(cl_U, W, sampler)
+
+    def _tables(self, fit: Feols, param: str, unit_N: np.ndarray, n_units: int, per_N: np.ndarray,
+                n_periods: int, thr_L: np.ndarray, with_w: bool) -> np.ndarray:
+        """Unit tables of the residualized outcome; returns W (see kernels)."""
         d = fit.design
         controls = [r for r in d.regressors if r != param]
         K = len(controls)
         M = n_periods - 1 + K
         L = thr_L.size
-        with_w = stat == "t" and cl_U is not None
         row_ptr, rows = kp.rows_by_unit(unit_N, n_units)
         xs = tuple(d.column(c) for c in controls) or (np.zeros(0),)
         y = np.ascontiguousarray(fit.y_raw, dtype=np.float64)
         cols = (row_ptr, rows, per_N, xs, K, y, n_periods)
         max_rows = int(np.diff(row_ptr).max())
-        tab, W, yss = kp.unit_tables(*cols, thr_L, max_rows, with_w)
-        # C = F'F and F'yu are sums of the unit tables: every G_i and P_i
-        # (the W table) or, without W, the suffix sums from the first period
-        C, Fy = _normal_equations(tab, W, L, M, with_w, thr_L, row_ptr, rows, per_N, xs, K, y, n_periods,
-                                  max_rows)
+        tab, W, _ = kp.unit_tables(*cols, thr_L, max_rows, with_w)
+        # C = F'F and F'yu are the sums of every unit's G_i and P_i (the W table)
+        C, Fy = _normal_equations(W if with_w else kp.unit_tables(*cols, thr_L[:0], max_rows, True)[1], M)
         sc = 1.0 / np.sqrt(np.diag(C))
         Cs = C * sc[:, None] * sc[None, :]
         # a disconnected panel or a control collinear with the period FE makes
@@ -251,43 +257,48 @@ class _FastEngine:
         if not np.all(np.isfinite(sc)) or np.linalg.eigvalsh(Cs)[0] < 1e-10:
             raise np.linalg.LinAlgError("period dummies + controls are rank deficient after unit demeaning")
         cho = sla.cho_factor(Cs)
-        Cinv = sla.cho_solve(cho, np.eye(M)) * sc[:, None] * sc[None, :]
+        self.Cinv = np.ascontiguousarray(sla.cho_solve(cho, np.eye(M)) * sc[:, None] * sc[None, :])
         theta_y = sc * sla.cho_solve(cho, sc * Fy)
         kp.residualize_tables(tab, W, L, theta_y)
-        self.n_l = L
-        self.tab = tab
-        self.Cinv = np.ascontiguousarray(Cinv)
+        self.n_l, self.tab = L, tab
         self.yy = kp.resid_ss(*cols, max_rows, theta_y)
-        self.ent_ptr, self.ent_units = sampler.ent_ptr, sampler.ent_units
-        self.n_units = n_units
-        self.many_treated = sampler.units_per_draw() * MANY_TREATED >= n_units
-        self.adj, self.df_resid, self.stat = adj, df_resid, stat
-        self.cl = None
-        if stat == "t" and cl_U is not None:
-            n_cl = int(cl_U.max()) + 1
-            by_unit = n_cl == n_units and bool(np.array_equal(cl_U, np.arange(n_units)))
-            if by_unit:
-                self.cl, self.Wc = np.empty(0, dtype=np.int64), W
-                self.cl_order, self.cl_starts = np.arange(n_units, dtype=np.int64), np.arange(n_units + 1)
-            else:
-                self.cl = cl_U.astype(np.int64)
-                self.cl_order = np.argsort(cl_U, kind="stable").astype(np.int64)
-                self.cl_starts = np.r_[np.flatnonzero(np.r_[True, np.diff(cl_U[self.cl_order]) != 0]), n_units]
-                self.Wc = np.add.reduceat(W[self.cl_order], self.cl_starts[:-1], axis=0)
-            self.n_cl = n_cl
-            # few treated clusters per draw: the untreated part of the meat is a
-            # quadratic form (Gram matrix) and treated clusters are dot products;
-            # many: one matrix product gives every cluster's untreated score
-            self.gram = self.Wc.T @ self.Wc if GRAM_RATIO * sampler.units_per_draw() < n_cl else None
+        return W
+
+    def _clusters(self, cl_U: np.ndarray, W: np.ndarray, sampler: _Sampler) -> None:
+        """Cluster-level W and the meat strategy."""
+        n_units = self.n_units
+        n_cl = int(cl_U.max()) + 1
+        if n_cl == n_units and bool(np.array_equal(cl_U, np.arange(n_units))):
+            self.cl, self.Wc = np.empty(0, dtype=np.int64), W
+            self.cl_order, self.cl_starts = np.arange(n_units, dtype=np.int64), np.arange(n_units + 1)
+        else:
+            self.cl = cl_U.astype(np.int64)
+            self.cl_order = np.argsort(cl_U, kind="stable").astype(np.int64)
+            self.cl_starts = np.r_[np.flatnonzero(np.r_[True, np.diff(cl_U[self.cl_order]) != 0]), n_units]
+            self.Wc = np.add.reduceat(W[self.cl_order], self.cl_starts[:-1], axis=0)
+        self.n_cl = n_cl
+        # few treated clusters per draw: the untreated part of the meat is a
+        # quadratic form (Gram matrix) and treated clusters are dot products;
+        # many: one matrix product gives every cluster's untreated score
+        self.gram = self.Wc.T @ self.Wc if GRAM_RATIO * sampler.units_per_draw() < n_cl else None
 
     def compute(self, pick: np.ndarray, lidx: np.ndarray) -> np.ndarray:
+        with threads_for(pick.shape[0] * (self.n_units if self.many_treated else pick.shape[1] * self.tab.shape[1])):
+            return self._compute(pick, lidx)
+
+    def _compute(self, pick: np.ndarray, lidx: np.ndarray) -> np.ndarray:
         # the dense level matrix (draws x units) is bounded by LEVEL_SLAB
         step = max(1, LEVEL_SLAB // self.n_units)
         if pick.shape[0] > step:
-            return np.concatenate([self.compute(pick[a : a + step], lidx[a : a + step])
+            return np.concatenate([self._compute(pick[a : a + step], lidx[a : a + step])
                                    for a in range(0, pick.shape[0], step)])
-        lev = kp.draw_levels(pick, lidx, self.ent_ptr, self.ent_units, self.n_units)
-        theta, dmd, dmy, uu = kp.draw_thetas(lev, self.tab, self.n_l, self.Cinv, self.many_treated)
+        if self.many_treated:
+            lev = kp.draw_levels(pick, lidx, self.ent_ptr, self.ent_units, self.n_units)
+            theta, dmd, dmy, uu = kp.draw_thetas(lev, self.tab, self.n_l, self.Cinv)
+        else:
+            lev = None
+            theta, dmd, dmy, uu = kp.draw_thetas_sparse(pick, lidx, self.ent_ptr, self.ent_units, self.tab, self.n_l,
+                                                        self.Cinv)
         with np.errstate(divide="ignore", invalid="ignore"):
             beta = np.where(dmd > COLLIN_TOL * uu, dmy / dmd, np.nan)
         if self.stat == "coef":
@@ -302,6 +313,8 @@ class _FastEngine:
                 meat = kp.draw_meats(pick, lidx, self.ent_ptr, self.ent_units, self.cl, self.n_cl, self.tab,
                                      self.n_l, theta, bz, Z, self.Wc, q0)
             else:
+                if lev is None:
+                    lev = kp.draw_levels(pick, lidx, self.ent_ptr, self.ent_units, self.n_units)
                 meat = kp.dense_meats(lev, self.tab, self.n_l, theta, bz, np.ascontiguousarray(Z.T), self.Wc,
                                       self.cl_order, self.cl_starts, max(16, DENSE_CHUNK // Z.shape[0]))
             var = self.adj * meat / dmd**2

@@ -37,6 +37,7 @@ __all__ = [
     "residualize_tables",
     "resid_ss",
     "draw_thetas",
+    "draw_thetas_sparse",
     "draw_meats",
     "pack_outer",
     "partial_shuffle",
@@ -252,12 +253,11 @@ _UNIT_CHUNKS = 16
 
 
 @pjit(fastmath=_SIMD)
-def draw_thetas(lev_UB, tab_RQ, n_l, Cinv_MM, branch_free):
+def draw_thetas(lev_UB, tab_RQ, n_l, Cinv_MM):
     """Per draw: ``theta = C^-1 sum_S SF``, ``D'MD``, ``D'My`` and ``sum_S UU``.
 
     ``tab_RQ[i * n_l + l] = [SF_il (M), Sy_il, UU_il]``, ``lev_UB`` from
-    :func:`draw_levels`; ``branch_free`` when a large share of units is
-    treated in a draw.
+    :func:`draw_levels`. For draws that treat a large share of the units.
     """
     U, B = lev_UB.shape
     Q = tab_RQ.shape[1]
@@ -269,18 +269,13 @@ def draw_thetas(lev_UB, tab_RQ, n_l, Cinv_MM, branch_free):
             lev = lev_UB[i]
             base = i * n_l
             for b in range(B):
+                # many draws treat a unit, at random, so a branch would
+                # mispredict often: add every row, weighted 0 or 1
                 l = lev[b]
-                if branch_free:
-                    # when many draws treat a unit, at random, a branch
-                    # mispredicts often: add every row, weighted 0 or 1
-                    w = 1.0 if l >= 0 else 0.0
-                    row = tab_RQ[base + max(l, 0)]
-                    for q in range(Q):
-                        acc[b, q] += w * row[q]
-                elif l >= 0:
-                    row = tab_RQ[base + l]
-                    for q in range(Q):
-                        acc[b, q] += row[q]
+                w = 1.0 if l >= 0 else 0.0
+                row = tab_RQ[base + max(l, 0)]
+                for q in range(Q):
+                    acc[b, q] += w * row[q]
     theta_BM = np.empty((B, M))
     dmd_B = np.empty(B)
     dmy_B = np.empty(B)
@@ -289,18 +284,46 @@ def draw_thetas(lev_UB, tab_RQ, n_l, Cinv_MM, branch_free):
         acc = part[0, b].copy()
         for ch in range(1, _UNIT_CHUNKS):
             acc += part[ch, b]
-        et = 0.0
-        for m in range(M):
-            s = 0.0
-            for j in range(M):
-                s += Cinv_MM[m, j] * acc[j]
-            theta_BM[b, m] = s
-            et += acc[m] * s
-        uu = acc[M + 1]
-        dmd_B[b] = uu - et
-        dmy_B[b] = acc[M]
-        uu_B[b] = uu
+        _solve_theta(acc, Cinv_MM, b, theta_BM, dmd_B, dmy_B, uu_B)
     return theta_BM, dmd_B, dmy_B, uu_B
+
+
+@pjit(fastmath=_SIMD)
+def draw_thetas_sparse(pick_BK, l_BK, ent_ptr, ent_units, tab_RQ, n_l, Cinv_MM):
+    """:func:`draw_thetas` for draws that treat few units: gather each
+    draw's table rows (cheaper than walking every unit)."""
+    B, K = pick_BK.shape
+    M = Cinv_MM.shape[0]
+    theta_BM = np.empty((B, M))
+    dmd_B = np.empty(B)
+    dmy_B = np.empty(B)
+    uu_B = np.empty(B)
+    for b in prange(B):
+        acc = np.zeros(tab_RQ.shape[1])
+        for k in range(K):
+            e = pick_BK[b, k]
+            l = l_BK[b, k]
+            for q in range(ent_ptr[e], ent_ptr[e + 1]):
+                acc += tab_RQ[ent_units[q] * n_l + l]
+        _solve_theta(acc, Cinv_MM, b, theta_BM, dmd_B, dmy_B, uu_B)
+    return theta_BM, dmd_B, dmy_B, uu_B
+
+
+@jit(fastmath=_SIMD, inline="always")
+def _solve_theta(acc, Cinv_MM, b, theta_BM, dmd_B, dmy_B, uu_B):
+    """From ``acc = [sum_S SF, sum_S Sy, sum_S UU]``: theta, D'MD, D'My."""
+    M = Cinv_MM.shape[0]
+    et = 0.0
+    for m in range(M):
+        s = 0.0
+        for j in range(M):
+            s += Cinv_MM[m, j] * acc[j]
+        theta_BM[b, m] = s
+        et += acc[m] * s
+    uu = acc[M + 1]
+    dmd_B[b] = uu - et
+    dmy_B[b] = acc[M]
+    uu_B[b] = uu
 
 
 @jit(fastmath=_SIMD, inline="always")
