@@ -4,7 +4,7 @@ coefficient of a fitted TWFE model, with confidence intervals by test inversion.
 The algebra follows Roodman, MacKinnon, Nielsen & Webb (2019, "Fast and
 wild") and MacKinnon (2023): everything the bootstrap needs is a handful of
 per-cluster sums computed in one O(N k) pass, after which a draw costs O(G k):
-one product of the block's weight matrix (draws x G) with a G x 2k matrix.
+a few products of the block's weight matrix (draws x G) with G x k matrices.
 
 Notation (all on the demeaned, sqrt-weighted design): ``X`` (N x k), ``A =
 (X'X)^-1``, ``a = A[:, p]`` for the tested coefficient ``p``, ``r = X a``.
@@ -24,8 +24,16 @@ Fixed effects: a fixed effect nested in the bootstrap clusters commutes with
 the weights and stays absorbed. A fixed effect that is not nested (years when
 clustering by firm) does not: the exact bootstrap (the one a dummy-variable
 regression gives) keeps its dummies as regressors, partialled out only of the
-nested fixed effects. With few levels (years) this is cheap; the dense dummy
-block is limited to ``MAX_DUMMY_COLUMNS`` columns.
+nested fixed effects. The design used is ``[Xw, Dn]``: the fit's fully demeaned
+regressors and those dummies. It spans the same space as the regressors
+partialled out of the nested FEs only plus the dummies, so the bootstrap is the
+same, but ``Xw`` and the residuals already exist and ``Dn`` is rebuilt in row
+chunks, so no N x (k + L) matrix is formed. The dummy block is limited to
+``MAX_DUMMY_COLUMNS`` columns.
+
+Memory: besides the fit, the bootstrap keeps two G x k arrays of cluster sums
+(``x u`` and ``x r``) and, per block of draws, the block's weights (packed
+bits for Rademacher); the products with the weights run over cluster ranges.
 """
 
 from __future__ import annotations
@@ -236,13 +244,12 @@ class _BootDesign:
     uhat: np.ndarray
     explicit_fe: list[str]
 
-    def blocks(self, keep_d: np.ndarray | None = None) -> Iterator[tuple[slice | np.ndarray, np.ndarray]]:
-        """``(rows, X[rows])`` for every chunk; all dummy columns if ``keep_d`` is None."""
-        keep_d = self.keep_d if keep_d is None else keep_d
+    def blocks(self) -> Iterator[tuple[slice | np.ndarray, np.ndarray]]:
+        """``(rows, X[rows])`` for every chunk (the kept dummy columns only)."""
         for rows in self.chunks:
             X = self.Xw[rows]
             if self.dummies is not None:
-                X = np.hstack([X, self.dummies.block(rows)[:, keep_d]])
+                X = np.hstack([X, self.dummies.block(rows)[:, self.keep_d]])
             yield rows, np.ascontiguousarray(X)
 
 
@@ -380,21 +387,49 @@ def _same_partition(codes: np.ndarray, boot: np.ndarray, n_boot: int) -> bool:
     return int(codes.max()) + 1 == n_boot and nested_in(codes, boot)
 
 
+class _CrossSums:
+    """Sums of a variance clustering that is not the bootstrap clustering
+    (two-way, subcluster): ``sum x r`` by variance cluster, and ``sum r u``,
+    ``sum r r`` by (variance cluster, bootstrap cluster) cell."""
+
+    def __init__(self, codes: np.ndarray, boot: np.ndarray, k: int):
+        self.codes, self.boot = codes, boot
+        self.cells = combine_codes(codes, boot)
+        self.xr = np.zeros((1, int(codes.max()) + 1, k))
+        self.ru = np.zeros((2, int(self.cells.max()) + 1))
+
+    def add(self, rows: slice | np.ndarray, X: np.ndarray, r: np.ndarray, u: np.ndarray) -> None:
+        """Accumulate the sums of one row chunk."""
+        cluster_wsums_into(self.xr, X, r[:, None], self.codes[rows])
+        c = self.cells[rows]
+        self.ru[0] += np.bincount(c, r * u, minlength=self.ru.shape[1])
+        self.ru[1] += np.bincount(c, r * r, minlength=self.ru.shape[1])
+
+    def part(self, sign: float, A: np.ndarray, n_boot: int, c1: float) -> tuple[_Part, float]:
+        """The part and its contribution to the variance of the estimate."""
+        G = self.xr.shape[1]
+        Q = self.xr[0] @ A
+        any_row = np.empty(self.ru.shape[1], dtype=np.int64)
+        any_row[self.cells] = np.arange(self.cells.size)
+        ij = (self.codes[any_row], self.boot[any_row])
+        E = [sp.csr_matrix((self.ru[0], ij), shape=(G, n_boot)),
+             sp.csr_matrix((c1 * self.ru[1], ij), shape=(G, n_boot))]
+        M = [np.asarray(e.T @ Q) for e in E]
+        rs = np.asarray(E[0].sum(axis=1)).ravel()
+        # CSC: the draw blocks take E's columns by ranges of bootstrap clusters
+        return _Part(sign, False, [e.tocsc() for e in E], M, Q.T @ Q), sign * float(rs @ rs)
+
+
 def _algebra(bd: _BootDesign, boot: np.ndarray, n_boot: int, parts: Sequence[tuple[np.ndarray, float]],
              adj: float, impose_null: bool) -> _Algebra:
+    """All per-cluster sums, in one pass over the design's row chunks."""
     A, p = bd.A, bd.p
     k = A.shape[0]
     a = np.ascontiguousarray(A[:, p])
     c1 = 1.0 / a[p] if impose_null else 0.0
-    S = np.zeros((2, n_boot, k))
-    ru = np.zeros((2, n_boot))  # bootstrap-cluster sums of r u and r r
-    # the other clusterings: their cells with the bootstrap clusters, and sums of x r
-    other = []
-    for codes, sign in parts:
-        if not _same_partition(codes, boot, n_boot):
-            cells = combine_codes(codes, boot)
-            n_cells = int(cells.max()) + 1
-            other.append((codes, sign, cells, np.zeros((1, int(codes.max()) + 1, k)), np.zeros((2, n_cells))))
+    S = np.zeros((2, n_boot, k))  # x u and x r by bootstrap cluster
+    ru = np.zeros((2, n_boot))  # r u and r r by bootstrap cluster
+    cross = [None if _same_partition(codes, boot, n_boot) else _CrossSums(codes, boot, k) for codes, _ in parts]
     for rows, X in bd.blocks():
         r = X @ a
         u = bd.uhat[rows]
@@ -402,32 +437,20 @@ def _algebra(bd: _BootDesign, boot: np.ndarray, n_boot: int, parts: Sequence[tup
         cluster_wsums_into(S, X, np.column_stack([u, r]), b)
         ru[0] += np.bincount(b, r * u, minlength=n_boot)
         ru[1] += np.bincount(b, r * r, minlength=n_boot)
-        for codes, _, cells, Qs, cs in other:
-            cluster_wsums_into(Qs, X, r[:, None], codes[rows])
-            c = cells[rows]
-            cs[0] += np.bincount(c, r * u, minlength=cs.shape[1])
-            cs[1] += np.bincount(c, r * r, minlength=cs.shape[1])
+        for cs in cross:
+            if cs is not None:
+                cs.add(rows, X, r, u)
     out: list[_Part] = []
     var = 0.0
-    other_it = iter(other)
-    for codes, sign in parts:
-        if _same_partition(codes, boot, n_boot):
+    for (_, sign), cs in zip(parts, cross):
+        if cs is None:  # Q = S[1] A, so H = Q'Q = A S[1]'S[1] A and M is never stored
             E = [ru[0], c1 * ru[1]]
-            H = A @ (S[1].T @ S[1]) @ A
+            out.append(_Part(sign, True, E, [], A @ (S[1].T @ S[1]) @ A))
             var += sign * float(E[0] @ E[0])
-            out.append(_Part(sign, True, E, [], H))
-            continue
-        _, _, cells, Qs, cs = next(other_it)
-        G = Qs.shape[1]
-        Q = Qs[0] @ A
-        any_row = np.empty(cs.shape[1], dtype=np.int64)
-        any_row[cells] = np.arange(cells.size)
-        ij = (codes[any_row], boot[any_row])
-        E = [sp.csr_matrix((cs[0], ij), shape=(G, n_boot)), sp.csr_matrix((c1 * cs[1], ij), shape=(G, n_boot))]
-        M = [np.asarray(e.T @ Q) for e in E]
-        rs = np.asarray(E[0].sum(axis=1)).ravel()
-        var += sign * float(rs @ rs)
-        out.append(_Part(sign, False, [e.tocsc() for e in E], M, Q.T @ Q))
+        else:
+            pt, v = cs.part(sign, A, n_boot, c1)
+            out.append(pt)
+            var += v
     if not var > 0:
         raise VcovError("the cluster-robust variance of the tested coefficient is not positive")
     return _Algebra(a, A, S, c1, out, adj, math.sqrt(adj * var), bd.beta_p, n_boot)
