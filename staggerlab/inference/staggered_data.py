@@ -156,11 +156,11 @@ def prepare(
         pl.when(pl.col(COHORT) > 0).then(pl.col(time).cast(pl.Int64) - pl.col(COHORT)).otherwise(None).alias(REL),
         ((pl.col(COHORT) > 0) & (pl.col(time) >= pl.col(COHORT))).cast(pl.Int64).alias("_treat"),
     )
-    g = frame[COHORT]  # (filtering the frame would copy every column)
-    cohorts = np.sort(g.filter(g > 0).unique().to_numpy())
+    adoption = frame[COHORT]  # a Series: filtering the frame would copy every column
+    cohorts = np.sort(adoption.filter(adoption > 0).unique().to_numpy())
     if cohorts.size == 0:
         raise TreatmentError("no unit is ever treated; the treatment never varies")
-    if not (g == 0).any() and cohorts.size == 1:
+    if not (adoption == 0).any() and cohorts.size == 1:
         raise TreatmentError("every unit is treated at the same time; there is no comparison group")
     times = np.sort(frame[time].unique().to_numpy())
     ids = None
