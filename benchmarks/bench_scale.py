@@ -370,6 +370,8 @@ def _med(ts) -> float:
 
 
 def _fmt_t(r: dict) -> str:
+    if not r:  # task skipped (--skip)
+        return "-"
     if "error" in r:
         return "fails" if "Memory" in r["error"] else r["error"][:40]
     if r.get("skipped"):

@@ -292,3 +292,21 @@ def test_cs_dispatch(panel):
         pytest.skip("callaway_santanna not available yet")
     res = event_study(panel, y="y", unit="unit", time="time", cohort="cohort", method="cs", control="notyet")
     assert res.tidy().columns[:3] == ["rel_time", "estimate", "se"]
+
+
+def test_imputation_row_chunks_and_panel_codes_do_not_change_results(monkeypatch):
+    """Tiny row chunks in the imputation passes, and a Panel lending its id
+    codes, give the same estimates and variances."""
+    import staggerlab.inference.event_study as esm
+
+    df = sl.simulate.staggered(80, 7, seed=3, n_controls=2, dynamic=0.4)
+    df = df.with_columns(w=pl.Series(np.random.default_rng(2).uniform(0.3, 3.0, df.height)))
+    kw = dict(y="y", treat="treat", controls=["x1", "x2"], weights="w", method="imputation")
+    ref = event_study(df, unit="unit", time="time", **kw)
+    monkeypatch.setattr(esm, "CHUNK_ROWS", 37)
+    for data in (df, sl.Panel.from_frame(df, unit="unit", time="time")):
+        got = event_study(data, unit="unit", time="time", **kw)
+        np.testing.assert_allclose(got.coef, ref.coef, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(got.vcov, ref.vcov, rtol=1e-10, atol=1e-16)
+        for kind in ("simple", "group", "calendar"):
+            assert got.aggregate(kind).se == pytest.approx(ref.aggregate(kind).se, rel=1e-10)

@@ -401,3 +401,46 @@ def test_tidy_summary_plot(fit20, tmp_path):
     ax = fig.axes[0]
     assert ax.get_xlabel() and ax.get_ylabel() == "density"
     assert (tmp_path / "wb.png").stat().st_size > 0
+
+
+# ------------------------------------------------------- chunked computation
+def test_packed_rademacher_block_equals_drawn_weights():
+    """Rademacher blocks kept as bits serve, range by range, the weights the
+    same generator draws (G not a multiple of 8: rows start mid-byte)."""
+    from staggerlab.inference.wildboot import _draws, _rademacher_block
+
+    G, B = 37, 11
+    wb = _rademacher_block(G, B, np.random.default_rng(5))
+    dense = _draws("rademacher", G, B, np.random.default_rng(5))
+    for g0, g1 in [(0, G), (0, 1), (3, 20), (29, G)]:
+        np.testing.assert_array_equal(wb.cols(g0, g1), dense[:, g0:g1])
+
+
+@pytest.mark.parametrize(
+    "fml,vcov,extra",
+    [
+        ("y ~ treat + x1 | unit + time", {"CRV1": "unit"}, {}),
+        ("y ~ treat + x1 | unit + time", {"CRV1": "unit"}, {"weights": "w"}),
+        ("y ~ treat + x1 | unit + time", {"CRV1": "unit+time"}, {}),
+        ("y ~ treat + x1 | unit + time", {"CRV1": "state"}, {"bootcluster": "unit"}),
+    ],
+)
+def test_row_and_cluster_chunks_do_not_change_results(monkeypatch, fml, vcov, extra):
+    """Tiny row chunks (the dummy block rebuilt per chunk of units), tiny
+    cluster ranges in the draw blocks, and shuffled rows (chunks gathered by
+    unit) give the same bootstrap as one chunk."""
+    import staggerlab.inference.wildboot as wbm
+
+    df = _panel(60, 6, seed=9)
+    weights = extra.pop("weights", None)
+    kw = dict(param="treat", draws=199, seed=3, **extra)
+    ref = [wildboot(sl.feols(fml, df, vcov=vcov, weights=weights), weights=wt, **kw) for wt in ("rademacher", "webb")]
+    monkeypatch.setattr(wbm, "CHUNK_ROWS", 50)
+    monkeypatch.setattr(wbm, "CHUNK_WEIGHTS", 300)
+    for data in (df, df.sample(fraction=1.0, shuffle=True, seed=2)):
+        fit = sl.feols(fml, data, vcov=vcov, weights=weights)
+        for r, wt in zip(ref, ("rademacher", "webb")):
+            got = wildboot(fit, weights=wt, **kw)
+            np.testing.assert_allclose(got.statistics, r.statistics, rtol=1e-10, atol=1e-12)
+            np.testing.assert_allclose(got.confint, r.confint, rtol=1e-9)
+            assert got.pvalue == r.pvalue

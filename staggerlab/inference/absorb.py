@@ -130,8 +130,10 @@ class Absorber:
                 for j, q in enumerate(small):
                     codesB[:, j] = self.codes[q] + offs[j]
             self._codesB = codesB
-            # panels usually arrive grouped by unit: then no sort is needed
-            sort = np.arange(n) if n < 2 or bool(np.all(A[1:] >= A[:-1])) else np.argsort(A, kind="stable")
+            # panels usually arrive grouped by unit: then no sort is needed, and
+            # an empty order tells the kernels so (no N-sized identity permutation)
+            grouped = n < 2 or bool(np.all(A[1:] >= A[:-1]))
+            sort = np.empty(0, dtype=np.int64) if grouped else np.argsort(A, kind="stable")
             starts = np.concatenate(([0], np.cumsum(np.bincount(A, minlength=self.n_levels[self._large]))))
             self._order = np.ascontiguousarray(sort, dtype=np.int64)
             self._starts = starts.astype(np.int64)

@@ -266,9 +266,12 @@ def build_design(
     bread = sla.cho_solve(cho, np.eye(XtX.shape[0]))
     # a cluster that is also a FE reuses its codes
     cl_codes = {c: absorber.codes[list(fixef).index(c)] if c in fixef else factorize_column(sub[c]) for c in clusters}
-    Y = np.empty((sub.height, len(extra)))
-    for j, e in enumerate(extra):
-        Y[:, j] = values[e]
+    if len(extra) == 1:  # the usual single outcome: a view of its column, not a copy
+        Y = values[extra[0]].reshape(-1, 1)
+    else:
+        Y = np.empty((sub.height, len(extra)))
+        for j, e in enumerate(extra):
+            Y[:, j] = values[e]
     design = Design(
         frame=sub,
         rows_=rows,

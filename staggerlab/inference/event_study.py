@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import warnings
 from functools import cached_property
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Iterator, Literal, Sequence
 
 import numpy as np
 import polars as pl
 from scipy import stats
 
 from ..errors import StaggerlabError, TreatmentError
-from ..kernels.cluster import cluster_sums
-from .absorb import Absorber
+from ..kernels.cluster import cluster_score_sums_into
 from ..panels.panel import factorize_column
 from .feols import feols
 from .staggered_data import COHORT, REL, StaggeredData, prepare
@@ -26,6 +25,8 @@ __all__ = ["event_study", "EventStudyResult", "Aggregate", "WaldTest", "EventStu
 
 Method = Literal["twfe", "sunab", "imputation", "cs"]
 _RELB = "_relb"  # relative period after binning the endpoints
+#: rows per chunk of the imputation estimator's per-row passes (bounds their temporaries)
+CHUNK_ROWS = 1 << 17
 
 
 class EventStudyError(StaggerlabError, ValueError):
@@ -377,16 +378,24 @@ class _Imputation:
     period as reference) and the controls, ``S`` (its Schur complement),
     factorized once. Period dummies are never formed; they enter through
     (unit, period) and (period, group) weight tables.
+
+    Memory: the controls stay the frame's columns (never stacked into an
+    N x K matrix), sums over the untreated rows use ``w0`` (the weights, 0
+    on treated rows) instead of gathered copies, and every pass that needs
+    per-row N x K or N x k values runs over chunks of ``CHUNK_ROWS`` rows.
     """
 
     def __init__(self, sd: StaggeredData):
         frame = sd.frame
         D = frame["_treat"].to_numpy().astype(bool)
-        ucode = factorize_column(frame[sd.unit])
-        tcode = factorize_column(frame[sd.time])
+        if sd.id_codes is not None:  # a Panel's codes (no second factorization of N ids)
+            ucode, tcode = sd.id_codes
+        else:
+            ucode = factorize_column(frame[sd.unit])
+            tcode = factorize_column(frame[sd.time])
         w = frame[sd.weights].cast(pl.Float64).to_numpy() if sd.weights else np.ones(frame.height)
-        n_u = np.bincount(ucode[~D], weights=w[~D], minlength=int(ucode.max()) + 1)
-        t_ok = np.bincount(tcode[~D], minlength=int(tcode.max()) + 1) > 0
+        n_u = np.bincount(ucode, weights=np.where(D, 0.0, w), minlength=int(ucode.max()) + 1)
+        t_ok = np.bincount(tcode, weights=~D, minlength=int(tcode.max()) + 1) > 0
         ok = ~D | ((n_u[ucode] > 0) & t_ok[tcode])
         if not ok.all():
             warnings.warn(
@@ -400,70 +409,110 @@ class _Imputation:
             tcode = factorize_column(frame[sd.time])
         if D.all() or not D.any():
             raise TreatmentError("imputation needs both treated and untreated observations")
-        self.frame, self.D, self.w, self.ucode, self.tcode = frame, D, w, ucode, tcode
+        # unweighted: no N-sized vector of ones is kept (see _weights)
+        self.frame, self.D, self.w, self.ucode, self.tcode = frame, D, w if sd.weights else None, ucode, tcode
         U, T = int(ucode.max()) + 1, int(tcode.max()) + 1
         self.U, self.T = U, T
-        X = (np.column_stack([frame[c].cast(pl.Float64).to_numpy() for c in sd.controls])
-             if sd.controls else np.zeros((frame.height, 0)))
-        self.X = X
-        i0 = np.flatnonzero(~D)
-        u0, t0, w0 = ucode[i0], tcode[i0], w[i0]
-        self.i0, self.u0, self.t0, self.w0 = i0, u0, t0, w0
-        CT = np.bincount(u0 * T + t0, weights=w0, minlength=U * T).reshape(U, T)
+        self.X = [frame[c].cast(pl.Float64).to_numpy() for c in sd.controls]
+        K = len(self.X)
+        self.w0 = w0 = np.where(D, 0.0, w)
+        CT = np.bincount(ucode * T + tcode, weights=w0, minlength=U * T).reshape(U, T)
         self.n_u = CT.sum(axis=1)
         self.CT = CT[:, 1:]  # weight of each unit's untreated rows by period (period 0 = reference)
-        ab = Absorber([u0], weights=w0)
-        X0d = ab.demean(X[i0])
-        self.CX = (np.column_stack([np.bincount(u0, weights=w0 * X[i0, j], minlength=U) for j in range(X.shape[1])])
-                   if X.shape[1] else np.zeros((U, 0)))
+        self.CX = np.column_stack([np.bincount(ucode, weights=w0 * x, minlength=U) for x in self.X]) \
+            if K else np.zeros((U, 0))
+        y = frame[sd.y].cast(pl.Float64).to_numpy()
         # S = F0' W M_U F0 with F0 = [period dummies 2..T, controls] on the untreated rows
         Stt = np.diag(CT.sum(axis=0)[1:]) - (self.CT / self.n_u[:, None]).T @ self.CT
-        Stx = np.column_stack([np.bincount(t0, weights=w0 * X0d[:, j], minlength=T)[1:]
-                               for j in range(X.shape[1])]) if X.shape[1] else np.zeros((T - 1, 0))
-        Sxx = X0d.T @ (w0[:, None] * X0d)
+        Stx, Sxx, rhs_t, rhs_x = self._within_moments(y)
         self.Spinv = _pinv_psd(np.block([[Stt, Stx], [Stx.T, Sxx]]))
-        y = frame[sd.y].cast(pl.Float64).to_numpy()
-        yd = ab.demean(y[i0])
-        rhs = np.concatenate([np.bincount(t0, weights=w0 * yd, minlength=T)[1:], X0d.T @ (w0 * yd)])
-        theta = self.Spinv @ rhs
-        e = y - self._fit_F(theta[:, None], tcode, X)[:, 0]
-        alpha = np.bincount(u0, weights=w0 * e[i0], minlength=U) / self.n_u
-        self.u1 = e - alpha[ucode]
-        self.cl = factorize_column(frame[sd.cluster])
+        theta = self.Spinv @ np.concatenate([rhs_t, rhs_x])
+        e = np.empty(frame.height)
+        for r in self._chunks():
+            e[r] = y[r] - self._fit_F(theta[:, None], r)[:, 0]
+        alpha = np.bincount(ucode, weights=w0 * e, minlength=U) / self.n_u
+        for r in self._chunks():
+            e[r] -= alpha[ucode[r]]
+        self.u1 = e
+        self.cl = ucode if sd.cluster == sd.unit else factorize_column(frame[sd.cluster])
         self.G = int(self.cl.max()) + 1
 
-    def _fit_F(self, theta: np.ndarray, tcode: np.ndarray, X: np.ndarray) -> np.ndarray:
-        """``F @ theta`` for a (T-1+K) x k coefficient matrix, without forming F."""
+    def _weights(self, rows: slice | np.ndarray) -> np.ndarray:
+        """The observation weights of ``rows`` (ones when unweighted)."""
+        return np.ones(self.D[rows].size) if self.w is None else self.w[rows]
+
+    def _chunks(self, untreated: bool = False) -> Iterator[slice | np.ndarray]:
+        """Row chunks in row order: slices, or the untreated rows of each slice."""
+        n = self.D.size
+        for lo in range(0, n, CHUNK_ROWS):
+            hi = min(lo + CHUNK_ROWS, n)
+            yield lo + np.flatnonzero(~self.D[lo:hi]) if untreated else slice(lo, hi)
+
+    def _controls(self, rows: slice | np.ndarray) -> np.ndarray:
+        """The controls of ``rows`` (len(rows) x K)."""
+        n = self.D[rows].size
+        return np.column_stack([x[rows] for x in self.X]) if self.X else np.zeros((n, 0))
+
+    def _within_moments(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``F0' W M_U [X0, y0]`` blocks: period x controls, controls x controls,
+        and the right-hand sides, from the untreated rows demeaned by unit."""
+        T, K = self.T, len(self.X)
+        xbar = self.CX / self.n_u[:, None]  # untreated unit means of the controls
+        ybar = np.bincount(self.ucode, weights=self.w0 * y, minlength=self.U) / self.n_u
+        Stx, Sxx = np.zeros((T, K)), np.zeros((K, K))
+        rhs_t, rhs_x = np.zeros(T), np.zeros(K)
+        for r in self._chunks(untreated=True):
+            u, t, w = self.ucode[r], self.tcode[r], self.w0[r]
+            Xd = self._controls(r) - xbar[u]
+            wyd = w * (y[r] - ybar[u])
+            WXd = w[:, None] * Xd
+            Sxx += Xd.T @ WXd
+            for j in range(K):
+                Stx[:, j] += np.bincount(t, weights=WXd[:, j], minlength=T)
+            rhs_t += np.bincount(t, weights=wyd, minlength=T)
+            rhs_x += Xd.T @ wyd
+        return Stx[1:], Sxx, rhs_t[1:], rhs_x
+
+    def _fit_F(self, theta: np.ndarray, rows: slice | np.ndarray) -> np.ndarray:
+        """``F @ theta`` on ``rows`` for a (T-1+K) x k coefficient matrix, without forming F."""
         T = self.T
         tt = np.vstack([np.zeros((1, theta.shape[1])), theta[: T - 1]])
-        return tt[tcode] + X @ theta[T - 1:]
+        return tt[self.tcode[rows]] + self._controls(rows) @ theta[T - 1:]
 
     def second_stage(self, codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Means of the residuals over groups ``codes`` (0..k-1, -1 = none) and their GMM vcov.
 
         Returns ``(beta, vcov, group weight sums)``.
         """
-        w, u1, T = self.w, self.u1, self.T
-        m = codes >= 0
+        u1, T = self.u1, self.T
+        m = np.flatnonzero(codes >= 0)
         c = codes[m]
-        wm = w[m]
+        wm = self._weights(m)
         sw = np.bincount(c, weights=wm, minlength=k)
         beta = np.bincount(c, weights=u1[m] * wm, minlength=k) / sw
         u2 = u1[m] - beta[c]
         # gamma_j = (X10'W X10)^-1 X1'W x2_j in (unit FE | F) blocks; z_j = X10 gamma_j
-        bU = np.bincount(self.ucode[m] * k + c, weights=wm, minlength=self.U * k).reshape(self.U, k)
+        bUn = np.bincount(self.ucode[m] * k + c, weights=wm, minlength=self.U * k).reshape(self.U, k)
+        bUn /= self.n_u[:, None]
         bT = np.bincount(self.tcode[m] * k + c, weights=wm, minlength=T * k).reshape(T, k)[1:]
-        Xm = self.X[m]
-        bX = np.vstack([np.bincount(c, weights=wm * Xm[:, j], minlength=k) for j in range(Xm.shape[1])]) \
-            if Xm.shape[1] else np.zeros((0, k))
-        bUn = bU / self.n_u[:, None]
+        bX = np.vstack([np.bincount(c, weights=wm * x[m], minlength=k) for x in self.X]) \
+            if self.X else np.zeros((0, k))
         theta = self.Spinv @ np.vstack([bT - self.CT.T @ bUn, bX - self.CX.T @ bUn])
-        alpha = bUn - (self.CT @ theta[: T - 1] + self.CX @ theta[T - 1:]) / self.n_u[:, None]
-        i0 = self.i0
-        z = alpha[self.u0] + self._fit_F(theta, self.t0, self.X[i0])
-        S1 = np.bincount(self.cl[m] * k + c, weights=u2 * wm, minlength=self.G * k).reshape(self.G, k)
-        S0 = cluster_sums(np.ascontiguousarray(z * (self.w0 * u1[i0])[:, None]), self.cl[i0], self.G)
-        Wg = (S1 - S0) / sw
+        # alpha = bUn - (CT theta_t + CX theta_x) / n_u, in place (U x k arrays are N-sized)
+        alpha = self.CT @ theta[: T - 1]
+        alpha += self.CX @ theta[T - 1:]
+        alpha /= self.n_u[:, None]
+        np.subtract(bUn, alpha, out=alpha)
+        del bUn
+        # the cluster sums of z * (w0 u1) over the untreated rows, chunk by chunk
+        # (z = alpha[u] + F theta is untreated rows x k)
+        S0 = np.zeros((self.G, k))
+        for r in self._chunks(untreated=True):
+            z = alpha[self.ucode[r]] + self._fit_F(theta, r)
+            cluster_score_sums_into(S0, z, self.w0[r] * u1[r], self.cl[r])
+        Wg = np.bincount(self.cl[m] * k + c, weights=u2 * wm, minlength=self.G * k).reshape(self.G, k)
+        Wg -= S0
+        Wg /= sw
         return beta, Wg.T @ Wg, sw
 
     def _codes_of(self, col: str, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

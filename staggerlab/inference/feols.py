@@ -10,7 +10,7 @@ import polars as pl
 import scipy.linalg as sla
 
 from ..errors import VcovError
-from ..panels.panel import check_columns, finite_mask, to_polars
+from ..panels.panel import Panel, check_columns, finite_mask, to_polars
 from .design import Design, build_design
 from .coeftable import DesignFit
 from .formula import parse_formula
@@ -239,7 +239,7 @@ def feols(
     fits: dict[str, Feols] = {}
     for ys in groups.values():
         design, Y = build_design(
-            frame,
+            data if isinstance(data, Panel) else frame,  # a Panel lends its id codes
             f.regressors,
             f.fixef,
             extra=ys,

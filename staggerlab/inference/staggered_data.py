@@ -41,6 +41,9 @@ class StaggeredData:
         Sorted distinct adoption periods (treated cohorts only).
     times : ndarray
         Sorted distinct periods.
+    id_codes : tuple of ndarray or None
+        Dense (unit, time) codes of the rows, lent by a ``Panel`` whose rows
+        were kept as they were (no copy, no second factorization); else None.
     """
 
     frame: pl.DataFrame
@@ -52,6 +55,7 @@ class StaggeredData:
     weights: str | None
     cohorts: np.ndarray
     times: np.ndarray
+    id_codes: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def nobs(self) -> int:
@@ -62,6 +66,19 @@ class StaggeredData:
     def is_balanced(self) -> bool:
         """Whether every unit is observed in every period."""
         return self.frame.height == self.frame[self.unit].n_unique() * self.times.size
+
+
+def _sorted_unique(frame: pl.DataFrame, unit: str, time: str) -> bool:
+    """Whether the rows are sorted by (unit, time) with no pair repeated (then
+    neither the sort nor the duplicate check is needed; panels usually are)."""
+    if frame.height < 2:
+        return True
+    u, t = pl.col(unit), pl.col(time)
+    step = (u > u.shift(1)) | ((u == u.shift(1)) & (t > t.shift(1)))
+    try:
+        return bool(frame.select(step.slice(1).all()).item())
+    except pl.exceptions.PolarsError:  # ids that do not compare (e.g. some categoricals): sort
+        return False
 
 
 def prepare(
@@ -92,6 +109,7 @@ def prepare(
     if (cohort is None) == (treat is None):
         raise TypeError("give exactly one of cohort= (adoption period) or treat= (0/1 treatment)")
     frame = to_polars(data)
+    rows_kept = True  # the rows are the Panel's, in its order: its id codes still apply
     controls = list(controls or [])
     cluster = cluster or unit
     need = [y, unit, time, *controls, cluster, *([weights] if weights else []), cohort or treat]
@@ -106,11 +124,14 @@ def prepare(
             stacklevel=3,
         )
         frame = frame.filter(pl.Series(keep))
-    frame = frame.sort(unit, time)
-    if frame.select(pl.struct(unit, time).is_duplicated().any()).item():
-        from ..errors import DuplicateRowsError
+        rows_kept = False
+    if not _sorted_unique(frame, unit, time):  # sorting copies the whole frame: only when needed
+        frame = frame.sort(unit, time)
+        rows_kept = False
+        if frame.select(pl.struct(unit, time).is_duplicated().any()).item():
+            from ..errors import DuplicateRowsError
 
-        raise DuplicateRowsError(f"some ({unit}, {time}) pairs appear twice; one row per unit and period is needed")
+            raise DuplicateRowsError(f"some ({unit}, {time}) pairs appear twice; one row per unit and period is needed")
     if cohort is not None:
         check_numeric(frame, [cohort], "cohort")
         g = pl.col(cohort).fill_null(0).fill_nan(0) if frame.schema[cohort].is_float() else pl.col(cohort).fill_null(0)
@@ -122,12 +143,9 @@ def prepare(
         d = frame[treat].cast(pl.Float64)
         if not d.is_in([0.0, 1.0]).all():
             raise TreatmentError(f"treatment {treat!r} must be 0/1")
-        first = (
-            frame.filter(pl.col(treat) == 1)
-            .group_by(unit)
-            .agg(pl.col(time).min().alias(COHORT))
-        )
-        frame = frame.join(first, on=unit, how="left").with_columns(pl.col(COHORT).fill_null(0).cast(pl.Int64))
+        # each unit's first treated period, as a window (a join would copy every column)
+        first = pl.col(time).filter(pl.col(treat) == 1).min().over(unit)
+        frame = frame.with_columns(first.fill_null(0).cast(pl.Int64).alias(COHORT))
         switched_off = frame.filter((pl.col(COHORT) > 0) & (pl.col(time) >= pl.col(COHORT)) & (pl.col(treat) == 0))
         if switched_off.height:
             raise TreatmentError(
@@ -138,10 +156,14 @@ def prepare(
         pl.when(pl.col(COHORT) > 0).then(pl.col(time).cast(pl.Int64) - pl.col(COHORT)).otherwise(None).alias(REL),
         ((pl.col(COHORT) > 0) & (pl.col(time) >= pl.col(COHORT))).cast(pl.Int64).alias("_treat"),
     )
-    cohorts = np.sort(frame.filter(pl.col(COHORT) > 0)[COHORT].unique().to_numpy())
+    adoption = frame[COHORT]  # a Series: filtering the frame would copy every column
+    cohorts = np.sort(adoption.filter(adoption > 0).unique().to_numpy())
     if cohorts.size == 0:
         raise TreatmentError("no unit is ever treated; the treatment never varies")
-    if frame.filter(pl.col(COHORT) == 0).height == 0 and cohorts.size == 1:
+    if not (adoption == 0).any() and cohorts.size == 1:
         raise TreatmentError("every unit is treated at the same time; there is no comparison group")
     times = np.sort(frame[time].unique().to_numpy())
-    return StaggeredData(frame, y, unit, time, controls, cluster, weights, cohorts, times)
+    ids = None
+    if isinstance(data, Panel) and rows_kept and (unit, time) == (data.unit, data.time):
+        ids = (data.unit_codes, data.time_codes)
+    return StaggeredData(frame, y, unit, time, controls, cluster, weights, cohorts, times, ids)

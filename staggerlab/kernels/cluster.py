@@ -6,7 +6,7 @@ import numpy as np
 
 from ._jit import jit
 
-__all__ = ["cluster_sums", "cluster_score_sums"]
+__all__ = ["cluster_sums", "cluster_score_sums", "cluster_score_sums_into"]
 
 
 @jit
@@ -32,3 +32,15 @@ def cluster_score_sums(X_NK, u_N, cl_N, n_clusters):
         for k in range(K):
             S_GK[g, k] += X_NK[n, k] * un
     return S_GK
+
+
+@jit
+def cluster_score_sums_into(S_GK, X_NK, u_N, cl_N):
+    """Add the scores ``X * u`` of these rows to their clusters' sums ``S``
+    (:func:`cluster_score_sums` accumulated over row chunks)."""
+    N, K = X_NK.shape
+    for n in range(N):
+        g = cl_N[n]
+        un = u_N[n]
+        for k in range(K):
+            S_GK[g, k] += X_NK[n, k] * un

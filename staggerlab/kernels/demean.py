@@ -135,6 +135,13 @@ def sweep_one(x_NK, codes_N, w_N, sumw_G):
     return out_NK
 
 
+@jit(inline="always")
+def _row(order_N, p):
+    """Row at position ``p`` of the rows grouped by the large FE; an empty
+    ``order_N`` means they already are (no N-sized identity permutation)."""
+    return order_N[p] if order_N.shape[0] else p
+
+
 @jit
 def cross_hessian(order_N, starts_U, codes_NQ, w_N, n_small):
     """``H = B' W M_A B`` for the stacked small-FE dummies ``B``.
@@ -151,7 +158,7 @@ def cross_hessian(order_N, starts_U, codes_NQ, w_N, n_small):
         hi = starts_U[u + 1]
         wsum = 0.0
         for p in range(lo, hi):
-            n = order_N[p]
+            n = _row(order_N, p)
             wn = w_N[n]
             wsum += wn
             for q1 in range(Q):
@@ -160,10 +167,10 @@ def cross_hessian(order_N, starts_U, codes_NQ, w_N, n_small):
                     H_MM[b1, codes_NQ[n, q2]] += wn
         # subtract the projection on this level's indicator: outer(v, v) / W_u
         for p1 in range(lo, hi):
-            n1 = order_N[p1]
+            n1 = _row(order_N, p1)
             c1 = w_N[n1] / wsum
             for p2 in range(lo, hi):
-                n2 = order_N[p2]
+                n2 = _row(order_N, p2)
                 c = c1 * w_N[n2]
                 for q1 in range(Q):
                     b1 = codes_NQ[n1, q1]
@@ -204,7 +211,7 @@ def _exact_pass1_range(x_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, out_NK, 
         b = starts_U[u + 1]
         mean_K[:] = 0.0
         for p in range(a, b):
-            n = order_N[p]
+            n = _row(order_N, p)
             wn = w_N[n]
             for k in range(K):
                 mean_K[k] += wn * x_NK[n, k]
@@ -212,7 +219,7 @@ def _exact_pass1_range(x_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, out_NK, 
         for k in range(K):
             mean_K[k] *= inv
         for p in range(a, b):
-            n = order_N[p]
+            n = _row(order_N, p)
             wn = w_N[n]
             for k in range(K):
                 v = x_NK[n, k] - mean_K[k]
@@ -239,7 +246,7 @@ def _exact_pass2_range(out_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, gamma_
         b = starts_U[u + 1]
         mean_K[:] = 0.0
         for p in range(a, b):
-            n = order_N[p]
+            n = _row(order_N, p)
             wn = w_N[n]
             for q in range(Q):
                 m = codes_NQ[n, q]
@@ -249,7 +256,7 @@ def _exact_pass2_range(out_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, gamma_
         for k in range(K):
             mean_K[k] *= inv
         for p in range(a, b):
-            n = order_N[p]
+            n = _row(order_N, p)
             for k in range(K):
                 bg = 0.0
                 for q in range(Q):
