@@ -85,7 +85,7 @@ def bench_case(name: str, make, reps: int, pf_reps: int) -> dict:
 
 
 _CHILD = """
-import resource, sys, time, json
+import sys, time, json
 import staggerlab as sl
 from staggerlab.inference.placebo import placebo
 df = sl.simulate.paper_panel(0)
@@ -94,7 +94,9 @@ draws = int(sys.argv[1])
 t0 = time.perf_counter()
 r = placebo(fit, param="IM", draws=draws, seed=0)
 dt = time.perf_counter() - t0
-print(json.dumps({"draws": draws, "seconds": dt, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+# VmHWM: this process's own peak (ru_maxrss would include the forked parent's)
+hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+print(json.dumps({"draws": draws, "seconds": dt, "maxrss_mb": hwm / 1024,
                   "pvalue": r.pvalue}))
 """
 

@@ -107,6 +107,16 @@ def write_panel(path: Path, rows: int, seed: int = 0) -> Path:
 
 # ------------------------------------------------------------ child tasks
 def _rss_mb() -> float:
+    """Peak RSS of this process. ``VmHWM`` belongs to the process's own
+    address space; ``ru_maxrss`` survives exec, so a child forked from a big
+    parent would report at least the parent's size."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

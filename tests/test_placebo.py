@@ -75,15 +75,20 @@ def _naive(fml, frame, vcov, D_BN, pf_feols, weights=None, param="treat", pf_dra
 
 
 def _placebo(fit, method, **kw):
-    """``placebo`` with the fast path's meat strategy forced: "fast-gram"
-    (quadratic form + treated clusters) or "fast-dense" (one product for
-    every cluster); plain "fast" lets the engine choose."""
+    """``placebo`` with the fast path's strategy forced: "fast-gram"
+    (quadratic form + treated clusters), "fast-dense" (one product for every
+    cluster) or "fast-stream" (no tables, as for huge panels); plain "fast"
+    lets the engine choose."""
     import staggerlab.inference.placebo as mod
 
     ratio = {"fast-gram": 0.0, "fast-dense": np.inf}.get(method)
     with pytest.MonkeyPatch.context() as mp:
         if ratio is not None:
             mp.setattr(mod, "GRAM_RATIO", ratio)
+        if method == "fast-stream":
+            # no table fits: two passes over the rows per slab, 7 draws at a time
+            mp.setattr(mod, "TABLE_BUDGET", 0)
+            mp.setattr(mod, "STREAM_LEVELS", 7 * 60)
         return placebo(fit, method=method.split("-")[0], **kw)
 
 
@@ -106,7 +111,7 @@ def test_exact_against_naive_refits(scheme, balanced, pf_draws, pf_feols):
     vcov = {"CRV1": "unit"}
     fit = sl.feols(fml, df, vcov=vcov)
     frame = fit.design.frame
-    methods = ["general"] if scheme == "iid" else ["fast-gram", "fast-dense", "general"]
+    methods = ["general"] if scheme == "iid" else ["fast-gram", "fast-dense", "fast-stream", "general"]
     runs = {
         m: {s: _placebo(fit, m, draws=N_DRAWS, scheme=scheme, stat=s, seed=7) for s in ("coef", "t")}
         for m in methods
@@ -129,15 +134,19 @@ def test_exact_against_naive_refits(scheme, balanced, pf_draws, pf_feols):
     [
         dict(vcov={"CRV1": "region"}, method="fast-gram"),  # cluster coarser than units
         dict(vcov={"CRV1": "region"}, method="fast-dense"),
+        dict(vcov={"CRV1": "region"}, method="fast-stream"),
         dict(vcov="iid", method="fast"),
+        dict(vcov="iid", method="fast-stream"),
         dict(vcov="hetero", method="general"),
         dict(vcov={"CRV1": "unit+region"}, method="general"),
         dict(vcov={"CRV1": "unit"}, weights="w", method="general"),
         dict(vcov={"CRV1": "unit"}, method="general", strata="stratum"),
         dict(vcov={"CRV1": "region"}, method="fast-gram", cluster="region", scheme="units"),
         dict(vcov={"CRV1": "unit"}, method="fast-dense", cluster="region", scheme="units+timing"),
+        dict(vcov={"CRV1": "region"}, method="fast-stream", cluster="region", scheme="timing"),
     ],
-    ids=["crv1-region-gram", "crv1-region-dense", "iid-fast", "hetero", "twoway", "weights", "strata", "cluster-assign", "cluster-assign-unit-vcov"],
+    ids=["crv1-region-gram", "crv1-region-dense", "crv1-region-stream", "iid-fast", "iid-stream", "hetero", "twoway", "weights", "strata", "cluster-assign", "cluster-assign-unit-vcov",
+         "cluster-assign-stream"],
 )
 @pytest.mark.parametrize(
     "pf_draws", [PF_DRAWS, pytest.param(N_DRAWS, marks=pytest.mark.slow)], ids=["pf-some", "pf-all"]
@@ -177,6 +186,22 @@ def test_fast_equals_general_and_observed():
     eng = _GeneralEngine(fit, "treat", fit.vcov_spec, fit.design.df_k(fit.vcov_spec), "t")
     t_obs = eng.compute(fit.design.column("treat")[:, None])[0]
     assert t_obs == pytest.approx(fit.tstat()["treat"], rel=RTOL)
+
+
+def test_stream_batches_across_sampler_slabs(monkeypatch):
+    """Streaming fills its level matrix across sampler slabs of other sizes
+    and gives the tables' statistics."""
+    import staggerlab.inference.placebo as mod
+
+    df = _panel(False, seed=6)
+    fit = sl.feols(f"y ~ treat + {XS} | unit + time", df, vcov={"CRV1": "unit"})
+    monkeypatch.setattr(mod, "SAMPLER_SLAB", 3 * 40)  # ~3 draws per slab
+    tables = placebo(fit, draws=BLOCK_SIZE + 30, seed=2, method="fast")
+    monkeypatch.setattr(mod, "TABLE_BUDGET", 0)
+    monkeypatch.setattr(mod, "STREAM_LEVELS", 7 * 60)  # 7 draws per pass
+    stream = placebo(fit, draws=BLOCK_SIZE + 30, seed=2, method="fast")
+    np.testing.assert_allclose(stream.statistics, tables.statistics, rtol=1e-10)
+    np.testing.assert_array_equal(stream.assignments, tables.assignments)
 
 
 @pytest.mark.parametrize("method", ["fast", "general"])

@@ -59,6 +59,10 @@ DENSE_CHUNK = 1 << 19
 MANY_TREATED = 8
 #: entries of the draws x units level matrix of the fast engine (int16)
 LEVEL_SLAB = 1 << 24
+#: bytes of per-unit tables above which the fast engine streams the rows
+#: instead (10 million rows: ~2 GB of tables); and its level matrix entries
+TABLE_BUDGET = 1 << 30
+STREAM_LEVELS = 1 << 26
 #: doubles in one N x B slab of placebo columns on the general path (~64 MB).
 GENERAL_SLAB = 8_000_000
 SCHEMES = ("units", "timing", "units+timing", "iid")
@@ -228,6 +232,10 @@ class _FastEngine:
         self.many_treated = sampler.units_per_draw() * MANY_TREATED >= n_units
         self.adj, self.df_resid, self.stat = adj, df_resid, stat
         with_w = stat == "t" and cl_U is not None
+        M = n_periods - 1 + len(fit.design.regressors) - 1
+        table_bytes = 8 * n_units * (thr_L.size * (M + 2) + (M + M * (M + 1) // 2 if with_w else 0))
+        # huge panels: no per-unit tables, two passes over the rows per slab
+        self.stream = table_bytes > TABLE_BUDGET
         with threads_for(unit_N.size * n_periods):
             W = self._tables(fit, param, unit_N, n_units, per_N, n_periods, thr_L, with_w)
         self.cl = None
@@ -247,9 +255,13 @@ class _FastEngine:
         y = np.ascontiguousarray(fit.y_raw, dtype=np.float64)
         cols = (row_ptr, rows, per_N, xs, K, y, n_periods)
         max_rows = int(np.diff(row_ptr).max())
-        tab, W, _ = kp.unit_tables(*cols, thr_L, max_rows, with_w)
-        # C = F'F and F'yu are the sums of every unit's G_i and P_i (the W table)
-        C, Fy = _normal_equations(W if with_w else kp.unit_tables(*cols, thr_L[:0], max_rows, True)[1], M)
+        if self.stream:
+            tab, W = None, None
+            C, Fy = _normal_equations(kp.unit_sums(*cols, max_rows)[None, :], M)
+        else:
+            tab, W, _ = kp.unit_tables(*cols, thr_L, max_rows, with_w)
+            # C = F'F and F'yu are the sums of every unit's G_i and P_i (the W table)
+            C, Fy = _normal_equations(W if with_w else kp.unit_sums(*cols, max_rows)[None, :], M)
         sc = 1.0 / np.sqrt(np.diag(C))
         Cs = C * sc[:, None] * sc[None, :]
         # a disconnected panel or a control collinear with the period FE makes
@@ -259,15 +271,18 @@ class _FastEngine:
         cho = sla.cho_factor(Cs)
         self.Cinv = np.ascontiguousarray(sla.cho_solve(cho, np.eye(M)) * sc[:, None] * sc[None, :])
         theta_y = sc * sla.cho_solve(cho, sc * Fy)
-        kp.residualize_tables(tab, W, L, theta_y)
+        if tab is not None:
+            kp.residualize_tables(tab, W, L, theta_y)
         self.n_l, self.tab = L, tab
         self.yy = kp.resid_ss(*cols, max_rows, theta_y)
+        self.cols, self.thr_L, self.theta_y, self.max_rows = cols, thr_L, theta_y, max_rows
         return W
 
-    def _clusters(self, cl_U: np.ndarray, W: np.ndarray, sampler: _Sampler) -> None:
+    def _clusters(self, cl_U: np.ndarray, W: np.ndarray | None, sampler: _Sampler) -> None:
         """Cluster-level W and the meat strategy."""
         n_units = self.n_units
         n_cl = int(cl_U.max()) + 1
+        self.n_cl, self.gram = n_cl, None
         if n_cl == n_units and bool(np.array_equal(cl_U, np.arange(n_units))):
             self.cl, self.Wc = np.empty(0, dtype=np.int64), W
             self.cl_order, self.cl_starts = np.arange(n_units, dtype=np.int64), np.arange(n_units + 1)
@@ -275,12 +290,54 @@ class _FastEngine:
             self.cl = cl_U.astype(np.int64)
             self.cl_order = np.argsort(cl_U, kind="stable").astype(np.int64)
             self.cl_starts = np.r_[np.flatnonzero(np.r_[True, np.diff(cl_U[self.cl_order]) != 0]), n_units]
-            self.Wc = np.add.reduceat(W[self.cl_order], self.cl_starts[:-1], axis=0)
-        self.n_cl = n_cl
+            self.Wc = None if W is None else np.add.reduceat(W[self.cl_order], self.cl_starts[:-1], axis=0)
         # few treated clusters per draw: the untreated part of the meat is a
         # quadratic form (Gram matrix) and treated clusters are dot products;
         # many: one matrix product gives every cluster's untreated score
-        self.gram = self.Wc.T @ self.Wc if GRAM_RATIO * sampler.units_per_draw() < n_cl else None
+        if self.Wc is not None and GRAM_RATIO * sampler.units_per_draw() < n_cl:
+            self.gram = self.Wc.T @ self.Wc
+
+    def run(self, slabs: Any, out: np.ndarray) -> None:
+        """Statistics of a block's draws (``slabs`` from ``_Sampler.slabs``) into ``out``."""
+        if not self.stream:
+            for a, pick, lidx in slabs:
+                out[a : a + pick.shape[0]] = self.compute(pick, lidx)
+            return
+        # streaming: collect draws until the level matrix is full, then two passes
+        width = max(1, min(out.size, STREAM_LEVELS // self.n_units))
+        lev = np.empty((self.n_units, width), dtype=np.int16)
+        start = filled = 0
+        for _, pick, lidx in slabs:
+            c = 0
+            while c < pick.shape[0]:
+                take = min(width - filled, pick.shape[0] - c)
+                kp.draw_levels(pick[c : c + take], lidx[c : c + take], self.ent_ptr, self.ent_units, lev, filled)
+                c += take
+                filled += take
+                if filled == width:
+                    out[start : start + filled] = self._stream(lev, filled)
+                    start, filled = start + filled, 0
+        if filled:
+            out[start : start + filled] = self._stream(lev, filled)
+
+    def _stream(self, lev: np.ndarray, B: int) -> np.ndarray:
+        args = (*self.cols, self.thr_L, self.theta_y, self.max_rows, lev)
+        theta, dmd, dmy, uu = kp.stream_thetas(*args, B, self.Cinv)
+        beta, bz = self._beta(dmd, dmy, uu)
+        if self.stat == "coef":
+            return beta
+        if self.cl is None:
+            return self._iid_t(beta, dmd)
+        meat = kp.stream_meats(*args, np.ascontiguousarray(theta.T), bz, self.cl_order, self.cl_starts)
+        return beta / np.sqrt(self.adj * meat / dmd**2)
+
+    def _beta(self, dmd, dmy, uu):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            beta = np.where(dmd > COLLIN_TOL * uu, dmy / dmd, np.nan)
+        return beta, np.where(np.isfinite(beta), beta, 0.0)
+
+    def _iid_t(self, beta, dmd):
+        return beta / np.sqrt((self.yy - beta**2 * dmd) / self.df_resid / dmd)
 
     def compute(self, pick: np.ndarray, lidx: np.ndarray) -> np.ndarray:
         with threads_for(pick.shape[0] * (self.n_units if self.many_treated else pick.shape[1] * self.tab.shape[1])):
@@ -292,33 +349,33 @@ class _FastEngine:
         if pick.shape[0] > step:
             return np.concatenate([self._compute(pick[a : a + step], lidx[a : a + step])
                                    for a in range(0, pick.shape[0], step)])
+        lev = None
         if self.many_treated:
-            lev = kp.draw_levels(pick, lidx, self.ent_ptr, self.ent_units, self.n_units)
+            lev = self._levels(pick, lidx)
             theta, dmd, dmy, uu = kp.draw_thetas(lev, self.tab, self.n_l, self.Cinv)
         else:
-            lev = None
             theta, dmd, dmy, uu = kp.draw_thetas_sparse(pick, lidx, self.ent_ptr, self.ent_units, self.tab, self.n_l,
                                                         self.Cinv)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            beta = np.where(dmd > COLLIN_TOL * uu, dmy / dmd, np.nan)
+        beta, bz = self._beta(dmd, dmy, uu)
         if self.stat == "coef":
             return beta
         if self.cl is None:
-            var = (self.yy - beta**2 * dmd) / self.df_resid / dmd
+            return self._iid_t(beta, dmd)
+        Z = kp.pack_outer(theta, bz)
+        if self.gram is not None:
+            q0 = kp.gram_q0(Z, self.gram)
+            meat = kp.draw_meats(pick, lidx, self.ent_ptr, self.ent_units, self.cl, self.n_cl, self.tab,
+                                 self.n_l, theta, bz, Z, self.Wc, q0)
         else:
-            bz = np.where(np.isfinite(beta), beta, 0.0)
-            Z = kp.pack_outer(theta, bz)
-            if self.gram is not None:
-                q0 = kp.gram_q0(Z, self.gram)
-                meat = kp.draw_meats(pick, lidx, self.ent_ptr, self.ent_units, self.cl, self.n_cl, self.tab,
-                                     self.n_l, theta, bz, Z, self.Wc, q0)
-            else:
-                if lev is None:
-                    lev = kp.draw_levels(pick, lidx, self.ent_ptr, self.ent_units, self.n_units)
-                meat = kp.dense_meats(lev, self.tab, self.n_l, theta, bz, np.ascontiguousarray(Z.T), self.Wc,
-                                      self.cl_order, self.cl_starts, max(16, DENSE_CHUNK // Z.shape[0]))
-            var = self.adj * meat / dmd**2
-        return beta / np.sqrt(var)
+            lev = self._levels(pick, lidx) if lev is None else lev
+            meat = kp.dense_meats(lev, self.tab, self.n_l, theta, bz, np.ascontiguousarray(Z.T), self.Wc,
+                                  self.cl_order, self.cl_starts, max(16, DENSE_CHUNK // Z.shape[0]))
+        return beta / np.sqrt(self.adj * meat / dmd**2)
+
+    def _levels(self, pick: np.ndarray, lidx: np.ndarray) -> np.ndarray:
+        lev = np.empty((self.n_units, pick.shape[0]), dtype=np.int16)
+        kp.draw_levels(pick, lidx, self.ent_ptr, self.ent_units, lev, 0)
+        return lev
 
 
 class _GeneralEngine:
@@ -410,10 +467,10 @@ def _run_block_serial_blas(ctx: _Context, block: tuple[int, int]) -> np.ndarray:
         for a in range(0, size, step):
             out[a : a + step] = ctx.engine.compute(np.ascontiguousarray(ctx.iid_rows(rng, min(step, size - a))))
         return out
+    if ctx.fast:
+        ctx.engine.run(ctx.sampler.slabs(rng, size), out)
+        return out
     for a, pick, lidx in ctx.sampler.slabs(rng, size):
-        if ctx.fast:
-            out[a : a + pick.shape[0]] = ctx.engine.compute(pick, lidx)
-            continue
         step = ctx.slab(pick.shape[0])
         for c in range(0, pick.shape[0], step):
             A = ctx.sampler.dense(pick[c : c + step], lidx[c : c + step])

@@ -41,6 +41,9 @@ __all__ = [
     "draw_meats",
     "pack_outer",
     "partial_shuffle",
+    "unit_sums",
+    "stream_thetas",
+    "stream_meats",
     "adoption_times",
     "draw_levels",
     "gram_q0",
@@ -222,8 +225,9 @@ def pack_outer(theta_BM, beta_B):
 
 
 @pjit
-def draw_levels(pick_BK, l_BK, ent_ptr, ent_units, n_units):
-    """Dense ``U x B`` adoption indices of sparse draws (-1: untreated).
+def draw_levels(pick_BK, l_BK, ent_ptr, ent_units, out_UB, offset):
+    """Write the adoption indices of sparse draws into columns ``offset..``
+    of the dense ``U x B`` level matrix ``out_UB`` (-1: untreated).
 
     The per-draw kernels below walk units in order, so the per-unit tables
     stream through memory once per slab of draws instead of being gathered
@@ -231,6 +235,7 @@ def draw_levels(pick_BK, l_BK, ent_ptr, ent_units, n_units):
     5,000 random reads into a table larger than the cache).
     """
     B, K = pick_BK.shape
+    n_units = out_UB.shape[0]
     lev_BU = np.full((B, n_units), -1, dtype=np.int16)
     for b in prange(B):
         for k in range(K):
@@ -238,13 +243,11 @@ def draw_levels(pick_BK, l_BK, ent_ptr, ent_units, n_units):
             for q in range(ent_ptr[e], ent_ptr[e + 1]):
                 lev_BU[b, ent_units[q]] = l_BK[b, k]
     # scattered by draw (cache-friendly), read by unit: transpose in tiles
-    out_UB = np.empty((n_units, B), dtype=np.int16)
     n_tiles = (n_units + 63) // 64
     for t in prange(n_tiles):
         for b in range(B):
             for i in range(t * 64, min(n_units, t * 64 + 64)):
-                out_UB[i, b] = lev_BU[b, i]
-    return out_UB
+                out_UB[i, offset + b] = lev_BU[b, i]
 
 
 #: fixed number of unit chunks with private partial sums: the summation
@@ -451,6 +454,152 @@ def dense_meats(lev_UB, tab_RQ, n_l, theta_BM, beta_B, Zt_PB, Wc_CP, cl_order, c
                         row[b] -= w * _treated_part(tab_RQ[i * n_l + max(l, 0)], theta_BM[b], beta_B[b])
                 for b in range(B):
                     part[ch, b] += row[b] * row[b]
+    meat_B = part[0].copy()
+    for ch in range(1, n_chunks):
+        meat_B += part[ch]
+    return meat_B
+
+
+# ------------------------------------------------- streaming (huge panels)
+# When the per-unit tables would not fit the memory budget (10 million rows:
+# W alone is 1.4 GB), every slab of draws makes two passes over the units,
+# rebuilding each unit's rows of F on the fly: no table is stored.
+
+
+@pjit(fastmath=_SIMD)
+def unit_sums(row_ptr, rows, per_N, xs, n_x, y_N, n_periods, max_rows):
+    """``sum_i [P_i, packed G_i]`` (``F'yu`` and ``F'F``) without per-unit rows."""
+    U = row_ptr.shape[0] - 1
+    M = n_periods - 1 + n_x
+    P = M + M * (M + 1) // 2
+    n_chunks = min(U, _UNIT_CHUNKS)
+    part = np.zeros((n_chunks, P))
+    for ch in prange(n_chunks):
+        F_TM = np.empty((max_rows, M))
+        y_T = np.empty(max_rows)
+        w = part[ch]
+        for i in range(ch * U // n_chunks, (ch + 1) * U // n_chunks):
+            n = _unit_block(i, row_ptr, rows, per_N, xs, n_x, y_N, n_periods, F_TM, y_T)
+            for j in range(n):
+                for m in range(M):
+                    w[m] += y_T[j] * F_TM[j, m]
+                p = M
+                for a in range(M):
+                    fa = F_TM[j, a]
+                    for b in range(a, M):
+                        w[p] += fa * F_TM[j, b]
+                        p += 1
+    out = part[0].copy()
+    for ch in range(1, n_chunks):
+        out += part[ch]
+    return out
+
+
+@jit(fastmath=_SIMD)
+def _unit_stream(i, row_ptr, rows, per_N, xs, n_x, y_N, n_periods, thr_L, theta_y, F_TM, y_T, tab_LQ):
+    """Unit i's rows of F, its residualized outcome ``yu - F theta_y`` and its
+    table rows ``[SF_il, Sy_il, UU_il]``; returns the number of rows."""
+    n = _unit_block(i, row_ptr, rows, per_N, xs, n_x, y_N, n_periods, F_TM, y_T)
+    M = F_TM.shape[1]
+    L = thr_L.shape[0]
+    for j in range(n):
+        e = y_T[j]
+        for m in range(M):
+            e -= F_TM[j, m] * theta_y[m]
+        y_T[j] = e
+    tab_LQ[:, :] = 0.0
+    for j in range(n):
+        per = per_N[rows[row_ptr[i] + j]]
+        for l in range(L):
+            if per >= thr_L[l]:
+                for m in range(M):
+                    tab_LQ[l, m] += F_TM[j, m]
+                tab_LQ[l, M] += y_T[j]
+                tab_LQ[l, M + 1] += 1.0
+    for l in range(L):
+        c = tab_LQ[l, M + 1]
+        tab_LQ[l, M + 1] = c - c * c / n
+    return n
+
+
+@pjit(fastmath=_SIMD)
+def stream_thetas(row_ptr, rows, per_N, xs, n_x, y_N, n_periods, thr_L, theta_y, max_rows, lev_UB, n_draws,
+                  Cinv_MM):
+    """:func:`draw_thetas` without stored tables (first pass of a slab)."""
+    U = row_ptr.shape[0] - 1
+    M = Cinv_MM.shape[0]
+    L = thr_L.shape[0]
+    B = n_draws
+    n_chunks = min(U, _UNIT_CHUNKS)
+    part = np.zeros((n_chunks, B, M + 2))
+    for ch in prange(n_chunks):
+        F_TM = np.empty((max_rows, M))
+        y_T = np.empty(max_rows)
+        tab_LQ = np.empty((L, M + 2))
+        acc = part[ch]
+        for i in range(ch * U // n_chunks, (ch + 1) * U // n_chunks):
+            _unit_stream(i, row_ptr, rows, per_N, xs, n_x, y_N, n_periods, thr_L, theta_y, F_TM, y_T, tab_LQ)
+            lev = lev_UB[i]
+            for b in range(B):
+                l = lev[b]
+                if l >= 0:
+                    for q in range(M + 2):
+                        acc[b, q] += tab_LQ[l, q]
+    theta_BM = np.empty((B, M))
+    dmd_B = np.empty(B)
+    dmy_B = np.empty(B)
+    uu_B = np.empty(B)
+    for b in prange(B):
+        acc = part[0, b].copy()
+        for ch in range(1, n_chunks):
+            acc += part[ch, b]
+        _solve_theta(acc, Cinv_MM, b, theta_BM, dmd_B, dmy_B, uu_B)
+    return theta_BM, dmd_B, dmy_B, uu_B
+
+
+@pjit(fastmath=_SIMD)
+def stream_meats(row_ptr, rows, per_N, xs, n_x, y_N, n_periods, thr_L, theta_y, max_rows, lev_UB, thetaT_MB,
+                 beta_B, cl_order, cl_starts):
+    """CRV1 meat per draw without stored tables (second pass of a slab):
+    every unit's score ``-sum_t v_t (yy_t + beta v_t)`` (``v = F theta``) plus
+    its treated part, summed within clusters, squared."""
+    C = cl_starts.shape[0] - 1
+    M = thetaT_MB.shape[0]
+    L = thr_L.shape[0]
+    B = beta_B.shape[0]
+    n_chunks = min(C, _UNIT_CHUNKS)
+    part = np.zeros((n_chunks, B))
+    for ch in prange(n_chunks):
+        F_TM = np.empty((max_rows, M))
+        y_T = np.empty(max_rows)
+        tab_LQ = np.empty((L, M + 2))
+        v_B = np.empty(B)
+        s_B = np.empty(B)
+        theta_M = np.empty(M)
+        for c in range(ch * C // n_chunks, (ch + 1) * C // n_chunks):
+            s_B[:] = 0.0
+            for q in range(cl_starts[c], cl_starts[c + 1]):
+                i = cl_order[q]
+                n = _unit_stream(i, row_ptr, rows, per_N, xs, n_x, y_N, n_periods, thr_L, theta_y, F_TM, y_T,
+                                 tab_LQ)
+                for j in range(n):
+                    v_B[:] = 0.0
+                    for m in range(M):
+                        f = F_TM[j, m]
+                        for b in range(B):
+                            v_B[b] += f * thetaT_MB[m, b]
+                    yj = y_T[j]
+                    for b in range(B):
+                        s_B[b] -= v_B[b] * (yj + beta_B[b] * v_B[b])
+                lev = lev_UB[i]
+                for b in range(B):
+                    l = lev[b]
+                    if l >= 0:
+                        for m in range(M):
+                            theta_M[m] = thetaT_MB[m, b]
+                        s_B[b] += _treated_part(tab_LQ[l], theta_M, beta_B[b])
+            for b in range(B):
+                part[ch, b] += s_B[b] * s_B[b]
     meat_B = part[0].copy()
     for ch in range(1, n_chunks):
         meat_B += part[ch]
