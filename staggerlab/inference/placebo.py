@@ -9,7 +9,11 @@ them without refitting:
 
 * fast (unit + period FEs, unweighted, iid or CRV1 by a cluster that contains
   the units): per-(unit, adoption time) suffix-sum tables (DESIGN.md), cost per
-  draw independent of the number of rows;
+  draw independent of the number of rows. A draw is the list of its treated
+  units; the CRV1 meat is a Gram-matrix quadratic form plus the treated
+  clusters when few clusters are treated per draw, one matrix product per
+  chunk of clusters when many are; panels whose tables would exceed
+  ``TABLE_BUDGET`` stream their rows instead (two passes per slab of draws);
 * general (any FEs, weights, HC1, two-way CRV1): blocks of placebo columns are
   demeaned together, the demeaned controls are partialled out with one matrix
   product (Frisch-Waugh-Lovell), and statistics are column reductions.
@@ -48,7 +52,7 @@ __all__ = ["placebo", "placebo_timing", "PlaceboResult", "PlaceboTimingResult", 
 #: draws per seeded block; fixed so that a seed always means the same draws.
 BLOCK_SIZE = 250
 #: random numbers (draws x treated entities) per sampler slab
-SAMPLER_SLAB = 1 << 21
+SAMPLER_SLAB = 1 << 20
 #: the Gram-matrix meat is used when clusters outnumber the treated units of
 #: a draw by this factor (measured crossover, see benchmarks/RESULTS.md)
 GRAM_RATIO = 4.0
@@ -83,10 +87,13 @@ def _int_times(frame: pl.DataFrame, time: str) -> np.ndarray:
     s = frame[time]
     if not s.dtype.is_numeric():
         raise PanelError(f"time column {time!r} must be numeric (integer periods), got {s.dtype}")
-    t = s.cast(pl.Float64).to_numpy()
-    if not np.all(t == np.round(t)):
-        raise PanelError(f"time column {time!r} must hold integer periods")
-    t = t.astype(np.int64)
+    if s.dtype.is_integer():
+        t = s.cast(pl.Int64).to_numpy()
+    else:
+        t = s.cast(pl.Float64).to_numpy()
+        if not np.all(t == np.round(t)):
+            raise PanelError(f"time column {time!r} must hold integer periods")
+        t = t.astype(np.int64)
     if (t == 0).any():
         raise PanelError(
             f"time column {time!r} has a period 0, but 0 marks 'untreated' in adoption times; "
@@ -107,22 +114,36 @@ def _per_unit(values: np.ndarray, unit_N: np.ndarray, n_units: int, what: str, i
 
 def _adoption_from_treatment(treat_N: np.ndarray, unit_N: np.ndarray, time_N: np.ndarray, n_units: int,
                              ids: np.ndarray, param: str) -> np.ndarray:
-    vals = np.unique(treat_N)
-    if not np.isin(vals, (0.0, 1.0)).all():
+    g, bad_value, switch_back = kp.unit_adoption(unit_N, time_N, treat_N, n_units)
+    if bad_value >= 0:
+        vals = np.unique(treat_N[: max(bad_value + 1, 1000)])
         raise TreatmentError(f"treatment {param!r} must be 0/1 to define adoption times, found {vals[:5]}")
-    if vals.size < 2:
-        raise TreatmentError(f"treatment {param!r} never varies (always {vals[0]:g}); nothing to permute")
-    order = np.lexsort((time_N, unit_N))
-    u, D = unit_N[order], treat_N[order]
-    drop = (u[1:] == u[:-1]) & (D[1:] < D[:-1])
-    if drop.any():
+    if not (g > 0).any() or (g > 0).all() and bool(kp.always_treated(unit_N, time_N, g)):
+        v = 0 if not (g > 0).any() else 1
+        raise TreatmentError(f"treatment {param!r} never varies (always {v}); nothing to permute")
+    if switch_back >= 0:
         raise TreatmentError(
-            f"treatment {param!r} is not absorbing: unit {ids[u[np.flatnonzero(drop)[0]]]!r} switches "
+            f"treatment {param!r} is not absorbing: unit {ids[switch_back]!r} switches "
             "from 1 back to 0; pass cohort='col' with unit-level adoption times instead"
         )
-    g = np.full(n_units, _NEVER, dtype=np.int64)
-    np.minimum.at(g, unit_N, np.where(treat_N == 1.0, time_N, _NEVER))
-    return np.where(g == _NEVER, 0, g)
+    return g
+
+
+def _ids_and_codes(s: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted unique values and int32 codes of a column (O(N) for integer
+    ids of a modest range: no sort, no N-sized temporaries beyond the codes)."""
+    if s.dtype.is_integer() and s.len() > 0:
+        v = s.to_numpy()
+        lo, hi = int(v.min()), int(v.max())
+        if hi - lo <= 4 * v.size + 1024:
+            present = np.zeros(hi - lo + 1, dtype=np.int64)
+            present[v - lo] = 1
+            ids = (lo + np.flatnonzero(present)).astype(v.dtype)
+            np.cumsum(present, out=present)
+            present -= 1
+            return ids, kp.gather_codes(present, v, lo)
+    ids, codes = np.unique(s.to_numpy(), return_inverse=True)
+    return ids, codes.astype(np.int32).ravel()
 
 
 def _codes(values: Any) -> np.ndarray:
@@ -229,6 +250,8 @@ class _FastEngine:
                  stat: str, sampler: _Sampler):
         self.ent_ptr, self.ent_units = sampler.ent_ptr, sampler.ent_units
         self.n_units = n_units
+        # adoption indices per (unit, draw): one byte unless there are > 127 adoption times
+        self.lev_dtype = np.int8 if thr_L.size <= 127 else np.int16
         self.many_treated = sampler.units_per_draw() * MANY_TREATED >= n_units
         self.adj, self.df_resid, self.stat = adj, df_resid, stat
         with_w = stat == "t" and cl_U is not None
@@ -305,7 +328,7 @@ class _FastEngine:
             return
         # streaming: collect draws until the level matrix is full, then two passes
         width = max(1, min(out.size, STREAM_LEVELS // self.n_units))
-        lev = np.empty((self.n_units, width), dtype=np.int16)
+        lev = np.empty((self.n_units, width), dtype=self.lev_dtype)
         start = filled = 0
         for _, pick, lidx in slabs:
             c = 0
@@ -373,7 +396,7 @@ class _FastEngine:
         return beta / np.sqrt(self.adj * meat / dmd**2)
 
     def _levels(self, pick: np.ndarray, lidx: np.ndarray) -> np.ndarray:
-        lev = np.empty((self.n_units, pick.shape[0]), dtype=np.int16)
+        lev = np.empty((self.n_units, pick.shape[0]), dtype=self.lev_dtype)
         kp.draw_levels(pick, lidx, self.ent_ptr, self.ent_units, lev, 0)
         return lev
 
@@ -620,8 +643,7 @@ def _setup(fit: Feols, param: str, unit: str | None, time: str | None, cohort: s
         raise PanelError("the fit has fewer than two fixed effects; pass unit= and time= explicitly")
     frame = d.frame
     check_columns(frame, [unit, time] + ([cohort] if cohort else []), "column")
-    ids, unit_N = np.unique(frame[unit].to_numpy(), return_inverse=True)
-    unit_N = unit_N.astype(np.int64).ravel()
+    ids, unit_N = _ids_and_codes(frame[unit])
     time_N = _int_times(frame, time)
     if cohort is None:
         g_U = _adoption_from_treatment(d.column(param), unit_N, time_N, ids.size, ids, param)
@@ -756,7 +778,9 @@ def placebo(
     if method != "general" and scheme != "iid":
         reason = _fast_blocker(d, unit, time, spec, stat, unit_N)
         if reason is None:
-            tvals, per_N = np.unique(time_N, return_inverse=True)
+            tvals, per_N = _ids_and_codes(pl.Series(time_N))
+            # period codes are small: the narrowest integer type saves N-sized memory
+            per_N = per_N.astype(np.min_scalar_type(-max(tvals.size, 1)))
             cl_U = None
             adj = 1.0
             if stat == "t" and spec.kind == "CRV1":
@@ -764,7 +788,7 @@ def placebo(
                 G = int(cl_U.max()) + 1
                 adj = (d.nobs - 1) / (d.nobs - df_k) * G / (G - 1)
             try:
-                engine = _FastEngine(fit, param, unit_N, n_units, per_N.astype(np.int64).ravel(), tvals.size,
+                engine = _FastEngine(fit, param, unit_N, n_units, per_N, tvals.size,
                                      np.searchsorted(tvals, gvals).astype(np.int64), cl_U, adj, d.nobs - df_k, stat, sampler)
                 fast = True
             except np.linalg.LinAlgError as err:

@@ -33,6 +33,9 @@ from ._jit import jit, pjit, prange
 
 __all__ = [
     "unit_tables",
+    "unit_adoption",
+    "always_treated",
+    "gather_codes",
     "rows_by_unit",
     "residualize_tables",
     "resid_ss",
@@ -57,6 +60,57 @@ _SIMD = {"reassoc", "contract"}
 
 
 @jit
+def unit_adoption(unit_N, time_N, treat_N, n_units):
+    """Each unit's adoption time (first period with treatment 1; 0 if none).
+
+    Also returns the first row holding a value other than 0/1 (-1 if none)
+    and a unit whose treatment goes from 1 back to 0 (-1 if none), in one
+    O(N) pass without sorting.
+    """
+    NEVER = np.iinfo(np.int64).max
+    g = np.full(n_units, NEVER, dtype=np.int64)
+    last0 = np.full(n_units, np.iinfo(np.int64).min, dtype=np.int64)
+    bad_value = -1
+    for r in range(unit_N.shape[0]):
+        d = treat_N[r]
+        i = unit_N[r]
+        if d == 1.0:
+            if time_N[r] < g[i]:
+                g[i] = time_N[r]
+        elif d == 0.0:
+            if time_N[r] > last0[i]:
+                last0[i] = time_N[r]
+        elif bad_value < 0:
+            bad_value = r
+    switch_back = -1
+    for i in range(n_units):
+        if g[i] == NEVER:
+            g[i] = 0
+        elif last0[i] > g[i] and switch_back < 0:
+            switch_back = i
+    return g, bad_value, switch_back
+
+
+@jit
+def always_treated(unit_N, time_N, g_U):
+    """True if every row is treated (every unit treated from its first row)."""
+    for r in range(unit_N.shape[0]):
+        if time_N[r] < g_U[unit_N[r]]:
+            return False
+    return True
+
+
+@jit
+def gather_codes(code_of, v_N, lo):
+    """``code_of[v - lo]`` for every row, as int32 (codes of fewer than 2^31
+    ids; half the memory of int64 on a 10-million-row panel)."""
+    out = np.empty(v_N.shape[0], dtype=np.int32)
+    for r in range(v_N.shape[0]):
+        out[r] = code_of[v_N[r] - lo]
+    return out
+
+
+@jit
 def rows_by_unit(unit_N, n_units):
     """CSR of the rows of every unit (a counting sort, O(N))."""
     ptr = np.zeros(n_units + 1, dtype=np.int64)
@@ -65,7 +119,8 @@ def rows_by_unit(unit_N, n_units):
     for i in range(n_units):
         ptr[i + 1] += ptr[i]
     fill = ptr[:-1].copy()
-    rows = np.empty(unit_N.shape[0], dtype=np.int64)
+    # int32: half the memory of the row index (panels up to 2^31 rows)
+    rows = np.empty(unit_N.shape[0], dtype=np.int32)
     for r in range(unit_N.shape[0]):
         rows[fill[unit_N[r]]] = r
         fill[unit_N[r]] += 1
@@ -236,7 +291,7 @@ def draw_levels(pick_BK, l_BK, ent_ptr, ent_units, out_UB, offset):
     """
     B, K = pick_BK.shape
     n_units = out_UB.shape[0]
-    lev_BU = np.full((B, n_units), -1, dtype=np.int16)
+    lev_BU = np.full((B, n_units), -1, dtype=out_UB.dtype)
     for b in prange(B):
         for k in range(K):
             e = pick_BK[b, k]
@@ -620,7 +675,7 @@ def partial_shuffle(u_BK, n):
     out_BK = np.empty((B, K), dtype=np.int64)
     n_chunks = min(B, 64)
     for ch in prange(n_chunks):
-        perm = np.arange(n)
+        perm = np.arange(n).astype(np.int32)
         swap = np.empty(K, dtype=np.int64)
         for b in range(ch * B // n_chunks, (ch + 1) * B // n_chunks):
             for j in range(K):
