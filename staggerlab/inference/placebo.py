@@ -54,14 +54,16 @@ BLOCK_SIZE = 250
 #: random numbers (draws x treated entities) per sampler slab
 SAMPLER_SLAB = 1 << 20
 #: the Gram-matrix meat is used when clusters outnumber the treated units of
-#: a draw by this factor (measured crossover, see benchmarks/RESULTS.md)
+#: a draw by this factor: a treated cluster costs a P-long dot product with a
+#: row gathered from memory, an untreated one a share of a cache-friendly
+#: matrix product (rule of thumb; both strategies are exact)
 GRAM_RATIO = 4.0
 #: doubles in one clusters x draws chunk of the dense meat
 DENSE_CHUNK = 1 << 19
 #: draws treating at least 1 / MANY_TREATED of the units walk all units
 #: (branch-free); fewer gather their rows
 MANY_TREATED = 8
-#: entries of the draws x units level matrix of the fast engine (int16)
+#: entries of the units x draws level matrix of the fast engine (int8)
 LEVEL_SLAB = 1 << 24
 #: bytes of per-unit tables above which the fast engine streams the rows
 #: instead (10 million rows: ~2 GB of tables); and its level matrix entries
