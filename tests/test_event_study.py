@@ -310,3 +310,54 @@ def test_imputation_row_chunks_and_panel_codes_do_not_change_results(monkeypatch
         np.testing.assert_allclose(got.vcov, ref.vcov, rtol=1e-10, atol=1e-16)
         for kind in ("simple", "group", "calendar"):
             assert got.aggregate(kind).se == pytest.approx(ref.aggregate(kind).se, rel=1e-10)
+
+
+@pytest.mark.parametrize("method", ["twfe", "sunab"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        dict(controls=["x1", "x2"], cluster=None, drop=0.2, window=(-4, 4)),
+        dict(controls=["x1"], cluster="region", drop=0.0, window=(-3, 2)),
+        dict(controls=None, cluster=None, drop=0.1, window=(-6, 6), bin_endpoints=False),
+    ],
+    ids=["controls-unbalanced", "cluster-region", "unbinned"],
+)
+def test_lean_path_equals_feols_path(monkeypatch, method, case):
+    """The lean regression (per-unit sums, no N x k design) that big panels
+    take gives the feols path's estimates, SEs and aggregates."""
+    import staggerlab.inference.lean_dummies as lean
+
+    df = sl.simulate.staggered(150, 12, n_controls=2, drop_share=case["drop"], never_share=0.3, seed=8)
+    rng = np.random.default_rng(3)
+    df = df.with_columns(region=pl.Series(rng.integers(0, 12, 150)[df["unit"].to_numpy() % 150]))
+    kw = dict(y="y", unit="unit", time="time", cohort="cohort", controls=case["controls"], cluster=case["cluster"],
+              window=case["window"], bin_endpoints=case.get("bin_endpoints", True), method=method)
+    ref = event_study(df, **kw)
+    monkeypatch.setattr(lean, "LEAN_BYTES", 0)
+    got = event_study(df, **kw)
+    assert got.extra.get("lean") and not ref.extra.get("lean")
+    a, b = got.tidy(), ref.tidy()
+    np.testing.assert_array_equal(a["rel_time"].to_numpy(), b["rel_time"].to_numpy())
+    np.testing.assert_allclose(a["estimate"].to_numpy(), b["estimate"].to_numpy(), rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(a["se"].to_numpy(), b["se"].to_numpy(), rtol=1e-8)
+    assert (got.nobs, got.df) == (ref.nobs, ref.df)
+    np.testing.assert_allclose(got.extra["n_rel"], ref.extra["n_rel"])
+    for kind in ("simple",) + (("group",) if method == "sunab" else ()):
+        ga, ra = got.aggregate(kind), ref.aggregate(kind)
+        assert ga.estimate == pytest.approx(ra.estimate, rel=1e-8)
+        assert ga.se == pytest.approx(ra.se, rel=1e-8)
+
+
+def test_lean_path_falls_back_to_feols(monkeypatch):
+    """Weights and singleton units are feols' business (it reports what it drops)."""
+    import staggerlab.inference.lean_dummies as lean
+
+    monkeypatch.setattr(lean, "LEAN_BYTES", 0)
+    df = sl.simulate.staggered(80, 8, drop_share=0.1, seed=2).with_columns(w=pl.lit(1.5))
+    es = event_study(df, y="y", unit="unit", time="time", cohort="cohort", weights="w")
+    assert not es.extra.get("lean")
+    single = df.filter(~((pl.col("unit") == 3) & (pl.col("time") > df["time"].min())))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        es = event_study(single, y="y", unit="unit", time="time", cohort="cohort")
+    assert not es.extra.get("lean")

@@ -18,7 +18,9 @@ from scipy import stats
 from ..errors import StaggerlabError, TreatmentError
 from ..kernels.cluster import cluster_score_sums_into
 from ..panels.panel import factorize_column
+from . import lean_dummies as lean
 from .feols import feols
+from .lean_dummies import dense_bytes
 from .staggered_data import COHORT, REL, StaggeredData, prepare
 
 __all__ = ["event_study", "EventStudyResult", "Aggregate", "WaldTest", "EventStudyError"]
@@ -272,6 +274,10 @@ def _twfe(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: b
     if not levels:
         raise EventStudyError("no relative period other than the reference is observed")
     names = {f"_es_{_rel_label(r)}": r for r in levels}
+    if dense_bytes(sd, len(levels)) > lean.LEAN_BYTES:
+        res = _twfe_lean(sd, frame, levels, window, ref)
+        if res is not None:
+            return res
     frame = frame.with_columns(
         [(pl.col(_RELB) == r).fill_null(False).cast(pl.Float64).alias(n) for n, r in names.items()]
     )
@@ -285,6 +291,31 @@ def _twfe(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: b
     V = fit.vcov()
     return EventStudyResult(rel, fit.beta[pos], V[np.ix_(pos, pos)], ref, "twfe", fit.nobs, fit.df_t,
                             {"fit": fit, "n_rel": np.array([nmap.get(int(r), 0.0) for r in rel])})
+
+
+def _dummy_codes(keys: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """int32 index of each row's key among ``cells`` (sorted, distinct), -1 if absent."""
+    if keys.size == 0:
+        return np.empty(0, dtype=np.int32)
+    lo, hi = int(min(keys.min(), cells.min())), int(max(keys.max(), cells.max()))
+    lut = np.full(hi - lo + 1, -1, dtype=np.int32)
+    lut[cells - lo] = np.arange(cells.size, dtype=np.int32)
+    return lut[keys - lo]
+
+
+def _twfe_lean(sd: StaggeredData, frame: pl.DataFrame, levels: list[int], window: tuple[int, int],
+               ref: int) -> EventStudyResult | None:
+    """Dynamic TWFE without the N x k design (big panels; see ``lean_dummies``)."""
+    cells = np.array(levels, dtype=np.int64)
+    j_N = _dummy_codes(frame[_RELB].fill_null(ref).to_numpy(), cells)
+    fit = lean.lean_dummy_fit(sd, j_N, cells.size)
+    if fit is None:
+        return None
+    lo, hi = window
+    pos = np.flatnonzero((cells >= lo) & (cells <= hi))
+    n_rel = np.bincount(j_N[j_N >= 0], minlength=cells.size).astype(float)
+    return EventStudyResult(cells[pos], fit.beta[pos], fit.V[np.ix_(pos, pos)], ref, "twfe", fit.nobs, fit.df_t,
+                            {"n_rel": n_rel[pos], "lean": True})
 
 
 def _sunab(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: bool) -> EventStudyResult:
@@ -312,23 +343,45 @@ def _sunab(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: 
     cells = (frame.filter(pl.col(COHORT).is_in(cohorts) & (pl.col(_RELB) != ref))
              .select(COHORT, _RELB).unique().sort(COHORT, _RELB))
     names = {f"_sa_{g}_{_rel_label(r)}": (g, r) for g, r in cells.iter_rows()}
-    frame = frame.with_columns(
-        [((pl.col(COHORT) == g) & (pl.col(_RELB) == r)).fill_null(False).cast(pl.Float64).alias(n)
-         for n, (g, r) in names.items()]
-    )
-    fml = f"{sd.y} ~ {' + '.join([*names, *sd.controls])} | {sd.unit} + {sd.time}"
-    fit = feols(fml, frame, vcov={"CRV1": sd.cluster}, weights=sd.weights)
-    pos = [j for j, n in enumerate(fit.coefnames) if n in names]
-    g_c = np.array([names[fit.coefnames[j]][0] for j in pos], dtype=np.int64)
-    l_c = np.array([names[fit.coefnames[j]][1] for j in pos], dtype=np.int64)
-    b_c = fit.beta[pos]
-    V_c = fit.vcov()[np.ix_(pos, pos)]
-    est = fit.design.frame
-    cnt = _weighted_counts(est.filter(pl.col(_RELB).is_not_null()), [COHORT, _RELB], sd.weights)
-    nmap = {(g, r): n for g, r, n in cnt.iter_rows()}
-    n_c = np.array([nmap.get((int(g), int(r)), 0.0) for g, r in zip(g_c, l_c)])
-    units = est.group_by(COHORT).agg(pl.col(sd.unit).n_unique())
-    n_units = dict(units.iter_rows())
+    lean_fit = None
+    if frame.height == sd.frame.height and dense_bytes(sd, len(names)) > lean.LEAN_BYTES:
+        # cells keyed by cohort x binned relative period (no rows were filtered)
+        span = int(cells[_RELB].max() - cells[_RELB].min()) + 1
+        rlo = int(cells[_RELB].min())
+        key_c = cells[COHORT].to_numpy().astype(np.int64) * span + (cells[_RELB].to_numpy() - rlo)
+        rel_N = frame[_RELB].fill_null(rlo - 1).to_numpy()
+        key_N = np.where((rel_N < rlo) | (rel_N > rlo + span - 1), -1,
+                         frame[COHORT].to_numpy().astype(np.int64) * span + (rel_N - rlo))
+        j_N = np.where(key_N >= 0, _dummy_codes(np.maximum(key_N, 0), key_c), -1).astype(np.int32)
+        lean_fit = lean.lean_dummy_fit(sd, j_N, len(names))
+    if lean_fit is not None:
+        g_c, l_c = cells[COHORT].to_numpy().astype(np.int64), cells[_RELB].to_numpy().astype(np.int64)
+        b_c, V_c, nobs, df_t = lean_fit.beta, lean_fit.V, lean_fit.nobs, lean_fit.df_t
+        n_c = np.bincount(j_N[j_N >= 0], minlength=len(names)).astype(float)
+        coh_U = frame[COHORT].to_numpy()[lean_fit.first_rows]
+        n_units = {int(g): int(n) for g, n in zip(*np.unique(coh_U, return_counts=True))}
+        extras: dict[str, Any] = {"lean": True}
+        del frame, j_N, key_N, rel_N
+    else:
+        frame = frame.with_columns(
+            [((pl.col(COHORT) == g) & (pl.col(_RELB) == r)).fill_null(False).cast(pl.Float64).alias(n)
+             for n, (g, r) in names.items()]
+        )
+        fml = f"{sd.y} ~ {' + '.join([*names, *sd.controls])} | {sd.unit} + {sd.time}"
+        fit = feols(fml, frame, vcov={"CRV1": sd.cluster}, weights=sd.weights)
+        pos = [j for j, n in enumerate(fit.coefnames) if n in names]
+        g_c = np.array([names[fit.coefnames[j]][0] for j in pos], dtype=np.int64)
+        l_c = np.array([names[fit.coefnames[j]][1] for j in pos], dtype=np.int64)
+        b_c = fit.beta[pos]
+        V_c = fit.vcov()[np.ix_(pos, pos)]
+        nobs, df_t = fit.nobs, fit.df_t
+        est = fit.design.frame
+        cnt = _weighted_counts(est.filter(pl.col(_RELB).is_not_null()), [COHORT, _RELB], sd.weights)
+        nmap = {(g, r): n for g, r, n in cnt.iter_rows()}
+        n_c = np.array([nmap.get((int(g), int(r)), 0.0) for g, r in zip(g_c, l_c)])
+        units = est.group_by(COHORT).agg(pl.col(sd.unit).n_unique())
+        n_units = dict(units.iter_rows())
+        extras = {"fit": fit}
     lo, hi = window
     rel = np.array(sorted({int(r) for r in l_c if lo <= r <= hi}), dtype=np.int64)
     R = np.zeros((rel.size, b_c.size))
@@ -342,7 +395,7 @@ def _sunab(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: 
         if kind == "simple":
             w = np.where(post, n_c, 0.0)
             w = w / w.sum()
-            return Aggregate("simple", w @ b_c, np.sqrt(w @ V_c @ w), fit.df_t)
+            return Aggregate("simple", w @ b_c, np.sqrt(w @ V_c @ w), df_t)
         if kind == "group":
             gs = sorted({int(g) for g in g_c[post]})
             Rg = np.zeros((len(gs), b_c.size))
@@ -353,11 +406,11 @@ def _sunab(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: 
             pi /= pi.sum()
             Vg = Rg @ V_c @ Rg.T
             comp = pl.DataFrame({"level": gs, "estimate": Rg @ b_c, "se": np.sqrt(np.diag(Vg))})
-            return Aggregate("group", pi @ Rg @ b_c, np.sqrt(pi @ Vg @ pi), fit.df_t, comp)
+            return Aggregate("group", pi @ Rg @ b_c, np.sqrt(pi @ Vg @ pi), df_t, comp)
         return res._default_aggregate(kind)
 
-    res = EventStudyResult(rel, R @ b_c, R @ V_c @ R.T, ref, "sunab", fit.nobs, fit.df_t,
-                           {"fit": fit, "n_rel": n_rel, "aggregator": aggregator,
+    res = EventStudyResult(rel, R @ b_c, R @ V_c @ R.T, ref, "sunab", nobs, df_t,
+                           {**extras, "n_rel": n_rel, "aggregator": aggregator,
                             "cells": pl.DataFrame({"cohort": g_c, "rel_time": l_c, "estimate": b_c,
                                                    "se": np.sqrt(np.diag(V_c)), "n": n_c})})
     return res
