@@ -242,11 +242,20 @@ def child(task: str, path: str, reps: int, extra: dict) -> dict:
         _, res["task_bytes"], res["tasks"] = _task_bytes(
             wbm, "run_blocks", lambda: wildboot(fit, param="treat", draws=extra.get("draws", 999), seed=1,
                                                 confint=extra.get("confint", True)))
-    elif task == "imputation":
-        kw = dict(y="y", unit="unit", time="year", treat="treat", controls=CONTROLS, method="imputation")
+    elif task == "imputation" or task.startswith("event_"):
+        method = "imputation" if task == "imputation" else task.split("_", 1)[1]
+        # CS has no covariates here: it reads (and is charged for) 4 columns
+        controls = None if method == "cs" else CONTROLS
+        kw = dict(y="y", unit="unit", time="year", treat="treat", controls=controls, method=method)
         sl.event_study(tiny, **kw)
+        if method in ("twfe", "sunab"):  # compile the lean path's kernels too
+            import staggerlab.inference.lean_dummies as lean
+
+            saved, lean.LEAN_BYTES = lean.LEAN_BYTES, 0
+            sl.event_study(tiny, **kw)
+            lean.LEAN_BYTES = saved
         res["base_mb"] = _current_rss_mb()
-        panel = sl.read_panel(path, unit="unit", time="year", columns=USED[2:])
+        panel = sl.read_panel(path, unit="unit", time="year", columns=["y", "treat", *(controls or [])])
         res["after_read_mb"] = _current_rss_mb()
         times, es, res["peak_first_mb"] = _timed(lambda: sl.event_study(panel, **kw), reps)
         res["times"] = times
@@ -405,7 +414,7 @@ def main(argv=None) -> None:
     ap.add_argument("--data", type=str, default=None, help="directory for the parquet panels (temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the parquet files")
     ap.add_argument("--mc-reps", type=int, default=200)
-    ap.add_argument("--skip", nargs="*", default=[], help="tasks to skip: feols pyfixest placebo wildboot "
+    ap.add_argument("--skip", nargs="*", default=[], help="tasks to skip: feols pyfixest placebo wildboot event_twfe event_sunab event_cs "
                     "imputation montecarlo")
     ap.add_argument("--figure", type=str, default=str(HERE / "scale_figure.png"))
     ap.add_argument("--json", type=str, default=None, help="write raw results here")
@@ -431,6 +440,9 @@ def main(argv=None) -> None:
         ("placebo", 5, 1),
         ("wildboot", 5, 1),
         ("imputation", 5, 1),
+        ("event_twfe", 5, 1),
+        ("event_sunab", 5, 1),
+        ("event_cs", 5, 1),
     ]
     last: dict[str, tuple[int, float]] = {}
     for n in sizes:
@@ -499,6 +511,19 @@ def report(results: dict) -> None:
         for t in ("placebo", "wildboot", "imputation"):
             r = row.get(t, {})
             cells += [_fmt_t(r) if r else "-", _fmt_mb(r)]
+        print(f"| {int(n):,} | " + " | ".join(cells) + " |")
+    print("\n### Event-study estimators (warm; seconds, median; peak RSS MiB; peak / used columns)\n")
+    print("Used columns: unit, year, y, treat and the 8 controls (12), except CS without covariates (4).\n")
+    es_tasks = [("imputation", 12), ("event_twfe", 12), ("event_sunab", 12), ("event_cs", 4)]
+    print("| rows | " + " | ".join(f"{t.replace('event_', '')} s | peak | ratio" for t, _ in es_tasks) + " |")
+    print("|---:|" + "---:|---:|---:|" * len(es_tasks))
+    for n, row in results["rows"].items():
+        cells = []
+        for t, n_cols in es_tasks:
+            r = row.get(t, {})
+            used = n_cols * 8 * int(n) / 2**20
+            ok = bool(r) and "peak_mb" in r
+            cells += [_fmt_t(r) if r else "-", _fmt_mb(r), f"{_peak(r) / used:.2f}x" if ok else "-"]
         print(f"| {int(n):,} | " + " | ".join(cells) + " |")
     print("\n### Bytes every joblib task carries (pickled callable with its context)\n")
     print("| rows | placebo bytes/task | placebo tasks (500 draws) | wildboot bytes/task | wildboot tasks (999 draws) |")

@@ -674,7 +674,10 @@ def event_study(
         none, last-treated control; cohort weights by share of observations);
         Borusyak-Jaravel-Spiess imputation (= Gardner two-stage DID, with
         Gardner's GMM standard errors); Callaway-Sant'Anna (``**kwargs``
-        such as ``control=`` are passed on).
+        such as ``control=`` are passed on). TWFE and Sun-Abraham fits whose
+        dense design would exceed ``lean_dummies.LEAN_BYTES`` (512 MB) run as
+        a lean regression from per-unit sums (same estimates; no N x k
+        matrix), unless weights, singletons or collinearity need ``feols``.
 
     Returns
     -------
