@@ -121,8 +121,14 @@ def _to_wide(sd: StaggeredData, anticipation: int) -> _Wide:
         frame = frame.filter(~((pl.col(COHORT) > 0) & (pl.col(COHORT) <= first + anticipation)))
     if frame.height == 0:
         raise TreatmentError("no unit is left after balancing the panel")
-    frame = frame.sort(sd.unit, sd.time)  # rows unit-major, periods in order
     n = frame.height // n_t
+    # rows must be unit-major with periods in order; prepare() sorts them and
+    # filters keep that order, so only sort (a copy of the frame) if needed
+    t_mat = frame[sd.time].to_numpy().reshape(n, n_t)
+    u_mat = frame[sd.unit].to_physical().to_numpy().reshape(n, n_t)
+    if not (np.array_equal(t_mat, np.broadcast_to(times, (n, n_t))) and (u_mat == u_mat[:, :1]).all()):
+        frame = frame.sort(sd.unit, sd.time)
+    del t_mat, u_mat
     y = frame[sd.y].cast(pl.Float64).to_numpy().reshape(n, n_t)
     g = frame[COHORT].to_numpy().reshape(n, n_t)[:, 0].astype(np.int64)
     # adoption after the last period (+ anticipation) is never treated within the sample (as did)
@@ -169,7 +175,10 @@ def _att_gt(wd: _Wide, control: ControlGroup, anticipation: int, base_period: Ba
         raise TreatmentError(
             "no never-treated unit: use control='notyet' (or drop the periods after the last adoption)"
         )
-    groups, tt, bb, atts, cols = [], [], [], [], []
+    groups, tt, bb, atts = [], [], [], []
+    # one column per cell, written in place (F order: a column is contiguous;
+    # pages of the unused tail are never touched)
+    inf_all = np.empty((n, cohorts.size * times.size), order="F")
     for g in cohorts:
         treated = wd.g == g
         pre_idx = np.flatnonzero(times + anticipation < g)  # periods before anticipation starts
@@ -193,8 +202,9 @@ def _att_gt(wd: _Wide, control: ControlGroup, anticipation: int, base_period: Ba
                 horizon = max(times[ti], times[bi]) + anticipation
                 ctrl = never | ((wd.g > horizon) & (wd.g != g))
             if ti == bi:  # the universal reference cell: exactly zero
+                inf_all[:, len(atts)] = 0.0
                 groups.append(g), tt.append(times[ti]), bb.append(times[bi])
-                atts.append(0.0), cols.append(np.zeros(n))
+                atts.append(0.0)
                 continue
             w1 = wd.w * treated
             w0 = wd.w * ctrl
@@ -210,9 +220,9 @@ def _att_gt(wd: _Wide, control: ControlGroup, anticipation: int, base_period: Ba
             mu1 = (w1 @ dy) / s1
             mu0 = (w0 @ dy) / s0
             # did's IF of the 2x2 regression DID, rescaled by n / n_cell: the n_cell cancels
-            inf = n * (w1 * (dy - mu1) / s1 - w0 * (dy - mu0) / s0)
+            inf_all[:, len(atts)] = n * (w1 * (dy - mu1) / s1 - w0 * (dy - mu0) / s0)
             groups.append(g), tt.append(times[ti]), bb.append(times[bi])
-            atts.append(mu1 - mu0), cols.append(inf)
+            atts.append(mu1 - mu0)
     if not atts:
         raise TreatmentError("no ATT(g,t) can be estimated (no cohort with a pre-period and a comparison group)")
     return _Cells(
@@ -220,7 +230,7 @@ def _att_gt(wd: _Wide, control: ControlGroup, anticipation: int, base_period: Ba
         np.asarray(tt, dtype=np.int64),
         np.asarray(bb, dtype=np.int64),
         np.asarray(atts, dtype=float),
-        np.column_stack(cols),
+        inf_all[:, : len(atts)],
     )
 
 
@@ -290,11 +300,21 @@ def _bootstrap(inf: np.ndarray, wd: _Wide, spec: _BootSpec) -> tuple[np.ndarray,
 
 
 # --------------------------------------------------------------------------- aggregation
-def _wif(keep: np.ndarray, pg: np.ndarray, cell_group: np.ndarray, wd: _Wide) -> np.ndarray:
-    """Influence function of the estimated aggregation weights pg[keep] / sum(pg[keep]) (did's ``wif``)."""
-    total = pg[keep].sum()
-    centred = wd.w[:, None] * (wd.g[:, None] == cell_group[keep][None, :]) - pg[keep][None, :]
-    return centred / total - np.outer(centred.sum(axis=1), pg[keep] / total**2)
+def _wif_dot(pk: np.ndarray, gk: np.ndarray, v: np.ndarray, wd: _Wide) -> np.ndarray:
+    """``wif @ v`` for did's ``wif``, the influence function of the estimated
+    aggregation weights ``pk / sum(pk)`` (cells of cohorts ``gk``), without
+    forming the units x cells matrix: with ``c_ij = w_i 1[g_i = gk_j] - pk_j``,
+    ``wif = c / T - rowsum(c) pk' / T^2`` (T = sum pk)."""
+    total = pk.sum()
+    cohorts, pos = np.unique(gk, return_inverse=True)
+    # per unit: the sum of v (and the count) over the cells of its own cohort
+    v_by = np.bincount(pos, weights=v, minlength=cohorts.size)
+    n_by = np.bincount(pos, minlength=cohorts.size).astype(float)
+    at = np.searchsorted(cohorts, wd.g).clip(0, cohorts.size - 1)
+    mine = cohorts[at] == wd.g
+    cv = wd.w * np.where(mine, v_by[at], 0.0) - pk @ v
+    c1 = wd.w * np.where(mine, n_by[at], 0.0) - total
+    return cv / total - c1 * ((pk @ v) / total**2)
 
 
 @dataclass(eq=False)
@@ -377,9 +397,11 @@ def _aggregate(
     z = float(stats.norm.ppf(1 - alpha / 2))
 
     def combine(keep: np.ndarray, weights: np.ndarray, with_wif: bool) -> np.ndarray:
-        f = inf[:, keep] @ weights
+        w_all = np.zeros(att.size)
+        w_all[keep] = weights  # a product over every cell: no copy of inf[:, keep]
+        f = inf @ w_all
         if with_wif:
-            f = f + _wif(keep, pg, grp, wd) @ att[keep]
+            f += _wif_dot(pg[keep], grp[keep], att[keep], wd)
         return f
 
     if kind == "simple":
@@ -402,10 +424,7 @@ def _aggregate(
         wts = pgg / pgg.sum()
         est = float(est_l @ wts)
         # weights' own IF, over cohorts (did: wif with keepers = all cohorts)
-        total = pgg.sum()
-        centred = wd.w[:, None] * (wd.g[:, None] == labels[None, :]) - pgg[None, :]
-        wif = centred / total - np.outer(centred.sum(axis=1), pgg / total**2)
-        f = inf_l @ wts + wif @ est_l
+        f = inf_l @ wts + _wif_dot(pgg, labels, est_l, wd)
     elif kind == "dynamic":
         e_all = tim - grp
         labels = np.unique(e_all)
