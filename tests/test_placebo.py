@@ -216,6 +216,22 @@ def test_bit_identical_across_jobs_and_backends(method):
     assert not np.array_equal(base, placebo(fit, draws=draws, seed=43, method=method).statistics)
 
 
+def test_blas_threads_restored_after_threaded_run():
+    """Blocks hold BLAS to one thread (bit-identical products); the caller's
+    setting comes back afterwards, also when blocks ran on several threads."""
+    from threadpoolctl import threadpool_info
+
+    def blas():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    df = sl.simulate.staggered(120, 8, n_controls=2, drop_share=0.1, seed=5)
+    fit = sl.feols("y ~ treat + x1 + x2 | unit + time", df, vcov={"CRV1": "unit"})
+    before = blas()
+    for _ in range(3):
+        placebo(fit, draws=2 * BLOCK_SIZE + 10, seed=1, n_jobs=2, backend="threading")
+        assert blas() == before
+
+
 def test_seed_conventions_and_pyfixest_fit():
     import pyfixest as pf
 

@@ -25,6 +25,7 @@ for any ``n_jobs`` and joblib backend.
 from __future__ import annotations
 
 import functools
+import threading
 import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -34,7 +35,7 @@ import numpy as np
 import polars as pl
 import scipy.linalg as sla
 from scipy import stats as sstats
-from threadpoolctl import ThreadpoolController
+from threadpoolctl import threadpool_limits
 
 from .._parallel import run_blocks
 from .._seed import SeedLike, as_seedsequence, block_generator
@@ -474,13 +475,38 @@ class _Context:
 def _run_block(ctx: _Context, block: tuple[int, int]) -> np.ndarray:
     # a matrix product split over BLAS threads can round differently from a
     # serial one; the kernels parallelize over fixed chunks instead
-    with _blas_controller().limit(limits=1, user_api="blas"):
+    with _SERIAL_BLAS:
         return _run_block_serial_blas(ctx, block)
 
 
-@functools.cache
-def _blas_controller() -> ThreadpoolController:
-    return ThreadpoolController()
+class _SerialBlas:
+    """Process-wide "BLAS on one thread" while any block runs.
+
+    Reference-counted: with the threading backend (or a multi-threaded dask
+    worker) several blocks run at once, and the first to finish must not
+    restore multi-threaded BLAS under the others.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._ctx: Any = None
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._depth == 0:
+                self._ctx = threadpool_limits(limits=1, user_api="blas")
+            self._depth += 1
+
+    def __exit__(self, *exc: Any) -> None:
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0:
+                self._ctx.restore_original_limits()
+                self._ctx = None
+
+
+_SERIAL_BLAS = _SerialBlas()
 
 
 def _run_block_serial_blas(ctx: _Context, block: tuple[int, int]) -> np.ndarray:
@@ -801,7 +827,10 @@ def placebo(
         engine = _GeneralEngine(fit, param, spec, df_k, stat)
 
     ctx = _Context(ss, scheme, sampler, engine, fast, unit_N, time_N, p_iid)
-    parts = run_blocks(_run_block, _blocks(draws), shared=ctx, n_jobs=n_jobs, backend=backend, desc="placebo")
+    # held here too, so that in-process backends (threads) share one limit set
+    # and restored by this thread, after every block
+    with _SERIAL_BLAS:
+        parts = run_blocks(_run_block, _blocks(draws), shared=ctx, n_jobs=n_jobs, backend=backend, desc="placebo")
     statistics = np.concatenate(parts)
     observed = float(fit.coef()[param] if stat == "coef" else fit.tstat()[param])
     valid = np.isfinite(statistics)
