@@ -264,7 +264,7 @@ class _FastEngine:
         self.stream = table_bytes > TABLE_BUDGET
         with threads_for(unit_N.size * n_periods):
             W = self._tables(fit, param, unit_N, n_units, per_N, n_periods, thr_L, with_w)
-        self.cl = None
+        self.cl, self.Wc, self.gram = None, None, None
         if with_w:
             self._clusters(cl_U, W, sampler)
 
