@@ -35,7 +35,7 @@ import numpy as np
 import polars as pl
 import scipy.linalg as sla
 from scipy import stats as sstats
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from .._parallel import run_blocks
 from .._seed import SeedLike, as_seedsequence, block_generator
@@ -390,8 +390,12 @@ class _FastEngine:
         Z = kp.pack_outer(theta, bz)
         if self.gram is not None:
             q0 = kp.gram_q0(Z, self.gram)
-            meat = kp.draw_meats(pick, lidx, self.ent_ptr, self.ent_units, self.cl, self.n_cl, self.tab,
-                                 self.n_l, theta, bz, Z, self.Wc, q0)
+            if self.cl.shape[0] == 0:  # clusters are the units
+                inv = kp.invert_draws(pick, lidx, self.ent_ptr, self.ent_units, self.n_units)
+                meat = kp.draw_meats_by_unit(*inv, self.tab, self.n_l, theta, bz, Z, self.Wc, q0)
+            else:
+                meat = kp.draw_meats(pick, lidx, self.ent_ptr, self.ent_units, self.cl, self.n_cl, self.tab,
+                                     self.n_l, theta, bz, Z, self.Wc, q0)
         else:
             lev = self._levels(pick, lidx) if lev is None else lev
             meat = kp.dense_meats(lev, self.tab, self.n_l, theta, bz, np.ascontiguousarray(Z.T), self.Wc,
@@ -495,7 +499,7 @@ class _SerialBlas:
     def __enter__(self) -> None:
         with self._lock:
             if self._depth == 0:
-                self._ctx = threadpool_limits(limits=1, user_api="blas")
+                self._ctx = _blas_controller().limit(limits=1, user_api="blas")
             self._depth += 1
 
     def __exit__(self, *exc: Any) -> None:
@@ -504,6 +508,12 @@ class _SerialBlas:
             if self._depth == 0:
                 self._ctx.restore_original_limits()
                 self._ctx = None
+
+
+@functools.cache
+def _blas_controller() -> ThreadpoolController:
+    # found once: discovering the loaded libraries reads /proc (~2 ms a call)
+    return ThreadpoolController()
 
 
 _SERIAL_BLAS = _SerialBlas()

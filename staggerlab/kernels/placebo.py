@@ -49,6 +49,8 @@ __all__ = [
     "stream_meats",
     "adoption_times",
     "draw_levels",
+    "invert_draws",
+    "draw_meats_by_unit",
     "gram_q0",
     "dense_meats",
     "placebo_columns",
@@ -400,6 +402,55 @@ def _dot(a, b):
     for p in range(a.shape[0]):
         s += a[p] * b[p]
     return s
+
+
+@jit
+def invert_draws(pick_BK, l_BK, ent_ptr, ent_units, n_units):
+    """For every unit, the draws that treat it and its adoption index in each
+    (CSR: ``draw_b[ptr[i]:ptr[i + 1]]``, ``draw_l`` alike, in draw order)."""
+    B, K = pick_BK.shape
+    ptr = np.zeros(n_units + 1, dtype=np.int64)
+    for b in range(B):
+        for k in range(K):
+            e = pick_BK[b, k]
+            for q in range(ent_ptr[e], ent_ptr[e + 1]):
+                ptr[ent_units[q] + 1] += 1
+    for i in range(n_units):
+        ptr[i + 1] += ptr[i]
+    fill = ptr[:-1].copy()
+    draw_b = np.empty(ptr[n_units], dtype=np.int32)
+    draw_l = np.empty(ptr[n_units], dtype=np.int32)
+    for b in range(B):
+        for k in range(K):
+            e = pick_BK[b, k]
+            for q in range(ent_ptr[e], ent_ptr[e + 1]):
+                i = ent_units[q]
+                draw_b[fill[i]] = b
+                draw_l[fill[i]] = l_BK[b, k]
+                fill[i] += 1
+    return ptr, draw_b, draw_l
+
+
+@pjit(fastmath=_SIMD)
+def draw_meats_by_unit(ptr, draw_b, draw_l, tab_RQ, n_l, theta_BM, beta_B, Z_BP, W_UP, q0_B):
+    """:func:`draw_meats` when the clusters are the units, unit by unit: each
+    unit's W row is read once per slab of draws (draw by draw, the treated
+    units' rows are gathered from all over the table)."""
+    U = ptr.shape[0] - 1
+    B = q0_B.shape[0]
+    n_chunks = min(U, _UNIT_CHUNKS)
+    part = np.zeros((n_chunks, B))
+    for ch in prange(n_chunks):
+        for i in range(ch * U // n_chunks, (ch + 1) * U // n_chunks):
+            w = W_UP[i]
+            for q in range(ptr[i], ptr[i + 1]):
+                b = draw_b[q]
+                c = _treated_part(tab_RQ[i * n_l + draw_l[q]], theta_BM[b], beta_B[b])
+                part[ch, b] += c * (c - 2.0 * _dot(w, Z_BP[b]))
+    meat_B = q0_B.copy()
+    for ch in range(n_chunks):
+        meat_B += part[ch]
+    return meat_B
 
 
 @pjit(fastmath=_SIMD)
