@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pickle
 import resource
 import shutil
 import statistics
@@ -313,7 +312,6 @@ def _mc_transfer_bytes(dgp) -> dict:
     worker receives with every task, since both bind their context in the
     task's callable)."""
     import cloudpickle
-    from functools import partial
 
     import staggerlab as sl
     from staggerlab._seed import resolve_entropy

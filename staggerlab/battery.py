@@ -370,7 +370,7 @@ def section_diagnostics(frame: pl.DataFrame, spec: BatterySpec, treat: str, out:
     text = (f"Goodman-Bacon decomposition of the TWFE coefficient of `{y}` (no controls) into 2x2 comparisons; "
             f"TWFE = {b.twfe:.4f}.{note}\n\n" + md_table(bt)
             + "\n\nde Chaisemartin-D'Haultfoeuille weights attached by the TWFE coefficient to the treated "
-              f"(cohort, period) cells (full sample):\n\n" + md_table(wt))
+              "(cohort, period) cells (full sample):\n\n" + md_table(wt))
     return Section("diagnostics", "4. Diagnostics", text, {"bacon": b.tidy(), "bacon_by_type": bt,
                                                         "dcdh_weights": w.tidy()}, figs,
                    {"bacon_twfe": b.twfe, "bacon_by_type": bt.to_dicts(), "dcdh": wt.to_dicts()})

@@ -8,7 +8,6 @@ period, their covariance, aggregations, a pre-trend test and Figure 1).
 from __future__ import annotations
 
 import warnings
-from functools import cached_property
 from typing import Any, Callable, Iterator, Literal, Sequence
 
 import numpy as np
@@ -354,14 +353,15 @@ def _sunab(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: 
                          frame[COHORT].to_numpy().astype(np.int64) * span + (rel_N - rlo))
         j_N = np.where(key_N >= 0, _dummy_codes(np.maximum(key_N, 0), key_c), -1).astype(np.int32)
         lean_fit = lean.lean_dummy_fit(sd, j_N, len(names))
+        n_c = np.bincount(j_N[j_N >= 0], minlength=len(names)).astype(float)
+        del j_N, key_N, rel_N  # N-sized: not kept while feols runs if the lean path declined
     if lean_fit is not None:
         g_c, l_c = cells[COHORT].to_numpy().astype(np.int64), cells[_RELB].to_numpy().astype(np.int64)
         b_c, V_c, nobs, df_t = lean_fit.beta, lean_fit.V, lean_fit.nobs, lean_fit.df_t
-        n_c = np.bincount(j_N[j_N >= 0], minlength=len(names)).astype(float)
         coh_U = frame[COHORT].to_numpy()[lean_fit.first_rows]
         n_units = {int(g): int(n) for g, n in zip(*np.unique(coh_U, return_counts=True))}
         extras: dict[str, Any] = {"lean": True}
-        del frame, j_N, key_N, rel_N
+        del frame
     else:
         frame = frame.with_columns(
             [((pl.col(COHORT) == g) & (pl.col(_RELB) == r)).fill_null(False).cast(pl.Float64).alias(n)
