@@ -4,10 +4,11 @@ Two families:
 
 * the unit-table fast path for unit + period FEs (see DESIGN.md, "Placebo /
   randomization inference fast path"): ``unit_tables`` builds, once per
-  design, per-(unit, adoption time) suffix sums; ``draw_thetas``,
-  ``draw_meats`` and ``draw_deltas`` then give every draw's coefficient and
-  cluster-robust meat from those tables, touching only the treated units of a
-  draw (no N x B matrix, no draws x units index);
+  design, per-(unit, adoption time) suffix sums from the raw columns; the
+  ``draw_thetas*`` kernels give every draw's coefficient, and ``gram_q0`` with
+  ``draw_meats*`` (few treated clusters per draw) or ``dense_meats`` (many)
+  its cluster-robust meat, without an N x B matrix; ``stream_thetas`` and
+  ``stream_meats`` do the same without stored tables (huge panels);
 * the general path: ``placebo_columns`` builds a block of placebo treatment
   columns (N x B) that the caller demeans and reduces.
 
@@ -19,10 +20,10 @@ the units of every entity.
 Shapes are suffixed: ``_N`` rows, ``_U`` units, ``_L`` candidate adoption
 times, ``_M`` partialled-out columns (period dummies + controls), ``_P``
 packed entries of a symmetric M x M matrix, ``_B`` draws in a block, ``_K``
-treated entities of a draw, ``_C`` clusters. Every loop over draws is
-parallel, and each draw is computed serially inside one thread, so results do
-not depend on the thread count (the dot products are reassociated for SIMD,
-which changes nothing between runs).
+treated entities of a draw, ``_C`` clusters. Parallel loops run over draws
+(each draw serial inside one thread) or over a fixed number of chunks with
+private partial sums added in order, so results do not depend on the thread
+count (dot products are reassociated for SIMD, identically in every run).
 """
 
 from __future__ import annotations
