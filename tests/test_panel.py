@@ -204,3 +204,22 @@ def test_staggered_effect_recovered(seed):
         fit = sl.feols("y ~ treat + x1 + x2 | unit + time", df, vcov={"CRV1": "unit"})
     assert abs(fit.coef()["treat"] - 1.5) < 3 * fit.se()["treat"]
     assert abs(fit.coef()["x1"] - 0.5) < 3 * fit.se()["x1"]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[2013, 2011, 2013, 2019, 2011], [-5, 7, 7, -5, 0], ["b", "a", "c", "a", "b"], [1.5, 0.5, 1.5, 2.5, 0.5]],
+    ids=["int-years", "int-negative", "strings", "floats"],
+)
+@pytest.mark.parametrize("dtype", [np.int64, np.int32])
+def test_factorize_with_ids_matches_sorted_unique(values, dtype):
+    """Codes index the sorted distinct values, in any integer dtype, on both
+    the O(N) integer path and polars' rank path."""
+    from staggerlab.panels.panel import factorize_column, factorize_with_ids
+
+    s = pl.Series("x", values)
+    codes, ids = factorize_with_ids(s, dtype)
+    assert codes.dtype == dtype
+    np.testing.assert_array_equal(ids, np.unique(np.asarray(values)))
+    np.testing.assert_array_equal(ids[codes], np.asarray(values))
+    np.testing.assert_array_equal(factorize_column(s, dtype), codes)

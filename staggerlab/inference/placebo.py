@@ -43,7 +43,7 @@ from ..errors import FormulaError, PanelError, StaggerlabWarning, TreatmentError
 from ..kernels import placebo as kp
 from ..kernels._jit import threads_for
 from ..kernels.cluster import cluster_sums
-from ..panels.panel import check_columns
+from ..panels.panel import check_columns, factorize_with_ids
 from .compat import as_feols
 from .feols import Feols, feols
 from .vcov import VcovSpec, combine_codes, nested_in
@@ -130,23 +130,6 @@ def _adoption_from_treatment(treat_N: np.ndarray, unit_N: np.ndarray, time_N: np
             "from 1 back to 0; pass cohort='col' with unit-level adoption times instead"
         )
     return g
-
-
-def _ids_and_codes(s: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted unique values and int32 codes of a column (O(N) for integer
-    ids of a modest range: no sort, no N-sized temporaries beyond the codes)."""
-    if s.dtype.is_integer() and s.len() > 0:
-        v = s.to_numpy()
-        lo, hi = int(v.min()), int(v.max())
-        if hi - lo <= 4 * v.size + 1024:
-            present = np.zeros(hi - lo + 1, dtype=np.int64)
-            present[v - lo] = 1
-            ids = (lo + np.flatnonzero(present)).astype(v.dtype)
-            np.cumsum(present, out=present)
-            present -= 1
-            return ids, kp.gather_codes(present, v, lo)
-    ids, codes = np.unique(s.to_numpy(), return_inverse=True)
-    return ids, codes.astype(np.int32).ravel()
 
 
 def _codes(values: Any) -> np.ndarray:
@@ -285,7 +268,7 @@ class _FastEngine:
             tab, W = None, None
             C, Fy = _normal_equations(kp.unit_sums(*cols, max_rows)[None, :], M)
         else:
-            tab, W, _ = kp.unit_tables(*cols, thr_L, max_rows, with_w)
+            tab, W = kp.unit_tables(*cols, thr_L, max_rows, with_w)
             # C = F'F and F'yu are the sums of every unit's G_i and P_i (the W table)
             C, Fy = _normal_equations(W if with_w else kp.unit_sums(*cols, max_rows)[None, :], M)
         sc = 1.0 / np.sqrt(np.diag(C))
@@ -681,7 +664,8 @@ def _setup(fit: Feols, param: str, unit: str | None, time: str | None, cohort: s
         raise PanelError("the fit has fewer than two fixed effects; pass unit= and time= explicitly")
     frame = d.frame
     check_columns(frame, [unit, time] + ([cohort] if cohort else []), "column")
-    ids, unit_N = _ids_and_codes(frame[unit])
+    # int32 codes: half the memory of int64 on a 10-million-row panel
+    unit_N, ids = factorize_with_ids(frame[unit], np.int32)
     time_N = _int_times(frame, time)
     if cohort is None:
         g_U = _adoption_from_treatment(d.column(param), unit_N, time_N, ids.size, ids, param)
@@ -816,7 +800,7 @@ def placebo(
     if method != "general" and scheme != "iid":
         reason = _fast_blocker(d, unit, time, spec, stat, unit_N)
         if reason is None:
-            tvals, per_N = _ids_and_codes(pl.Series(time_N))
+            per_N, tvals = factorize_with_ids(pl.Series(time_N), np.int32)
             # period codes are small: the narrowest integer type saves N-sized memory
             per_N = per_N.astype(np.min_scalar_type(-max(tvals.size, 1)))
             cl_U = None

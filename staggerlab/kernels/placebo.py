@@ -36,7 +36,6 @@ __all__ = [
     "unit_tables",
     "unit_adoption",
     "always_treated",
-    "gather_codes",
     "rows_by_unit",
     "residualize_tables",
     "resid_ss",
@@ -104,16 +103,6 @@ def always_treated(unit_N, time_N, g_U):
 
 
 @jit
-def gather_codes(code_of, v_N, lo):
-    """``code_of[v - lo]`` for every row, as int32 (codes of fewer than 2^31
-    ids; half the memory of int64 on a 10-million-row panel)."""
-    out = np.empty(v_N.shape[0], dtype=np.int32)
-    for r in range(v_N.shape[0]):
-        out[r] = code_of[v_N[r] - lo]
-    return out
-
-
-@jit
 def rows_by_unit(unit_N, n_units):
     """CSR of the rows of every unit (a counting sort, O(N))."""
     ptr = np.zeros(n_units + 1, dtype=np.int64)
@@ -174,7 +163,7 @@ def unit_tables(row_ptr, rows, per_N, xs, n_x, y_N, n_periods, thr_L, max_rows, 
     (suffix sums from threshold l of the rows of F and of yu, and
     ``n_il - n_il^2 / T_i``), ``W_UP = [P_i, packed G_i]`` with ``P_i =
     sum_t yu_it F_it`` and ``G_i = sum_t F_it F_it'`` packed upper-
-    triangularly (only if ``with_w``), and ``sum yu^2``. The tables of the
+    triangularly (only if ``with_w``). The tables of the
     fully residualized outcome follow with :func:`residualize_tables`.
     """
     U = row_ptr.shape[0] - 1
@@ -183,7 +172,6 @@ def unit_tables(row_ptr, rows, per_N, xs, n_x, y_N, n_periods, thr_L, max_rows, 
     P = M + M * (M + 1) // 2
     tab_RQ = np.zeros((U * L, M + 2))
     W_UP = np.zeros((U if with_w else 0, P))
-    yss_U = np.zeros(U)
     n_chunks = min(U, 64)
     for ch in prange(n_chunks):
         F_TM = np.empty((max_rows, M))
@@ -195,7 +183,6 @@ def unit_tables(row_ptr, rows, per_N, xs, n_x, y_N, n_periods, thr_L, max_rows, 
             for j in range(n):
                 per = per_N[rows[row_ptr[i] + j]]
                 yj = y_T[j]
-                yss_U[i] += yj * yj
                 for l in range(L):
                     if per >= thr_L[l]:
                         t = tab_RQ[i * L + l]
@@ -215,7 +202,7 @@ def unit_tables(row_ptr, rows, per_N, xs, n_x, y_N, n_periods, thr_L, max_rows, 
                             p += 1
             for l in range(L):
                 tab_RQ[i * L + l, M + 1] = cnt_L[l] - cnt_L[l] * cnt_L[l] / n
-    return tab_RQ, W_UP, yss_U.sum()
+    return tab_RQ, W_UP
 
 
 @pjit
@@ -322,7 +309,6 @@ def draw_thetas(lev_UB, tab_RQ, n_l, Cinv_MM):
     """
     U, B = lev_UB.shape
     Q = tab_RQ.shape[1]
-    M = Cinv_MM.shape[0]
     part = np.zeros((_UNIT_CHUNKS, B, Q))
     for ch in prange(_UNIT_CHUNKS):
         acc = part[ch]
@@ -337,16 +323,7 @@ def draw_thetas(lev_UB, tab_RQ, n_l, Cinv_MM):
                 row = tab_RQ[base + max(l, 0)]
                 for q in range(Q):
                     acc[b, q] += w * row[q]
-    theta_BM = np.empty((B, M))
-    dmd_B = np.empty(B)
-    dmy_B = np.empty(B)
-    uu_B = np.empty(B)
-    for b in prange(B):
-        acc = part[0, b].copy()
-        for ch in range(1, _UNIT_CHUNKS):
-            acc += part[ch, b]
-        _solve_theta(acc, Cinv_MM, b, theta_BM, dmd_B, dmy_B, uu_B)
-    return theta_BM, dmd_B, dmy_B, uu_B
+    return _solve_thetas(part, Cinv_MM)
 
 
 @pjit(fastmath=_SIMD)
@@ -366,6 +343,24 @@ def draw_thetas_sparse(pick_BK, l_BK, ent_ptr, ent_units, tab_RQ, n_l, Cinv_MM):
             l = l_BK[b, k]
             for q in range(ent_ptr[e], ent_ptr[e + 1]):
                 acc += tab_RQ[ent_units[q] * n_l + l]
+        _solve_theta(acc, Cinv_MM, b, theta_BM, dmd_B, dmy_B, uu_B)
+    return theta_BM, dmd_B, dmy_B, uu_B
+
+
+@pjit(fastmath=_SIMD)
+def _solve_thetas(part_CBQ, Cinv_MM):
+    """Add the chunks' partial ``[sum SF, sum Sy, sum UU]`` (in chunk order)
+    and solve every draw's theta, D'MD, D'My."""
+    n_chunks, B, _ = part_CBQ.shape
+    M = Cinv_MM.shape[0]
+    theta_BM = np.empty((B, M))
+    dmd_B = np.empty(B)
+    dmy_B = np.empty(B)
+    uu_B = np.empty(B)
+    for b in prange(B):
+        acc = part_CBQ[0, b].copy()
+        for ch in range(1, n_chunks):
+            acc += part_CBQ[ch, b]
         _solve_theta(acc, Cinv_MM, b, theta_BM, dmd_B, dmy_B, uu_B)
     return theta_BM, dmd_B, dmy_B, uu_B
 
@@ -456,53 +451,46 @@ def draw_meats_by_unit(ptr, draw_b, draw_l, tab_RQ, n_l, theta_BM, beta_B, Z_BP,
 
 @pjit(fastmath=_SIMD)
 def draw_meats(pick_BK, l_BK, ent_ptr, ent_units, cl_U, n_clusters, tab_RQ, n_l, theta_BM, beta_B, Z_BP, Wc_CP,
-               q0_B):  # noqa: PLR0913
-    """CRV1 meat per draw, ``sum_c (s0_c + delta_c)^2``, touching only the
-    clusters of treated units.
+               q0_B):
+    """CRV1 meat per draw, ``sum_c (s0_c + delta_c)^2``, for clusters that
+    group units (clusters = units: :func:`draw_meats_by_unit`), touching
+    only the clusters of treated units.
 
     ``s0_c = -Wc_c . z_b`` is cluster c's score if none of its units were
     treated; ``q0_B`` is ``sum_c s0_c^2`` over all clusters (a quadratic
     form in ``z``, computed by the caller); ``delta_c`` sums the treated
-    units' parts. ``cl_U`` of length 0 means clusters are the units.
+    units' parts.
     """
     B, K = pick_BK.shape
-    by_unit = cl_U.shape[0] == 0
     meat_B = np.empty(B)
     n_chunks = min(B, 64)
     for ch in prange(n_chunks):
         # per-chunk scratch, reset after every draw (the touched entries only)
-        delta_C = np.zeros(0 if by_unit else n_clusters)
-        seen_C = np.zeros(0 if by_unit else n_clusters, dtype=np.bool_)
-        touched = np.empty(0 if by_unit else K * 4 + 16, dtype=np.int64)
+        delta_C = np.zeros(n_clusters)
+        seen_C = np.zeros(n_clusters, dtype=np.bool_)
+        touched = np.empty(K * 4 + 16, dtype=np.int64)
         for b in range(ch * B // n_chunks, (ch + 1) * B // n_chunks):
-            beta = beta_B[b]
-            theta = theta_BM[b]
-            z = Z_BP[b]
-            acc = q0_B[b]
             n_t = 0
             for k in range(K):
                 e = pick_BK[b, k]
                 l = l_BK[b, k]
                 for q in range(ent_ptr[e], ent_ptr[e + 1]):
                     i = ent_units[q]
-                    c = _treated_part(tab_RQ[i * n_l + l], theta, beta)
-                    if by_unit:
-                        acc += c * (c - 2.0 * _dot(Wc_CP[i], z))
-                    else:
-                        g = cl_U[i]
-                        if not seen_C[g]:
-                            seen_C[g] = True
-                            if n_t == touched.shape[0]:
-                                grown = np.empty(2 * n_t, dtype=np.int64)
-                                grown[:n_t] = touched
-                                touched = grown
-                            touched[n_t] = g
-                            n_t += 1
-                        delta_C[g] += c
+                    g = cl_U[i]
+                    if not seen_C[g]:
+                        seen_C[g] = True
+                        if n_t == touched.shape[0]:
+                            grown = np.empty(2 * n_t, dtype=np.int64)
+                            grown[:n_t] = touched
+                            touched = grown
+                        touched[n_t] = g
+                        n_t += 1
+                    delta_C[g] += _treated_part(tab_RQ[i * n_l + l], theta_BM[b], beta_B[b])
+            acc = q0_B[b]
             for t in range(n_t):
                 g = touched[t]
                 d = delta_C[g]
-                acc += d * (d - 2.0 * _dot(Wc_CP[g], z))
+                acc += d * (d - 2.0 * _dot(Wc_CP[g], Z_BP[b]))
                 delta_C[g] = 0.0
                 seen_C[g] = False
             meat_B[b] = acc
@@ -652,16 +640,7 @@ def stream_thetas(row_ptr, rows, per_N, xs, n_x, y_N, n_periods, thr_L, theta_y,
                 if l >= 0:
                     for q in range(M + 2):
                         acc[b, q] += tab_LQ[l, q]
-    theta_BM = np.empty((B, M))
-    dmd_B = np.empty(B)
-    dmy_B = np.empty(B)
-    uu_B = np.empty(B)
-    for b in prange(B):
-        acc = part[0, b].copy()
-        for ch in range(1, n_chunks):
-            acc += part[ch, b]
-        _solve_theta(acc, Cinv_MM, b, theta_BM, dmd_B, dmy_B, uu_B)
-    return theta_BM, dmd_B, dmy_B, uu_B
+    return _solve_thetas(part, Cinv_MM)
 
 
 @pjit(fastmath=_SIMD)

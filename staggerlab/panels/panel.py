@@ -18,7 +18,8 @@ from ..errors import (
     NonNumericError,
 )
 
-__all__ = ["Panel", "to_polars", "check_columns", "check_numeric", "finite_mask", "factorize_column"]
+__all__ = ["Panel", "to_polars", "check_columns", "check_numeric", "finite_mask", "factorize_column",
+           "factorize_with_ids"]
 
 NaPolicy = Literal["drop", "raise"]
 
@@ -77,21 +78,39 @@ def finite_mask(frame: pl.DataFrame, columns: Sequence[str]) -> np.ndarray:
     return frame.select(pl.all_horizontal(exprs)).to_series().to_numpy()
 
 
-def factorize_column(s: pl.Series) -> np.ndarray:
-    """Dense int64 codes of any column, in sorted order of the values.
+def factorize_column(s: pl.Series, dtype: type = np.int64) -> np.ndarray:
+    """Dense integer codes of any column, in sorted order of the values.
 
     Integer ids spanning a modest range (the usual firm/year ids) are coded in
     O(N) without sorting; anything else goes through polars' dense rank.
-    Nulls must have been filtered out before.
+    Nulls must have been filtered out before. ``dtype=np.int32`` halves the
+    codes of a big panel.
     """
+    return _factorize(s, dtype, False)[0]
+
+
+def factorize_with_ids(s: pl.Series, dtype: type = np.int64) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`factorize_column` plus the sorted distinct values (as numpy)."""
+    return _factorize(s, dtype, True)
+
+
+def _factorize(s: pl.Series, dtype: type, with_ids: bool) -> tuple[np.ndarray, np.ndarray | None]:
     if s.dtype.is_integer() and s.len() > 0:
         v = s.to_numpy()
         lo, hi = int(v.min()), int(v.max())
         if hi - lo <= 4 * v.size + 1024:
-            present = np.zeros(hi - lo + 1, dtype=np.int64)
-            present[v - lo] = 1
-            return (np.cumsum(present) - 1)[v - lo]
-    return s.rank("dense").cast(pl.Int64).to_numpy() - 1
+            # a table from 0 when it stays small: indexing by v itself avoids
+            # an N-sized temporary v - lo
+            lo = 0 if lo >= 0 and hi <= 4 * v.size + 1024 else lo
+            idx = v if lo == 0 else v - lo
+            present = np.zeros(hi - lo + 1, dtype=dtype)
+            present[idx] = 1
+            ids = (lo + np.flatnonzero(present)).astype(v.dtype) if with_ids else None
+            np.cumsum(present, out=present)
+            present -= 1
+            return present[idx], ids
+    codes = (s.rank("dense").cast(pl.Int64).to_numpy() - 1).astype(dtype, copy=False)
+    return codes, (s.unique().sort().to_numpy() if with_ids else None)
 
 
 def factorize(s: pl.Series) -> tuple[np.ndarray, pl.Series]:
