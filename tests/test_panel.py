@@ -9,6 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 import staggerlab as sl
 from staggerlab.panels.simulate import PAPER_CONTROLS, PAPER_OUTCOMES
@@ -223,3 +224,35 @@ def test_factorize_with_ids_matches_sorted_unique(values, dtype):
     np.testing.assert_array_equal(ids, np.unique(np.asarray(values)))
     np.testing.assert_array_equal(ids[codes], np.asarray(values))
     np.testing.assert_array_equal(factorize_column(s, dtype), codes)
+
+
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 4)), min_size=1, max_size=40),
+       st.sampled_from([0, 10**6]))
+def test_duplicated_pairs_matches_counting(pairs, offset):
+    """Every path (sorted one-pass check, code-grid count, unique fallback for a
+    sparse grid) flags exactly the rows whose pair occurs twice or more."""
+    from collections import Counter
+
+    from staggerlab.panels.panel import duplicated_pairs
+
+    u = np.array([p[0] for p in pairs], dtype=np.int64) + offset  # offset: grid far larger than N
+    t = np.array([p[1] for p in pairs], dtype=np.int64)
+    count = Counter(zip(u.tolist(), t.tolist()))
+    want = np.array([count[(a, b)] > 1 for a, b in zip(u.tolist(), t.tolist())])
+    np.testing.assert_array_equal(duplicated_pairs(u, t), want)
+    order = np.lexsort((t, u))
+    np.testing.assert_array_equal(duplicated_pairs(u[order], t[order]), want[order])
+
+
+def test_read_panel_parquet_single_chunk_columns(tmp_path):
+    """Parquet is read column by column into single-chunk columns (values reach
+    numpy without a copy), with the ids' distinct values as the panel's ids."""
+    df = sl.simulate.staggered(50, 6, seed=3)
+    path = tmp_path / "p.parquet"
+    df.write_parquet(path, row_group_size=40)  # many row groups
+    panel = sl.read_panel(path, unit="unit", time="time", columns=["y"])
+    assert panel.frame.columns == ["unit", "time", "y"]
+    assert all(panel.frame[c].n_chunks() == 1 for c in panel.frame.columns)
+    assert panel.frame.equals(df.select("unit", "time", "y"))
+    assert panel.units.to_list() == sorted(df["unit"].unique().to_list())
+    assert panel.units.dtype == df["unit"].dtype

@@ -34,9 +34,15 @@ def read_frame(path: str | Path, columns: Sequence[str] | None = None) -> pl.Dat
         if missing:
             raise MissingColumnError(f"column(s) {missing} not found in {path.name} (columns: {names[:12]})")
         lf = lf.select(list(dict.fromkeys(columns)))
+    if suffix in (".parquet", ".pq"):
+        # one column at a time: collecting the whole frame holds every column
+        # twice (row-group chunks, then their concatenation); this way the
+        # transient is one column
+        names = lf.collect_schema().names()
+        series = [lf.select(c).collect().to_series().rechunk() for c in names]
+        return pl.DataFrame(series)
     frame = lf.collect()
-    # one chunk per column so values reach numpy without a copy; column by
-    # column keeps the transient at one column's size
+    # one chunk per column so values reach numpy without a copy
     for c in frame.columns:
         if frame[c].n_chunks() > 1:
             frame = frame.with_columns(frame[c].rechunk())

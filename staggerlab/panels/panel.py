@@ -9,6 +9,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import polars as pl
 
+from ..kernels._jit import jit
 from ..errors import (
     DuplicateRowsError,
     EmptyPanelError,
@@ -115,17 +116,47 @@ def _factorize(s: pl.Series, dtype: type, with_ids: bool) -> tuple[np.ndarray, n
 
 def factorize(s: pl.Series) -> tuple[np.ndarray, pl.Series]:
     """Dense int64 codes (sorted order of the values) and the unique values."""
+    if s.dtype.is_integer():  # the distinct ids come with the codes: no hash of the column
+        codes, ids = factorize_with_ids(s)
+        return np.ascontiguousarray(codes), pl.Series(s.name, ids, dtype=s.dtype)
     return np.ascontiguousarray(factorize_column(s)), s.unique().sort()
 
 
+@jit
+def _strictly_increasing_pairs(u: np.ndarray, t: np.ndarray) -> bool:
+    for i in range(1, u.size):
+        if u[i] < u[i - 1] or (u[i] == u[i - 1] and t[i] <= t[i - 1]):
+            return False
+    return True
+
+
+@jit
+def _repeated_cells(u: np.ndarray, t: np.ndarray, n_t: int, n_cells: int) -> np.ndarray:
+    seen = np.zeros(n_cells, dtype=np.uint8)  # 0, 1, or 2 = "more than once"
+    for i in range(u.size):
+        k = u[i] * n_t + t[i]
+        if seen[k] < 2:
+            seen[k] += 1
+    dup = np.zeros(u.size, dtype=np.bool_)
+    for i in range(u.size):
+        dup[i] = seen[u[i] * n_t + t[i]] > 1
+    return dup
+
+
 def duplicated_pairs(u: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Mask of rows whose (u, t) code pair occurs more than once (O(N) when
-    the code grid is not much larger than the data)."""
-    T = int(t.max()) + 1 if t.size else 1
-    key = u * T + t
-    if (int(u.max()) + 1 if u.size else 1) * T <= 4 * key.size + 1024:
-        return np.bincount(key)[key] > 1
-    _, inv, cnt = np.unique(key, return_inverse=True, return_counts=True)
+    """Mask of rows whose (u, t) code pair occurs more than once.
+
+    O(N) with no N-sized temporary beyond the mask: sorted panels (the usual
+    case) are recognised in one pass, others are counted on the code grid
+    when it is not much larger than the data.
+    """
+    if u.size == 0 or _strictly_increasing_pairs(u, t):
+        return np.zeros(u.size, dtype=bool)
+    n_t = int(t.max()) + 1
+    n_cells = (int(u.max()) + 1) * n_t
+    if n_cells <= 4 * u.size + 1024:
+        return _repeated_cells(u, t, n_t, n_cells)
+    _, inv, cnt = np.unique(u * n_t + t, return_inverse=True, return_counts=True)
     return cnt[inv] > 1
 
 
