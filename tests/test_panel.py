@@ -256,3 +256,24 @@ def test_read_panel_parquet_single_chunk_columns(tmp_path):
     assert panel.frame.equals(df.select("unit", "time", "y"))
     assert panel.units.to_list() == sorted(df["unit"].unique().to_list())
     assert panel.units.dtype == df["unit"].dtype
+
+
+def test_read_frame_parquet_keeps_types_and_nulls(tmp_path):
+    """Numeric columns without nulls take the row-group copy path; nulls,
+    strings, booleans and dates take polars' path; all read back equal."""
+    from staggerlab.panels.io import read_frame
+
+    df = pl.DataFrame({
+        "i32": pl.Series(np.arange(100), dtype=pl.Int32),
+        "f64": np.linspace(0, 1, 100),
+        "f_null": [None if k % 7 == 0 else float(k) for k in range(100)],
+        "s": [f"u{k % 9}" for k in range(100)],
+        "b": [k % 3 == 0 for k in range(100)],
+        "d": [dt.date(2020, 1, 1) + dt.timedelta(days=k) for k in range(100)],
+    })
+    path = tmp_path / "t.parquet"
+    df.write_parquet(path, row_group_size=30)
+    got = read_frame(path)
+    assert got.schema == df.schema
+    assert got.equals(df)
+    assert read_frame(path, ["f64", "s"]).equals(df.select("f64", "s"))

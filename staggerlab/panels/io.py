@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
+import numpy as np
 import polars as pl
+import pyarrow.types as pa_types
 
 from ..errors import MissingColumnError, PanelError
 from .panel import NaPolicy, Panel
@@ -35,18 +37,58 @@ def read_frame(path: str | Path, columns: Sequence[str] | None = None) -> pl.Dat
             raise MissingColumnError(f"column(s) {missing} not found in {path.name} (columns: {names[:12]})")
         lf = lf.select(list(dict.fromkeys(columns)))
     if suffix in (".parquet", ".pq"):
-        # one column at a time: collecting the whole frame holds every column
-        # twice (row-group chunks, then their concatenation); this way the
-        # transient is one column
-        names = lf.collect_schema().names()
-        series = [lf.select(c).collect().to_series().rechunk() for c in names]
-        return pl.DataFrame(series)
+        return _read_parquet_columns(path, lf)
     frame = lf.collect()
     # one chunk per column so values reach numpy without a copy
     for c in frame.columns:
         if frame[c].n_chunks() > 1:
             frame = frame.with_columns(frame[c].rechunk())
     return frame
+
+
+def _read_parquet_columns(path: Path, lf: pl.LazyFrame) -> pl.DataFrame:
+    """Read the columns of ``lf`` one at a time, each into one contiguous array.
+
+    Collecting the whole frame holds every column twice (row-group chunks,
+    then their concatenation). Numeric columns without nulls are copied row
+    group by row group into a numpy array that polars then uses without a
+    copy; the transient is one row group, and the column lives in memory that
+    is returned to the system when freed (polars' allocator keeps freed pages
+    for a while: at 10M rows that held about 150 MB after a read). Other
+    columns go through polars, one at a time.
+    """
+    import pyarrow.parquet as pq
+
+    names = lf.collect_schema().names()
+    pf = pq.ParquetFile(path)
+    arrow_schema = pf.schema_arrow
+    n = pf.metadata.num_rows
+    series = []
+    for c in names:
+        s = None
+        typ = arrow_schema.field(c).type if c in arrow_schema.names else None
+        plain = typ is not None and (pa_types.is_integer(typ) or pa_types.is_floating(typ))
+        if plain and n > 0:
+            s = _numeric_column(pf, c, n)
+        if s is None:
+            s = lf.select(c).collect().to_series().rechunk()
+        series.append(s)
+    return pl.DataFrame(series)
+
+
+def _numeric_column(pf: Any, name: str, n: int) -> pl.Series | None:
+    out = None
+    off = 0
+    for i in range(pf.num_row_groups):
+        chunk = pf.read_row_group(i, columns=[name]).column(0)
+        if chunk.null_count:
+            return None  # nulls: polars' own path keeps them as nulls
+        values = chunk.to_numpy()
+        if out is None:
+            out = np.empty(n, dtype=values.dtype)
+        out[off : off + values.size] = values
+        off += values.size
+    return pl.Series(name, out) if off == n else None
 
 
 def read_panel(
