@@ -86,7 +86,7 @@ def _multiplier_sums(v_BC, s_CK, n):
 class _Wide:
     """Balanced panel in wide form: one row per unit."""
 
-    y: np.ndarray  # n x T outcomes
+    y: np.ndarray  # n x T outcomes (a view of the frame's column when it is float64)
     g: np.ndarray  # n adoption period (0 = never)
     w: np.ndarray  # n unit weights (ones if unweighted)
     cluster: np.ndarray  # n dense cluster codes (unit codes if clustered by unit)
@@ -94,43 +94,48 @@ class _Wide:
     by_unit: bool  # clustered by unit (no summing of influence functions)
 
 
+def _unit_layout(sd: StaggeredData) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and adoption period of each unit, in frame order (sorted by unit)."""
+    if sd.unit_cohort is not None:
+        return sd.unit_rows, sd.unit_cohort
+    lens = sd.frame.select(pl.col(sd.unit).rle().struct.field("len")).to_series().to_numpy().astype(np.int64)
+    starts = np.cumsum(lens) - lens
+    return lens, sd.frame[COHORT].to_numpy()[starts].astype(np.int64)
+
+
 def _to_wide(sd: StaggeredData, anticipation: int) -> _Wide:
     frame = sd.frame
     times = sd.times
     n_t = times.size
-    counts = frame.group_by(sd.unit).len()
-    if counts["len"].min() != n_t:
-        full = counts.filter(pl.col("len") == n_t)[sd.unit]
-        dropped = counts.height - full.len()
+    lens, g = _unit_layout(sd)
+    keep = lens == n_t
+    if not keep.all():
         warnings.warn(
-            f"Callaway-Sant'Anna needs a balanced panel; dropped {dropped} unit(s) not observed "
+            f"Callaway-Sant'Anna needs a balanced panel; dropped {int((~keep).sum())} unit(s) not observed "
             f"in all {n_t} periods",
             MissingValueWarning,
             stacklevel=4,
         )
-        frame = frame.filter(pl.col(sd.unit).is_in(full.implode()))
     first = times[0]
-    early = frame.filter((pl.col(COHORT) > 0) & (pl.col(COHORT) <= first + anticipation))
-    if early.height:
+    early = keep & (g > 0) & (g <= first + anticipation)
+    if early.any():
         warnings.warn(
-            f"dropped {early[sd.unit].n_unique()} unit(s) already treated in the first period "
+            f"dropped {int(early.sum())} unit(s) already treated in the first period "
             f"({first}{' + anticipation' if anticipation else ''}); they have no pre-period",
             UserWarning,
             stacklevel=4,
         )
-        frame = frame.filter(~((pl.col(COHORT) > 0) & (pl.col(COHORT) <= first + anticipation)))
-    if frame.height == 0:
+        keep &= ~early
+    if not keep.any():
         raise TreatmentError("no unit is left after balancing the panel")
-    n = frame.height // n_t
-    # rows must be unit-major with periods in order; prepare() sorts them and
-    # filters keep that order, so only sort (a copy of the frame) if needed
-    t_mat = frame[sd.time].to_numpy().reshape(n, n_t)
-    u_mat = frame[sd.unit].to_physical().to_numpy().reshape(n, n_t)
-    if not (np.array_equal(t_mat, np.broadcast_to(times, (n, n_t))) and (u_mat == u_mat[:, :1]).all()):
-        frame = frame.sort(sd.unit, sd.time)
-    del t_mat, u_mat
+    if not keep.all():  # one copy of the frame, without the dropped units
+        frame = frame.filter(pl.Series(np.repeat(keep, lens)))
+        g = g[keep]
+    n = g.size
+    # prepare() sorted the rows by (unit, time) with no pair repeated, so a
+    # unit with all n_t rows has exactly the periods `times`, in order: the
+    # long columns reshape to units x periods as they are (no copy for float64)
     y = frame[sd.y].cast(pl.Float64).to_numpy().reshape(n, n_t)
-    g = frame[COHORT].to_numpy().reshape(n, n_t)[:, 0].astype(np.int64)
     # adoption after the last period (+ anticipation) is never treated within the sample (as did)
     g = np.where(g > times[-1] + anticipation, 0, g)
     if sd.weights is not None:
@@ -156,18 +161,40 @@ def _to_wide(sd: StaggeredData, anticipation: int) -> _Wide:
 
 
 # --------------------------------------------------------------------------- ATT(g,t)
+_NEVER_ONLY = np.iinfo(np.int64).max  # horizon of a cell whose comparison group is the never-treated
+
+
 @dataclass(eq=False)
 class _Cells:
+    """The ATT(g,t) and what their influence functions are made of.
+
+    Cell c compares the treated cohort ``group[c]`` with the units never
+    treated or (not-yet design) treated after ``horizon[c]``, on the outcome
+    change ``y[:, t_idx] - y[:, b_idx]``. Its influence function (did's
+    scaling, ``se = sqrt(sum inf^2) / n``) is
+    ``n w_i (dy_i - mu1) / s1`` on its treated units,
+    ``-n w_i (dy_i - mu0) / s0`` on its comparison units and 0 elsewhere:
+    it is recomputed from the outcomes when needed, never stored as a
+    units x cells matrix (360 MB at a million units).
+    """
+
     group: np.ndarray  # k cohort of each cell
     time: np.ndarray  # k period
     base: np.ndarray  # k base period
     att: np.ndarray  # k
-    inf: np.ndarray  # n x k influence functions (did's scaling: se = sqrt(sum inf^2) / n)
+    t_idx: np.ndarray  # k column of the period in the wide outcomes
+    b_idx: np.ndarray  # k column of the base period
+    horizon: np.ndarray  # k comparison units: g == 0 or (g > horizon and g != group)
+    mu1: np.ndarray  # k weighted mean change of the treated
+    mu0: np.ndarray  # k ... of the comparison units
+    s1: np.ndarray  # k treated weight (0: the universal reference cell, identically 0)
+    s0: np.ndarray  # k comparison weight
+    cohorts: np.ndarray  # G distinct cohorts of the cells
+    gidx: np.ndarray  # n each unit's position in `cohorts` (-1: none)
 
 
 def _att_gt(wd: _Wide, control: ControlGroup, anticipation: int, base_period: BasePeriod) -> _Cells:
     times = wd.times
-    n = wd.g.size
     cohorts = np.unique(wd.g[wd.g > 0])
     cohorts = cohorts[cohorts > times[0] + anticipation]
     never = wd.g == 0
@@ -175,10 +202,7 @@ def _att_gt(wd: _Wide, control: ControlGroup, anticipation: int, base_period: Ba
         raise TreatmentError(
             "no never-treated unit: use control='notyet' (or drop the periods after the last adoption)"
         )
-    groups, tt, bb, atts = [], [], [], []
-    # one column per cell, written in place (F order: a column is contiguous;
-    # pages of the unused tail are never touched)
-    inf_all = np.empty((n, cohorts.size * times.size), order="F")
+    rows: list[tuple] = []  # (g, t, b, att, ti, bi, horizon, mu1, mu0, s1, s0)
     for g in cohorts:
         treated = wd.g == g
         pre_idx = np.flatnonzero(times + anticipation < g)  # periods before anticipation starts
@@ -197,14 +221,13 @@ def _att_gt(wd: _Wide, control: ControlGroup, anticipation: int, base_period: Ba
             if base_period == "varying" and ti == bi:
                 continue
             if control == "never":
+                horizon = _NEVER_ONLY
                 ctrl = never
             else:
-                horizon = max(times[ti], times[bi]) + anticipation
+                horizon = int(max(times[ti], times[bi]) + anticipation)
                 ctrl = never | ((wd.g > horizon) & (wd.g != g))
             if ti == bi:  # the universal reference cell: exactly zero
-                inf_all[:, len(atts)] = 0.0
-                groups.append(g), tt.append(times[ti]), bb.append(times[bi])
-                atts.append(0.0)
+                rows.append((g, times[ti], times[bi], 0.0, ti, bi, horizon, 0.0, 0.0, 0.0, 1.0))
                 continue
             w1 = wd.w * treated
             w0 = wd.w * ctrl
@@ -219,42 +242,111 @@ def _att_gt(wd: _Wide, control: ControlGroup, anticipation: int, base_period: Ba
             dy = wd.y[:, ti] - wd.y[:, bi]
             mu1 = (w1 @ dy) / s1
             mu0 = (w0 @ dy) / s0
-            # did's IF of the 2x2 regression DID, rescaled by n / n_cell: the n_cell cancels
-            inf_all[:, len(atts)] = n * (w1 * (dy - mu1) / s1 - w0 * (dy - mu0) / s0)
-            groups.append(g), tt.append(times[ti]), bb.append(times[bi])
-            atts.append(mu1 - mu0)
-    if not atts:
+            rows.append((g, times[ti], times[bi], mu1 - mu0, ti, bi, horizon, mu1, mu0, s1, s0))
+    if not rows:
         raise TreatmentError("no ATT(g,t) can be estimated (no cohort with a pre-period and a comparison group)")
-    return _Cells(
-        np.asarray(groups, dtype=np.int64),
-        np.asarray(tt, dtype=np.int64),
-        np.asarray(bb, dtype=np.int64),
-        np.asarray(atts, dtype=float),
-        inf_all[:, : len(atts)],
-    )
+    cols = list(zip(*rows))
+    ints = [np.asarray(c, dtype=np.int64) for c in cols[:3]]
+    idx = [np.asarray(c, dtype=np.int64) for c in cols[4:7]]
+    flt = [np.asarray(c, dtype=float) for c in cols[7:]]
+    cell_cohorts = np.unique(ints[0])
+    at = np.searchsorted(cell_cohorts, wd.g).clip(0, cell_cohorts.size - 1)
+    gidx = np.where(cell_cohorts[at] == wd.g, at, -1)
+    return _Cells(*ints, np.asarray(cols[3], dtype=float), *idx, *flt, cell_cohorts, gidx)
 
 
-# --------------------------------------------------------------------------- variance / bootstrap
-def _cluster_sums(inf: np.ndarray, wd: _Wide) -> np.ndarray:
-    if wd.by_unit:
-        return inf
-    out = np.zeros((wd.cluster.max() + 1, inf.shape[1]))
-    np.add.at(out, wd.cluster, inf)
-    return out
+# --------------------------------------------------------------------------- influence functions
+@jit
+def _if_rows(y, g, w, gidx, lo, hi, n, t_idx, b_idx, group, horizon, mu1, mu0, s1, s0, W, A, out):
+    """``out[i - lo] = inf[i] @ W + w_i A[:, gidx_i]`` for units ``lo <= i < hi``:
+    linear combinations (columns of W) of the cells' influence functions plus a
+    term per cohort (the estimated weights' own influence, ``A``), computed
+    from the outcomes unit by unit."""
+    k, m = W.shape
+    for i in range(lo, hi):
+        r = i - lo
+        for j in range(m):
+            out[r, j] = 0.0
+        wi = w[i]
+        if wi == 0.0:
+            continue
+        gi = g[i]
+        for c in range(k):
+            if s1[c] == 0.0:  # the universal reference cell
+                continue
+            if gi == group[c]:
+                v = n * (wi * (y[i, t_idx[c]] - y[i, b_idx[c]] - mu1[c]) / s1[c])
+            elif gi == 0 or (gi > horizon[c] and gi != group[c]):
+                v = -n * (wi * (y[i, t_idx[c]] - y[i, b_idx[c]] - mu0[c]) / s0[c])
+            else:
+                continue
+            for j in range(m):
+                out[r, j] += v * W[c, j]
+        if gidx[i] >= 0:
+            for j in range(m):
+                out[r, j] += wi * A[j, gidx[i]]
 
 
-def _vcov(inf: np.ndarray, wd: _Wide) -> np.ndarray:
-    s = _cluster_sums(inf, wd)
-    n = inf.shape[0]
-    return (s.T @ s) / n**2
+_IF_CHUNK = 1 << 15  # units per chunk of influence-function rows
 
 
-def _se(inf: np.ndarray, wd: _Wide) -> np.ndarray:
-    s = _cluster_sums(inf, wd)
-    se = np.sqrt(np.einsum("ij,ij->j", s, s)) / inf.shape[0]
+@dataclass(eq=False)
+class _IFMap:
+    """Influence functions of linear combinations of the ATT(g,t): column j is
+    ``inf @ W[:, j]`` plus the weights' term ``w_i A[j, cohort_i]``."""
+
+    cells: _Cells
+    wd: _Wide
+    W: np.ndarray  # k x m
+    A: np.ndarray  # m x G
+
+    def _chunks(self):
+        c, wd = self.cells, self.wd
+        n = wd.g.size
+        W, A = np.ascontiguousarray(self.W), np.ascontiguousarray(self.A)
+        buf = np.empty((min(_IF_CHUNK, n), W.shape[1]))
+        for lo in range(0, n, _IF_CHUNK):
+            hi = min(lo + _IF_CHUNK, n)
+            out = buf[: hi - lo]
+            _if_rows(wd.y, wd.g, wd.w, c.gidx, lo, hi, float(n), c.t_idx, c.b_idx, c.group, c.horizon,
+                     c.mu1, c.mu0, c.s1, c.s0, W, A, out)
+            yield lo, hi, out
+
+    def matrix(self) -> np.ndarray:
+        """The units x m influence functions (materialized: n x m floats)."""
+        out = np.empty((self.wd.g.size, self.W.shape[1]))
+        for lo, hi, rows in self._chunks():
+            out[lo:hi] = rows
+        return out
+
+    def cluster_sums(self) -> np.ndarray:
+        """Sums of the influence functions by cluster (clusters x m)."""
+        if self.wd.by_unit:
+            return self.matrix()
+        out = np.zeros((int(self.wd.cluster.max()) + 1, self.W.shape[1]))
+        for lo, hi, rows in self._chunks():
+            np.add.at(out, self.wd.cluster[lo:hi], rows)
+        return out
+
+    def gram(self, full: bool = True) -> np.ndarray:
+        """``S'S`` of the cluster sums S (m x m), or only its diagonal: one
+        streaming pass over the units when clusters are units."""
+        if not self.wd.by_unit:
+            s = self.cluster_sums()
+            return s.T @ s if full else np.einsum("ij,ij->j", s, s)
+        m = self.W.shape[1]
+        acc = np.zeros((m, m)) if full else np.zeros(m)
+        for _, _, rows in self._chunks():
+            acc += rows.T @ rows if full else np.einsum("ij,ij->j", rows, rows)
+        return acc
+
+
+def _se_from_gram(diag: np.ndarray, n: int) -> np.ndarray:
+    se = np.sqrt(diag) / n
     return np.where(se <= _ZERO_SE, np.nan, se)
 
 
+# --------------------------------------------------------------------------- variance / bootstrap
 @dataclass(frozen=True)
 class _BootSpec:
     biters: int
@@ -274,10 +366,13 @@ def _draw_multipliers(rng: np.random.Generator, size: tuple[int, int], kind: str
     raise ValueError(f"multipliers must be 'rademacher' or 'mammen', got {kind!r}")
 
 
-def _bootstrap(inf: np.ndarray, wd: _Wide, spec: _BootSpec) -> tuple[np.ndarray, float]:
-    """Multiplier bootstrap (did's ``mboot``): bootstrap SEs (IQR-based) and the sup-t critical value."""
-    s = np.ascontiguousarray(_cluster_sums(inf, wd))
-    n = inf.shape[0]
+def _bootstrap(s: np.ndarray, n: int, spec: _BootSpec, band: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """Multiplier bootstrap (did's ``mboot``) on the cluster sums ``s``
+    (clusters x m): bootstrap SEs (IQR-based) of the m columns and the sup-t
+    critical value over the columns in ``band`` (all if None). Each column's
+    draws depend on its own sums only, so a column's SE is the same whatever
+    other columns are bootstrapped with it."""
+    s = np.ascontiguousarray(s)
     nc = s.shape[0]
     n_blocks = -(-spec.biters // _BOOT_BLOCK)
     blocks = [(i, min(_BOOT_BLOCK, spec.biters - i * _BOOT_BLOCK)) for i in range(n_blocks)]
@@ -292,6 +387,8 @@ def _bootstrap(inf: np.ndarray, wd: _Wide, spec: _BootSpec) -> tuple[np.ndarray,
     se = (q75 - q25) / (stats.norm.ppf(0.75) - stats.norm.ppf(0.25))
     ok = se > _ZERO_SE
     se = np.where(ok, se, np.nan)
+    if band is not None:
+        ok &= band
     if not ok.any():
         return se, float(stats.norm.ppf(1 - spec.alpha / 2))
     tmax = np.max(np.abs(draws[:, ok] / se[ok]), axis=1)
@@ -300,21 +397,17 @@ def _bootstrap(inf: np.ndarray, wd: _Wide, spec: _BootSpec) -> tuple[np.ndarray,
 
 
 # --------------------------------------------------------------------------- aggregation
-def _wif_dot(pk: np.ndarray, gk: np.ndarray, v: np.ndarray, wd: _Wide) -> np.ndarray:
-    """``wif @ v`` for did's ``wif``, the influence function of the estimated
-    aggregation weights ``pk / sum(pk)`` (cells of cohorts ``gk``), without
-    forming the units x cells matrix: with ``c_ij = w_i 1[g_i = gk_j] - pk_j``,
-    ``wif = c / T - rowsum(c) pk' / T^2`` (T = sum pk)."""
+def _wif_coef(pk: np.ndarray, gk: np.ndarray, v: np.ndarray, cohorts: np.ndarray) -> np.ndarray:
+    """``wif @ v`` for did's ``wif`` (the influence function of the estimated
+    aggregation weights ``pk / sum(pk)`` of cells of cohorts ``gk``) is
+    ``w_i a[cohort_i]``: returns ``a`` over ``cohorts`` (0 for a cohort not in
+    ``gk``). With ``c_ij = w_i 1[g_i = gk_j] - pk_j`` and ``T = sum pk``,
+    ``wif = c / T - rowsum(c) pk' / T^2``; the terms without ``w_i`` cancel."""
     total = pk.sum()
-    cohorts, pos = np.unique(gk, return_inverse=True)
-    # per unit: the sum of v (and the count) over the cells of its own cohort
-    v_by = np.bincount(pos, weights=v, minlength=cohorts.size)
+    pos = np.searchsorted(cohorts, gk)
+    v_by = np.bincount(pos, weights=v, minlength=cohorts.size)  # per cohort: sum of v over its cells
     n_by = np.bincount(pos, minlength=cohorts.size).astype(float)
-    at = np.searchsorted(cohorts, wd.g).clip(0, cohorts.size - 1)
-    mine = cohorts[at] == wd.g
-    cv = wd.w * np.where(mine, v_by[at], 0.0) - pk @ v
-    c1 = wd.w * np.where(mine, n_by[at], 0.0) - total
-    return cv / total - c1 * ((pk @ v) / total**2)
+    return v_by / total - n_by * ((pk @ v) / total**2)
 
 
 @dataclass(eq=False)
@@ -332,8 +425,11 @@ class CSAggregate:
         The per-label aggregated effects and their standard errors.
     crit : float
         Critical value of the per-label intervals (sup-t if bootstrapped, else normal).
+    vcov : ndarray
+        Analytic covariance of ``estimates`` (labels x labels).
     inf, inf_overall : ndarray
-        Influence functions (n x labels, and n) on did's scale.
+        Influence functions (n x labels, and n) on did's scale, computed from
+        the outcomes on access (they are not stored: n x labels floats).
     """
 
     kind: str
@@ -344,8 +440,19 @@ class CSAggregate:
     ses: np.ndarray
     crit: float
     alpha: float
-    inf: np.ndarray = field(repr=False)
-    inf_overall: np.ndarray = field(repr=False)
+    vcov: np.ndarray = field(repr=False)
+    _map: _IFMap = field(repr=False)
+
+    @property
+    def inf(self) -> np.ndarray:
+        """Influence functions of the per-label estimates (units x labels)."""
+        return self._map.matrix()[:, :-1]
+
+    @property
+    def inf_overall(self) -> np.ndarray:
+        """Influence function of the overall estimate (units)."""
+        m = self._map
+        return _IFMap(m.cells, m.wd, m.W[:, -1:], m.A[-1:]).matrix()[:, 0]
 
     _LABEL = {"dynamic": "rel_time", "group": "cohort", "calendar": "time", "simple": "label"}
 
@@ -389,84 +496,76 @@ def _aggregate(
     alpha: float,
     boot: _BootSpec | None,
 ) -> CSAggregate:
-    att, inf = cells.att, cells.inf
-    grp, tim = cells.group, cells.time
-    pg_cohort = {g: float(np.mean(wd.w * (wd.g == g))) for g in np.unique(grp)}
+    att, grp, tim, cohorts = cells.att, cells.group, cells.time, cells.cohorts
+    k, n_coh = att.size, cohorts.size
+    pg_cohort = {g: float(np.mean(wd.w * (wd.g == g))) for g in cohorts}
     pg = np.array([pg_cohort[g] for g in grp])
     post = grp <= tim
     z = float(stats.norm.ppf(1 - alpha / 2))
 
-    def combine(keep: np.ndarray, weights: np.ndarray, with_wif: bool) -> np.ndarray:
-        w_all = np.zeros(att.size)
-        w_all[keep] = weights  # a product over every cell: no copy of inf[:, keep]
-        f = inf @ w_all
-        if with_wif:
-            f += _wif_dot(pg[keep], grp[keep], att[keep], wd)
-        return f
+    def column(keep: np.ndarray, with_wif: bool) -> tuple[float, np.ndarray, np.ndarray]:
+        """A pg-weighted average of the cells ``keep``: estimate, W column, A row."""
+        wts = pg[keep] / pg[keep].sum()
+        w_col = np.zeros(k)
+        w_col[keep] = wts
+        a_row = _wif_coef(pg[keep], grp[keep], att[keep], cohorts) if with_wif else np.zeros(n_coh)
+        return float(att[keep] @ wts), w_col, a_row
 
     if kind == "simple":
-        keep = np.flatnonzero(post)
-        wts = pg[keep] / pg[keep].sum()
-        f = combine(keep, wts, True)
-        est = float(att[keep] @ wts)
-        labels = np.array([], dtype=np.int64)
-        inf_l = np.zeros((inf.shape[0], 0))
-        est_l = np.array([])
-    elif kind == "group":
-        labels = np.unique(grp)
-        est_l, cols = [], []
-        for g in labels:
-            keep = np.flatnonzero((grp == g) & post)
-            wts = pg[keep] / pg[keep].sum()
-            est_l.append(att[keep] @ wts), cols.append(combine(keep, wts, False))
-        est_l, inf_l = np.asarray(est_l), np.column_stack(cols)
-        pgg = np.array([pg_cohort[g] for g in labels])
-        wts = pgg / pgg.sum()
-        est = float(est_l @ wts)
-        # weights' own IF, over cohorts (did: wif with keepers = all cohorts)
-        f = inf_l @ wts + _wif_dot(pgg, labels, est_l, wd)
-    elif kind == "dynamic":
-        e_all = tim - grp
-        labels = np.unique(e_all)
-        labels = labels[(labels >= window[0]) & (labels <= window[1])]
-        if labels.size == 0:
-            raise TreatmentError(f"no event time falls in window={window}")
-        est_l, cols = [], []
-        for e in labels:
-            keep = np.flatnonzero(e_all == e)
-            wts = pg[keep] / pg[keep].sum()
-            est_l.append(att[keep] @ wts), cols.append(combine(keep, wts, True))
-        est_l, inf_l = np.asarray(est_l), np.column_stack(cols)
-        epos = labels >= 0
-        if not epos.any():
-            raise TreatmentError(f"window={window} contains no post-adoption event time")
-        est = float(est_l[epos].mean())
-        f = inf_l[:, epos].mean(axis=1)
-    elif kind == "calendar":
-        labels = np.array([t for t in wd.times if t >= grp.min() and np.any((tim == t) & post)], dtype=np.int64)
-        est_l, cols = [], []
-        for t in labels:
-            keep = np.flatnonzero((tim == t) & post)
-            wts = pg[keep] / pg[keep].sum()
-            est_l.append(att[keep] @ wts), cols.append(combine(keep, wts, True))
-        est_l, inf_l = np.asarray(est_l), np.column_stack(cols)
-        est = float(est_l.mean())
-        f = inf_l.mean(axis=1)
+        est, w_col, a_row = column(np.flatnonzero(post), True)
+        labels, est_l = np.array([], dtype=np.int64), np.array([])
+        W, A = np.zeros((k, 0)), np.zeros((0, n_coh))
+        w_all, a_all = w_col, a_row
     else:
-        raise ValueError(f"kind must be one of 'simple', 'dynamic', 'group', 'calendar'; got {kind!r}")
-
+        if kind == "group":
+            labels = np.unique(grp)
+            parts = [column(np.flatnonzero((grp == g) & post), False) for g in labels]
+        elif kind == "dynamic":
+            e_all = tim - grp
+            labels = np.unique(e_all)
+            labels = labels[(labels >= window[0]) & (labels <= window[1])]
+            if labels.size == 0:
+                raise TreatmentError(f"no event time falls in window={window}")
+            parts = [column(np.flatnonzero(e_all == e), True) for e in labels]
+        elif kind == "calendar":
+            labels = np.array([t for t in wd.times if t >= grp.min() and np.any((tim == t) & post)], dtype=np.int64)
+            parts = [column(np.flatnonzero((tim == t) & post), True) for t in labels]
+        else:
+            raise ValueError(f"kind must be one of 'simple', 'dynamic', 'group', 'calendar'; got {kind!r}")
+        est_l = np.array([p[0] for p in parts])
+        W = np.column_stack([p[1] for p in parts])
+        A = np.vstack([p[2] for p in parts])
+        if kind == "group":
+            pgg = np.array([pg_cohort[g] for g in labels])
+            wts = pgg / pgg.sum()
+            est = float(est_l @ wts)
+            # plus the cohort weights' own IF (did: wif with keepers = all cohorts)
+            w_all, a_all = W @ wts, A.T @ wts + _wif_coef(pgg, labels, est_l, cohorts)
+        elif kind == "dynamic":
+            epos = labels >= 0
+            if not epos.any():
+                raise TreatmentError(f"window={window} contains no post-adoption event time")
+            est = float(est_l[epos].mean())
+            w_all, a_all = W[:, epos].mean(axis=1), A[epos].mean(axis=0)
+        else:
+            est = float(est_l.mean())
+            w_all, a_all = W.mean(axis=1), A.mean(axis=0)
+    # the labels' influence functions and the overall one, as one map: one pass over the units
+    ifmap = _IFMap(cells, wd, np.column_stack([W, w_all]), np.vstack([A, a_all]))
+    m = labels.size
+    n = wd.g.size
     if boot is None:
-        se = float(_se(f[:, None], wd)[0])
-        ses = _se(inf_l, wd) if inf_l.shape[1] else np.array([])
+        gram = ifmap.gram()
+        se_all = _se_from_gram(np.diag(gram).copy(), n)
         crit = z
     else:
-        se = float(_bootstrap(f[:, None], wd, boot)[0][0])
-        if inf_l.shape[1]:
-            ses, crit = _bootstrap(inf_l, wd, boot)
-            crit = max(crit, z)  # did falls back to pointwise when the band is narrower
-        else:
-            ses, crit = np.array([]), z
-    return CSAggregate(kind, est, se, labels, np.asarray(est_l, dtype=float), ses, crit, alpha, inf_l, f)
+        sums = ifmap.cluster_sums()
+        gram = sums.T @ sums
+        se_all, crit = _bootstrap(sums, n, boot, band=np.arange(m + 1) < m)
+        del sums
+        crit = max(crit, z) if m else z  # did falls back to pointwise when the band is narrower
+    return CSAggregate(kind, est, float(se_all[m]), labels, np.asarray(est_l, dtype=float), se_all[:m], crit,
+                       alpha, gram[:m, :m] / n**2, ifmap)
 
 
 # --------------------------------------------------------------------------- result
@@ -510,14 +609,19 @@ class CSResult:
         dyn = self.aggregate("dynamic")
         self.rel_time = dyn.labels.astype(np.int64)
         self.coef = dyn.estimates.copy()
-        self.vcov = _vcov(dyn.inf, wd)
+        self.vcov = dyn.vcov
         self.se = np.nan_to_num(dyn.ses, nan=0.0)
         self.crit = dyn.crit
+        cell_map = self._cell_map()
         if boot is None:
-            self._cell_se = _se(cells.inf, wd)
+            self._cell_se = _se_from_gram(cell_map.gram(full=False), self.n_units)
             self._cell_crit = float(stats.norm.ppf(1 - alpha / 2))
         else:
-            self._cell_se, self._cell_crit = _bootstrap(cells.inf, wd, boot)
+            self._cell_se, self._cell_crit = _bootstrap(cell_map.cluster_sums(), self.n_units, boot)
+
+    def _cell_map(self) -> _IFMap:
+        k, n_coh = self._cells.att.size, self._cells.cohorts.size
+        return _IFMap(self._cells, self._wd, np.eye(k), np.zeros((k, n_coh)))
 
     # -- aggregations
     def aggregate(self, kind: AggKind = "dynamic") -> CSAggregate:
@@ -540,8 +644,11 @@ class CSResult:
 
     @property
     def inf_gt(self) -> np.ndarray:
-        """Influence functions of the ATT(g,t) (units x cells; ``se = sqrt(sum inf^2) / n``)."""
-        return self._cells.inf
+        """Influence functions of the ATT(g,t) (units x cells; ``se = sqrt(sum inf^2) / n``).
+
+        Computed from the outcomes on each access (units x cells floats; they
+        are not kept with the result)."""
+        return self._cell_map().matrix()
 
     def tidy(self) -> pl.DataFrame:
         """Event-study table: ``rel_time, estimate, se, ci_low, ci_high``.
@@ -734,5 +841,5 @@ def cs(
     >>> res.aggregate("simple").estimate  # doctest: +SKIP
     """
     sd = prepare(data, y=y, unit=unit, time=time, cohort=cohort, treat=treat, controls=controls,
-                 cluster=cluster, weights=weights)
+                 cluster=cluster, weights=weights, rows=False)
     return callaway_santanna(sd, **options)

@@ -705,7 +705,7 @@ def event_study(
     if method != "cs" and not lo <= ref <= hi:
         raise EventStudyError(f"reference period {ref} lies outside the window {window!r}")
     sd = prepare(data, y=y, unit=unit, time=time, cohort=cohort, treat=treat, controls=controls,
-                 cluster=cluster, weights=weights)
+                 cluster=cluster, weights=weights, rows=method != "cs")  # CS works on units
     if method == "cs":
         from .cs import callaway_santanna
 

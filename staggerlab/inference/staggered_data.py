@@ -15,7 +15,8 @@ import numpy as np
 import polars as pl
 
 from ..errors import MissingValueWarning, TreatmentError
-from ..panels.panel import Panel, check_columns, check_numeric, finite_mask, to_polars
+from ..kernels._jit import jit
+from ..panels.panel import Panel, _strictly_increasing_pairs, check_columns, check_numeric, finite_mask, to_polars
 
 __all__ = ["StaggeredData", "prepare", "COHORT", "REL"]
 
@@ -44,6 +45,10 @@ class StaggeredData:
     id_codes : tuple of ndarray or None
         Dense (unit, time) codes of the rows, lent by a ``Panel`` whose rows
         were kept as they were (no copy, no second factorization); else None.
+    unit_rows, unit_cohort : ndarray or None
+        With ``prepare(..., rows=False)``: the number of rows and the adoption
+        period (0 = never) of each unit, in frame order; the frame then has
+        no derived columns. None otherwise.
     """
 
     frame: pl.DataFrame
@@ -56,6 +61,8 @@ class StaggeredData:
     cohorts: np.ndarray
     times: np.ndarray
     id_codes: tuple[np.ndarray, np.ndarray] | None = None
+    unit_rows: np.ndarray | None = None
+    unit_cohort: np.ndarray | None = None
 
     @property
     def nobs(self) -> int:
@@ -92,6 +99,7 @@ def prepare(
     controls: Sequence[str] | None = None,
     cluster: str | None = None,
     weights: str | None = None,
+    rows: bool = True,
 ) -> StaggeredData:
     """Validate inputs and derive each unit's adoption period.
 
@@ -99,7 +107,10 @@ def prepare(
     otherwise ``treat`` is a 0/1 absorbing treatment from which it is derived
     (the first period with ``treat == 1``). ``time`` must be numeric
     (relative event time is ``time - cohort``). ``unit``/``time`` default to a
-    ``Panel``'s ids.
+    ``Panel``'s ids. ``rows=False`` keeps the adoption period per unit
+    (``unit_cohort``) instead of adding three row-level columns to the frame:
+    for estimators that work on units (Callaway-Sant'Anna), it saves three
+    N-sized columns.
     """
     if isinstance(data, Panel):
         unit = unit or data.unit
@@ -125,13 +136,21 @@ def prepare(
         )
         frame = frame.filter(pl.Series(keep))
         rows_kept = False
-    if not _sorted_unique(frame, unit, time):  # sorting copies the whole frame: only when needed
+    ids = (data.unit_codes, data.time_codes) if isinstance(data, Panel) and (unit, time) == (data.unit, data.time) else None
+    if rows_kept and ids is not None:  # the Panel's codes are in id order: one pass, no temporaries
+        in_order = _strictly_increasing_pairs(*ids)
+    else:
+        in_order = _sorted_unique(frame, unit, time)
+    if not in_order:  # sorting copies the whole frame: only when needed
         frame = frame.sort(unit, time)
         rows_kept = False
         if frame.select(pl.struct(unit, time).is_duplicated().any()).item():
             from ..errors import DuplicateRowsError
 
             raise DuplicateRowsError(f"some ({unit}, {time}) pairs appear twice; one row per unit and period is needed")
+    if not rows:
+        return _prepare_units(frame, y, unit, time, controls, cluster, weights, cohort, treat,
+                              ids if rows_kept else None)
     if cohort is not None:
         check_numeric(frame, [cohort], "cohort")
         g = pl.col(cohort).fill_null(0).fill_nan(0) if frame.schema[cohort].is_float() else pl.col(cohort).fill_null(0)
@@ -158,12 +177,82 @@ def prepare(
     )
     adoption = frame[COHORT]  # a Series: filtering the frame would copy every column
     cohorts = np.sort(adoption.filter(adoption > 0).unique().to_numpy())
+    _check_cohorts(cohorts, bool((adoption == 0).any()))
+    times = np.sort(frame[time].unique().to_numpy())
+    return StaggeredData(frame, y, unit, time, controls, cluster, weights, cohorts, times, ids if rows_kept else None)
+
+
+
+def _check_cohorts(cohorts: np.ndarray, has_never: bool) -> None:
     if cohorts.size == 0:
         raise TreatmentError("no unit is ever treated; the treatment never varies")
-    if not (adoption == 0).any() and cohorts.size == 1:
+    if not has_never and cohorts.size == 1:
         raise TreatmentError("every unit is treated at the same time; there is no comparison group")
+
+
+@jit
+def _unit_adoption(lens: np.ndarray, time: np.ndarray, d: np.ndarray, is_cohort: bool) -> tuple[np.ndarray, int]:
+    """Per unit (a run of ``lens[u]`` rows in time order): its adoption period
+    (0 = never) and the number of units breaking the design: a cohort value
+    that varies within the unit (``is_cohort``), or a 0/1 treatment that
+    switches off after its first 1."""
+    out = np.zeros(lens.size)
+    bad = 0
+    pos = 0
+    for u in range(lens.size):
+        if is_cohort:
+            first = d[pos] if d[pos] == d[pos] else 0.0  # NaN: never treated
+            for r in range(pos + 1, pos + lens[u]):
+                v = d[r] if d[r] == d[r] else 0.0
+                if v != first:
+                    bad += 1
+                    break
+        else:
+            first = 0.0
+            seen = False
+            for r in range(pos, pos + lens[u]):
+                if d[r] == 1:
+                    if not seen:
+                        first = float(time[r])
+                        seen = True
+                elif seen:
+                    bad += 1
+                    break
+        out[u] = first
+        pos += lens[u]
+    return out, bad
+
+
+def _prepare_units(frame, y, unit, time, controls, cluster, weights, cohort, treat, ids) -> StaggeredData:
+    """``prepare(rows=False)``: the adoption period per unit from one pass over
+    the sorted rows (no window expression, no N-sized derived column)."""
+    if ids is not None:
+        lens = np.bincount(ids[0])
+    else:
+        lens = frame.select(pl.col(unit).rle().struct.field("len")).to_series().to_numpy()
+    lens = lens.astype(np.int64, copy=False)
+    t = frame[time].to_numpy()
+    if cohort is not None:
+        check_numeric(frame, [cohort], "cohort")
+        col = frame[cohort]
+        d = (col.fill_null(0) if col.null_count() else col).cast(pl.Float64).to_numpy()
+        first, bad = _unit_adoption(lens, t, d, True)
+        if bad:
+            raise TreatmentError(f"cohort column {cohort!r} varies within a unit; it must be the unit's adoption period")
+    else:
+        check_numeric(frame, [treat], "treatment")
+        d = frame[treat].to_numpy()
+        if d.dtype != np.bool_ and not np.isin(d, (0, 1)).all():
+            raise TreatmentError(f"treatment {treat!r} must be 0/1")
+        first, bad = _unit_adoption(lens, t, d, False)
+        if bad:
+            raise TreatmentError(
+                f"treatment {treat!r} switches off for {bad} unit(s); "
+                "these estimators need an absorbing (staggered) treatment"
+            )
+    g = first.astype(np.int64)
+    cohorts = np.unique(g[g > 0])
+    _check_cohorts(cohorts, bool((g == 0).any()))
     times = np.sort(frame[time].unique().to_numpy())
-    ids = None
-    if isinstance(data, Panel) and rows_kept and (unit, time) == (data.unit, data.time):
-        ids = (data.unit_codes, data.time_codes)
-    return StaggeredData(frame, y, unit, time, controls, cluster, weights, cohorts, times, ids)
+    return StaggeredData(frame, y, unit, time, controls, cluster, weights, cohorts, times, ids,
+                         unit_rows=lens, unit_cohort=g)
