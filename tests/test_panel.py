@@ -277,3 +277,34 @@ def test_read_frame_parquet_keeps_types_and_nulls(tmp_path):
     assert got.schema == df.schema
     assert got.equals(df)
     assert read_frame(path, ["f64", "s"]).equals(df.select("f64", "s"))
+
+
+@pytest.mark.parametrize("order", ["sorted", "shuffled"])
+def test_ids_factorized_on_first_use_when_sorted(order):
+    """A panel sorted by integer (unit, time) ids is validated without its codes
+    (no N-sized arrays held until something needs them); the codes, distinct
+    ids and counts are the same either way, and duplicates are still refused."""
+    df = sl.simulate.staggered(30, 5, seed=2, drop_share=0.1)
+    if order == "shuffled":
+        df = df.sample(fraction=1.0, shuffle=True, seed=0)
+    panel = sl.Panel.from_frame(df, unit="unit", time="time")
+    assert panel.has_codes == (order == "shuffled")
+    assert panel.n_units == df["unit"].n_unique() and panel.n_periods == df["time"].n_unique()
+    units = np.unique(df["unit"].to_numpy())
+    np.testing.assert_array_equal(units[panel.unit_codes], df["unit"].to_numpy())
+    np.testing.assert_array_equal(panel.units.to_numpy(), units)
+    assert panel.has_codes
+    dup = pl.concat([df, df.head(1)]).sort("unit", "time")
+    with pytest.raises(sl.errors.DuplicateRowsError, match="share a"):
+        sl.Panel.from_frame(dup, unit="unit", time="time")
+
+
+@given(st.lists(st.integers(0, 3), max_size=30))
+def test_run_lengths(values):
+    from itertools import groupby
+
+    from staggerlab.panels.panel import run_lengths
+
+    want = [len(list(g)) for _, g in groupby(values)]
+    np.testing.assert_array_equal(run_lengths(pl.Series(values, dtype=pl.Int64)), want)
+    np.testing.assert_array_equal(run_lengths(pl.Series([str(v) for v in values], dtype=pl.String)), want)

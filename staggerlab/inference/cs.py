@@ -37,6 +37,7 @@ from .._parallel import run_blocks
 from .._seed import SeedLike, block_generator, resolve_entropy
 from ..errors import MissingValueWarning, StaggerlabError, TreatmentError
 from ..kernels._jit import jit
+from ..panels.panel import run_lengths
 from .staggered_data import COHORT, StaggeredData, prepare
 
 __all__ = [
@@ -98,7 +99,7 @@ def _unit_layout(sd: StaggeredData) -> tuple[np.ndarray, np.ndarray]:
     """Rows and adoption period of each unit, in frame order (sorted by unit)."""
     if sd.unit_cohort is not None:
         return sd.unit_rows, sd.unit_cohort
-    lens = sd.frame.select(pl.col(sd.unit).rle().struct.field("len")).to_series().to_numpy().astype(np.int64)
+    lens = run_lengths(sd.frame[sd.unit])
     starts = np.cumsum(lens) - lens
     return lens, sd.frame[COHORT].to_numpy()[starts].astype(np.int64)
 

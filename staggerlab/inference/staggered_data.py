@@ -16,7 +16,16 @@ import polars as pl
 
 from ..errors import MissingValueWarning, TreatmentError
 from ..kernels._jit import jit
-from ..panels.panel import Panel, _strictly_increasing_pairs, check_columns, check_numeric, finite_mask, to_polars
+from ..panels.panel import (
+    Panel,
+    _strictly_increasing_pairs,
+    check_columns,
+    check_numeric,
+    finite_mask,
+    run_lengths,
+    sorted_unique_ids,
+    to_polars,
+)
 
 __all__ = ["StaggeredData", "prepare", "COHORT", "REL"]
 
@@ -75,19 +84,6 @@ class StaggeredData:
         return self.frame.height == self.frame[self.unit].n_unique() * self.times.size
 
 
-def _sorted_unique(frame: pl.DataFrame, unit: str, time: str) -> bool:
-    """Whether the rows are sorted by (unit, time) with no pair repeated (then
-    neither the sort nor the duplicate check is needed; panels usually are)."""
-    if frame.height < 2:
-        return True
-    u, t = pl.col(unit), pl.col(time)
-    step = (u > u.shift(1)) | ((u == u.shift(1)) & (t > t.shift(1)))
-    try:
-        return bool(frame.select(step.slice(1).all()).item())
-    except pl.exceptions.PolarsError:  # ids that do not compare (e.g. some categoricals): sort
-        return False
-
-
 def prepare(
     data: Any,
     *,
@@ -136,11 +132,11 @@ def prepare(
         )
         frame = frame.filter(pl.Series(keep))
         rows_kept = False
-    ids = (data.unit_codes, data.time_codes) if isinstance(data, Panel) and (unit, time) == (data.unit, data.time) else None
-    if rows_kept and ids is not None:  # the Panel's codes are in id order: one pass, no temporaries
-        in_order = _strictly_increasing_pairs(*ids)
+    same_ids = isinstance(data, Panel) and (unit, time) == (data.unit, data.time)
+    if same_ids and rows_kept and data.has_codes:  # codes in id order: one pass, no temporaries
+        in_order = _strictly_increasing_pairs(data.unit_codes, data.time_codes)
     else:
-        in_order = _sorted_unique(frame, unit, time)
+        in_order = sorted_unique_ids(frame, unit, time)
     if not in_order:  # sorting copies the whole frame: only when needed
         frame = frame.sort(unit, time)
         rows_kept = False
@@ -148,9 +144,11 @@ def prepare(
             from ..errors import DuplicateRowsError
 
             raise DuplicateRowsError(f"some ({unit}, {time}) pairs appear twice; one row per unit and period is needed")
+    # a Panel whose rows were kept lends its id codes (computed once, on first use);
+    # the unit-level path needs none
+    ids = (data.unit_codes, data.time_codes) if same_ids and rows_kept and (rows or data.has_codes) else None
     if not rows:
-        return _prepare_units(frame, y, unit, time, controls, cluster, weights, cohort, treat,
-                              ids if rows_kept else None)
+        return _prepare_units(frame, y, unit, time, controls, cluster, weights, cohort, treat, ids)
     if cohort is not None:
         check_numeric(frame, [cohort], "cohort")
         g = pl.col(cohort).fill_null(0).fill_nan(0) if frame.schema[cohort].is_float() else pl.col(cohort).fill_null(0)
@@ -179,7 +177,7 @@ def prepare(
     cohorts = np.sort(adoption.filter(adoption > 0).unique().to_numpy())
     _check_cohorts(cohorts, bool((adoption == 0).any()))
     times = np.sort(frame[time].unique().to_numpy())
-    return StaggeredData(frame, y, unit, time, controls, cluster, weights, cohorts, times, ids if rows_kept else None)
+    return StaggeredData(frame, y, unit, time, controls, cluster, weights, cohorts, times, ids)
 
 
 
@@ -226,11 +224,7 @@ def _unit_adoption(lens: np.ndarray, time: np.ndarray, d: np.ndarray, is_cohort:
 def _prepare_units(frame, y, unit, time, controls, cluster, weights, cohort, treat, ids) -> StaggeredData:
     """``prepare(rows=False)``: the adoption period per unit from one pass over
     the sorted rows (no window expression, no N-sized derived column)."""
-    if ids is not None:
-        lens = np.bincount(ids[0])
-    else:
-        lens = frame.select(pl.col(unit).rle().struct.field("len")).to_series().to_numpy()
-    lens = lens.astype(np.int64, copy=False)
+    lens = run_lengths(frame[unit]) if ids is None else np.bincount(ids[0])
     t = frame[time].to_numpy()
     if cohort is not None:
         check_numeric(frame, [cohort], "cohort")

@@ -20,7 +20,7 @@ from ..errors import (
 )
 
 __all__ = ["Panel", "to_polars", "check_columns", "check_numeric", "finite_mask", "factorize_column",
-           "factorize_with_ids"]
+           "factorize_with_ids", "sorted_unique_ids", "run_lengths"]
 
 NaPolicy = Literal["drop", "raise"]
 
@@ -160,6 +160,50 @@ def duplicated_pairs(u: np.ndarray, t: np.ndarray) -> np.ndarray:
     return cnt[inv] > 1
 
 
+@jit
+def _runs(v: np.ndarray) -> np.ndarray:
+    n_runs = 1
+    for i in range(1, v.size):
+        if v[i] != v[i - 1]:
+            n_runs += 1
+    out = np.empty(n_runs, dtype=np.int64)
+    r, start = 0, 0
+    for i in range(1, v.size):
+        if v[i] != v[i - 1]:
+            out[r] = i - start
+            r += 1
+            start = i
+    out[r] = v.size - start
+    return out
+
+
+def run_lengths(s: pl.Series) -> np.ndarray:
+    """Lengths of the runs of equal consecutive values (e.g. the rows of each
+    unit in a frame sorted by unit), as int64."""
+    if s.len() == 0:
+        return np.zeros(0, dtype=np.int64)
+    if s.dtype.is_integer():
+        return _runs(s.to_numpy())
+    return s.rle().struct.field("len").to_numpy().astype(np.int64)
+
+
+def sorted_unique_ids(frame: pl.DataFrame, unit: str, time: str) -> bool:
+    """Whether the rows are sorted by (unit, time) with no pair repeated, judged
+    on the raw ids: one pass with no temporaries for integer ids (the usual
+    firm/year panel), polars comparisons otherwise."""
+    u, t = frame[unit], frame[time]
+    if frame.height < 2:
+        return True
+    if u.dtype.is_integer() and t.dtype.is_integer():
+        return bool(_strictly_increasing_pairs(u.to_numpy(), t.to_numpy()))
+    cu, ct = pl.col(unit), pl.col(time)
+    step = (cu > cu.shift(1)) | ((cu == cu.shift(1)) & (ct > ct.shift(1)))
+    try:
+        return bool(frame.select(step.slice(1).all()).item())
+    except pl.exceptions.PolarsError:  # ids that do not compare (e.g. some categoricals)
+        return False
+
+
 @dataclass(eq=False)
 class Panel:
     """A unit x time panel with validated, factorized ids.
@@ -176,15 +220,48 @@ class Panel:
         Dense codes, ``0..n_units-1`` and ``0..n_periods-1`` in sorted id order.
     units, times : polars.Series
         The distinct ids, in code order.
+
+    The ids of a panel already sorted by (unit, time) are factorized when first
+    needed (two N-sized int64 arrays), so work that never needs them (e.g.
+    Callaway-Sant'Anna, which works on units) never holds them.
     """
 
     frame: pl.DataFrame
     unit: str
     time: str
-    unit_codes: np.ndarray = field(repr=False)
-    time_codes: np.ndarray = field(repr=False)
-    units: pl.Series = field(repr=False)
-    times: pl.Series = field(repr=False)
+    _ids: tuple[np.ndarray, np.ndarray, pl.Series, pl.Series] | None = field(default=None, repr=False)
+
+    def _factorized(self) -> tuple[np.ndarray, np.ndarray, pl.Series, pl.Series]:
+        if self._ids is None:
+            ucodes, units = factorize(self.frame[self.unit])
+            tcodes, times = factorize(self.frame[self.time])
+            self._ids = (ucodes, tcodes, units, times)
+        return self._ids
+
+    @property
+    def has_codes(self) -> bool:
+        """Whether the id codes have been computed (they are, on first use)."""
+        return self._ids is not None
+
+    @property
+    def unit_codes(self) -> np.ndarray:
+        """Dense unit codes of the rows (int64, sorted id order)."""
+        return self._factorized()[0]
+
+    @property
+    def time_codes(self) -> np.ndarray:
+        """Dense period codes of the rows (int64, sorted id order)."""
+        return self._factorized()[1]
+
+    @property
+    def units(self) -> pl.Series:
+        """The distinct unit ids, in code order."""
+        return self._factorized()[2]
+
+    @property
+    def times(self) -> pl.Series:
+        """The distinct periods, in code order."""
+        return self._factorized()[3]
 
     @classmethod
     def from_frame(
@@ -245,6 +322,8 @@ class Panel:
             frame = frame.filter(pl.Series(keep))
             if frame.height == 0:
                 raise EmptyPanelError("no rows left after dropping missing values")
+        if sorted_unique_ids(frame, unit, time):  # no pair repeated: codes when first needed
+            return cls(frame, unit, time)
         ucodes, units = factorize(frame[unit])
         tcodes, times = factorize(frame[time])
         dup = duplicated_pairs(ucodes, tcodes)
@@ -254,17 +333,17 @@ class Panel:
                 f"{int(dup.sum())} rows share a ({unit}, {time}) pair with another row, "
                 f"e.g. {ex}; a panel needs one row per unit and period"
             )
-        return cls(frame, unit, time, ucodes, tcodes, units, times)
+        return cls(frame, unit, time, (ucodes, tcodes, units, times))
 
     @property
     def n_units(self) -> int:
         """Number of distinct units."""
-        return self.units.len()
+        return self._ids[2].len() if self._ids is not None else self.frame[self.unit].n_unique()
 
     @property
     def n_periods(self) -> int:
         """Number of distinct periods."""
-        return self.times.len()
+        return self._ids[3].len() if self._ids is not None else self.frame[self.time].n_unique()
 
     @property
     def nobs(self) -> int:
