@@ -343,3 +343,20 @@ def test_influence_functions_reproduce_ses_and_vcov(monkeypatch, cluster):
         for c in np.unique(g[~never]):
             diff = dyn.inf[g == c, j] - combo[g == c]
             np.testing.assert_allclose(diff, diff[0], rtol=1e-10, atol=1e-12)
+
+
+def test_bootstrap_draws_in_pieces_are_the_same_draws(mpdta, monkeypatch):
+    """Multipliers are drawn a few rows at a time for big panels (a block of
+    128 draws x 1M clusters would be 1 GB); the stream, hence every bootstrap
+    number, is the same as drawing a block at once."""
+    import staggerlab.inference.cs as csm
+
+    sd = prepare(mpdta, y="lemp", unit="countyreal", time="year", cohort="first.treat", rows=False)
+    for mult in ("rademacher", "mammen"):
+        whole = callaway_santanna(sd, bootstrap=True, biters=300, seed=4, multipliers=mult)
+        monkeypatch.setattr(csm, "_BOOT_MULTIPLIERS", 3 * whole.n_units - 1)  # 2 rows, ragged
+        pieces = callaway_santanna(sd, bootstrap=True, biters=300, seed=4, multipliers=mult)
+        monkeypatch.undo()
+        np.testing.assert_array_equal(whole.se, pieces.se)
+        assert whole.crit == pieces.crit
+        np.testing.assert_array_equal(whole.att_gt()["se"].to_numpy(), pieces.att_gt()["se"].to_numpy())

@@ -53,6 +53,7 @@ BasePeriod = Literal["varying", "universal"]
 AggKind = Literal["simple", "dynamic", "group", "calendar"]
 
 _BOOT_BLOCK = 128  # draws per seeded block: fixed, so results do not depend on n_jobs
+_BOOT_MULTIPLIERS = 1 << 22  # multipliers drawn at once (32 MB)
 _ZERO_SE = np.sqrt(np.finfo(float).eps) * 10  # did's threshold for "no variance"
 
 
@@ -378,10 +379,19 @@ def _bootstrap(s: np.ndarray, n: int, spec: _BootSpec, band: np.ndarray | None =
     n_blocks = -(-spec.biters // _BOOT_BLOCK)
     blocks = [(i, min(_BOOT_BLOCK, spec.biters - i * _BOOT_BLOCK)) for i in range(n_blocks)]
 
+    # draws are made a few rows at a time (a block of 128 draws for a million
+    # clusters would be a 1 GB matrix); numpy's Generator yields the same
+    # stream whether a block's rows are drawn at once or in pieces
+    rows_at_once = max(1, _BOOT_MULTIPLIERS // max(nc, 1))
+
     def one(block: tuple[int, int]) -> np.ndarray:
         i, size = block
-        v = _draw_multipliers(block_generator(spec.seed, i), (size, nc), spec.multipliers)
-        return _multiplier_sums(v, s, float(n))
+        rng = block_generator(spec.seed, i)
+        out = []
+        for lo in range(0, size, rows_at_once):
+            v = _draw_multipliers(rng, (min(rows_at_once, size - lo), nc), spec.multipliers)
+            out.append(_multiplier_sums(v, s, float(n)))
+        return np.vstack(out)
 
     draws = np.vstack(run_blocks(one, blocks, n_jobs=spec.n_jobs, desc="multiplier bootstrap"))
     q75, q25 = np.quantile(draws, [0.75, 0.25], axis=0)
