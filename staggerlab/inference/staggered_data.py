@@ -180,7 +180,6 @@ def prepare(
     return StaggeredData(frame, y, unit, time, controls, cluster, weights, cohorts, times, ids)
 
 
-
 def _check_cohorts(cohorts: np.ndarray, has_never: bool) -> None:
     if cohorts.size == 0:
         raise TreatmentError("no unit is ever treated; the treatment never varies")
