@@ -360,3 +360,27 @@ def test_bootstrap_draws_in_pieces_are_the_same_draws(mpdta, monkeypatch):
         np.testing.assert_array_equal(whole.se, pieces.se)
         assert whole.crit == pieces.crit
         np.testing.assert_array_equal(whole.att_gt()["se"].to_numpy(), pieces.att_gt()["se"].to_numpy())
+
+
+def test_memory_does_not_hold_a_units_x_cells_matrix():
+    """The estimator's own allocations (tracemalloc sees numpy's) stay well
+    below one units x cells matrix of influence functions, which the SEs,
+    covariances and aggregations used to be computed from."""
+    import tracemalloc
+
+    n_u, n_t = 200_000, 10
+    rng = np.random.default_rng(0)
+    coh = np.where(rng.random(n_u) < 0.5, 0, rng.integers(4, 9, n_u))
+    df = pl.DataFrame({"unit": np.repeat(np.arange(n_u), n_t), "time": np.tile(np.arange(1, n_t + 1), n_u),
+                       "cohort": np.repeat(coh, n_t), "y": rng.normal(size=n_u * n_t)})
+    sd = prepare(df, y="y", unit="unit", time="time", cohort="cohort", rows=False)
+    tracemalloc.start()
+    try:
+        res = callaway_santanna(sd)
+        for kind in ("simple", "group", "calendar"):
+            res.aggregate(kind)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    one_matrix = n_u * res.att_gt().height * 8  # 72 MB here
+    assert peak < 0.5 * one_matrix, (peak / 1e6, one_matrix / 1e6)
