@@ -555,7 +555,9 @@ def figure(results: dict, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    mc = results.get("montecarlo")
+    fig, axes = plt.subplots(1, 3 if mc else 2, figsize=(16 if mc else 11, 4.2))
+    ax1, ax2 = axes[0], axes[1]
     labels = {"feols": "staggerlab feols CRV1", "pyfixest": "pyfixest feols CRV1",
               "placebo": "placebo, 1,000 draws", "wildboot": "wildboot, 999 draws + CI",
               "imputation": "event_study imputation"}
@@ -583,6 +585,19 @@ def figure(results: dict, path: str) -> None:
     ax2.set_title("Peak memory against rows")
     ax2.legend(fontsize=7, loc="upper left")
     ax1.legend(fontsize=7, loc="upper left")
+    if mc:
+        ax3 = axes[2]
+        names = [k for k in ("n_jobs=1", "loky n_jobs=2", "dask LocalCluster 2 workers") if k in mc]
+        meds = [_med(mc[k]) for k in names]
+        lo = [m - min(mc[k]) for m, k in zip(meds, names)]
+        hi = [max(mc[k]) - m for m, k in zip(meds, names)]
+        ax3.bar(range(len(names)), meds, yerr=[lo, hi], capsize=4, color=["tab:gray", "tab:blue", "tab:orange"])
+        ax3.set_xticks(range(len(names)), [k.replace(" 2 workers", "\n2 workers") for k in names], fontsize=8)
+        for i, k in enumerate(names):
+            same = "identical" if mc.get(f"{k} identical", True) else "DIFFERENT"
+            ax3.text(i, meds[i] / 2, f"{meds[i]:.2f} s\n{same}", ha="center", fontsize=7, color="white")
+        ax3.set_ylabel("time (s, median; bars: min-max of 3)")
+        ax3.set_title(f"Monte Carlo, {mc['reps']} reps, against workers")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     print(f"figure: {path}")
