@@ -192,7 +192,9 @@ def _unit_adoption(lens: np.ndarray, time: np.ndarray, d: np.ndarray, is_cohort:
     """Per unit (a run of ``lens[u]`` rows in time order): its adoption period
     (0 = never) and the number of units breaking the design: a cohort value
     that varies within the unit (``is_cohort``), or a 0/1 treatment that
-    switches off after its first 1."""
+    switches off after its first 1. ``kernels.placebo.unit_adoption`` does the
+    treatment case for unsorted rows, but needs an N-sized unit code per row,
+    which this unit-level path exists to avoid."""
     out = np.zeros(lens.size)
     bad = 0
     pos = 0

@@ -154,6 +154,19 @@ def _unit_block(i, row_ptr, rows, per_N, xs, n_x, y_N, n_periods, F_TM, y_T):
     return n
 
 
+@jit(inline="always")
+def _add_packed(w, F_TM, j, yj, M):
+    """Add row j's ``yj F_j`` and its packed upper triangle of ``F_j F_j'`` to ``w``."""
+    for m in range(M):
+        w[m] += yj * F_TM[j, m]
+    p = M
+    for a in range(M):
+        fa = F_TM[j, a]
+        for b in range(a, M):
+            w[p] += fa * F_TM[j, b]
+            p += 1
+
+
 @pjit
 def unit_tables(row_ptr, rows, per_N, xs, n_x, y_N, n_periods, thr_L, max_rows, with_w):
     """Per-(unit, adoption time) tables of the fast path, from the raw columns.
@@ -191,15 +204,7 @@ def unit_tables(row_ptr, rows, per_N, xs, n_x, y_N, n_periods, thr_L, max_rows, 
                         t[M] += yj
                         cnt_L[l] += 1.0
                 if with_w:
-                    w = W_UP[i]
-                    for m in range(M):
-                        w[m] += yj * F_TM[j, m]
-                    p = M
-                    for a in range(M):
-                        fa = F_TM[j, a]
-                        for b in range(a, M):
-                            w[p] += fa * F_TM[j, b]
-                            p += 1
+                    _add_packed(W_UP[i], F_TM, j, yj, M)
             for l in range(L):
                 tab_RQ[i * L + l, M + 1] = cnt_L[l] - cnt_L[l] * cnt_L[l] / n
     return tab_RQ, W_UP
@@ -576,14 +581,7 @@ def unit_sums(row_ptr, rows, per_N, xs, n_x, y_N, n_periods, max_rows):
         for i in range(ch * U // n_chunks, (ch + 1) * U // n_chunks):
             n = _unit_block(i, row_ptr, rows, per_N, xs, n_x, y_N, n_periods, F_TM, y_T)
             for j in range(n):
-                for m in range(M):
-                    w[m] += y_T[j] * F_TM[j, m]
-                p = M
-                for a in range(M):
-                    fa = F_TM[j, a]
-                    for b in range(a, M):
-                        w[p] += fa * F_TM[j, b]
-                        p += 1
+                _add_packed(w, F_TM, j, y_T[j], M)
     out = part[0].copy()
     for ch in range(1, n_chunks):
         out += part[ch]
