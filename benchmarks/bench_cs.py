@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 
 import staggerlab as sl
-from staggerlab.inference.cs import cs
+from staggerlab.inference.did.cs import cs
 
 N_PERIODS = 12
 

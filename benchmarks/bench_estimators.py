@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 import staggerlab as sl
-from staggerlab.inference.event_study import event_study
+from staggerlab.inference.did.event_study import event_study
 
 SIZES = {"15k": (1500, 10), "170k": (10_000, 17)}
 WINDOW = (-5, 5)

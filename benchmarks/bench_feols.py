@@ -90,7 +90,7 @@ def bench_size(label: str, n_units: int, n_periods: int, reps: int) -> list[tupl
     from pyfixest.estimation import demean as pf_demean
 
     import staggerlab as sl
-    from staggerlab.inference.absorb import Absorber
+    from staggerlab.inference.regression.absorb import Absorber
 
     df, pdf = make_panel(n_units, n_periods)
     n = df.height
@@ -147,9 +147,9 @@ def profile_size(label: str, n_units: int, n_periods: int, reps: int) -> list[tu
     import scipy.linalg as sla
 
     import staggerlab as sl
-    from staggerlab.inference.absorb import Absorber, drop_singletons
-    from staggerlab.inference.design import _collinear, factorize_column
-    from staggerlab.inference.vcov import vcov_crv1
+    from staggerlab.inference.regression.absorb import Absorber, drop_singletons
+    from staggerlab.inference.regression.design import _collinear, factorize_column
+    from staggerlab.inference.regression.vcov import vcov_crv1
     from staggerlab.panels.panel import check_numeric, finite_mask
 
     df, _ = make_panel(n_units, n_periods)
@@ -215,9 +215,8 @@ def main(argv: list[str] | None = None) -> None:
     reps = max(5, args.reps)
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
 
-    import pyfixest as pf
-
     import numba
+    import pyfixest as pf
 
     import staggerlab as sl
 

@@ -24,7 +24,7 @@ import warnings
 import numpy as np
 
 from staggerlab._seed import block_seed
-from staggerlab.inference.montecarlo import montecarlo
+from staggerlab.inference.studies.montecarlo import montecarlo
 from staggerlab.panels.dgp import dgp
 
 

@@ -61,7 +61,7 @@ def bench_case(name: str, make, reps: int, pf_reps: int) -> dict:
     import pyfixest as pf
 
     import staggerlab as sl
-    from staggerlab.inference.placebo import placebo
+    from staggerlab.inference.resampling.placebo import placebo
 
     df, fml, param, cl = make()
     fit = sl.feols(fml, df, vcov={"CRV1": cl})
@@ -87,7 +87,7 @@ def bench_case(name: str, make, reps: int, pf_reps: int) -> dict:
 _CHILD = """
 import sys, time, json
 import staggerlab as sl
-from staggerlab.inference.placebo import placebo
+from staggerlab.inference.resampling.placebo import placebo
 df = sl.simulate.paper_panel(0)
 fit = sl.feols("NQPF ~ IM + Size + Lev + Roa + Cash + Age + Mb + Top1 + Dual | firm + year", df, vcov={"CRV1": "firm"})
 draws = int(sys.argv[1])

@@ -206,7 +206,7 @@ def child(task: str, path: str, reps: int, extra: dict) -> dict:
         res["se"] = fit.se()["treat"]
         res["nobs"] = fit.nobs
     elif task == "placebo":
-        from staggerlab.inference.placebo import placebo
+        from staggerlab.inference.resampling.placebo import placebo
 
         placebo(warm, draws=20, scheme="units+timing", stat="t", seed=0)
         res["base_mb"] = _current_rss_mb()
@@ -219,12 +219,12 @@ def child(task: str, path: str, reps: int, extra: dict) -> dict:
         res["method"] = ri.method
         res["pvalue"] = ri.pvalue
         res["peak_mb"] = _rss_mb()
-        import staggerlab.inference.placebo as plm
+        import staggerlab.inference.resampling.placebo as plm
 
         _, res["task_bytes"], res["tasks"] = _task_bytes(
             plm, "run_blocks", lambda: placebo(fit, draws=500, scheme="units+timing", stat="t", seed=1))
     elif task == "wildboot":
-        from staggerlab.inference.wildboot import wildboot
+        from staggerlab.inference.resampling.wildboot import wildboot
 
         wildboot(warm, param="treat", draws=99, seed=0)
         res["base_mb"] = _current_rss_mb()
@@ -236,7 +236,7 @@ def child(task: str, path: str, reps: int, extra: dict) -> dict:
         res["times"] = times
         res["pvalue"] = float(wb.pvalue)
         res["peak_mb"] = _rss_mb()
-        import staggerlab.inference.wildboot as wbm
+        import staggerlab.inference.resampling.wildboot as wbm
 
         _, res["task_bytes"], res["tasks"] = _task_bytes(
             wbm, "run_blocks", lambda: wildboot(fit, param="treat", draws=extra.get("draws", 999), seed=1,
@@ -248,7 +248,7 @@ def child(task: str, path: str, reps: int, extra: dict) -> dict:
         kw = dict(y="y", unit="unit", time="year", treat="treat", controls=controls, method=method)
         sl.event_study(tiny, **kw)
         if method in ("twfe", "sunab"):  # compile the lean path's kernels too
-            import staggerlab.inference.lean_dummies as lean
+            import staggerlab.inference.did.lean_dummies as lean
 
             saved, lean.LEAN_BYTES = lean.LEAN_BYTES, 0
             sl.event_study(tiny, **kw)
@@ -344,7 +344,7 @@ def bench_montecarlo(reps: int, n_rep_timing: int) -> dict:
     """The study timed against workers; every pool is started (and its
     workers warmed) by an untimed call first, so times are steady-state."""
     import staggerlab as sl
-    from staggerlab.inference.montecarlo import montecarlo
+    from staggerlab.inference.studies.montecarlo import montecarlo
 
     dgp = sl.simulate.dgp("paper_panel")
     block = 25  # montecarlo's default block size

@@ -39,7 +39,7 @@ import numpy as np
 import polars as pl
 
 import staggerlab as sl
-from staggerlab.inference.wildboot import wildboot
+from staggerlab.inference.resampling.wildboot import wildboot
 
 FML = "NQPF ~ IM + Size + Lev + Roa + Cash + Age + Mb + Top1 + Dual | firm + year"
 

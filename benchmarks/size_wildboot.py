@@ -34,7 +34,7 @@ import polars as pl
 import staggerlab as sl
 from staggerlab._parallel import run_blocks
 from staggerlab._seed import block_generator, block_seed
-from staggerlab.inference.wildboot import wildboot
+from staggerlab.inference.resampling.wildboot import wildboot
 
 G, T, T0, ALPHA = 20, 8, 4, 0.05
 UNITS_PER_STATE = np.round(4 * (50 / 4) ** (np.arange(G) / (G - 1))).astype(int)

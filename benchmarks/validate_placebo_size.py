@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 import staggerlab as sl
-from staggerlab.inference.placebo import clopper_pearson, placebo
+from staggerlab.inference.resampling.placebo import clopper_pearson, placebo
 
 
 def one_panel(seed: int, draws: int, scheme: str, drop: float, cohort: str | None) -> tuple[float, float]:

@@ -5,21 +5,21 @@ from __future__ import annotations
 from . import errors
 from .battery import BatterySpec, battery
 from .inference import Feols, FeolsMulti, feols
-from .inference.bacon import bacon
-from .inference.cs import callaway_santanna, cs
-from .inference.dcdh import twfe_weights
-from .inference.dml import DmlResult, dml
-from .inference.ebalance import EntropyBalanceResult, entropy_balance
-from .inference.entropy_index import EntropyIndexResult, entropy_index
-from .inference.event_study import EventStudyResult, event_study
-from .inference.heterogeneity import split_difference
-from .inference.heckman import HeckmanResult, heckman
-from .inference.honest import honest
-from .inference.iv import FeivResult, feiv
-from .inference.matching import PsmDidResult, psm_did
-from .inference.montecarlo import MonteCarloResult, montecarlo
-from .inference.placebo import PlaceboResult, placebo, placebo_timing
-from .inference.wildboot import WildBootResult, wildboot
+from .inference.did.bacon import bacon
+from .inference.did.cs import callaway_santanna, cs
+from .inference.did.dcdh import twfe_weights
+from .inference.did.event_study import EventStudyResult, event_study
+from .inference.did.honest import honest
+from .inference.regression.feiv import FeivResult, feiv
+from .inference.resampling.placebo import PlaceboResult, placebo, placebo_timing
+from .inference.resampling.split import split_difference
+from .inference.resampling.wildboot import WildBootResult, wildboot
+from .inference.selection.dml import DmlResult, dml
+from .inference.selection.ebalance import EntropyBalanceResult, entropy_balance
+from .inference.selection.entropy_index import EntropyIndexResult, entropy_index
+from .inference.selection.heckman import HeckmanResult, heckman
+from .inference.selection.psm import PsmDidResult, psm_did
+from .inference.studies.montecarlo import MonteCarloResult, montecarlo
 from .panels import Panel, read_panel, simulate
 
 __version__ = "0.1.0"

@@ -8,13 +8,11 @@ one parquet file per table.
 
 from __future__ import annotations
 
-import json
-import platform
 import sys
 import time
 import tomllib
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,10 +20,11 @@ import numpy as np
 import polars as pl
 
 from .errors import MissingColumnError, StaggerlabError, StaggerlabWarning, TreatmentError, VcovError
-from .inference.feols import Feols, FeolsMulti, feols
+from .inference.regression.feols import Feols, FeolsMulti, feols
 from .panels.io import read_frame
 from .panels.panel import Panel, to_polars
 from .panels.simulate import PAPER_CONTROLS, PAPER_OUTCOMES, paper_panel
+from .report import md_table, write_report
 
 __all__ = ["BatterySpec", "battery", "BatteryResult"]
 
@@ -116,19 +115,6 @@ class BatteryResult:
 # --------------------------------------------------------------------- helpers
 def _stars(p: float) -> str:
     return "***" if p < 0.01 else "**" if p < 0.05 else "*" if p < 0.1 else ""
-
-
-def md_table(df: pl.DataFrame, floatfmt: str = "{:.4f}") -> str:
-    """A polars frame as a Markdown table."""
-    def fmt(v: Any) -> str:
-        if isinstance(v, float):
-            return "" if np.isnan(v) else floatfmt.format(v)
-        return "" if v is None else str(v)
-
-    head = "| " + " | ".join(df.columns) + " |"
-    sep = "|" + "|".join("---" for _ in df.columns) + "|"
-    body = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.iter_rows()]
-    return "\n".join([head, sep, *body])
 
 
 def _fml(y: str | list[str], treat: str, controls: list[str], unit: str, time: str) -> str:
@@ -261,7 +247,7 @@ def _fig(fig: Any, out: Path, name: str) -> str:
 
 def section_event_study(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path) -> Section:
     """Figure 1: dynamic TWFE event study, pre-trend test, HonestDiD sensitivity."""
-    from .inference.event_study import event_study
+    from .inference.did.event_study import event_study
 
     y = spec.outcomes[0]
     es = event_study(frame, y=y, unit=spec.unit, time=spec.time, cohort="_cohort", controls=spec.controls,
@@ -277,7 +263,7 @@ def section_event_study(frame: pl.DataFrame, spec: BatterySpec, treat: str, out:
     numbers: dict[str, Any] = {"coefficients": tab.to_dicts(), "pretrend": {"wald": pre.wald, "df": pre.df,
                                                                           "pvalue": pre.pvalue}}
     tables = {"event_study": tab}
-    from .inference.honest import honest
+    from .inference.did.honest import honest
 
     # a coarser grid than honest()'s default keeps the battery under a minute;
     # the report says so
@@ -301,7 +287,7 @@ def section_event_study(frame: pl.DataFrame, spec: BatterySpec, treat: str, out:
 
 def section_robust(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path) -> Section:
     """Heterogeneity-robust estimators: imputation / two-stage DID, Sun-Abraham, Callaway-Sant'Anna."""
-    from .inference.event_study import event_study
+    from .inference.did.event_study import event_study
 
     y = spec.outcomes[0]
     rows, numbers, figs = [], {}, []
@@ -346,8 +332,8 @@ def section_robust(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path
 
 def section_diagnostics(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path) -> Section:
     """Goodman-Bacon decomposition and dCDH weights."""
-    from .inference.bacon import bacon
-    from .inference.dcdh import twfe_weights
+    from .inference.did.bacon import bacon
+    from .inference.did.dcdh import twfe_weights
 
     y = spec.outcomes[0]
     T = frame[spec.time].n_unique()
@@ -378,13 +364,13 @@ def section_diagnostics(frame: pl.DataFrame, spec: BatterySpec, treat: str, out:
 
 def section_inference(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path) -> Section:
     """Figure 2 (placebo test) and the wild cluster bootstrap of the treatment coefficient."""
-    from .inference.wildboot import wildboot
+    from .inference.resampling.wildboot import wildboot
 
     y = spec.outcomes[0]
     fit = feols(_fml(y, treat, spec.controls, spec.unit, spec.time), frame, vcov={"CRV1": spec.cluster_col})
     parts, tables, numbers, figs = [], {}, {}, []
     try:
-        from .inference.placebo import placebo
+        from .inference.resampling.placebo import placebo
     except ImportError:  # pragma: no cover - placebo lives in its own module
         placebo = None
     if placebo is not None:
@@ -450,7 +436,7 @@ def section_mechanisms(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: 
 
 def section_heterogeneity(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path) -> Section:
     """Table 9: split samples, permutation test of the difference, pooled interaction."""
-    from .inference.heterogeneity import split_difference
+    from .inference.resampling.split import split_difference
 
     if not spec.splits:
         return Section("heterogeneity", "8. Heterogeneity", "Not run: no split variables were given (`--split col`).")
@@ -477,11 +463,11 @@ def section_alternatives(frame: pl.DataFrame, spec: BatterySpec, treat: str, out
     """Tables 5-6: PSM-DID, entropy balancing, IV-2SLS, Heckman, double machine learning."""
     if not spec.alternatives:
         return Section("alternatives", "9. Alternative estimators (Tables 5-6)", "Not run (`alternatives = false`).")
-    from .inference.dml import dml
-    from .inference.ebalance import entropy_balance
-    from .inference.heckman import heckman
-    from .inference.iv import feiv
-    from .inference.matching import psm_did
+    from .inference.regression.feiv import feiv
+    from .inference.selection.dml import dml
+    from .inference.selection.ebalance import entropy_balance
+    from .inference.selection.heckman import heckman
+    from .inference.selection.psm import psm_did
 
     y = spec.outcomes[0]
     C = spec.controls
@@ -552,18 +538,6 @@ SECTIONS: list[Callable[[pl.DataFrame, BatterySpec, str, Path], Section]] = [
 ]
 
 
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for p in ("staggerlab", "numpy", "numba", "polars", "scipy", "joblib", "pyfixest", "matplotlib"):
-        try:
-            out[p] = version(p)
-        except PackageNotFoundError:
-            out[p] = "not installed"
-    return out
-
-
 def load_data(spec: BatterySpec) -> tuple[pl.DataFrame, str]:
     """The battery's data and a one-line description of where it came from."""
     if spec.data is None:
@@ -620,54 +594,5 @@ def battery(data: Any = None, *, spec: BatterySpec | None = None, verbose: bool 
         if verbose:
             print(f"  {sec.title:<45} {sec.seconds:6.2f} s", file=sys.stderr)
     result = BatteryResult(spec, sections, out)
-    _write(result, frame, source, time.perf_counter() - t_all)
+    write_report(result, frame, source, time.perf_counter() - t_all)
     return result
-
-
-def _write(result: BatteryResult, frame: pl.DataFrame, source: str, seconds: float) -> None:
-    spec, out = result.spec, result.out
-    n_units = frame[spec.unit].n_unique()
-    head = [
-        "# staggerlab robustness battery",
-        "",
-        f"Data: {source}: {frame.height:,} rows, {n_units:,} units ({spec.unit}) x "
-        f"{frame[spec.time].n_unique()} periods ({spec.time}). Outcomes: {', '.join(spec.outcomes)}. "
-        f"Treatment: `{spec.treat or spec.cohort}`. Seed {spec.seed}. Total run time {seconds:.1f} s.",
-        "",
-    ]
-    body = []
-    for s in result.sections:
-        body += [f"## {s.title}", "", s.text, ""]
-        for fig in s.figures:
-            body += [f"![{s.title}](figures/{fig})", ""]
-        for name, tab in s.tables.items():
-            tab.write_parquet(out / f"{name}.parquet")
-    tail = ["## Reproducibility", "", "Spec:", "", "```toml", _toml(spec), "```", "", "Versions:", "",
-            md_table(pl.DataFrame({"package": list(_versions()), "version": list(_versions().values())})), ""]
-    (out / "report.md").write_text("\n".join(head + body + tail))
-    results = {
-        "spec": asdict(spec),
-        "versions": _versions(),
-        "data": {"source": source, "rows": frame.height, "units": n_units},
-        "sections": {s.key: {"title": s.title, "seconds": s.seconds, **s.numbers} for s in result.sections},
-    }
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=_json_default))
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, tuple):
-        return list(o)
-    raise TypeError(f"not JSON serializable: {type(o).__name__}")
-
-
-def _toml(spec: BatterySpec) -> str:
-    lines = ["[battery]"]
-    for k, v in asdict(spec).items():
-        if v is None:
-            continue
-        lines.append(f"{k} = {json.dumps(list(v) if isinstance(v, tuple) else v)}")
-    return "\n".join(lines)

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 import staggerlab as sl
-from staggerlab.inference.montecarlo import Estimator, MonteCarloError, _twfe, montecarlo
-from staggerlab.inference.placebo import BLOCK_SIZE, placebo
-from staggerlab.inference.wildboot import wildboot
+from staggerlab.inference.resampling.placebo import BLOCK_SIZE, placebo
+from staggerlab.inference.resampling.wildboot import wildboot
+from staggerlab.inference.studies.montecarlo import Estimator, MonteCarloError, _twfe, montecarlo
 
 distributed = pytest.importorskip("distributed")
 from distributed import get_task_stream  # noqa: E402
@@ -109,7 +109,7 @@ def test_parallel_config_context_routes_to_dask(client, fit):
 
 # ----------------------------------------------------------------- wildboot
 def test_wildboot_dask_bit_identical(client, fit):
-    import staggerlab.inference.wildboot as wbm
+    import staggerlab.inference.resampling.wildboot as wbm
 
     if wbm._Runner.__hash__ is None:
         # joblib's dask backend puts each task's callable in a set; with an

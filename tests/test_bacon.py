@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 import staggerlab as sl
 from staggerlab.errors import PanelError
-from staggerlab.inference.bacon import ALWAYS, EARLY, LATE, NEVER, bacon
+from staggerlab.inference.did.bacon import ALWAYS, EARLY, LATE, NEVER, bacon
 
 TOL_IDENTITY = 1e-10  # algebraic identities, float64 round-off only
 

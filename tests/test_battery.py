@@ -12,8 +12,8 @@ import pytest
 import staggerlab as sl
 from staggerlab.battery import BatterySpec, battery
 from staggerlab.cli import main
+from staggerlab.inference.resampling.split import _coef_from_sums, _unit_moments, split_difference
 from staggerlab.panels.panel import factorize_column
-from staggerlab.inference.heterogeneity import _coef_from_sums, _unit_moments, split_difference
 
 EXACT = 1e-10  # same math, different route
 

@@ -11,8 +11,8 @@ import polars as pl
 import pytest
 
 import staggerlab as sl
-from staggerlab.inference.cs import CovariatesNotSupportedError, callaway_santanna, cs
-from staggerlab.inference.staggered_data import prepare
+from staggerlab.inference.did.cs import CovariatesNotSupportedError, callaway_santanna, cs
+from staggerlab.inference.did.staggered_data import prepare
 
 DATA = Path(__file__).parent / "data"
 R_TOL = 1e-4  # published values are rounded to 4 decimals
@@ -303,7 +303,7 @@ def test_influence_functions_reproduce_ses_and_vcov(monkeypatch, cluster):
     the SEs and covariances come from a streaming pass over units in chunks.
     Both must agree with the materialized matrices: ``se = sqrt(sum S^2) / n``
     and ``vcov = S'S / n^2`` for the cluster sums S, whatever the chunking."""
-    import staggerlab.inference.cs as csm
+    import staggerlab.inference.did.cs as csm
 
     monkeypatch.setattr(csm, "_IF_CHUNK", 7)  # many chunks, a ragged last one
     df = sl.simulate.staggered(100, 6, start=1, cohorts=[3, 4, 6], seed=9)
@@ -349,7 +349,7 @@ def test_bootstrap_draws_in_pieces_are_the_same_draws(mpdta, monkeypatch):
     """Multipliers are drawn a few rows at a time for big panels (a block of
     128 draws x 1M clusters would be 1 GB); the stream, hence every bootstrap
     number, is the same as drawing a block at once."""
-    import staggerlab.inference.cs as csm
+    import staggerlab.inference.did.cs as csm
 
     sd = prepare(mpdta, y="lemp", unit="countyreal", time="year", cohort="first.treat", rows=False)
     for mult in ("rademacher", "mammen"):

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 import staggerlab as sl
-from staggerlab.inference.dcdh import twfe_weights
+from staggerlab.inference.did.dcdh import twfe_weights
 
 TOL_PACKAGE = 1e-6
 TOL_IDENTITY = 1e-10

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from strategies import dummies, fe_design
 
 from staggerlab.errors import ConvergenceError
-from staggerlab.inference.absorb import Absorber, drop_singletons
+from staggerlab.inference.regression.absorb import Absorber, drop_singletons
 from staggerlab.kernels import demean as kd
-from strategies import dummies, fe_design
 
 #: agreement with the dense reference, relative to the column's scale (max |x|, at least 1)
 REF_RTOL = 1e-8

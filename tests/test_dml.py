@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 import staggerlab as sl
-from staggerlab.inference.dml import dml
+from staggerlab.inference.selection.dml import dml
 
 doubleml = pytest.importorskip("doubleml")
 pytest.importorskip("sklearn")

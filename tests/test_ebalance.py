@@ -10,7 +10,7 @@ from scipy import optimize
 
 import staggerlab as sl
 from staggerlab.errors import CollinearityError
-from staggerlab.inference.ebalance import InfeasibleBalanceError, ebalance_weights, entropy_balance
+from staggerlab.inference.selection.ebalance import InfeasibleBalanceError, ebalance_weights, entropy_balance
 
 #: the brief's contract on balanced moments
 MOMENT_TOL = 1e-8

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from staggerlab.errors import MissingValueError
-from staggerlab.inference.entropy_index import EntropyIndexError, entropy_index
+from staggerlab.inference.selection.entropy_index import EntropyIndexError, entropy_index
 
 #: float round-off of a handful of sums and logs
 EXACT_TOL = 1e-12

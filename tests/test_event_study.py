@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 import staggerlab as sl
-from staggerlab.inference.event_study import EventStudyError, EventStudyResult, event_study
+from staggerlab.inference.did.event_study import EventStudyError, EventStudyResult, event_study
 
 pf = pytest.importorskip("pyfixest")
 
@@ -287,7 +287,7 @@ def test_imputation_170k_rows_fast_and_lean():
 
 
 def test_cs_dispatch(panel):
-    cs = pytest.importorskip("staggerlab.inference.cs")
+    cs = pytest.importorskip("staggerlab.inference.did.cs")
     if not hasattr(cs, "callaway_santanna"):
         pytest.skip("callaway_santanna not available yet")
     res = event_study(panel, y="y", unit="unit", time="time", cohort="cohort", method="cs", control="notyet")
@@ -297,7 +297,7 @@ def test_cs_dispatch(panel):
 def test_imputation_row_chunks_and_panel_codes_do_not_change_results(monkeypatch):
     """Tiny row chunks in the imputation passes, and a Panel lending its id
     codes, give the same estimates and variances."""
-    import staggerlab.inference.event_study as esm
+    import staggerlab.inference.did.event_study as esm
 
     df = sl.simulate.staggered(80, 7, seed=3, n_controls=2, dynamic=0.4)
     df = df.with_columns(w=pl.Series(np.random.default_rng(2).uniform(0.3, 3.0, df.height)))
@@ -325,7 +325,7 @@ def test_imputation_row_chunks_and_panel_codes_do_not_change_results(monkeypatch
 def test_lean_path_equals_feols_path(monkeypatch, method, case):
     """The lean regression (per-unit sums, no N x k design) that big panels
     take gives the feols path's estimates, SEs and aggregates."""
-    import staggerlab.inference.lean_dummies as lean
+    import staggerlab.inference.did.lean_dummies as lean
 
     df = sl.simulate.staggered(150, 12, n_controls=2, drop_share=case["drop"], never_share=0.3, seed=8)
     rng = np.random.default_rng(3)
@@ -350,7 +350,7 @@ def test_lean_path_equals_feols_path(monkeypatch, method, case):
 
 def test_lean_path_falls_back_to_feols(monkeypatch):
     """Weights and singleton units are feols' business (it reports what it drops)."""
-    import staggerlab.inference.lean_dummies as lean
+    import staggerlab.inference.did.lean_dummies as lean
 
     monkeypatch.setattr(lean, "LEAN_BYTES", 0)
     df = sl.simulate.staggered(80, 8, drop_share=0.1, seed=2).with_columns(w=pl.lit(1.5))

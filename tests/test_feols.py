@@ -10,12 +10,12 @@ import polars as pl
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from strategies import staggered_panel
 
 import staggerlab as sl
 from staggerlab.errors import CollinearityWarning, MissingValueWarning, SingletonWarning
-from staggerlab.inference.compat import as_feols
-from staggerlab.inference.vcov import VcovSpec
-from strategies import staggered_panel
+from staggerlab.inference.regression.compat import as_feols
+from staggerlab.inference.regression.vcov import VcovSpec
 
 #: coefficients, SEs, t-stats and CI bounds: relative agreement with pyfixest
 REL_TOL = 1e-8

@@ -15,7 +15,7 @@ import pytest
 from scipy import stats
 
 from staggerlab.errors import StaggerlabError, StaggerlabWarning
-from staggerlab.inference.heckman import (
+from staggerlab.inference.selection.heckman import (
     HeckmanResult,
     SelectionError,
     SeparationError,

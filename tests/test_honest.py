@@ -11,8 +11,8 @@ import pytest
 from scipy import stats
 
 import staggerlab as sl
-from staggerlab.inference.cs import cs
-from staggerlab.inference.honest import HonestDiDError, flci, honest
+from staggerlab.inference.did.cs import cs
+from staggerlab.inference.did.honest import HonestDiDError, flci, honest
 
 DATA = Path(__file__).parent / "data"
 PUB_TOL = 1e-3  # the brief's bar; published values carry 3 significant digits

@@ -30,8 +30,8 @@ import pytest
 import scipy.linalg as sla
 
 from staggerlab.errors import FormulaError, StaggerlabError, VcovError
-from staggerlab.inference.iv import FeivResult, IdentificationError, _pi_vcov, feiv, kp_rk_statistic
-from staggerlab.inference.vcov import VcovSpec
+from staggerlab.inference.regression.feiv import FeivResult, IdentificationError, _pi_vcov, feiv, kp_rk_statistic
+from staggerlab.inference.regression.vcov import VcovSpec
 
 pf = pytest.importorskip("pyfixest")
 linearmodels = pytest.importorskip("linearmodels")

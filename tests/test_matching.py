@@ -9,7 +9,7 @@ import pytest
 import statsmodels.api as smapi
 
 import staggerlab as sl
-from staggerlab.inference.matching import (
+from staggerlab.inference.selection.psm import (
     NoCommonSupportError,
     SeparationError,
     _nn_noreplace,

@@ -10,10 +10,10 @@ import polars as pl
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from strategies import staggered_panel
 
 import staggerlab as sl
 from staggerlab.panels.simulate import PAPER_CONTROLS, PAPER_OUTCOMES
-from strategies import staggered_panel
 
 
 def frame_with_ids(kind: str) -> pl.DataFrame:

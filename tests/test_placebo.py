@@ -15,7 +15,7 @@ from scipy import stats
 
 import staggerlab as sl
 from staggerlab.errors import FormulaError, TreatmentError
-from staggerlab.inference.placebo import (
+from staggerlab.inference.resampling.placebo import (
     BLOCK_SIZE,
     PlaceboResult,
     _Sampler,
@@ -79,7 +79,7 @@ def _placebo(fit, method, **kw):
     (quadratic form + treated clusters), "fast-dense" (one product for every
     cluster) or "fast-stream" (no tables, as for huge panels); plain "fast"
     lets the engine choose."""
-    import staggerlab.inference.placebo as mod
+    import staggerlab.inference.resampling.placebo as mod
 
     ratio = {"fast-gram": 0.0, "fast-dense": np.inf}.get(method)
     with pytest.MonkeyPatch.context() as mp:
@@ -181,7 +181,7 @@ def test_fast_equals_general_and_observed():
     assert a.observed == fit.tstat()["treat"]
     # the true assignment is a possible 'timing' draw when only one cohort exists;
     # here check the engine reproduces the fit's own t on the actual treatment
-    from staggerlab.inference.placebo import _GeneralEngine
+    from staggerlab.inference.resampling.placebo import _GeneralEngine
 
     eng = _GeneralEngine(fit, "treat", fit.vcov_spec, fit.design.df_k(fit.vcov_spec), "t")
     t_obs = eng.compute(fit.design.column("treat")[:, None])[0]
@@ -191,7 +191,7 @@ def test_fast_equals_general_and_observed():
 def test_stream_batches_across_sampler_slabs(monkeypatch):
     """Streaming fills its level matrix across sampler slabs of other sizes
     and gives the tables' statistics."""
-    import staggerlab.inference.placebo as mod
+    import staggerlab.inference.resampling.placebo as mod
 
     df = _panel(False, seed=6)
     fit = sl.feols(f"y ~ treat + {XS} | unit + time", df, vcov={"CRV1": "unit"})

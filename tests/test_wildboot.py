@@ -14,7 +14,7 @@ import pytest
 
 import staggerlab as sl
 from staggerlab.errors import StaggerlabError, VcovError
-from staggerlab.inference.wildboot import (
+from staggerlab.inference.resampling.wildboot import (
     CI_XTOL,
     WildBootError,
     draw_weights,
@@ -271,7 +271,7 @@ def test_brute_force_no_fe_nested(medium):
 
 def test_brute_force_two_way_clustering(medium):
     """Two-way CRV1 (unit + time) in every draw, weights by unit."""
-    from staggerlab.inference.vcov import combine_codes
+    from staggerlab.inference.regression.vcov import combine_codes
 
     df = medium
     fit = sl.feols("y ~ treat + x1 + x2 | unit + time", df, vcov={"CRV1": "unit+time"})
@@ -407,7 +407,7 @@ def test_tidy_summary_plot(fit20, tmp_path):
 def test_packed_rademacher_block_equals_drawn_weights():
     """Rademacher blocks kept as bits serve, range by range, the weights the
     same generator draws (G not a multiple of 8: rows start mid-byte)."""
-    from staggerlab.inference.wildboot import _draws, _rademacher_block
+    from staggerlab.inference.resampling.wildboot import _draws, _rademacher_block
 
     G, B = 37, 11
     wb = _rademacher_block(G, B, np.random.default_rng(5))
@@ -429,7 +429,7 @@ def test_row_and_cluster_chunks_do_not_change_results(monkeypatch, fml, vcov, ex
     """Tiny row chunks (the dummy block rebuilt per chunk of units), tiny
     cluster ranges in the draw blocks, and shuffled rows (chunks gathered by
     unit) give the same bootstrap as one chunk."""
-    import staggerlab.inference.wildboot as wbm
+    import staggerlab.inference.resampling.wildboot as wbm
 
     df = _panel(60, 6, seed=9)
     weights = extra.pop("weights", None)

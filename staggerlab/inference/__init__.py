@@ -1,5 +1,5 @@
 """Estimators and inference procedures built on the shared fitted design."""
 
-from .feols import Feols, FeolsMulti, feols
+from .regression.feols import Feols, FeolsMulti, feols
 
 __all__ = ["feols", "Feols", "FeolsMulti"]

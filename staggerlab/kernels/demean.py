@@ -4,7 +4,7 @@ Buffer names carry their shapes: ``_N`` observations, ``_K`` columns,
 ``_Q`` fixed-effect dimensions, ``_G`` levels of one FE, ``_M`` levels of all
 "small" FEs stacked (see below). Kernels trust their input: contiguous
 float64 values, int64 codes in ``[0, n_levels)``, positive weights. The
-validation happens once, in ``staggerlab.inference.design``.
+validation happens once, in ``staggerlab.inference.regression.design``.
 
 Two algorithms:
 

@@ -421,7 +421,7 @@ class Truth:
         if self._plim is None:
             import warnings
 
-            from ..inference.feols import feols
+            from ..inference.regression.feols import feols
 
             rhs = " + ".join(["treat", *self._covariates])
             with warnings.catch_warnings():

@@ -9,7 +9,6 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import polars as pl
 
-from ..kernels._jit import jit
 from ..errors import (
     DuplicateRowsError,
     EmptyPanelError,
@@ -18,6 +17,7 @@ from ..errors import (
     MissingValueWarning,
     NonNumericError,
 )
+from ..kernels._jit import jit
 
 __all__ = ["Panel", "to_polars", "check_columns", "check_numeric", "finite_mask", "factorize_column",
            "factorize_with_ids", "sorted_unique_ids", "run_lengths"]

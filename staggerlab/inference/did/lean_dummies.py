@@ -22,12 +22,12 @@ import numpy as np
 import polars as pl
 import scipy.linalg as sla
 
-from ..kernels import placebo as kp
-from ..kernels._jit import threads_for
-from ..kernels.dummies import dummy_meat, dummy_moments
-from ..panels.panel import factorize_column
+from ...kernels import placebo as kp
+from ...kernels._jit import threads_for
+from ...kernels.dummies import dummy_meat, dummy_moments
+from ...panels.panel import factorize_column
+from ..regression.vcov import fe_df, nested_in
 from .staggered_data import StaggeredData
-from .vcov import fe_df, nested_in
 
 __all__ = ["LeanFit", "lean_dummy_fit", "LEAN_BYTES"]
 

@@ -15,9 +15,9 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
-from ..errors import TreatmentError
-from ..panels.panel import Panel, check_columns, check_numeric, factorize_column, finite_mask, to_polars
-from .absorb import Absorber
+from ...errors import TreatmentError
+from ...panels.panel import Panel, check_columns, check_numeric, factorize_column, finite_mask, to_polars
+from ..regression.absorb import Absorber
 from .staggered_data import COHORT, prepare
 
 __all__ = ["twfe_weights", "TwfeWeightsResult"]

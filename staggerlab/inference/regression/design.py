@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 import scipy.linalg as sla
 
-from ..errors import (
+from ...errors import (
     CollinearityError,
     CollinearityWarning,
     EmptyPanelError,
@@ -21,8 +21,8 @@ from ..errors import (
     MissingValueWarning,
     SingletonWarning,
 )
-from ..panels.panel import Panel, check_columns, check_numeric, factorize_column, to_polars
-from ..kernels.demean import centred_ss
+from ...kernels.demean import centred_ss
+from ...panels.panel import Panel, check_columns, check_numeric, factorize_column, to_polars
 from .absorb import Absorber, drop_singletons
 from .vcov import VcovSpec, fe_df, nested_in
 

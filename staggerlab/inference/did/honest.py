@@ -41,8 +41,8 @@ import numpy as np
 import polars as pl
 from scipy import optimize, stats
 
-from .._seed import SeedLike, as_generator
-from ..errors import StaggerlabError
+from ..._seed import SeedLike, as_generator
+from ...errors import StaggerlabError
 
 __all__ = ["honest", "HonestResult", "HonestDiDError", "flci", "rm_ci"]
 
@@ -512,7 +512,7 @@ class HonestResult:
 
     def plot(self, path: str | None = None, *, ax: Any = None):
         """Sensitivity plot: robust CI against M / Mbar, the original CI at the left."""
-        from ..plots.honest import plot_sensitivity
+        from ...plots.honest import plot_sensitivity
 
         return plot_sensitivity(self, path=path, ax=ax)
 

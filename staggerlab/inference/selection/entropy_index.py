@@ -31,8 +31,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import polars as pl
 
-from ..errors import MissingValueError, PanelError, StaggerlabError
-from ..panels.panel import check_columns, check_numeric, finite_mask, to_polars
+from ...errors import MissingValueError, PanelError, StaggerlabError
+from ...panels.panel import check_columns, check_numeric, finite_mask, to_polars
 
 __all__ = ["entropy_index", "EntropyIndexResult", "entropy_weights", "EntropyIndexError"]
 

@@ -39,11 +39,11 @@ import polars as pl
 from scipy import linalg as sla
 from scipy import stats
 
-from ..errors import CollinearityError, CollinearityWarning, FormulaError, StaggerlabError, VcovError
-from ..panels.panel import to_polars
+from ...errors import CollinearityError, CollinearityWarning, FormulaError, StaggerlabError, VcovError
+from ...panels.panel import to_polars
 from .design import Design, _collinear, build_design
 from .formula import parse_formula
-from .coeftable import DesignFit
+from .results import DesignFit
 from .vcov import VcovSpec, parse_vcov, vcov_crv1, vcov_hetero, vcov_iid
 
 __all__ = ["feiv", "FeivResult", "FirstStage", "IVDiagnostics", "IdentificationError", "parse_iv_formula"]
@@ -156,7 +156,7 @@ def kp_rk_statistic(Yt: np.ndarray, Zt: np.ndarray, V_pi: np.ndarray) -> float:
     ``vec(Pi)`` (column-major). Normalisation as in ranktest:
     ``Theta = Rz' Pi Ry'^-1`` with ``Z'Z = Rz Rz'`` and ``Y'Y = Ry Ry'``.
     """
-    K, L = Yt.shape[1], Zt.shape[1]
+    K = Yt.shape[1]
     Pi = np.linalg.solve(Zt.T @ Zt, Zt.T @ Yt)
     Rz = np.linalg.cholesky(Zt.T @ Zt)
     Ry = np.linalg.cholesky(Yt.T @ Yt)

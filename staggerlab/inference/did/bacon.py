@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from ..errors import PanelError
-from .feols import feols
+from ...errors import PanelError
+from ..regression.feols import feols
 from .staggered_data import COHORT, prepare
 
 __all__ = ["bacon", "BaconResult"]
@@ -78,7 +78,7 @@ class BaconResult:
 
     def plot(self, path: str | None = None, *, ax: Any = None) -> Any:
         """Weight against estimate of every 2x2, by type, with the TWFE line."""
-        from ..plots.bacon import plot_bacon
+        from ...plots.bacon import plot_bacon
 
         return plot_bacon(self, path=path, ax=ax)
 

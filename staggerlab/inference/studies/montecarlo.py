@@ -29,17 +29,17 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import polars as pl
-from joblib import parallel_config
 import scipy.linalg as sla
 import scipy.sparse as sp
+from joblib import parallel_config
 from scipy import stats
 
-from .._parallel import run_blocks
-from .._seed import SeedLike, block_seed, resolve_entropy
-from ..errors import StaggerlabError
-from ..panels.dgp import DGP, Truth
-from .absorb import drop_singletons
-from .vcov import fe_df, nested_in
+from ..._parallel import run_blocks
+from ..._seed import SeedLike, block_seed, resolve_entropy
+from ...errors import StaggerlabError
+from ...panels.dgp import DGP, Truth
+from ..regression.absorb import drop_singletons
+from ..regression.vcov import fe_df, nested_in
 
 __all__ = ["montecarlo", "MonteCarloResult", "Estimator", "MonteCarloError", "BUILTIN_ESTIMATORS", "fast_twfe"]
 
@@ -100,7 +100,7 @@ def _twfe_fit(frame: pl.DataFrame, dgp: DGP, truth: Truth | None):
     outcome on the same design: its ``treat`` coefficient is the exact
     conditional plim, cached in ``truth``.
     """
-    from .feols import feols
+    from ..regression.feols import feols
 
     rhs = " + ".join(["treat", *dgp.covariates])
     with warnings.catch_warnings():
@@ -206,9 +206,9 @@ def _twfe_wildboot(
     target: float, draws: int = 399, weights: str = "rademacher",
 ) -> dict[str, Any]:
     try:
-        from .wildboot import wildboot
+        from ..resampling.wildboot import wildboot
     except ImportError as exc:  # pragma: no cover - depends on a concurrent module
-        raise MonteCarloError("'twfe+wildboot' needs staggerlab.inference.wildboot, which is not available") from exc
+        raise MonteCarloError("'twfe+wildboot' needs staggerlab.inference.resampling.wildboot, which is not available") from exc
     fit = _twfe_fit(frame, dgp, truth)
     j = fit.coefnames.index("treat")
     wb = wildboot(fit, param="treat", draws=draws, weights=weights, seed=seed, confint=False)
@@ -228,9 +228,9 @@ def _twfe_placebo(
     draws: int = 199, scheme: str = "units+timing",
 ) -> dict[str, Any]:
     try:
-        from .placebo import placebo
+        from ..resampling.placebo import placebo
     except ImportError as exc:  # pragma: no cover - depends on a concurrent module
-        raise MonteCarloError("'twfe+placebo' needs staggerlab.inference.placebo, which is not available") from exc
+        raise MonteCarloError("'twfe+placebo' needs staggerlab.inference.resampling.placebo, which is not available") from exc
     fit = _twfe_fit(frame, dgp, truth)
     j = fit.coefnames.index("treat")
     ri = placebo(fit, param="treat", draws=draws, scheme=scheme, seed=seed)
@@ -247,9 +247,9 @@ def _staggered_estimator(method: str) -> Callable[..., dict[str, Any]]:
             kw["cluster"] = dgp.inference_cluster
         try:
             if method == "cs":
-                from .cs import cs as fn
+                from ..did.cs import cs as fn
             else:
-                from .event_study import event_study as fn
+                from ..did.event_study import event_study as fn
 
                 kw["method"] = method
                 # CS is unconditional here (its covariates are base-period
@@ -564,7 +564,7 @@ class MonteCarloResult:
 
         Returns the matplotlib Figure; saved to ``path`` if given.
         """
-        from ..plots.montecarlo import plot_montecarlo
+        from ...plots.montecarlo import plot_montecarlo
 
         return plot_montecarlo(self, path=path)
 
@@ -600,7 +600,7 @@ def montecarlo(
         Built-in names: ``"twfe"`` (static TWFE with covariates, CRV1 by the
         DGP's ``inference_cluster``), ``"event_study"``, ``"sunab"``,
         ``"imputation"``, ``"cs"`` (overall simple ATT of
-        ``staggerlab.inference.event_study``), ``"twfe+wildboot"``,
+        ``staggerlab.inference.did.event_study``), ``"twfe+wildboot"``,
         ``"twfe+placebo"``; or callables ``f(frame) -> dict(estimate=, se=,
         pvalue=)`` (see :class:`Estimator`). A dict names them.
     reps : int
@@ -631,7 +631,7 @@ def montecarlo(
     Examples
     --------
     >>> import staggerlab as sl
-    >>> from staggerlab.inference.montecarlo import montecarlo
+    >>> from staggerlab.inference.studies.montecarlo import montecarlo
     >>> d = sl.simulate.dgp("homogeneous", n_units=100)
     >>> mc = montecarlo(d, ["twfe"], reps=20, n_jobs=1)
     >>> mc.summary()["reps"][0]

@@ -37,16 +37,16 @@ import scipy.linalg as sla
 from scipy import stats as sstats
 from threadpoolctl import ThreadpoolController
 
-from .._parallel import run_blocks
-from .._seed import SeedLike, as_seedsequence, block_generator
-from ..errors import FormulaError, PanelError, StaggerlabWarning, TreatmentError, VcovError
-from ..kernels import placebo as kp
-from ..kernels._jit import threads_for
-from ..kernels.cluster import cluster_sums
-from ..panels.panel import check_columns, factorize_with_ids
-from .compat import as_feols
-from .feols import Feols, feols
-from .vcov import VcovSpec, combine_codes, nested_in
+from ..._parallel import run_blocks
+from ..._seed import SeedLike, as_seedsequence, block_generator
+from ...errors import FormulaError, PanelError, StaggerlabWarning, TreatmentError, VcovError
+from ...kernels import placebo as kp
+from ...kernels._jit import threads_for
+from ...kernels.cluster import cluster_sums
+from ...panels.panel import check_columns, factorize_with_ids
+from ..regression.compat import as_feols
+from ..regression.feols import Feols, feols
+from ..regression.vcov import VcovSpec, combine_codes, nested_in
 
 __all__ = ["placebo", "placebo_timing", "PlaceboResult", "PlaceboTimingResult", "BLOCK_SIZE", "SCHEMES"]
 
@@ -647,7 +647,7 @@ class PlaceboResult:
 
     def plot(self, path: str | None = None, **kwargs: Any) -> Any:
         """Histogram/density of the placebo statistics with the observed value marked."""
-        from ..plots.placebo import plot_placebo
+        from ...plots.placebo import plot_placebo
 
         return plot_placebo(self.statistics, self.observed, stat=self.stat, param=self.param,
                             pvalue=self.pvalue, alternative=self.alternative, path=path, **kwargs)
@@ -742,7 +742,7 @@ def placebo(
     Examples
     --------
     >>> import staggerlab as sl
-    >>> from staggerlab.inference.placebo import placebo
+    >>> from staggerlab.inference.resampling.placebo import placebo
     >>> df = sl.simulate.staggered(300, 8, seed=1)
     >>> fit = sl.feols("y ~ treat | unit + time", df, vcov={"CRV1": "unit"})
     >>> ri = placebo(fit, draws=199, seed=1)

@@ -14,9 +14,9 @@ from typing import Any, Sequence
 import numpy as np
 import polars as pl
 
-from ..errors import MissingValueWarning, TreatmentError
-from ..kernels._jit import jit
-from ..panels.panel import (
+from ...errors import MissingValueWarning, TreatmentError
+from ...kernels._jit import jit
+from ...panels.panel import (
     Panel,
     _strictly_increasing_pairs,
     check_columns,
@@ -141,7 +141,7 @@ def prepare(
         frame = frame.sort(unit, time)
         rows_kept = False
         if frame.select(pl.struct(unit, time).is_duplicated().any()).item():
-            from ..errors import DuplicateRowsError
+            from ...errors import DuplicateRowsError
 
             raise DuplicateRowsError(f"some ({unit}, {time}) pairs appear twice; one row per unit and period is needed")
     # a Panel whose rows were kept lends its id codes (computed once, on first use);

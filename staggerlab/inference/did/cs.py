@@ -33,11 +33,11 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
-from .._parallel import run_blocks
-from .._seed import SeedLike, block_generator, resolve_entropy
-from ..errors import MissingValueWarning, StaggerlabError, TreatmentError
-from ..kernels._jit import jit
-from ..panels.panel import run_lengths
+from ..._parallel import run_blocks
+from ..._seed import SeedLike, block_generator, resolve_entropy
+from ...errors import MissingValueWarning, StaggerlabError, TreatmentError
+from ...kernels._jit import jit
+from ...panels.panel import run_lengths
 from .staggered_data import COHORT, StaggeredData, prepare
 
 __all__ = [
@@ -763,7 +763,7 @@ def callaway_santanna(
     Parameters
     ----------
     sd : StaggeredData
-        From :func:`staggerlab.inference.staggered_data.prepare`. Unbalanced
+        From :func:`staggerlab.inference.did.staggered_data.prepare`. Unbalanced
         panels are balanced by dropping incomplete units (as ``did``); units
         treated in the first period are dropped. Weights must be unit-level.
     window : (low, high)
@@ -846,7 +846,7 @@ def cs(
     Examples
     --------
     >>> import staggerlab as sl
-    >>> from staggerlab.inference.cs import cs
+    >>> from staggerlab.inference.did.cs import cs
     >>> df = sl.simulate.staggered(200, 8, seed=1)
     >>> res = cs(df, y="y", unit="unit", time="time", cohort="cohort")
     >>> res.aggregate("simple").estimate  # doctest: +SKIP

@@ -1,6 +1,6 @@
 """Entropy balancing (Hainmueller 2012), then weighted TWFE.
 
-Groups as in PSM-DID (see :mod:`staggerlab.inference.matching`): the treated
+Groups as in PSM-DID (see :mod:`staggerlab.inference.selection.psm`): the treated
 group is every row of an ever-treated unit (weight 1), the controls are the
 rows of never-treated units. The control weights are the ones closest to
 uniform in Kullback-Leibler divergence whose weighted covariate moments equal
@@ -28,10 +28,10 @@ import numpy as np
 import polars as pl
 from scipy import special
 
-from ..errors import CollinearityError, StaggerlabError, TreatmentError
-from .feols import Feols, feols
-from .matching import GROUP, balance_lines, balance_table
-from .staggered_data import COHORT, prepare
+from ...errors import CollinearityError, StaggerlabError, TreatmentError
+from ..did.staggered_data import COHORT, prepare
+from ..regression.feols import Feols, feols
+from .psm import GROUP, balance_lines, balance_table
 
 __all__ = ["entropy_balance", "EntropyBalanceResult", "ebalance_weights", "InfeasibleBalanceError", "WEIGHT"]
 

@@ -2,7 +2,7 @@
 
 All methods return an :class:`EventStudyResult` (coefficients by relative
 period, their covariance, aggregations, a pre-trend test and Figure 1).
-``method="cs"`` is delegated to :mod:`staggerlab.inference.cs`.
+``method="cs"`` is delegated to :mod:`staggerlab.inference.did.cs`.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
-from ..errors import StaggerlabError, TreatmentError
-from ..kernels.cluster import cluster_score_sums_into
-from ..panels.panel import factorize_column
+from ...errors import StaggerlabError, TreatmentError
+from ...kernels.cluster import cluster_score_sums_into
+from ...panels.panel import factorize_column
+from ..regression.feols import feols
 from . import lean_dummies as lean
-from .feols import feols
 from .lean_dummies import dense_bytes
 from .staggered_data import COHORT, REL, StaggeredData, prepare
 
@@ -250,7 +250,7 @@ class EventStudyResult:
     def plot(self, path: str | None = None, *, level: float = 0.95, ax: Any = None,
              title: str | None = None) -> Any:
         """Figure 1: estimates with confidence intervals against relative time."""
-        from ..plots.event_study import plot_event_study
+        from ...plots.event_study import plot_event_study
 
         return plot_event_study(self, path=path, level=level, ax=ax, title=title)
 
@@ -686,7 +686,7 @@ def event_study(
     Examples
     --------
     >>> import staggerlab as sl
-    >>> from staggerlab.inference.event_study import event_study
+    >>> from staggerlab.inference.did.event_study import event_study
     >>> df = sl.simulate.staggered(300, 10, seed=1)
     >>> es = event_study(df, y="y", unit="unit", time="time", cohort="cohort", method="sunab")
     >>> es.tidy().columns

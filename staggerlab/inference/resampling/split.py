@@ -15,11 +15,11 @@ from typing import Any, Sequence
 import numpy as np
 import polars as pl
 
-from .._parallel import run_blocks
-from .._seed import SeedLike, block_generator, resolve_entropy
-from ..errors import PanelError, TreatmentError
-from ..panels.panel import check_columns, factorize_column, finite_mask, to_polars
-from .feols import Feols, feols
+from ..._parallel import run_blocks
+from ..._seed import SeedLike, block_generator, resolve_entropy
+from ...errors import PanelError, TreatmentError
+from ...panels.panel import check_columns, factorize_column, finite_mask, to_polars
+from ..regression.feols import Feols, feols
 
 __all__ = ["split_difference", "SplitDifferenceResult"]
 

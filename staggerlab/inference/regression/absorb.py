@@ -12,8 +12,8 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from ..errors import ConvergenceError
-from ..kernels import demean as kd
+from ...errors import ConvergenceError
+from ...kernels import demean as kd
 
 __all__ = ["Absorber", "drop_singletons"]
 

@@ -47,11 +47,11 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
-from .._parallel import run_blocks
-from .._seed import SeedLike, block_generator
-from ..errors import MissingValueWarning, PanelError, SingletonWarning
-from ..panels.panel import check_columns, check_numeric, factorize, finite_mask, to_polars
-from .absorb import Absorber, drop_singletons
+from ..._parallel import run_blocks
+from ..._seed import SeedLike, block_generator
+from ...errors import MissingValueWarning, PanelError, SingletonWarning
+from ...panels.panel import check_columns, check_numeric, factorize, finite_mask, to_polars
+from ..regression.absorb import Absorber, drop_singletons
 
 __all__ = ["dml", "DmlResult", "make_learner", "LEARNERS"]
 

@@ -16,8 +16,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import VcovError
-from ..kernels.cluster import cluster_score_sums, cluster_sums
+from ...errors import VcovError
+from ...kernels.cluster import cluster_score_sums, cluster_sums
 
 __all__ = ["VcovSpec", "parse_vcov", "fe_df", "nested_in", "vcov_iid", "vcov_hetero", "vcov_crv1", "combine_codes"]
 

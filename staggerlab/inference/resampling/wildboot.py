@@ -48,15 +48,15 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 from scipy import optimize
 
-from .._parallel import run_blocks
-from .._seed import SeedLike, block_generator, resolve_entropy
-from ..errors import MissingColumnError, StaggerlabError, VcovError
-from ..kernels.wildboot import cluster_wsums_into
-from .absorb import Absorber
-from .compat import as_feols
-from ..panels.panel import factorize_column
-from .feols import Feols
-from .vcov import combine_codes, fe_df, nested_in
+from ..._parallel import run_blocks
+from ..._seed import SeedLike, block_generator, resolve_entropy
+from ...errors import MissingColumnError, StaggerlabError, VcovError
+from ...kernels.wildboot import cluster_wsums_into
+from ...panels.panel import factorize_column
+from ..regression.absorb import Absorber
+from ..regression.compat import as_feols
+from ..regression.feols import Feols
+from ..regression.vcov import combine_codes, fe_df, nested_in
 
 try:  # optional: one BLAS thread per block (parallelism comes from n_jobs over blocks)
     from threadpoolctl import threadpool_limits
@@ -719,7 +719,7 @@ class WildBootResult:
     def plot(self, path: str | None = None, **kwargs: Any):
         """Histogram of the bootstrap t statistics with the observed one (see
         :func:`staggerlab.plots.bootstrap.plot_wildboot`)."""
-        from ..plots.bootstrap import plot_wildboot
+        from ...plots.bootstrap import plot_wildboot
 
         return plot_wildboot(self, path=path, **kwargs)
 
@@ -829,7 +829,7 @@ def wildboot(
     Examples
     --------
     >>> import staggerlab as sl
-    >>> from staggerlab.inference.wildboot import wildboot
+    >>> from staggerlab.inference.resampling.wildboot import wildboot
     >>> df = sl.simulate.staggered(40, 6, seed=1)
     >>> fit = sl.feols("y ~ treat | unit + time", df, vcov={"CRV1": "unit"})
     >>> wb = wildboot(fit, param="treat", draws=999, seed=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..errors import FormulaError
+from ...errors import FormulaError
 
 __all__ = ["Formula", "parse_formula"]
 

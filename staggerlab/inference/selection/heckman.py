@@ -44,7 +44,7 @@ import numpy as np
 import polars as pl
 from scipy import optimize, special, stats
 
-from ..errors import (
+from ...errors import (
     CollinearityError,
     ConvergenceError,
     MissingValueWarning,
@@ -52,10 +52,10 @@ from ..errors import (
     StaggerlabError,
     StaggerlabWarning,
 )
-from ..panels.panel import check_columns, check_numeric, factorize_column, finite_mask, to_polars
-from .feols import feols
-from .coeftable import CoefTable
-from .vcov import VcovSpec, parse_vcov
+from ...panels.panel import check_columns, check_numeric, factorize_column, finite_mask, to_polars
+from ..regression.feols import feols
+from ..regression.results import CoefTable
+from ..regression.vcov import VcovSpec, parse_vcov
 
 __all__ = ["probit", "ProbitResult", "heckman", "HeckmanResult", "SeparationError", "SelectionError"]
 

@@ -9,11 +9,11 @@ import numpy as np
 import polars as pl
 import scipy.linalg as sla
 
-from ..errors import VcovError
-from ..panels.panel import Panel, check_columns, finite_mask, to_polars
+from ...errors import VcovError
+from ...panels.panel import Panel, check_columns, finite_mask, to_polars
 from .design import Design, build_design
-from .coeftable import DesignFit
 from .formula import parse_formula
+from .results import DesignFit
 from .vcov import VcovSpec, parse_vcov, vcov_crv1, vcov_crv3, vcov_hetero, vcov_iid
 
 __all__ = ["feols", "Feols", "FeolsMulti"]

@@ -93,7 +93,7 @@ class CoefTable:
 
 
 class DesignFit(CoefTable):
-    """Mixin for fits on a :class:`~staggerlab.inference.design.Design`: needs
+    """Mixin for fits on a :class:`~staggerlab.inference.regression.design.Design`: needs
     ``design``, ``_uw`` (sqrt-weighted residuals) and ``_G`` (clusters)."""
 
     design: Design

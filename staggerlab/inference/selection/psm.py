@@ -31,9 +31,16 @@ import numpy as np
 import polars as pl
 from scipy import special
 
-from ..errors import CollinearityError, ConvergenceError, SeparationError, StaggerlabError, StaggerlabWarning, TreatmentError
-from .feols import Feols, feols
-from .staggered_data import COHORT, prepare
+from ...errors import (
+    CollinearityError,
+    ConvergenceError,
+    SeparationError,
+    StaggerlabError,
+    StaggerlabWarning,
+    TreatmentError,
+)
+from ..did.staggered_data import COHORT, prepare
+from ..regression.feols import Feols, feols
 
 __all__ = [
     "psm_did",

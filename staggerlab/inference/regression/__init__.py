@@ -1,0 +1,1 @@
+"""Regression core: formula, fitted design, absorption of fixed effects, covariance, results, feols and feiv."""

@@ -1,0 +1,1 @@
+"""Resampling inference on a fit: randomized placebo tests, the wild cluster bootstrap, split-sample permutations."""

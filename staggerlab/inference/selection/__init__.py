@@ -1,0 +1,1 @@
+"""Selection and reweighting estimators: PSM-DID, entropy balancing, Heckman, DML, entropy index."""

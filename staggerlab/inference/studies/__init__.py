@@ -1,0 +1,1 @@
+"""Studies: Monte Carlo replications of estimators on DGPs with known truth."""

@@ -1,0 +1,91 @@
+"""The battery's report writer: Markdown, JSON and parquet from a ``BatteryResult``."""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+
+if TYPE_CHECKING:
+    from .battery import BatteryResult, BatterySpec
+
+__all__ = ["md_table", "write_report"]
+
+
+def md_table(df: pl.DataFrame, floatfmt: str = "{:.4f}") -> str:
+    """A polars frame as a Markdown table."""
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return "" if np.isnan(v) else floatfmt.format(v)
+        return "" if v is None else str(v)
+
+    head = "| " + " | ".join(df.columns) + " |"
+    sep = "|" + "|".join("---" for _ in df.columns) + "|"
+    body = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.iter_rows()]
+    return "\n".join([head, sep, *body])
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for p in ("staggerlab", "numpy", "numba", "polars", "scipy", "joblib", "pyfixest", "matplotlib"):
+        try:
+            out[p] = version(p)
+        except PackageNotFoundError:
+            out[p] = "not installed"
+    return out
+
+
+def write_report(result: BatteryResult, frame: pl.DataFrame, source: str, seconds: float) -> None:
+    """Write ``report.md``, ``results.json`` and one parquet file per table into ``result.out``."""
+    spec, out = result.spec, result.out
+    n_units = frame[spec.unit].n_unique()
+    head = [
+        "# staggerlab robustness battery",
+        "",
+        f"Data: {source}: {frame.height:,} rows, {n_units:,} units ({spec.unit}) x "
+        f"{frame[spec.time].n_unique()} periods ({spec.time}). Outcomes: {', '.join(spec.outcomes)}. "
+        f"Treatment: `{spec.treat or spec.cohort}`. Seed {spec.seed}. Total run time {seconds:.1f} s.",
+        "",
+    ]
+    body = []
+    for s in result.sections:
+        body += [f"## {s.title}", "", s.text, ""]
+        for fig in s.figures:
+            body += [f"![{s.title}](figures/{fig})", ""]
+        for name, tab in s.tables.items():
+            tab.write_parquet(out / f"{name}.parquet")
+    tail = ["## Reproducibility", "", "Spec:", "", "```toml", _toml(spec), "```", "", "Versions:", "",
+            md_table(pl.DataFrame({"package": list(_versions()), "version": list(_versions().values())})), ""]
+    (out / "report.md").write_text("\n".join(head + body + tail))
+    results = {
+        "spec": asdict(spec),
+        "versions": _versions(),
+        "data": {"source": source, "rows": frame.height, "units": n_units},
+        "sections": {s.key: {"title": s.title, "seconds": s.seconds, **s.numbers} for s in result.sections},
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=_json_default))
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, tuple):
+        return list(o)
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def _toml(spec: BatterySpec) -> str:
+    lines = ["[battery]"]
+    for k, v in asdict(spec).items():
+        if v is None:
+            continue
+        lines.append(f"{k} = {json.dumps(list(v) if isinstance(v, tuple) else v)}")
+    return "\n".join(lines)
