@@ -287,9 +287,6 @@ def test_imputation_170k_rows_fast_and_lean():
 
 
 def test_cs_dispatch(panel):
-    cs = pytest.importorskip("staggerlab.inference.did.cs")
-    if not hasattr(cs, "callaway_santanna"):
-        pytest.skip("callaway_santanna not available yet")
     res = event_study(panel, y="y", unit="unit", time="time", cohort="cohort", method="cs", control="notyet")
     assert res.tidy().columns[:3] == ["rel_time", "estimate", "se"]
 

@@ -23,7 +23,10 @@ from staggerlab.inference.selection.heckman import (
     probit,
 )
 
-sm = pytest.importorskip("statsmodels.api")
+
+def _sm():
+    """statsmodels, imported by the tests that compare with it."""
+    return pytest.importorskip("statsmodels.api")
 
 #: probit vs statsmodels (the brief's contract)
 PROBIT_RTOL = 1e-6
@@ -38,7 +41,7 @@ OUT_VARS = ["educ", "exper", "expersq"]
 
 @pytest.fixture(scope="module")
 def mroz():
-    from linearmodels.datasets import mroz
+    mroz = pytest.importorskip("linearmodels.datasets.mroz")
 
     return mroz.load()
 
@@ -50,8 +53,8 @@ def _rel(a, b):
 
 # ------------------------------------------------------------------ probit
 def test_probit_matches_statsmodels_mroz(mroz):
-    W = sm.add_constant(mroz[SEL_VARS])
-    ref = sm.Probit(mroz["inlf"], W).fit(disp=0, method="newton", tol=1e-12)
+    W = _sm().add_constant(mroz[SEL_VARS])
+    ref = _sm().Probit(mroz["inlf"], W).fit(disp=0, method="newton", tol=1e-12)
     ours = probit(W.to_numpy(), mroz["inlf"].to_numpy(), list(W.columns))
     assert _rel(ours.beta, ref.params.to_numpy()) < PROBIT_RTOL
     assert _rel(np.sqrt(np.diag(ours.vcov())), ref.bse.to_numpy()) < PROBIT_RTOL
@@ -65,7 +68,7 @@ def test_probit_matches_statsmodels_simulated(seed):
     n = 400
     X = np.column_stack([np.ones(n), rng.normal(size=(n, 3)), rng.integers(0, 2, n)])
     y = (X @ np.array([0.2, 0.8, -0.5, 0.3, 0.6]) + rng.normal(size=n) > 0).astype(float)
-    ref = sm.Probit(y, X).fit(disp=0, method="newton", tol=1e-12)
+    ref = _sm().Probit(y, X).fit(disp=0, method="newton", tol=1e-12)
     ours = probit(X, y)
     assert _rel(ours.beta, ref.params) < PROBIT_RTOL
     assert _rel(np.sqrt(np.diag(ours.vcov())), ref.bse) < PROBIT_RTOL
@@ -96,7 +99,7 @@ def _textbook_reference(df, y, sel, xvars, wvars):
     """Heckman's two-step with explicit matrices (Greene's formula), step 1 by statsmodels."""
     W = np.column_stack([np.ones(len(df)), df[wvars].to_numpy(float)])
     s = df[sel].to_numpy(float)
-    pr = sm.Probit(s, W).fit(disp=0, method="newton", tol=1e-12)
+    pr = _sm().Probit(s, W).fit(disp=0, method="newton", tol=1e-12)
     g, Vg = pr.params, pr.cov_params()
     m = s == 1
     z = W[m] @ g
@@ -159,7 +162,7 @@ def _stacked_reference(df: pl.DataFrame, cluster, all_rows=False):
     pdf = df.to_pandas()
     W = np.column_stack([np.ones(len(pdf)), pdf[["x", "z"]].to_numpy()])
     s = pdf["s"].to_numpy(float)
-    pr = sm.Probit(s, W).fit(disp=0, method="newton", tol=1e-12)
+    pr = _sm().Probit(s, W).fit(disp=0, method="newton", tol=1e-12)
     g = pr.params
     q = 2 * s - 1
     m = np.ones(len(s), bool) if all_rows else s == 1

@@ -34,7 +34,6 @@ from staggerlab.inference.regression.feiv import FeivResult, IdentificationError
 from staggerlab.inference.regression.vcov import VcovSpec
 
 pf = pytest.importorskip("pyfixest")
-linearmodels = pytest.importorskip("linearmodels")
 
 #: agreement with pyfixest / linearmodels on estimates and SEs
 PEER_RTOL = 1e-8
@@ -121,7 +120,7 @@ def test_first_stage_matches_pyfixest(ivdata, vcov):
 
 # -------------------------------------------------------------- linearmodels
 def _lm_fit(ivdata, endog, instr, cov, weighted=False, fe=True):
-    from linearmodels.iv import IV2SLS
+    IV2SLS = pytest.importorskip("linearmodels.iv").IV2SLS
 
     fe_part = "| f1 + f2 " if fe else ""
     b = _quiet(feiv, f"Y ~ X2 {fe_part}| {' + '.join(endog)} ~ {' + '.join(instr)}", ivdata,

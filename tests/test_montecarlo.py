@@ -135,10 +135,6 @@ def sl_twfe():
 @pytest.mark.parametrize("name", ["imputation", "cs"])
 def test_robust_estimators_unbiased_fast(name):
     """Few replications: imputation and CS recover the ATT where static TWFE fails."""
-    if name == "cs":
-        pytest.importorskip("staggerlab.inference.did.cs")
-    else:
-        pytest.importorskip("staggerlab.inference.did.event_study")
     reps = 30
     mc = montecarlo(dgp("heterogeneous_dynamic", n_units=200), [name, "twfe"], reps=reps, n_jobs=1)
     s = row(mc, name)
@@ -150,7 +146,6 @@ def test_robust_estimators_unbiased_fast(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["imputation", "cs", "sunab"])
 def test_robust_estimators_slow(name):
-    pytest.importorskip("staggerlab.inference.did.cs" if name == "cs" else "staggerlab.inference.did.event_study")
     reps = 400
     mc = montecarlo({"het": dgp("heterogeneous_dynamic"), "hom": dgp("homogeneous")}, [name], reps=reps, n_jobs=-1)
     het, hom = row(mc, name, "het"), row(mc, name, "hom")
@@ -354,7 +349,6 @@ def test_record_errors_and_bad_input():
 
 
 def test_wildboot_variant():
-    pytest.importorskip("staggerlab.inference.resampling.wildboot")
     mc = montecarlo(dgp("few_treated_clusters", n_units=200, n_clusters=20), ["twfe+wildboot"], reps=4, n_jobs=1)
     r = mc.replications()
     assert r["error"].is_null().all()
@@ -364,7 +358,6 @@ def test_wildboot_variant():
 
 
 def test_placebo_variant():
-    pytest.importorskip("staggerlab.inference.resampling.placebo")
     mc = montecarlo(dgp("homogeneous", n_units=100), [Estimator("ri", sl_placebo(), options={"draws": 99})],
                     reps=3, n_jobs=1)
     p = mc.replications()["pvalue"].to_numpy()

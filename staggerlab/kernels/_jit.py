@@ -13,13 +13,31 @@ from __future__ import annotations
 import contextlib
 import os
 
-# numba's OpenMP layer spin-waits between parallel regions by default; on a
-# shared machine that turned each small parallel call from ~0.5 ms into
-# ~100 ms. Our parallel regions are all large (>= 50k rows), so sleeping
-# workers cost nothing measurable. Must be set before the runtime loads.
-os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+import numba as nb
+from numba.np.ufunc import parallel as _nb_parallel
 
-import numba as nb  # noqa: E402
+
+def _start_threads_passive() -> None:
+    """Start numba's thread pool with OpenMP workers that sleep between regions.
+
+    numba's OpenMP layer spin-waits between parallel regions by default; on a
+    shared machine that turned each small parallel call from ~0.5 ms into
+    ~100 ms. Our parallel regions are all large (>= 50k rows), so sleeping
+    workers cost nothing measurable. libgomp reads ``OMP_WAIT_POLICY`` once,
+    when it loads, so the variable is set only around that load and the
+    user's environment is left as it was (a policy the user set wins).
+    """
+    if "OMP_WAIT_POLICY" in os.environ:
+        _nb_parallel._launch_threads()
+        return
+    os.environ["OMP_WAIT_POLICY"] = "passive"
+    try:
+        _nb_parallel._launch_threads()
+    finally:
+        del os.environ["OMP_WAIT_POLICY"]
+
+
+_start_threads_passive()
 
 __all__ = ["jit", "pjit", "prange", "threads_for"]
 
