@@ -47,6 +47,7 @@ import polars as pl
 import scipy.linalg as sla
 import scipy.sparse as sp
 from scipy import optimize
+from threadpoolctl import threadpool_limits
 
 from ..._parallel import run_blocks
 from ..._seed import SeedLike, block_generator, resolve_entropy
@@ -57,11 +58,6 @@ from ..regression.absorb import Absorber
 from ..regression.compat import as_feols
 from ..regression.feols import Feols
 from ..regression.vcov import combine_codes, fe_df, nested_in
-
-try:  # optional: one BLAS thread per block (parallelism comes from n_jobs over blocks)
-    from threadpoolctl import threadpool_limits
-except ImportError:  # pragma: no cover
-    threadpool_limits = None
 
 __all__ = ["wildboot", "WildBootResult", "WildBootError", "draw_weights", "enumeration_weights"]
 
@@ -914,12 +910,9 @@ def wildboot(
                      weight_matrix, quad)
     bs = _block_size(n_boot)
     blocks = [(i, s, min(s + bs, B)) for i, s in enumerate(range(0, B, bs))]
-    if threadpool_limits is not None:
-        # the block products are skinny (k columns); a second BLAS thread buys
-        # little and, on a busy machine, contention costs up to 10x
-        with threadpool_limits(1, user_api="blas"):
-            res = run_blocks(_run_block, blocks, shared=runner, n_jobs=n_jobs, backend=backend, desc="wild bootstrap")
-    else:  # pragma: no cover
+    # the block products are skinny (k columns); a second BLAS thread buys
+    # little and, on a busy machine, contention costs up to 10x
+    with threadpool_limits(1, user_api="blas"):
         res = run_blocks(_run_block, blocks, shared=runner, n_jobs=n_jobs, backend=backend, desc="wild bootstrap")
     cols = tuple(np.concatenate(x) for x in zip(*res))
     if quad:

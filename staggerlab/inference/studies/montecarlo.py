@@ -205,10 +205,8 @@ def _twfe_wildboot(
     frame: pl.DataFrame, *, dgp: DGP, truth: Truth, seed: np.random.SeedSequence, alpha: float,
     target: float, draws: int = 399, weights: str = "rademacher",
 ) -> dict[str, Any]:
-    try:
-        from ..resampling.wildboot import wildboot
-    except ImportError as exc:  # pragma: no cover - depends on a concurrent module
-        raise MonteCarloError("'twfe+wildboot' needs staggerlab.inference.resampling.wildboot, which is not available") from exc
+    from ..resampling.wildboot import wildboot
+
     fit = _twfe_fit(frame, dgp, truth)
     j = fit.coefnames.index("treat")
     wb = wildboot(fit, param="treat", draws=draws, weights=weights, seed=seed, confint=False)
@@ -227,10 +225,8 @@ def _twfe_placebo(
     frame: pl.DataFrame, *, dgp: DGP, truth: Truth, seed: np.random.SeedSequence,
     draws: int = 199, scheme: str = "units+timing",
 ) -> dict[str, Any]:
-    try:
-        from ..resampling.placebo import placebo
-    except ImportError as exc:  # pragma: no cover - depends on a concurrent module
-        raise MonteCarloError("'twfe+placebo' needs staggerlab.inference.resampling.placebo, which is not available") from exc
+    from ..resampling.placebo import placebo
+
     fit = _twfe_fit(frame, dgp, truth)
     j = fit.coefnames.index("treat")
     ri = placebo(fit, param="treat", draws=draws, scheme=scheme, seed=seed)
@@ -245,22 +241,16 @@ def _staggered_estimator(method: str) -> Callable[..., dict[str, Any]]:
         kw: dict[str, Any] = dict(y="y", unit="unit", time="time", cohort="cohort")
         if dgp.inference_cluster != "unit":
             kw["cluster"] = dgp.inference_cluster
-        try:
-            if method == "cs":
-                from ..did.cs import cs as fn
-            else:
-                from ..did.event_study import event_study as fn
+        if method == "cs":
+            from ..did.cs import cs as fn
+        else:
+            from ..did.event_study import event_study as fn
 
-                kw["method"] = method
-                # CS is unconditional here (its covariates are base-period
-                # values); the regression-based estimators take the covariates
-                if dgp.covariates:
-                    kw["controls"] = dgp.covariates
-        except ImportError as exc:
-            raise MonteCarloError(
-                f"estimator {method!r} needs staggerlab.inference.{'cs' if method == 'cs' else 'event_study'}, "
-                "which is not available"
-            ) from exc
+            kw["method"] = method
+            # CS is unconditional here (its covariates are base-period
+            # values); the regression-based estimators take the covariates
+            if dgp.covariates:
+                kw["controls"] = dgp.covariates
         kw.update(options)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
