@@ -1,6 +1,6 @@
 """Placebo battery speed: staggerlab ``placebo`` vs pyfixest ``ritest``.
 
-Cases (issue 3):
+Cases:
 
 * paper-shaped panel (``sl.simulate.paper_panel(0)``, ~15k firm-years,
   ``NQPF ~ IM + 8 controls | firm + year``, CRV1 by firm): 1,000 draws,

@@ -1,7 +1,7 @@
-"""Scaling benchmark (issue 9): big panels on one machine, and workers.
+"""Scaling benchmark: big panels on one machine, and workers.
 
-Run:  /work/venv/bin/python benchmarks/bench_scale.py            (full: ~10-15 min on 2 cores)
-      /work/venv/bin/python benchmarks/bench_scale.py --quick    (sizes up to 170k rows)
+Run:  python benchmarks/bench_scale.py            (full: ~10-15 min on 2 cores)
+      python benchmarks/bench_scale.py --quick    (sizes up to 170k rows)
 
 Steps
 1. Write staggered 2-FE panels (units x 10 periods, 8 controls) to parquet,

@@ -1,4 +1,4 @@
-"""Size of the placebo test under the sharp null (issue 3 validation).
+"""Size of the placebo test under the sharp null.
 
 500 simulated staggered panels with no treatment effect (``effect=0``,
 ``sl.simulate.staggered(200, 10, n_controls=2)``, unbalanced with 10% of rows

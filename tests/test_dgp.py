@@ -181,7 +181,7 @@ def test_unbalanced_entry_and_drops():
 
 
 def test_paper_panel_calibration():
-    """Shape and Table 3 moments of PAPER.md (loose: a synthetic calibration, one draw)."""
+    """Shape and Table 3 moments of the reference study (docs/study.md) (loose: a synthetic calibration, one draw)."""
     frame, truth = dgp("paper_panel").draw(0)
     assert 14_500 < frame.height < 16_500  # 15,511 firm-years in the study
     assert frame["time"].min() == 2011 and frame["time"].max() == 2022

@@ -95,7 +95,7 @@ def test_read_panel_missing_column(tmp_path):
 
 
 # --------------------------------------------------------------- simulate
-#: Table 3 of PAPER.md: mean, sd of the controls
+#: Table 3 of the reference study (docs/study.md): mean, sd of the controls
 TABLE3 = {
     "Size": (21.934, 1.138),
     "Lev": (0.414, 0.251),

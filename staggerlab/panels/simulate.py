@@ -3,7 +3,7 @@
 ``staggered`` is the minimal generator (unit and period effects, absorbing
 staggered treatment, optional dynamics, controls and unbalancedness);
 ``paper_panel`` is a firm-year panel with the shape and moments of the
-reference study (PAPER.md: 2011-2022, cohorts 2015-2018, about 15.5k
+reference study (docs/study.md: 2011-2022, cohorts 2015-2018, about 15.5k
 firm-years, 3.3% treated firm-years, the 8 controls of Table 3). Both return
 polars frames; the Monte Carlo layer builds DGP objects on the same pieces.
 """
