@@ -21,6 +21,7 @@ import polars as pl
 
 from .errors import MissingColumnError, StaggerlabError, StaggerlabWarning, TreatmentError, VcovError
 from .inference.regression.feols import Feols, FeolsMulti, feols
+from .panels.adoption import adoption_times
 from .panels.io import read_frame
 from .panels.panel import Panel, to_polars
 from .panels.simulate import PAPER_CONTROLS, PAPER_OUTCOMES, paper_panel
@@ -156,13 +157,21 @@ def _jobs(spec: BatterySpec) -> int:
 
 
 # -------------------------------------------------------------------- checks
-def _derive_treat(frame: pl.DataFrame, spec: BatterySpec) -> tuple[pl.DataFrame, str]:
-    """Return the frame with a 0/1 treatment column and ``_cohort``, and the treatment's name."""
+def _derive_treat(panel: Panel, spec: BatterySpec) -> tuple[pl.DataFrame, str]:
+    """Return the panel's frame with a 0/1 treatment column and ``_cohort``, and the treatment's name."""
+    frame = panel.frame
     if spec.treat and spec.treat in frame.columns:
         treat = spec.treat
-        first = frame.filter(pl.col(treat) == 1).group_by(spec.unit).agg(pl.col(spec.time).min().alias("_cohort"))
-        frame = frame.join(first, on=spec.unit, how="left").with_columns(pl.col("_cohort").fill_null(0))
-        return frame, treat
+        d = frame[treat].cast(pl.Float64).to_numpy()
+        ok = np.isfinite(d)  # rows without a treatment value say nothing about adoption
+        codes = panel.unit_codes
+        times = frame[spec.time].cast(pl.Int64).to_numpy()
+        if not ok.all():
+            d, codes, times = d[ok], codes[ok], times[ok]
+        # the treatment may switch off: the battery's cohort is its first treated period
+        g = adoption_times(d, times, column=treat, units=panel.units, unit_codes=codes, allow_switching=True,
+                           require_treated=False).g
+        return frame.with_columns(pl.Series("_cohort", g[panel.unit_codes])), treat
     if spec.cohort:
         treat = "_treat"
         g = pl.col(spec.cohort).fill_null(0)
@@ -195,7 +204,9 @@ def validate(frame: pl.DataFrame, spec: BatterySpec) -> pl.DataFrame:
         raise MissingColumnError(f"treatment column {spec.treat!r} not found; give --treat COL or --cohort COL")
     if not spec.outcomes:
         raise StaggerlabError("no outcome given; use --outcome COL")
-    frame, treat = _derive_treat(frame, spec)
+    # one row per (unit, period); the panel's unit codes then serve the adoption pass
+    panel = Panel.from_frame(frame, unit=spec.unit, time=spec.time)
+    frame, treat = _derive_treat(panel, spec)
     d = frame[treat].drop_nulls()
     if d.n_unique() < 2:
         raise TreatmentError(f"treatment {treat!r} never varies (always {d[0] if d.len() else 'missing'}); nothing to estimate")
@@ -208,7 +219,6 @@ def validate(frame: pl.DataFrame, spec: BatterySpec) -> pl.DataFrame:
     n_cl = frame[spec.cluster_col].n_unique()
     if n_cl < 2:
         raise VcovError(f"cluster column {spec.cluster_col!r} has {n_cl} cluster; clustering needs at least 2")
-    Panel.from_frame(frame.select(spec.unit, spec.time), unit=spec.unit, time=spec.time)  # duplicates check
     return frame
 
 

@@ -43,6 +43,7 @@ from ...errors import FormulaError, PanelError, StaggerlabWarning, TreatmentErro
 from ...kernels import placebo as kp
 from ...kernels._jit import threads_for
 from ...kernels.cluster import cluster_sums
+from ...panels.adoption import adoption_times
 from ...panels.panel import check_columns, factorize_with_ids
 from ..regression.compat import as_feols
 from ..regression.feols import Feols, feols
@@ -117,18 +118,9 @@ def _per_unit(values: np.ndarray, unit_N: np.ndarray, n_units: int, what: str, i
 
 def _adoption_from_treatment(treat_N: np.ndarray, unit_N: np.ndarray, time_N: np.ndarray, n_units: int,
                              ids: np.ndarray, param: str) -> np.ndarray:
-    g, bad_value, switch_back = kp.unit_adoption(unit_N, time_N, treat_N, n_units)
-    if bad_value >= 0:
-        vals = np.unique(treat_N[: max(bad_value + 1, 1000)])
-        raise TreatmentError(f"treatment {param!r} must be 0/1 to define adoption times, found {vals[:5]}")
-    if not (g > 0).any() or (g > 0).all() and bool(kp.always_treated(unit_N, time_N, g)):
-        v = 0 if not (g > 0).any() else 1
-        raise TreatmentError(f"treatment {param!r} never varies (always {v}); nothing to permute")
-    if switch_back >= 0:
-        raise TreatmentError(
-            f"treatment {param!r} is not absorbing: unit {ids[switch_back]!r} switches "
-            "from 1 back to 0; pass cohort='col' with unit-level adoption times instead"
-        )
+    g = adoption_times(treat_N, time_N, column=param, units=ids, unit_codes=unit_N).g
+    if (g > 0).all() and bool(kp.always_treated(unit_N, time_N, g)):
+        raise TreatmentError(f"treatment {param!r} never varies (always 1); nothing to permute")
     return g
 
 
@@ -670,9 +662,8 @@ def _setup(fit: Feols, param: str, unit: str | None, time: str | None, cohort: s
     if cohort is None:
         g_U = _adoption_from_treatment(d.column(param), unit_N, time_N, ids.size, ids, param)
     else:
-        g_U = _per_unit(frame[cohort].cast(pl.Int64).to_numpy(), unit_N, ids.size, f"cohort {cohort!r}", ids)
-    if not (g_U != 0).any():
-        raise TreatmentError("no unit is ever treated; nothing to permute")
+        g_U = adoption_times(frame[cohort].cast(pl.Float64).to_numpy(), time_N, column=cohort, units=ids,
+                             unit_codes=unit_N, cohort=True).g
     return unit, time, ids, unit_N, time_N, g_U
 
 
