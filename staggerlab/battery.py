@@ -223,7 +223,32 @@ def validate(frame: pl.DataFrame, spec: BatterySpec) -> pl.DataFrame:
 
 
 # ------------------------------------------------------------------ sections
-def section_baseline(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path) -> Section:
+@dataclass(eq=False)
+class SharedFits:
+    """Fits several sections use, each fitted once per battery.
+
+    ``baseline`` is the study's model (main outcome on the treatment and the
+    controls, unit and period FE, CRV1 by the cluster column): the baseline
+    table, the placebo test, the wild bootstrap and the extra-controls table
+    all read it.
+    """
+
+    frame: pl.DataFrame
+    spec: BatterySpec
+    treat: str
+    fitted: dict[str, Feols] = field(default_factory=dict)
+
+    @property
+    def baseline(self) -> Feols:
+        """The baseline model (fitted on first use unless the baseline section lent it)."""
+        if "baseline" not in self.fitted:
+            spec = self.spec
+            self.fitted["baseline"] = feols(_fml(spec.outcomes[0], self.treat, spec.controls, spec.unit, spec.time),
+                                            self.frame, vcov={"CRV1": spec.cluster_col})
+        return self.fitted["baseline"]
+
+
+def section_baseline(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path, shared: SharedFits) -> Section:
     """Table 4: every outcome, without and with controls, one demeaning per design."""
     vc = {"CRV1": spec.cluster_col}
     fits: dict[str, Feols] = {}
@@ -236,6 +261,7 @@ def section_baseline(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Pa
     table = regression_table(fits, treat, {})
     coefs = _coef_rows(fits, treat)
     main = fits[f"{spec.outcomes[0]} (controls)"] if spec.controls else fits[f"{spec.outcomes[0]} (no controls)"]
+    shared.fitted["baseline"] = main  # the same model: later sections reuse it
     text = (
         f"TWFE regressions of each outcome on `{treat}` with {spec.unit} and {spec.time} fixed effects, "
         f"without and with the controls ({', '.join(spec.controls) or 'none'}); standard errors clustered by "
@@ -255,7 +281,7 @@ def _fig(fig: Any, out: Path, name: str) -> str:
     return name
 
 
-def section_event_study(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path) -> Section:
+def section_event_study(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path, shared: SharedFits) -> Section:
     """Figure 1: dynamic TWFE event study, pre-trend test, HonestDiD sensitivity."""
     from .inference.did.event_study import event_study
 
@@ -295,7 +321,7 @@ def section_event_study(frame: pl.DataFrame, spec: BatterySpec, treat: str, out:
     return Section("event_study", "2. Event study", text, tables, figs, numbers)
 
 
-def section_robust(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path) -> Section:
+def section_robust(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path, shared: SharedFits) -> Section:
     """Heterogeneity-robust estimators: imputation / two-stage DID, Sun-Abraham, Callaway-Sant'Anna."""
     from .inference.did.event_study import event_study
 
@@ -340,7 +366,7 @@ def section_robust(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path
     return Section("robust", "3. Heterogeneity-robust estimators", text, {"robust": tab}, figs, numbers)
 
 
-def section_diagnostics(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path) -> Section:
+def section_diagnostics(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path, shared: SharedFits) -> Section:
     """Goodman-Bacon decomposition and dCDH weights."""
     from .inference.did.bacon import bacon
     from .inference.did.dcdh import twfe_weights
@@ -372,12 +398,12 @@ def section_diagnostics(frame: pl.DataFrame, spec: BatterySpec, treat: str, out:
                    {"bacon_twfe": b.twfe, "bacon_by_type": bt.to_dicts(), "dcdh": wt.to_dicts()})
 
 
-def section_inference(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path) -> Section:
+def section_inference(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path, shared: SharedFits) -> Section:
     """Figure 2 (placebo test) and the wild cluster bootstrap of the treatment coefficient."""
     from .inference.resampling.wildboot import wildboot
 
     y = spec.outcomes[0]
-    fit = feols(_fml(y, treat, spec.controls, spec.unit, spec.time), frame, vcov={"CRV1": spec.cluster_col})
+    fit = shared.baseline
     parts, tables, numbers, figs = [], {}, {}, []
     try:
         from .inference.resampling.placebo import placebo
@@ -415,14 +441,14 @@ def section_inference(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: P
     return Section("inference", "5. Placebo test and wild cluster bootstrap", text, tables, figs, numbers)
 
 
-def section_extra_controls(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path) -> Section:
+def section_extra_controls(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path, shared: SharedFits) -> Section:
     """Table 7: competing policies / extra controls added one at a time."""
     y = spec.outcomes[0]
     vc = {"CRV1": spec.cluster_col}
     if not spec.extra_controls:
         return Section("extra_controls", "6. Competing policies / extra controls",
                        "Not run: no extra controls were given (`--extra-controls a,b,...`).")
-    fits = {"baseline": feols(_fml(y, treat, spec.controls, spec.unit, spec.time), frame, vcov=vc)}
+    fits = {"baseline": shared.baseline}
     for c in spec.extra_controls:
         fits[f"+ {c}"] = feols(_fml(y, treat, [*spec.controls, c], spec.unit, spec.time), frame, vcov=vc)
     coefs = _coef_rows(fits, treat)
@@ -432,7 +458,7 @@ def section_extra_controls(frame: pl.DataFrame, spec: BatterySpec, treat: str, o
                    {"coefficients": coefs.to_dicts()})
 
 
-def section_mechanisms(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path) -> Section:
+def section_mechanisms(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path, shared: SharedFits) -> Section:
     """Table 8: the same model on mechanism outcomes, one demeaning of the regressors."""
     if not spec.mechanisms:
         return Section("mechanisms", "7. Mechanisms", "Not run: no mechanism outcomes were given (`--mechanisms a,b`).")
@@ -444,7 +470,7 @@ def section_mechanisms(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: 
     return Section("mechanisms", "7. Mechanisms", text, {"mechanisms": coefs}, [], {"coefficients": coefs.to_dicts()})
 
 
-def section_heterogeneity(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path) -> Section:
+def section_heterogeneity(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path, shared: SharedFits) -> Section:
     """Table 9: split samples, permutation test of the difference, pooled interaction."""
     from .inference.resampling.split import split_difference
 
@@ -469,7 +495,7 @@ def section_heterogeneity(frame: pl.DataFrame, spec: BatterySpec, treat: str, ou
     return Section("heterogeneity", "8. Heterogeneity", text, tables, [], numbers)
 
 
-def section_alternatives(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path) -> Section:
+def section_alternatives(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path, shared: SharedFits) -> Section:
     """Tables 5-6: PSM-DID, entropy balancing, IV-2SLS, Heckman, double machine learning."""
     if not spec.alternatives:
         return Section("alternatives", "9. Alternative estimators (Tables 5-6)", "Not run (`alternatives = false`).")
@@ -535,7 +561,7 @@ def section_alternatives(frame: pl.DataFrame, spec: BatterySpec, treat: str, out
     return Section("alternatives", "9. Alternative estimators (Tables 5-6)", text, {"alternatives": tab}, [], numbers)
 
 
-SECTIONS: list[Callable[[pl.DataFrame, BatterySpec, str, Path], Section]] = [
+SECTIONS: list[Callable[[pl.DataFrame, BatterySpec, str, Path, SharedFits], Section]] = [
     section_baseline,
     section_event_study,
     section_robust,
@@ -589,12 +615,13 @@ def battery(data: Any = None, *, spec: BatterySpec | None = None, verbose: bool 
     out = Path(spec.out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     sections = []
+    shared = SharedFits(frame, spec, treat)
     t_all = time.perf_counter()
     for fn in SECTIONS:
         t0 = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", StaggerlabWarning)
-            sec = fn(frame, spec, treat, out)
+            sec = fn(frame, spec, treat, out, shared)
         sec.seconds = time.perf_counter() - t0
         notes = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, StaggerlabWarning)))
         if notes:
