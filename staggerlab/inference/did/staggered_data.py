@@ -21,6 +21,7 @@ from ...panels.panel import (
     Panel,
     check_columns,
     check_numeric,
+    factorize_column,
     finite_mask,
     run_lengths,
     sorted_unique_ids,
@@ -54,10 +55,12 @@ class StaggeredData:
     id_codes : tuple of ndarray or None
         Dense (unit, time) codes of the rows, lent by a ``Panel`` whose rows
         were kept as they were (no copy, no second factorization); else None.
-    unit_rows, unit_cohort : ndarray or None
-        With ``prepare(..., rows=False)``: the number of rows and the adoption
-        period (0 = never) of each unit, in frame order; the frame then has
-        no derived columns. None otherwise.
+    unit_rows : ndarray
+        The number of rows of each unit, in frame order.
+    unit_cohort : ndarray or None
+        With ``prepare(..., rows=False)``: the adoption period (0 = never) of
+        each unit, in frame order; the frame then has no derived columns.
+        None otherwise (the frame's ``_cohort`` column holds it).
     """
 
     frame: pl.DataFrame
@@ -82,6 +85,26 @@ class StaggeredData:
     def is_balanced(self) -> bool:
         """Whether every unit is observed in every period."""
         return self.frame.height == self.frame[self.unit].n_unique() * self.times.size
+
+    def codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Dense (unit, time) codes of the rows, computed once (and kept in
+        ``id_codes`` for every later user): the rows are sorted by unit, so a
+        unit's code is its run's index and only the periods are factorized."""
+        if self.id_codes is None:
+            lens = self.unit_rows if self.unit_rows is not None else run_lengths(self.frame[self.unit])
+            ucode = np.repeat(np.arange(lens.size, dtype=np.int64), lens)
+            self.id_codes = (ucode, factorize_column(self.frame[self.time]))
+        return self.id_codes
+
+    def panel(self, frame: pl.DataFrame | None = None) -> Panel:
+        """``frame`` (default: the data; else a frame with the same rows, e.g.
+        with added columns) as a ``Panel`` lending the id codes to a fit."""
+        frame = self.frame if frame is None else frame
+        ucode, tcode = self.codes()
+        lens = self.unit_rows if self.unit_rows is not None else np.bincount(ucode)
+        units = self.frame[self.unit].gather(np.cumsum(lens) - lens)
+        times = pl.Series(self.time, self.times, dtype=self.frame.schema[self.time])
+        return Panel(frame, self.unit, self.time, (ucode, tcode, units, times))
 
 
 def prepare(
@@ -160,7 +183,7 @@ def prepare(
     cohorts = np.sort(adoption.filter(adoption > 0).unique().to_numpy())
     _check_cohorts(cohorts, bool((adoption == 0).any()))
     times = np.sort(frame[time].unique().to_numpy())
-    return StaggeredData(frame, y, unit, time, controls, cluster, weights, cohorts, times, ids)
+    return StaggeredData(frame, y, unit, time, controls, cluster, weights, cohorts, times, ids, unit_rows=lens)
 
 
 def _adoption(frame: pl.DataFrame, unit: str, time: str, cohort: str | None, treat: str | None,
