@@ -131,10 +131,12 @@ def twfe_weights(
         raise TypeError("give unit= and time= (or pass a staggerlab Panel)")
     absorbing = True
     try:
-        frame = prepare(data, y=y, unit=unit, time=time, cohort=cohort, treat=treat, weights=weights).frame
+        sd = prepare(data, y=y, unit=unit, time=time, cohort=cohort, treat=treat, weights=weights)
+        frame, codes = sd.frame, list(sd.codes())
     except NonAbsorbingTreatmentError:
         absorbing = False
         frame = _switching_frame(data, y, unit, time, treat, weights)
+        codes = [factorize_column(frame[unit]), factorize_column(frame[time])]
     if cells == "auto":
         cells = "cohort" if absorbing else "unit"
     if cells not in ("cohort", "unit"):
@@ -145,7 +147,7 @@ def twfe_weights(
     if D.min() == D.max():
         raise TreatmentError("the treatment does not vary; there are no weights to compute")
     w = frame[weights].cast(pl.Float64).to_numpy() if weights else np.ones(frame.height)
-    ab = Absorber([factorize_column(frame[unit]), factorize_column(frame[time])], weights=w)
+    ab = Absorber(codes, weights=w)
     e = ab.demean(D)
     yv = frame[y].cast(pl.Float64).to_numpy()
     beta = float((w * e) @ yv / ((w * e) @ D))

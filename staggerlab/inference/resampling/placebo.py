@@ -47,7 +47,7 @@ from ...panels.adoption import adoption_times
 from ...panels.panel import check_columns, factorize_with_ids
 from ..regression.compat import as_feols
 from ..regression.feols import Feols
-from ..regression.vcov import VcovSpec, combine_codes, nested_in
+from ..regression.vcov import VcovSpec, combine_codes
 
 __all__ = ["placebo", "placebo_timing", "PlaceboResult", "PlaceboTimingResult", "BLOCK_SIZE", "SCHEMES"]
 
@@ -798,7 +798,7 @@ def placebo(
     engine: Any = None
     fast = False
     if method != "general" and scheme != "iid":
-        reason = _fast_blocker(d, unit, time, spec, stat, unit_N)
+        reason = _fast_blocker(d, unit, time, spec, stat)
         if reason is None:
             # period codes are small: the narrowest integer type saves N-sized memory
             per_N = per_N.astype(np.min_scalar_type(-max(tvals.size, 1)))
@@ -853,7 +853,7 @@ def placebo(
     )
 
 
-def _fast_blocker(d: Any, unit: str, time: str, spec: VcovSpec, stat: str, unit_N: np.ndarray) -> str | None:
+def _fast_blocker(d: Any, unit: str, time: str, spec: VcovSpec, stat: str) -> str | None:
     """Why the unit-table path cannot be used (None if it can)."""
     if d.weights_name is not None:
         return "weighted fit"
@@ -863,7 +863,7 @@ def _fast_blocker(d: Any, unit: str, time: str, spec: VcovSpec, stat: str, unit_
         return None
     if spec.kind != "CRV1" or len(spec.clusters) != 1:
         return f"vcov {spec.label} (fast path: iid or one-way CRV1)"
-    if not nested_in(unit_N, d.clusters[spec.clusters[0]]):
+    if not d.nesting(spec.clusters)[d.fixef.index(unit)]:  # the fit's nesting facts
         return f"units are not nested in the clusters {spec.clusters[0]!r}"
     return None
 
