@@ -36,6 +36,11 @@ class Adoption:
     n_switching: int
 
 
+def _plain(v: Any) -> Any:
+    """A numpy scalar as the Python value it holds (messages show ``39``, not ``np.int64(39)``)."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
 def adoption_times(
     values: np.ndarray,
     time: np.ndarray,
@@ -94,19 +99,15 @@ def adoption_times(
         g, bad_row, n_bad, first_bad = adoption_by_run(run_lengths, time, values, cohort)
 
     def unit_id(u: int) -> Any:
-        if unit_codes is not None:
-            return units[u]
-        return units[int(run_lengths[:u].sum())]
+        return _plain(units[u] if unit_codes is not None else units[int(run_lengths[:u].sum())])
 
     def row_unit(r: int) -> Any:
-        if unit_codes is not None:
-            return units[unit_codes[r]]
-        return units[r]
+        return _plain(units[unit_codes[r]] if unit_codes is not None else units[r])
 
     if bad_row >= 0:
         raise TreatmentError(
             f"treatment {column!r} must be 0/1 to define adoption times; unit {row_unit(bad_row)!r} "
-            f"has the value {values[bad_row]!r}"
+            f"has the value {_plain(values[bad_row])!r}"
         )
     if n_bad and cohort:
         raise TreatmentError(
