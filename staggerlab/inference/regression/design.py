@@ -179,8 +179,10 @@ class Design:
         keep : ndarray of bool
             Rows of this design's sample to keep.
         replace : dict, optional
-            Column name -> new raw values on this design's sample (e.g. a
-            placebo treatment).
+            Numeric column name -> new raw values on this design's sample
+            (e.g. a placebo treatment); FE and cluster columns keep their codes.
+        stacklevel : int
+            Of the singleton / collinearity warnings.
 
         Returns
         -------
@@ -200,7 +202,7 @@ class Design:
         return _assemble(
             frame, None, columns, fe_codes, list(self.fe_ids), clusters, dict(self.cluster_ids),
             self.requested, self.fixef, list(self.clusters), self.weights_name, self.intercept,
-            self.settings, self.n_missing, stacklevel + 1,
+            self.settings, 0, stacklevel + 1,
         )
 
 
