@@ -21,6 +21,7 @@ import polars as pl
 
 from .errors import MissingColumnError, StaggerlabError, StaggerlabWarning, TreatmentError, VcovError
 from .inference.regression.feols import Feols, FeolsMulti, feols
+from .panels.adoption import adoption_times
 from .panels.io import read_frame
 from .panels.panel import Panel, to_polars
 from .panels.simulate import PAPER_CONTROLS, PAPER_OUTCOMES, paper_panel
@@ -156,13 +157,21 @@ def _jobs(spec: BatterySpec) -> int:
 
 
 # -------------------------------------------------------------------- checks
-def _derive_treat(frame: pl.DataFrame, spec: BatterySpec) -> tuple[pl.DataFrame, str]:
-    """Return the frame with a 0/1 treatment column and ``_cohort``, and the treatment's name."""
+def _derive_treat(panel: Panel, spec: BatterySpec) -> tuple[pl.DataFrame, str]:
+    """Return the panel's frame with a 0/1 treatment column and ``_cohort``, and the treatment's name."""
+    frame = panel.frame
     if spec.treat and spec.treat in frame.columns:
         treat = spec.treat
-        first = frame.filter(pl.col(treat) == 1).group_by(spec.unit).agg(pl.col(spec.time).min().alias("_cohort"))
-        frame = frame.join(first, on=spec.unit, how="left").with_columns(pl.col("_cohort").fill_null(0))
-        return frame, treat
+        d = frame[treat].cast(pl.Float64).to_numpy()
+        ok = np.isfinite(d)  # rows without a treatment value say nothing about adoption
+        codes = panel.unit_codes
+        times = frame[spec.time].cast(pl.Int64).to_numpy()
+        if not ok.all():
+            d, codes, times = d[ok], codes[ok], times[ok]
+        # the treatment may switch off: the battery's cohort is its first treated period
+        g = adoption_times(d, times, column=treat, units=panel.units, unit_codes=codes, allow_switching=True,
+                           require_treated=False).g
+        return frame.with_columns(pl.Series("_cohort", g[panel.unit_codes])), treat
     if spec.cohort:
         treat = "_treat"
         g = pl.col(spec.cohort).fill_null(0)
@@ -195,7 +204,9 @@ def validate(frame: pl.DataFrame, spec: BatterySpec) -> pl.DataFrame:
         raise MissingColumnError(f"treatment column {spec.treat!r} not found; give --treat COL or --cohort COL")
     if not spec.outcomes:
         raise StaggerlabError("no outcome given; use --outcome COL")
-    frame, treat = _derive_treat(frame, spec)
+    # one row per (unit, period); the panel's unit codes then serve the adoption pass
+    panel = Panel.from_frame(frame, unit=spec.unit, time=spec.time)
+    frame, treat = _derive_treat(panel, spec)
     d = frame[treat].drop_nulls()
     if d.n_unique() < 2:
         raise TreatmentError(f"treatment {treat!r} never varies (always {d[0] if d.len() else 'missing'}); nothing to estimate")
@@ -208,12 +219,36 @@ def validate(frame: pl.DataFrame, spec: BatterySpec) -> pl.DataFrame:
     n_cl = frame[spec.cluster_col].n_unique()
     if n_cl < 2:
         raise VcovError(f"cluster column {spec.cluster_col!r} has {n_cl} cluster; clustering needs at least 2")
-    Panel.from_frame(frame.select(spec.unit, spec.time), unit=spec.unit, time=spec.time)  # duplicates check
     return frame
 
 
 # ------------------------------------------------------------------ sections
-def section_baseline(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path) -> Section:
+@dataclass(eq=False)
+class SharedFits:
+    """Fits several sections use, each fitted once per battery.
+
+    ``baseline`` is the study's model (main outcome on the treatment and the
+    controls, unit and period FE, CRV1 by the cluster column): the baseline
+    table, the placebo test, the wild bootstrap and the extra-controls table
+    all read it.
+    """
+
+    frame: pl.DataFrame
+    spec: BatterySpec
+    treat: str
+    fitted: dict[str, Feols] = field(default_factory=dict)
+
+    @property
+    def baseline(self) -> Feols:
+        """The baseline model (fitted on first use unless the baseline section lent it)."""
+        if "baseline" not in self.fitted:
+            spec = self.spec
+            self.fitted["baseline"] = feols(_fml(spec.outcomes[0], self.treat, spec.controls, spec.unit, spec.time),
+                                            self.frame, vcov={"CRV1": spec.cluster_col})
+        return self.fitted["baseline"]
+
+
+def section_baseline(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path, shared: SharedFits) -> Section:
     """Table 4: every outcome, without and with controls, one demeaning per design."""
     vc = {"CRV1": spec.cluster_col}
     fits: dict[str, Feols] = {}
@@ -226,6 +261,7 @@ def section_baseline(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Pa
     table = regression_table(fits, treat, {})
     coefs = _coef_rows(fits, treat)
     main = fits[f"{spec.outcomes[0]} (controls)"] if spec.controls else fits[f"{spec.outcomes[0]} (no controls)"]
+    shared.fitted["baseline"] = main  # the same model: later sections reuse it
     text = (
         f"TWFE regressions of each outcome on `{treat}` with {spec.unit} and {spec.time} fixed effects, "
         f"without and with the controls ({', '.join(spec.controls) or 'none'}); standard errors clustered by "
@@ -245,7 +281,7 @@ def _fig(fig: Any, out: Path, name: str) -> str:
     return name
 
 
-def section_event_study(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path) -> Section:
+def section_event_study(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path, shared: SharedFits) -> Section:
     """Figure 1: dynamic TWFE event study, pre-trend test, HonestDiD sensitivity."""
     from .inference.did.event_study import event_study
 
@@ -285,7 +321,7 @@ def section_event_study(frame: pl.DataFrame, spec: BatterySpec, treat: str, out:
     return Section("event_study", "2. Event study", text, tables, figs, numbers)
 
 
-def section_robust(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path) -> Section:
+def section_robust(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path, shared: SharedFits) -> Section:
     """Heterogeneity-robust estimators: imputation / two-stage DID, Sun-Abraham, Callaway-Sant'Anna."""
     from .inference.did.event_study import event_study
 
@@ -330,7 +366,7 @@ def section_robust(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path
     return Section("robust", "3. Heterogeneity-robust estimators", text, {"robust": tab}, figs, numbers)
 
 
-def section_diagnostics(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path) -> Section:
+def section_diagnostics(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path, shared: SharedFits) -> Section:
     """Goodman-Bacon decomposition and dCDH weights."""
     from .inference.did.bacon import bacon
     from .inference.did.dcdh import twfe_weights
@@ -362,12 +398,12 @@ def section_diagnostics(frame: pl.DataFrame, spec: BatterySpec, treat: str, out:
                    {"bacon_twfe": b.twfe, "bacon_by_type": bt.to_dicts(), "dcdh": wt.to_dicts()})
 
 
-def section_inference(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path) -> Section:
+def section_inference(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path, shared: SharedFits) -> Section:
     """Figure 2 (placebo test) and the wild cluster bootstrap of the treatment coefficient."""
     from .inference.resampling.wildboot import wildboot
 
     y = spec.outcomes[0]
-    fit = feols(_fml(y, treat, spec.controls, spec.unit, spec.time), frame, vcov={"CRV1": spec.cluster_col})
+    fit = shared.baseline
     parts, tables, numbers, figs = [], {}, {}, []
     try:
         from .inference.resampling.placebo import placebo
@@ -405,14 +441,14 @@ def section_inference(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: P
     return Section("inference", "5. Placebo test and wild cluster bootstrap", text, tables, figs, numbers)
 
 
-def section_extra_controls(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path) -> Section:
+def section_extra_controls(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path, shared: SharedFits) -> Section:
     """Table 7: competing policies / extra controls added one at a time."""
     y = spec.outcomes[0]
     vc = {"CRV1": spec.cluster_col}
     if not spec.extra_controls:
         return Section("extra_controls", "6. Competing policies / extra controls",
                        "Not run: no extra controls were given (`--extra-controls a,b,...`).")
-    fits = {"baseline": feols(_fml(y, treat, spec.controls, spec.unit, spec.time), frame, vcov=vc)}
+    fits = {"baseline": shared.baseline}
     for c in spec.extra_controls:
         fits[f"+ {c}"] = feols(_fml(y, treat, [*spec.controls, c], spec.unit, spec.time), frame, vcov=vc)
     coefs = _coef_rows(fits, treat)
@@ -422,7 +458,7 @@ def section_extra_controls(frame: pl.DataFrame, spec: BatterySpec, treat: str, o
                    {"coefficients": coefs.to_dicts()})
 
 
-def section_mechanisms(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path) -> Section:
+def section_mechanisms(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path, shared: SharedFits) -> Section:
     """Table 8: the same model on mechanism outcomes, one demeaning of the regressors."""
     if not spec.mechanisms:
         return Section("mechanisms", "7. Mechanisms", "Not run: no mechanism outcomes were given (`--mechanisms a,b`).")
@@ -434,7 +470,7 @@ def section_mechanisms(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: 
     return Section("mechanisms", "7. Mechanisms", text, {"mechanisms": coefs}, [], {"coefficients": coefs.to_dicts()})
 
 
-def section_heterogeneity(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path) -> Section:
+def section_heterogeneity(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path, shared: SharedFits) -> Section:
     """Table 9: split samples, permutation test of the difference, pooled interaction."""
     from .inference.resampling.split import split_difference
 
@@ -459,7 +495,7 @@ def section_heterogeneity(frame: pl.DataFrame, spec: BatterySpec, treat: str, ou
     return Section("heterogeneity", "8. Heterogeneity", text, tables, [], numbers)
 
 
-def section_alternatives(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path) -> Section:
+def section_alternatives(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path, shared: SharedFits) -> Section:
     """Tables 5-6: PSM-DID, entropy balancing, IV-2SLS, Heckman, double machine learning."""
     if not spec.alternatives:
         return Section("alternatives", "9. Alternative estimators (Tables 5-6)", "Not run (`alternatives = false`).")
@@ -525,7 +561,7 @@ def section_alternatives(frame: pl.DataFrame, spec: BatterySpec, treat: str, out
     return Section("alternatives", "9. Alternative estimators (Tables 5-6)", text, {"alternatives": tab}, [], numbers)
 
 
-SECTIONS: list[Callable[[pl.DataFrame, BatterySpec, str, Path], Section]] = [
+SECTIONS: list[Callable[[pl.DataFrame, BatterySpec, str, Path, SharedFits], Section]] = [
     section_baseline,
     section_event_study,
     section_robust,
@@ -579,12 +615,13 @@ def battery(data: Any = None, *, spec: BatterySpec | None = None, verbose: bool 
     out = Path(spec.out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     sections = []
+    shared = SharedFits(frame, spec, treat)
     t_all = time.perf_counter()
     for fn in SECTIONS:
         t0 = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", StaggerlabWarning)
-            sec = fn(frame, spec, treat, out)
+            sec = fn(frame, spec, treat, out, shared)
         sec.seconds = time.perf_counter() - t0
         notes = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, StaggerlabWarning)))
         if notes:

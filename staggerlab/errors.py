@@ -59,6 +59,11 @@ class TreatmentError(StaggerlabError, ValueError):
     """The treatment is not usable (never varies, not absorbing, not binary...)."""
 
 
+class NonAbsorbingTreatmentError(TreatmentError):
+    """A 0/1 treatment switches off (1 then 0) for some unit: it defines no
+    staggered adoption times."""
+
+
 class SeparationError(StaggerlabError, ValueError):
     """A logit/probit likelihood has no maximum: (quasi-)complete separation."""
 

@@ -34,7 +34,6 @@ from ._jit import jit, pjit, prange
 
 __all__ = [
     "unit_tables",
-    "unit_adoption",
     "always_treated",
     "rows_by_unit",
     "residualize_tables",
@@ -59,38 +58,6 @@ __all__ = [
 #: reassociation and FMA contraction let the short dot products vectorize;
 #: NaN/inf semantics are kept (collinear draws are NaN).
 _SIMD = {"reassoc", "contract"}
-
-
-@jit
-def unit_adoption(unit_N, time_N, treat_N, n_units):
-    """Each unit's adoption time (first period with treatment 1; 0 if none).
-
-    Also returns the first row holding a value other than 0/1 (-1 if none)
-    and a unit whose treatment goes from 1 back to 0 (-1 if none), in one
-    O(N) pass without sorting.
-    """
-    NEVER = np.iinfo(np.int64).max
-    g = np.full(n_units, NEVER, dtype=np.int64)
-    last0 = np.full(n_units, np.iinfo(np.int64).min, dtype=np.int64)
-    bad_value = -1
-    for r in range(unit_N.shape[0]):
-        d = treat_N[r]
-        i = unit_N[r]
-        if d == 1.0:
-            if time_N[r] < g[i]:
-                g[i] = time_N[r]
-        elif d == 0.0:
-            if time_N[r] > last0[i]:
-                last0[i] = time_N[r]
-        elif bad_value < 0:
-            bad_value = r
-    switch_back = -1
-    for i in range(n_units):
-        if g[i] == NEVER:
-            g[i] = 0
-        elif last0[i] > g[i] and switch_back < 0:
-            switch_back = i
-    return g, bad_value, switch_back
 
 
 @jit

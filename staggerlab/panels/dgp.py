@@ -27,7 +27,8 @@ covariates and errors are random.
 
 Truth conventions: every quantity in :class:`Truth` is computed on the
 **realized** draw (its rows, cohorts and unit-level effects), i.e. it is the
-sample estimand, conditional on the design. ``twfe_plim`` is
+sample estimand, conditional on the design. ``twfe_plim`` (computed by
+``staggerlab.inference.studies.plim.twfe_plim``, a fit) is
 ``E[beta_TWFE | design, covariates, tau]``: the coefficient on ``treat`` from
 regressing the known ``tau_it`` on ``treat`` (plus the covariates, as the
 ``"twfe"`` estimator does) with unit and period fixed effects on the realized
@@ -357,6 +358,26 @@ class Truth:
         self.att = float(tau[treated].mean()) if treated.any() else float("nan")
         self._plim: float | None = None
 
+    @property
+    def frame(self) -> pl.DataFrame:
+        """The drawn panel (``unit, time, cohort, treat, tau`` and the covariates)."""
+        return self._frame
+
+    @property
+    def covariates(self) -> list[str]:
+        """The covariates the ``"twfe"`` estimator (and so the plim) adjusts for."""
+        return list(self._covariates)
+
+    @property
+    def known_twfe_plim(self) -> float | None:
+        """The TWFE plim if it has been computed for this draw, else None."""
+        return self._plim
+
+    def record_twfe_plim(self, value: float) -> None:
+        """Record the TWFE plim computed by a fit on this draw (the fit lives in
+        ``staggerlab.inference.studies``; the data layer fits nothing)."""
+        self._plim = float(value)
+
     @classmethod
     def from_frame(cls, frame: pl.DataFrame, *, covariates: list[str] | None = None) -> "Truth":
         """The truth of a panel with ``unit, time, cohort, treat, tau`` columns."""
@@ -416,24 +437,24 @@ class Truth:
         Computed on the realized sample (the same rows the ``"twfe"`` estimator
         uses, singletons dropped as feols does), so it is the exact mean of the
         static TWFE coefficient conditional on the design, covariates and
-        unit-level effects.
+        unit-level effects. It costs a fit: it is known once
+        :func:`staggerlab.inference.studies.plim.twfe_plim` (or a Monte Carlo
+        TWFE replication) has run on this draw.
         """
         if self._plim is None:
-            import warnings
-
-            from ..inference.regression.feols import feols
-
-            rhs = " + ".join(["treat", *self._covariates])
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                fit = feols(f"tau ~ {rhs} | unit + time", self._frame)
-            self._plim = float(fit.coef()["treat"])
+            raise DGPError(
+                "the TWFE plim of this draw is not computed yet; "
+                "staggerlab.inference.studies.plim.twfe_plim(truth) computes it (one TWFE fit)"
+            )
         return self._plim
 
     @property
     def estimands(self) -> dict[str, float]:
-        """All targets by name: ``simple``, ``dynamic``, ``group``, ``twfe_plim``."""
-        return {"simple": self.att, "dynamic": self.dynamic, "group": self.group, "twfe_plim": self.twfe_plim}
+        """All targets by name: ``simple``, ``dynamic``, ``group``, and ``twfe_plim`` once computed."""
+        out = {"simple": self.att, "dynamic": self.dynamic, "group": self.group}
+        if self._plim is not None:
+            out["twfe_plim"] = self._plim
+        return out
 
     def target(self, kind: str) -> float:
         """One estimand by name (see :attr:`estimands`); ``"att"`` is ``"simple"``."""
@@ -533,7 +554,8 @@ def dgp(preset: str | None = None, /, **knobs: Any) -> DGP:
     >>> import staggerlab as sl
     >>> d = sl.simulate.dgp("heterogeneous_dynamic", n_units=200)
     >>> frame, truth = d.draw(seed=1)
-    >>> truth.twfe_plim < truth.att
+    >>> from staggerlab.inference.studies.plim import twfe_plim
+    >>> twfe_plim(truth) < truth.att
     True
     """
     if preset is None:

@@ -17,7 +17,7 @@ from ..errors import (
     MissingValueWarning,
     NonNumericError,
 )
-from ..kernels._jit import jit
+from ..kernels.panel import int_run_lengths, repeated_cells, strictly_increasing_pairs
 
 __all__ = ["Panel", "to_polars", "check_columns", "check_numeric", "finite_mask", "factorize_column",
            "factorize_with_ids", "sorted_unique_ids", "run_lengths"]
@@ -122,27 +122,6 @@ def factorize(s: pl.Series) -> tuple[np.ndarray, pl.Series]:
     return np.ascontiguousarray(factorize_column(s)), s.unique().sort()
 
 
-@jit
-def _strictly_increasing_pairs(u: np.ndarray, t: np.ndarray) -> bool:
-    for i in range(1, u.size):
-        if u[i] < u[i - 1] or (u[i] == u[i - 1] and t[i] <= t[i - 1]):
-            return False
-    return True
-
-
-@jit
-def _repeated_cells(u: np.ndarray, t: np.ndarray, n_t: int, n_cells: int) -> np.ndarray:
-    seen = np.zeros(n_cells, dtype=np.uint8)  # 0, 1, or 2 = "more than once"
-    for i in range(u.size):
-        k = u[i] * n_t + t[i]
-        if seen[k] < 2:
-            seen[k] += 1
-    dup = np.zeros(u.size, dtype=np.bool_)
-    for i in range(u.size):
-        dup[i] = seen[u[i] * n_t + t[i]] > 1
-    return dup
-
-
 def duplicated_pairs(u: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Mask of rows whose (u, t) code pair occurs more than once.
 
@@ -150,31 +129,14 @@ def duplicated_pairs(u: np.ndarray, t: np.ndarray) -> np.ndarray:
     case) are recognised in one pass, others are counted on the code grid
     when it is not much larger than the data.
     """
-    if u.size == 0 or _strictly_increasing_pairs(u, t):
+    if u.size == 0 or strictly_increasing_pairs(u, t):
         return np.zeros(u.size, dtype=bool)
     n_t = int(t.max()) + 1
     n_cells = (int(u.max()) + 1) * n_t
     if n_cells <= 4 * u.size + 1024:
-        return _repeated_cells(u, t, n_t, n_cells)
+        return repeated_cells(u, t, n_t, n_cells)
     _, inv, cnt = np.unique(u * n_t + t, return_inverse=True, return_counts=True)
     return cnt[inv] > 1
-
-
-@jit
-def _runs(v: np.ndarray) -> np.ndarray:
-    n_runs = 1
-    for i in range(1, v.size):
-        if v[i] != v[i - 1]:
-            n_runs += 1
-    out = np.empty(n_runs, dtype=np.int64)
-    r, start = 0, 0
-    for i in range(1, v.size):
-        if v[i] != v[i - 1]:
-            out[r] = i - start
-            r += 1
-            start = i
-    out[r] = v.size - start
-    return out
 
 
 def run_lengths(s: pl.Series) -> np.ndarray:
@@ -183,7 +145,7 @@ def run_lengths(s: pl.Series) -> np.ndarray:
     if s.len() == 0:
         return np.zeros(0, dtype=np.int64)
     if s.dtype.is_integer():
-        return _runs(s.to_numpy())
+        return int_run_lengths(s.to_numpy())
     return s.rle().struct.field("len").to_numpy().astype(np.int64)
 
 
@@ -195,7 +157,7 @@ def sorted_unique_ids(frame: pl.DataFrame, unit: str, time: str) -> bool:
     if frame.height < 2:
         return True
     if u.dtype.is_integer() and t.dtype.is_integer():
-        return bool(_strictly_increasing_pairs(u.to_numpy(), t.to_numpy()))
+        return bool(strictly_increasing_pairs(u.to_numpy(), t.to_numpy()))
     cu, ct = pl.col(unit), pl.col(time)
     step = (cu > cu.shift(1)) | ((cu == cu.shift(1)) & (ct > ct.shift(1)))
     try:

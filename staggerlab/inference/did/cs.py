@@ -36,7 +36,7 @@ from scipy import stats
 from ..._parallel import run_blocks
 from ..._seed import SeedLike, block_generator, resolve_entropy
 from ...errors import MissingValueWarning, StaggerlabError, TreatmentError
-from ...kernels._jit import jit
+from ...kernels.cs import influence_rows, multiplier_sums
 from ...panels.panel import run_lengths
 from .staggered_data import COHORT, StaggeredData, prepare
 
@@ -59,28 +59,6 @@ _ZERO_SE = np.sqrt(np.finfo(float).eps) * 10  # did's threshold for "no variance
 
 class CovariatesNotSupportedError(StaggerlabError, NotImplementedError):
     """Conditional parallel trends (covariates) are not implemented for Callaway-Sant'Anna."""
-
-
-# --------------------------------------------------------------------------- kernels
-@jit
-def _multiplier_sums(v_BC, s_CK, n):
-    """Bootstrap draws of the estimators: out[b, k] = sum_c v[b, c] s[c, k] / n.
-
-    Plain loops (not BLAS) so that every draw is bit-identical whichever
-    process or thread computes it.
-    """
-    nb, nc = v_BC.shape
-    nk = s_CK.shape[1]
-    out_BK = np.zeros((nb, nk))
-    for b in range(nb):
-        for c in range(nc):
-            vb = v_BC[b, c]
-            for k in range(nk):
-                out_BK[b, k] += vb * s_CK[c, k]
-    for b in range(nb):
-        for k in range(nk):
-            out_BK[b, k] /= n
-    return out_BK
 
 
 # --------------------------------------------------------------------------- data
@@ -258,37 +236,6 @@ def _att_gt(wd: _Wide, control: ControlGroup, anticipation: int, base_period: Ba
 
 
 # --------------------------------------------------------------------------- influence functions
-@jit
-def _if_rows(y, g, w, gidx, lo, hi, n, t_idx, b_idx, group, horizon, mu1, mu0, s1, s0, W, A, out):
-    """``out[i - lo] = inf[i] @ W + w_i A[:, gidx_i]`` for units ``lo <= i < hi``:
-    linear combinations (columns of W) of the cells' influence functions plus a
-    term per cohort (the estimated weights' own influence, ``A``), computed
-    from the outcomes unit by unit."""
-    k, m = W.shape
-    for i in range(lo, hi):
-        r = i - lo
-        for j in range(m):
-            out[r, j] = 0.0
-        wi = w[i]
-        if wi == 0.0:
-            continue
-        gi = g[i]
-        for c in range(k):
-            if s1[c] == 0.0:  # the universal reference cell
-                continue
-            if gi == group[c]:
-                v = n * (wi * (y[i, t_idx[c]] - y[i, b_idx[c]] - mu1[c]) / s1[c])
-            elif gi == 0 or (gi > horizon[c] and gi != group[c]):
-                v = -n * (wi * (y[i, t_idx[c]] - y[i, b_idx[c]] - mu0[c]) / s0[c])
-            else:
-                continue
-            for j in range(m):
-                out[r, j] += v * W[c, j]
-        if gidx[i] >= 0:
-            for j in range(m):
-                out[r, j] += wi * A[j, gidx[i]]
-
-
 _IF_CHUNK = 1 << 15  # units per chunk of influence-function rows
 
 
@@ -310,7 +257,7 @@ class _IFMap:
         for lo in range(0, n, _IF_CHUNK):
             hi = min(lo + _IF_CHUNK, n)
             out = buf[: hi - lo]
-            _if_rows(wd.y, wd.g, wd.w, c.gidx, lo, hi, float(n), c.t_idx, c.b_idx, c.group, c.horizon,
+            influence_rows(wd.y, wd.g, wd.w, c.gidx, lo, hi, float(n), c.t_idx, c.b_idx, c.group, c.horizon,
                      c.mu1, c.mu0, c.s1, c.s0, W, A, out)
             yield lo, hi, out
 
@@ -390,7 +337,7 @@ def _bootstrap(s: np.ndarray, n: int, spec: _BootSpec, band: np.ndarray | None =
         out = []
         for lo in range(0, size, rows_at_once):
             v = _draw_multipliers(rng, (min(rows_at_once, size - lo), nc), spec.multipliers)
-            out.append(_multiplier_sums(v, s, float(n)))
+            out.append(multiplier_sums(v, s, float(n)))
         return np.vstack(out)
 
     draws = np.vstack(run_blocks(one, blocks, n_jobs=spec.n_jobs, desc="multiplier bootstrap"))

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
-from ...errors import TreatmentError
+from ...errors import NonAbsorbingTreatmentError, TreatmentError
 from ...panels.panel import Panel, check_columns, check_numeric, factorize_column, finite_mask, to_polars
 from ..regression.absorb import Absorber
 from .staggered_data import COHORT, prepare
@@ -88,8 +88,7 @@ def _switching_frame(data: Any, y: str, unit: str, time: str, treat: str, weight
     check_columns(frame, cols)
     check_numeric(frame, [y, treat, *([weights] if weights else [])], "outcome/treatment/weights")
     frame = frame.filter(pl.Series(finite_mask(frame, cols))).sort(unit, time)
-    if not frame[treat].cast(pl.Float64).is_in([0.0, 1.0]).all():
-        raise TreatmentError(f"treatment {treat!r} must be 0/1")
+    # reached only after the adoption pass found a 0/1 treatment that switches off
     return frame.with_columns(pl.col(treat).cast(pl.Int64).alias("_treat"))
 
 
@@ -132,12 +131,12 @@ def twfe_weights(
         raise TypeError("give unit= and time= (or pass a staggerlab Panel)")
     absorbing = True
     try:
-        frame = prepare(data, y=y, unit=unit, time=time, cohort=cohort, treat=treat, weights=weights).frame
-    except TreatmentError as err:
-        if treat is None or "switches off" not in str(err):
-            raise
+        sd = prepare(data, y=y, unit=unit, time=time, cohort=cohort, treat=treat, weights=weights)
+        frame, codes = sd.frame, list(sd.codes())
+    except NonAbsorbingTreatmentError:
         absorbing = False
         frame = _switching_frame(data, y, unit, time, treat, weights)
+        codes = [factorize_column(frame[unit]), factorize_column(frame[time])]
     if cells == "auto":
         cells = "cohort" if absorbing else "unit"
     if cells not in ("cohort", "unit"):
@@ -148,7 +147,7 @@ def twfe_weights(
     if D.min() == D.max():
         raise TreatmentError("the treatment does not vary; there are no weights to compute")
     w = frame[weights].cast(pl.Float64).to_numpy() if weights else np.ones(frame.height)
-    ab = Absorber([factorize_column(frame[unit]), factorize_column(frame[time])], weights=w)
+    ab = Absorber(codes, weights=w)
     e = ab.demean(D)
     yv = frame[y].cast(pl.Float64).to_numpy()
     beta = float((w * e) @ yv / ((w * e) @ D))

@@ -281,7 +281,7 @@ def _twfe(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: b
         [(pl.col(_RELB) == r).fill_null(False).cast(pl.Float64).alias(n) for n, r in names.items()]
     )
     fml = f"{sd.y} ~ {' + '.join([*names, *sd.controls])} | {sd.unit} + {sd.time}"
-    fit = feols(fml, frame, vcov={"CRV1": sd.cluster}, weights=sd.weights)
+    fit = feols(fml, sd.panel(frame), vcov={"CRV1": sd.cluster}, weights=sd.weights)
     lo, hi = window
     pos = [j for j, n in enumerate(fit.coefnames) if n in names and lo <= names[n] <= hi]
     rel = np.array([names[fit.coefnames[j]] for j in pos], dtype=np.int64)
@@ -368,7 +368,8 @@ def _sunab(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: 
              for n, (g, r) in names.items()]
         )
         fml = f"{sd.y} ~ {' + '.join([*names, *sd.controls])} | {sd.unit} + {sd.time}"
-        fit = feols(fml, frame, vcov={"CRV1": sd.cluster}, weights=sd.weights)
+        data = sd.panel(frame) if frame.height == sd.frame.height else frame  # rows kept: the codes apply
+        fit = feols(fml, data, vcov={"CRV1": sd.cluster}, weights=sd.weights)
         pos = [j for j, n in enumerate(fit.coefnames) if n in names]
         g_c = np.array([names[fit.coefnames[j]][0] for j in pos], dtype=np.int64)
         l_c = np.array([names[fit.coefnames[j]][1] for j in pos], dtype=np.int64)
@@ -713,4 +714,5 @@ def event_study(
     if kwargs:
         raise TypeError(f"unexpected keyword argument(s) for method={method!r}: {sorted(kwargs)}")
     run = {"twfe": _twfe, "sunab": _sunab, "imputation": _imputation}[method]
+    sd.codes()  # every method needs the (unit, time) codes: computed once, here
     return run(sd, (lo, hi), int(ref), bool(bin_endpoints))

@@ -15,12 +15,13 @@ import numpy as np
 import polars as pl
 
 from ...errors import MissingValueWarning, TreatmentError
-from ...kernels._jit import jit
+from ...kernels.panel import strictly_increasing_pairs
+from ...panels.adoption import adoption_times
 from ...panels.panel import (
     Panel,
-    _strictly_increasing_pairs,
     check_columns,
     check_numeric,
+    factorize_column,
     finite_mask,
     run_lengths,
     sorted_unique_ids,
@@ -54,10 +55,12 @@ class StaggeredData:
     id_codes : tuple of ndarray or None
         Dense (unit, time) codes of the rows, lent by a ``Panel`` whose rows
         were kept as they were (no copy, no second factorization); else None.
-    unit_rows, unit_cohort : ndarray or None
-        With ``prepare(..., rows=False)``: the number of rows and the adoption
-        period (0 = never) of each unit, in frame order; the frame then has
-        no derived columns. None otherwise.
+    unit_rows : ndarray
+        The number of rows of each unit, in frame order.
+    unit_cohort : ndarray or None
+        With ``prepare(..., rows=False)``: the adoption period (0 = never) of
+        each unit, in frame order; the frame then has no derived columns.
+        None otherwise (the frame's ``_cohort`` column holds it).
     """
 
     frame: pl.DataFrame
@@ -82,6 +85,26 @@ class StaggeredData:
     def is_balanced(self) -> bool:
         """Whether every unit is observed in every period."""
         return self.frame.height == self.frame[self.unit].n_unique() * self.times.size
+
+    def codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Dense (unit, time) codes of the rows, computed once (and kept in
+        ``id_codes`` for every later user): the rows are sorted by unit, so a
+        unit's code is its run's index and only the periods are factorized."""
+        if self.id_codes is None:
+            lens = self.unit_rows if self.unit_rows is not None else run_lengths(self.frame[self.unit])
+            ucode = np.repeat(np.arange(lens.size, dtype=np.int64), lens)
+            self.id_codes = (ucode, factorize_column(self.frame[self.time]))
+        return self.id_codes
+
+    def panel(self, frame: pl.DataFrame | None = None) -> Panel:
+        """``frame`` (default: the data; else a frame with the same rows, e.g.
+        with added columns) as a ``Panel`` lending the id codes to a fit."""
+        frame = self.frame if frame is None else frame
+        ucode, tcode = self.codes()
+        lens = self.unit_rows if self.unit_rows is not None else np.bincount(ucode)
+        units = self.frame[self.unit].gather(np.cumsum(lens) - lens)
+        times = pl.Series(self.time, self.times, dtype=self.frame.schema[self.time])
+        return Panel(frame, self.unit, self.time, (ucode, tcode, units, times))
 
 
 def prepare(
@@ -134,7 +157,7 @@ def prepare(
         rows_kept = False
     same_ids = isinstance(data, Panel) and (unit, time) == (data.unit, data.time)
     if same_ids and rows_kept and data.has_codes:  # codes in id order: one pass, no temporaries
-        in_order = _strictly_increasing_pairs(data.unit_codes, data.time_codes)
+        in_order = strictly_increasing_pairs(data.unit_codes, data.time_codes)
     else:
         in_order = sorted_unique_ids(frame, unit, time)
     if not in_order:  # sorting copies the whole frame: only when needed
@@ -149,26 +172,9 @@ def prepare(
     ids = (data.unit_codes, data.time_codes) if same_ids and rows_kept and (rows or data.has_codes) else None
     if not rows:
         return _prepare_units(frame, y, unit, time, controls, cluster, weights, cohort, treat, ids)
-    if cohort is not None:
-        check_numeric(frame, [cohort], "cohort")
-        g = pl.col(cohort).fill_null(0).fill_nan(0) if frame.schema[cohort].is_float() else pl.col(cohort).fill_null(0)
-        frame = frame.with_columns(g.cast(pl.Int64).alias(COHORT))
-        if frame.group_by(unit).agg(pl.col(COHORT).n_unique() > 1).to_series(1).any():
-            raise TreatmentError(f"cohort column {cohort!r} varies within a unit; it must be the unit's adoption period")
-    else:
-        check_numeric(frame, [treat], "treatment")
-        d = frame[treat].cast(pl.Float64)
-        if not d.is_in([0.0, 1.0]).all():
-            raise TreatmentError(f"treatment {treat!r} must be 0/1")
-        # each unit's first treated period, as a window (a join would copy every column)
-        first = pl.col(time).filter(pl.col(treat) == 1).min().over(unit)
-        frame = frame.with_columns(first.fill_null(0).cast(pl.Int64).alias(COHORT))
-        switched_off = frame.filter((pl.col(COHORT) > 0) & (pl.col(time) >= pl.col(COHORT)) & (pl.col(treat) == 0))
-        if switched_off.height:
-            raise TreatmentError(
-                f"treatment {treat!r} switches off for {switched_off[unit].n_unique()} unit(s); "
-                "these estimators need an absorbing (staggered) treatment"
-            )
+    lens = run_lengths(frame[unit]) if ids is None else np.bincount(ids[0])
+    g = _adoption(frame, unit, time, cohort, treat, lens)
+    frame = frame.with_columns(pl.Series(COHORT, np.repeat(g, lens)))
     frame = frame.with_columns(
         pl.when(pl.col(COHORT) > 0).then(pl.col(time).cast(pl.Int64) - pl.col(COHORT)).otherwise(None).alias(REL),
         ((pl.col(COHORT) > 0) & (pl.col(time) >= pl.col(COHORT))).cast(pl.Int64).alias("_treat"),
@@ -177,75 +183,33 @@ def prepare(
     cohorts = np.sort(adoption.filter(adoption > 0).unique().to_numpy())
     _check_cohorts(cohorts, bool((adoption == 0).any()))
     times = np.sort(frame[time].unique().to_numpy())
-    return StaggeredData(frame, y, unit, time, controls, cluster, weights, cohorts, times, ids)
+    return StaggeredData(frame, y, unit, time, controls, cluster, weights, cohorts, times, ids, unit_rows=lens)
+
+
+def _adoption(frame: pl.DataFrame, unit: str, time: str, cohort: str | None, treat: str | None,
+              lens: np.ndarray) -> np.ndarray:
+    """Adoption period of each unit of a frame sorted by (unit, time)."""
+    if cohort is not None:
+        check_numeric(frame, [cohort], "cohort")
+        col = frame[cohort]
+        values = (col.fill_null(0) if col.null_count() else col).cast(pl.Float64).to_numpy()
+    else:
+        check_numeric(frame, [treat], "treatment")
+        values = frame[treat].to_numpy()
+    return adoption_times(values, frame[time].to_numpy(), column=cohort or treat, units=frame[unit],
+                          run_lengths=lens, cohort=cohort is not None).g
 
 
 def _check_cohorts(cohorts: np.ndarray, has_never: bool) -> None:
-    if cohorts.size == 0:
-        raise TreatmentError("no unit is ever treated; the treatment never varies")
     if not has_never and cohorts.size == 1:
         raise TreatmentError("every unit is treated at the same time; there is no comparison group")
-
-
-@jit
-def _unit_adoption(lens: np.ndarray, time: np.ndarray, d: np.ndarray, is_cohort: bool) -> tuple[np.ndarray, int]:
-    """Per unit (a run of ``lens[u]`` rows in time order): its adoption period
-    (0 = never) and the number of units breaking the design: a cohort value
-    that varies within the unit (``is_cohort``), or a 0/1 treatment that
-    switches off after its first 1. ``kernels.placebo.unit_adoption`` does the
-    treatment case for unsorted rows, but needs an N-sized unit code per row,
-    which this unit-level path exists to avoid."""
-    out = np.zeros(lens.size)
-    bad = 0
-    pos = 0
-    for u in range(lens.size):
-        if is_cohort:
-            first = d[pos] if d[pos] == d[pos] else 0.0  # NaN: never treated
-            for r in range(pos + 1, pos + lens[u]):
-                v = d[r] if d[r] == d[r] else 0.0
-                if v != first:
-                    bad += 1
-                    break
-        else:
-            first = 0.0
-            seen = False
-            for r in range(pos, pos + lens[u]):
-                if d[r] == 1:
-                    if not seen:
-                        first = float(time[r])
-                        seen = True
-                elif seen:
-                    bad += 1
-                    break
-        out[u] = first
-        pos += lens[u]
-    return out, bad
 
 
 def _prepare_units(frame, y, unit, time, controls, cluster, weights, cohort, treat, ids) -> StaggeredData:
     """``prepare(rows=False)``: the adoption period per unit from one pass over
     the sorted rows (no window expression, no N-sized derived column)."""
     lens = run_lengths(frame[unit]) if ids is None else np.bincount(ids[0])
-    t = frame[time].to_numpy()
-    if cohort is not None:
-        check_numeric(frame, [cohort], "cohort")
-        col = frame[cohort]
-        d = (col.fill_null(0) if col.null_count() else col).cast(pl.Float64).to_numpy()
-        first, bad = _unit_adoption(lens, t, d, True)
-        if bad:
-            raise TreatmentError(f"cohort column {cohort!r} varies within a unit; it must be the unit's adoption period")
-    else:
-        check_numeric(frame, [treat], "treatment")
-        d = frame[treat].to_numpy()
-        if d.dtype != np.bool_ and not np.isin(d, (0, 1)).all():
-            raise TreatmentError(f"treatment {treat!r} must be 0/1")
-        first, bad = _unit_adoption(lens, t, d, False)
-        if bad:
-            raise TreatmentError(
-                f"treatment {treat!r} switches off for {bad} unit(s); "
-                "these estimators need an absorbing (staggered) treatment"
-            )
-    g = first.astype(np.int64)
+    g = _adoption(frame, unit, time, cohort, treat, lens)
     cohorts = np.unique(g[g > 0])
     _check_cohorts(cohorts, bool((g == 0).any()))
     times = np.sort(frame[time].unique().to_numpy())

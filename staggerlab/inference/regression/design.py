@@ -22,7 +22,7 @@ from ...errors import (
     SingletonWarning,
 )
 from ...kernels.demean import centred_ss
-from ...panels.panel import Panel, check_columns, check_numeric, factorize_column, to_polars
+from ...panels.panel import Panel, check_columns, check_numeric, factorize_with_ids, to_polars
 from .absorb import Absorber, drop_singletons
 from .vcov import VcovSpec, fe_df, nested_in
 
@@ -56,6 +56,18 @@ class Design:
         ``(Xw' Xw)^-1``.
     clusters : dict
         Cluster column name -> dense int codes on the sample.
+    columns : dict
+        The validated raw float64 columns on the sample (outcomes, every
+        requested regressor, the weights), read by refits and resampling
+        procedures instead of re-extracting them from ``frame``. Shared, not
+        copied: do not modify them.
+    fe_ids, cluster_ids : list / dict of ndarray
+        The level values (ids) of each FE and cluster, in code order.
+    requested : list of str
+        The regressors asked for, before collinear ones were dropped.
+    settings : dict
+        The fitting options (singletons, tolerances, demeaning method), reused
+        by :meth:`restrict`.
     """
 
     frame: pl.DataFrame
@@ -72,6 +84,12 @@ class Design:
     clusters: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     n_singletons: int = 0
     n_missing: int = 0
+    columns: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    fe_ids: list[np.ndarray] = field(default_factory=list, repr=False)
+    cluster_ids: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    requested: list[str] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict, repr=False)
+    _nesting: dict[tuple[str, ...], list[bool]] = field(default_factory=dict, repr=False)
 
     @property
     def nobs(self) -> int:
@@ -99,25 +117,101 @@ class Design:
             return out
         return out * (self.sw if out.ndim == 1 else self.sw[:, None])
 
-    def df_k(self, spec: VcovSpec) -> int:
-        """Degrees of freedom used by the small-sample correction of ``spec``."""
-        k = len(self.regressors)
-        nested: list[bool] = []
-        if spec.kind in ("CRV1", "CRV3") and self.fixef:
-            cls = [self.clusters[c] for c in spec.clusters]
+    def ids(self, name: str) -> np.ndarray:
+        """Level values of FE or cluster ``name``, in code order."""
+        if name in self.fixef:
+            return self.fe_ids[self.fixef.index(name)]
+        return self.cluster_ids[name]
+
+    def codes(self, name: str) -> np.ndarray:
+        """Dense codes of FE or cluster ``name`` on the sample."""
+        if name in self.fixef:
+            return self.fe_codes(name)
+        return self.clusters[name]
+
+    def nesting(self, names: Sequence[str], codes: Sequence[np.ndarray] | None = None) -> list[bool]:
+        """Whether each FE is nested in the clustering by ``names`` (one or
+        two columns; ``codes`` their codes when they are not the design's
+        clusters). Computed once per clustering."""
+        key = tuple(names)
+        if key not in self._nesting:
+            cls = list(codes) if codes is not None else [self.clusters[c] for c in names]
             if len(cls) == 2:
                 from .vcov import combine_codes
 
                 cls.append(combine_codes(*cls))
-            nested = [
-                (name in spec.clusters) or any(nested_in(codes, c) for c in cls)
-                for name, codes in zip(self.fixef, self.absorber.codes)
+            self._nesting[key] = [
+                (name in names) or any(nested_in(fc, c) for c in cls)
+                for name, fc in zip(self.fixef, self.absorber.codes)
             ]
-        return fe_df(k, self.fe_levels if self.fixef else [], nested)
+        return self._nesting[key]
+
+    def df_k(self, spec: VcovSpec) -> int:
+        """Degrees of freedom used by the small-sample correction of ``spec``."""
+        nested: list[bool] = []
+        if spec.kind in ("CRV1", "CRV3") and self.fixef:
+            nested = self.nesting(spec.clusters)
+        return fe_df(len(self.regressors), self.fe_levels if self.fixef else [], nested)
+
+    def df_k_clusters(self, names: Sequence[str], codes: Sequence[np.ndarray]) -> int:
+        """:meth:`df_k` of a CRV clustering by ``names`` (codes ``codes``)."""
+        if not self.fixef:
+            return fe_df(len(self.regressors), [])
+        return fe_df(len(self.regressors), self.fe_levels, self.nesting(names, codes))
 
     def column(self, name: str) -> np.ndarray:
-        """A float64 column of the estimation sample."""
+        """A float64 column of the estimation sample (the validated one when
+        the design holds it; do not modify it)."""
+        if name in self.columns:
+            return self.columns[name]
         return self.frame[name].cast(pl.Float64).to_numpy()
+
+    def restrict(self, keep: np.ndarray, replace: dict[str, np.ndarray] | None = None,
+                 *, stacklevel: int = 3) -> "Design":
+        """The design of a subset of the sample, with some raw columns replaced.
+
+        Equal to building the design from scratch on those rows (singletons
+        dropped and collinearity judged again), without validating or
+        factorizing anything again: the subset's codes come from this design's.
+
+        Parameters
+        ----------
+        keep : ndarray of bool
+            Rows of this design's sample to keep.
+        replace : dict, optional
+            Numeric column name -> new raw values on this design's sample
+            (e.g. a placebo treatment); FE and cluster columns keep their codes.
+        stacklevel : int
+            Of the singleton / collinearity warnings.
+
+        Returns
+        -------
+        Design
+            Its ``rows`` are positions in the restricted sample.
+        """
+        columns = {c: v[keep] for c, v in self.columns.items()}
+        for c, v in (replace or {}).items():
+            columns[c] = np.asarray(v, dtype=np.float64)[keep]
+        frame = self.frame.filter(pl.Series(keep))
+        if replace:
+            frame = frame.with_columns([pl.Series(c, columns[c]) for c in replace])
+        if frame.height == 0:
+            raise EmptyPanelError("no rows left in the restricted sample")
+        fe_codes = [c[keep] for c in self.absorber.codes]
+        clusters = {c: v[keep] for c, v in self.clusters.items() if c not in self.fixef}
+        return _assemble(
+            frame, None, columns, fe_codes, list(self.fe_ids), clusters, dict(self.cluster_ids),
+            self.requested, self.fixef, list(self.clusters), self.weights_name, self.intercept,
+            self.settings, 0, stacklevel + 1,
+        )
+
+
+def _dense(codes: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Order-preserving dense recoding of a subset's codes and their ids."""
+    used = np.bincount(codes, minlength=len(ids)) > 0
+    if used.all():
+        return codes, ids
+    return (np.cumsum(used) - 1)[codes], ids[used]
 
 
 def _collinear(XtX: np.ndarray, ss: np.ndarray, tol: float) -> list[int]:
@@ -209,12 +303,52 @@ def build_design(
         if (wv <= 0).any():
             raise MissingValueError(f"weights column {weights!r} has {int((wv <= 0).sum())} non-positive value(s)")
     # a Panel's id codes are reused (no second factorization of 10M ids)
-    known = {data.unit: data.unit_codes, data.time: data.time_codes} if isinstance(data, Panel) else {}
-    fe_codes = [
-        (known[f] if not n_missing else known[f][keep]) if f in known else factorize_column(sub[f]) for f in fixef
-    ]
+    known = {}
+    if isinstance(data, Panel):
+        known = {data.unit: (data.unit_codes, data.units), data.time: (data.time_codes, data.times)}
+    fe_codes, fe_ids = [], []
+    for f in fixef:
+        if f in known:
+            codes, ids = known[f][0] if not n_missing else known[f][0][keep], known[f][1].to_numpy()
+        else:
+            codes, ids = factorize_with_ids(sub[f])
+        fe_codes.append(codes)
+        fe_ids.append(ids)
+    settings = dict(fixef_rm=fixef_rm, collin_tol=collin_tol, fixef_tol=fixef_tol, fixef_maxiter=fixef_maxiter,
+                    demean_method=demean_method)
+    design = _assemble(sub, rows, values, fe_codes, fe_ids, {}, {}, list(regressors), list(fixef), list(clusters),
+                       weights, intercept, settings, n_missing, stacklevel + 1)
+    if len(extra) == 1:  # the usual single outcome: a view of its column, not a copy
+        Y = design.columns[extra[0]].reshape(-1, 1)
+    else:
+        Y = np.empty((design.nobs, len(extra)))
+        for j, e in enumerate(extra):
+            Y[:, j] = design.columns[e]
+    return design, Y
+
+
+def _assemble(
+    sub: pl.DataFrame,
+    rows: np.ndarray | None,
+    values: dict[str, np.ndarray],
+    fe_codes: list[np.ndarray],
+    fe_ids: list[np.ndarray],
+    cl_codes: dict[str, np.ndarray],
+    cl_ids: dict[str, np.ndarray],
+    regressors: list[str],
+    fixef: list[str],
+    clusters: list[str],
+    weights: str | None,
+    intercept: bool,
+    settings: dict[str, Any],
+    n_missing: int,
+    stacklevel: int,
+) -> Design:
+    """Drop singletons, demean the regressors, drop collinear ones: the design
+    of validated columns. ``fe_codes`` / ``cl_codes`` (clusters that are not
+    FEs; the others are factorized here) may be sparse codes into their ids."""
     n_single = 0
-    if fixef and fixef_rm == "singleton":
+    if fixef and settings["fixef_rm"] == "singleton":
         ks = drop_singletons(fe_codes)
         n_single = int((~ks).sum())
         if n_single:
@@ -227,12 +361,16 @@ def build_design(
             sub = sub.filter(pl.Series(ks))
             fe_codes = [c[ks] for c in fe_codes]
             values = {c: v[ks] for c, v in values.items()}
+            cl_codes = {c: v[ks] for c, v in cl_codes.items()}
             if sub.height == 0:
                 raise EmptyPanelError("no rows left after dropping singletons")
     w = values[weights] if weights is not None else None
     absorber = Absorber(
-        fe_codes, w, method=demean_method, tol=fixef_tol, maxiter=fixef_maxiter, nobs=sub.height
+        fe_codes, w, method=settings["demean_method"], tol=settings["fixef_tol"],
+        maxiter=settings["fixef_maxiter"], nobs=sub.height
     )
+    # the absorber recodes densely in id order: the ids of the levels left
+    fe_ids = [_dense(c, ids)[1] for c, ids in zip(fe_codes, fe_ids)]
     sw = np.sqrt(w) if w is not None else absorber._w  # unweighted: share the absorber's ones
 
     names = (["Intercept"] if intercept else []) + list(regressors)
@@ -248,7 +386,7 @@ def build_design(
     if weights is not None:
         Xd *= sw[:, None]
     XtX = Xd.T @ Xd
-    drop = _collinear(XtX, ss, collin_tol)
+    drop = _collinear(XtX, ss, settings["collin_tol"])
     if drop:
         dropped = [names[j] for j in drop]
         if len(drop) == len(names):
@@ -265,14 +403,16 @@ def build_design(
     cho = sla.cho_factor(XtX)
     bread = sla.cho_solve(cho, np.eye(XtX.shape[0]))
     # a cluster that is also a FE reuses its codes
-    cl_codes = {c: absorber.codes[list(fixef).index(c)] if c in fixef else factorize_column(sub[c]) for c in clusters}
-    if len(extra) == 1:  # the usual single outcome: a view of its column, not a copy
-        Y = values[extra[0]].reshape(-1, 1)
-    else:
-        Y = np.empty((sub.height, len(extra)))
-        for j, e in enumerate(extra):
-            Y[:, j] = values[e]
-    design = Design(
+    cl_out: dict[str, np.ndarray] = {}
+    ids_out: dict[str, np.ndarray] = {}
+    for c in clusters:
+        if c in fixef:
+            cl_out[c] = absorber.codes[fixef.index(c)]
+        elif c in cl_codes:
+            cl_out[c], ids_out[c] = _dense(cl_codes[c], cl_ids[c])
+        else:
+            cl_out[c], ids_out[c] = factorize_with_ids(sub[c])
+    return Design(
         frame=sub,
         rows_=rows,
         regressors=names,
@@ -284,8 +424,12 @@ def build_design(
         intercept=intercept,
         XtX_cho=cho,
         bread=bread,
-        clusters=cl_codes,
+        clusters=cl_out,
         n_singletons=n_single,
         n_missing=n_missing,
+        columns=values,
+        fe_ids=fe_ids,
+        cluster_ids=ids_out,
+        requested=list(regressors),
+        settings=settings,
     )
-    return design, Y

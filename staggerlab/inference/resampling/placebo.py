@@ -43,10 +43,11 @@ from ...errors import FormulaError, PanelError, StaggerlabWarning, TreatmentErro
 from ...kernels import placebo as kp
 from ...kernels._jit import threads_for
 from ...kernels.cluster import cluster_sums
+from ...panels.adoption import adoption_times
 from ...panels.panel import check_columns, factorize_with_ids
 from ..regression.compat import as_feols
-from ..regression.feols import Feols, feols
-from ..regression.vcov import VcovSpec, combine_codes, nested_in
+from ..regression.feols import Feols
+from ..regression.vcov import VcovSpec, combine_codes
 
 __all__ = ["placebo", "placebo_timing", "PlaceboResult", "PlaceboTimingResult", "BLOCK_SIZE", "SCHEMES"]
 
@@ -86,14 +87,14 @@ Alternative = Literal["two-sided", "greater", "less"]
 
 
 # --------------------------------------------------------------- the sample
-def _int_times(frame: pl.DataFrame, time: str) -> np.ndarray:
-    s = frame[time]
-    if not s.dtype.is_numeric():
-        raise PanelError(f"time column {time!r} must be numeric (integer periods), got {s.dtype}")
-    if s.dtype.is_integer():
-        t = s.cast(pl.Int64).to_numpy()
+def _int_periods(ids: np.ndarray, time: str) -> np.ndarray:
+    """The distinct periods as int64, checked once (not row by row)."""
+    if not (np.issubdtype(ids.dtype, np.number) or ids.dtype == np.bool_):
+        raise PanelError(f"time column {time!r} must be numeric (integer periods), got {ids.dtype}")
+    if np.issubdtype(ids.dtype, np.integer):
+        t = ids.astype(np.int64)
     else:
-        t = s.cast(pl.Float64).to_numpy()
+        t = ids.astype(np.float64)
         if not np.all(t == np.round(t)):
             raise PanelError(f"time column {time!r} must hold integer periods")
         t = t.astype(np.int64)
@@ -103,6 +104,14 @@ def _int_times(frame: pl.DataFrame, time: str) -> np.ndarray:
             "shift the periods (e.g. time + 1)"
         )
     return t
+
+
+def _ids_and_codes(d: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Dense int32 codes (half the memory of int64 on a 10-million-row panel)
+    and ids of a column: the design's when it is a FE or cluster."""
+    if name in d.fixef or name in d.clusters:
+        return d.ids(name), d.codes(name).astype(np.int32)
+    return factorize_with_ids(d.frame[name], np.int32)[::-1]
 
 
 def _per_unit(values: np.ndarray, unit_N: np.ndarray, n_units: int, what: str, ids: np.ndarray) -> np.ndarray:
@@ -117,18 +126,9 @@ def _per_unit(values: np.ndarray, unit_N: np.ndarray, n_units: int, what: str, i
 
 def _adoption_from_treatment(treat_N: np.ndarray, unit_N: np.ndarray, time_N: np.ndarray, n_units: int,
                              ids: np.ndarray, param: str) -> np.ndarray:
-    g, bad_value, switch_back = kp.unit_adoption(unit_N, time_N, treat_N, n_units)
-    if bad_value >= 0:
-        vals = np.unique(treat_N[: max(bad_value + 1, 1000)])
-        raise TreatmentError(f"treatment {param!r} must be 0/1 to define adoption times, found {vals[:5]}")
-    if not (g > 0).any() or (g > 0).all() and bool(kp.always_treated(unit_N, time_N, g)):
-        v = 0 if not (g > 0).any() else 1
-        raise TreatmentError(f"treatment {param!r} never varies (always {v}); nothing to permute")
-    if switch_back >= 0:
-        raise TreatmentError(
-            f"treatment {param!r} is not absorbing: unit {ids[switch_back]!r} switches "
-            "from 1 back to 0; pass cohort='col' with unit-level adoption times instead"
-        )
+    g = adoption_times(treat_N, time_N, column=param, units=ids, unit_codes=unit_N).g
+    if (g > 0).all() and bool(kp.always_treated(unit_N, time_N, g)):
+        raise TreatmentError(f"treatment {param!r} never varies (always 1); nothing to permute")
     return g
 
 
@@ -664,16 +664,16 @@ def _setup(fit: Feols, param: str, unit: str | None, time: str | None, cohort: s
         raise PanelError("the fit has fewer than two fixed effects; pass unit= and time= explicitly")
     frame = d.frame
     check_columns(frame, [unit, time] + ([cohort] if cohort else []), "column")
-    # int32 codes: half the memory of int64 on a 10-million-row panel
-    unit_N, ids = factorize_with_ids(frame[unit], np.int32)
-    time_N = _int_times(frame, time)
+    ids, unit_N = _ids_and_codes(d, unit)
+    tvals, per_N = _ids_and_codes(d, time)
+    tvals = _int_periods(tvals, time)
+    time_N = tvals[per_N]
     if cohort is None:
         g_U = _adoption_from_treatment(d.column(param), unit_N, time_N, ids.size, ids, param)
     else:
-        g_U = _per_unit(frame[cohort].cast(pl.Int64).to_numpy(), unit_N, ids.size, f"cohort {cohort!r}", ids)
-    if not (g_U != 0).any():
-        raise TreatmentError("no unit is ever treated; nothing to permute")
-    return unit, time, ids, unit_N, time_N, g_U
+        g_U = adoption_times(d.column(cohort) if cohort in d.columns else frame[cohort].cast(pl.Float64).to_numpy(),
+                             time_N, column=cohort, units=ids, unit_codes=unit_N, cohort=True).g
+    return unit, time, ids, unit_N, time_N, g_U, per_N, tvals
 
 
 def placebo(
@@ -765,7 +765,7 @@ def placebo(
     spec = fit.vcov_spec
     if stat == "t" and spec.kind == "CRV3":
         raise VcovError("placebo t statistics support iid, hetero and CRV1; refit with another vcov (fit.with_vcov)")
-    unit, time, ids, unit_N, time_N, g_U = _setup(fit, param, unit, time, cohort)
+    unit, time, ids, unit_N, time_N, g_U, per_N, tvals = _setup(fit, param, unit, time, cohort)
     n_units = ids.size
     frame = d.frame
     ss = as_seedsequence(seed)
@@ -798,9 +798,8 @@ def placebo(
     engine: Any = None
     fast = False
     if method != "general" and scheme != "iid":
-        reason = _fast_blocker(d, unit, time, spec, stat, unit_N)
+        reason = _fast_blocker(d, unit, time, spec, stat)
         if reason is None:
-            per_N, tvals = factorize_with_ids(pl.Series(time_N), np.int32)
             # period codes are small: the narrowest integer type saves N-sized memory
             per_N = per_N.astype(np.min_scalar_type(-max(tvals.size, 1)))
             cl_U = None
@@ -854,7 +853,7 @@ def placebo(
     )
 
 
-def _fast_blocker(d: Any, unit: str, time: str, spec: VcovSpec, stat: str, unit_N: np.ndarray) -> str | None:
+def _fast_blocker(d: Any, unit: str, time: str, spec: VcovSpec, stat: str) -> str | None:
     """Why the unit-table path cannot be used (None if it can)."""
     if d.weights_name is not None:
         return "weighted fit"
@@ -864,7 +863,7 @@ def _fast_blocker(d: Any, unit: str, time: str, spec: VcovSpec, stat: str, unit_
         return None
     if spec.kind != "CRV1" or len(spec.clusters) != 1:
         return f"vcov {spec.label} (fast path: iid or one-way CRV1)"
-    if not nested_in(unit_N, d.clusters[spec.clusters[0]]):
+    if not d.nesting(spec.clusters)[d.fixef.index(unit)]:  # the fit's nesting facts
         return f"units are not nested in the clusters {spec.clusters[0]!r}"
     return None
 
@@ -929,9 +928,8 @@ def placebo_timing(
     shift = int(shift)
     if shift >= 0:
         raise ValueError(f"shift must be negative (periods earlier), got {shift}")
-    unit, time, ids, unit_N, time_N, g_U = _setup(fit, param, unit, time, cohort)
+    unit, time, ids, unit_N, time_N, g_U, _, tvals = _setup(fit, param, unit, time, cohort)
     d = fit.design
-    tvals = np.unique(time_N)
     g_N = g_U[unit_N]
     treated = g_N != 0
     keep = ~treated | (time_N < g_N)
@@ -939,10 +937,13 @@ def placebo_timing(
     fake_U = np.where(g_U != 0, tvals[np.clip(pos, 0, tvals.size - 1)], _NEVER)
     fake_U = np.where((g_U != 0) & (pos < 0), np.iinfo(np.int64).min, fake_U)
     D = (time_N >= fake_U[unit_N]).astype(np.float64)
-    frame = d.frame.with_columns(pl.Series(param, D)).filter(pl.Series(keep))
     if not (D[keep] == 1).any():
         raise TreatmentError(f"no pre-treatment row gets the placebo treatment with shift={shift}")
-    refit = feols(fit.formula, frame, vcov=fit.vcov_spec, weights=d.weights_name)
+    # the fit's validated columns and codes, restricted: nothing is parsed, checked or factorized again
+    sub = d.restrict(keep, {param: D})
+    y = sub.column(fit.depvar)
+    yw = np.ascontiguousarray(sub.demean(y.reshape(-1, 1))[:, 0])  # as feols demeans its outcome block
+    refit = Feols(sub, fit.depvar, yw, y, fit.vcov_spec, fit.formula)
     if param not in refit.coefnames:
         raise TreatmentError(f"the placebo treatment is collinear with the fixed effects (shift={shift})")
     return PlaceboTimingResult(param=param, shift=shift, estimate=refit.coef()[param], se=refit.se()[param],

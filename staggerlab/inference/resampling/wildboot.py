@@ -57,7 +57,7 @@ from ...panels.panel import factorize_column
 from ..regression.absorb import Absorber
 from ..regression.compat import as_feols
 from ..regression.feols import Feols
-from ..regression.vcov import combine_codes, fe_df, nested_in
+from ..regression.vcov import combine_codes, nested_in
 
 __all__ = ["wildboot", "WildBootResult", "WildBootError", "draw_weights", "enumeration_weights"]
 
@@ -723,25 +723,14 @@ class WildBootResult:
 # ------------------------------------------------------------------- entry
 def _cluster_codes(fit: Feols, name: str) -> np.ndarray:
     d = fit.design
-    if name in d.clusters:
-        return d.clusters[name]
+    if name in d.clusters or name in d.fixef:
+        return d.codes(name)
     if name not in d.frame.columns:
         raise MissingColumnError(f"cluster column {name!r} is not in the data (columns: {d.frame.columns})")
     col = d.frame[name]
     if col.null_count():
         raise VcovError(f"cluster column {name!r} has missing values in the estimation sample")
     return factorize_column(col)
-
-
-def _df_k(fit: Feols, names: Sequence[str], codes: Sequence[np.ndarray]) -> int:
-    """pyfixest's small-sample df for CRV with these clusters (as Design.df_k)."""
-    d = fit.design
-    k = len(d.regressors)
-    if not d.fixef:
-        return fe_df(k, [])
-    cls = list(codes) + ([combine_codes(*codes)] if len(codes) == 2 else [])
-    nested = [(f in names) or any(nested_in(c, cl) for cl in cls) for f, c in zip(d.fixef, d.absorber.codes)]
-    return fe_df(k, d.fe_levels, nested)
 
 
 def wildboot(
@@ -876,7 +865,7 @@ def wildboot(
     if G < 2 or n_boot < 2:
         raise VcovError(f"the wild cluster bootstrap needs at least 2 clusters, found {min(G, n_boot)}")
     N = d.nobs
-    df_k = _df_k(fit, names, codes)
+    df_k = d.df_k_clusters(names, codes)
     adj = (N - 1) / (N - df_k) * G / (G - 1)
 
     bd = _boot_design(fit, d.regressors.index(param), boot)

@@ -40,6 +40,7 @@ from ...errors import StaggerlabError
 from ...panels.dgp import DGP, Truth
 from ..regression.absorb import drop_singletons
 from ..regression.vcov import fe_df, nested_in
+from .plim import twfe_plim
 
 __all__ = ["montecarlo", "MonteCarloResult", "Estimator", "MonteCarloError", "BUILTIN_ESTIMATORS", "fast_twfe"]
 
@@ -107,8 +108,8 @@ def _twfe_fit(frame: pl.DataFrame, dgp: DGP, truth: Truth | None):
         warnings.simplefilter("ignore")
         fits = feols(f"y + tau ~ {rhs} | unit + time", frame, vcov={"CRV1": dgp.inference_cluster})
     fit, tau_fit = fits["y"], fits["tau"]
-    if truth is not None and truth._plim is None:
-        truth._plim = float(tau_fit.beta[tau_fit.coefnames.index("treat")])
+    if truth is not None and truth.known_twfe_plim is None:
+        truth.record_twfe_plim(float(tau_fit.beta[tau_fit.coefnames.index("treat")]))
     return fit
 
 
@@ -194,8 +195,8 @@ def _twfe(frame: pl.DataFrame, *, dgp: DGP, truth: Truth, alpha: float) -> dict[
         b, se, df_t = float(fit.beta[j]), float(np.sqrt(fit.vcov()[j, j])), fit.df_t
     else:
         b, se, df_t, plim = fast
-        if truth._plim is None:
-            truth._plim = plim
+        if truth.known_twfe_plim is None:
+            truth.record_twfe_plim(plim)
     q = stats.t.ppf(1 - alpha / 2, df_t)
     p = 2 * stats.t.sf(abs(b / se), df_t)
     return {"estimate": b, "se": se, "pvalue": float(p), "ci_low": b - q * se, "ci_high": b + q * se}
@@ -370,7 +371,7 @@ def _run_block(block: _Block) -> pl.DataFrame:
             # unless the estimator itself asks for its target
             wants = "target" in inspect.signature(est.func).parameters
             if target is None and (est.target != "twfe_plim" or wants):
-                target = truth.target(est.target)
+                target = twfe_plim(truth) if est.target == "twfe_plim" else truth.target(est.target)
             ctx = {"seed": block_seed(ss, j + 1), "alpha": block.alpha, "truth": truth,
                    "dgp": block.dgp, "target": target}
             error = None
@@ -381,7 +382,7 @@ def _run_block(block: _Block) -> pl.DataFrame:
                     raise
                 out, error = {}, f"{type(exc).__name__}: {exc}"
             if target is None:
-                target = truth.twfe_plim
+                target = twfe_plim(truth)
             b = float(out.get("estimate", np.nan))
             se = float(out.get("se", np.nan))
             covers = out.get("covers")
@@ -402,7 +403,7 @@ def _run_block(block: _Block) -> pl.DataFrame:
             rows["att"].append(truth.att)
             rows["error"].append(error)
         # the plim is known once any TWFE fit of this draw has run (never forced: it costs a fit)
-        rows["plim"].extend([truth._plim] * len(block.estimators))
+        rows["plim"].extend([truth.known_twfe_plim] * len(block.estimators))
     df = pl.DataFrame(rows, schema=_SCHEMA)
     if block.path is not None:
         _atomic_write(df, Path(block.path) / block.filename)
