@@ -24,7 +24,7 @@ from ...errors import (
 from ...kernels.demean import centred_ss
 from ...panels.panel import Panel, check_columns, check_numeric, factorize_column, to_polars
 from .absorb import Absorber, drop_singletons
-from .vcov import VcovSpec, fe_df, nested_in
+from .vcov import VcovSpec, ssc_df_k
 
 __all__ = ["Design", "build_design"]
 
@@ -101,19 +101,12 @@ class Design:
 
     def df_k(self, spec: VcovSpec) -> int:
         """Degrees of freedom used by the small-sample correction of ``spec``."""
-        k = len(self.regressors)
-        nested: list[bool] = []
-        if spec.kind in ("CRV1", "CRV3") and self.fixef:
-            cls = [self.clusters[c] for c in spec.clusters]
-            if len(cls) == 2:
-                from .vcov import combine_codes
-
-                cls.append(combine_codes(*cls))
-            nested = [
-                (name in spec.clusters) or any(nested_in(codes, c) for c in cls)
-                for name, codes in zip(self.fixef, self.absorber.codes)
-            ]
-        return fe_df(k, self.fe_levels if self.fixef else [], nested)
+        crv = spec.kind in ("CRV1", "CRV3")
+        return ssc_df_k(
+            len(self.regressors), self.absorber.codes, self.fe_levels,
+            [self.clusters[c] for c in spec.clusters] if crv else (),
+            [name in spec.clusters for name in self.fixef],
+        )
 
     def column(self, name: str) -> np.ndarray:
         """A float64 column of the estimation sample."""
