@@ -56,7 +56,7 @@ from ...panels.panel import factorize_column
 from ..regression.absorb import Absorber
 from ..regression.compat import as_feols
 from ..regression.feols import Feols
-from ..regression.vcov import combine_codes, fe_df, nested_in
+from ..regression.vcov import cluster_parts, combine_codes, nested_in, parse_clusters, ssc_df_k, ssc_factor
 
 try:  # optional: one BLAS thread per block (parallelism comes from n_jobs over blocks)
     from threadpoolctl import threadpool_limits
@@ -737,17 +737,6 @@ def _cluster_codes(fit: Feols, name: str) -> np.ndarray:
     return factorize_column(col)
 
 
-def _df_k(fit: Feols, names: Sequence[str], codes: Sequence[np.ndarray]) -> int:
-    """pyfixest's small-sample df for CRV with these clusters (as Design.df_k)."""
-    d = fit.design
-    k = len(d.regressors)
-    if not d.fixef:
-        return fe_df(k, [])
-    cls = list(codes) + ([combine_codes(*codes)] if len(codes) == 2 else [])
-    nested = [(f in names) or any(nested_in(c, cl) for cl in cls) for f, c in zip(d.fixef, d.absorber.codes)]
-    return fe_df(k, d.fe_levels, nested)
-
-
 def wildboot(
     fit: Any,
     param: str = "treat",
@@ -861,27 +850,20 @@ def wildboot(
         if spec.kind == "CRV3":
             notes.append("the fit uses CRV3; the bootstrap t statistics use CRV1")
     else:
-        names = [cluster] if isinstance(cluster, str) else list(cluster)
-        names = [c.strip() for n in names for c in n.replace("^", "+").split("+") if c.strip()]
-        if not 1 <= len(names) <= 2:
-            raise VcovError(f"cluster must name one or two columns, got {cluster!r}")
+        names = list(parse_clusters(cluster))
     codes = [_cluster_codes(fit, c) for c in names]
     bname = bootcluster if bootcluster is not None else names[0]
     boot = _cluster_codes(fit, bname)
-    if len(codes) == 2:
-        parts = [(codes[0], 1.0), (codes[1], 1.0), (combine_codes(*codes), -1.0)]
-        if bootcluster is None:
-            notes.append(f"two-way clustered variance; bootstrap weights drawn by {names[0]!r}")
-    else:
-        parts = [(codes[0], 1.0)]
-    Gs = [int(c.max()) + 1 for c, _ in parts]
-    G = min(Gs)
+    parts = cluster_parts(codes)
+    if len(codes) == 2 and bootcluster is None:
+        notes.append(f"two-way clustered variance; bootstrap weights drawn by {names[0]!r}")
+    G = min(g for _, _, g in parts)
     n_boot = int(boot.max()) + 1
     if G < 2 or n_boot < 2:
         raise VcovError(f"the wild cluster bootstrap needs at least 2 clusters, found {min(G, n_boot)}")
     N = d.nobs
-    df_k = _df_k(fit, names, codes)
-    adj = (N - 1) / (N - df_k) * G / (G - 1)
+    df_k = ssc_df_k(len(d.regressors), d.absorber.codes, d.fe_levels, codes, [f in names for f in d.fixef])
+    adj = ssc_factor("CRV1", N, df_k, G)
 
     bd = _boot_design(fit, d.regressors.index(param), boot)
     if bd.explicit_fe:
@@ -889,7 +871,7 @@ def wildboot(
             f"fixed effect(s) {bd.explicit_fe} are not nested in the bootstrap clusters; they enter the "
             "bootstrap as regressors (exact, as with dummies)"
         )
-    alg = _algebra(bd, boot, n_boot, parts, adj, impose_null)
+    alg = _algebra(bd, boot, n_boot, [(c, sign) for c, sign, _ in parts], adj, impose_null)
 
     enumerate_all = False
     if weight_matrix is not None:
