@@ -26,7 +26,7 @@ from ...kernels import placebo as kp
 from ...kernels._jit import threads_for
 from ...kernels.dummies import dummy_meat, dummy_moments
 from ...panels.panel import factorize_column
-from ..regression.vcov import fe_df, nested_in
+from ..regression.vcov import nested_in, ssc_df_k, ssc_factor
 from .staggered_data import StaggeredData
 
 __all__ = ["LeanFit", "lean_dummy_fit", "LEAN_BYTES"]
@@ -106,8 +106,8 @@ def lean_dummy_fit(sd: StaggeredData, j_N: np.ndarray, k: int) -> LeanFit | None
         np.cumsum(np.bincount(cl_U, minlength=G), out=cl_starts[1:])
         meat = dummy_meat(*cols, max_rows, j_N, beta, gamma, np.ascontiguousarray(Theta), cl_order, cl_starts)
     N = frame.height
-    df_k = fe_df(k + K, [U, T], [True, bool(nested_in(tcode, cl))])
-    adj = (N - 1) / (N - df_k) * G / (G - 1)
+    df_k = ssc_df_k(k + K, [ucode, tcode], [U, T], [cl], [True, False])
+    adj = ssc_factor("CRV1", N, df_k, G)
     V = adj * (Ainv @ meat @ Ainv)
     return LeanFit(beta, (V + V.T) / 2, N, G - 1, rows[row_ptr[:-1]])
 

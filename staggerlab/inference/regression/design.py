@@ -24,7 +24,7 @@ from ...errors import (
 from ...kernels.demean import centred_ss
 from ...panels.panel import Panel, check_columns, check_numeric, factorize_with_ids, to_polars
 from .absorb import Absorber, drop_singletons
-from .vcov import VcovSpec, fe_df, nested_in
+from .vcov import VcovSpec, fe_df, fe_nesting
 
 __all__ = ["Design", "build_design"]
 
@@ -136,14 +136,7 @@ class Design:
         key = tuple(names)
         if key not in self._nesting:
             cls = list(codes) if codes is not None else [self.clusters[c] for c in names]
-            if len(cls) == 2:
-                from .vcov import combine_codes
-
-                cls.append(combine_codes(*cls))
-            self._nesting[key] = [
-                (name in names) or any(nested_in(fc, c) for c in cls)
-                for name, fc in zip(self.fixef, self.absorber.codes)
-            ]
+            self._nesting[key] = fe_nesting(self.absorber.codes, cls, [name in names for name in self.fixef])
         return self._nesting[key]
 
     def df_k(self, spec: VcovSpec) -> int:

@@ -44,7 +44,7 @@ from ...panels.panel import to_polars
 from .design import Design, _collinear, build_design
 from .formula import parse_formula
 from .results import DesignFit
-from .vcov import VcovSpec, parse_vcov, vcov_crv1, vcov_hetero, vcov_iid
+from .vcov import VcovSpec, parse_vcov, residual_variance, sandwich
 
 __all__ = ["feiv", "FeivResult", "FirstStage", "IVDiagnostics", "IdentificationError", "parse_iv_formula"]
 
@@ -113,13 +113,6 @@ def parse_iv_formula(fml: str) -> IVFormula:
     return IVFormula(main.depvars[0], exog_names, main.fixef, end_names, endo.regressors, main.intercept)
 
 
-def _crv_or_hetero(bread: np.ndarray, scores: np.ndarray, spec: VcovSpec, clusters: list[np.ndarray],
-                   N: int, df_k: int) -> tuple[np.ndarray, int | None]:
-    if spec.kind == "hetero":
-        return vcov_hetero(bread, scores, N, df_k), None
-    return vcov_crv1(bread, np.ascontiguousarray(scores), clusters, N, df_k)
-
-
 def _pi_vcov(Zt: np.ndarray, R: np.ndarray, spec: VcovSpec, clusters: list[np.ndarray], N: int,
              df_k: int | None) -> np.ndarray:
     """Variance of ``vec(Pi)`` (column-major, endogenous-major) from "residuals" ``R``.
@@ -129,17 +122,12 @@ def _pi_vcov(Zt: np.ndarray, R: np.ndarray, spec: VcovSpec, clusters: list[np.nd
     K, L = R.shape[1], Zt.shape[1]
     A = np.linalg.inv(Zt.T @ Zt)
     if spec.kind == "iid":
-        S = R.T @ R / (N - (df_k or 0))
+        S = residual_variance(R.T @ R, N, df_k or 0)
         return np.kron(S, A)
     bread = np.kron(np.eye(K), A)
     # score of vec(Pi) for row i: e_i (x) z_i
     scores = (R[:, :, None] * Zt[:, None, :]).reshape(N, K * L)
-    if df_k is None:
-        if spec.kind == "hetero":
-            return bread @ (scores.T @ scores) @ bread
-        V, G = vcov_crv1(bread, np.ascontiguousarray(scores), clusters, N, 0)
-        return V * (N / (N - 1)) * (G - 1) / G
-    V, _ = _crv_or_hetero(bread, scores, spec, clusters, N, df_k)
+    V, _, _ = sandwich(bread, scores, spec, clusters, N, df_k or 0, small_sample=df_k is not None)
     return V
 
 
@@ -438,16 +426,7 @@ def feiv(
     uw = yw - Xw @ beta
     bread = np.linalg.inv(Xhat.T @ Xhat)
     df_k = design.df_k(spec)
-    G: int | None = None
-    if spec.kind == "iid":
-        V = vcov_iid(bread, uw, N, df_k)
-        df_t = N - df_k
-    elif spec.kind == "hetero":
-        V = vcov_hetero(bread, Xhat * uw[:, None], N, df_k)
-        df_t = N - df_k
-    else:
-        V, G = vcov_crv1(bread, (Xhat, uw), clusters, N, df_k)
-        df_t = G - 1
+    V, df_t, G = sandwich(bread, (Xhat, uw), spec, clusters, N, df_k)
 
     # first stage: endogenous on all instruments; same vcov type, its own df
     df_k1 = df_k - k + Zw.shape[1]
@@ -457,13 +436,7 @@ def feiv(
     first: dict[str, FirstStage] = {}
     for j, name in enumerate(f.endog):
         e = np.ascontiguousarray(Ezw[:, j])
-        if spec.kind == "iid":
-            Vj, dfj = vcov_iid(zbread, e, N, df_k1), N - df_k1
-        elif spec.kind == "hetero":
-            Vj, dfj = vcov_hetero(zbread, Zw * e[:, None], N, df_k1), N - df_k1
-        else:
-            Vj, Gj = vcov_crv1(zbread, (Zw, e), clusters, N, df_k1)
-            dfj = Gj - 1
+        Vj, dfj, _ = sandwich(zbread, (Zw, e), spec, clusters, N, df_k1)
         first[name] = FirstStage(name, znames, Pi_all[:, n_ex + j], Vj, dfj, instr)
 
     diagnostics = _diagnostics(Xex, Xw[:, n_ex:], Iw, spec, clusters, N, df_k1)
@@ -489,7 +462,7 @@ def _diagnostics(Xex: np.ndarray, Yend: np.ndarray, Iz: np.ndarray, spec: VcovSp
     kp_lm = kp_rk_statistic(Yt, Zt, V_lm)
     df_lm = L - K + 1
     # Cragg-Donald: smallest eigenvalue of S^-1 Y'P_Z Y (S the first-stage residual covariance)
-    S = E.T @ E / (N - df_k1)
+    S = residual_variance(E.T @ E, N, df_k1)
     YPY = (Zt @ Pi).T @ Yt
     ev = sla.eigh((YPY + YPY.T) / 2, (S + S.T) / 2, eigvals_only=True)
     cd = float(ev.min()) / L

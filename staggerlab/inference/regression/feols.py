@@ -14,7 +14,7 @@ from ...panels.panel import Panel, check_columns, finite_mask, to_polars
 from .design import Design, build_design
 from .formula import parse_formula
 from .results import DesignFit
-from .vcov import VcovSpec, parse_vcov, vcov_crv1, vcov_crv3, vcov_hetero, vcov_iid
+from .vcov import VcovSpec, parse_vcov, sandwich, vcov_crv3
 
 __all__ = ["feols", "Feols", "FeolsMulti"]
 
@@ -58,14 +58,8 @@ class Feols(DesignFit):
                 f"no residual degrees of freedom: {N} observations for {df_k} parameters "
                 "(coefficients and fixed effects); the model is saturated"
             )
-        if spec.kind == "iid":
-            return vcov_iid(d.bread, self._uw, N, df_k), N - df_k, None
-        if spec.kind == "hetero":
-            return vcov_hetero(d.bread, d.Xw * self._uw[:, None], N, df_k), N - df_k, None
-        scores = (d.Xw, self._uw)
-        if spec.kind == "CRV1":
-            V, G = vcov_crv1(d.bread, scores, [d.clusters[c] for c in spec.clusters], N, df_k)
-            return V, G - 1, G
+        if spec.kind != "CRV3":
+            return sandwich(d.bread, (d.Xw, self._uw), spec, [d.clusters[c] for c in spec.clusters], N, df_k)
         # raw regressors and outcome side by side once; each leave-one-cluster-out
         # refit demeans its subset of them on a subset absorber
         Z = np.column_stack(

@@ -1,5 +1,14 @@
 """Variance estimators with pyfixest's default small-sample corrections.
 
+Every covariance in the package is assembled from this module: the
+small-sample factors (:func:`ssc_factor`, :func:`residual_variance`), the
+parameter count they use (:func:`ssc_df_k`), the one-/two-way cluster parts
+(:func:`cluster_parts`), the cluster-spec parser (:func:`parse_vcov`,
+:func:`parse_clusters`) and the iid / hetero / CRV1 dispatch
+(:func:`sandwich`). Procedures with their own scores (stacked M-estimators,
+per-draw statistics) take the factor and the parts from here and only form
+their own meat.
+
 Conventions (pyfixest 0.60 ``ssc()`` defaults, which follow fixest):
 ``df_k = k + sum(levels) - (n_fe - 1)``, minus the levels of every FE nested
 in a cluster variable plus one per such FE (CRV only);
@@ -12,14 +21,23 @@ t-tests with ``N - df_k`` (iid/hetero) or ``G - 1`` (CRV) degrees of freedom.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, Union
 
 import numpy as np
 
 from ...errors import VcovError
 from ...kernels.cluster import cluster_score_sums, cluster_sums
 
-__all__ = ["VcovSpec", "parse_vcov", "fe_df", "nested_in", "vcov_iid", "vcov_hetero", "vcov_crv1", "combine_codes"]
+__all__ = [
+    "VcovSpec", "parse_vcov", "parse_clusters", "ssc_factor", "residual_variance", "ssc_df_k", "fe_df",
+    "nested_in", "combine_codes", "cluster_parts", "crv_meat", "clustered_meat", "sandwich",
+    "vcov_iid", "vcov_hetero", "vcov_crv1", "vcov_crv3",
+]
+
+#: Scores: an N x k array, or a pair ``(X, u)`` standing for ``X * u[:, None]``.
+Scores = Union[np.ndarray, tuple[np.ndarray, np.ndarray]]
+#: One part of a clustered meat: ``(codes, sign, number of clusters)``.
+ClusterPart = tuple[np.ndarray, float, int]
 
 
 @dataclass(frozen=True)
@@ -35,6 +53,32 @@ class VcovSpec:
         if self.clusters:
             return f"{self.kind} by {' + '.join(self.clusters)}"
         return {"hetero": "HC1"}.get(self.kind, self.kind)
+
+
+# ------------------------------------------------------------------ parsing
+def parse_clusters(cl: str | Sequence[str]) -> tuple[str, ...]:
+    """Cluster column names from ``"c"``, ``"c1+c2"`` (or fixest's ``"c1^c2"``) or a list of those.
+
+    Parameters
+    ----------
+    cl : str or sequence of str
+        One spec or several; each may join two names with ``+`` or ``^``.
+
+    Returns
+    -------
+    tuple of str
+        One or two column names.
+
+    Raises
+    ------
+    VcovError
+        If the spec does not name one or two columns.
+    """
+    specs = [cl] if isinstance(cl, str) else list(cl)
+    cols = tuple(c.strip() for s in specs for c in str(s).replace("^", "+").split("+") if c.strip())
+    if not 1 <= len(cols) <= 2:
+        raise VcovError(f"cluster spec {cl!r} must name one or two columns ('c' or 'c1+c2')")
+    return cols
 
 
 def parse_vcov(vcov: Any) -> VcovSpec:
@@ -55,18 +99,47 @@ def parse_vcov(vcov: Any) -> VcovSpec:
         kind = str(kind).upper()
         if kind not in ("CRV1", "CRV3"):
             raise VcovError(f"unknown clustered vcov {kind!r}; use 'CRV1' or 'CRV3'")
-        cols = tuple(c.strip() for c in str(cl).replace("^", "+").split("+") if c.strip())
-        if not 1 <= len(cols) <= 2:
-            raise VcovError(f"cluster spec {cl!r} must name one or two columns ('c' or 'c1+c2')")
+        cols = parse_clusters(str(cl))
         if kind == "CRV3" and len(cols) != 1:
             raise VcovError("CRV3 supports one-way clustering only")
         return VcovSpec(kind, cols)
     raise VcovError(f"cannot parse vcov={vcov!r}")
 
 
-def combine_codes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Dense codes of the intersection of two clusterings."""
-    return np.unique(a.astype(np.int64) * (int(b.max()) + 1) + b, return_inverse=True)[1].astype(np.int64)
+# ------------------------------------------------------- small-sample rules
+def ssc_factor(kind: str, N: int, df_k: int, G: int | None = None) -> float:
+    """pyfixest's small-sample factor multiplying ``bread @ meat @ bread``.
+
+    Parameters
+    ----------
+    kind : {"hetero", "HC1", "CRV1", "CRV3"}
+        The variance type. The iid variance has no multiplicative factor of
+        its own; its residual variance is :func:`residual_variance`.
+    N : int
+        Number of observations.
+    df_k : int
+        Parameters counted by the correction (:func:`ssc_df_k`).
+    G : int, optional
+        Smallest number of clusters (CRV only).
+
+    Returns
+    -------
+    float
+        ``N / (N - df_k)`` (HC1) or ``(N-1)/(N-df_k) * G/(G-1)`` (CRV).
+    """
+    if kind in ("hetero", "HC1"):
+        return N / (N - df_k)
+    if kind in ("CRV1", "CRV3"):
+        if G is None:
+            raise VcovError(f"the {kind} factor needs the number of clusters G")
+        # evaluated left to right as everywhere before: the last bit of every SE depends on it
+        return (N - 1) / (N - df_k) * G / (G - 1)
+    raise VcovError(f"no small-sample factor for vcov kind {kind!r}; iid uses residual_variance")
+
+
+def residual_variance(ssr: Any, N: int, df_k: int) -> Any:
+    """The iid residual variance ``u'u / (N - df_k)`` (``ssr`` a float or an array of them)."""
+    return ssr / (N - df_k)
 
 
 def nested_in(fe: np.ndarray, cl: np.ndarray) -> bool:
@@ -78,7 +151,7 @@ def nested_in(fe: np.ndarray, cl: np.ndarray) -> bool:
 
 
 def fe_df(k: int, levels: Sequence[int], nested: Sequence[bool] = ()) -> int:
-    """pyfixest's ``df_k`` (k_fixef="nonnested")."""
+    """pyfixest's ``df_k`` (k_fixef="nonnested") from the FE level counts and nesting flags."""
     if not levels:
         return k
     k_fe_adj = sum(levels) - (len(levels) - 1)
@@ -89,18 +162,90 @@ def fe_df(k: int, levels: Sequence[int], nested: Sequence[bool] = ()) -> int:
     return k + k_fe_adj - sum(g for g, f in zip(levels, nested) if f) + n_nested
 
 
-def vcov_iid(bread: np.ndarray, uw: np.ndarray, N: int, df_k: int) -> np.ndarray:
-    """Homoskedastic variance ``u'u / (N - df_k) * (X'X)^-1``."""
-    return bread * (float(uw @ uw) / (N - df_k))
+def ssc_df_k(
+    k: int,
+    fe_codes: Sequence[np.ndarray] = (),
+    levels: Sequence[int] | None = None,
+    clusters: Sequence[np.ndarray] = (),
+    known_nested: Sequence[bool] = (),
+) -> int:
+    """Parameters counted by the small-sample factor: ``k`` plus the FE's, FE nested in a cluster excepted.
+
+    Parameters
+    ----------
+    k : int
+        Number of coefficients.
+    fe_codes : sequence of ndarray
+        Dense codes of each absorbed fixed effect on the estimation rows.
+    levels : sequence of int, optional
+        Level counts of the fixed effects (default: from the codes).
+    clusters : sequence of ndarray
+        Dense cluster codes (one or two) for a CRV variance; empty for
+        iid / hetero, where no FE counts as nested. With two, an FE nested in
+        their intersection counts as nested too.
+    known_nested : sequence of bool, optional
+        FEs the caller already knows to be nested (e.g. the cluster column
+        itself); they are not tested again.
+
+    Returns
+    -------
+    int
+        pyfixest's ``df_k`` (:func:`fe_df`).
+    """
+    if not len(fe_codes):
+        return fe_df(k, [])
+    if levels is None:
+        levels = [int(c.max()) + 1 for c in fe_codes]
+    nested = fe_nesting(fe_codes, clusters, known_nested) if len(clusters) else []
+    return fe_df(k, levels, nested)
 
 
-def vcov_hetero(bread: np.ndarray, scores: np.ndarray, N: int, df_k: int) -> np.ndarray:
-    """HC1 variance."""
-    meat = scores.T @ scores
-    return (N / (N - df_k)) * (bread @ meat @ bread)
+def fe_nesting(
+    fe_codes: Sequence[np.ndarray], clusters: Sequence[np.ndarray], known_nested: Sequence[bool] = ()
+) -> list[bool]:
+    """Whether each fixed effect is nested in the clustering (the rule of :func:`ssc_df_k`).
+
+    An FE is nested when every one of its levels lies within one cluster of
+    any of the (one or two) clusterings or, with two, of their intersection;
+    ``known_nested`` marks FEs the caller knows to be nested (not tested).
+    """
+    cls = list(clusters)
+    if len(cls) == 2:
+        cls.append(combine_codes(*cls))
+    known = list(known_nested) or [False] * len(fe_codes)
+    return [bool(kn) or any(nested_in(codes, c) for c in cls) for codes, kn in zip(fe_codes, known)]
 
 
-def crv_meat(scores: np.ndarray, codes: np.ndarray, n_clusters: int) -> np.ndarray:
+# --------------------------------------------------------------- the meats
+def combine_codes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Dense codes of the intersection of two clusterings."""
+    return np.unique(a.astype(np.int64) * (int(b.max()) + 1) + b, return_inverse=True)[1].astype(np.int64)
+
+
+def cluster_parts(clusters: Sequence[np.ndarray]) -> list[ClusterPart]:
+    """The signed parts of a one- or two-way clustered meat.
+
+    Parameters
+    ----------
+    clusters : sequence of ndarray
+        Dense codes of one or two clusterings.
+
+    Returns
+    -------
+    list of (codes, sign, G)
+        ``[(c, +1, G)]`` one-way; ``[(c1, +1, G1), (c2, +1, G2), (c1 x c2, -1, G12)]``
+        two-way (``V1 + V2 - V12``). The factor's ``G`` is the smallest ``G``.
+    """
+    if len(clusters) == 1:
+        signed = [(clusters[0], 1.0)]
+    elif len(clusters) == 2:
+        signed = [(clusters[0], 1.0), (clusters[1], 1.0), (combine_codes(*clusters), -1.0)]
+    else:
+        raise VcovError(f"clustering is one- or two-way, got {len(clusters)} cluster variables")
+    return [(c, s, int(c.max()) + 1) for c, s in signed]
+
+
+def crv_meat(scores: Scores, codes: np.ndarray, n_clusters: int) -> np.ndarray:
     """``sum_g s_g s_g'`` with ``s_g`` the cluster sums of the scores.
 
     ``scores`` is an N x k array, or a pair ``(X, u)`` standing for ``X * u``
@@ -114,9 +259,26 @@ def crv_meat(scores: np.ndarray, codes: np.ndarray, n_clusters: int) -> np.ndarr
     return S.T @ S
 
 
+def clustered_meat(scores: Scores, parts: Sequence[ClusterPart]) -> np.ndarray:
+    """The signed sum of the parts' meats (:func:`cluster_parts`)."""
+    return sum(sign * crv_meat(scores, c, g) for c, sign, g in parts)
+
+
+# ------------------------------------------------------------ the variances
+def vcov_iid(bread: np.ndarray, uw: np.ndarray, N: int, df_k: int) -> np.ndarray:
+    """Homoskedastic variance ``u'u / (N - df_k) * (X'X)^-1``."""
+    return bread * residual_variance(float(uw @ uw), N, df_k)
+
+
+def vcov_hetero(bread: np.ndarray, scores: np.ndarray, N: int, df_k: int) -> np.ndarray:
+    """HC1 variance."""
+    meat = scores.T @ scores
+    return ssc_factor("hetero", N, df_k) * (bread @ meat @ bread)
+
+
 def vcov_crv1(
     bread: np.ndarray,
-    scores: np.ndarray,
+    scores: Scores,
     clusters: Sequence[np.ndarray],
     N: int,
     df_k: int,
@@ -125,17 +287,12 @@ def vcov_crv1(
 
     ``scores`` as in :func:`crv_meat`.
     """
-    if len(clusters) == 1:
-        parts = [(clusters[0], 1.0)]
-    else:
-        parts = [(clusters[0], 1.0), (clusters[1], 1.0), (combine_codes(*clusters), -1.0)]
-    Gs = [int(c.max()) + 1 for c, _ in parts]
-    G = min(Gs)
+    parts = cluster_parts(clusters)
+    G = min(g for _, _, g in parts)
     if G < 2:
         raise VcovError(f"cluster-robust variance needs at least 2 clusters, found {G}")
-    meat = sum(sign * crv_meat(scores, c, g) for (c, sign), g in zip(parts, Gs))
-    adj = (N - 1) / (N - df_k) * G / (G - 1)
-    return adj * (bread @ meat @ bread), G
+    meat = clustered_meat(scores, parts)
+    return ssc_factor("CRV1", N, df_k, G) * (bread @ meat @ bread), G
 
 
 def vcov_crv3(
@@ -157,5 +314,65 @@ def vcov_crv3(
     for g in range(G):
         d = loo_beta(cluster != g) - beta
         V += np.outer(d, d)
-    adj = (N - 1) / (N - df_k) * G / (G - 1)
-    return adj * V, G
+    return ssc_factor("CRV3", N, df_k, G) * V, G
+
+
+def sandwich(
+    bread: np.ndarray,
+    scores: Scores,
+    spec: VcovSpec | str,
+    clusters: Sequence[np.ndarray],
+    N: int,
+    df_k: int,
+    *,
+    small_sample: bool = True,
+) -> tuple[np.ndarray, int, int | None]:
+    """The iid / hetero / CRV1 variance of a linear estimator ``bread @ X'y``.
+
+    Parameters
+    ----------
+    bread : ndarray
+        ``(X'X)^-1`` (k x k), or the estimator's analogue.
+    scores : ndarray or (X, u)
+        The scores, N x k, or the pair ``(X, u)`` standing for ``X * u[:, None]``;
+        iid needs the pair (it uses ``u`` only).
+    spec : VcovSpec or str
+        The variance type (``"iid"``, ``"hetero"`` or ``"CRV1"``).
+    clusters : sequence of ndarray
+        Dense cluster codes, one or two (CRV1 only).
+    N : int
+        Number of observations.
+    df_k : int
+        Parameters counted by the small-sample factor (:func:`ssc_df_k`).
+    small_sample : bool, default True
+        False leaves the hetero / CRV meat unscaled (``bread @ meat @ bread``),
+        as score statistics (the Kleibergen-Paap LM) want.
+
+    Returns
+    -------
+    V : ndarray
+        The k x k variance.
+    df_t : int
+        Degrees of freedom of its t tests: ``N - df_k``, or ``G - 1`` with CRV.
+    G : int or None
+        The smallest number of clusters (CRV only).
+    """
+    kind = spec.kind if isinstance(spec, VcovSpec) else spec
+    if kind == "iid":
+        if not isinstance(scores, tuple) or not small_sample:
+            raise VcovError("the iid sandwich needs scores as the pair (X, u) and the small-sample variance")
+        return vcov_iid(bread, scores[1], N, df_k), N - df_k, None
+    if kind in ("hetero", "HC1"):
+        sc = scores[0] * scores[1][:, None] if isinstance(scores, tuple) else scores
+        if not small_sample:
+            return bread @ (sc.T @ sc) @ bread, N - df_k, None
+        return vcov_hetero(bread, sc, N, df_k), N - df_k, None
+    if kind != "CRV1":
+        raise VcovError(f"sandwich computes iid, hetero and CRV1 variances, not {kind!r}")
+    if not small_sample:
+        parts = cluster_parts(clusters)
+        G = min(g for _, _, g in parts)
+        meat = clustered_meat(scores, parts)
+        return bread @ meat @ bread, G - 1, G
+    V, G = vcov_crv1(bread, scores, clusters, N, df_k)
+    return V, G - 1, G

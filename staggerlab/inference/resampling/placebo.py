@@ -47,7 +47,7 @@ from ...panels.adoption import adoption_times
 from ...panels.panel import check_columns, factorize_with_ids
 from ..regression.compat import as_feols
 from ..regression.feols import Feols
-from ..regression.vcov import VcovSpec, combine_codes
+from ..regression.vcov import VcovSpec, cluster_parts, residual_variance, ssc_factor
 
 __all__ = ["placebo", "placebo_timing", "PlaceboResult", "PlaceboTimingResult", "BLOCK_SIZE", "SCHEMES"]
 
@@ -405,11 +405,9 @@ class _GeneralEngine:
         self.w = d.sw**2
         self.N, self.df_k, self.spec, self.stat = d.nobs, df_k, spec, stat
         if spec.kind == "CRV1":
-            cls = [d.clusters[c] for c in spec.clusters]
-            parts = [(cls[0], 1.0)] if len(cls) == 1 else [(cls[0], 1.0), (cls[1], 1.0), (combine_codes(*cls), -1.0)]
-            self.parts = [(c, s, int(c.max()) + 1) for c, s in parts]
+            self.parts = cluster_parts([d.clusters[c] for c in spec.clusters])
             G = min(g for _, _, g in self.parts)
-            self.adj = (self.N - 1) / (self.N - df_k) * G / (G - 1)
+            self.adj = ssc_factor("CRV1", self.N, df_k, G)
 
     def compute(self, D_NB: np.ndarray) -> np.ndarray:
         w = self.w
@@ -426,10 +424,10 @@ class _GeneralEngine:
         u = self.yy[:, None] - Dd * np.where(np.isfinite(beta), beta, 0.0)
         kind = self.spec.kind
         if kind == "iid":
-            var = np.einsum("nb,nb->b", u, u) / (self.N - self.df_k) / den
+            var = residual_variance(np.einsum("nb,nb->b", u, u), self.N, self.df_k) / den
         elif kind == "hetero":
             sc = Dd * u
-            var = self.N / (self.N - self.df_k) * np.einsum("nb,nb->b", sc, sc) / den**2
+            var = ssc_factor("hetero", self.N, self.df_k) * np.einsum("nb,nb->b", sc, sc) / den**2
         else:
             sc = np.ascontiguousarray(Dd * u)
             meat = sum(s * (cluster_sums(sc, c, g) ** 2).sum(axis=0) for c, s, g in self.parts)
@@ -807,7 +805,7 @@ def placebo(
             if stat == "t" and spec.kind == "CRV1":
                 cl_U = _per_unit(d.clusters[spec.clusters[0]], unit_N, n_units, "cluster", ids)
                 G = int(cl_U.max()) + 1
-                adj = (d.nobs - 1) / (d.nobs - df_k) * G / (G - 1)
+                adj = ssc_factor("CRV1", d.nobs, df_k, G)
             try:
                 engine = _FastEngine(fit, param, unit_N, n_units, per_N, tvals.size,
                                      np.searchsorted(tvals, gvals).astype(np.int64), cl_U, adj, d.nobs - df_k, stat, sampler)

@@ -57,7 +57,7 @@ from ...panels.panel import factorize_column
 from ..regression.absorb import Absorber
 from ..regression.compat import as_feols
 from ..regression.feols import Feols
-from ..regression.vcov import combine_codes, nested_in
+from ..regression.vcov import cluster_parts, combine_codes, nested_in, parse_clusters, ssc_factor
 
 __all__ = ["wildboot", "WildBootResult", "WildBootError", "draw_weights", "enumeration_weights"]
 
@@ -846,27 +846,20 @@ def wildboot(
         if spec.kind == "CRV3":
             notes.append("the fit uses CRV3; the bootstrap t statistics use CRV1")
     else:
-        names = [cluster] if isinstance(cluster, str) else list(cluster)
-        names = [c.strip() for n in names for c in n.replace("^", "+").split("+") if c.strip()]
-        if not 1 <= len(names) <= 2:
-            raise VcovError(f"cluster must name one or two columns, got {cluster!r}")
+        names = list(parse_clusters(cluster))
     codes = [_cluster_codes(fit, c) for c in names]
     bname = bootcluster if bootcluster is not None else names[0]
     boot = _cluster_codes(fit, bname)
-    if len(codes) == 2:
-        parts = [(codes[0], 1.0), (codes[1], 1.0), (combine_codes(*codes), -1.0)]
-        if bootcluster is None:
-            notes.append(f"two-way clustered variance; bootstrap weights drawn by {names[0]!r}")
-    else:
-        parts = [(codes[0], 1.0)]
-    Gs = [int(c.max()) + 1 for c, _ in parts]
-    G = min(Gs)
+    parts = cluster_parts(codes)
+    if len(codes) == 2 and bootcluster is None:
+        notes.append(f"two-way clustered variance; bootstrap weights drawn by {names[0]!r}")
+    G = min(g for _, _, g in parts)
     n_boot = int(boot.max()) + 1
     if G < 2 or n_boot < 2:
         raise VcovError(f"the wild cluster bootstrap needs at least 2 clusters, found {min(G, n_boot)}")
     N = d.nobs
     df_k = d.df_k_clusters(names, codes)
-    adj = (N - 1) / (N - df_k) * G / (G - 1)
+    adj = ssc_factor("CRV1", N, df_k, G)
 
     bd = _boot_design(fit, d.regressors.index(param), boot)
     if bd.explicit_fe:
@@ -874,7 +867,7 @@ def wildboot(
             f"fixed effect(s) {bd.explicit_fe} are not nested in the bootstrap clusters; they enter the "
             "bootstrap as regressors (exact, as with dummies)"
         )
-    alg = _algebra(bd, boot, n_boot, parts, adj, impose_null)
+    alg = _algebra(bd, boot, n_boot, [(c, sign) for c, sign, _ in parts], adj, impose_null)
 
     enumerate_all = False
     if weight_matrix is not None:

@@ -55,7 +55,7 @@ from ...errors import (
 from ...panels.panel import check_columns, check_numeric, factorize_column, finite_mask, to_polars
 from ..regression.feols import feols
 from ..regression.results import CoefTable
-from ..regression.vcov import VcovSpec, parse_vcov
+from ..regression.vcov import cluster_parts, clustered_meat, parse_vcov, ssc_factor
 
 __all__ = ["probit", "ProbitResult", "heckman", "HeckmanResult", "SeparationError", "SelectionError"]
 
@@ -403,18 +403,17 @@ def heckman(
     A[rows2] = Xt * ut[:, None]
     A -= pr.scores @ np.linalg.solve(pr.hessian, J.T)
     N2 = d.nobs
+    spec = parse_vcov({"CRV1": cluster} if cluster is not None else "hetero")
+    df_k = d.df_k(spec)
     if cluster is not None:
-        codes = factorize_column(sub[cluster])
-        G = int(codes.max()) + 1
-        S = np.zeros((G, len(names)))
-        np.add.at(S, codes, A)
-        df_k = d.df_k(parse_vcov({"CRV1": cluster}))
-        c = (N2 - 1) / (N2 - df_k) * G / (G - 1)
+        # clusters counted on the step-1 sample: the probit scores are rows of A too
+        parts = cluster_parts([factorize_column(sub[cluster])])
+        G = parts[0][2]
+        meat = clustered_meat(A, parts)
         df_t, label = G - 1, f"stacked-CRV1 by {cluster}"
     else:
-        S, G = A, None
-        df_k = d.df_k(VcovSpec("hetero"))
-        c = N2 / (N2 - df_k)
+        meat, G = A.T @ A, None
         df_t, label = N2 - df_k, "stacked-HC1"
-    V = c * B @ (S.T @ S) @ B
+    # the factor scales the bread before the products, as this estimator always did (last-bit identity)
+    V = ssc_factor(spec.kind, N2, df_k, G) * B @ meat @ B
     return HeckmanResult(pr, fit, beta, (V + V.T) / 2, names, df_t, label, int(selected.size), G, None, None)

@@ -39,7 +39,7 @@ from ..._seed import SeedLike, block_seed, resolve_entropy
 from ...errors import StaggerlabError
 from ...panels.dgp import DGP, Truth
 from ..regression.absorb import drop_singletons
-from ..regression.vcov import fe_df, nested_in
+from ..regression.vcov import ssc_df_k, ssc_factor
 from .plim import twfe_plim
 
 __all__ = ["montecarlo", "MonteCarloResult", "Estimator", "MonteCarloError", "BUILTIN_ESTIMATORS", "fast_twfe"]
@@ -181,9 +181,8 @@ def fast_twfe(
     u = W[:, k] - X @ coefs[:, 0]
     bread = sla.cho_solve(cho, np.eye(k))
     S = np.asarray(_incidence(cc, G).T @ (X * u[:, None]))
-    nested = [cluster == "unit" or nested_in(uc, cc), nested_in(tc, cc)]
-    df_k = fe_df(k, [n_u, T], nested)
-    Vb = (N - 1) / (N - df_k) * G / (G - 1) * (bread @ (S.T @ S) @ bread)
+    df_k = ssc_df_k(k, [uc, tc], [n_u, T], [cc], [cluster == "unit", False])
+    Vb = ssc_factor("CRV1", N, df_k, G) * (bread @ (S.T @ S) @ bread)
     return float(coefs[0, 0]), float(np.sqrt(Vb[0, 0])), G - 1, float(coefs[0, 1])
 
 
