@@ -24,6 +24,7 @@ from ...errors import (
 from ...kernels.demean import centred_ss
 from ...panels.panel import Panel, check_columns, check_numeric, factorize_column, to_polars
 from .absorb import Absorber, drop_singletons
+from .rank import independent_columns
 from .vcov import VcovSpec, fe_df, nested_in
 
 __all__ = ["Design", "build_design"]
@@ -118,25 +119,6 @@ class Design:
     def column(self, name: str) -> np.ndarray:
         """A float64 column of the estimation sample."""
         return self.frame[name].cast(pl.Float64).to_numpy()
-
-
-def _collinear(XtX: np.ndarray, ss: np.ndarray, tol: float) -> list[int]:
-    """Indices to drop: a column whose residual sum of squares on the columns
-    kept before it is at most ``tol`` times its own centred sum of squares."""
-    keep: list[int] = []
-    drop: list[int] = []
-    for j in range(XtX.shape[0]):
-        if keep:
-            A = XtX[np.ix_(keep, keep)]
-            b = XtX[keep, j]
-            resid = XtX[j, j] - b @ np.linalg.solve(A, b)
-        else:
-            resid = XtX[j, j]
-        if resid <= tol * max(ss[j], np.finfo(float).tiny):
-            drop.append(j)
-        else:
-            keep.append(j)
-    return drop
 
 
 def build_design(
@@ -248,7 +230,8 @@ def build_design(
     if weights is not None:
         Xd *= sw[:, None]
     XtX = Xd.T @ Xd
-    drop = _collinear(XtX, ss, collin_tol)
+    kept = independent_columns(XtX, ss, collin_tol)
+    drop = [j for j in range(len(names)) if j not in kept]
     if drop:
         dropped = [names[j] for j in drop]
         if len(drop) == len(names):
@@ -258,7 +241,6 @@ def build_design(
         warnings.warn(
             f"dropped collinear regressor(s) {dropped}", CollinearityWarning, stacklevel=stacklevel
         )
-        kept = [j for j in range(len(names)) if j not in drop]
         names = [names[j] for j in kept]
         Xd = np.ascontiguousarray(Xd[:, kept])
         XtX = XtX[np.ix_(kept, kept)]

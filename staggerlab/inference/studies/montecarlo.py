@@ -39,6 +39,7 @@ from ..._seed import SeedLike, block_seed, resolve_entropy
 from ...errors import StaggerlabError
 from ...panels.dgp import DGP, Truth
 from ..regression.absorb import drop_singletons
+from ..regression.rank import independent_columns
 from ..regression.vcov import fe_df, nested_in
 
 __all__ = ["montecarlo", "MonteCarloResult", "Estimator", "MonteCarloError", "BUILTIN_ESTIMATORS", "fast_twfe"]
@@ -168,9 +169,9 @@ def fast_twfe(
     W = MuV - (gam[tc] - ((P @ gam) / cnt[:, None])[uc])
     X = W[:, :k]
     XtX = X.T @ X
-    # feols drops a regressor whose residual variance is tiny; leave those to it
+    # feols drops a regressor by the package's rank rule; leave those designs to it
     ss = ((V[:, :k] - V[:, :k].mean(0)) ** 2).sum(0)
-    if np.any(np.diag(XtX) <= 1e-9 * np.maximum(ss, np.finfo(float).tiny)):
+    if len(independent_columns(XtX, ss)) < k:
         return None
     try:
         cho = sla.cho_factor(XtX)
