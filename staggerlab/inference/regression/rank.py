@@ -1,11 +1,19 @@
 """The package's one rank / collinearity rule.
 
 Every procedure that must decide whether a set of columns is linearly
-independent (``feols``'s collinearity check, the wild bootstrap's restricted
-design, the placebo and lean event-study fast paths) calls
-:func:`independent_columns` with :data:`COLLIN_TOL`; the exact demeaning's
-normal equations on the small fixed effects, whose null space is structural
-(each FE's dummies sum to the large FE's span), use :func:`psd_pinv`.
+independent calls :func:`independent_columns` with :data:`COLLIN_TOL`:
+``feols``'s and ``feiv``'s collinearity checks, the wild bootstrap's restricted
+design, ``montecarlo.fast_twfe``, and (through :func:`scaled_cholesky`) the
+placebo and lean event-study fast paths, which hand a design the rule rejects
+to the general path. Normal equations whose null space is structural (each
+fixed effect's dummies sum to another's span: the exact demeaning, the
+imputation first stage, the split-sample moments) use :func:`psd_pinv`.
+
+On a full-rank design none of these changes a number: every column is kept
+and the caller's solve is the one it would do without the check. A
+rank-deficient regressor set gets its later collinear columns dropped (feols
+warns, or raises when nothing is left); a fast path refuses it; a
+rank-deficient FE normal matrix gets the minimum-norm solution.
 """
 
 from __future__ import annotations

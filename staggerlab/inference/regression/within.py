@@ -8,6 +8,14 @@ period fixed effects plus controls reduces to these per-unit blocks, which
 the kernels of :mod:`staggerlab.kernels.within` rebuild on the fly; the
 placebo engine and the lean event-study regression add their own per-unit
 sums on top of the same blocks.
+
+Weighted designs, other FE structures and ``montecarlo.fast_twfe`` demean with
+:class:`~staggerlab.inference.regression.absorb.Absorber` (the same unit sweep
+plus period normal equations, on materialised columns). Two callers keep
+their own sums because their algebra differs: ``split``'s permutation test
+(per-unit moments summed over random subsamples, solved with
+:func:`~staggerlab.inference.regression.rank.psd_pinv`) and the imputation
+first stage (weighted, untreated rows only).
 """
 
 from __future__ import annotations
