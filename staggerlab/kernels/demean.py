@@ -25,7 +25,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from ._jit import jit, pjit, prange
+from ._jit import jit, pjit, prange, readonly
 
 __all__ = [
     "group_weights",
@@ -76,17 +76,6 @@ def _chunk_bounds(N, n_chunks):
     return bounds
 
 
-def _ro(a):
-    # read-only view: inputs reach the kernels with one array type whether the
-    # caller's array is writable or a read-only (zero-copy) polars buffer, so
-    # each kernel is compiled once instead of once per flag combination
-    if not a.flags.writeable:
-        return a
-    v = a.view()
-    v.flags.writeable = False
-    return v
-
-
 def _n_chunks(N):
     # below ~50k rows a second thread costs more than it saves; the serial
     # path then calls the range kernels directly (no parallel machinery)
@@ -131,7 +120,7 @@ def _subtract_par(x_NK, codes_N, means_GK, out_NK, bounds):
 
 def sweep_one(x_NK, codes_N, w_N, sumw_G):
     """Return ``x`` minus its weighted group means for one FE (exact, one pass)."""
-    x_NK, w_N = _ro(x_NK), _ro(w_N)
+    x_NK, w_N = readonly(x_NK), readonly(w_N)
     N, K = x_NK.shape
     nc = _n_chunks(N)
     out_NK = np.empty_like(x_NK)
@@ -290,7 +279,7 @@ def exact_demean(x_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, Hpinv_MM):
     ``starts_U`` group the rows by ``A`` (``order_N`` is the identity when
     the rows already are).
     """
-    x_NK, w_N = _ro(x_NK), _ro(w_N)
+    x_NK, w_N = readonly(x_NK), readonly(w_N)
     N, K = x_NK.shape
     U = starts_U.shape[0] - 1
     M = Hpinv_MM.shape[0]
@@ -405,24 +394,24 @@ def _map_demean(x_NK, codes_NQ, w_N, sumw_M, offsets_Q1, tol, maxiter):
 
 def group_weights(codes_N, w_N, n_groups):
     """Sum of weights per level of one FE."""
-    return _group_weights(codes_N, _ro(w_N), n_groups)
+    return _group_weights(codes_N, readonly(w_N), n_groups)
 
 
 def centred_ss(x_NK, w_N):
     """Weighted sum of squares of each column around its weighted mean (two passes)."""
-    return _centred_ss(_ro(x_NK), _ro(w_N))
+    return _centred_ss(readonly(x_NK), readonly(w_N))
 
 
 def cross_hessian(order_N, starts_U, codes_NQ, w_N, n_small):
     """``H = B' W M_A B`` (see :func:`_cross_hessian`)."""
-    return _cross_hessian(order_N, starts_U, codes_NQ, _ro(w_N), n_small)
+    return _cross_hessian(order_N, starts_U, codes_NQ, readonly(w_N), n_small)
 
 
 def level_counts(codeA_N, codes_NQ, w_N, n_large, n_small):
     """Weighted counts ``C`` and ``B' W B`` (see :func:`_level_counts`)."""
-    return _level_counts(codeA_N, codes_NQ, _ro(w_N), n_large, n_small)
+    return _level_counts(codeA_N, codes_NQ, readonly(w_N), n_large, n_small)
 
 
 def map_demean(x_NK, codes_NQ, w_N, sumw_M, offsets_Q1, tol, maxiter):
     """Alternating projections (see :func:`_map_demean`)."""
-    return _map_demean(_ro(x_NK), codes_NQ, _ro(w_N), sumw_M, offsets_Q1, tol, maxiter)
+    return _map_demean(readonly(x_NK), codes_NQ, readonly(w_N), sumw_M, offsets_Q1, tol, maxiter)

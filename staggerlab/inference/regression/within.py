@@ -24,6 +24,7 @@ import numpy as np
 import scipy.linalg as sla
 
 from ...kernels import within as kw
+from ...kernels._jit import readonly
 from .rank import scaled_cholesky
 
 __all__ = ["UnitPeriodWithin", "normal_equations"]
@@ -71,7 +72,8 @@ class UnitPeriodWithin:
 
     Notes
     -----
-    Arrays are normalised here (int64 unit codes, C-contiguous float64 values)
+    Arrays are normalised here (int64 unit codes, read-only C-contiguous
+    float64 values)
     so that every kernel is compiled once whatever the caller's layout.
     :meth:`factor` applies the package's rank rule
     (:func:`staggerlab.inference.regression.rank.scaled_cholesky`).
@@ -81,8 +83,8 @@ class UnitPeriodWithin:
                  y_N: np.ndarray):
         self.row_ptr, self.rows = kw.rows_by_unit(np.ascontiguousarray(unit_N, dtype=np.int64), n_units)
         self.max_rows = int(np.diff(self.row_ptr).max())
-        X = np.ascontiguousarray(X_NX, dtype=np.float64)
-        y = np.ascontiguousarray(y_N, dtype=np.float64)
+        X = readonly(np.ascontiguousarray(X_NX, dtype=np.float64))
+        y = readonly(np.ascontiguousarray(y_N, dtype=np.float64))
         #: the kernels' leading arguments ``(row_ptr, rows, per_N, X_NX, y_N, n_periods)``
         self.cols = (self.row_ptr, self.rows, per_N, X, y, n_periods)
         self.n_units, self.n_periods = n_units, n_periods
