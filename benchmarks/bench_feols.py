@@ -148,7 +148,8 @@ def profile_size(label: str, n_units: int, n_periods: int, reps: int) -> list[tu
 
     import staggerlab as sl
     from staggerlab.inference.regression.absorb import Absorber, drop_singletons
-    from staggerlab.inference.regression.design import _collinear, factorize_column
+    from staggerlab.inference.regression.design import factorize_column
+    from staggerlab.inference.regression.rank import independent_columns
     from staggerlab.inference.regression.vcov import vcov_crv1
     from staggerlab.panels.panel import check_numeric, finite_mask
 
@@ -175,7 +176,7 @@ def profile_size(label: str, n_units: int, n_periods: int, reps: int) -> list[tu
         ("extract X to numpy", lambda: np.column_stack([df[r].cast(pl.Float64).to_numpy() for r in regs])),
         ("demean X (9 cols)", lambda: ab.demean(X)),
         ("demean y", lambda: ab.demean(y)),
-        ("collinearity check + Cholesky", lambda: (_collinear(Xd.T @ Xd, ss, 1e-9), sla.cho_factor(XtX))),
+        ("collinearity check + Cholesky", lambda: (independent_columns(Xd.T @ Xd, ss, 1e-9), sla.cho_factor(XtX))),
         ("vcov CRV1", lambda: vcov_crv1(bread, Xd * (yd - Xd @ beta)[:, None], [cl], yd.size, 9 + 2)),
         ("whole sl.feols", lambda: sl.feols(FML, df, vcov={"CRV1": "unit"})),
     ]

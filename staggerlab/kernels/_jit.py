@@ -39,7 +39,7 @@ def _start_threads_passive() -> None:
 
 _start_threads_passive()
 
-__all__ = ["jit", "pjit", "prange", "threads_for"]
+__all__ = ["jit", "pjit", "prange", "threads_for", "readonly"]
 
 prange = nb.prange
 
@@ -56,6 +56,21 @@ def pjit(*args, **kwargs):
     """``numba.njit`` with the package policy and ``parallel=True``."""
     kwargs.setdefault("parallel", True)
     return jit(*args, **kwargs)
+
+
+def readonly(a):
+    """A read-only view of ``a`` (``a`` itself if already read-only).
+
+    numba compiles a kernel once per combination of argument types, and an
+    array's writability is part of its type: inputs arrive writable (numpy
+    results) or read-only (zero-copy polars buffers). Passing every input a
+    kernel only reads through this view compiles it once. No copy.
+    """
+    if not a.flags.writeable:
+        return a
+    v = a.view()
+    v.flags.writeable = False
+    return v
 
 
 @contextlib.contextmanager

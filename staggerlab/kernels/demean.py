@@ -25,7 +25,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from ._jit import jit, pjit, prange
+from ._jit import jit, pjit, prange, readonly
 
 __all__ = [
     "group_weights",
@@ -39,7 +39,7 @@ __all__ = [
 
 
 @jit
-def group_weights(codes_N, w_N, n_groups):
+def _group_weights(codes_N, w_N, n_groups):
     """Sum of weights per level of one FE."""
     sumw_G = np.zeros(n_groups)
     for n in range(codes_N.shape[0]):
@@ -48,7 +48,7 @@ def group_weights(codes_N, w_N, n_groups):
 
 
 @jit
-def centred_ss(x_NK, w_N):
+def _centred_ss(x_NK, w_N):
     """Weighted sum of squares of each column around its weighted mean (two passes)."""
     N, K = x_NK.shape
     mean_K = np.zeros(K)
@@ -120,6 +120,7 @@ def _subtract_par(x_NK, codes_N, means_GK, out_NK, bounds):
 
 def sweep_one(x_NK, codes_N, w_N, sumw_G):
     """Return ``x`` minus its weighted group means for one FE (exact, one pass)."""
+    x_NK, w_N = readonly(x_NK), readonly(w_N)
     N, K = x_NK.shape
     nc = _n_chunks(N)
     out_NK = np.empty_like(x_NK)
@@ -143,7 +144,7 @@ def _row(order_N, p):
 
 
 @jit
-def cross_hessian(order_N, starts_U, codes_NQ, w_N, n_small):
+def _cross_hessian(order_N, starts_U, codes_NQ, w_N, n_small):
     """``H = B' W M_A B`` for the stacked small-FE dummies ``B``.
 
     ``order_N`` sorts rows by the large FE ``A`` and ``starts_U`` (length
@@ -180,7 +181,7 @@ def cross_hessian(order_N, starts_U, codes_NQ, w_N, n_small):
 
 
 @jit
-def level_counts(codeA_N, codes_NQ, w_N, n_large, n_small):
+def _level_counts(codeA_N, codes_NQ, w_N, n_large, n_small):
     """Dense weighted counts ``C[a, b]`` (large x small levels) and ``B' W B``.
 
     With them ``H = B'WB - C' diag(1/W_A) C`` is one BLAS product; used
@@ -278,6 +279,7 @@ def exact_demean(x_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, Hpinv_MM):
     ``starts_U`` group the rows by ``A`` (``order_N`` is the identity when
     the rows already are).
     """
+    x_NK, w_N = readonly(x_NK), readonly(w_N)
     N, K = x_NK.shape
     U = starts_U.shape[0] - 1
     M = Hpinv_MM.shape[0]
@@ -318,7 +320,7 @@ def _sweep_all(x_N, out_N, codes_NQ, w_N, sumw_M, sums_M, offsets_Q1):
 
 
 @pjit
-def map_demean(x_NK, codes_NQ, w_N, sumw_M, offsets_Q1, tol, maxiter):
+def _map_demean(x_NK, codes_NQ, w_N, sumw_M, offsets_Q1, tol, maxiter):
     """Alternating projections with Irons-Tuck acceleration.
 
     ``codes_NQ`` are offset so FE ``q`` uses ``[offsets_Q1[q], offsets_Q1[q+1])``
@@ -388,3 +390,28 @@ def map_demean(x_NK, codes_NQ, w_N, sumw_M, offsets_Q1, tol, maxiter):
         converged_K[k] = done
         iters_K[k] = it
     return out_NK, converged_K, iters_K
+
+
+def group_weights(codes_N, w_N, n_groups):
+    """Sum of weights per level of one FE."""
+    return _group_weights(codes_N, readonly(w_N), n_groups)
+
+
+def centred_ss(x_NK, w_N):
+    """Weighted sum of squares of each column around its weighted mean (two passes)."""
+    return _centred_ss(readonly(x_NK), readonly(w_N))
+
+
+def cross_hessian(order_N, starts_U, codes_NQ, w_N, n_small):
+    """``H = B' W M_A B`` (see :func:`_cross_hessian`)."""
+    return _cross_hessian(order_N, starts_U, codes_NQ, readonly(w_N), n_small)
+
+
+def level_counts(codeA_N, codes_NQ, w_N, n_large, n_small):
+    """Weighted counts ``C`` and ``B' W B`` (see :func:`_level_counts`)."""
+    return _level_counts(codeA_N, codes_NQ, readonly(w_N), n_large, n_small)
+
+
+def map_demean(x_NK, codes_NQ, w_N, sumw_M, offsets_Q1, tol, maxiter):
+    """Alternating projections (see :func:`_map_demean`)."""
+    return _map_demean(readonly(x_NK), codes_NQ, readonly(w_N), sumw_M, offsets_Q1, tol, maxiter)

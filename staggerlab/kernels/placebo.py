@@ -20,7 +20,9 @@ the units of every entity.
 Shapes are suffixed: ``_N`` rows, ``_U`` units, ``_L`` candidate adoption
 times, ``_M`` partialled-out columns (period dummies + controls), ``_P``
 packed entries of a symmetric M x M matrix, ``_B`` draws in a block, ``_K``
-treated entities of a draw, ``_C`` clusters. Parallel loops run over draws
+treated entities of a draw, ``_C`` clusters. The controls come as one
+C-contiguous float64 block ``X_NX`` (not a tuple of columns), so one compiled
+kernel serves any number of them. Parallel loops run over draws
 (each draw serial inside one thread) or over a fixed number of chunks with
 private partial sums added in order, so results do not depend on the thread
 count (dot products are reassociated for SIMD, identically in every run).
@@ -31,19 +33,17 @@ from __future__ import annotations
 import numpy as np
 
 from ._jit import jit, pjit, prange
+from .within import add_packed, unit_block
 
 __all__ = [
     "unit_tables",
     "always_treated",
-    "rows_by_unit",
     "residualize_tables",
-    "resid_ss",
     "draw_thetas",
     "draw_thetas_sparse",
     "draw_meats",
     "pack_outer",
     "partial_shuffle",
-    "unit_sums",
     "stream_thetas",
     "stream_meats",
     "adoption_times",
@@ -69,73 +69,8 @@ def always_treated(unit_N, time_N, g_U):
     return True
 
 
-@jit
-def rows_by_unit(unit_N, n_units):
-    """CSR of the rows of every unit (a counting sort, O(N))."""
-    ptr = np.zeros(n_units + 1, dtype=np.int64)
-    for r in range(unit_N.shape[0]):
-        ptr[unit_N[r] + 1] += 1
-    for i in range(n_units):
-        ptr[i + 1] += ptr[i]
-    fill = ptr[:-1].copy()
-    # int32: half the memory of the row index (panels up to 2^31 rows)
-    rows = np.empty(unit_N.shape[0], dtype=np.int32)
-    for r in range(unit_N.shape[0]):
-        rows[fill[unit_N[r]]] = r
-        fill[unit_N[r]] += 1
-    return ptr, rows
-
-
-@jit
-def _unit_block(i, row_ptr, rows, per_N, xs, n_x, y_N, n_periods, F_TM, y_T):
-    """Fill ``F_TM[:n]`` with unit i's rows of ``M_u [period dummies 2..T,
-    X]`` and ``y_T[:n]`` with its demeaned outcome; return n.
-
-    Built on the fly from the raw columns, so the N x M design is never
-    formed (10 million rows x 17 columns would be 1.4 GB).
-    """
-    n = row_ptr[i + 1] - row_ptr[i]
-    M = F_TM.shape[1]
-    off = n_periods - 1
-    ybar = 0.0
-    for j in range(n):
-        r = rows[row_ptr[i] + j]
-        for m in range(off):
-            F_TM[j, m] = 0.0
-        if per_N[r] > 0:
-            F_TM[j, per_N[r] - 1] = 1.0
-        for k in range(n_x):
-            F_TM[j, off + k] = xs[k][r]
-        y_T[j] = y_N[r]
-        ybar += y_N[r]
-    ybar /= n
-    for j in range(n):
-        y_T[j] -= ybar
-    for m in range(M):
-        mean = 0.0
-        for j in range(n):
-            mean += F_TM[j, m]
-        mean /= n
-        for j in range(n):
-            F_TM[j, m] -= mean
-    return n
-
-
-@jit(inline="always")
-def _add_packed(w, F_TM, j, yj, M):
-    """Add row j's ``yj F_j`` and its packed upper triangle of ``F_j F_j'`` to ``w``."""
-    for m in range(M):
-        w[m] += yj * F_TM[j, m]
-    p = M
-    for a in range(M):
-        fa = F_TM[j, a]
-        for b in range(a, M):
-            w[p] += fa * F_TM[j, b]
-            p += 1
-
-
 @pjit
-def unit_tables(row_ptr, rows, per_N, xs, n_x, y_N, n_periods, thr_L, max_rows, with_w):
+def unit_tables(row_ptr, rows, per_N, X_NX, y_N, n_periods, thr_L, max_rows, with_w):
     """Per-(unit, adoption time) tables of the fast path, from the raw columns.
 
     With ``F = M_u [period dummies 2..T, X]`` and ``yu = M_u y`` (M_u: unit
@@ -147,7 +82,7 @@ def unit_tables(row_ptr, rows, per_N, xs, n_x, y_N, n_periods, thr_L, max_rows, 
     fully residualized outcome follow with :func:`residualize_tables`.
     """
     U = row_ptr.shape[0] - 1
-    M = n_periods - 1 + n_x
+    M = n_periods - 1 + X_NX.shape[1]
     L = thr_L.shape[0]
     P = M + M * (M + 1) // 2
     tab_RQ = np.zeros((U * L, M + 2))
@@ -158,7 +93,7 @@ def unit_tables(row_ptr, rows, per_N, xs, n_x, y_N, n_periods, thr_L, max_rows, 
         y_T = np.empty(max_rows)
         cnt_L = np.empty(L)
         for i in range(ch * U // n_chunks, (ch + 1) * U // n_chunks):
-            n = _unit_block(i, row_ptr, rows, per_N, xs, n_x, y_N, n_periods, F_TM, y_T)
+            n = unit_block(i, row_ptr, rows, per_N, X_NX, y_N, n_periods, F_TM, y_T)
             cnt_L[:] = 0.0
             for j in range(n):
                 per = per_N[rows[row_ptr[i] + j]]
@@ -171,7 +106,7 @@ def unit_tables(row_ptr, rows, per_N, xs, n_x, y_N, n_periods, thr_L, max_rows, 
                         t[M] += yj
                         cnt_L[l] += 1.0
                 if with_w:
-                    _add_packed(W_UP[i], F_TM, j, yj, M)
+                    add_packed(W_UP[i], F_TM, j, yj, M)
             for l in range(L):
                 tab_RQ[i * L + l, M + 1] = cnt_L[l] - cnt_L[l] * cnt_L[l] / n
     return tab_RQ, W_UP
@@ -197,26 +132,6 @@ def residualize_tables(tab_RQ, W_UP, n_l, theta_M):
                 if b != a:
                     w[b] -= g * theta_M[a]
                 p += 1
-
-
-@pjit
-def resid_ss(row_ptr, rows, per_N, xs, n_x, y_N, n_periods, max_rows, theta_M):
-    """``sum (yu - F theta)^2`` over all rows, F built on the fly."""
-    U = row_ptr.shape[0] - 1
-    M = theta_M.shape[0]
-    n_chunks = min(U, 64)
-    part = np.zeros(n_chunks)
-    for ch in prange(n_chunks):
-        F_TM = np.empty((max_rows, M))
-        y_T = np.empty(max_rows)
-        for i in range(ch * U // n_chunks, (ch + 1) * U // n_chunks):
-            n = _unit_block(i, row_ptr, rows, per_N, xs, n_x, y_N, n_periods, F_TM, y_T)
-            for j in range(n):
-                e = y_T[j]
-                for m in range(M):
-                    e -= F_TM[j, m] * theta_M[m]
-                part[ch] += e * e
-    return part.sum()
 
 
 @pjit
@@ -533,33 +448,11 @@ def dense_meats(lev_UB, tab_RQ, n_l, theta_BM, beta_B, Zt_PB, Wc_CP, cl_order, c
 # rebuilding each unit's rows of F on the fly: no table is stored.
 
 
-@pjit(fastmath=_SIMD)
-def unit_sums(row_ptr, rows, per_N, xs, n_x, y_N, n_periods, max_rows):
-    """``sum_i [P_i, packed G_i]`` (``F'yu`` and ``F'F``) without per-unit rows."""
-    U = row_ptr.shape[0] - 1
-    M = n_periods - 1 + n_x
-    P = M + M * (M + 1) // 2
-    n_chunks = min(U, _UNIT_CHUNKS)
-    part = np.zeros((n_chunks, P))
-    for ch in prange(n_chunks):
-        F_TM = np.empty((max_rows, M))
-        y_T = np.empty(max_rows)
-        w = part[ch]
-        for i in range(ch * U // n_chunks, (ch + 1) * U // n_chunks):
-            n = _unit_block(i, row_ptr, rows, per_N, xs, n_x, y_N, n_periods, F_TM, y_T)
-            for j in range(n):
-                _add_packed(w, F_TM, j, y_T[j], M)
-    out = part[0].copy()
-    for ch in range(1, n_chunks):
-        out += part[ch]
-    return out
-
-
 @jit(fastmath=_SIMD)
-def _unit_stream(i, row_ptr, rows, per_N, xs, n_x, y_N, n_periods, thr_L, theta_y, F_TM, y_T, tab_LQ):
+def _unit_stream(i, row_ptr, rows, per_N, X_NX, y_N, n_periods, thr_L, theta_y, F_TM, y_T, tab_LQ):
     """Unit i's rows of F, its residualized outcome ``yu - F theta_y`` and its
     table rows ``[SF_il, Sy_il, UU_il]``; returns the number of rows."""
-    n = _unit_block(i, row_ptr, rows, per_N, xs, n_x, y_N, n_periods, F_TM, y_T)
+    n = unit_block(i, row_ptr, rows, per_N, X_NX, y_N, n_periods, F_TM, y_T)
     M = F_TM.shape[1]
     L = thr_L.shape[0]
     for j in range(n):
@@ -583,7 +476,7 @@ def _unit_stream(i, row_ptr, rows, per_N, xs, n_x, y_N, n_periods, thr_L, theta_
 
 
 @pjit(fastmath=_SIMD)
-def stream_thetas(row_ptr, rows, per_N, xs, n_x, y_N, n_periods, thr_L, theta_y, max_rows, lev_UB, n_draws,
+def stream_thetas(row_ptr, rows, per_N, X_NX, y_N, n_periods, thr_L, theta_y, max_rows, lev_UB, n_draws,
                   Cinv_MM):
     """:func:`draw_thetas` without stored tables (first pass of a slab)."""
     U = row_ptr.shape[0] - 1
@@ -598,7 +491,7 @@ def stream_thetas(row_ptr, rows, per_N, xs, n_x, y_N, n_periods, thr_L, theta_y,
         tab_LQ = np.empty((L, M + 2))
         acc = part[ch]
         for i in range(ch * U // n_chunks, (ch + 1) * U // n_chunks):
-            _unit_stream(i, row_ptr, rows, per_N, xs, n_x, y_N, n_periods, thr_L, theta_y, F_TM, y_T, tab_LQ)
+            _unit_stream(i, row_ptr, rows, per_N, X_NX, y_N, n_periods, thr_L, theta_y, F_TM, y_T, tab_LQ)
             lev = lev_UB[i]
             for b in range(B):
                 l = lev[b]
@@ -609,7 +502,7 @@ def stream_thetas(row_ptr, rows, per_N, xs, n_x, y_N, n_periods, thr_L, theta_y,
 
 
 @pjit(fastmath=_SIMD)
-def stream_meats(row_ptr, rows, per_N, xs, n_x, y_N, n_periods, thr_L, theta_y, max_rows, lev_UB, thetaT_MB,
+def stream_meats(row_ptr, rows, per_N, X_NX, y_N, n_periods, thr_L, theta_y, max_rows, lev_UB, thetaT_MB,
                  beta_B, cl_order, cl_starts):
     """CRV1 meat per draw without stored tables (second pass of a slab):
     every unit's score ``-sum_t v_t (yy_t + beta v_t)`` (``v = F theta``) plus
@@ -631,7 +524,7 @@ def stream_meats(row_ptr, rows, per_N, xs, n_x, y_N, n_periods, thr_L, theta_y, 
             s_B[:] = 0.0
             for q in range(cl_starts[c], cl_starts[c + 1]):
                 i = cl_order[q]
-                n = _unit_stream(i, row_ptr, rows, per_N, xs, n_x, y_N, n_periods, thr_L, theta_y, F_TM, y_T,
+                n = _unit_stream(i, row_ptr, rows, per_N, X_NX, y_N, n_periods, thr_L, theta_y, F_TM, y_T,
                                  tab_LQ)
                 for j in range(n):
                     v_B[:] = 0.0

@@ -18,6 +18,7 @@ from ...errors import StaggerlabError, TreatmentError
 from ...kernels.cluster import cluster_score_sums_into
 from ...panels.panel import factorize_column
 from ..regression.feols import feols
+from ..regression.rank import psd_pinv
 from . import lean_dummies as lean
 from .lean_dummies import dense_bytes
 from .staggered_data import COHORT, REL, StaggeredData, prepare
@@ -38,13 +39,6 @@ class EventStudyError(StaggerlabError, ValueError):
 def _ci(est: np.ndarray, se: np.ndarray, df: int | None, level: float) -> tuple[np.ndarray, np.ndarray]:
     q = stats.t.ppf(0.5 + level / 2, df) if df else stats.norm.ppf(0.5 + level / 2)
     return est - q * se, est + q * se
-
-
-def _pinv_psd(S: np.ndarray) -> np.ndarray:
-    """Pseudo-inverse of a PSD matrix (drops the clearly null directions)."""
-    ev, U = np.linalg.eigh(S)
-    keep = ev > max(ev.max(), 0.0) * 1e-11
-    return (U[:, keep] / ev[keep]) @ U[:, keep].T
 
 
 def _rel_label(r: int) -> str:
@@ -479,7 +473,7 @@ class _Imputation:
         # S = F0' W M_U F0 with F0 = [period dummies 2..T, controls] on the untreated rows
         Stt = np.diag(CT.sum(axis=0)[1:]) - (self.CT / self.n_u[:, None]).T @ self.CT
         Stx, Sxx, rhs_t, rhs_x = self._within_moments(y)
-        self.Spinv = _pinv_psd(np.block([[Stt, Stx], [Stx.T, Sxx]]))
+        self.Spinv = psd_pinv(np.block([[Stt, Stx], [Stx.T, Sxx]]))
         theta = self.Spinv @ np.concatenate([rhs_t, rhs_x])
         e = np.empty(frame.height)
         for r in self._chunks():

@@ -22,20 +22,18 @@ import numpy as np
 import polars as pl
 import scipy.linalg as sla
 
-from ...kernels import placebo as kp
 from ...kernels._jit import threads_for
 from ...kernels.dummies import dummy_meat, dummy_moments
 from ...panels.panel import factorize_column
+from ..regression.rank import scaled_cholesky
 from ..regression.vcov import nested_in, ssc_df_k, ssc_factor
+from ..regression.within import UnitPeriodWithin
 from .staggered_data import StaggeredData
 
 __all__ = ["LeanFit", "lean_dummy_fit", "LEAN_BYTES"]
 
 #: size of the dense design (bytes) above which event studies take the lean path
 LEAN_BYTES = 1 << 29
-#: smallest eigenvalue of a scaled normal matrix accepted as full rank (feols
-#: decides, and reports, anything closer to collinear)
-RANK_TOL = 1e-7
 
 
 @dataclass
@@ -50,14 +48,12 @@ class LeanFit:
 
 
 def _scaled_inverse(S: np.ndarray) -> np.ndarray | None:
-    d = np.diag(S)
-    if not np.all(d > 0):
+    # rank deficient (package rule): feols decides, and reports, the design
+    fac = scaled_cholesky(S)
+    if fac is None:
         return None
-    sc = 1.0 / np.sqrt(d)
-    Ss = S * sc[:, None] * sc[None, :]
-    if np.linalg.eigvalsh(Ss)[0] < RANK_TOL:
-        return None
-    return sla.cho_solve(sla.cho_factor(Ss), np.eye(S.shape[0])) * sc[:, None] * sc[None, :]
+    cho, sc = fac
+    return sla.cho_solve(cho, np.eye(S.shape[0])) * sc[:, None] * sc[None, :]
 
 
 def lean_dummy_fit(sd: StaggeredData, j_N: np.ndarray, k: int) -> LeanFit | None:
@@ -81,16 +77,17 @@ def lean_dummy_fit(sd: StaggeredData, j_N: np.ndarray, k: int) -> LeanFit | None
         return None
     per_N = tcode.astype(np.min_scalar_type(-T))
     K = len(sd.controls)
-    xs = tuple(frame[c].cast(pl.Float64).to_numpy() for c in sd.controls) or (np.zeros(0),)
     y = frame[sd.y].cast(pl.Float64).to_numpy()
+    X = np.empty((y.size, K))
+    for j, c in enumerate(sd.controls):
+        X[:, j] = frame[c].cast(pl.Float64).to_numpy()
     with threads_for(frame.height * (T + K)):
-        row_ptr, rows = kp.rows_by_unit(ucode, U)
-        cols = (row_ptr, rows, per_N, xs, K, y, T)
-        max_rows = int(np.diff(row_ptr).max())
+        wi = UnitPeriodWithin(ucode, U, per_N, T, X, y)
+        cols, max_rows, row_ptr, rows = wi.cols, wi.max_rows, wi.row_ptr, wi.rows
         FF, Fy, FD, DD, Dy = dummy_moments(*cols, max_rows, j_N, k)
-        Cinv = _scaled_inverse(FF)
-        if Cinv is None:
+        if not wi.factor(FF):
             return None
+        Cinv = wi.inverse()
         Theta = Cinv @ FD
         A = DD - FD.T @ Theta
         Ainv = _scaled_inverse(A)

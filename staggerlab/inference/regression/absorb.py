@@ -14,6 +14,7 @@ import numpy as np
 
 from ...errors import ConvergenceError
 from ...kernels import demean as kd
+from .rank import psd_pinv
 
 __all__ = ["Absorber", "drop_singletons"]
 
@@ -143,12 +144,10 @@ class Absorber:
                 H = BWB - (C / self._sumwA[:, None]).T @ C
             else:  # row-pair loop: no U x m matrix
                 H = kd.cross_hessian(self._order, self._starts, codesB, w, int(m))
-            evals, evecs = np.linalg.eigh(H)
             # H is PSD with a null space (each small FE's dummies sum to the
-            # large FE's span); keep only the clearly positive part.
-            keep = evals > evals.max() * 1e-11
-            self._Hpinv = np.ascontiguousarray((evecs[:, keep] / evals[keep]) @ evecs[:, keep].T)
-            self.rank_small = int(keep.sum())
+            # large FE's span): the package's pseudo-inverse rule
+            Hpinv, self.rank_small = psd_pinv(H, return_rank=True)
+            self._Hpinv = np.ascontiguousarray(Hpinv)
         elif self.algorithm == "iterative":
             offs = np.cumsum([0] + self.n_levels)
             codesQ = np.empty((n, Q), dtype=np.int64)

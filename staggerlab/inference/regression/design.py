@@ -24,6 +24,7 @@ from ...errors import (
 from ...kernels.demean import centred_ss
 from ...panels.panel import Panel, check_columns, check_numeric, factorize_with_ids, to_polars
 from .absorb import Absorber, drop_singletons
+from .rank import independent_columns
 from .vcov import VcovSpec, fe_df, fe_nesting
 
 __all__ = ["Design", "build_design"]
@@ -207,25 +208,6 @@ def _dense(codes: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (np.cumsum(used) - 1)[codes], ids[used]
 
 
-def _collinear(XtX: np.ndarray, ss: np.ndarray, tol: float) -> list[int]:
-    """Indices to drop: a column whose residual sum of squares on the columns
-    kept before it is at most ``tol`` times its own centred sum of squares."""
-    keep: list[int] = []
-    drop: list[int] = []
-    for j in range(XtX.shape[0]):
-        if keep:
-            A = XtX[np.ix_(keep, keep)]
-            b = XtX[keep, j]
-            resid = XtX[j, j] - b @ np.linalg.solve(A, b)
-        else:
-            resid = XtX[j, j]
-        if resid <= tol * max(ss[j], np.finfo(float).tiny):
-            drop.append(j)
-        else:
-            keep.append(j)
-    return drop
-
-
 def build_design(
     data: Any,
     regressors: Sequence[str],
@@ -379,7 +361,8 @@ def _assemble(
     if weights is not None:
         Xd *= sw[:, None]
     XtX = Xd.T @ Xd
-    drop = _collinear(XtX, ss, settings["collin_tol"])
+    kept = independent_columns(XtX, ss, settings["collin_tol"])
+    drop = [j for j in range(len(names)) if j not in kept]
     if drop:
         dropped = [names[j] for j in drop]
         if len(drop) == len(names):
@@ -389,7 +372,6 @@ def _assemble(
         warnings.warn(
             f"dropped collinear regressor(s) {dropped}", CollinearityWarning, stacklevel=stacklevel
         )
-        kept = [j for j in range(len(names)) if j not in drop]
         names = [names[j] for j in kept]
         Xd = np.ascontiguousarray(Xd[:, kept])
         XtX = XtX[np.ix_(kept, kept)]

@@ -41,8 +41,9 @@ from scipy import stats
 
 from ...errors import CollinearityError, CollinearityWarning, FormulaError, StaggerlabError, VcovError
 from ...panels.panel import to_polars
-from .design import Design, _collinear, build_design
+from .design import Design, build_design
 from .formula import parse_formula
+from .rank import independent_columns
 from .results import DesignFit
 from .vcov import VcovSpec, parse_vcov, residual_variance, sandwich
 
@@ -400,7 +401,8 @@ def feiv(
     sw2 = design.sw**2
     ss_instr = sw2 @ (raw[:, 1:] - (sw2 @ raw[:, 1:]) / sw2.sum()) ** 2
     ss = np.concatenate([np.full(n_ex, np.inf), ss_instr])
-    drop = [j - n_ex for j in _collinear(Zfull.T @ Zfull, np.where(np.isinf(ss), 1.0, ss), collin_tol) if j >= n_ex]
+    kept = independent_columns(Zfull.T @ Zfull, np.where(np.isinf(ss), 1.0, ss), collin_tol)
+    drop = [j - n_ex for j in range(Zfull.shape[1]) if j >= n_ex and j not in kept]
     instr = list(f.instruments)
     if drop:
         warnings.warn(f"dropped collinear instrument(s) {[instr[j] for j in drop]}", CollinearityWarning, stacklevel=2)

@@ -33,7 +33,6 @@ from typing import Any, Literal
 
 import numpy as np
 import polars as pl
-import scipy.linalg as sla
 from scipy import stats as sstats
 from threadpoolctl import ThreadpoolController
 
@@ -47,7 +46,9 @@ from ...panels.adoption import adoption_times
 from ...panels.panel import check_columns, factorize_with_ids
 from ..regression.compat import as_feols
 from ..regression.feols import Feols
+from ..regression.rank import COLLIN_TOL
 from ..regression.vcov import VcovSpec, cluster_parts, residual_variance, ssc_factor
+from ..regression.within import UnitPeriodWithin
 
 __all__ = ["placebo", "placebo_timing", "PlaceboResult", "PlaceboTimingResult", "BLOCK_SIZE", "SCHEMES"]
 
@@ -74,9 +75,6 @@ STREAM_LEVELS = 1 << 26
 #: doubles in one N x B slab of placebo columns on the general path (~64 MB).
 GENERAL_SLAB = 8_000_000
 SCHEMES = ("units", "timing", "units+timing", "iid")
-#: a draw whose partialled-out treatment keeps less than this share of its
-#: variance is collinear with the FEs/controls (as in feols' collinearity rule).
-COLLIN_TOL = 1e-9
 #: relative tolerance under which a placebo statistic ties the observed one
 #: (ties count as at least as extreme: the conservative choice).
 TIE_RTOL = 1e-10
@@ -221,13 +219,6 @@ class _Sampler:
 
 
 # ------------------------------------------------------------------ engines
-def _normal_equations(W: np.ndarray, M: int) -> tuple[np.ndarray, np.ndarray]:
-    """``C = F'F`` and ``F'y`` from the per-unit ``[P_i, packed G_i]`` rows."""
-    C = np.zeros((M, M))
-    C[np.triu_indices(M)] = W[:, M:].sum(axis=0)
-    return C + np.triu(C, 1).T, W[:, :M].sum(axis=0)
-
-
 class _FastEngine:
     """Unit + period FEs, unweighted, iid or CRV1 by a cluster containing units."""
 
@@ -256,34 +247,29 @@ class _FastEngine:
         """Unit tables of the residualized outcome; returns W (see kernels)."""
         d = fit.design
         controls = [r for r in d.regressors if r != param]
-        K = len(controls)
-        M = n_periods - 1 + K
-        L = thr_L.size
-        row_ptr, rows = kp.rows_by_unit(unit_N, n_units)
-        xs = tuple(d.column(c) for c in controls) or (np.zeros(0),)
-        y = np.ascontiguousarray(fit.y_raw, dtype=np.float64)
-        cols = (row_ptr, rows, per_N, xs, K, y, n_periods)
-        max_rows = int(np.diff(row_ptr).max())
+        y = fit.y_raw
+        X = np.empty((y.size, len(controls)))
+        for k, c in enumerate(controls):
+            X[:, k] = d.column(c)
+        wi = UnitPeriodWithin(unit_N, n_units, per_N, n_periods, X, y)
+        cols, max_rows, L = wi.cols, wi.max_rows, thr_L.size
         if self.stream:
             tab, W = None, None
-            C, Fy = _normal_equations(kp.unit_sums(*cols, max_rows)[None, :], M)
+            C, Fy = wi.normal_equations()
         else:
             tab, W = kp.unit_tables(*cols, thr_L, max_rows, with_w)
             # C = F'F and F'yu are the sums of every unit's G_i and P_i (the W table)
-            C, Fy = _normal_equations(W if with_w else kp.unit_sums(*cols, max_rows)[None, :], M)
-        sc = 1.0 / np.sqrt(np.diag(C))
-        Cs = C * sc[:, None] * sc[None, :]
+            C, Fy = wi.normal_equations(W if with_w else None)
         # a disconnected panel or a control collinear with the period FE makes
         # C singular: the general path handles those designs
-        if not np.all(np.isfinite(sc)) or np.linalg.eigvalsh(Cs)[0] < 1e-10:
+        if not wi.factor(C):
             raise np.linalg.LinAlgError("period dummies + controls are rank deficient after unit demeaning")
-        cho = sla.cho_factor(Cs)
-        self.Cinv = np.ascontiguousarray(sla.cho_solve(cho, np.eye(M)) * sc[:, None] * sc[None, :])
-        theta_y = sc * sla.cho_solve(cho, sc * Fy)
+        self.Cinv = np.ascontiguousarray(wi.inverse())
+        theta_y = wi.solve(Fy)
         if tab is not None:
             kp.residualize_tables(tab, W, L, theta_y)
         self.n_l, self.tab = L, tab
-        self.yy = kp.resid_ss(*cols, max_rows, theta_y)
+        self.yy = wi.resid_ss(theta_y)
         self.cols, self.thr_L, self.theta_y, self.max_rows = cols, thr_L, theta_y, max_rows
         return W
 
@@ -341,6 +327,8 @@ class _FastEngine:
         return beta / np.sqrt(self.adj * meat / dmd**2)
 
     def _beta(self, dmd, dmy, uu):
+        # a draw whose partialled-out treatment keeps at most COLLIN_TOL of its
+        # variance is collinear with the FEs/controls (the package's rank rule)
         with np.errstate(divide="ignore", invalid="ignore"):
             beta = np.where(dmd > COLLIN_TOL * uu, dmy / dmd, np.nan)
         return beta, np.where(np.isfinite(beta), beta, 0.0)

@@ -20,6 +20,7 @@ from ..._seed import SeedLike, block_generator, resolve_entropy
 from ...errors import PanelError, TreatmentError
 from ...panels.panel import check_columns, factorize_column, finite_mask, to_polars
 from ..regression.feols import Feols, feols
+from ..regression.rank import psd_pinv
 
 __all__ = ["split_difference", "SplitDifferenceResult"]
 
@@ -101,7 +102,7 @@ def _coef_from_sums(sums: np.ndarray, T: int, p: int) -> np.ndarray:
     H = sums[:, : T * T].reshape(n, T, T)
     S = sums[:, T * T : T * T + T * p].reshape(n, T, p)
     R = sums[:, T * T + T * p :].reshape(n, p, p)
-    ZZ = R - np.transpose(S, (0, 2, 1)) @ np.linalg.pinv(H, rcond=1e-10, hermitian=True) @ S
+    ZZ = R - np.transpose(S, (0, 2, 1)) @ psd_pinv(H) @ S
     # Z = [y, X]: beta = XX^-1 Xy
     return np.linalg.solve(ZZ[:, 1:, 1:], ZZ[:, 1:, 0:1])[:, 0, 0]
 

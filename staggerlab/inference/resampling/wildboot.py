@@ -57,6 +57,7 @@ from ...panels.panel import factorize_column
 from ..regression.absorb import Absorber
 from ..regression.compat import as_feols
 from ..regression.feols import Feols
+from ..regression.rank import independent_columns
 from ..regression.vcov import cluster_parts, combine_codes, nested_in, parse_clusters, ssc_factor
 
 __all__ = ["wildboot", "WildBootResult", "WildBootError", "draw_weights", "enumeration_weights"]
@@ -249,30 +250,6 @@ class _BootDesign:
             yield rows, np.ascontiguousarray(X)
 
 
-def _independent_columns(XtX: np.ndarray, tol: float = 1e-9) -> list[int]:
-    """Greedy left-to-right selection of linearly independent columns
-    (incremental Cholesky of the Gram matrix)."""
-    n = XtX.shape[0]
-    L = np.zeros((n, n))
-    keep: list[int] = []
-    for j in range(n):
-        d = XtX[j, j]
-        if d <= 0:
-            continue
-        m = len(keep)
-        if m:
-            z = sla.solve_triangular(L[:m, :m], XtX[keep, j], lower=True)
-            res = d - z @ z
-        else:
-            z = np.empty(0)
-            res = d
-        if res > tol * d:
-            L[m, :m] = z
-            L[m, m] = math.sqrt(res)
-            keep.append(j)
-    return keep
-
-
 def _row_chunks(key: np.ndarray | None, n: int) -> list[slice | np.ndarray]:
     """Row sets of about ``CHUNK_ROWS`` rows, each made of whole levels of
     ``key`` (any rows if ``key`` is None): slices when ``key`` is sorted."""
@@ -325,7 +302,7 @@ def _boot_design(fit: Feols, p: int, boot: np.ndarray) -> _BootDesign:
     gram = np.zeros((k + dummies.n_cols,) * 2)
     for _, X in bd.blocks():
         gram += X.T @ X
-    keep = _independent_columns(gram)
+    keep = independent_columns(gram)
     if keep[:k] != list(range(k)):  # pragma: no cover - the fit already dropped collinear regressors
         raise WildBootError("a regressor is collinear with the fixed effects in the bootstrap design")
     bd.keep_d = np.asarray(keep[k:], dtype=np.int64) - k

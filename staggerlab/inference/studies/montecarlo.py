@@ -38,7 +38,8 @@ from ..._parallel import run_blocks
 from ..._seed import SeedLike, block_seed, resolve_entropy
 from ...errors import StaggerlabError
 from ...panels.dgp import DGP, Truth
-from ..regression.absorb import drop_singletons
+from ..regression.absorb import Absorber, drop_singletons
+from ..regression.rank import independent_columns
 from ..regression.vcov import ssc_df_k, ssc_factor
 from .plim import twfe_plim
 
@@ -133,9 +134,8 @@ def fast_twfe(
 
     The same numbers as ``feols("y ~ treat + covariates | unit + time",
     vcov={"CRV1": cluster})`` (singletons dropped, pyfixest's small-sample
-    factor) from a few sparse products: ``M_u`` sweeps unit means and the time
-    effects solve a (T-1) x (T-1) system, ``M v = M_u v - F C^-1 F' M_u v``
-    with ``F = M_u D_t`` and ``C = F'F``. Returns ``(beta, se, df_t, plim)``
+    factor) with the exact two-way demeaning of
+    :class:`~staggerlab.inference.regression.absorb.Absorber`. Returns ``(beta, se, df_t, plim)``
     for ``treat`` (``plim``: the same regression with ``tau`` as outcome), or
     None when the design needs the general path (collinearity, a singular
     time block), which the caller then takes.
@@ -155,23 +155,16 @@ def fast_twfe(
     n_u, T, G = int(uc.max()) + 1, int(tc.max()) + 1, int(cc.max()) + 1
     if G < 2 or T < 2:
         return None
-    Du, Dt = _incidence(uc, n_u), _incidence(tc, T)
-    cnt = np.bincount(uc, minlength=n_u).astype(float)
-    MuV = V - (np.asarray(Du.T @ V) / cnt[:, None])[uc]
-    P = np.asarray((Du.T @ Dt).todense())
-    C = np.diag(P.sum(0)) - P.T @ (P / cnt[:, None])
-    rhs = np.asarray(Dt.T @ MuV)
-    try:
-        gam = np.zeros((T, V.shape[1]))
-        gam[1:] = sla.cho_solve(sla.cho_factor(C[1:, 1:]), rhs[1:])
-    except np.linalg.LinAlgError:
+    # the package's exact within solver (what feols demeans with)
+    absorber = Absorber([uc, tc], method="exact")
+    if absorber.rank_small < min(n_u, T) - 1:  # disconnected panel: the general path
         return None
-    W = MuV - (gam[tc] - ((P @ gam) / cnt[:, None])[uc])
+    W = absorber.demean(V)
     X = W[:, :k]
     XtX = X.T @ X
-    # feols drops a regressor whose residual variance is tiny; leave those to it
+    # feols drops a regressor by the package's rank rule; leave those designs to it
     ss = ((V[:, :k] - V[:, :k].mean(0)) ** 2).sum(0)
-    if np.any(np.diag(XtX) <= 1e-9 * np.maximum(ss, np.finfo(float).tiny)):
+    if len(independent_columns(XtX, ss)) < k:
         return None
     try:
         cho = sla.cho_factor(XtX)
