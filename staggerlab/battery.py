@@ -19,7 +19,14 @@ from typing import Any, Callable
 import numpy as np
 import polars as pl
 
-from .errors import MissingColumnError, StaggerlabError, StaggerlabWarning, TreatmentError, VcovError
+from .errors import (
+    ArgumentTypeError,
+    MissingColumnError,
+    StaggerlabError,
+    StaggerlabWarning,
+    TreatmentError,
+    VcovError,
+)
 from .inference.regression.feols import Feols, FeolsMulti, feols
 from .panels.io import read_frame
 from .panels.panel import Panel, to_polars
@@ -565,7 +572,7 @@ def battery(data: Any = None, *, spec: BatterySpec | None = None, verbose: bool 
     spec = spec or BatterySpec()
     for k, v in options.items():
         if k not in BatterySpec.__dataclass_fields__:
-            raise TypeError(f"unknown battery option {k!r}")
+            raise ArgumentTypeError(f"unknown battery option {k!r}")
         setattr(spec, k, v)
     if isinstance(data, (str, Path)):
         spec.data = str(data)

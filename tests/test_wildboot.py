@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 import staggerlab as sl
-from staggerlab.errors import StaggerlabError, VcovError
+from staggerlab.errors import ArgumentError, StaggerlabError, VcovError
 from staggerlab.inference.resampling.wildboot import (
     CI_XTOL,
     WildBootError,
@@ -373,7 +373,7 @@ def test_errors(fit20):
         wildboot(fit20, param="nope")
     with pytest.raises(WildBootError, match="weights"):
         wildboot(fit20, weights="uniform")
-    with pytest.raises(WildBootError, match="alternative"):
+    with pytest.raises(ArgumentError, match="alternative"):  # the shared option check
         wildboot(fit20, alternative="bigger")
     iid = fit20.with_vcov("iid")
     with pytest.raises(VcovError, match="not clustered"):

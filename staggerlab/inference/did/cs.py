@@ -35,7 +35,13 @@ from scipy import stats
 
 from ..._parallel import run_blocks
 from ..._seed import SeedLike, block_generator, resolve_entropy
-from ...errors import MissingValueWarning, StaggerlabError, TreatmentError
+from ...errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    CovariatesNotSupportedError,
+    MissingValueWarning,
+    TreatmentError,
+)
 from ...kernels._jit import jit
 from ...panels.panel import run_lengths
 from .staggered_data import COHORT, StaggeredData, prepare
@@ -55,10 +61,6 @@ AggKind = Literal["simple", "dynamic", "group", "calendar"]
 _BOOT_BLOCK = 128  # draws per seeded block: fixed, so results do not depend on n_jobs
 _BOOT_MULTIPLIERS = 1 << 22  # multipliers drawn at once (32 MB)
 _ZERO_SE = np.sqrt(np.finfo(float).eps) * 10  # did's threshold for "no variance"
-
-
-class CovariatesNotSupportedError(StaggerlabError, NotImplementedError):
-    """Conditional parallel trends (covariates) are not implemented for Callaway-Sant'Anna."""
 
 
 # --------------------------------------------------------------------------- kernels
@@ -365,7 +367,7 @@ def _draw_multipliers(rng: np.random.Generator, size: tuple[int, int], kind: str
         s5 = np.sqrt(5.0)
         lo, hi = (1.0 - s5) / 2.0, (1.0 + s5) / 2.0
         return np.where(rng.random(size) < (s5 + 1.0) / (2.0 * s5), lo, hi)
-    raise ValueError(f"multipliers must be 'rademacher' or 'mammen', got {kind!r}")
+    raise ArgumentError(f"multipliers must be 'rademacher' or 'mammen', got {kind!r}")
 
 
 def _bootstrap(s: np.ndarray, n: int, spec: _BootSpec, band: np.ndarray | None = None) -> tuple[np.ndarray, float]:
@@ -542,7 +544,7 @@ def _aggregate(
             labels = np.array([t for t in wd.times if t >= grp.min() and np.any((tim == t) & post)], dtype=np.int64)
             parts = [column(np.flatnonzero((tim == t) & post), True) for t in labels]
         else:
-            raise ValueError(f"kind must be one of 'simple', 'dynamic', 'group', 'calendar'; got {kind!r}")
+            raise ArgumentError(f"kind must be one of 'simple', 'dynamic', 'group', 'calendar'; got {kind!r}")
         est_l = np.array([p[0] for p in parts])
         W = np.column_stack([p[1] for p in parts])
         A = np.vstack([p[2] for p in parts])
@@ -791,28 +793,28 @@ def callaway_santanna(
     CSResult
     """
     if not isinstance(sd, StaggeredData):
-        raise TypeError("callaway_santanna takes a StaggeredData (see staggered_data.prepare) or use cs(data, ...)")
+        raise ArgumentTypeError("callaway_santanna takes a StaggeredData (see staggered_data.prepare) or use cs(data, ...)")
     if sd.controls:
         raise CovariatesNotSupportedError(
             f"covariates {sd.controls} (conditional parallel trends) are not implemented for "
             "Callaway-Sant'Anna yet; drop controls= for the unconditional estimator"
         )
     if control not in ("never", "notyet"):
-        raise ValueError(f"control must be 'never' or 'notyet', got {control!r}")
+        raise ArgumentError(f"control must be 'never' or 'notyet', got {control!r}")
     if base_period not in ("varying", "universal"):
-        raise ValueError(f"base_period must be 'varying' or 'universal', got {base_period!r}")
+        raise ArgumentError(f"base_period must be 'varying' or 'universal', got {base_period!r}")
     if not (0 < alpha < 1):
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        raise ArgumentError(f"alpha must be in (0, 1), got {alpha}")
     if int(anticipation) != anticipation or anticipation < 0:
-        raise ValueError(f"anticipation must be a non-negative integer, got {anticipation}")
+        raise ArgumentError(f"anticipation must be a non-negative integer, got {anticipation}")
     if len(window) != 2 or window[0] > window[1]:
-        raise ValueError(f"window must be (low, high) with low <= high, got {window}")
+        raise ArgumentError(f"window must be (low, high) with low <= high, got {window}")
     boot = None
     if bootstrap:
         if int(biters) < 2:
-            raise ValueError("biters must be at least 2")
+            raise ArgumentError("biters must be at least 2")
         if multipliers not in ("rademacher", "mammen"):
-            raise ValueError(f"multipliers must be 'rademacher' or 'mammen', got {multipliers!r}")
+            raise ArgumentError(f"multipliers must be 'rademacher' or 'mammen', got {multipliers!r}")
         boot = _BootSpec(int(biters), multipliers, resolve_entropy(seed), n_jobs, float(alpha))
     wd = _to_wide(sd, int(anticipation))
     cells = _att_gt(wd, control, int(anticipation), base_period)

@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
-from ...errors import StaggerlabError, TreatmentError
+from ...errors import ArgumentTypeError, EventStudyError, TreatmentError
 from ...kernels.cluster import cluster_score_sums_into
 from ...panels.panel import factorize_column
 from ..regression.feols import feols
@@ -28,10 +28,6 @@ Method = Literal["twfe", "sunab", "imputation", "cs"]
 _RELB = "_relb"  # relative period after binning the endpoints
 #: rows per chunk of the imputation estimator's per-row passes (bounds their temporaries)
 CHUNK_ROWS = 1 << 17
-
-
-class EventStudyError(StaggerlabError, ValueError):
-    """An event study cannot be set up as requested (window, reference, method)."""
 
 
 # ----------------------------------------------------------------- helpers
@@ -711,6 +707,6 @@ def event_study(
 
         return callaway_santanna(sd, window=(lo, hi), **kwargs)
     if kwargs:
-        raise TypeError(f"unexpected keyword argument(s) for method={method!r}: {sorted(kwargs)}")
+        raise ArgumentTypeError(f"unexpected keyword argument(s) for method={method!r}: {sorted(kwargs)}")
     run = {"twfe": _twfe, "sunab": _sunab, "imputation": _imputation}[method]
     return run(sd, (lo, hi), int(ref), bool(bin_endpoints))

@@ -42,17 +42,13 @@ import polars as pl
 from scipy import optimize, stats
 
 from ..._seed import SeedLike, as_generator
-from ...errors import StaggerlabError
+from ...errors import ArgumentError, ArgumentTypeError, HonestDiDError
 
 __all__ = ["honest", "HonestResult", "HonestDiDError", "flci", "rm_ci"]
 
 _TOL_LAMBDA = 1e-6  # ARP: dual weights above this count as binding
 _TOL_FEAS = 1e-9  # slack allowed when checking a vertex is feasible
 _MAX_VERTEX_SETS = 20000  # beyond this many bases, solve the LPs with HiGHS
-
-
-class HonestDiDError(StaggerlabError, ValueError):
-    """The event study cannot be used for a Rambachan-Roth sensitivity analysis."""
 
 
 # =========================================================================== helpers
@@ -605,9 +601,9 @@ def honest(
     HonestResult
     """
     if method not in ("relative_magnitude", "smoothness"):
-        raise ValueError(f"method must be 'relative_magnitude' or 'smoothness', got {method!r}")
+        raise ArgumentError(f"method must be 'relative_magnitude' or 'smoothness', got {method!r}")
     if not (0 < alpha < 1):
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        raise ArgumentError(f"alpha must be in (0, 1), got {alpha}")
     beta, sigma, n_pre, n_post = _event_study_parts(result)
     if l_vec is not None:
         lv = np.asarray(l_vec, dtype=float)
@@ -626,16 +622,16 @@ def honest(
     original = (theta - z * sd, theta + z * sd)
     if method == "smoothness":
         if Mbar is not None:
-            raise TypeError("method='smoothness' takes M=, not Mbar=")
+            raise ArgumentTypeError("method='smoothness' takes M=, not Mbar=")
         vals = _default_M(beta[:n_pre], sigma[:n_pre, :n_pre], alpha) if M is None else np.atleast_1d(np.asarray(M, float))
         param = "M"
     else:
         if M is not None:
-            raise TypeError("method='relative_magnitude' takes Mbar=, not M=")
+            raise ArgumentTypeError("method='relative_magnitude' takes Mbar=, not M=")
         vals = np.linspace(0, 2, 10) if Mbar is None else np.atleast_1d(np.asarray(Mbar, float))
         param = "Mbar"
     if np.any(vals < 0):
-        raise ValueError(f"{param} must be non-negative")
+        raise ArgumentError(f"{param} must be non-negative")
     if method == "smoothness":
         cis = [flci(beta, sigma, n_pre, lv, float(m), alpha) for m in vals]
     else:

@@ -39,7 +39,13 @@ import polars as pl
 from scipy import linalg as sla
 from scipy import stats
 
-from ...errors import CollinearityError, CollinearityWarning, FormulaError, StaggerlabError, VcovError
+from ...errors import (
+    CollinearityError,
+    CollinearityWarning,
+    FormulaError,
+    IdentificationError,
+    VcovError,
+)
 from ...panels.panel import to_polars
 from .design import Design, _collinear, build_design
 from .formula import parse_formula
@@ -47,10 +53,6 @@ from .results import DesignFit
 from .vcov import VcovSpec, parse_vcov, vcov_crv1, vcov_hetero, vcov_iid
 
 __all__ = ["feiv", "FeivResult", "FirstStage", "IVDiagnostics", "IdentificationError", "parse_iv_formula"]
-
-
-class IdentificationError(StaggerlabError, ValueError):
-    """The IV model is not identified (fewer instruments than endogenous regressors)."""
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,8 @@ from threadpoolctl import ThreadpoolController
 
 from ..._parallel import run_blocks
 from ..._seed import SeedLike, as_seedsequence, block_generator
-from ...errors import FormulaError, PanelError, StaggerlabWarning, TreatmentError, VcovError
+from ..._validate import check_alternative, check_draws
+from ...errors import ArgumentError, FormulaError, PanelError, StaggerlabWarning, TreatmentError, VcovError
 from ...kernels import placebo as kp
 from ...kernels._jit import threads_for
 from ...kernels.cluster import cluster_sums
@@ -751,16 +752,13 @@ def placebo(
     """
     fit = as_feols(fit)
     if scheme not in SCHEMES:
-        raise ValueError(f"unknown scheme {scheme!r}; use one of {SCHEMES}")
+        raise ArgumentError(f"unknown scheme {scheme!r}; use one of {SCHEMES}")
     if stat not in ("t", "coef"):
-        raise ValueError(f"stat must be 't' or 'coef', got {stat!r}")
-    if alternative not in ("two-sided", "greater", "less"):
-        raise ValueError(f"alternative must be 'two-sided', 'greater' or 'less', got {alternative!r}")
+        raise ArgumentError(f"stat must be 't' or 'coef', got {stat!r}")
+    check_alternative(alternative)
     if method not in ("auto", "fast", "general"):
-        raise ValueError(f"method must be 'auto', 'fast' or 'general', got {method!r}")
-    draws = int(draws)
-    if draws < 1:
-        raise ValueError("draws must be at least 1")
+        raise ArgumentError(f"method must be 'auto', 'fast' or 'general', got {method!r}")
+    draws = check_draws(int(draws))
     d = fit.design
     spec = fit.vcov_spec
     if stat == "t" and spec.kind == "CRV3":
@@ -774,7 +772,7 @@ def placebo(
     p_iid = 0.0
     if scheme == "iid":
         if strata is not None or cluster is not None:
-            raise ValueError("the 'iid' scheme is row-level; strata= and cluster= apply to the other schemes")
+            raise ArgumentError("the 'iid' scheme is row-level; strata= and cluster= apply to the other schemes")
         p_iid = float(np.mean(d.column(param)))
     else:
         if cluster is not None:
@@ -816,7 +814,7 @@ def placebo(
             except np.linalg.LinAlgError as err:
                 reason = str(err)
         if reason is not None and method == "fast":
-            raise ValueError(f"the fast path does not apply: {reason}")
+            raise ArgumentError(f"the fast path does not apply: {reason}")
     if engine is None:
         engine = _GeneralEngine(fit, param, spec, df_k, stat)
 
@@ -928,7 +926,7 @@ def placebo_timing(
     fit = as_feols(fit)
     shift = int(shift)
     if shift >= 0:
-        raise ValueError(f"shift must be negative (periods earlier), got {shift}")
+        raise ArgumentError(f"shift must be negative (periods earlier), got {shift}")
     unit, time, ids, unit_N, time_N, g_U = _setup(fit, param, unit, time, cohort)
     d = fit.design
     tvals = np.unique(time_N)

@@ -50,7 +50,8 @@ from scipy import optimize
 
 from ..._parallel import run_blocks
 from ..._seed import SeedLike, block_generator, resolve_entropy
-from ...errors import MissingColumnError, StaggerlabError, VcovError
+from ..._validate import check_alternative, check_draws, check_level
+from ...errors import MissingColumnError, VcovError, WildBootError
 from ...kernels.wildboot import cluster_wsums_into
 from ...panels.panel import factorize_column
 from ..regression.absorb import Absorber
@@ -87,10 +88,6 @@ _MAMMEN = np.array([-(_SQRT5 - 1) / 2, (_SQRT5 + 1) / 2])
 _MAMMEN_P_LOW = (_SQRT5 + 1) / (2 * _SQRT5)
 _SIGNS = 2.0 * ((np.arange(256)[:, None] >> np.arange(7, -1, -1)[None, :]) & 1) - 1.0
 _WEBB = np.array([-math.sqrt(1.5), -1.0, -math.sqrt(0.5), math.sqrt(0.5), 1.0, math.sqrt(1.5)])
-
-
-class WildBootError(StaggerlabError, ValueError):
-    """The wild bootstrap cannot be run as asked (bad option, unknown parameter...)."""
 
 
 # ---------------------------------------------------------------- weights
@@ -842,12 +839,10 @@ def wildboot(
         raise WildBootError(f"param {param!r} is not a coefficient of the model; coefficients: {d.regressors}")
     if weights not in WEIGHT_TYPES:
         raise WildBootError(f"weights must be one of {WEIGHT_TYPES}, got {weights!r}")
-    if alternative not in ALTERNATIVES:
-        raise WildBootError(f"alternative must be one of {ALTERNATIVES}, got {alternative!r}")
-    if not 0.0 < level < 1.0:
-        raise WildBootError(f"level must be in (0, 1), got {level}")
-    if weight_matrix is None and (not isinstance(draws, (int, np.integer)) or draws < 1):
-        raise WildBootError(f"draws must be a positive integer, got {draws!r}")
+    check_alternative(alternative, ALTERNATIVES)
+    check_level(level)
+    if weight_matrix is None:
+        check_draws(draws)
     notes: list[str] = []
 
     spec = fit.vcov_spec

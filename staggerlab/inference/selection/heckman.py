@@ -48,8 +48,8 @@ from ...errors import (
     CollinearityError,
     ConvergenceError,
     MissingValueWarning,
+    SelectionError,
     SeparationError,
-    StaggerlabError,
     StaggerlabWarning,
 )
 from ...panels.panel import check_columns, check_numeric, factorize_column, finite_mask, to_polars
@@ -58,10 +58,6 @@ from ..regression.results import CoefTable
 from ..regression.vcov import VcovSpec, parse_vcov
 
 __all__ = ["probit", "ProbitResult", "heckman", "HeckmanResult", "SeparationError", "SelectionError"]
-
-
-class SelectionError(StaggerlabError, ValueError):
-    """The selection indicator is unusable (not 0/1, or no variation)."""
 
 
 def _mills(z: np.ndarray) -> np.ndarray:

@@ -36,16 +36,12 @@ from scipy import stats
 
 from ..._parallel import run_blocks
 from ..._seed import SeedLike, block_seed, resolve_entropy
-from ...errors import StaggerlabError
+from ...errors import MonteCarloError
 from ...panels.dgp import DGP, Truth
 from ..regression.absorb import drop_singletons
 from ..regression.vcov import fe_df, nested_in
 
 __all__ = ["montecarlo", "MonteCarloResult", "Estimator", "MonteCarloError", "BUILTIN_ESTIMATORS", "fast_twfe"]
-
-
-class MonteCarloError(StaggerlabError, ValueError):
-    """A Monte Carlo study is misspecified (unknown estimator, foreign checkpoint...)."""
 
 
 # ------------------------------------------------------------------ estimators
