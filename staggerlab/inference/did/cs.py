@@ -50,6 +50,7 @@ __all__ = [
     "callaway_santanna",
     "cs",
     "CSResult",
+    "CSTuning",
     "CSAggregate",
     "CovariatesNotSupportedError",
 ]
@@ -59,8 +60,23 @@ BasePeriod = Literal["varying", "universal"]
 AggKind = Literal["simple", "dynamic", "group", "calendar"]
 
 _BOOT_BLOCK = 128  # draws per seeded block: fixed, so results do not depend on n_jobs
-_BOOT_MULTIPLIERS = 1 << 22  # multipliers drawn at once (32 MB)
 _ZERO_SE = np.sqrt(np.finfo(float).eps) * 10  # did's threshold for "no variance"
+
+
+@dataclass(frozen=True)
+class CSTuning:
+    """Memory bounds of Callaway-Sant'Anna (every setting gives the same numbers).
+
+    Parameters
+    ----------
+    if_chunk : int
+        Units per chunk of influence-function rows.
+    boot_multipliers : int
+        Bootstrap multipliers drawn at once (32 MB by default).
+    """
+
+    if_chunk: int = 1 << 15
+    boot_multipliers: int = 1 << 22
 
 
 # --------------------------------------------------------------------------- kernels
@@ -291,9 +307,6 @@ def _if_rows(y, g, w, gidx, lo, hi, n, t_idx, b_idx, group, horizon, mu1, mu0, s
                 out[r, j] += wi * A[j, gidx[i]]
 
 
-_IF_CHUNK = 1 << 15  # units per chunk of influence-function rows
-
-
 @dataclass(eq=False)
 class _IFMap:
     """Influence functions of linear combinations of the ATT(g,t): column j is
@@ -303,14 +316,15 @@ class _IFMap:
     wd: _Wide
     W: np.ndarray  # k x m
     A: np.ndarray  # m x G
+    chunk: int  # units per chunk of rows (CSTuning.if_chunk)
 
     def _chunks(self):
         c, wd = self.cells, self.wd
         n = wd.g.size
         W, A = np.ascontiguousarray(self.W), np.ascontiguousarray(self.A)
-        buf = np.empty((min(_IF_CHUNK, n), W.shape[1]))
-        for lo in range(0, n, _IF_CHUNK):
-            hi = min(lo + _IF_CHUNK, n)
+        buf = np.empty((min(self.chunk, n), W.shape[1]))
+        for lo in range(0, n, self.chunk):
+            hi = min(lo + self.chunk, n)
             out = buf[: hi - lo]
             _if_rows(wd.y, wd.g, wd.w, c.gidx, lo, hi, float(n), c.t_idx, c.b_idx, c.group, c.horizon,
                      c.mu1, c.mu0, c.s1, c.s0, W, A, out)
@@ -358,6 +372,7 @@ class _BootSpec:
     seed: np.random.SeedSequence
     n_jobs: int
     alpha: float
+    multipliers_at_once: int  # CSTuning.boot_multipliers
 
 
 def _draw_multipliers(rng: np.random.Generator, size: tuple[int, int], kind: str) -> np.ndarray:
@@ -384,7 +399,7 @@ def _bootstrap(s: np.ndarray, n: int, spec: _BootSpec, band: np.ndarray | None =
     # draws are made a few rows at a time (a block of 128 draws for a million
     # clusters would be a 1 GB matrix); numpy's Generator yields the same
     # stream whether a block's rows are drawn at once or in pieces
-    rows_at_once = max(1, _BOOT_MULTIPLIERS // max(nc, 1))
+    rows_at_once = max(1, spec.multipliers_at_once // max(nc, 1))
 
     def one(block: tuple[int, int]) -> np.ndarray:
         i, size = block
@@ -465,7 +480,7 @@ class CSAggregate:
     def inf_overall(self) -> np.ndarray:
         """Influence function of the overall estimate (units)."""
         m = self._map
-        return _IFMap(m.cells, m.wd, m.W[:, -1:], m.A[-1:]).matrix()[:, 0]
+        return _IFMap(m.cells, m.wd, m.W[:, -1:], m.A[-1:], m.chunk).matrix()[:, 0]
 
     _LABEL = {"dynamic": "rel_time", "group": "cohort", "calendar": "time", "simple": "label"}
 
@@ -508,6 +523,7 @@ def _aggregate(
     window: tuple[float, float],
     alpha: float,
     boot: _BootSpec | None,
+    if_chunk: int,
 ) -> CSAggregate:
     att, grp, tim, cohorts = cells.att, cells.group, cells.time, cells.cohorts
     k, n_coh = att.size, cohorts.size
@@ -564,7 +580,7 @@ def _aggregate(
             est = float(est_l.mean())
             w_all, a_all = W.mean(axis=1), A.mean(axis=0)
     # the labels' influence functions and the overall one, as one map: one pass over the units
-    ifmap = _IFMap(cells, wd, np.column_stack([W, w_all]), np.vstack([A, a_all]))
+    ifmap = _IFMap(cells, wd, np.column_stack([W, w_all]), np.vstack([A, a_all]), if_chunk)
     m = labels.size
     n = wd.g.size
     if boot is None:
@@ -606,7 +622,8 @@ class CSResult:
 
     method = "cs"
 
-    def __init__(self, cells: _Cells, wd: _Wide, *, window, control, anticipation, base_period, alpha, boot):
+    def __init__(self, cells: _Cells, wd: _Wide, *, window, control, anticipation, base_period, alpha, boot,
+                 tuning: CSTuning = CSTuning()):
         self._cells = cells
         self._wd = wd
         self.window = tuple(window)
@@ -615,6 +632,7 @@ class CSResult:
         self.base_period = base_period
         self.alpha = float(alpha)
         self._boot = boot
+        self._tuning = tuning
         self.bootstrap = boot is not None
         self.n_units = int(wd.g.size)
         self.ref = -1 - self.anticipation
@@ -634,13 +652,14 @@ class CSResult:
 
     def _cell_map(self) -> _IFMap:
         k, n_coh = self._cells.att.size, self._cells.cohorts.size
-        return _IFMap(self._cells, self._wd, np.eye(k), np.zeros((k, n_coh)))
+        return _IFMap(self._cells, self._wd, np.eye(k), np.zeros((k, n_coh)), self._tuning.if_chunk)
 
     # -- aggregations
     def aggregate(self, kind: AggKind = "dynamic") -> CSAggregate:
         """Aggregate the ATT(g,t): ``"simple"``, ``"dynamic"``, ``"group"`` or ``"calendar"``."""
         if kind not in self._aggs:
-            self._aggs[kind] = _aggregate(kind, self._cells, self._wd, self.window, self.alpha, self._boot)
+            self._aggs[kind] = _aggregate(kind, self._cells, self._wd, self.window, self.alpha, self._boot,
+                                          self._tuning.if_chunk)
         return self._aggs[kind]
 
     @property
@@ -759,6 +778,7 @@ def callaway_santanna(
     alpha: float = 0.05,
     seed: SeedLike = 0,
     n_jobs: int = 1,
+    tuning: CSTuning = CSTuning(),
 ) -> CSResult:
     """Callaway-Sant'Anna ATT(g,t), their aggregations and influence-function inference.
 
@@ -787,6 +807,8 @@ def callaway_santanna(
     seed : int, Generator, SeedSequence or None
     n_jobs : int
         joblib workers for the bootstrap blocks.
+    tuning : CSTuning
+        Memory bounds; the numbers do not depend on them.
 
     Returns
     -------
@@ -815,12 +837,12 @@ def callaway_santanna(
             raise ArgumentError("biters must be at least 2")
         if multipliers not in ("rademacher", "mammen"):
             raise ArgumentError(f"multipliers must be 'rademacher' or 'mammen', got {multipliers!r}")
-        boot = _BootSpec(int(biters), multipliers, resolve_entropy(seed), n_jobs, float(alpha))
+        boot = _BootSpec(int(biters), multipliers, resolve_entropy(seed), n_jobs, float(alpha), tuning.boot_multipliers)
     wd = _to_wide(sd, int(anticipation))
     cells = _att_gt(wd, control, int(anticipation), base_period)
     return CSResult(
         cells, wd, window=window, control=control, anticipation=anticipation,
-        base_period=base_period, alpha=alpha, boot=boot,
+        base_period=base_period, alpha=alpha, boot=boot, tuning=tuning,
     )
 
 
@@ -842,7 +864,7 @@ def cs(
     ``cohort`` is the adoption-period column (0 or null = never treated), or give
     ``treat`` (an absorbing 0/1 treatment). Remaining keywords (``window``,
     ``control``, ``anticipation``, ``base_period``, ``bootstrap``, ``biters``,
-    ``multipliers``, ``alpha``, ``seed``, ``n_jobs``) go to
+    ``multipliers``, ``alpha``, ``seed``, ``n_jobs``, ``tuning``) go to
     :func:`callaway_santanna`.
 
     Examples

@@ -8,6 +8,7 @@ period, their covariance, aggregations, a pre-trend test and Figure 1).
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Literal, Sequence
 
 import numpy as np
@@ -22,12 +23,28 @@ from . import lean_dummies as lean
 from .lean_dummies import dense_bytes
 from .staggered_data import COHORT, REL, StaggeredData, prepare
 
-__all__ = ["event_study", "EventStudyResult", "Aggregate", "WaldTest", "EventStudyError"]
+__all__ = ["event_study", "EventStudyResult", "EventStudyTuning", "Aggregate", "WaldTest", "EventStudyError"]
 
 Method = Literal["twfe", "sunab", "imputation", "cs"]
 _RELB = "_relb"  # relative period after binning the endpoints
-#: rows per chunk of the imputation estimator's per-row passes (bounds their temporaries)
-CHUNK_ROWS = 1 << 17
+
+
+@dataclass(frozen=True)
+class EventStudyTuning:
+    """Memory bounds and path switch of the event studies (same estimates whatever the setting).
+
+    Parameters
+    ----------
+    chunk_rows : int
+        Rows per chunk of the imputation estimator's per-row passes (bounds
+        their temporaries).
+    lean_bytes : int
+        Size of the dense design (bytes) above which TWFE and Sun-Abraham take
+        the lean path (:mod:`staggerlab.inference.did.lean_dummies`).
+    """
+
+    chunk_rows: int = 1 << 17
+    lean_bytes: int = 1 << 29
 
 
 # ----------------------------------------------------------------- helpers
@@ -263,13 +280,14 @@ def _weighted_counts(frame: pl.DataFrame, by: list[str], weights: str | None) ->
     return frame.group_by(by).agg(n.alias("_n"))
 
 
-def _twfe(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: bool) -> EventStudyResult:
+def _twfe(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: bool,
+          tuning: EventStudyTuning) -> EventStudyResult:
     frame = _add_binned_rel(sd.frame, window, bin_endpoints)
     levels = sorted(x for x in frame[_RELB].drop_nulls().unique().to_list() if x != ref)
     if not levels:
         raise EventStudyError("no relative period other than the reference is observed")
     names = {f"_es_{_rel_label(r)}": r for r in levels}
-    if dense_bytes(sd, len(levels)) > lean.LEAN_BYTES:
+    if dense_bytes(sd, len(levels)) > tuning.lean_bytes:
         res = _twfe_lean(sd, frame, levels, window, ref)
         if res is not None:
             return res
@@ -313,7 +331,8 @@ def _twfe_lean(sd: StaggeredData, frame: pl.DataFrame, levels: list[int], window
                             {"n_rel": n_rel[pos], "lean": True})
 
 
-def _sunab(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: bool) -> EventStudyResult:
+def _sunab(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: bool,
+           tuning: EventStudyTuning) -> EventStudyResult:
     frame = _add_binned_rel(sd.frame, window, bin_endpoints)
     cohorts = [int(g) for g in sd.cohorts]
     if frame.filter(pl.col(COHORT) == 0).height == 0:
@@ -339,7 +358,7 @@ def _sunab(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: 
              .select(COHORT, _RELB).unique().sort(COHORT, _RELB))
     names = {f"_sa_{g}_{_rel_label(r)}": (g, r) for g, r in cells.iter_rows()}
     lean_fit = None
-    if frame.height == sd.frame.height and dense_bytes(sd, len(names)) > lean.LEAN_BYTES:
+    if frame.height == sd.frame.height and dense_bytes(sd, len(names)) > tuning.lean_bytes:
         # cells keyed by cohort x binned relative period (no rows were filtered)
         span = int(cells[_RELB].max() - cells[_RELB].min()) + 1
         rlo = int(cells[_RELB].min())
@@ -431,10 +450,11 @@ class _Imputation:
     Memory: the controls stay the frame's columns (never stacked into an
     N x K matrix), sums over the untreated rows use ``w0`` (the weights, 0
     on treated rows) instead of gathered copies, and every pass that needs
-    per-row N x K or N x k values runs over chunks of ``CHUNK_ROWS`` rows.
+    per-row N x K or N x k values runs over chunks of ``chunk_rows`` rows.
     """
 
-    def __init__(self, sd: StaggeredData):
+    def __init__(self, sd: StaggeredData, chunk_rows: int):
+        self.chunk_rows = chunk_rows
         frame = sd.frame
         D = frame["_treat"].to_numpy().astype(bool)
         if sd.id_codes is not None:  # a Panel's codes (no second factorization of N ids)
@@ -493,8 +513,8 @@ class _Imputation:
     def _chunks(self, untreated: bool = False) -> Iterator[slice | np.ndarray]:
         """Row chunks in row order: slices, or the untreated rows of each slice."""
         n = self.D.size
-        for lo in range(0, n, CHUNK_ROWS):
-            hi = min(lo + CHUNK_ROWS, n)
+        for lo in range(0, n, self.chunk_rows):
+            hi = min(lo + self.chunk_rows, n)
             yield lo + np.flatnonzero(~self.D[lo:hi]) if untreated else slice(lo, hi)
 
     def _controls(self, rows: slice | np.ndarray) -> np.ndarray:
@@ -572,8 +592,9 @@ class _Imputation:
         return codes, levels
 
 
-def _imputation(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: bool) -> EventStudyResult:
-    imp = _Imputation(sd)
+def _imputation(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: bool,
+                tuning: EventStudyTuning) -> EventStudyResult:
+    imp = _Imputation(sd, tuning.chunk_rows)
     frame = _add_binned_rel(imp.frame, window, bin_endpoints)
     imp.frame = frame
     lo, hi = window
@@ -638,6 +659,7 @@ def event_study(
     ref: int = -1,
     bin_endpoints: bool = True,
     method: Method = "twfe",
+    tuning: Any = None,
     **kwargs: Any,
 ) -> EventStudyResult:
     """Event study of a staggered adoption design.
@@ -671,9 +693,12 @@ def event_study(
         Borusyak-Jaravel-Spiess imputation (= Gardner two-stage DID, with
         Gardner's GMM standard errors); Callaway-Sant'Anna (``**kwargs``
         such as ``control=`` are passed on). TWFE and Sun-Abraham fits whose
-        dense design would exceed ``lean_dummies.LEAN_BYTES`` (512 MB) run as
+        dense design would exceed ``tuning.lean_bytes`` (512 MB) run as
         a lean regression from per-unit sums (same estimates; no N x k
         matrix), unless weights, singletons or collinearity need ``feols``.
+    tuning : EventStudyTuning, optional
+        Memory bounds (default ``EventStudyTuning()``); with ``method="cs"``, a
+        :class:`~staggerlab.inference.did.cs.CSTuning` passed on.
 
     Returns
     -------
@@ -705,8 +730,14 @@ def event_study(
     if method == "cs":
         from .cs import callaway_santanna
 
+        if tuning is not None:
+            kwargs["tuning"] = tuning
         return callaway_santanna(sd, window=(lo, hi), **kwargs)
     if kwargs:
         raise ArgumentTypeError(f"unexpected keyword argument(s) for method={method!r}: {sorted(kwargs)}")
     run = {"twfe": _twfe, "sunab": _sunab, "imputation": _imputation}[method]
-    return run(sd, (lo, hi), int(ref), bool(bin_endpoints))
+    if tuning is None:
+        tuning = EventStudyTuning()
+    if not isinstance(tuning, EventStudyTuning):
+        raise ArgumentTypeError(f"tuning must be an EventStudyTuning for method={method!r}, got {type(tuning).__name__}")
+    return run(sd, (lo, hi), int(ref), bool(bin_endpoints), tuning)

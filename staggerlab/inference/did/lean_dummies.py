@@ -29,10 +29,8 @@ from ...panels.panel import factorize_column
 from ..regression.vcov import fe_df, nested_in
 from .staggered_data import StaggeredData
 
-__all__ = ["LeanFit", "lean_dummy_fit", "LEAN_BYTES"]
+__all__ = ["LeanFit", "lean_dummy_fit"]
 
-#: size of the dense design (bytes) above which event studies take the lean path
-LEAN_BYTES = 1 << 29
 #: smallest eigenvalue of a scaled normal matrix accepted as full rank (feols
 #: decides, and reports, anything closer to collinear)
 RANK_TOL = 1e-7
