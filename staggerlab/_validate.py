@@ -33,3 +33,13 @@ def check_draws(draws: int, name: str = "draws") -> int:
     if isinstance(draws, bool) or not isinstance(draws, numbers.Integral) or draws < 1:
         raise ArgumentError(f"{name} must be a positive integer, got {draws!r}")
     return int(draws)
+
+
+def alpha_of(level: float) -> float:
+    """``1 - level`` for the procedures whose algebra is written in the test size.
+
+    Rounded to 12 decimals so that ``level=0.95`` gives exactly the ``0.05``
+    that p-values (ratios of counts) are compared with: ``1 - 0.95`` is
+    ``0.05000000000000004`` in binary floating point.
+    """
+    return round(1.0 - check_level(level), 12)

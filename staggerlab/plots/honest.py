@@ -45,7 +45,7 @@ def plot_sensitivity(result: Any, path: str | None = None, *, ax: Any = None):
     ax.axhline(0.0, color="black", lw=0.8)
     name = r"$\bar{M}$" if result.param == "Mbar" else "$M$"
     ax.set_xlabel(name)
-    ax.set_ylabel(f"{100 * (1 - result.alpha):.0f}% confidence interval")
+    ax.set_ylabel(f"{100 * result.level:.0f}% confidence interval")
     ax.set_title(f"Sensitivity analysis ({result.method.replace('_', ' ')})")
     ax.legend(frameon=False)
     if path is not None:

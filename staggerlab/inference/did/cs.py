@@ -35,6 +35,7 @@ from scipy import stats
 
 from ..._parallel import run_blocks
 from ..._seed import SeedLike, block_generator, resolve_entropy
+from ..._validate import alpha_of
 from ...errors import (
     ArgumentError,
     ArgumentTypeError,
@@ -617,12 +618,14 @@ class CSResult:
         ``"varying"`` no coefficient is normalised (see the module docstring).
     method : str
         ``"cs"``.
-    base_period, control, anticipation, alpha, n_units : as given / as used.
+    base_period, control, anticipation, level, n_units : as given / as used.
+    alpha : float
+        ``1 - level`` (the size of the tests).
     """
 
     method = "cs"
 
-    def __init__(self, cells: _Cells, wd: _Wide, *, window, control, anticipation, base_period, alpha, boot,
+    def __init__(self, cells: _Cells, wd: _Wide, *, window, control, anticipation, base_period, level, boot,
                  tuning: CSTuning = CSTuning()):
         self._cells = cells
         self._wd = wd
@@ -630,7 +633,8 @@ class CSResult:
         self.control = control
         self.anticipation = int(anticipation)
         self.base_period = base_period
-        self.alpha = float(alpha)
+        self.level = float(level)
+        self.alpha = alpha = alpha_of(level)
         self._boot = boot
         self._tuning = tuning
         self.bootstrap = boot is not None
@@ -757,7 +761,7 @@ class CSResult:
         ax.set_xlabel("event time (periods since adoption)")
         ax.set_ylabel("ATT (Callaway-Sant'Anna)")
         band = "uniform" if self.bootstrap else "pointwise"
-        ax.set_title(f"Event study ({band} {100 * (1 - self.alpha):.0f}% intervals)")
+        ax.set_title(f"Event study ({band} {100 * self.level:.0f}% intervals)")
         ax.legend(frameon=False)
         if path is not None:
             fig.savefig(path, bbox_inches="tight", dpi=150)
@@ -775,7 +779,7 @@ def callaway_santanna(
     bootstrap: bool = False,
     biters: int = 999,
     multipliers: Literal["rademacher", "mammen"] = "rademacher",
-    alpha: float = 0.05,
+    level: float = 0.95,
     seed: SeedLike = 0,
     n_jobs: int = 1,
     tuning: CSTuning = CSTuning(),
@@ -802,8 +806,8 @@ def callaway_santanna(
         cluster sums of the influence functions): bootstrap SEs and uniform
         bands. Draws are made in fixed blocks seeded by block index, so the
         result does not depend on ``n_jobs``.
-    alpha : float
-        Significance level of the intervals.
+    level : float
+        Confidence level of the intervals.
     seed : int, Generator, SeedSequence or None
     n_jobs : int
         joblib workers for the bootstrap blocks.
@@ -825,8 +829,7 @@ def callaway_santanna(
         raise ArgumentError(f"control must be 'never' or 'notyet', got {control!r}")
     if base_period not in ("varying", "universal"):
         raise ArgumentError(f"base_period must be 'varying' or 'universal', got {base_period!r}")
-    if not (0 < alpha < 1):
-        raise ArgumentError(f"alpha must be in (0, 1), got {alpha}")
+    alpha = alpha_of(level)
     if int(anticipation) != anticipation or anticipation < 0:
         raise ArgumentError(f"anticipation must be a non-negative integer, got {anticipation}")
     if len(window) != 2 or window[0] > window[1]:
@@ -842,7 +845,7 @@ def callaway_santanna(
     cells = _att_gt(wd, control, int(anticipation), base_period)
     return CSResult(
         cells, wd, window=window, control=control, anticipation=anticipation,
-        base_period=base_period, alpha=alpha, boot=boot, tuning=tuning,
+        base_period=base_period, level=level, boot=boot, tuning=tuning,
     )
 
 
@@ -864,7 +867,7 @@ def cs(
     ``cohort`` is the adoption-period column (0 or null = never treated), or give
     ``treat`` (an absorbing 0/1 treatment). Remaining keywords (``window``,
     ``control``, ``anticipation``, ``base_period``, ``bootstrap``, ``biters``,
-    ``multipliers``, ``alpha``, ``seed``, ``n_jobs``, ``tuning``) go to
+    ``multipliers``, ``level``, ``seed``, ``n_jobs``, ``tuning``) go to
     :func:`callaway_santanna`.
 
     Examples

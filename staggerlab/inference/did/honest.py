@@ -42,6 +42,7 @@ import polars as pl
 from scipy import optimize, stats
 
 from ..._seed import SeedLike, as_generator
+from ..._validate import alpha_of
 from ...errors import ArgumentError, ArgumentTypeError, HonestDiDError
 
 __all__ = ["honest", "HonestResult", "HonestDiDError", "flci", "rm_ci"]
@@ -156,13 +157,14 @@ def _min_variance(prob: _FLCIProblem) -> np.ndarray:
 
 
 def flci(
-    beta: np.ndarray, sigma: np.ndarray, n_pre: int, l_vec: np.ndarray, M: float, alpha: float = 0.05
+    beta: np.ndarray, sigma: np.ndarray, n_pre: int, l_vec: np.ndarray, M: float, level: float = 0.95
 ) -> tuple[float, float]:
     """Optimal fixed-length CI for ``l' tau_post`` under ``Delta^SD(M)``.
 
     ``beta``/``sigma`` stack ``n_pre`` pre-period then the post-period
-    coefficients. Returns ``(lower, upper)``.
+    coefficients; ``level`` is the confidence level. Returns ``(lower, upper)``.
     """
+    alpha = alpha_of(level)
     beta = np.asarray(beta, float)
     prob = _FLCIProblem(np.asarray(sigma, float), int(n_pre), np.asarray(l_vec, float))
     k = n_pre - 1
@@ -421,7 +423,7 @@ def rm_ci(
     n_pre: int,
     l_vec: np.ndarray,
     Mbar: float,
-    alpha: float = 0.05,
+    level: float = 0.95,
     *,
     hybrid: Literal["LF", "ARP"] = "LF",
     grid_points: int = 1000,
@@ -432,8 +434,10 @@ def rm_ci(
     """Robust CI for ``l' tau_post`` under ``Delta^RM(Mbar)`` by test inversion on a grid.
 
     ``hybrid="LF"`` is HonestDiD's "C-LF" (default), ``"ARP"`` its "Conditional".
-    Returns ``(lower, upper)`` (nan if no grid point is accepted).
+    ``level`` is the confidence level. Returns ``(lower, upper)`` (nan if no
+    grid point is accepted).
     """
+    alpha = alpha_of(level)
     beta = np.asarray(beta, float)
     sigma = np.asarray(sigma, float)
     l_vec = np.asarray(l_vec, float)
@@ -475,7 +479,8 @@ class HonestResult:
     breakdown : float
         Smallest value in ``values`` whose CI contains 0 (nan if none does).
     l_vec : ndarray
-    alpha : float
+    level : float
+        Confidence level; ``alpha`` is ``1 - level``.
     """
 
     method: str
@@ -486,7 +491,11 @@ class HonestResult:
     original: tuple[float, float]
     estimate: float
     l_vec: np.ndarray
-    alpha: float
+    level: float
+
+    @property
+    def alpha(self) -> float:
+        return alpha_of(self.level)
 
     @property
     def breakdown(self) -> float:
@@ -502,7 +511,7 @@ class HonestResult:
         lo, hi = self.original
         return (
             f"Rambachan-Roth sensitivity ({self.method}), theta = l'tau_post with l = {self.l_vec.tolist()}\n"
-            f"estimate {self.estimate:.6g}; original {100 * (1 - self.alpha):.0f}% CI [{lo:.6g}, {hi:.6g}]\n"
+            f"estimate {self.estimate:.6g}; original {100 * self.level:.0f}% CI [{lo:.6g}, {hi:.6g}]\n"
             f"breakdown {self.param} = {self.breakdown:.6g}\n{self.tidy()}"
         )
 
@@ -568,7 +577,7 @@ def honest(
     M: Sequence[float] | float | None = None,
     e: int | Literal["average"] = 0,
     l_vec: Sequence[float] | None = None,
-    alpha: float = 0.05,
+    level: float = 0.95,
     grid_points: int = 1000,
     lf_sims: int = 10000,
     seed: SeedLike = 0,
@@ -591,7 +600,8 @@ def honest(
     e : int or "average"
         Target: the ``e``-th post period (``e=0``: the first after ``ref``), or
         the average over all post periods. ``l_vec`` overrides it.
-    alpha : float
+    level : float
+        Confidence level of the robust and the original intervals.
     grid_points, lf_sims, seed
         RM only: test-inversion grid size; draws for the least-favourable
         critical value and their seed.
@@ -602,8 +612,7 @@ def honest(
     """
     if method not in ("relative_magnitude", "smoothness"):
         raise ArgumentError(f"method must be 'relative_magnitude' or 'smoothness', got {method!r}")
-    if not (0 < alpha < 1):
-        raise ArgumentError(f"alpha must be in (0, 1), got {alpha}")
+    alpha = alpha_of(level)
     beta, sigma, n_pre, n_post = _event_study_parts(result)
     if l_vec is not None:
         lv = np.asarray(l_vec, dtype=float)
@@ -633,10 +642,10 @@ def honest(
     if np.any(vals < 0):
         raise ArgumentError(f"{param} must be non-negative")
     if method == "smoothness":
-        cis = [flci(beta, sigma, n_pre, lv, float(m), alpha) for m in vals]
+        cis = [flci(beta, sigma, n_pre, lv, float(m), level) for m in vals]
     else:
-        cis = [rm_ci(beta, sigma, n_pre, lv, float(mb), alpha, grid_points=grid_points, lf_sims=lf_sims, seed=seed)
+        cis = [rm_ci(beta, sigma, n_pre, lv, float(mb), level, grid_points=grid_points, lf_sims=lf_sims, seed=seed)
                for mb in vals]
     lo = np.array([c[0] for c in cis])
     hi = np.array([c[1] for c in cis])
-    return HonestResult(method, param, vals, lo, hi, original, theta, lv, alpha)
+    return HonestResult(method, param, vals, lo, hi, original, theta, lv, level)
