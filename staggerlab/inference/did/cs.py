@@ -45,6 +45,7 @@ from ...errors import (
 )
 from ...kernels._jit import jit
 from ...panels.panel import run_lengths
+from ..results import Aggregate, PretrendTest, Result
 from .staggered_data import COHORT, StaggeredData, prepare
 
 __all__ = [
@@ -440,8 +441,12 @@ def _wif_coef(pk: np.ndarray, gk: np.ndarray, v: np.ndarray, cohorts: np.ndarray
 
 
 @dataclass(eq=False)
-class CSAggregate:
+class CSAggregate(Aggregate):
     """One aggregation of the ATT(g,t) (``kind`` in simple, dynamic, group, calendar).
+
+    An :class:`~staggerlab.inference.results.Aggregate` (``components`` are the
+    per-label effects; ``df`` is None: normal inference) with the influence
+    functions and the bootstrap critical value besides.
 
     Attributes
     ----------
@@ -484,6 +489,14 @@ class CSAggregate:
         return _IFMap(m.cells, m.wd, m.W[:, -1:], m.A[-1:], m.chunk).matrix()[:, 0]
 
     _LABEL = {"dynamic": "rel_time", "group": "cohort", "calendar": "time", "simple": "label"}
+    df = None
+
+    @property
+    def components(self) -> pl.DataFrame | None:
+        """The per-label effects ``level, estimate, se`` (None for ``simple``)."""
+        if self.kind == "simple":
+            return None
+        return pl.DataFrame({"level": self.labels, "estimate": self.estimates, "se": self.ses})
 
     def tidy(self) -> pl.DataFrame:
         """Per-label rows then the overall row: ``term, <label>, estimate, se, ci_low, ci_high``.
@@ -599,7 +612,7 @@ def _aggregate(
 
 
 # --------------------------------------------------------------------------- result
-class CSResult:
+class CSResult(Result):
     """Callaway-Sant'Anna result; shares the event-study result API.
 
     Attributes
@@ -702,12 +715,12 @@ class CSResult:
             }
         )
 
-    def pretrend_test(self) -> dict[str, float]:
+    def pretrend_test(self) -> PretrendTest:
         """Joint Wald test that the pre-adoption event-time effects are all zero.
 
         Uses the event times ``< 0`` inside ``window`` (excluding any with zero
-        variance, i.e. the universal reference period) and the analytic covariance.
-        Returns ``{"stat", "df", "pvalue"}`` (chi-squared).
+        variance, i.e. the universal reference period) and the analytic covariance;
+        chi-squared reference (``test["stat"]``, ``["df"]``, ``["pvalue"]`` as before).
         """
         pre = (self.rel_time < 0) & (np.diag(self.vcov) > _ZERO_SE**2)
         if not pre.any():
@@ -716,7 +729,7 @@ class CSResult:
         v = self.vcov[np.ix_(pre, pre)]
         rank = np.linalg.matrix_rank(v)
         stat = float(b @ np.linalg.pinv(v) @ b)
-        return {"stat": stat, "df": int(rank), "pvalue": float(stats.chi2.sf(stat, rank))}
+        return PretrendTest(stat, int(rank), None, self.rel_time[pre].tolist())
 
     def summary(self) -> str:
         """Printable summary (overall ATTs and the event study)."""

@@ -18,6 +18,7 @@ import polars as pl
 from ...errors import ArgumentError, ArgumentTypeError, TreatmentError
 from ...panels.panel import Panel, check_columns, check_numeric, factorize_column, finite_mask, to_polars
 from ..regression.absorb import Absorber
+from ..results import Result
 from .staggered_data import COHORT, prepare
 
 __all__ = ["twfe_weights", "TwfeWeightsResult"]
@@ -26,7 +27,7 @@ __all__ = ["twfe_weights", "TwfeWeightsResult"]
 ZERO_WEIGHT = 1e-10
 
 
-class TwfeWeightsResult:
+class TwfeWeightsResult(Result):
     """Weights attached by the TWFE coefficient to each treated cell.
 
     Attributes

@@ -13,17 +13,17 @@ from typing import Any, Callable, Iterator, Literal, Sequence
 
 import numpy as np
 import polars as pl
-from scipy import stats
 
 from ...errors import ArgumentTypeError, EventStudyError, TreatmentError
 from ...kernels.cluster import cluster_score_sums_into
 from ...panels.panel import factorize_column
 from ..regression.feols import feols
+from ..results import Aggregate, PretrendTest, Result, interval
 from . import lean_dummies as lean
 from .lean_dummies import dense_bytes
 from .staggered_data import COHORT, REL, StaggeredData, prepare
 
-__all__ = ["event_study", "EventStudyResult", "EventStudyTuning", "Aggregate", "WaldTest", "EventStudyError"]
+__all__ = ["event_study", "EventStudyResult", "EventStudyTuning", "Aggregate", "PretrendTest", "WaldTest", "EventStudyError"]
 
 Method = Literal["twfe", "sunab", "imputation", "cs"]
 _RELB = "_relb"  # relative period after binning the endpoints
@@ -48,11 +48,6 @@ class EventStudyTuning:
 
 
 # ----------------------------------------------------------------- helpers
-def _ci(est: np.ndarray, se: np.ndarray, df: int | None, level: float) -> tuple[np.ndarray, np.ndarray]:
-    q = stats.t.ppf(0.5 + level / 2, df) if df else stats.norm.ppf(0.5 + level / 2)
-    return est - q * se, est + q * se
-
-
 def _pinv_psd(S: np.ndarray) -> np.ndarray:
     """Pseudo-inverse of a PSD matrix (drops the clearly null directions)."""
     ev, U = np.linalg.eigh(S)
@@ -64,99 +59,11 @@ def _rel_label(r: int) -> str:
     return f"m{-r}" if r < 0 else f"p{r}"
 
 
-class Aggregate:
-    """An aggregated effect (a linear combination of event-study estimates).
-
-    Attributes
-    ----------
-    kind : str
-        ``"simple"``, ``"dynamic"``, ``"group"`` or ``"calendar"``.
-    estimate, se : float
-        The overall aggregated effect and its standard error.
-    components : polars.DataFrame or None
-        The effects it averages (``level, estimate, se``): by relative period,
-        cohort or calendar period.
-    df : int or None
-        Degrees of freedom of the t reference distribution (None: normal).
-    """
-
-    def __init__(self, kind: str, estimate: float, se: float, df: int | None = None,
-                 components: pl.DataFrame | None = None):
-        self.kind = kind
-        self.estimate = float(estimate)
-        self.se = float(se)
-        self.df = df
-        self.components = components
-
-    def tidy(self, level: float = 0.95) -> pl.DataFrame:
-        """Overall row first, then components: ``level, estimate, se, ci_low, ci_high``."""
-        names = ["overall"]
-        est = [self.estimate]
-        se = [self.se]
-        if self.components is not None:
-            names += [str(v) for v in self.components["level"].to_list()]
-            est += self.components["estimate"].to_list()
-            se += self.components["se"].to_list()
-        e, s = np.asarray(est, float), np.asarray(se, float)
-        lo, hi = _ci(e, s, self.df, level)
-        return pl.DataFrame({"level": names, "estimate": e, "se": s, "ci_low": lo, "ci_high": hi})
-
-    def summary(self) -> str:
-        """Printable table."""
-        lines = [f"Aggregated effect ({self.kind}): {self.estimate:.5f} (se {self.se:.5f})"]
-        for r in self.tidy().iter_rows(named=True):
-            lines.append(f"  {r['level']:>10}  {r['estimate']:>11.5f}  {r['se']:>10.5f}"
-                         f"  [{r['ci_low']:.4f}, {r['ci_high']:.4f}]")
-        return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        return self.summary()
+#: the pre-trend test's name before every event-study method shared it
+WaldTest = PretrendTest
 
 
-class WaldTest:
-    """Joint Wald test that some coefficients are all zero.
-
-    ``statistic`` is the F form ``W / q``; the p-value uses F(q, df) when the
-    result has finite degrees of freedom, else chi2(q) on ``W``.
-    """
-
-    def __init__(self, wald: float, q: int, df: int | None, terms: list[int]):
-        self.wald = float(wald)
-        self.df1 = int(q)
-        self.df2 = df
-        self.statistic = self.wald / q if q else float("nan")
-        self.terms = terms
-        if q == 0:
-            self.pvalue = float("nan")
-        elif df:
-            self.pvalue = float(stats.f.sf(self.statistic, q, df))
-        else:
-            self.pvalue = float(stats.chi2.sf(self.wald, q))
-
-    @property
-    def df(self) -> int:
-        """Number of restrictions tested."""
-        return self.df1
-
-    def __getitem__(self, key: str) -> Any:
-        return {"statistic": self.statistic, "wald": self.wald, "df": self.df1,
-                "df2": self.df2, "pvalue": self.pvalue}[key]
-
-    def tidy(self) -> pl.DataFrame:
-        """One row: ``statistic, wald, df, df2, pvalue``."""
-        return pl.DataFrame({"statistic": [self.statistic], "wald": [self.wald], "df": [self.df1],
-                             "df2": [self.df2], "pvalue": [self.pvalue]})
-
-    def summary(self) -> str:
-        """Printable line."""
-        dist = f"F({self.df1}, {self.df2})" if self.df2 else f"chi2({self.df1})"
-        return f"Joint pre-trend test (leads {self.terms}): {dist} = {self.statistic:.4f}, p = {self.pvalue:.4g}"
-
-    def __repr__(self) -> str:
-        return self.summary()
-
-
-class EventStudyResult:
+class EventStudyResult(Result):
     """Event-study estimates by relative period.
 
     Parameters
@@ -199,18 +106,18 @@ class EventStudyResult:
 
     def tidy(self, level: float = 0.95) -> pl.DataFrame:
         """``rel_time, estimate, se, ci_low, ci_high`` (one row per estimated period)."""
-        lo, hi = _ci(self.coef, self.se, self.df, level)
+        lo, hi = interval(self.coef, self.se, self.df, level)
         return pl.DataFrame({"rel_time": self.rel_time, "estimate": self.coef, "se": self.se,
                              "ci_low": lo, "ci_high": hi})
 
-    def pretrend_test(self) -> WaldTest:
+    def pretrend_test(self) -> PretrendTest:
         """Joint Wald test that every estimated lead (relative period < 0) is zero."""
         lead = np.flatnonzero(self.rel_time < 0)
         b = self.coef[lead]
         V = self.vcov[np.ix_(lead, lead)]
         wald = float(b @ np.linalg.lstsq(V, b, rcond=None)[0]) if lead.size else float("nan")
         q = int(np.linalg.matrix_rank(V)) if lead.size else 0
-        return WaldTest(wald, q, self.df, self.rel_time[lead].tolist())
+        return PretrendTest(wald, q, self.df, self.rel_time[lead].tolist())
 
     def _lincomb(self, R: np.ndarray) -> tuple[float, float]:
         return float(R @ self.coef), float(np.sqrt(max(R @ self.vcov @ R, 0.0)))

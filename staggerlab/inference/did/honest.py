@@ -44,6 +44,7 @@ from scipy import optimize, stats
 from ..._seed import SeedLike, as_generator
 from ..._validate import alpha_of
 from ...errors import ArgumentError, ArgumentTypeError, HonestDiDError
+from ..results import Result
 
 __all__ = ["honest", "HonestResult", "HonestDiDError", "flci", "rm_ci"]
 
@@ -461,7 +462,7 @@ def rm_ci(
 
 # =========================================================================== front end
 @dataclass(eq=False)
-class HonestResult:
+class HonestResult(Result):
     """Rambachan-Roth sensitivity analysis of one target ``theta = l' tau_post``.
 
     Attributes

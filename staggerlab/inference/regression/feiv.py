@@ -47,6 +47,7 @@ from ...errors import (
     VcovError,
 )
 from ...panels.panel import to_polars
+from ..results import Result
 from .design import Design, _collinear, build_design
 from .formula import parse_formula
 from .results import DesignFit
@@ -181,7 +182,7 @@ def kp_rk_statistic(Yt: np.ndarray, Zt: np.ndarray, V_pi: np.ndarray) -> float:
 
 
 @dataclass(frozen=True)
-class IVDiagnostics:
+class IVDiagnostics(Result):
     """Weak- and under-identification statistics of a :class:`FeivResult`."""
 
     n_endog: int

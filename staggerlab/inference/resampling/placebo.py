@@ -48,6 +48,7 @@ from ...panels.panel import check_columns, factorize_with_ids
 from ..regression.compat import as_feols
 from ..regression.feols import Feols, feols
 from ..regression.vcov import VcovSpec, combine_codes, nested_in
+from ..results import Result
 
 __all__ = ["placebo", "placebo_timing", "PlaceboResult", "PlaceboTimingResult", "PlaceboTuning", "BLOCK_SIZE", "SCHEMES"]
 
@@ -556,7 +557,7 @@ def clopper_pearson(count: int, n: int, level: float = 0.95) -> tuple[float, flo
 
 
 @dataclass(eq=False)
-class PlaceboResult:
+class PlaceboResult(Result):
     """Result of :func:`placebo`.
 
     Attributes
@@ -890,7 +891,7 @@ def _fast_blocker(d: Any, unit: str, time: str, spec: VcovSpec, stat: str, unit_
 
 # ------------------------------------------------------- false adoption date
 @dataclass(eq=False)
-class PlaceboTimingResult:
+class PlaceboTimingResult(Result):
     """Result of :func:`placebo_timing` (a refit on pre-treatment rows)."""
 
     param: str

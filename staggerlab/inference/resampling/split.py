@@ -20,6 +20,7 @@ from ..._seed import SeedLike, block_generator, resolve_entropy
 from ...errors import PanelError, TreatmentError
 from ...panels.panel import check_columns, factorize_column, finite_mask, to_polars
 from ..regression.feols import Feols, feols
+from ..results import Result
 
 __all__ = ["split_difference", "SplitDifferenceResult"]
 
@@ -27,7 +28,7 @@ _BLOCK = 100
 
 
 @dataclass(eq=False)
-class SplitDifferenceResult:
+class SplitDifferenceResult(Result):
     """Group coefficients, their difference and two tests of it."""
 
     group: str

@@ -58,6 +58,7 @@ from ..regression.absorb import Absorber
 from ..regression.compat import as_feols
 from ..regression.feols import Feols
 from ..regression.vcov import combine_codes, fe_df, nested_in
+from ..results import Result
 
 try:  # optional: one BLAS thread per block (parallelism comes from n_jobs over blocks)
     from threadpoolctl import threadpool_limits
@@ -614,7 +615,7 @@ def _invert(pfun: Callable[[float], float], beta: float, se: float, alpha: float
 
 # ------------------------------------------------------------------- result
 @dataclass(eq=False)
-class WildBootResult:
+class WildBootResult(Result):
     """Result of :func:`wildboot`.
 
     Attributes

@@ -52,6 +52,7 @@ from ..._seed import SeedLike, block_generator
 from ...errors import ArgumentError, ArgumentTypeError, MissingValueWarning, PanelError, SingletonWarning
 from ...panels.panel import check_columns, check_numeric, factorize, finite_mask, to_polars
 from ..regression.absorb import Absorber, drop_singletons
+from ..results import Result
 
 __all__ = ["dml", "DmlResult", "make_learner", "LEARNERS"]
 
@@ -158,7 +159,7 @@ def _crossfit(rep: int, *, X, y, d, splits, ml_l, ml_m) -> tuple[np.ndarray, np.
 
 
 @dataclass(eq=False)
-class DmlResult:
+class DmlResult(Result):
     """Partially linear DML estimate.
 
     Attributes

@@ -37,6 +37,7 @@ from ...errors import (
 )
 from ..did.staggered_data import COHORT, prepare
 from ..regression.feols import Feols, feols
+from ..results import Result
 from .psm import GROUP, balance_lines, balance_table
 
 __all__ = ["entropy_balance", "EntropyBalanceResult", "ebalance_weights", "InfeasibleBalanceError", "WEIGHT"]
@@ -154,7 +155,7 @@ def ebalance_weights(
 
 
 @dataclass(eq=False)
-class EntropyBalanceResult:
+class EntropyBalanceResult(Result):
     """Entropy balancing + weighted TWFE.
 
     Attributes

@@ -33,6 +33,7 @@ import polars as pl
 
 from ...errors import ArgumentError, ArgumentTypeError, EntropyIndexError, MissingValueError, PanelError
 from ...panels.panel import check_columns, check_numeric, finite_mask, to_polars
+from ..results import Result
 
 __all__ = ["entropy_index", "EntropyIndexResult", "entropy_weights", "EntropyIndexError"]
 
@@ -71,7 +72,7 @@ def entropy_weights(X: np.ndarray, directions: np.ndarray, shift: float = 0.0) -
 
 
 @dataclass(eq=False)
-class EntropyIndexResult:
+class EntropyIndexResult(Result):
     """Composite index and its entropy weights.
 
     Attributes

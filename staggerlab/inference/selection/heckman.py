@@ -56,6 +56,7 @@ from ...panels.panel import check_columns, check_numeric, factorize_column, fini
 from ..regression.feols import feols
 from ..regression.results import CoefTable
 from ..regression.vcov import VcovSpec, parse_vcov
+from ..results import Result
 
 __all__ = ["probit", "ProbitResult", "heckman", "HeckmanResult", "SeparationError", "SelectionError"]
 
@@ -89,7 +90,7 @@ def _check_separation(X: np.ndarray, y: np.ndarray, names: list[str]) -> None:
 
 
 @dataclass
-class ProbitResult:
+class ProbitResult(Result):
     """A probit fit (created by :func:`probit`)."""
 
     coefnames: list[str]

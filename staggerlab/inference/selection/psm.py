@@ -43,6 +43,7 @@ from ...errors import (
 )
 from ..did.staggered_data import COHORT, prepare
 from ..regression.feols import Feols, feols
+from ..results import Result
 
 __all__ = [
     "psm_did",
@@ -279,7 +280,7 @@ def balance_table(
 
 # --------------------------------------------------------------- the method
 @dataclass(eq=False)
-class PsmDidResult:
+class PsmDidResult(Result):
     """PSM-DID result.
 
     Attributes

@@ -41,6 +41,7 @@ from ...errors import MonteCarloError
 from ...panels.dgp import DGP, Truth
 from ..regression.absorb import drop_singletons
 from ..regression.vcov import fe_df, nested_in
+from ..results import Result
 
 __all__ = ["montecarlo", "MonteCarloResult", "Estimator", "MonteCarloError", "BUILTIN_ESTIMATORS", "fast_twfe"]
 
@@ -462,7 +463,7 @@ def _open_checkpoint(path: Path, meta: dict[str, Any]) -> set[str]:
 
 
 # --------------------------------------------------------------------- results
-class MonteCarloResult:
+class MonteCarloResult(Result):
     """Replications of a Monte Carlo study and their summaries.
 
     Attributes
