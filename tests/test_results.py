@@ -54,3 +54,14 @@ def test_results_without_a_figure_say_so():
     fit = sl.feols("y ~ treat | unit + time", sl.simulate.staggered(40, 5, seed=1))
     with pytest.raises(NotImplementedError, match="has no figure"):
         fit.plot()
+
+
+def test_no_figure_code_outside_plots():
+    from pathlib import Path
+
+    root = Path(sl.__file__).parent
+    for f in root.rglob("*.py"):
+        if "plots" in f.relative_to(root).parts:
+            continue
+        text = f.read_text()
+        assert "import matplotlib" not in text and "plt." not in text, f"figure code in {f.relative_to(root)}"

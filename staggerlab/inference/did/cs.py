@@ -752,33 +752,9 @@ class CSResult(Result):
 
         Returns the matplotlib Figure; saves it to ``path`` if given.
         """
-        import matplotlib
+        from ...plots.cs import plot_cs
 
-        if ax is None:
-            matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
-        if ax is None:
-            fig, ax = plt.subplots(figsize=(7, 4))
-        else:
-            fig = ax.figure
-        tab = self.tidy()
-        pre = self.rel_time < 0
-        err = np.vstack([self.coef - tab["ci_low"].to_numpy(), tab["ci_high"].to_numpy() - self.coef])
-        for mask, colour, label in ((pre, "tab:red", "pre-adoption"), (~pre, "tab:blue", "post-adoption")):
-            if mask.any():
-                ax.errorbar(self.rel_time[mask], self.coef[mask], yerr=err[:, mask], fmt="o", color=colour,
-                            capsize=3, label=label)
-        ax.axhline(0.0, color="black", lw=0.8)
-        ax.axvline(-0.5 - self.anticipation, color="grey", ls="--", lw=0.8)
-        ax.set_xlabel("event time (periods since adoption)")
-        ax.set_ylabel("ATT (Callaway-Sant'Anna)")
-        band = "uniform" if self.bootstrap else "pointwise"
-        ax.set_title(f"Event study ({band} {100 * self.level:.0f}% intervals)")
-        ax.legend(frameon=False)
-        if path is not None:
-            fig.savefig(path, bbox_inches="tight", dpi=150)
-        return fig
+        return plot_cs(self, path=path, ax=ax)
 
 
 # --------------------------------------------------------------------------- entry points
