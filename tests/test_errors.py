@@ -250,5 +250,7 @@ def test_shared_options_raise_one_class_with_one_wording(df, name):
         proc(f, alternative="bigger")
     with pytest.raises(ArgumentError, match=r"draws must be a positive integer, got 0"):
         proc(f, draws=0)
+    with pytest.raises(ArgumentError, match=r"level must be in \(0, 1\), got 1.5"):
+        proc(f, draws=9, level=1.5)
     with pytest.raises(TypeError, match="seed must be"):
         proc(f, draws=9, seed="x")

@@ -39,7 +39,7 @@ from threadpoolctl import ThreadpoolController
 
 from ..._parallel import run_blocks
 from ..._seed import SeedLike, as_seedsequence, block_generator
-from ..._validate import check_alternative, check_draws
+from ..._validate import check_alternative, check_draws, check_level
 from ...errors import ArgumentError, FormulaError, PanelError, StaggerlabWarning, TreatmentError, VcovError
 from ...kernels import placebo as kp
 from ...kernels._jit import threads_for
@@ -778,6 +778,7 @@ def placebo(
     if stat not in ("t", "coef"):
         raise ArgumentError(f"stat must be 't' or 'coef', got {stat!r}")
     check_alternative(alternative)
+    check_level(level)
     if method not in ("auto", "fast", "general"):
         raise ArgumentError(f"method must be 'auto', 'fast' or 'general', got {method!r}")
     draws = check_draws(int(draws))
