@@ -248,11 +248,9 @@ def child(task: str, path: str, reps: int, extra: dict) -> dict:
         kw = dict(y="y", unit="unit", time="year", treat="treat", controls=controls, method=method)
         sl.event_study(tiny, **kw)
         if method in ("twfe", "sunab"):  # compile the lean path's kernels too
-            import staggerlab.inference.did.lean_dummies as lean
+            from staggerlab.inference.did.event_study import EventStudyTuning
 
-            saved, lean.LEAN_BYTES = lean.LEAN_BYTES, 0
-            sl.event_study(tiny, **kw)
-            lean.LEAN_BYTES = saved
+            sl.event_study(tiny, tuning=EventStudyTuning(lean_bytes=0), **kw)
         res["base_mb"] = _current_rss_mb()
         panel = sl.read_panel(path, unit="unit", time="year", columns=["y", "treat", *(controls or [])])
         res["after_read_mb"] = _current_rss_mb()

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import ArgumentTypeError
+
 __all__ = ["SeedLike", "as_seedsequence", "as_generator", "block_seed", "block_generator", "resolve_entropy"]
 
 SeedLike = int | np.random.Generator | np.random.SeedSequence | None
@@ -20,7 +22,7 @@ def as_seedsequence(seed: SeedLike) -> np.random.SeedSequence:
         return np.random.SeedSequence(int(seed.integers(0, 2**63 - 1)))
     if seed is None or isinstance(seed, (int, np.integer)):
         return np.random.SeedSequence(None if seed is None else int(seed))
-    raise TypeError(f"seed must be an int, numpy Generator, SeedSequence or None, got {type(seed).__name__}")
+    raise ArgumentTypeError(f"seed must be an int, numpy Generator, SeedSequence or None, got {type(seed).__name__}")
 
 
 def as_generator(seed: SeedLike) -> np.random.Generator:

@@ -19,7 +19,14 @@ from typing import Any, Callable
 import numpy as np
 import polars as pl
 
-from .errors import MissingColumnError, StaggerlabError, StaggerlabWarning, TreatmentError, VcovError
+from .errors import (
+    ArgumentTypeError,
+    MissingColumnError,
+    StaggerlabError,
+    StaggerlabWarning,
+    TreatmentError,
+    VcovError,
+)
 from .inference.regression.feols import Feols, FeolsMulti, feols
 from .panels.adoption import adoption_times
 from .panels.io import read_frame
@@ -274,10 +281,9 @@ def section_baseline(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Pa
 
 
 def _fig(fig: Any, out: Path, name: str) -> str:
-    import matplotlib.pyplot as plt
+    from .plots._figure import save_and_close
 
-    fig.savefig(out / "figures" / name, dpi=130, bbox_inches="tight")
-    plt.close(fig)
+    save_and_close(fig, out / "figures" / name, dpi=130)
     return name
 
 
@@ -345,21 +351,9 @@ def section_robust(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path
         numbers[method] = {"estimate": agg.estimate, "se": agg.se, "event_study": es.tidy().to_dicts()}
     tab = pl.DataFrame(rows)
     if results:
-        import matplotlib.pyplot as plt
+        from .plots.event_study import plot_event_studies
 
-        fig, ax = plt.subplots(figsize=(7.5, 4.2))
-        offsets = np.linspace(-0.2, 0.2, len(results))
-        for off, (method, es) in zip(offsets, results.items()):
-            t = es.tidy()
-            ax.errorbar(t["rel_time"].to_numpy() + off, t["estimate"], yerr=[t["estimate"] - t["ci_low"],
-                        t["ci_high"] - t["estimate"]], fmt="o", ms=4, capsize=2, label=method)
-        ax.axhline(0, color="grey", lw=0.8)
-        ax.axvline(-0.5, color="grey", ls="--", lw=0.8)
-        ax.set_xlabel("Periods relative to adoption")
-        ax.set_ylabel(f"Effect on {y}")
-        ax.set_title("Heterogeneity-robust event studies (95% CI)")
-        ax.legend(frameon=False)
-        figs.append(_fig(fig, out, "robust_event_studies.png"))
+        figs.append(_fig(plot_event_studies(results, y), out, "robust_event_studies.png"))
     text = (f"Overall ATT of `{treat}` on `{y}` from estimators robust to heterogeneous and dynamic effects "
             f"(standard errors clustered by {spec.cluster_col}); compare with the baseline TWFE.\n\n"
             + md_table(tab))
@@ -601,7 +595,7 @@ def battery(data: Any = None, *, spec: BatterySpec | None = None, verbose: bool 
     spec = spec or BatterySpec()
     for k, v in options.items():
         if k not in BatterySpec.__dataclass_fields__:
-            raise TypeError(f"unknown battery option {k!r}")
+            raise ArgumentTypeError(f"unknown battery option {k!r}")
         setattr(spec, k, v)
     if isinstance(data, (str, Path)):
         spec.data = str(data)

@@ -12,6 +12,14 @@ class StaggerlabError(Exception):
     """Base class of every staggerlab error."""
 
 
+class ArgumentError(StaggerlabError, ValueError):
+    """An argument has a value the call cannot use (unknown option, out of range)."""
+
+
+class ArgumentTypeError(StaggerlabError, TypeError):
+    """An argument is missing, of the wrong type, or combined with one it excludes."""
+
+
 class PanelError(StaggerlabError, ValueError):
     """The data cannot form a valid panel."""
 
@@ -67,6 +75,50 @@ class NonAbsorbingTreatmentError(TreatmentError):
 class SeparationError(StaggerlabError, ValueError):
     """A logit/probit likelihood has no maximum: (quasi-)complete separation."""
 
+
+
+class DGPError(StaggerlabError, ValueError):
+    """A DGP specification is invalid (unknown preset or knob, impossible design)."""
+
+
+class MonteCarloError(StaggerlabError, ValueError):
+    """A Monte Carlo study is misspecified (unknown estimator, foreign checkpoint...)."""
+
+
+class WildBootError(ArgumentError):
+    """The wild bootstrap cannot be run as asked (bad option, unknown parameter...)."""
+
+
+class IdentificationError(StaggerlabError, ValueError):
+    """The IV model is not identified (fewer instruments than endogenous regressors)."""
+
+
+class HonestDiDError(StaggerlabError, ValueError):
+    """The event study cannot be used for a Rambachan-Roth sensitivity analysis."""
+
+
+class CovariatesNotSupportedError(StaggerlabError, NotImplementedError):
+    """Conditional parallel trends (covariates) are not implemented for Callaway-Sant'Anna."""
+
+
+class EventStudyError(StaggerlabError, ValueError):
+    """An event study cannot be set up as requested (window, reference, method)."""
+
+
+class InfeasibleBalanceError(StaggerlabError, ValueError):
+    """No positive control weights can reproduce the treated moments."""
+
+
+class NoCommonSupportError(StaggerlabError, ValueError):
+    """No treated row has a control within the caliper (no common support)."""
+
+
+class EntropyIndexError(StaggerlabError, ValueError):
+    """The entropy-weight index cannot be computed (e.g. every column is constant)."""
+
+
+class SelectionError(StaggerlabError, ValueError):
+    """The selection indicator is unusable (not 0/1, or no variation)."""
 
 class StaggerlabWarning(UserWarning):
     """Base class of staggerlab warnings."""

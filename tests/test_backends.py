@@ -142,7 +142,7 @@ def test_montecarlo_dask_identical(client):
     assert local.replications().equals(dist.replications())
 
 
-def flaky_twfe(frame, *, dgp, truth, alpha, seed, marker, log):
+def flaky_twfe(frame, *, dgp, truth, level, seed, marker, log):
     """The built-in TWFE estimator, failing from replication ``FAIL_FROM`` on
     while ``marker`` exists (a node lost midway), and logging every
     replication it runs (to see what a resumed study recomputes)."""
@@ -150,7 +150,7 @@ def flaky_twfe(frame, *, dgp, truth, alpha, seed, marker, log):
     Path(log, f"r{rep:04d}").touch()
     if rep >= FAIL_FROM and os.path.exists(marker):
         raise RuntimeError("simulated worker failure")
-    return _twfe(frame, dgp=dgp, truth=truth, alpha=alpha)
+    return _twfe(frame, dgp=dgp, truth=truth, level=level)
 
 
 def test_interrupted_distributed_study_resumes(client, tmp_path):

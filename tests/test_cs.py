@@ -302,17 +302,17 @@ def test_unit_level_prepare_rejects_bad_designs():
 
 
 @pytest.mark.parametrize("cluster", [None, "cl"])
-def test_influence_functions_reproduce_ses_and_vcov(monkeypatch, cluster):
+def test_influence_functions_reproduce_ses_and_vcov(cluster):
     """The influence functions are recomputed from the outcomes (never stored);
     the SEs and covariances come from a streaming pass over units in chunks.
     Both must agree with the materialized matrices: ``se = sqrt(sum S^2) / n``
     and ``vcov = S'S / n^2`` for the cluster sums S, whatever the chunking."""
-    import staggerlab.inference.did.cs as csm
+    from staggerlab.inference.did.cs import CSTuning
 
-    monkeypatch.setattr(csm, "_IF_CHUNK", 7)  # many chunks, a ragged last one
     df = sl.simulate.staggered(100, 6, start=1, cohorts=[3, 4, 6], seed=9)
     df = df.with_columns((pl.col("unit") % 13).alias("cl"))
-    res = cs(df, y="y", unit="unit", time="time", cohort="cohort", cluster=cluster, control="notyet")
+    res = cs(df, y="y", unit="unit", time="time", cohort="cohort", cluster=cluster, control="notyet",
+             tuning=CSTuning(if_chunk=7))  # many chunks, a ragged last one
     n = res.n_units
     codes = np.unique(df.group_by("unit", maintain_order=True).agg(pl.col("cl").first())["cl"].to_numpy(),
                       return_inverse=True)[1] if cluster else np.arange(n)
@@ -349,18 +349,17 @@ def test_influence_functions_reproduce_ses_and_vcov(monkeypatch, cluster):
             np.testing.assert_allclose(diff, diff[0], rtol=1e-10, atol=1e-12)
 
 
-def test_bootstrap_draws_in_pieces_are_the_same_draws(mpdta, monkeypatch):
+def test_bootstrap_draws_in_pieces_are_the_same_draws(mpdta):
     """Multipliers are drawn a few rows at a time for big panels (a block of
     128 draws x 1M clusters would be 1 GB); the stream, hence every bootstrap
     number, is the same as drawing a block at once."""
-    import staggerlab.inference.did.cs as csm
+    from staggerlab.inference.did.cs import CSTuning
 
     sd = prepare(mpdta, y="lemp", unit="countyreal", time="year", cohort="first.treat", rows=False)
     for mult in ("rademacher", "mammen"):
         whole = callaway_santanna(sd, bootstrap=True, biters=300, seed=4, multipliers=mult)
-        monkeypatch.setattr(csm, "_BOOT_MULTIPLIERS", 3 * whole.n_units - 1)  # 2 rows, ragged
-        pieces = callaway_santanna(sd, bootstrap=True, biters=300, seed=4, multipliers=mult)
-        monkeypatch.undo()
+        tuning = CSTuning(boot_multipliers=3 * whole.n_units - 1)  # 2 rows, ragged
+        pieces = callaway_santanna(sd, bootstrap=True, biters=300, seed=4, multipliers=mult, tuning=tuning)
         np.testing.assert_array_equal(whole.se, pieces.se)
         assert whole.crit == pieces.crit
         np.testing.assert_array_equal(whole.att_gt()["se"].to_numpy(), pieces.att_gt()["se"].to_numpy())

@@ -218,3 +218,39 @@ def test_iterative_non_convergence_in_feols():
     with pytest.raises(ConvergenceError, match=r"did not converge .* in 1 iterations.*raise maxiter") as exc:
         fit("y ~ x | a + b", frame, demean_method="iterative", fixef_maxiter=1)
     assert isinstance(exc.value, RuntimeError)
+
+
+# ------------------------------------------------------ one error policy
+def test_every_exception_class_lives_in_errors():
+    import inspect
+    import pkgutil
+
+    import staggerlab
+    from staggerlab import errors
+
+    for info in pkgutil.walk_packages(staggerlab.__path__, "staggerlab."):
+        if info.name == "staggerlab.cli" or info.name.startswith("staggerlab.plots"):
+            continue
+        module = __import__(info.name, fromlist=["_"])
+        for name, obj in vars(module).items():
+            if inspect.isclass(obj) and issubclass(obj, (Exception, Warning)) and obj.__module__.startswith("staggerlab"):
+                assert obj.__module__ == "staggerlab.errors", f"{info.name}.{name} is defined outside errors.py"
+                assert getattr(errors, name) is obj
+
+
+@pytest.mark.parametrize("name", ["placebo", "wildboot"])
+def test_shared_options_raise_one_class_with_one_wording(df, name):
+    from staggerlab.errors import ArgumentError
+    from staggerlab.inference.resampling.placebo import placebo
+    from staggerlab.inference.resampling.wildboot import wildboot
+
+    proc = {"placebo": placebo, "wildboot": wildboot}[name]
+    f = sl.feols("y ~ treat | unit + time", df, vcov={"CRV1": "unit"})
+    with pytest.raises(ArgumentError, match=r"alternative must be one of \(.*\), got 'bigger'"):
+        proc(f, alternative="bigger")
+    with pytest.raises(ArgumentError, match=r"draws must be a positive integer, got 0"):
+        proc(f, draws=0)
+    with pytest.raises(ArgumentError, match=r"level must be in \(0, 1\), got 1.5"):
+        proc(f, draws=9, level=1.5)
+    with pytest.raises(TypeError, match="seed must be"):
+        proc(f, draws=9, seed="x")

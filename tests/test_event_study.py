@@ -291,18 +291,17 @@ def test_cs_dispatch(panel):
     assert res.tidy().columns[:3] == ["rel_time", "estimate", "se"]
 
 
-def test_imputation_row_chunks_and_panel_codes_do_not_change_results(monkeypatch):
+def test_imputation_row_chunks_and_panel_codes_do_not_change_results():
     """Tiny row chunks in the imputation passes, and a Panel lending its id
     codes, give the same estimates and variances."""
-    import staggerlab.inference.did.event_study as esm
+    from staggerlab.inference.did.event_study import EventStudyTuning
 
     df = sl.simulate.staggered(80, 7, seed=3, n_controls=2, dynamic=0.4)
     df = df.with_columns(w=pl.Series(np.random.default_rng(2).uniform(0.3, 3.0, df.height)))
     kw = dict(y="y", treat="treat", controls=["x1", "x2"], weights="w", method="imputation")
     ref = event_study(df, unit="unit", time="time", **kw)
-    monkeypatch.setattr(esm, "CHUNK_ROWS", 37)
     for data in (df, sl.Panel.from_frame(df, unit="unit", time="time")):
-        got = event_study(data, unit="unit", time="time", **kw)
+        got = event_study(data, unit="unit", time="time", tuning=EventStudyTuning(chunk_rows=37), **kw)
         np.testing.assert_allclose(got.coef, ref.coef, rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(got.vcov, ref.vcov, rtol=1e-10, atol=1e-16)
         for kind in ("simple", "group", "calendar"):
@@ -319,10 +318,10 @@ def test_imputation_row_chunks_and_panel_codes_do_not_change_results(monkeypatch
     ],
     ids=["controls-unbalanced", "cluster-region", "unbinned"],
 )
-def test_lean_path_equals_feols_path(monkeypatch, method, case):
+def test_lean_path_equals_feols_path(method, case):
     """The lean regression (per-unit sums, no N x k design) that big panels
     take gives the feols path's estimates, SEs and aggregates."""
-    import staggerlab.inference.did.lean_dummies as lean
+    from staggerlab.inference.did.event_study import EventStudyTuning
 
     df = sl.simulate.staggered(150, 12, n_controls=2, drop_share=case["drop"], never_share=0.3, seed=8)
     rng = np.random.default_rng(3)
@@ -330,8 +329,7 @@ def test_lean_path_equals_feols_path(monkeypatch, method, case):
     kw = dict(y="y", unit="unit", time="time", cohort="cohort", controls=case["controls"], cluster=case["cluster"],
               window=case["window"], bin_endpoints=case.get("bin_endpoints", True), method=method)
     ref = event_study(df, **kw)
-    monkeypatch.setattr(lean, "LEAN_BYTES", 0)
-    got = event_study(df, **kw)
+    got = event_study(df, tuning=EventStudyTuning(lean_bytes=0), **kw)
     assert got.extra.get("lean") and not ref.extra.get("lean")
     a, b = got.tidy(), ref.tidy()
     np.testing.assert_array_equal(a["rel_time"].to_numpy(), b["rel_time"].to_numpy())
@@ -345,16 +343,16 @@ def test_lean_path_equals_feols_path(monkeypatch, method, case):
         assert ga.se == pytest.approx(ra.se, rel=1e-8)
 
 
-def test_lean_path_falls_back_to_feols(monkeypatch):
+def test_lean_path_falls_back_to_feols():
     """Weights and singleton units are feols' business (it reports what it drops)."""
-    import staggerlab.inference.did.lean_dummies as lean
+    from staggerlab.inference.did.event_study import EventStudyTuning
 
-    monkeypatch.setattr(lean, "LEAN_BYTES", 0)
+    lean = EventStudyTuning(lean_bytes=0)
     df = sl.simulate.staggered(80, 8, drop_share=0.1, seed=2).with_columns(w=pl.lit(1.5))
-    es = event_study(df, y="y", unit="unit", time="time", cohort="cohort", weights="w")
+    es = event_study(df, y="y", unit="unit", time="time", cohort="cohort", weights="w", tuning=lean)
     assert not es.extra.get("lean")
     single = df.filter(~((pl.col("unit") == 3) & (pl.col("time") > df["time"].min())))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        es = event_study(single, y="y", unit="unit", time="time", cohort="cohort")
+        es = event_study(single, y="y", unit="unit", time="time", cohort="cohort", tuning=lean)
     assert not es.extra.get("lean")

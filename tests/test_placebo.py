@@ -79,17 +79,15 @@ def _placebo(fit, method, **kw):
     (quadratic form + treated clusters), "fast-dense" (one product for every
     cluster) or "fast-stream" (no tables, as for huge panels); plain "fast"
     lets the engine choose."""
-    import staggerlab.inference.resampling.placebo as mod
+    from staggerlab.inference.resampling.placebo import PlaceboTuning
 
-    ratio = {"fast-gram": 0.0, "fast-dense": np.inf}.get(method)
-    with pytest.MonkeyPatch.context() as mp:
-        if ratio is not None:
-            mp.setattr(mod, "GRAM_RATIO", ratio)
-        if method == "fast-stream":
-            # no table fits: two passes over the rows per slab, 7 draws at a time
-            mp.setattr(mod, "TABLE_BUDGET", 0)
-            mp.setattr(mod, "STREAM_LEVELS", 7 * 60)
-        return placebo(fit, method=method.split("-")[0], **kw)
+    tuning = {
+        "fast-gram": PlaceboTuning(gram_ratio=0.0),
+        "fast-dense": PlaceboTuning(gram_ratio=np.inf),
+        # no table fits: two passes over the rows per slab, 7 draws at a time
+        "fast-stream": PlaceboTuning(table_budget=0, stream_levels=7 * 60),
+    }.get(method, PlaceboTuning())
+    return placebo(fit, method=method.split("-")[0], tuning=tuning, **kw)
 
 
 def _check(res_coef, res_t, naive):
@@ -188,18 +186,17 @@ def test_fast_equals_general_and_observed():
     assert t_obs == pytest.approx(fit.tstat()["treat"], rel=RTOL)
 
 
-def test_stream_batches_across_sampler_slabs(monkeypatch):
+def test_stream_batches_across_sampler_slabs():
     """Streaming fills its level matrix across sampler slabs of other sizes
     and gives the tables' statistics."""
-    import staggerlab.inference.resampling.placebo as mod
+    from staggerlab.inference.resampling.placebo import PlaceboTuning
 
     df = _panel(False, seed=6)
     fit = sl.feols(f"y ~ treat + {XS} | unit + time", df, vcov={"CRV1": "unit"})
-    monkeypatch.setattr(mod, "SAMPLER_SLAB", 3 * 40)  # ~3 draws per slab
-    tables = placebo(fit, draws=BLOCK_SIZE + 30, seed=2, method="fast")
-    monkeypatch.setattr(mod, "TABLE_BUDGET", 0)
-    monkeypatch.setattr(mod, "STREAM_LEVELS", 7 * 60)  # 7 draws per pass
-    stream = placebo(fit, draws=BLOCK_SIZE + 30, seed=2, method="fast")
+    slabs = PlaceboTuning(sampler_slab=3 * 40)  # ~3 draws per slab
+    tables = placebo(fit, draws=BLOCK_SIZE + 30, seed=2, method="fast", tuning=slabs)
+    streaming = PlaceboTuning(sampler_slab=3 * 40, table_budget=0, stream_levels=7 * 60)  # 7 draws per pass
+    stream = placebo(fit, draws=BLOCK_SIZE + 30, seed=2, method="fast", tuning=streaming)
     np.testing.assert_allclose(stream.statistics, tables.statistics, rtol=1e-10)
     np.testing.assert_array_equal(stream.assignments, tables.assignments)
 

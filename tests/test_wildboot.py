@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 import staggerlab as sl
-from staggerlab.errors import StaggerlabError, VcovError
+from staggerlab.errors import ArgumentError, StaggerlabError, VcovError
 from staggerlab.inference.resampling.wildboot import (
     CI_XTOL,
     WildBootError,
@@ -373,7 +373,7 @@ def test_errors(fit20):
         wildboot(fit20, param="nope")
     with pytest.raises(WildBootError, match="weights"):
         wildboot(fit20, weights="uniform")
-    with pytest.raises(WildBootError, match="alternative"):
+    with pytest.raises(ArgumentError, match="alternative"):  # the shared option check
         wildboot(fit20, alternative="bigger")
     iid = fit20.with_vcov("iid")
     with pytest.raises(VcovError, match="not clustered"):
@@ -425,22 +425,21 @@ def test_packed_rademacher_block_equals_drawn_weights():
         ("y ~ treat + x1 | unit + time", {"CRV1": "state"}, {"bootcluster": "unit"}),
     ],
 )
-def test_row_and_cluster_chunks_do_not_change_results(monkeypatch, fml, vcov, extra):
+def test_row_and_cluster_chunks_do_not_change_results(fml, vcov, extra):
     """Tiny row chunks (the dummy block rebuilt per chunk of units), tiny
     cluster ranges in the draw blocks, and shuffled rows (chunks gathered by
     unit) give the same bootstrap as one chunk."""
-    import staggerlab.inference.resampling.wildboot as wbm
+    from staggerlab.inference.resampling.wildboot import WildBootTuning
 
     df = _panel(60, 6, seed=9)
     weights = extra.pop("weights", None)
     kw = dict(param="treat", draws=199, seed=3, **extra)
     ref = [wildboot(sl.feols(fml, df, vcov=vcov, weights=weights), weights=wt, **kw) for wt in ("rademacher", "webb")]
-    monkeypatch.setattr(wbm, "CHUNK_ROWS", 50)
-    monkeypatch.setattr(wbm, "CHUNK_WEIGHTS", 300)
+    tiny = WildBootTuning(chunk_rows=50, chunk_weights=300)
     for data in (df, df.sample(fraction=1.0, shuffle=True, seed=2)):
         fit = sl.feols(fml, data, vcov=vcov, weights=weights)
         for r, wt in zip(ref, ("rademacher", "webb")):
-            got = wildboot(fit, weights=wt, **kw)
+            got = wildboot(fit, weights=wt, tuning=tiny, **kw)
             np.testing.assert_allclose(got.statistics, r.statistics, rtol=1e-10, atol=1e-12)
             np.testing.assert_allclose(got.confint, r.confint, rtol=1e-9)
             assert got.pvalue == r.pvalue

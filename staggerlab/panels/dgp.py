@@ -46,13 +46,9 @@ import numpy as np
 import polars as pl
 
 from .._seed import SeedLike, as_generator
-from ..errors import StaggerlabError
+from ..errors import DGPError
 
 __all__ = ["DGP", "Truth", "dgp", "PRESETS", "DGPError"]
-
-
-class DGPError(StaggerlabError, ValueError):
-    """A DGP specification is invalid (unknown preset or knob, impossible design)."""
 
 
 def _largest_remainder(total: int, shares: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 
 from ..errors import (
+    ArgumentTypeError,
     DuplicateRowsError,
     EmptyPanelError,
     MissingColumnError,
@@ -39,7 +40,7 @@ def to_polars(data: Any) -> pl.DataFrame:
         pd = None
     if pd is not None and isinstance(data, pd.DataFrame):
         return pl.from_pandas(data.reset_index(drop=True))
-    raise TypeError(
+    raise ArgumentTypeError(
         f"expected a polars or pandas DataFrame or a staggerlab Panel, got {type(data).__name__}"
     )
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._figure import axes
+
 __all__ = ["plot_bacon"]
 
 _MARKERS = {"earlier vs later treated": "o", "later vs earlier treated": "^",
@@ -24,17 +26,8 @@ def plot_bacon(result: Any, path: str | None = None, *, ax: Any = None) -> Any:
     -------
     matplotlib.figure.Figure
     """
-    import matplotlib
-
-    if ax is None:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     tab = result.tidy()
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(7, 4))
-    else:
-        fig = ax.figure
+    fig, ax = axes(ax, (7, 4))
     for i, t in enumerate(tab["type"].unique(maintain_order=True).to_list()):
         sub = tab.filter(tab["type"] == t)
         ax.scatter(sub["weight"].to_numpy(), sub["estimate"].to_numpy(), marker=_MARKERS.get(t, "o"),

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from ._figure import axes
+
 __all__ = ["plot_wildboot"]
 
 
@@ -27,18 +29,9 @@ def plot_wildboot(result: Any, path: str | None = None, *, bins: int | None = No
     -------
     matplotlib.figure.Figure
     """
-    import matplotlib
-
-    if ax is None:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     stats = np.asarray(result.statistics)
     stats = stats[np.isfinite(stats)]
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    else:
-        fig = ax.figure
+    fig, ax = axes(ax, (6.4, 4.0))
     nb = bins or int(np.clip(np.sqrt(stats.size), 20, 100))
     ax.hist(stats, bins=nb, density=True, color="0.7", edgecolor="0.45", linewidth=0.4,
             label=f"bootstrap t ({result.draws:,} draws)")

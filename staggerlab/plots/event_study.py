@@ -6,7 +6,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["plot_event_study"]
+from ._figure import axes, interval_bars
+
+__all__ = ["plot_event_study", "plot_event_studies"]
 
 
 def plot_event_study(result: Any, path: str | None = None, *, level: float = 0.95, ax: Any = None,
@@ -33,24 +35,15 @@ def plot_event_study(result: Any, path: str | None = None, *, level: float = 0.9
     -------
     matplotlib.figure.Figure
     """
-    import matplotlib
-
-    if ax is None:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     tab = result.tidy(level)
     x = tab["rel_time"].to_numpy()
     est = tab["estimate"].to_numpy()
     lo, hi = tab["ci_low"].to_numpy(), tab["ci_high"].to_numpy()
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(7, 4))
-    else:
-        fig = ax.figure
+    fig, ax = axes(ax, (7, 4))
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.axvline(-0.5, color="grey", linestyle="--", linewidth=1)
-    ax.errorbar(x, est, yerr=np.vstack([est - lo, hi - est]), fmt="o", color="C0", capsize=3,
-                label=f"estimate, {int(round(level * 100))}% CI")
+    interval_bars(ax, x, est, lo, hi, fmt="o", color="C0", capsize=3,
+                  label=f"estimate, {int(round(level * 100))}% CI")
     ax.plot([result.ref], [0.0], marker="o", markerfacecolor="white", color="C0", linestyle="none",
             label=f"reference ({result.ref})")
     ax.set_xlabel("Periods relative to adoption")
@@ -63,4 +56,38 @@ def plot_event_study(result: Any, path: str | None = None, *, level: float = 0.9
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=150)
+    return fig
+
+
+def plot_event_studies(results: dict[str, Any], outcome: str, path: str | None = None, *, ax: Any = None) -> Any:
+    """Several event studies of one outcome side by side (dodged), one colour per method.
+
+    Parameters
+    ----------
+    results : dict of name -> event-study result
+        Anything with ``tidy()`` giving ``rel_time, estimate, ci_low, ci_high``.
+    outcome : str
+        Name of the outcome (y-axis label).
+    path : str, optional
+        Save the figure there.
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig, ax = axes(ax, (7.5, 4.2))
+    offsets = np.linspace(-0.2, 0.2, len(results))
+    for off, (method, es) in zip(offsets, results.items()):
+        t = es.tidy()
+        interval_bars(ax, t["rel_time"].to_numpy() + off, t["estimate"].to_numpy(), t["ci_low"].to_numpy(),
+                      t["ci_high"].to_numpy(), fmt="o", ms=4, capsize=2, label=method)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.axvline(-0.5, color="grey", ls="--", lw=0.8)
+    ax.set_xlabel("Periods relative to adoption")
+    ax.set_ylabel(f"Effect on {outcome}")
+    ax.set_title("Heterogeneity-robust event studies (95% CI)")
+    ax.legend(frameon=False)
+    if path is not None:
+        fig.savefig(path, bbox_inches="tight", dpi=150)
     return fig

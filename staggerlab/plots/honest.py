@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from ._figure import axes, interval_bars
+
 __all__ = ["plot_sensitivity"]
 
 
@@ -23,29 +25,20 @@ def plot_sensitivity(result: Any, path: str | None = None, *, ax: Any = None):
     -------
     matplotlib.figure.Figure
     """
-    import matplotlib
-
-    if ax is None:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(7, 4))
-    else:
-        fig = ax.figure
+    fig, ax = axes(ax, (7, 4))
     vals = np.asarray(result.values, float)
     step = np.min(np.diff(vals)) if vals.size > 1 else 1.0
     x_orig = vals.min() - step
     lo, hi = result.original
-    ax.errorbar([x_orig], [(lo + hi) / 2], yerr=[[(hi - lo) / 2]], fmt="none", capsize=4, color="tab:red",
-                label="original")
+    interval_bars(ax, [x_orig], [(lo + hi) / 2], [lo], [hi], fmt="none", capsize=4, color="tab:red",
+                  label="original")
     mid = (result.ci_low + result.ci_high) / 2
-    ax.errorbar(vals, mid, yerr=[mid - result.ci_low, result.ci_high - mid], fmt="none", capsize=4,
-                color="tab:blue", label="robust (" + ("C-LF" if result.param == "Mbar" else "FLCI") + ")")
+    interval_bars(ax, vals, mid, result.ci_low, result.ci_high, fmt="none", capsize=4,
+                  color="tab:blue", label="robust (" + ("C-LF" if result.param == "Mbar" else "FLCI") + ")")
     ax.axhline(0.0, color="black", lw=0.8)
     name = r"$\bar{M}$" if result.param == "Mbar" else "$M$"
     ax.set_xlabel(name)
-    ax.set_ylabel(f"{100 * (1 - result.alpha):.0f}% confidence interval")
+    ax.set_ylabel(f"{100 * result.level:.0f}% confidence interval")
     ax.set_title(f"Sensitivity analysis ({result.method.replace('_', ' ')})")
     ax.legend(frameon=False)
     if path is not None:

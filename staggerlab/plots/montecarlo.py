@@ -47,10 +47,10 @@ def plot_montecarlo(result: Any, path: str | os.PathLike[str] | None = None):
         ax_b.set_title(f"{d}: bias")
         cov = s["coverage"].to_numpy()
         ax_c.errorbar(cov, ypos, xerr=MCSE_BARS * s["coverage_mcse"].to_numpy(), fmt="s", capsize=3)
-        ax_c.axvline(1 - result.alpha, color="grey", lw=1, ls="--")
+        ax_c.axvline(result.level, color="grey", lw=1, ls="--")
         ax_c.set_yticks(ypos, ests)
         ax_c.set_xlim(-0.02, 1.02)
-        ax_c.set_xlabel(f"coverage of {100 * (1 - result.alpha):g}% intervals")
+        ax_c.set_xlabel(f"coverage of {100 * result.level:g}% intervals")
         ax_c.set_title(f"{d}: coverage")
         sub = reps.filter(pl.col("dgp") == d)
         for j, e in enumerate(ests):

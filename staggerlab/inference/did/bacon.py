@@ -14,6 +14,7 @@ import polars as pl
 
 from ...errors import PanelError
 from ..regression.feols import feols
+from ..results import Result
 from .staggered_data import COHORT, prepare
 
 __all__ = ["bacon", "BaconResult"]
@@ -24,7 +25,7 @@ NEVER = "treated vs never treated"
 ALWAYS = "later vs always treated"
 
 
-class BaconResult:
+class BaconResult(Result):
     """The 2x2 comparisons behind a TWFE coefficient.
 
     Attributes

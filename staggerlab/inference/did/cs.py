@@ -35,15 +35,24 @@ from scipy import stats
 
 from ..._parallel import run_blocks
 from ..._seed import SeedLike, block_generator, resolve_entropy
-from ...errors import MissingValueWarning, StaggerlabError, TreatmentError
+from ..._validate import alpha_of
+from ...errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    CovariatesNotSupportedError,
+    MissingValueWarning,
+    TreatmentError,
+)
 from ...kernels.cs import influence_rows, multiplier_sums
 from ...panels.panel import run_lengths
+from ..results import Aggregate, PretrendTest, Result
 from .staggered_data import COHORT, StaggeredData, prepare
 
 __all__ = [
     "callaway_santanna",
     "cs",
     "CSResult",
+    "CSTuning",
     "CSAggregate",
     "CovariatesNotSupportedError",
 ]
@@ -53,12 +62,23 @@ BasePeriod = Literal["varying", "universal"]
 AggKind = Literal["simple", "dynamic", "group", "calendar"]
 
 _BOOT_BLOCK = 128  # draws per seeded block: fixed, so results do not depend on n_jobs
-_BOOT_MULTIPLIERS = 1 << 22  # multipliers drawn at once (32 MB)
 _ZERO_SE = np.sqrt(np.finfo(float).eps) * 10  # did's threshold for "no variance"
 
 
-class CovariatesNotSupportedError(StaggerlabError, NotImplementedError):
-    """Conditional parallel trends (covariates) are not implemented for Callaway-Sant'Anna."""
+@dataclass(frozen=True)
+class CSTuning:
+    """Memory bounds of Callaway-Sant'Anna (every setting gives the same numbers).
+
+    Parameters
+    ----------
+    if_chunk : int
+        Units per chunk of influence-function rows.
+    boot_multipliers : int
+        Bootstrap multipliers drawn at once (32 MB by default).
+    """
+
+    if_chunk: int = 1 << 15
+    boot_multipliers: int = 1 << 22
 
 
 # --------------------------------------------------------------------------- data
@@ -236,7 +256,6 @@ def _att_gt(wd: _Wide, control: ControlGroup, anticipation: int, base_period: Ba
 
 
 # --------------------------------------------------------------------------- influence functions
-_IF_CHUNK = 1 << 15  # units per chunk of influence-function rows
 
 
 @dataclass(eq=False)
@@ -248,14 +267,15 @@ class _IFMap:
     wd: _Wide
     W: np.ndarray  # k x m
     A: np.ndarray  # m x G
+    chunk: int  # units per chunk of rows (CSTuning.if_chunk)
 
     def _chunks(self):
         c, wd = self.cells, self.wd
         n = wd.g.size
         W, A = np.ascontiguousarray(self.W), np.ascontiguousarray(self.A)
-        buf = np.empty((min(_IF_CHUNK, n), W.shape[1]))
-        for lo in range(0, n, _IF_CHUNK):
-            hi = min(lo + _IF_CHUNK, n)
+        buf = np.empty((min(self.chunk, n), W.shape[1]))
+        for lo in range(0, n, self.chunk):
+            hi = min(lo + self.chunk, n)
             out = buf[: hi - lo]
             influence_rows(wd.y, wd.g, wd.w, c.gidx, lo, hi, float(n), c.t_idx, c.b_idx, c.group, c.horizon,
                      c.mu1, c.mu0, c.s1, c.s0, W, A, out)
@@ -303,6 +323,7 @@ class _BootSpec:
     seed: np.random.SeedSequence
     n_jobs: int
     alpha: float
+    multipliers_at_once: int  # CSTuning.boot_multipliers
 
 
 def _draw_multipliers(rng: np.random.Generator, size: tuple[int, int], kind: str) -> np.ndarray:
@@ -312,7 +333,7 @@ def _draw_multipliers(rng: np.random.Generator, size: tuple[int, int], kind: str
         s5 = np.sqrt(5.0)
         lo, hi = (1.0 - s5) / 2.0, (1.0 + s5) / 2.0
         return np.where(rng.random(size) < (s5 + 1.0) / (2.0 * s5), lo, hi)
-    raise ValueError(f"multipliers must be 'rademacher' or 'mammen', got {kind!r}")
+    raise ArgumentError(f"multipliers must be 'rademacher' or 'mammen', got {kind!r}")
 
 
 def _bootstrap(s: np.ndarray, n: int, spec: _BootSpec, band: np.ndarray | None = None) -> tuple[np.ndarray, float]:
@@ -329,7 +350,7 @@ def _bootstrap(s: np.ndarray, n: int, spec: _BootSpec, band: np.ndarray | None =
     # draws are made a few rows at a time (a block of 128 draws for a million
     # clusters would be a 1 GB matrix); numpy's Generator yields the same
     # stream whether a block's rows are drawn at once or in pieces
-    rows_at_once = max(1, _BOOT_MULTIPLIERS // max(nc, 1))
+    rows_at_once = max(1, spec.multipliers_at_once // max(nc, 1))
 
     def one(block: tuple[int, int]) -> np.ndarray:
         i, size = block
@@ -369,8 +390,12 @@ def _wif_coef(pk: np.ndarray, gk: np.ndarray, v: np.ndarray, cohorts: np.ndarray
 
 
 @dataclass(eq=False)
-class CSAggregate:
+class CSAggregate(Aggregate):
     """One aggregation of the ATT(g,t) (``kind`` in simple, dynamic, group, calendar).
+
+    An :class:`~staggerlab.inference.results.Aggregate` (``components`` are the
+    per-label effects; ``df`` is None: normal inference) with the influence
+    functions and the bootstrap critical value besides.
 
     Attributes
     ----------
@@ -410,9 +435,17 @@ class CSAggregate:
     def inf_overall(self) -> np.ndarray:
         """Influence function of the overall estimate (units)."""
         m = self._map
-        return _IFMap(m.cells, m.wd, m.W[:, -1:], m.A[-1:]).matrix()[:, 0]
+        return _IFMap(m.cells, m.wd, m.W[:, -1:], m.A[-1:], m.chunk).matrix()[:, 0]
 
     _LABEL = {"dynamic": "rel_time", "group": "cohort", "calendar": "time", "simple": "label"}
+    df = None
+
+    @property
+    def components(self) -> pl.DataFrame | None:
+        """The per-label effects ``level, estimate, se`` (None for ``simple``)."""
+        if self.kind == "simple":
+            return None
+        return pl.DataFrame({"level": self.labels, "estimate": self.estimates, "se": self.ses})
 
     def tidy(self) -> pl.DataFrame:
         """Per-label rows then the overall row: ``term, <label>, estimate, se, ci_low, ci_high``.
@@ -453,6 +486,7 @@ def _aggregate(
     window: tuple[float, float],
     alpha: float,
     boot: _BootSpec | None,
+    if_chunk: int,
 ) -> CSAggregate:
     att, grp, tim, cohorts = cells.att, cells.group, cells.time, cells.cohorts
     k, n_coh = att.size, cohorts.size
@@ -489,7 +523,7 @@ def _aggregate(
             labels = np.array([t for t in wd.times if t >= grp.min() and np.any((tim == t) & post)], dtype=np.int64)
             parts = [column(np.flatnonzero((tim == t) & post), True) for t in labels]
         else:
-            raise ValueError(f"kind must be one of 'simple', 'dynamic', 'group', 'calendar'; got {kind!r}")
+            raise ArgumentError(f"kind must be one of 'simple', 'dynamic', 'group', 'calendar'; got {kind!r}")
         est_l = np.array([p[0] for p in parts])
         W = np.column_stack([p[1] for p in parts])
         A = np.vstack([p[2] for p in parts])
@@ -509,7 +543,7 @@ def _aggregate(
             est = float(est_l.mean())
             w_all, a_all = W.mean(axis=1), A.mean(axis=0)
     # the labels' influence functions and the overall one, as one map: one pass over the units
-    ifmap = _IFMap(cells, wd, np.column_stack([W, w_all]), np.vstack([A, a_all]))
+    ifmap = _IFMap(cells, wd, np.column_stack([W, w_all]), np.vstack([A, a_all]), if_chunk)
     m = labels.size
     n = wd.g.size
     if boot is None:
@@ -527,7 +561,7 @@ def _aggregate(
 
 
 # --------------------------------------------------------------------------- result
-class CSResult:
+class CSResult(Result):
     """Callaway-Sant'Anna result; shares the event-study result API.
 
     Attributes
@@ -546,20 +580,25 @@ class CSResult:
         ``"varying"`` no coefficient is normalised (see the module docstring).
     method : str
         ``"cs"``.
-    base_period, control, anticipation, alpha, n_units : as given / as used.
+    base_period, control, anticipation, level, n_units : as given / as used.
+    alpha : float
+        ``1 - level`` (the size of the tests).
     """
 
     method = "cs"
 
-    def __init__(self, cells: _Cells, wd: _Wide, *, window, control, anticipation, base_period, alpha, boot):
+    def __init__(self, cells: _Cells, wd: _Wide, *, window, control, anticipation, base_period, level, boot,
+                 tuning: CSTuning = CSTuning()):
         self._cells = cells
         self._wd = wd
         self.window = tuple(window)
         self.control = control
         self.anticipation = int(anticipation)
         self.base_period = base_period
-        self.alpha = float(alpha)
+        self.level = float(level)
+        self.alpha = alpha = alpha_of(level)
         self._boot = boot
+        self._tuning = tuning
         self.bootstrap = boot is not None
         self.n_units = int(wd.g.size)
         self.ref = -1 - self.anticipation
@@ -579,13 +618,14 @@ class CSResult:
 
     def _cell_map(self) -> _IFMap:
         k, n_coh = self._cells.att.size, self._cells.cohorts.size
-        return _IFMap(self._cells, self._wd, np.eye(k), np.zeros((k, n_coh)))
+        return _IFMap(self._cells, self._wd, np.eye(k), np.zeros((k, n_coh)), self._tuning.if_chunk)
 
     # -- aggregations
     def aggregate(self, kind: AggKind = "dynamic") -> CSAggregate:
         """Aggregate the ATT(g,t): ``"simple"``, ``"dynamic"``, ``"group"`` or ``"calendar"``."""
         if kind not in self._aggs:
-            self._aggs[kind] = _aggregate(kind, self._cells, self._wd, self.window, self.alpha, self._boot)
+            self._aggs[kind] = _aggregate(kind, self._cells, self._wd, self.window, self.alpha, self._boot,
+                                          self._tuning.if_chunk)
         return self._aggs[kind]
 
     @property
@@ -624,12 +664,12 @@ class CSResult:
             }
         )
 
-    def pretrend_test(self) -> dict[str, float]:
+    def pretrend_test(self) -> PretrendTest:
         """Joint Wald test that the pre-adoption event-time effects are all zero.
 
         Uses the event times ``< 0`` inside ``window`` (excluding any with zero
-        variance, i.e. the universal reference period) and the analytic covariance.
-        Returns ``{"stat", "df", "pvalue"}`` (chi-squared).
+        variance, i.e. the universal reference period) and the analytic covariance;
+        chi-squared reference (``test["stat"]``, ``["df"]``, ``["pvalue"]`` as before).
         """
         pre = (self.rel_time < 0) & (np.diag(self.vcov) > _ZERO_SE**2)
         if not pre.any():
@@ -638,7 +678,7 @@ class CSResult:
         v = self.vcov[np.ix_(pre, pre)]
         rank = np.linalg.matrix_rank(v)
         stat = float(b @ np.linalg.pinv(v) @ b)
-        return {"stat": stat, "df": int(rank), "pvalue": float(stats.chi2.sf(stat, rank))}
+        return PretrendTest(stat, int(rank), None, self.rel_time[pre].tolist())
 
     def summary(self) -> str:
         """Printable summary (overall ATTs and the event study)."""
@@ -661,33 +701,9 @@ class CSResult:
 
         Returns the matplotlib Figure; saves it to ``path`` if given.
         """
-        import matplotlib
+        from ...plots.cs import plot_cs
 
-        if ax is None:
-            matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
-        if ax is None:
-            fig, ax = plt.subplots(figsize=(7, 4))
-        else:
-            fig = ax.figure
-        tab = self.tidy()
-        pre = self.rel_time < 0
-        err = np.vstack([self.coef - tab["ci_low"].to_numpy(), tab["ci_high"].to_numpy() - self.coef])
-        for mask, colour, label in ((pre, "tab:red", "pre-adoption"), (~pre, "tab:blue", "post-adoption")):
-            if mask.any():
-                ax.errorbar(self.rel_time[mask], self.coef[mask], yerr=err[:, mask], fmt="o", color=colour,
-                            capsize=3, label=label)
-        ax.axhline(0.0, color="black", lw=0.8)
-        ax.axvline(-0.5 - self.anticipation, color="grey", ls="--", lw=0.8)
-        ax.set_xlabel("event time (periods since adoption)")
-        ax.set_ylabel("ATT (Callaway-Sant'Anna)")
-        band = "uniform" if self.bootstrap else "pointwise"
-        ax.set_title(f"Event study ({band} {100 * (1 - self.alpha):.0f}% intervals)")
-        ax.legend(frameon=False)
-        if path is not None:
-            fig.savefig(path, bbox_inches="tight", dpi=150)
-        return fig
+        return plot_cs(self, path=path, ax=ax)
 
 
 # --------------------------------------------------------------------------- entry points
@@ -701,9 +717,10 @@ def callaway_santanna(
     bootstrap: bool = False,
     biters: int = 999,
     multipliers: Literal["rademacher", "mammen"] = "rademacher",
-    alpha: float = 0.05,
+    level: float = 0.95,
     seed: SeedLike = 0,
     n_jobs: int = 1,
+    tuning: CSTuning = CSTuning(),
 ) -> CSResult:
     """Callaway-Sant'Anna ATT(g,t), their aggregations and influence-function inference.
 
@@ -727,45 +744,46 @@ def callaway_santanna(
         cluster sums of the influence functions): bootstrap SEs and uniform
         bands. Draws are made in fixed blocks seeded by block index, so the
         result does not depend on ``n_jobs``.
-    alpha : float
-        Significance level of the intervals.
+    level : float
+        Confidence level of the intervals.
     seed : int, Generator, SeedSequence or None
     n_jobs : int
         joblib workers for the bootstrap blocks.
+    tuning : CSTuning
+        Memory bounds; the numbers do not depend on them.
 
     Returns
     -------
     CSResult
     """
     if not isinstance(sd, StaggeredData):
-        raise TypeError("callaway_santanna takes a StaggeredData (see staggered_data.prepare) or use cs(data, ...)")
+        raise ArgumentTypeError("callaway_santanna takes a StaggeredData (see staggered_data.prepare) or use cs(data, ...)")
     if sd.controls:
         raise CovariatesNotSupportedError(
             f"covariates {sd.controls} (conditional parallel trends) are not implemented for "
             "Callaway-Sant'Anna yet; drop controls= for the unconditional estimator"
         )
     if control not in ("never", "notyet"):
-        raise ValueError(f"control must be 'never' or 'notyet', got {control!r}")
+        raise ArgumentError(f"control must be 'never' or 'notyet', got {control!r}")
     if base_period not in ("varying", "universal"):
-        raise ValueError(f"base_period must be 'varying' or 'universal', got {base_period!r}")
-    if not (0 < alpha < 1):
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        raise ArgumentError(f"base_period must be 'varying' or 'universal', got {base_period!r}")
+    alpha = alpha_of(level)
     if int(anticipation) != anticipation or anticipation < 0:
-        raise ValueError(f"anticipation must be a non-negative integer, got {anticipation}")
+        raise ArgumentError(f"anticipation must be a non-negative integer, got {anticipation}")
     if len(window) != 2 or window[0] > window[1]:
-        raise ValueError(f"window must be (low, high) with low <= high, got {window}")
+        raise ArgumentError(f"window must be (low, high) with low <= high, got {window}")
     boot = None
     if bootstrap:
         if int(biters) < 2:
-            raise ValueError("biters must be at least 2")
+            raise ArgumentError("biters must be at least 2")
         if multipliers not in ("rademacher", "mammen"):
-            raise ValueError(f"multipliers must be 'rademacher' or 'mammen', got {multipliers!r}")
-        boot = _BootSpec(int(biters), multipliers, resolve_entropy(seed), n_jobs, float(alpha))
+            raise ArgumentError(f"multipliers must be 'rademacher' or 'mammen', got {multipliers!r}")
+        boot = _BootSpec(int(biters), multipliers, resolve_entropy(seed), n_jobs, float(alpha), tuning.boot_multipliers)
     wd = _to_wide(sd, int(anticipation))
     cells = _att_gt(wd, control, int(anticipation), base_period)
     return CSResult(
         cells, wd, window=window, control=control, anticipation=anticipation,
-        base_period=base_period, alpha=alpha, boot=boot,
+        base_period=base_period, level=level, boot=boot, tuning=tuning,
     )
 
 
@@ -787,7 +805,7 @@ def cs(
     ``cohort`` is the adoption-period column (0 or null = never treated), or give
     ``treat`` (an absorbing 0/1 treatment). Remaining keywords (``window``,
     ``control``, ``anticipation``, ``base_period``, ``bootstrap``, ``biters``,
-    ``multipliers``, ``alpha``, ``seed``, ``n_jobs``) go to
+    ``multipliers``, ``level``, ``seed``, ``n_jobs``, ``tuning``) go to
     :func:`callaway_santanna`.
 
     Examples

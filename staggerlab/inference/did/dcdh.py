@@ -15,9 +15,10 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
-from ...errors import NonAbsorbingTreatmentError, TreatmentError
+from ...errors import ArgumentError, ArgumentTypeError, NonAbsorbingTreatmentError, TreatmentError
 from ...panels.panel import Panel, check_columns, check_numeric, factorize_column, finite_mask, to_polars
 from ..regression.absorb import Absorber
+from ..results import Result
 from .staggered_data import COHORT, prepare
 
 __all__ = ["twfe_weights", "TwfeWeightsResult"]
@@ -26,7 +27,7 @@ __all__ = ["twfe_weights", "TwfeWeightsResult"]
 ZERO_WEIGHT = 1e-10
 
 
-class TwfeWeightsResult:
+class TwfeWeightsResult(Result):
     """Weights attached by the TWFE coefficient to each treated cell.
 
     Attributes
@@ -128,7 +129,7 @@ def twfe_weights(
         unit = unit or data.unit
         time = time or data.time
     if unit is None or time is None:
-        raise TypeError("give unit= and time= (or pass a staggerlab Panel)")
+        raise ArgumentTypeError("give unit= and time= (or pass a staggerlab Panel)")
     absorbing = True
     try:
         sd = prepare(data, y=y, unit=unit, time=time, cohort=cohort, treat=treat, weights=weights)
@@ -140,7 +141,7 @@ def twfe_weights(
     if cells == "auto":
         cells = "cohort" if absorbing else "unit"
     if cells not in ("cohort", "unit"):
-        raise ValueError(f"cells must be 'auto', 'cohort' or 'unit', got {cells!r}")
+        raise ArgumentError(f"cells must be 'auto', 'cohort' or 'unit', got {cells!r}")
     if cells == "cohort" and not absorbing:
         raise TreatmentError("cohort cells need a staggered (absorbing) treatment; use cells='unit'")
     D = frame["_treat"].to_numpy().astype(np.float64)

@@ -8,136 +8,58 @@ period, their covariance, aggregations, a pre-trend test and Figure 1).
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Literal, Sequence
 
 import numpy as np
 import polars as pl
-from scipy import stats
 
-from ...errors import StaggerlabError, TreatmentError
+from ...errors import ArgumentTypeError, EventStudyError, TreatmentError
 from ...kernels.cluster import cluster_score_sums_into
 from ...panels.panel import factorize_column
 from ..regression.feols import feols
 from ..regression.rank import psd_pinv
+from ..results import Aggregate, PretrendTest, Result, interval
 from . import lean_dummies as lean
 from .lean_dummies import dense_bytes
 from .staggered_data import COHORT, REL, StaggeredData, prepare
 
-__all__ = ["event_study", "EventStudyResult", "Aggregate", "WaldTest", "EventStudyError"]
+__all__ = ["event_study", "EventStudyResult", "EventStudyTuning", "Aggregate", "PretrendTest", "WaldTest", "EventStudyError"]
 
 Method = Literal["twfe", "sunab", "imputation", "cs"]
 _RELB = "_relb"  # relative period after binning the endpoints
-#: rows per chunk of the imputation estimator's per-row passes (bounds their temporaries)
-CHUNK_ROWS = 1 << 17
 
 
-class EventStudyError(StaggerlabError, ValueError):
-    """An event study cannot be set up as requested (window, reference, method)."""
+@dataclass(frozen=True)
+class EventStudyTuning:
+    """Memory bounds and path switch of the event studies (same estimates whatever the setting).
+
+    Parameters
+    ----------
+    chunk_rows : int
+        Rows per chunk of the imputation estimator's per-row passes (bounds
+        their temporaries).
+    lean_bytes : int
+        Size of the dense design (bytes) above which TWFE and Sun-Abraham take
+        the lean path (:mod:`staggerlab.inference.did.lean_dummies`).
+    """
+
+    chunk_rows: int = 1 << 17
+    lean_bytes: int = 1 << 29
 
 
 # ----------------------------------------------------------------- helpers
-def _ci(est: np.ndarray, se: np.ndarray, df: int | None, level: float) -> tuple[np.ndarray, np.ndarray]:
-    q = stats.t.ppf(0.5 + level / 2, df) if df else stats.norm.ppf(0.5 + level / 2)
-    return est - q * se, est + q * se
 
 
 def _rel_label(r: int) -> str:
     return f"m{-r}" if r < 0 else f"p{r}"
 
 
-class Aggregate:
-    """An aggregated effect (a linear combination of event-study estimates).
-
-    Attributes
-    ----------
-    kind : str
-        ``"simple"``, ``"dynamic"``, ``"group"`` or ``"calendar"``.
-    estimate, se : float
-        The overall aggregated effect and its standard error.
-    components : polars.DataFrame or None
-        The effects it averages (``level, estimate, se``): by relative period,
-        cohort or calendar period.
-    df : int or None
-        Degrees of freedom of the t reference distribution (None: normal).
-    """
-
-    def __init__(self, kind: str, estimate: float, se: float, df: int | None = None,
-                 components: pl.DataFrame | None = None):
-        self.kind = kind
-        self.estimate = float(estimate)
-        self.se = float(se)
-        self.df = df
-        self.components = components
-
-    def tidy(self, level: float = 0.95) -> pl.DataFrame:
-        """Overall row first, then components: ``level, estimate, se, ci_low, ci_high``."""
-        names = ["overall"]
-        est = [self.estimate]
-        se = [self.se]
-        if self.components is not None:
-            names += [str(v) for v in self.components["level"].to_list()]
-            est += self.components["estimate"].to_list()
-            se += self.components["se"].to_list()
-        e, s = np.asarray(est, float), np.asarray(se, float)
-        lo, hi = _ci(e, s, self.df, level)
-        return pl.DataFrame({"level": names, "estimate": e, "se": s, "ci_low": lo, "ci_high": hi})
-
-    def summary(self) -> str:
-        """Printable table."""
-        lines = [f"Aggregated effect ({self.kind}): {self.estimate:.5f} (se {self.se:.5f})"]
-        for r in self.tidy().iter_rows(named=True):
-            lines.append(f"  {r['level']:>10}  {r['estimate']:>11.5f}  {r['se']:>10.5f}"
-                         f"  [{r['ci_low']:.4f}, {r['ci_high']:.4f}]")
-        return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        return self.summary()
+#: the pre-trend test's name before every event-study method shared it
+WaldTest = PretrendTest
 
 
-class WaldTest:
-    """Joint Wald test that some coefficients are all zero.
-
-    ``statistic`` is the F form ``W / q``; the p-value uses F(q, df) when the
-    result has finite degrees of freedom, else chi2(q) on ``W``.
-    """
-
-    def __init__(self, wald: float, q: int, df: int | None, terms: list[int]):
-        self.wald = float(wald)
-        self.df1 = int(q)
-        self.df2 = df
-        self.statistic = self.wald / q if q else float("nan")
-        self.terms = terms
-        if q == 0:
-            self.pvalue = float("nan")
-        elif df:
-            self.pvalue = float(stats.f.sf(self.statistic, q, df))
-        else:
-            self.pvalue = float(stats.chi2.sf(self.wald, q))
-
-    @property
-    def df(self) -> int:
-        """Number of restrictions tested."""
-        return self.df1
-
-    def __getitem__(self, key: str) -> Any:
-        return {"statistic": self.statistic, "wald": self.wald, "df": self.df1,
-                "df2": self.df2, "pvalue": self.pvalue}[key]
-
-    def tidy(self) -> pl.DataFrame:
-        """One row: ``statistic, wald, df, df2, pvalue``."""
-        return pl.DataFrame({"statistic": [self.statistic], "wald": [self.wald], "df": [self.df1],
-                             "df2": [self.df2], "pvalue": [self.pvalue]})
-
-    def summary(self) -> str:
-        """Printable line."""
-        dist = f"F({self.df1}, {self.df2})" if self.df2 else f"chi2({self.df1})"
-        return f"Joint pre-trend test (leads {self.terms}): {dist} = {self.statistic:.4f}, p = {self.pvalue:.4g}"
-
-    def __repr__(self) -> str:
-        return self.summary()
-
-
-class EventStudyResult:
+class EventStudyResult(Result):
     """Event-study estimates by relative period.
 
     Parameters
@@ -180,18 +102,18 @@ class EventStudyResult:
 
     def tidy(self, level: float = 0.95) -> pl.DataFrame:
         """``rel_time, estimate, se, ci_low, ci_high`` (one row per estimated period)."""
-        lo, hi = _ci(self.coef, self.se, self.df, level)
+        lo, hi = interval(self.coef, self.se, self.df, level)
         return pl.DataFrame({"rel_time": self.rel_time, "estimate": self.coef, "se": self.se,
                              "ci_low": lo, "ci_high": hi})
 
-    def pretrend_test(self) -> WaldTest:
+    def pretrend_test(self) -> PretrendTest:
         """Joint Wald test that every estimated lead (relative period < 0) is zero."""
         lead = np.flatnonzero(self.rel_time < 0)
         b = self.coef[lead]
         V = self.vcov[np.ix_(lead, lead)]
         wald = float(b @ np.linalg.lstsq(V, b, rcond=None)[0]) if lead.size else float("nan")
         q = int(np.linalg.matrix_rank(V)) if lead.size else 0
-        return WaldTest(wald, q, self.df, self.rel_time[lead].tolist())
+        return PretrendTest(wald, q, self.df, self.rel_time[lead].tolist())
 
     def _lincomb(self, R: np.ndarray) -> tuple[float, float]:
         return float(R @ self.coef), float(np.sqrt(max(R @ self.vcov @ R, 0.0)))
@@ -261,13 +183,14 @@ def _weighted_counts(frame: pl.DataFrame, by: list[str], weights: str | None) ->
     return frame.group_by(by).agg(n.alias("_n"))
 
 
-def _twfe(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: bool) -> EventStudyResult:
+def _twfe(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: bool,
+          tuning: EventStudyTuning) -> EventStudyResult:
     frame = _add_binned_rel(sd.frame, window, bin_endpoints)
     levels = sorted(x for x in frame[_RELB].drop_nulls().unique().to_list() if x != ref)
     if not levels:
         raise EventStudyError("no relative period other than the reference is observed")
     names = {f"_es_{_rel_label(r)}": r for r in levels}
-    if dense_bytes(sd, len(levels)) > lean.LEAN_BYTES:
+    if dense_bytes(sd, len(levels)) > tuning.lean_bytes:
         res = _twfe_lean(sd, frame, levels, window, ref)
         if res is not None:
             return res
@@ -311,7 +234,8 @@ def _twfe_lean(sd: StaggeredData, frame: pl.DataFrame, levels: list[int], window
                             {"n_rel": n_rel[pos], "lean": True})
 
 
-def _sunab(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: bool) -> EventStudyResult:
+def _sunab(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: bool,
+           tuning: EventStudyTuning) -> EventStudyResult:
     frame = _add_binned_rel(sd.frame, window, bin_endpoints)
     cohorts = [int(g) for g in sd.cohorts]
     if frame.filter(pl.col(COHORT) == 0).height == 0:
@@ -337,7 +261,7 @@ def _sunab(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: 
              .select(COHORT, _RELB).unique().sort(COHORT, _RELB))
     names = {f"_sa_{g}_{_rel_label(r)}": (g, r) for g, r in cells.iter_rows()}
     lean_fit = None
-    if frame.height == sd.frame.height and dense_bytes(sd, len(names)) > lean.LEAN_BYTES:
+    if frame.height == sd.frame.height and dense_bytes(sd, len(names)) > tuning.lean_bytes:
         # cells keyed by cohort x binned relative period (no rows were filtered)
         span = int(cells[_RELB].max() - cells[_RELB].min()) + 1
         rlo = int(cells[_RELB].min())
@@ -430,10 +354,11 @@ class _Imputation:
     Memory: the controls stay the frame's columns (never stacked into an
     N x K matrix), sums over the untreated rows use ``w0`` (the weights, 0
     on treated rows) instead of gathered copies, and every pass that needs
-    per-row N x K or N x k values runs over chunks of ``CHUNK_ROWS`` rows.
+    per-row N x K or N x k values runs over chunks of ``chunk_rows`` rows.
     """
 
-    def __init__(self, sd: StaggeredData):
+    def __init__(self, sd: StaggeredData, chunk_rows: int):
+        self.chunk_rows = chunk_rows
         frame = sd.frame
         D = frame["_treat"].to_numpy().astype(bool)
         if sd.id_codes is not None:  # a Panel's codes (no second factorization of N ids)
@@ -492,8 +417,8 @@ class _Imputation:
     def _chunks(self, untreated: bool = False) -> Iterator[slice | np.ndarray]:
         """Row chunks in row order: slices, or the untreated rows of each slice."""
         n = self.D.size
-        for lo in range(0, n, CHUNK_ROWS):
-            hi = min(lo + CHUNK_ROWS, n)
+        for lo in range(0, n, self.chunk_rows):
+            hi = min(lo + self.chunk_rows, n)
             yield lo + np.flatnonzero(~self.D[lo:hi]) if untreated else slice(lo, hi)
 
     def _controls(self, rows: slice | np.ndarray) -> np.ndarray:
@@ -571,8 +496,9 @@ class _Imputation:
         return codes, levels
 
 
-def _imputation(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: bool) -> EventStudyResult:
-    imp = _Imputation(sd)
+def _imputation(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: bool,
+                tuning: EventStudyTuning) -> EventStudyResult:
+    imp = _Imputation(sd, tuning.chunk_rows)
     frame = _add_binned_rel(imp.frame, window, bin_endpoints)
     imp.frame = frame
     lo, hi = window
@@ -637,6 +563,7 @@ def event_study(
     ref: int = -1,
     bin_endpoints: bool = True,
     method: Method = "twfe",
+    tuning: Any = None,
     **kwargs: Any,
 ) -> EventStudyResult:
     """Event study of a staggered adoption design.
@@ -670,9 +597,12 @@ def event_study(
         Borusyak-Jaravel-Spiess imputation (= Gardner two-stage DID, with
         Gardner's GMM standard errors); Callaway-Sant'Anna (``**kwargs``
         such as ``control=`` are passed on). TWFE and Sun-Abraham fits whose
-        dense design would exceed ``lean_dummies.LEAN_BYTES`` (512 MB) run as
+        dense design would exceed ``tuning.lean_bytes`` (512 MB) run as
         a lean regression from per-unit sums (same estimates; no N x k
         matrix), unless weights, singletons or collinearity need ``feols``.
+    tuning : EventStudyTuning, optional
+        Memory bounds (default ``EventStudyTuning()``); with ``method="cs"``, a
+        :class:`~staggerlab.inference.did.cs.CSTuning` passed on.
 
     Returns
     -------
@@ -704,9 +634,15 @@ def event_study(
     if method == "cs":
         from .cs import callaway_santanna
 
+        if tuning is not None:
+            kwargs["tuning"] = tuning
         return callaway_santanna(sd, window=(lo, hi), **kwargs)
     if kwargs:
-        raise TypeError(f"unexpected keyword argument(s) for method={method!r}: {sorted(kwargs)}")
+        raise ArgumentTypeError(f"unexpected keyword argument(s) for method={method!r}: {sorted(kwargs)}")
     run = {"twfe": _twfe, "sunab": _sunab, "imputation": _imputation}[method]
+    if tuning is None:
+        tuning = EventStudyTuning()
+    if not isinstance(tuning, EventStudyTuning):
+        raise ArgumentTypeError(f"tuning must be an EventStudyTuning for method={method!r}, got {type(tuning).__name__}")
     sd.codes()  # every method needs the (unit, time) codes: computed once, here
-    return run(sd, (lo, hi), int(ref), bool(bin_endpoints))
+    return run(sd, (lo, hi), int(ref), bool(bin_endpoints), tuning)

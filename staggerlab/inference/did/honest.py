@@ -42,17 +42,15 @@ import polars as pl
 from scipy import optimize, stats
 
 from ..._seed import SeedLike, as_generator
-from ...errors import StaggerlabError
+from ..._validate import alpha_of
+from ...errors import ArgumentError, ArgumentTypeError, HonestDiDError
+from ..results import Result
 
 __all__ = ["honest", "HonestResult", "HonestDiDError", "flci", "rm_ci"]
 
 _TOL_LAMBDA = 1e-6  # ARP: dual weights above this count as binding
 _TOL_FEAS = 1e-9  # slack allowed when checking a vertex is feasible
 _MAX_VERTEX_SETS = 20000  # beyond this many bases, solve the LPs with HiGHS
-
-
-class HonestDiDError(StaggerlabError, ValueError):
-    """The event study cannot be used for a Rambachan-Roth sensitivity analysis."""
 
 
 # =========================================================================== helpers
@@ -160,13 +158,14 @@ def _min_variance(prob: _FLCIProblem) -> np.ndarray:
 
 
 def flci(
-    beta: np.ndarray, sigma: np.ndarray, n_pre: int, l_vec: np.ndarray, M: float, alpha: float = 0.05
+    beta: np.ndarray, sigma: np.ndarray, n_pre: int, l_vec: np.ndarray, M: float, level: float = 0.95
 ) -> tuple[float, float]:
     """Optimal fixed-length CI for ``l' tau_post`` under ``Delta^SD(M)``.
 
     ``beta``/``sigma`` stack ``n_pre`` pre-period then the post-period
-    coefficients. Returns ``(lower, upper)``.
+    coefficients; ``level`` is the confidence level. Returns ``(lower, upper)``.
     """
+    alpha = alpha_of(level)
     beta = np.asarray(beta, float)
     prob = _FLCIProblem(np.asarray(sigma, float), int(n_pre), np.asarray(l_vec, float))
     k = n_pre - 1
@@ -425,7 +424,7 @@ def rm_ci(
     n_pre: int,
     l_vec: np.ndarray,
     Mbar: float,
-    alpha: float = 0.05,
+    level: float = 0.95,
     *,
     hybrid: Literal["LF", "ARP"] = "LF",
     grid_points: int = 1000,
@@ -436,8 +435,10 @@ def rm_ci(
     """Robust CI for ``l' tau_post`` under ``Delta^RM(Mbar)`` by test inversion on a grid.
 
     ``hybrid="LF"`` is HonestDiD's "C-LF" (default), ``"ARP"`` its "Conditional".
-    Returns ``(lower, upper)`` (nan if no grid point is accepted).
+    ``level`` is the confidence level. Returns ``(lower, upper)`` (nan if no
+    grid point is accepted).
     """
+    alpha = alpha_of(level)
     beta = np.asarray(beta, float)
     sigma = np.asarray(sigma, float)
     l_vec = np.asarray(l_vec, float)
@@ -461,7 +462,7 @@ def rm_ci(
 
 # =========================================================================== front end
 @dataclass(eq=False)
-class HonestResult:
+class HonestResult(Result):
     """Rambachan-Roth sensitivity analysis of one target ``theta = l' tau_post``.
 
     Attributes
@@ -479,7 +480,8 @@ class HonestResult:
     breakdown : float
         Smallest value in ``values`` whose CI contains 0 (nan if none does).
     l_vec : ndarray
-    alpha : float
+    level : float
+        Confidence level; ``alpha`` is ``1 - level``.
     """
 
     method: str
@@ -490,7 +492,11 @@ class HonestResult:
     original: tuple[float, float]
     estimate: float
     l_vec: np.ndarray
-    alpha: float
+    level: float
+
+    @property
+    def alpha(self) -> float:
+        return alpha_of(self.level)
 
     @property
     def breakdown(self) -> float:
@@ -506,7 +512,7 @@ class HonestResult:
         lo, hi = self.original
         return (
             f"Rambachan-Roth sensitivity ({self.method}), theta = l'tau_post with l = {self.l_vec.tolist()}\n"
-            f"estimate {self.estimate:.6g}; original {100 * (1 - self.alpha):.0f}% CI [{lo:.6g}, {hi:.6g}]\n"
+            f"estimate {self.estimate:.6g}; original {100 * self.level:.0f}% CI [{lo:.6g}, {hi:.6g}]\n"
             f"breakdown {self.param} = {self.breakdown:.6g}\n{self.tidy()}"
         )
 
@@ -572,7 +578,7 @@ def honest(
     M: Sequence[float] | float | None = None,
     e: int | Literal["average"] = 0,
     l_vec: Sequence[float] | None = None,
-    alpha: float = 0.05,
+    level: float = 0.95,
     grid_points: int = 1000,
     lf_sims: int = 10000,
     seed: SeedLike = 0,
@@ -595,7 +601,8 @@ def honest(
     e : int or "average"
         Target: the ``e``-th post period (``e=0``: the first after ``ref``), or
         the average over all post periods. ``l_vec`` overrides it.
-    alpha : float
+    level : float
+        Confidence level of the robust and the original intervals.
     grid_points, lf_sims, seed
         RM only: test-inversion grid size; draws for the least-favourable
         critical value and their seed.
@@ -605,9 +612,8 @@ def honest(
     HonestResult
     """
     if method not in ("relative_magnitude", "smoothness"):
-        raise ValueError(f"method must be 'relative_magnitude' or 'smoothness', got {method!r}")
-    if not (0 < alpha < 1):
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        raise ArgumentError(f"method must be 'relative_magnitude' or 'smoothness', got {method!r}")
+    alpha = alpha_of(level)
     beta, sigma, n_pre, n_post = _event_study_parts(result)
     if l_vec is not None:
         lv = np.asarray(l_vec, dtype=float)
@@ -626,21 +632,21 @@ def honest(
     original = (theta - z * sd, theta + z * sd)
     if method == "smoothness":
         if Mbar is not None:
-            raise TypeError("method='smoothness' takes M=, not Mbar=")
+            raise ArgumentTypeError("method='smoothness' takes M=, not Mbar=")
         vals = _default_M(beta[:n_pre], sigma[:n_pre, :n_pre], alpha) if M is None else np.atleast_1d(np.asarray(M, float))
         param = "M"
     else:
         if M is not None:
-            raise TypeError("method='relative_magnitude' takes Mbar=, not M=")
+            raise ArgumentTypeError("method='relative_magnitude' takes Mbar=, not M=")
         vals = np.linspace(0, 2, 10) if Mbar is None else np.atleast_1d(np.asarray(Mbar, float))
         param = "Mbar"
     if np.any(vals < 0):
-        raise ValueError(f"{param} must be non-negative")
+        raise ArgumentError(f"{param} must be non-negative")
     if method == "smoothness":
-        cis = [flci(beta, sigma, n_pre, lv, float(m), alpha) for m in vals]
+        cis = [flci(beta, sigma, n_pre, lv, float(m), level) for m in vals]
     else:
-        cis = [rm_ci(beta, sigma, n_pre, lv, float(mb), alpha, grid_points=grid_points, lf_sims=lf_sims, seed=seed)
+        cis = [rm_ci(beta, sigma, n_pre, lv, float(mb), level, grid_points=grid_points, lf_sims=lf_sims, seed=seed)
                for mb in vals]
     lo = np.array([c[0] for c in cis])
     hi = np.array([c[1] for c in cis])
-    return HonestResult(method, param, vals, lo, hi, original, theta, lv, alpha)
+    return HonestResult(method, param, vals, lo, hi, original, theta, lv, level)

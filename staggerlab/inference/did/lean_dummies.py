@@ -30,10 +30,8 @@ from ..regression.vcov import nested_in, ssc_df_k, ssc_factor
 from ..regression.within import UnitPeriodWithin
 from .staggered_data import StaggeredData
 
-__all__ = ["LeanFit", "lean_dummy_fit", "LEAN_BYTES"]
+__all__ = ["LeanFit", "lean_dummy_fit"]
 
-#: size of the dense design (bytes) above which event studies take the lean path
-LEAN_BYTES = 1 << 29
 
 
 @dataclass

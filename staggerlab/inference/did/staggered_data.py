@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 import polars as pl
 
-from ...errors import MissingValueWarning, TreatmentError
+from ...errors import ArgumentTypeError, MissingValueWarning, TreatmentError
 from ...kernels.panel import strictly_increasing_pairs
 from ...panels.adoption import adoption_times
 from ...panels.panel import (
@@ -135,9 +135,9 @@ def prepare(
         unit = unit or data.unit
         time = time or data.time
     if unit is None or time is None:
-        raise TypeError("give unit= and time= (or pass a staggerlab Panel)")
+        raise ArgumentTypeError("give unit= and time= (or pass a staggerlab Panel)")
     if (cohort is None) == (treat is None):
-        raise TypeError("give exactly one of cohort= (adoption period) or treat= (0/1 treatment)")
+        raise ArgumentTypeError("give exactly one of cohort= (adoption period) or treat= (0/1 treatment)")
     frame = to_polars(data)
     rows_kept = True  # the rows are the Panel's, in its order: its id codes still apply
     controls = list(controls or [])

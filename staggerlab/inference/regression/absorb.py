@@ -12,7 +12,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from ...errors import ConvergenceError
+from ...errors import ArgumentError, ConvergenceError
 from ...kernels import demean as kd
 from .rank import psd_pinv
 
@@ -176,7 +176,7 @@ class Absorber:
         vec = x.ndim == 1
         X = x.reshape(-1, 1) if vec else x
         if X.shape[0] != self.nobs:
-            raise ValueError(f"expected {self.nobs} rows, got {X.shape[0]}")
+            raise ArgumentError(f"expected {self.nobs} rows, got {X.shape[0]}")
         K = X.shape[1]
         res = np.empty((X.shape[0], K)) if out is None else out.reshape(X.shape[0], K)
         step = max(1, _BLOCK_CELLS // max(X.shape[0], 1))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...errors import ArgumentTypeError
 from .feols import Feols, feols
 
 __all__ = ["as_feols"]
@@ -31,6 +32,6 @@ def as_feols(fit: Any) -> Feols:
             vcov = "iid"
         out = feols(fit._fml, fit._data, vcov=vcov, weights=getattr(fit, "_weights_name", None))
         if not isinstance(out, Feols):  # pragma: no cover - one formula, one outcome
-            raise TypeError("expected a single-outcome pyfixest fit")
+            raise ArgumentTypeError("expected a single-outcome pyfixest fit")
         return out
-    raise TypeError(f"expected a staggerlab or pyfixest Feols fit, got {type(fit).__name__}")
+    raise ArgumentTypeError(f"expected a staggerlab or pyfixest Feols fit, got {type(fit).__name__}")

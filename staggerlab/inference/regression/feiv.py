@@ -39,8 +39,15 @@ import polars as pl
 from scipy import linalg as sla
 from scipy import stats
 
-from ...errors import CollinearityError, CollinearityWarning, FormulaError, StaggerlabError, VcovError
+from ...errors import (
+    CollinearityError,
+    CollinearityWarning,
+    FormulaError,
+    IdentificationError,
+    VcovError,
+)
 from ...panels.panel import to_polars
+from ..results import Result
 from .design import Design, build_design
 from .formula import parse_formula
 from .rank import independent_columns
@@ -48,10 +55,6 @@ from .results import DesignFit
 from .vcov import VcovSpec, parse_vcov, residual_variance, sandwich
 
 __all__ = ["feiv", "FeivResult", "FirstStage", "IVDiagnostics", "IdentificationError", "parse_iv_formula"]
-
-
-class IdentificationError(StaggerlabError, ValueError):
-    """The IV model is not identified (fewer instruments than endogenous regressors)."""
 
 
 @dataclass(frozen=True)
@@ -168,7 +171,7 @@ def kp_rk_statistic(Yt: np.ndarray, Zt: np.ndarray, V_pi: np.ndarray) -> float:
 
 
 @dataclass(frozen=True)
-class IVDiagnostics:
+class IVDiagnostics(Result):
     """Weak- and under-identification statistics of a :class:`FeivResult`."""
 
     n_endog: int

@@ -11,6 +11,7 @@ import scipy.linalg as sla
 
 from ...errors import VcovError
 from ...panels.panel import Panel, check_columns, finite_mask, to_polars
+from ..results import Result
 from .design import Design, build_design
 from .formula import parse_formula
 from .results import DesignFit
@@ -137,7 +138,7 @@ class Feols(DesignFit):
         return new
 
 
-class FeolsMulti:
+class FeolsMulti(Result):
     """Fits of several outcomes on one design (``y1 + y2 ~ x | fe``)."""
 
     def __init__(self, fits: dict[str, Feols]):

@@ -9,14 +9,18 @@ import numpy as np
 import polars as pl
 from scipy.special import ndtr, ndtri, stdtr, stdtrit
 
+from ..results import Result
+
 if TYPE_CHECKING:
     from .design import Design
 
 __all__ = ["CoefTable", "DesignFit"]
 
 
-class CoefTable:
-    """Mixin: needs ``coefnames``, ``_beta`` (k,), ``_V`` (k x k) and ``_df_t``
+class CoefTable(Result):
+    """The coefficient-table result (``coef()``, ``se()``, ``pvalue()``, ``confint()``, ``tidy()``).
+
+    Mixin: needs ``coefnames``, ``_beta`` (k,), ``_V`` (k x k) and ``_df_t``
     (degrees of freedom of the t reference distribution; None = normal)."""
 
     coefnames: list[str]

@@ -13,7 +13,7 @@ them without refitting:
   units; the CRV1 meat is a Gram-matrix quadratic form plus the treated
   clusters when few clusters are treated per draw, one matrix product per
   chunk of clusters when many are; panels whose tables would exceed
-  ``TABLE_BUDGET`` stream their rows instead (two passes per slab of draws);
+  ``PlaceboTuning.table_budget`` stream their rows instead (two passes per slab of draws);
 * general (any FEs, weights, HC1, two-way CRV1): blocks of placebo columns are
   demeaned together, the demeaned controls are partialled out with one matrix
   product (Frisch-Waugh-Lovell), and statistics are column reductions.
@@ -38,7 +38,8 @@ from threadpoolctl import ThreadpoolController
 
 from ..._parallel import run_blocks
 from ..._seed import SeedLike, as_seedsequence, block_generator
-from ...errors import FormulaError, PanelError, StaggerlabWarning, TreatmentError, VcovError
+from ..._validate import check_alternative, check_draws, check_level
+from ...errors import ArgumentError, FormulaError, PanelError, StaggerlabWarning, TreatmentError, VcovError
 from ...kernels import placebo as kp
 from ...kernels._jit import threads_for
 from ...kernels.cluster import cluster_sums
@@ -49,29 +50,17 @@ from ..regression.feols import Feols
 from ..regression.rank import COLLIN_TOL
 from ..regression.vcov import VcovSpec, cluster_parts, residual_variance, ssc_factor
 from ..regression.within import UnitPeriodWithin
+from ..results import Result
 
-__all__ = ["placebo", "placebo_timing", "PlaceboResult", "PlaceboTimingResult", "BLOCK_SIZE", "SCHEMES"]
+__all__ = ["placebo", "placebo_timing", "PlaceboResult", "PlaceboTimingResult", "PlaceboTuning", "BLOCK_SIZE", "SCHEMES"]
 
 #: draws per seeded block; fixed so that a seed always means the same draws.
 BLOCK_SIZE = 250
-#: random numbers (draws x treated entities) per sampler slab
-SAMPLER_SLAB = 1 << 20
-#: the Gram-matrix meat is used when clusters outnumber the treated units of
-#: a draw by this factor: a treated cluster costs a P-long dot product with a
-#: row gathered from memory, an untreated one a share of a cache-friendly
-#: matrix product (rule of thumb; both strategies are exact)
-GRAM_RATIO = 4.0
 #: doubles in one clusters x draws chunk of the dense meat
 DENSE_CHUNK = 1 << 19
 #: draws treating at least 1 / MANY_TREATED of the units walk all units
 #: (branch-free); fewer gather their rows
 MANY_TREATED = 8
-#: entries of the units x draws level matrix of the fast engine (int8)
-LEVEL_SLAB = 1 << 24
-#: bytes of per-unit tables above which the fast engine streams the rows
-#: instead (10 million rows: ~2 GB of tables); and its level matrix entries
-TABLE_BUDGET = 1 << 30
-STREAM_LEVELS = 1 << 26
 #: doubles in one N x B slab of placebo columns on the general path (~64 MB).
 GENERAL_SLAB = 8_000_000
 SCHEMES = ("units", "timing", "units+timing", "iid")
@@ -82,6 +71,35 @@ _NEVER = np.iinfo(np.int64).max
 
 Scheme = Literal["units", "timing", "units+timing", "iid"]
 Alternative = Literal["two-sided", "greater", "less"]
+
+
+@dataclass(frozen=True)
+class PlaceboTuning:
+    """Memory bounds of the placebo engines (every setting gives the same statistics).
+
+    Parameters
+    ----------
+    gram_ratio : float
+        The Gram-matrix meat is used when clusters outnumber the treated units
+        of a draw by this factor: a treated cluster costs a P-long dot product
+        with a row gathered from memory, an untreated one a share of a
+        cache-friendly matrix product (rule of thumb; both strategies are exact).
+    sampler_slab : int
+        Random numbers (draws x treated entities) per sampler slab.
+    level_slab : int
+        Entries of the units x draws level matrix of the fast engine (int8).
+    table_budget : int
+        Bytes of per-unit tables above which the fast engine streams the rows
+        instead (10 million rows: ~2 GB of tables).
+    stream_levels : int
+        Entries of the level matrix of one streaming pass.
+    """
+
+    gram_ratio: float = 4.0
+    sampler_slab: int = 1 << 20
+    level_slab: int = 1 << 24
+    table_budget: int = 1 << 30
+    stream_levels: int = 1 << 26
 
 
 # --------------------------------------------------------------- the sample
@@ -153,6 +171,7 @@ class _Sampler:
     strata_E: np.ndarray
     ent_U: np.ndarray
     gvals: np.ndarray
+    tuning: PlaceboTuning = PlaceboTuning()
     groups: list = field(init=False)
     ent_ptr: np.ndarray = field(init=False)
     ent_units: np.ndarray = field(init=False)
@@ -172,7 +191,7 @@ class _Sampler:
             if tr.size:
                 self.groups.append((idx, tr, l_E[tr]))
         self.K = sum(tr.size for _, tr, _ in self.groups)
-        self.slab = max(1, SAMPLER_SLAB // max(1, self.K))
+        self.slab = max(1, self.tuning.sampler_slab // max(1, self.K))
 
     @property
     def n_units(self) -> int:
@@ -224,7 +243,8 @@ class _FastEngine:
 
     def __init__(self, fit: Feols, param: str, unit_N: np.ndarray, n_units: int, per_N: np.ndarray,
                  n_periods: int, thr_L: np.ndarray, cl_U: np.ndarray | None, adj: float, df_resid: int,
-                 stat: str, sampler: _Sampler):
+                 stat: str, sampler: _Sampler, tuning: PlaceboTuning = PlaceboTuning()):
+        self.tuning = tuning
         self.ent_ptr, self.ent_units = sampler.ent_ptr, sampler.ent_units
         self.n_units = n_units
         # adoption indices per (unit, draw): one byte unless there are > 127 adoption times
@@ -235,7 +255,7 @@ class _FastEngine:
         M = n_periods - 1 + len(fit.design.regressors) - 1
         table_bytes = 8 * n_units * (thr_L.size * (M + 2) + (M + M * (M + 1) // 2 if with_w else 0))
         # huge panels: no per-unit tables, two passes over the rows per slab
-        self.stream = table_bytes > TABLE_BUDGET
+        self.stream = table_bytes > tuning.table_budget
         with threads_for(unit_N.size * n_periods):
             W = self._tables(fit, param, unit_N, n_units, per_N, n_periods, thr_L, with_w)
         self.cl, self.Wc, self.gram = None, None, None
@@ -289,7 +309,7 @@ class _FastEngine:
         # few treated clusters per draw: the untreated part of the meat is a
         # quadratic form (Gram matrix) and treated clusters are dot products;
         # many: one matrix product gives every cluster's untreated score
-        if self.Wc is not None and GRAM_RATIO * sampler.units_per_draw() < n_cl:
+        if self.Wc is not None and self.tuning.gram_ratio * sampler.units_per_draw() < n_cl:
             self.gram = self.Wc.T @ self.Wc
 
     def run(self, slabs: Any, out: np.ndarray) -> None:
@@ -299,7 +319,7 @@ class _FastEngine:
                 out[a : a + pick.shape[0]] = self.compute(pick, lidx)
             return
         # streaming: collect draws until the level matrix is full, then two passes
-        width = max(1, min(out.size, STREAM_LEVELS // self.n_units))
+        width = max(1, min(out.size, self.tuning.stream_levels // self.n_units))
         lev = np.empty((self.n_units, width), dtype=self.lev_dtype)
         start = filled = 0
         for _, pick, lidx in slabs:
@@ -341,8 +361,8 @@ class _FastEngine:
             return self._compute(pick, lidx)
 
     def _compute(self, pick: np.ndarray, lidx: np.ndarray) -> np.ndarray:
-        # the dense level matrix (draws x units) is bounded by LEVEL_SLAB
-        step = max(1, LEVEL_SLAB // self.n_units)
+        # the dense level matrix (draws x units) is bounded by tuning.level_slab
+        step = max(1, self.tuning.level_slab // self.n_units)
         if pick.shape[0] > step:
             return np.concatenate([self._compute(pick[a : a + step], lidx[a : a + step])
                                    for a in range(0, pick.shape[0], step)])
@@ -523,7 +543,7 @@ def clopper_pearson(count: int, n: int, level: float = 0.95) -> tuple[float, flo
 
 
 @dataclass(eq=False)
-class PlaceboResult:
+class PlaceboResult(Result):
     """Result of :func:`placebo`.
 
     Attributes
@@ -680,6 +700,7 @@ def placebo(
     *,
     level: float = 0.95,
     method: Literal["auto", "fast", "general"] = "auto",
+    tuning: PlaceboTuning = PlaceboTuning(),
 ) -> PlaceboResult:
     """Randomization inference with design-respecting placebo assignments.
 
@@ -720,6 +741,8 @@ def placebo(
         Level of the Clopper-Pearson interval of the p-value.
     method : {"auto", "fast", "general"}
         ``auto`` uses the unit-table path when it applies.
+    tuning : PlaceboTuning
+        Memory bounds of the engines; the statistics do not depend on them.
 
     Returns
     -------
@@ -737,16 +760,14 @@ def placebo(
     """
     fit = as_feols(fit)
     if scheme not in SCHEMES:
-        raise ValueError(f"unknown scheme {scheme!r}; use one of {SCHEMES}")
+        raise ArgumentError(f"unknown scheme {scheme!r}; use one of {SCHEMES}")
     if stat not in ("t", "coef"):
-        raise ValueError(f"stat must be 't' or 'coef', got {stat!r}")
-    if alternative not in ("two-sided", "greater", "less"):
-        raise ValueError(f"alternative must be 'two-sided', 'greater' or 'less', got {alternative!r}")
+        raise ArgumentError(f"stat must be 't' or 'coef', got {stat!r}")
+    check_alternative(alternative)
+    check_level(level)
     if method not in ("auto", "fast", "general"):
-        raise ValueError(f"method must be 'auto', 'fast' or 'general', got {method!r}")
-    draws = int(draws)
-    if draws < 1:
-        raise ValueError("draws must be at least 1")
+        raise ArgumentError(f"method must be 'auto', 'fast' or 'general', got {method!r}")
+    draws = check_draws(int(draws))
     d = fit.design
     spec = fit.vcov_spec
     if stat == "t" and spec.kind == "CRV3":
@@ -760,7 +781,7 @@ def placebo(
     p_iid = 0.0
     if scheme == "iid":
         if strata is not None or cluster is not None:
-            raise ValueError("the 'iid' scheme is row-level; strata= and cluster= apply to the other schemes")
+            raise ArgumentError("the 'iid' scheme is row-level; strata= and cluster= apply to the other schemes")
         p_iid = float(np.mean(d.column(param)))
     else:
         if cluster is not None:
@@ -778,7 +799,7 @@ def placebo(
             st_E = np.zeros(n_ent, dtype=np.int64)
     gvals = np.unique(g_U[g_U != 0])
     if scheme != "iid":
-        sampler = _Sampler(scheme, g_E, st_E, ent_U, gvals)
+        sampler = _Sampler(scheme, g_E, st_E, ent_U, gvals, tuning)
 
     df_k = d.df_k(spec)
     engine: Any = None
@@ -796,12 +817,12 @@ def placebo(
                 adj = ssc_factor("CRV1", d.nobs, df_k, G)
             try:
                 engine = _FastEngine(fit, param, unit_N, n_units, per_N, tvals.size,
-                                     np.searchsorted(tvals, gvals).astype(np.int64), cl_U, adj, d.nobs - df_k, stat, sampler)
+                                     np.searchsorted(tvals, gvals).astype(np.int64), cl_U, adj, d.nobs - df_k, stat, sampler, tuning)
                 fast = True
             except np.linalg.LinAlgError as err:
                 reason = str(err)
         if reason is not None and method == "fast":
-            raise ValueError(f"the fast path does not apply: {reason}")
+            raise ArgumentError(f"the fast path does not apply: {reason}")
     if engine is None:
         engine = _GeneralEngine(fit, param, spec, df_k, stat)
 
@@ -856,7 +877,7 @@ def _fast_blocker(d: Any, unit: str, time: str, spec: VcovSpec, stat: str) -> st
 
 # ------------------------------------------------------- false adoption date
 @dataclass(eq=False)
-class PlaceboTimingResult:
+class PlaceboTimingResult(Result):
     """Result of :func:`placebo_timing` (a refit on pre-treatment rows)."""
 
     param: str
@@ -913,7 +934,7 @@ def placebo_timing(
     fit = as_feols(fit)
     shift = int(shift)
     if shift >= 0:
-        raise ValueError(f"shift must be negative (periods earlier), got {shift}")
+        raise ArgumentError(f"shift must be negative (periods earlier), got {shift}")
     unit, time, ids, unit_N, time_N, g_U, _, tvals = _setup(fit, param, unit, time, cohort)
     d = fit.design
     g_N = g_U[unit_N]

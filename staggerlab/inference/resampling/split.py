@@ -21,6 +21,7 @@ from ...errors import PanelError, TreatmentError
 from ...panels.panel import check_columns, factorize_column, finite_mask, to_polars
 from ..regression.feols import Feols, feols
 from ..regression.rank import psd_pinv
+from ..results import Result
 
 __all__ = ["split_difference", "SplitDifferenceResult"]
 
@@ -28,7 +29,7 @@ _BLOCK = 100
 
 
 @dataclass(eq=False)
-class SplitDifferenceResult:
+class SplitDifferenceResult(Result):
     """Group coefficients, their difference and two tests of it."""
 
     group: str

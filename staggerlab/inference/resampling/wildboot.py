@@ -51,7 +51,8 @@ from threadpoolctl import threadpool_limits
 
 from ..._parallel import run_blocks
 from ..._seed import SeedLike, block_generator, resolve_entropy
-from ...errors import MissingColumnError, StaggerlabError, VcovError
+from ..._validate import check_alternative, check_draws, check_level
+from ...errors import MissingColumnError, VcovError, WildBootError
 from ...kernels.wildboot import cluster_wsums_into
 from ...panels.panel import factorize_column
 from ..regression.absorb import Absorber
@@ -59,8 +60,9 @@ from ..regression.compat import as_feols
 from ..regression.feols import Feols
 from ..regression.rank import independent_columns
 from ..regression.vcov import cluster_parts, combine_codes, nested_in, parse_clusters, ssc_factor
+from ..results import Result
 
-__all__ = ["wildboot", "WildBootResult", "WildBootError", "draw_weights", "enumeration_weights"]
+__all__ = ["wildboot", "WildBootResult", "WildBootTuning", "WildBootError", "draw_weights", "enumeration_weights"]
 
 WeightType = Literal["rademacher", "mammen", "webb", "normal"]
 Alternative = Literal["two-sided", "equal-tailed", "greater", "less"]
@@ -69,11 +71,6 @@ ALTERNATIVES = ("two-sided", "equal-tailed", "greater", "less")
 
 #: cap on the dense block of non-nested fixed-effect dummies (columns).
 MAX_DUMMY_COLUMNS = 2000
-#: rows per chunk of the bootstrap design (its loose-FE dummy block is built
-#: chunk by chunk, never for all rows at once)
-CHUNK_ROWS = 1 << 17
-#: weights (draws x clusters) multiplied at once within a block of draws
-CHUNK_WEIGHTS = 1 << 20
 #: relative tolerance of the test-inversion root finder (in units of the se).
 CI_XTOL = 1e-9
 #: bootstrap t's this close (relative) to the observed t count as ties.
@@ -84,10 +81,6 @@ _MAMMEN = np.array([-(_SQRT5 - 1) / 2, (_SQRT5 + 1) / 2])
 _MAMMEN_P_LOW = (_SQRT5 + 1) / (2 * _SQRT5)
 _SIGNS = 2.0 * ((np.arange(256)[:, None] >> np.arange(7, -1, -1)[None, :]) & 1) - 1.0
 _WEBB = np.array([-math.sqrt(1.5), -1.0, -math.sqrt(0.5), math.sqrt(0.5), 1.0, math.sqrt(1.5)])
-
-
-class WildBootError(StaggerlabError, ValueError):
-    """The wild bootstrap cannot be run as asked (bad option, unknown parameter...)."""
 
 
 # ---------------------------------------------------------------- weights
@@ -140,6 +133,23 @@ def _block_size(n_clusters: int) -> int:
     return int(np.clip(2**21 // max(n_clusters, 1), 64, 4096))
 
 
+@dataclass(frozen=True)
+class WildBootTuning:
+    """Memory bounds of the wild bootstrap (every setting gives the same statistics).
+
+    Parameters
+    ----------
+    chunk_rows : int
+        Rows per chunk of the bootstrap design (its loose-FE dummy block is
+        built chunk by chunk, never for all rows at once).
+    chunk_weights : int
+        Weights (draws x clusters) multiplied at once within a block of draws.
+    """
+
+    chunk_rows: int = 1 << 17
+    chunk_weights: int = 1 << 20
+
+
 _PLUS_MINUS = np.array([-1.0, 1.0])
 
 
@@ -148,7 +158,7 @@ class _WeightBlock:
 
     With many clusters a block is large (64 draws x 1M clusters is 512 MB of
     float64), so the products with the weights run over cluster ranges of
-    ``CHUNK_WEIGHTS`` cells. Rademacher weights stay packed as the block's
+    ``WildBootTuning.chunk_weights`` cells. Rademacher weights stay packed as the block's
     random bytes (one bit per weight) and are unpacked one range at a time;
     other weights are held dense, as drawn.
     """
@@ -158,9 +168,9 @@ class _WeightBlock:
         self.n, self.G = n_draws, n_clusters
         self.dense, self.bits = dense, bits
 
-    def ranges(self) -> list[tuple[int, int]]:
-        """Cluster ranges ``[g0, g1)`` of at most ``CHUNK_WEIGHTS`` cells each."""
-        width = max(1, CHUNK_WEIGHTS // max(self.n, 1))
+    def ranges(self, cells: int) -> list[tuple[int, int]]:
+        """Cluster ranges ``[g0, g1)`` of at most ``cells`` cells each."""
+        width = max(1, cells // max(self.n, 1))
         return [(g0, min(g0 + width, self.G)) for g0 in range(0, self.G, width)]
 
     def cols(self, g0: int, g1: int) -> np.ndarray:
@@ -250,13 +260,13 @@ class _BootDesign:
             yield rows, np.ascontiguousarray(X)
 
 
-def _row_chunks(key: np.ndarray | None, n: int) -> list[slice | np.ndarray]:
-    """Row sets of about ``CHUNK_ROWS`` rows, each made of whole levels of
+def _row_chunks(key: np.ndarray | None, n: int, rows: int) -> list[slice | np.ndarray]:
+    """Row sets of about ``rows`` rows, each made of whole levels of
     ``key`` (any rows if ``key`` is None): slices when ``key`` is sorted."""
     if key is None:
-        return [slice(lo, min(lo + CHUNK_ROWS, n)) for lo in range(0, n, CHUNK_ROWS)]
+        return [slice(lo, min(lo + rows, n)) for lo in range(0, n, rows)]
     ends = np.cumsum(np.bincount(key))  # rows up to the end of each level, in level order
-    cut = ends[np.searchsorted(ends, np.arange(CHUNK_ROWS, n, CHUNK_ROWS))]
+    cut = ends[np.searchsorted(ends, np.arange(rows, n, rows))]
     bounds = np.unique(np.concatenate([[0], cut, [n]])).tolist()
     if n < 2 or bool(np.all(key[1:] >= key[:-1])):
         return [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
@@ -285,19 +295,19 @@ def _loose_dummies(fit: Feols, nested: list[bool]) -> _Dummies:
                     d.absorber.tol, d.absorber.maxiter)
 
 
-def _boot_design(fit: Feols, p: int, boot: np.ndarray) -> _BootDesign:
+def _boot_design(fit: Feols, p: int, boot: np.ndarray, chunk_rows: int) -> _BootDesign:
     d = fit.design
     nested = [nested_in(c, boot) for c in d.absorber.codes]
     k = len(d.regressors)
     if all(nested):  # every FE commutes with the weights: the fit's design is the bootstrap's
-        return _BootDesign(d.Xw, None, np.empty(0, dtype=np.int64), _row_chunks(None, d.nobs), p, d.bread,
+        return _BootDesign(d.Xw, None, np.empty(0, dtype=np.int64), _row_chunks(None, d.nobs, chunk_rows), p, d.bread,
                            float(fit.beta[p]), fit.uw, [])
     dummies = _loose_dummies(fit, nested)
     nested_codes = dummies.nested
     # chunks must hold whole connected sets of the nested FEs: the levels of
     # the one nested FE, or else whole bootstrap clusters (they contain them all)
     key = None if not nested_codes else nested_codes[0] if len(nested_codes) == 1 else boot
-    bd = _BootDesign(d.Xw, dummies, np.arange(dummies.n_cols), _row_chunks(key, d.nobs), p, d.bread,
+    bd = _BootDesign(d.Xw, dummies, np.arange(dummies.n_cols), _row_chunks(key, d.nobs, chunk_rows), p, d.bread,
                      float(fit.beta[p]), fit.uw, [d.fixef[j] for j, n in enumerate(nested) if not n])
     gram = np.zeros((k + dummies.n_cols,) * 2)
     for _, X in bd.blocks():
@@ -455,6 +465,7 @@ class _Runner:
     enumerate_all: bool
     injected: np.ndarray | None
     quad: bool  # store the pieces of every null value (test inversion)
+    chunk_weights: int
 
     def weights(self, index: int, start: int, stop: int) -> _WeightBlock:
         """Draw-major ``(stop - start) x G`` weights of block ``index``."""
@@ -487,7 +498,7 @@ class _Runner:
                  for pt in alg.parts]
         acc = [np.zeros((m, pt.E[0].shape[0], B)) if not pt.diag else None if signs else np.zeros((len(pairs), B))
                for pt in alg.parts]
-        for g0, g1 in wb.ranges():
+        for g0, g1 in wb.ranges(self.chunk_weights):
             V = wb.cols(g0, g1)
             S0, S1 = alg.S[0, g0:g1], alg.S[1, g0:g1]
             WS[0] += V @ S0
@@ -577,7 +588,7 @@ def _invert(pfun: Callable[[float], float], beta: float, se: float, alpha: float
 
 # ------------------------------------------------------------------- result
 @dataclass(eq=False)
-class WildBootResult:
+class WildBootResult(Result):
     """Result of :func:`wildboot`.
 
     Attributes
@@ -727,6 +738,7 @@ def wildboot(
     backend: str | None = None,
     *,
     weight_matrix: np.ndarray | None = None,
+    tuning: WildBootTuning = WildBootTuning(),
 ) -> WildBootResult:
     """Wild cluster bootstrap test (and test-inversion CI) of one coefficient.
 
@@ -769,6 +781,8 @@ def wildboot(
     weight_matrix : ndarray, optional
         Expert/testing: a ``G x B`` matrix of weights (bootstrap clusters in
         sorted order of their values) used instead of drawing.
+    tuning : WildBootTuning
+        Memory bounds; the statistics do not depend on them.
 
     Returns
     -------
@@ -804,12 +818,10 @@ def wildboot(
         raise WildBootError(f"param {param!r} is not a coefficient of the model; coefficients: {d.regressors}")
     if weights not in WEIGHT_TYPES:
         raise WildBootError(f"weights must be one of {WEIGHT_TYPES}, got {weights!r}")
-    if alternative not in ALTERNATIVES:
-        raise WildBootError(f"alternative must be one of {ALTERNATIVES}, got {alternative!r}")
-    if not 0.0 < level < 1.0:
-        raise WildBootError(f"level must be in (0, 1), got {level}")
-    if weight_matrix is None and (not isinstance(draws, (int, np.integer)) or draws < 1):
-        raise WildBootError(f"draws must be a positive integer, got {draws!r}")
+    check_alternative(alternative, ALTERNATIVES)
+    check_level(level)
+    if weight_matrix is None:
+        check_draws(draws)
     notes: list[str] = []
 
     spec = fit.vcov_spec
@@ -838,7 +850,7 @@ def wildboot(
     df_k = d.df_k_clusters(names, codes)
     adj = ssc_factor("CRV1", N, df_k, G)
 
-    bd = _boot_design(fit, d.regressors.index(param), boot)
+    bd = _boot_design(fit, d.regressors.index(param), boot, tuning.chunk_rows)
     if bd.explicit_fe:
         notes.append(
             f"fixed effect(s) {bd.explicit_fe} are not nested in the bootstrap clusters; they enter the "
@@ -866,7 +878,7 @@ def wildboot(
     tstat = delta / alg.se
     quad = bool(confint and impose_null)
     runner = _Runner(alg if quad else _at(alg, delta), weights, resolve_entropy(seed), enumerate_all,
-                     weight_matrix, quad)
+                     weight_matrix, quad, tuning.chunk_weights)
     bs = _block_size(n_boot)
     blocks = [(i, s, min(s + bs, B)) for i, s in enumerate(range(0, B, bs))]
     # the block products are skinny (k columns); a second BLAS thread buys

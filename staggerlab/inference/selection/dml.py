@@ -49,9 +49,10 @@ from scipy import stats
 
 from ..._parallel import run_blocks
 from ..._seed import SeedLike, block_generator
-from ...errors import MissingValueWarning, PanelError, SingletonWarning
+from ...errors import ArgumentError, ArgumentTypeError, MissingValueWarning, PanelError, SingletonWarning
 from ...panels.panel import check_columns, check_numeric, factorize, finite_mask, to_polars
 from ..regression.absorb import Absorber, drop_singletons
+from ..results import Result
 
 __all__ = ["dml", "DmlResult", "make_learner", "LEARNERS"]
 
@@ -122,7 +123,7 @@ def make_learner(name: str, *, random_state: int = 0, **params: Any) -> Any:
             ),
             transformer=StandardScaler(),
         )
-    raise ValueError(f"learner must be one of {LEARNERS} or a scikit-learn regressor, got {name!r}")
+    raise ArgumentError(f"learner must be one of {LEARNERS} or a scikit-learn regressor, got {name!r}")
 
 
 def _splits(n: int, n_folds: int, groups: np.ndarray | None, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -158,7 +159,7 @@ def _crossfit(rep: int, *, X, y, d, splits, ml_l, ml_m) -> tuple[np.ndarray, np.
 
 
 @dataclass(eq=False)
-class DmlResult:
+class DmlResult(Result):
     """Partially linear DML estimate.
 
     Attributes
@@ -294,15 +295,15 @@ def dml(
     _require_sklearn()
     covariates = list(covariates)
     if not covariates:
-        raise TypeError("give at least one covariate")
+        raise ArgumentTypeError("give at least one covariate")
     if not (isinstance(n_folds, (int, np.integer)) and n_folds >= 2):
-        raise ValueError(f"n_folds must be an integer >= 2, got {n_folds!r}")
+        raise ArgumentError(f"n_folds must be an integer >= 2, got {n_folds!r}")
     if not (isinstance(n_rep, (int, np.integer)) and n_rep >= 1):
-        raise ValueError(f"n_rep must be a positive integer, got {n_rep!r}")
+        raise ArgumentError(f"n_rep must be a positive integer, got {n_rep!r}")
     if fold_by not in ("row", "unit"):
-        raise ValueError(f"fold_by must be 'row' or 'unit', got {fold_by!r}")
+        raise ArgumentError(f"fold_by must be 'row' or 'unit', got {fold_by!r}")
     if fold_by == "unit" and unit is None:
-        raise TypeError("fold_by='unit' needs unit=")
+        raise ArgumentTypeError("fold_by='unit' needs unit=")
     frame = to_polars(data)
     fes = [c for c in (unit, time) if c is not None]
     check_columns(frame, [y, treat, *covariates, *fes])

@@ -28,19 +28,22 @@ import numpy as np
 import polars as pl
 from scipy import special
 
-from ...errors import CollinearityError, StaggerlabError, TreatmentError
+from ...errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    CollinearityError,
+    InfeasibleBalanceError,
+    TreatmentError,
+)
 from ..did.staggered_data import COHORT, prepare
 from ..regression.feols import Feols, feols
+from ..results import Result
 from .psm import GROUP, balance_lines, balance_table
 
 __all__ = ["entropy_balance", "EntropyBalanceResult", "ebalance_weights", "InfeasibleBalanceError", "WEIGHT"]
 
 #: name of the weight column in the weighted sample
 WEIGHT = "_ebw"
-
-
-class InfeasibleBalanceError(StaggerlabError, ValueError):
-    """No positive control weights can reproduce the treated moments."""
 
 
 @dataclass(eq=False)
@@ -152,7 +155,7 @@ def ebalance_weights(
 
 
 @dataclass(eq=False)
-class EntropyBalanceResult:
+class EntropyBalanceResult(Result):
     """Entropy balancing + weighted TWFE.
 
     Attributes
@@ -278,9 +281,9 @@ def entropy_balance(
     covariates = list(covariates)
     controls = list(controls or [])
     if not covariates:
-        raise TypeError("give at least one covariate to balance")
+        raise ArgumentTypeError("give at least one covariate to balance")
     if moments not in (1, 2):
-        raise ValueError(f"moments must be 1 (means) or 2 (means and variances), got {moments!r}")
+        raise ArgumentError(f"moments must be 1 (means) or 2 (means and variances), got {moments!r}")
     sd_ = prepare(
         data, y=y, unit=unit, time=time, treat=treat,
         controls=list(dict.fromkeys([*covariates, *controls])), cluster=cluster,

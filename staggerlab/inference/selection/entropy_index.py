@@ -31,14 +31,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import polars as pl
 
-from ...errors import MissingValueError, PanelError, StaggerlabError
+from ...errors import ArgumentError, ArgumentTypeError, EntropyIndexError, MissingValueError, PanelError
 from ...panels.panel import check_columns, check_numeric, finite_mask, to_polars
+from ..results import Result
 
 __all__ = ["entropy_index", "EntropyIndexResult", "entropy_weights", "EntropyIndexError"]
-
-
-class EntropyIndexError(StaggerlabError, ValueError):
-    """The entropy-weight index cannot be computed (e.g. every column is constant)."""
 
 
 def entropy_weights(X: np.ndarray, directions: np.ndarray, shift: float = 0.0) -> tuple[np.ndarray, ...]:
@@ -75,7 +72,7 @@ def entropy_weights(X: np.ndarray, directions: np.ndarray, shift: float = 0.0) -
 
 
 @dataclass(eq=False)
-class EntropyIndexResult:
+class EntropyIndexResult(Result):
     """Composite index and its entropy weights.
 
     Attributes
@@ -182,7 +179,7 @@ def entropy_index(
     frame = to_polars(df)
     columns = list(columns)
     if not columns:
-        raise TypeError("give at least one indicator column")
+        raise ArgumentTypeError("give at least one indicator column")
     by_cols = [by] if isinstance(by, str) else list(by or [])
     check_columns(frame, [*columns, *by_cols])
     check_numeric(frame, columns, "indicator")
@@ -191,16 +188,16 @@ def entropy_index(
     elif isinstance(directions, Mapping):
         missing = [c for c in columns if c not in directions]
         if missing:
-            raise TypeError(f"directions has no entry for {missing}")
+            raise ArgumentTypeError(f"directions has no entry for {missing}")
         dirs = np.array([directions[c] for c in columns], dtype=float)
     else:
         dirs = np.asarray(list(directions), dtype=float)
         if dirs.size != len(columns):
-            raise TypeError(f"{len(columns)} column(s) but {dirs.size} direction(s)")
+            raise ArgumentTypeError(f"{len(columns)} column(s) but {dirs.size} direction(s)")
     if not np.all(np.isin(dirs, (1.0, -1.0))):
-        raise ValueError(f"directions must be +1 (benefit) or -1 (cost), got {dirs.tolist()}")
+        raise ArgumentError(f"directions must be +1 (benefit) or -1 (cost), got {dirs.tolist()}")
     if not (np.isfinite(shift) and shift >= 0):
-        raise ValueError(f"shift must be a finite number >= 0, got {shift}")
+        raise ArgumentError(f"shift must be a finite number >= 0, got {shift}")
     ok = finite_mask(frame, [*columns, *by_cols])
     if not ok.all():
         raise MissingValueError(

@@ -48,20 +48,17 @@ from ...errors import (
     CollinearityError,
     ConvergenceError,
     MissingValueWarning,
+    SelectionError,
     SeparationError,
-    StaggerlabError,
     StaggerlabWarning,
 )
 from ...panels.panel import check_columns, check_numeric, factorize_column, finite_mask, to_polars
 from ..regression.feols import feols
 from ..regression.results import CoefTable
 from ..regression.vcov import cluster_parts, clustered_meat, parse_vcov, ssc_factor
+from ..results import Result
 
 __all__ = ["probit", "ProbitResult", "heckman", "HeckmanResult", "SeparationError", "SelectionError"]
-
-
-class SelectionError(StaggerlabError, ValueError):
-    """The selection indicator is unusable (not 0/1, or no variation)."""
 
 
 def _mills(z: np.ndarray) -> np.ndarray:
@@ -93,7 +90,7 @@ def _check_separation(X: np.ndarray, y: np.ndarray, names: list[str]) -> None:
 
 
 @dataclass
-class ProbitResult:
+class ProbitResult(Result):
     """A probit fit (created by :func:`probit`)."""
 
     coefnames: list[str]

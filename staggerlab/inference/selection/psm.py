@@ -32,15 +32,18 @@ import polars as pl
 from scipy import special
 
 from ...errors import (
+    ArgumentError,
+    ArgumentTypeError,
     CollinearityError,
     ConvergenceError,
+    NoCommonSupportError,
     SeparationError,
-    StaggerlabError,
     StaggerlabWarning,
     TreatmentError,
 )
 from ..did.staggered_data import COHORT, prepare
 from ..regression.feols import Feols, feols
+from ..results import Result
 
 __all__ = [
     "psm_did",
@@ -57,10 +60,6 @@ __all__ = [
 GROUP = "_group"
 #: a fitted probability this close to 0 or 1 marks (quasi-)separation
 SEPARATION_EPS = 1e-9
-
-
-class NoCommonSupportError(StaggerlabError, ValueError):
-    """No treated row has a control within the caliper (no common support)."""
 
 
 # -------------------------------------------------------------------- logit
@@ -281,7 +280,7 @@ def balance_table(
 
 # --------------------------------------------------------------- the method
 @dataclass(eq=False)
-class PsmDidResult:
+class PsmDidResult(Result):
     """PSM-DID result.
 
     Attributes
@@ -418,13 +417,13 @@ def psm_did(
     covariates = list(covariates)
     controls = list(controls or [])
     if not covariates:
-        raise TypeError("give at least one covariate for the propensity score")
+        raise ArgumentTypeError("give at least one covariate for the propensity score")
     if not (isinstance(k, (int, np.integer)) and k >= 1):
-        raise ValueError(f"k must be a positive integer, got {k!r}")
+        raise ArgumentError(f"k must be a positive integer, got {k!r}")
     if caliper is not None and not caliper > 0:
-        raise ValueError(f"caliper must be > 0 (in sd of the logit score), got {caliper}")
+        raise ArgumentError(f"caliper must be > 0 (in sd of the logit score), got {caliper}")
     if keep not in ("rows", "units"):
-        raise ValueError(f"keep must be 'rows' or 'units', got {keep!r}")
+        raise ArgumentError(f"keep must be 'rows' or 'units', got {keep!r}")
     sd_ = prepare(
         data, y=y, unit=unit, time=time, treat=treat,
         controls=list(dict.fromkeys([*covariates, *controls])), cluster=cluster,

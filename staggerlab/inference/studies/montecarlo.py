@@ -36,18 +36,16 @@ from scipy import stats
 
 from ..._parallel import run_blocks
 from ..._seed import SeedLike, block_seed, resolve_entropy
-from ...errors import StaggerlabError
+from ..._validate import alpha_of
+from ...errors import MonteCarloError
 from ...panels.dgp import DGP, Truth
 from ..regression.absorb import Absorber, drop_singletons
 from ..regression.rank import independent_columns
 from ..regression.vcov import ssc_df_k, ssc_factor
+from ..results import Result
 from .plim import twfe_plim
 
 __all__ = ["montecarlo", "MonteCarloResult", "Estimator", "MonteCarloError", "BUILTIN_ESTIMATORS", "fast_twfe"]
-
-
-class MonteCarloError(StaggerlabError, ValueError):
-    """A Monte Carlo study is misspecified (unknown estimator, foreign checkpoint...)."""
 
 
 # ------------------------------------------------------------------ estimators
@@ -62,11 +60,11 @@ class Estimator:
     func : callable
         ``func(frame, **ctx) -> dict`` with keys ``estimate``, ``se``,
         ``pvalue`` (of H0: effect = 0) and optionally ``ci_low``/``ci_high``
-        or ``covers`` (whether the (1 - alpha) interval contains the truth).
+        or ``covers`` (whether the ``level`` interval contains the truth).
         Keyword arguments among ``seed`` (a SeedSequence for this estimator
-        and replication), ``alpha``, ``truth`` (the :class:`Truth`), ``dgp``
+        and replication), ``level``, ``truth`` (the :class:`Truth`), ``dgp``
         and ``target`` (the true value) are passed if ``func`` names them.
-        Without a CI, ``estimate +- z_{1-alpha/2} se`` is used.
+        Without a CI, ``estimate +- z_{(1+level)/2} se`` is used.
     target : str or float
         What the estimator estimates: an estimand of :class:`Truth`
         (``"simple"``, ``"dynamic"``, ``"group"``, ``"twfe_plim"``) or a number.
@@ -179,7 +177,8 @@ def fast_twfe(
     return float(coefs[0, 0]), float(np.sqrt(Vb[0, 0])), G - 1, float(coefs[0, 1])
 
 
-def _twfe(frame: pl.DataFrame, *, dgp: DGP, truth: Truth, alpha: float) -> dict[str, Any]:
+def _twfe(frame: pl.DataFrame, *, dgp: DGP, truth: Truth, level: float) -> dict[str, Any]:
+    alpha = alpha_of(level)
     fast = fast_twfe(frame, dgp.covariates, dgp.inference_cluster)
     if fast is None:
         fit = _twfe_fit(frame, dgp, truth)
@@ -195,9 +194,10 @@ def _twfe(frame: pl.DataFrame, *, dgp: DGP, truth: Truth, alpha: float) -> dict[
 
 
 def _twfe_wildboot(
-    frame: pl.DataFrame, *, dgp: DGP, truth: Truth, seed: np.random.SeedSequence, alpha: float,
+    frame: pl.DataFrame, *, dgp: DGP, truth: Truth, seed: np.random.SeedSequence, level: float,
     target: float, draws: int = 399, weights: str = "rademacher",
 ) -> dict[str, Any]:
+    alpha = alpha_of(level)
     from ..resampling.wildboot import wildboot
 
     fit = _twfe_fit(frame, dgp, truth)
@@ -230,7 +230,8 @@ def _twfe_placebo(
 def _staggered_estimator(method: str) -> Callable[..., dict[str, Any]]:
     """A built-in heterogeneity-robust estimator reporting its overall ``simple`` aggregate."""
 
-    def run(frame: pl.DataFrame, *, dgp: DGP, alpha: float, **options: Any) -> dict[str, Any]:
+    def run(frame: pl.DataFrame, *, dgp: DGP, level: float, **options: Any) -> dict[str, Any]:
+        alpha = alpha_of(level)
         kw: dict[str, Any] = dict(y="y", unit="unit", time="time", cohort="cohort")
         if dgp.inference_cluster != "unit":
             kw["cluster"] = dgp.inference_cluster
@@ -344,6 +345,7 @@ class _Block:
     seed: np.random.SeedSequence
     reps: tuple[int, int]
     alpha: float
+    level: float
     on_error: str
     path: str | None
 
@@ -364,7 +366,7 @@ def _run_block(block: _Block) -> pl.DataFrame:
             wants = "target" in inspect.signature(est.func).parameters
             if target is None and (est.target != "twfe_plim" or wants):
                 target = twfe_plim(truth) if est.target == "twfe_plim" else truth.target(est.target)
-            ctx = {"seed": block_seed(ss, j + 1), "alpha": block.alpha, "truth": truth,
+            ctx = {"seed": block_seed(ss, j + 1), "level": block.level, "truth": truth,
                    "dgp": block.dgp, "target": target}
             error = None
             try:
@@ -435,7 +437,7 @@ def _open_checkpoint(path: Path, meta: dict[str, Any]) -> set[str]:
         if not same:
             raise MonteCarloError(
                 f"checkpoint {str(path)!r} belongs to another study (different DGPs, estimators, seed "
-                "or alpha); use a new checkpoint path or delete this one"
+                "or level); use a new checkpoint path or delete this one"
             )
     tmp = path / ".meta.json.tmp"
     tmp.write_text(text)
@@ -444,21 +446,24 @@ def _open_checkpoint(path: Path, meta: dict[str, Any]) -> set[str]:
 
 
 # --------------------------------------------------------------------- results
-class MonteCarloResult:
+class MonteCarloResult(Result):
     """Replications of a Monte Carlo study and their summaries.
 
     Attributes
     ----------
+    level : float
+        Nominal confidence level of the intervals.
     alpha : float
-        Nominal level of the tests and intervals.
+        ``1 - level``, the nominal size of the tests.
     dgps, estimators : list of str
         Names, in the order given.
     """
 
-    def __init__(self, reps: pl.DataFrame, *, alpha: float, dgps: list[str], estimators: list[str],
+    def __init__(self, reps: pl.DataFrame, *, level: float, dgps: list[str], estimators: list[str],
                  targets: dict[str, str]):
         self._reps = reps
-        self.alpha = alpha
+        self.level = level
+        self.alpha = alpha_of(level)
         self.dgps = dgps
         self.estimators = estimators
         self.targets = targets
@@ -553,7 +558,7 @@ class MonteCarloResult:
 
     def __repr__(self) -> str:
         with pl.Config(tbl_rows=50, tbl_cols=12):
-            return f"MonteCarloResult (alpha={self.alpha})\n" + repr(
+            return f"MonteCarloResult (level={self.level})\n" + repr(
                 self.summary().select("dgp", "estimator", "reps", "mean", "truth", "bias", "sd", "rmse",
                                       "se_ratio", "coverage", "rejection")
             )
@@ -568,7 +573,7 @@ def montecarlo(
     n_jobs: int | None = -1,
     backend: str | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
-    alpha: float = 0.05,
+    level: float = 0.95,
     block_size: int = 25,
     on_error: str = "raise",
     show_progress: bool | None = None,
@@ -597,8 +602,8 @@ def montecarlo(
     checkpoint : path, optional
         Directory (e.g. ``"study.parquet"``) where finished blocks are stored;
         rerunning resumes or returns the stored results.
-    alpha : float
-        Level of the tests and (1 - alpha) intervals.
+    level : float
+        Confidence level of the intervals; the tests have size ``1 - level``.
     block_size : int
         Replications per block (unit of parallel work and of checkpointing).
     on_error : {"raise", "record"}
@@ -622,8 +627,7 @@ def montecarlo(
     """
     if reps < 1 or block_size < 1:
         raise MonteCarloError(f"reps and block_size must be positive, got {reps} and {block_size}")
-    if not 0 < alpha < 1:
-        raise MonteCarloError(f"alpha must be in (0, 1), got {alpha}")
+    alpha = alpha_of(level)
     if on_error not in ("raise", "record"):
         raise MonteCarloError(f"on_error must be 'raise' or 'record', got {on_error!r}")
     dgps = _dgps(dgp)
@@ -636,7 +640,7 @@ def montecarlo(
             raise MonteCarloError("a checkpointed study needs a reproducible seed (an int or SeedSequence)")
         done = _open_checkpoint(path, _fingerprint(dgps, ests, ss, reps, alpha))
     blocks = [
-        _Block(k, name, d, tuple(ests), ss, (lo, min(lo + block_size, reps)), alpha, on_error,
+        _Block(k, name, d, tuple(ests), ss, (lo, min(lo + block_size, reps)), alpha, level, on_error,
                None if path is None else str(path))
         for k, (name, d) in enumerate(dgps)
         for lo in range(0, reps, block_size)
@@ -652,5 +656,5 @@ def montecarlo(
     parts = [fresh[b.filename] if b.filename in fresh else pl.read_parquet(path / b.filename) for b in blocks]
     reps_df = pl.concat(parts, how="vertical") if parts else pl.DataFrame(schema=_SCHEMA)
     targets = {e.name: str(e.target) for e in ests}
-    return MonteCarloResult(reps_df, alpha=alpha, dgps=[n for n, _ in dgps],
+    return MonteCarloResult(reps_df, level=level, dgps=[n for n, _ in dgps],
                             estimators=[e.name for e in ests], targets=targets)
