@@ -338,11 +338,8 @@ def section_robust(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path
                ("cs", "Callaway-Sant'Anna (never-treated controls)", [])]
     results = {}
     for method, label, controls in methods:
-        try:
-            es = event_study(frame, y=y, unit=spec.unit, time=spec.time, cohort="_cohort", controls=controls,
-                             cluster=spec.cluster_col, window=spec.window, method=method)
-        except ImportError:  # pragma: no cover - CS lives in its own module
-            continue
+        es = event_study(frame, y=y, unit=spec.unit, time=spec.time, cohort="_cohort", controls=controls,
+                         cluster=spec.cluster_col, window=spec.window, method=method)
         agg = es.aggregate("simple")
         results[method] = es
         rows.append({"estimator": label, "estimate": agg.estimate, "se": agg.se,
@@ -394,32 +391,28 @@ def section_diagnostics(frame: pl.DataFrame, spec: BatterySpec, treat: str, out:
 
 def section_inference(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path, shared: SharedFits) -> Section:
     """Figure 2 (placebo test) and the wild cluster bootstrap of the treatment coefficient."""
+    from .inference.resampling.placebo import placebo
     from .inference.resampling.wildboot import wildboot
 
     y = spec.outcomes[0]
     fit = shared.baseline
     parts, tables, numbers, figs = [], {}, {}, []
-    try:
-        from .inference.resampling.placebo import placebo
-    except ImportError:  # pragma: no cover - placebo lives in its own module
-        placebo = None
-    if placebo is not None:
-        ri = placebo(fit, param=treat, draws=spec.draws, scheme="units+timing", stat="t", seed=spec.seed,
-                     n_jobs=_jobs(spec), backend=spec.backend, unit=spec.unit, time=spec.time)
-        tables["placebo"] = ri.tidy()
-        figs.append(_fig(ri.plot(), out, "placebo.png"))
-        lo, hi = ri.pvalue_ci
-        numbers["placebo"] = {"observed": ri.observed, "pvalue": ri.pvalue, "pvalue_ci": [lo, hi],
-                              "draws": spec.draws, "mean": float(np.mean(ri.statistics)),
-                              "sd": float(np.std(ri.statistics, ddof=1))}
-        parts.append(
-            f"**Placebo test** ({spec.draws:,} draws; each draw picks as many treated units as the data have, at "
-            "random, and gives each an adoption year drawn from the empirical adoption-year distribution; "
-            f"statistic: the CRV1 t of `{treat}`). Observed t = {ri.observed:.3f}; placebo t's have mean "
-            f"{np.mean(ri.statistics):.3f} and sd {np.std(ri.statistics, ddof=1):.3f}; randomization p-value "
-            f"= {ri.pvalue:.4f} (exact 95% Clopper-Pearson interval for its Monte Carlo error "
-            f"[{lo:.4f}, {hi:.4f}])."
-        )
+    ri = placebo(fit, param=treat, draws=spec.draws, scheme="units+timing", stat="t", seed=spec.seed,
+                 n_jobs=_jobs(spec), backend=spec.backend, unit=spec.unit, time=spec.time)
+    tables["placebo"] = ri.tidy()
+    figs.append(_fig(ri.plot(), out, "placebo.png"))
+    lo, hi = ri.pvalue_ci
+    numbers["placebo"] = {"observed": ri.observed, "pvalue": ri.pvalue, "pvalue_ci": [lo, hi],
+                          "draws": spec.draws, "mean": float(np.mean(ri.statistics)),
+                          "sd": float(np.std(ri.statistics, ddof=1))}
+    parts.append(
+        f"**Placebo test** ({spec.draws:,} draws; each draw picks as many treated units as the data have, at "
+        "random, and gives each an adoption year drawn from the empirical adoption-year distribution; "
+        f"statistic: the CRV1 t of `{treat}`). Observed t = {ri.observed:.3f}; placebo t's have mean "
+        f"{np.mean(ri.statistics):.3f} and sd {np.std(ri.statistics, ddof=1):.3f}; randomization p-value "
+        f"= {ri.pvalue:.4f} (exact 95% Clopper-Pearson interval for its Monte Carlo error "
+        f"[{lo:.4f}, {hi:.4f}])."
+    )
     wb = wildboot(fit, param=treat, draws=spec.boot_draws, seed=spec.seed, n_jobs=_jobs(spec), backend=spec.backend)
     tables["wildboot"] = wb.tidy()
     figs.append(_fig(wb.plot(), out, "wildboot.png"))
@@ -548,7 +541,7 @@ def section_alternatives(frame: pl.DataFrame, spec: BatterySpec, treat: str, out
             add(f"DML ({learner})", r.coef, r.se, float(2 * ndtr(-abs(r.coef / r.se))), frame.height,
                 "partially linear, 5-fold cross-fitting on within-transformed data")
     tab = pl.DataFrame(rows) if rows else pl.DataFrame({"estimator": [], "estimate": []})
-    text = (f"Alternative estimates of the effect of `{treat}` on `{y}` (PAPER.md Tables 5-6); all with "
+    text = (f"Alternative estimates of the effect of `{treat}` on `{y}` (the reference study's Tables 5-6, docs/study.md); all with "
             f"{spec.unit} and {spec.time} fixed effects (DML: within-transformed first) and the controls; "
             f"standard errors clustered by {spec.cluster_col} except DML (i.i.d. cross-fitted SE).\n\n"
             + md_table(tab) + ("\n\n" + " ".join(notes) if notes else ""))

@@ -2,8 +2,8 @@
 
 Two families:
 
-* the unit-table fast path for unit + period FEs (see DESIGN.md, "Placebo /
-  randomization inference fast path"): ``unit_tables`` builds, once per
+* the unit-table fast path for unit + period FEs (the algebra is
+  in ARCHITECTURE.md, "The placebo fast path"): ``unit_tables`` builds, once per
   design, per-(unit, adoption time) suffix sums from the raw columns; the
   ``draw_thetas*`` kernels give every draw's coefficient, and ``gram_q0`` with
   ``draw_meats*`` (few treated clusters per draw) or ``dense_meats`` (many)

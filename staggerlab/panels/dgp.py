@@ -463,7 +463,7 @@ class Truth:
 
 
 # ----------------------------------------------------------------- presets
-# Table 3 of the study (PAPER.md): means and sds of the 8 controls, in order
+# Table 3 of the study (docs/study.md): means and sds of the 8 controls, in order
 # Size, Lev, Roa, Cash, Age, Mb, Top1, Dual.
 _PAPER_X_MEANS = (21.934, 0.414, 0.033, 0.195, 2.132, 0.578, 0.330, 0.301)
 _PAPER_X_SDS = (1.138, 0.251, 0.075, 0.138, 0.760, 0.241, 0.140, 0.459)

@@ -13,13 +13,9 @@ __all__ = ["axes", "interval_bars", "save_and_close"]
 def axes(ax: Any, figsize: tuple[float, float]) -> tuple[Any, Any]:
     """``(figure, axes)``: the figure of ``ax``, or a new figure of ``figsize``.
 
-    A new figure is drawn off-screen (Agg) unless the user chose a backend,
-    so that batch runs never need a display.
+    The user's matplotlib backend is left as it is; without a display
+    matplotlib itself falls back to a non-interactive one.
     """
-    import matplotlib
-
-    if ax is None:
-        matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     if ax is None:

@@ -8,7 +8,7 @@ model with the placebo column in place of ``param``; two exact paths compute
 them without refitting:
 
 * fast (unit + period FEs, unweighted, iid or CRV1 by a cluster that contains
-  the units): per-(unit, adoption time) suffix-sum tables (DESIGN.md), cost per
+  the units): per-(unit, adoption time) suffix-sum tables (ARCHITECTURE.md), cost per
   draw independent of the number of rows. A draw is the list of its treated
   units; the CRV1 meat is a Gram-matrix quadratic form plus the treated
   clusters when few clusters are treated per draw, one matrix product per
