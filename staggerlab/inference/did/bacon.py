@@ -74,9 +74,6 @@ class BaconResult(Result):
             lines.append(f"{r['type']:<28}{r['n']:>4}{r['estimate']:>12.5f}{r['weight']:>10.4f}")
         return "\n".join(lines)
 
-    def __repr__(self) -> str:
-        return self.summary()
-
     def plot(self, path: str | None = None, *, ax: Any = None) -> Any:
         """Weight against estimate of every 2x2, by type, with the TWFE line."""
         from ...plots.bacon import plot_bacon

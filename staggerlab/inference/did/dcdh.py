@@ -79,9 +79,6 @@ class TwfeWeightsResult(Result):
             f"  sigma (min heterogeneity sd that could flip the sign): {self.sigma:.4f}",
         ])
 
-    def __repr__(self) -> str:
-        return self.summary()
-
 
 def _switching_frame(data: Any, y: str, unit: str, time: str, treat: str, weights: str | None) -> pl.DataFrame:
     frame = to_polars(data)

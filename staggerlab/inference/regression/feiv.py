@@ -300,9 +300,6 @@ class FeivResult(DesignFit):
         lines.append(self.diagnostics.summary())
         return "\n".join(lines)
 
-    def __repr__(self) -> str:
-        return self.summary()
-
 
 def feiv(
     fml: str,

@@ -125,9 +125,6 @@ class Feols(DesignFit):
             lines.append(f"Dropped: {d.n_missing} row(s) with missing values, {d.n_singletons} singleton(s)")
         return "\n".join(lines)
 
-    def __repr__(self) -> str:
-        return self.summary()
-
     def with_vcov(self, vcov: Any) -> "Feols":
         """The same fit with another variance estimator (clusters must be in the design)."""
         spec = parse_vcov(vcov)
@@ -165,9 +162,6 @@ class FeolsMulti(Result):
     def summary(self) -> str:
         """Every outcome's summary."""
         return "\n\n".join(f.summary() for f in self.fits.values())
-
-    def __repr__(self) -> str:
-        return self.summary()
 
 
 def feols(

@@ -158,7 +158,7 @@ def _crossfit(rep: int, *, X, y, d, splits, ml_l, ml_m) -> tuple[np.ndarray, np.
     return l_hat, m_hat
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, repr=False)
 class DmlResult(Result):
     """Partially linear DML estimate.
 
@@ -237,9 +237,6 @@ class DmlResult(Result):
                 f"out-of-fold RMSE: l(X) {np.mean(self.rmse_l):.4g}, m(X) {np.mean(self.rmse_m):.4g}",
             ]
         )
-
-    def __repr__(self) -> str:
-        return self.summary()
 
 
 def dml(

@@ -154,7 +154,7 @@ def ebalance_weights(
     return BalanceSolution(w, lam, it, float(gap.max()), True)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, repr=False)
 class EntropyBalanceResult(Result):
     """Entropy balancing + weighted TWFE.
 
@@ -220,9 +220,6 @@ class EntropyBalanceResult(Result):
         ]
         lines += ["", self.fit.summary()]
         return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        return self.summary()
 
 
 def entropy_balance(

@@ -71,7 +71,7 @@ def entropy_weights(X: np.ndarray, directions: np.ndarray, shift: float = 0.0) -
     return z, entropy, redundancy, redundancy / total
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, repr=False)
 class EntropyIndexResult(Result):
     """Composite index and its entropy weights.
 
@@ -122,9 +122,6 @@ class EntropyIndexResult(Result):
         lines += ["", f"index: N={ix.len():,} mean={ix.mean():.4f} sd={ix.std():.4f} "
                   f"min={ix.min():.4f} max={ix.max():.4f}"]
         return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        return self.summary()
 
 
 def entropy_index(

@@ -266,9 +266,6 @@ class HeckmanResult(CoefTable):
             lines.append(f"\nsigma = {self.sigma:.5f}   rho = {self.rho:.5f}")
         return "\n".join(lines)
 
-    def __repr__(self) -> str:
-        return self.summary()
-
 
 def heckman(
     data: Any,

@@ -279,7 +279,7 @@ def balance_table(
 
 
 # --------------------------------------------------------------- the method
-@dataclass(eq=False)
+@dataclass(eq=False, repr=False)
 class PsmDidResult(Result):
     """PSM-DID result.
 
@@ -342,9 +342,6 @@ class PsmDidResult(Result):
         ]
         lines += ["", self.fit.summary()]
         return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        return self.summary()
 
 
 def psm_did(
