@@ -109,13 +109,13 @@ def test_parallel_config_context_routes_to_dask(client, fit):
 
 # ----------------------------------------------------------------- wildboot
 def test_wildboot_dask_bit_identical(client, fit):
-    import staggerlab.inference.resampling.wildboot as wbm
+    from staggerlab.inference.resampling.wildboot_algebra import Runner
 
-    if wbm._Runner.__hash__ is None:
+    if Runner.__hash__ is None:
         # joblib's dask backend puts each task's callable in a set; with an
         # unhashable one the submission fails inside the event loop and the
         # call waits forever, so fail fast instead of hanging
-        pytest.fail("wildboot's block runner _Runner is unhashable (@dataclass with eq=True): "
+        pytest.fail("wildboot's block runner Runner is unhashable (@dataclass with eq=True): "
                     "backend='dask' hangs; declare it @dataclass(eq=False)")
     # 200 clusters -> 4,096 draws per block: 9,999 draws make three blocks
     local = wildboot(fit, param="treat", draws=9999, seed=7, n_jobs=1)

@@ -407,11 +407,11 @@ def test_tidy_summary_plot(fit20, tmp_path):
 def test_packed_rademacher_block_equals_drawn_weights():
     """Rademacher blocks kept as bits serve, range by range, the weights the
     same generator draws (G not a multiple of 8: rows start mid-byte)."""
-    from staggerlab.inference.resampling.wildboot import _draws, _rademacher_block
+    from staggerlab.inference.resampling.wildboot_weights import draws, rademacher_block
 
     G, B = 37, 11
-    wb = _rademacher_block(G, B, np.random.default_rng(5))
-    dense = _draws("rademacher", G, B, np.random.default_rng(5))
+    wb = rademacher_block(G, B, np.random.default_rng(5))
+    dense = draws("rademacher", G, B, np.random.default_rng(5))
     for g0, g1 in [(0, G), (0, 1), (3, 20), (29, G)]:
         np.testing.assert_array_equal(wb.cols(g0, g1), dense[:, g0:g1])
 

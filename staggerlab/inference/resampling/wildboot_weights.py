@@ -1,0 +1,110 @@
+"""Wild bootstrap weights: the weight distributions, :func:`draw_weights`,
+the full Rademacher enumeration, and the packed Rademacher
+:class:`WeightBlock` that serves a block's weights by cluster ranges."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+
+from ...errors import WildBootError
+
+__all__ = ["WeightType", "WEIGHT_TYPES", "draw_weights", "enumeration_weights", "draws", "enumeration",
+           "WeightBlock", "rademacher_block"]
+
+WeightType = Literal["rademacher", "mammen", "webb", "normal"]
+WEIGHT_TYPES = ("rademacher", "mammen", "webb", "normal")
+
+_SQRT5 = math.sqrt(5.0)
+_MAMMEN = np.array([-(_SQRT5 - 1) / 2, (_SQRT5 + 1) / 2])
+_MAMMEN_P_LOW = (_SQRT5 + 1) / (2 * _SQRT5)
+_SIGNS = 2.0 * ((np.arange(256)[:, None] >> np.arange(7, -1, -1)[None, :]) & 1) - 1.0
+_WEBB = np.array([-math.sqrt(1.5), -1.0, -math.sqrt(0.5), math.sqrt(0.5), 1.0, math.sqrt(1.5)])
+
+
+def draws(kind: str, n_clusters: int, n_draws: int, rng: np.random.Generator) -> np.ndarray:
+    """Draw-major ``n_draws x n_clusters`` weights (one draw's weights contiguous)."""
+    size = n_clusters * n_draws
+    if kind == "rademacher":
+        # 8 signs per random byte via a 256 x 8 table (most significant bit first, 1 -> +1)
+        V = np.take(_SIGNS, np.frombuffer(rng.bytes((size + 7) // 8), dtype=np.uint8), axis=0).ravel()[:size]
+    elif kind == "mammen":
+        V = np.where(rng.random(size) < _MAMMEN_P_LOW, _MAMMEN[0], _MAMMEN[1])
+    elif kind == "webb":
+        V = _WEBB[rng.integers(0, 6, size)]
+    elif kind == "normal":
+        V = rng.standard_normal(size)
+    else:  # validated by the caller
+        raise WildBootError(f"unknown weights {kind!r}")
+    return V.reshape(n_draws, n_clusters)
+
+
+def draw_weights(kind: str, n_clusters: int, n_draws: int, rng: np.random.Generator) -> np.ndarray:
+    """Draw a ``n_clusters x n_draws`` matrix of wild bootstrap weights.
+
+    Rademacher (+-1 with probability 1/2), Mammen (two-point, mean 0, variance
+    1, skewness 1), Webb (six-point, +-sqrt(1/2), +-1, +-sqrt(3/2)) or standard
+    normal. Column ``j`` is draw ``j`` (the draws :func:`wildboot` makes from
+    the same generator).
+    """
+    return draws(kind, n_clusters, n_draws, rng).T
+
+
+def enumeration(n_clusters: int, start: int, stop: int) -> np.ndarray:
+    j = np.arange(start, stop, dtype=np.int64)
+    shifts = np.arange(n_clusters - 1, -1, -1, dtype=np.int64)
+    return 2.0 * ((j[:, None] >> shifts[None, :]) & 1) - 1.0
+
+
+def enumeration_weights(n_clusters: int, start: int, stop: int) -> np.ndarray:
+    """Columns ``start..stop-1`` of the matrix of all ``2^G`` Rademacher sign vectors.
+
+    Column ``j`` is the binary expansion of ``j`` with the first cluster as the
+    most significant bit and 0 -> -1 (the order of ``itertools.product([-1, 1],
+    repeat=G)``).
+    """
+    return enumeration(n_clusters, start, stop).T
+
+
+_PLUS_MINUS = np.array([-1.0, 1.0])
+
+
+class WeightBlock:
+    """The draw-major ``B x G`` weights of one block, served by ranges of clusters.
+
+    With many clusters a block is large (64 draws x 1M clusters is 512 MB of
+    float64), so the products with the weights run over cluster ranges of
+    ``WildBootTuning.chunk_weights`` cells. Rademacher weights stay packed as the block's
+    random bytes (one bit per weight) and are unpacked one range at a time;
+    other weights are held dense, as drawn.
+    """
+
+    def __init__(self, n_draws: int, n_clusters: int, *, dense: np.ndarray | None = None,
+                 bits: np.ndarray | None = None):
+        self.n, self.G = n_draws, n_clusters
+        self.dense, self.bits = dense, bits
+
+    def ranges(self, cells: int) -> list[tuple[int, int]]:
+        """Cluster ranges ``[g0, g1)`` of at most ``cells`` cells each."""
+        width = max(1, cells // max(self.n, 1))
+        return [(g0, min(g0 + width, self.G)) for g0 in range(0, self.G, width)]
+
+    def cols(self, g0: int, g1: int) -> np.ndarray:
+        """The weights of clusters ``g0..g1-1`` (``B x (g1 - g0)``, C order)."""
+        if self.dense is not None:
+            return np.ascontiguousarray(self.dense[:, g0:g1])
+        width = g1 - g0
+        signs = np.empty((self.n, width), dtype=np.uint8)
+        for j in range(self.n):
+            # bit j * G + g of the block's bytes is weight (j, g), most significant bit first
+            s = j * self.G + g0
+            signs[j] = np.unpackbits(self.bits[s >> 3:((s + width - 1) >> 3) + 1], count=(s & 7) + width)[s & 7:]
+        return _PLUS_MINUS[signs]
+
+
+def rademacher_block(n_clusters: int, n_draws: int, rng: np.random.Generator) -> WeightBlock:
+    """The weights :func:`draws` makes from ``rng``, kept as packed bits."""
+    bits = np.frombuffer(rng.bytes((n_clusters * n_draws + 7) // 8), dtype=np.uint8)
+    return WeightBlock(n_draws, n_clusters, bits=bits)
