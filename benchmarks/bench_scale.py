@@ -313,12 +313,13 @@ def _mc_transfer_bytes(dgp) -> dict:
 
     import staggerlab as sl
     from staggerlab._seed import resolve_entropy
-    from staggerlab.inference import montecarlo as mcm
     from staggerlab.inference import placebo as plm
+    from staggerlab.inference.studies.estimators import as_estimators
+    from staggerlab.inference.studies.replications import Block, run_block
 
-    ests = mcm._estimators(["twfe"])
-    blk = mcm._Block(0, dgp.name, dgp, tuple(ests), resolve_entropy(0), (0, 25), 0.05, "raise", None)
-    mc_bytes = len(cloudpickle.dumps((mcm._run_block, blk)))
+    ests = as_estimators(["twfe"])
+    blk = Block(0, dgp.name, dgp, tuple(ests), resolve_entropy(0), (0, 25), 0.05, 0.95, "raise", None)
+    mc_bytes = len(cloudpickle.dumps((run_block, blk)))
     frame, _ = dgp.draw(resolve_entropy(0))
     fit = sl.feols("y ~ treat | unit + time", frame, vcov={"CRV1": "unit"})
     ctx = {}

@@ -20,7 +20,8 @@ import pytest
 import staggerlab as sl
 from staggerlab.inference.resampling.placebo import BLOCK_SIZE, placebo
 from staggerlab.inference.resampling.wildboot import wildboot
-from staggerlab.inference.studies.montecarlo import Estimator, MonteCarloError, _twfe, montecarlo
+from staggerlab.inference.studies.estimators import twfe
+from staggerlab.inference.studies.montecarlo import Estimator, MonteCarloError, montecarlo
 
 distributed = pytest.importorskip("distributed")
 from distributed import get_task_stream  # noqa: E402
@@ -150,7 +151,7 @@ def flaky_twfe(frame, *, dgp, truth, level, seed, marker, log):
     Path(log, f"r{rep:04d}").touch()
     if rep >= FAIL_FROM and os.path.exists(marker):
         raise RuntimeError("simulated worker failure")
-    return _twfe(frame, dgp=dgp, truth=truth, level=level)
+    return twfe(frame, dgp=dgp, truth=truth, level=level)
 
 
 def test_interrupted_distributed_study_resumes(client, tmp_path):

@@ -19,11 +19,11 @@ import numpy as np
 import polars as pl
 import pytest
 
+from staggerlab.inference.studies.estimators import twfe_fit
 from staggerlab.inference.studies.montecarlo import (
     Estimator,
     MonteCarloError,
     MonteCarloResult,
-    _twfe_fit,
     fast_twfe,
     montecarlo,
 )
@@ -69,7 +69,7 @@ def test_fast_twfe_equals_feols_and_pyfixest(preset, knobs):
     frame, _ = d.draw(7)
     b, se, df_t, plim = fast_twfe(frame, d.covariates, d.inference_cluster)
     truth = Truth(frame, covariates=d.covariates)
-    fit = _twfe_fit(frame, d, truth)
+    fit = twfe_fit(frame, d, truth)
     j = fit.coefnames.index("treat")
     assert b == pytest.approx(fit.beta[j], rel=FIT)
     assert se == pytest.approx(np.sqrt(fit.vcov()[j, j]), rel=FIT)
