@@ -1,31 +1,14 @@
-"""Placebo (randomization inference) battery: design-respecting draws of a
-staggered treatment and exact refits of every draw.
+"""Placebo (randomization inference) battery: the entry points :func:`placebo`
+and :func:`placebo_timing`, their results, and the p-value with its exact
+(Clopper-Pearson) Monte Carlo interval.
 
-A draw is a unit-level vector of placebo adoption times (0 = untreated); the
-placebo treatment is ``D_it = 1[t >= g_i]`` on the rows each unit has. Every
-draw's coefficient and t statistic are those of an OLS refit of the fit's
-model with the placebo column in place of ``param``; two exact paths compute
-them without refitting:
-
-* fast (unit + period FEs, unweighted, iid or CRV1 by a cluster that contains
-  the units): per-(unit, adoption time) suffix-sum tables (ARCHITECTURE.md), cost per
-  draw independent of the number of rows. A draw is the list of its treated
-  units; the CRV1 meat is a Gram-matrix quadratic form plus the treated
-  clusters when few clusters are treated per draw, one matrix product per
-  chunk of clusters when many are; panels whose tables would exceed
-  ``PlaceboTuning.table_budget`` stream their rows instead (two passes per slab of draws);
-* general (any FEs, weights, HC1, two-way CRV1): blocks of placebo columns are
-  demeaned together, the demeaned controls are partialled out with one matrix
-  product (Frisch-Waugh-Lovell), and statistics are column reductions.
-
-Draws come in fixed-size blocks seeded by block index, so results are the same
-for any ``n_jobs`` and joblib backend.
+The draws come from ``placebo_sampler``, their statistics from the exact
+refit algebra of ``placebo_engines``, run block by seeded block in
+``placebo_blocks``.
 """
 
 from __future__ import annotations
 
-import functools
-import threading
 import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -34,72 +17,32 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 from scipy import stats as sstats
-from threadpoolctl import ThreadpoolController
 
 from ..._parallel import run_blocks
 from ..._seed import SeedLike, as_seedsequence, block_generator
 from ..._validate import check_alternative, check_draws, check_level
 from ...errors import ArgumentError, FormulaError, PanelError, StaggerlabWarning, TreatmentError, VcovError
 from ...kernels import placebo as kp
-from ...kernels._jit import threads_for
-from ...kernels.cluster import cluster_sums
 from ...panels.adoption import adoption_times
 from ...panels.panel import check_columns, factorize_with_ids
 from ..regression.compat import as_feols
 from ..regression.feols import Feols
-from ..regression.rank import COLLIN_TOL
-from ..regression.vcov import VcovSpec, cluster_parts, residual_variance, ssc_factor
-from ..regression.within import UnitPeriodWithin
+from ..regression.vcov import VcovSpec, ssc_factor
 from ..results import Result
+from .placebo_blocks import BLOCK_SIZE, SERIAL_BLAS, Context, blocks, run_block
+from .placebo_engines import FastEngine, GeneralEngine
+from .placebo_sampler import NEVER, Sampler
+from .placebo_tuning import PlaceboTuning
 
 __all__ = ["placebo", "placebo_timing", "PlaceboResult", "PlaceboTimingResult", "PlaceboTuning", "BLOCK_SIZE", "SCHEMES"]
 
-#: draws per seeded block; fixed so that a seed always means the same draws.
-BLOCK_SIZE = 250
-#: doubles in one clusters x draws chunk of the dense meat
-DENSE_CHUNK = 1 << 19
-#: draws treating at least 1 / MANY_TREATED of the units walk all units
-#: (branch-free); fewer gather their rows
-MANY_TREATED = 8
-#: doubles in one N x B slab of placebo columns on the general path (~64 MB).
-GENERAL_SLAB = 8_000_000
 SCHEMES = ("units", "timing", "units+timing", "iid")
 #: relative tolerance under which a placebo statistic ties the observed one
 #: (ties count as at least as extreme: the conservative choice).
 TIE_RTOL = 1e-10
-_NEVER = np.iinfo(np.int64).max
 
 Scheme = Literal["units", "timing", "units+timing", "iid"]
 Alternative = Literal["two-sided", "greater", "less"]
-
-
-@dataclass(frozen=True)
-class PlaceboTuning:
-    """Memory bounds of the placebo engines (every setting gives the same statistics).
-
-    Parameters
-    ----------
-    gram_ratio : float
-        The Gram-matrix meat is used when clusters outnumber the treated units
-        of a draw by this factor: a treated cluster costs a P-long dot product
-        with a row gathered from memory, an untreated one a share of a
-        cache-friendly matrix product (rule of thumb; both strategies are exact).
-    sampler_slab : int
-        Random numbers (draws x treated entities) per sampler slab.
-    level_slab : int
-        Entries of the units x draws level matrix of the fast engine (int8).
-    table_budget : int
-        Bytes of per-unit tables above which the fast engine streams the rows
-        instead (10 million rows: ~2 GB of tables).
-    stream_levels : int
-        Entries of the level matrix of one streaming pass.
-    """
-
-    gram_ratio: float = 4.0
-    sampler_slab: int = 1 << 20
-    level_slab: int = 1 << 24
-    table_budget: int = 1 << 30
-    stream_levels: int = 1 << 26
 
 
 # --------------------------------------------------------------- the sample
@@ -152,387 +95,6 @@ def _codes(values: Any) -> np.ndarray:
     return np.unique(np.asarray(values), return_inverse=True)[1].astype(np.int64).ravel()
 
 
-# ------------------------------------------------------------------ sampler
-@dataclass(eq=False)
-class _Sampler:
-    """Draws blocks of placebo assignments for a scheme, sparsely.
-
-    Assignment happens on entities (units, or clusters of units), within
-    strata of entities; ``ent_U`` maps units to entities. A draw is the list
-    of treated entities and the index (into ``gvals``) of each one's adoption
-    time; the number treated is the same in every draw, so a slab of draws is
-    two ``draws x K`` arrays. Random numbers are drawn slab by slab, with a
-    slab size that depends only on K, so a seed means the same draws whatever
-    the panel engine or the number of jobs.
-    """
-
-    scheme: str
-    g_E: np.ndarray
-    strata_E: np.ndarray
-    ent_U: np.ndarray
-    gvals: np.ndarray
-    tuning: PlaceboTuning = PlaceboTuning()
-    groups: list = field(init=False)
-    ent_ptr: np.ndarray = field(init=False)
-    ent_units: np.ndarray = field(init=False)
-    K: int = field(init=False)
-    slab: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        n_ent = self.g_E.size
-        self.ent_units = np.argsort(self.ent_U, kind="stable").astype(np.int64)
-        self.ent_ptr = np.zeros(n_ent + 1, dtype=np.int64)
-        np.cumsum(np.bincount(self.ent_U, minlength=n_ent), out=self.ent_ptr[1:])
-        l_E = np.searchsorted(self.gvals, self.g_E).astype(np.int64)
-        self.groups = []
-        for s in np.unique(self.strata_E):
-            idx = np.flatnonzero(self.strata_E == s)
-            tr = idx[self.g_E[idx] != 0]
-            if tr.size:
-                self.groups.append((idx, tr, l_E[tr]))
-        self.K = sum(tr.size for _, tr, _ in self.groups)
-        self.slab = max(1, self.tuning.sampler_slab // max(1, self.K))
-
-    @property
-    def n_units(self) -> int:
-        return self.ent_U.size
-
-    def units_per_draw(self) -> float:
-        """Expected number of treated units in a draw."""
-        size = np.diff(self.ent_ptr).astype(float)
-        return float(sum(tr.size * size[idx].mean() for idx, tr, _ in self.groups))
-
-    def slabs(self, rng: np.random.Generator, size: int):
-        """Yield ``(start, pick_BK, l_BK)`` for the ``size`` draws of a block."""
-        for a in range(0, size, self.slab):
-            s = min(self.slab, size - a)
-            picks, ls = [], []
-            for idx, tr, ltr in self.groups:
-                k = tr.size
-                if self.scheme == "timing":
-                    # the treated keep their place; their adoption times are permuted
-                    pos = kp.partial_shuffle(rng.random((s, k)), k)
-                    picks.append(np.broadcast_to(tr, (s, k)))
-                    ls.append(ltr[pos])
-                    continue
-                picks.append(idx[kp.partial_shuffle(rng.random((s, k)), idx.size)])
-                if self.scheme == "units":
-                    # a uniformly ordered sample given the times in a fixed
-                    # order is a uniform permutation of the times over units
-                    ls.append(np.broadcast_to(ltr, (s, k)))
-                else:  # units+timing
-                    ls.append(ltr[rng.integers(0, k, size=(s, k))])
-            if not picks:
-                picks = ls = [np.zeros((s, 0), dtype=np.int64)]
-            pick = picks[0] if len(picks) == 1 else np.hstack(picks)
-            lidx = ls[0] if len(ls) == 1 else np.hstack(ls)
-            yield a, np.ascontiguousarray(pick), np.ascontiguousarray(lidx)
-
-    def dense(self, pick: np.ndarray, lidx: np.ndarray) -> np.ndarray:
-        """``draws x units`` int64 adoption times (0 = untreated)."""
-        return kp.adoption_times(pick, lidx, self.ent_ptr, self.ent_units, self.gvals, self.n_units)
-
-    def draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        """The dense adoption times of a block of ``size`` draws."""
-        return np.vstack([self.dense(p, l) for _, p, l in self.slabs(rng, size)])
-
-
-# ------------------------------------------------------------------ engines
-class _FastEngine:
-    """Unit + period FEs, unweighted, iid or CRV1 by a cluster containing units."""
-
-    def __init__(self, fit: Feols, param: str, unit_N: np.ndarray, n_units: int, per_N: np.ndarray,
-                 n_periods: int, thr_L: np.ndarray, cl_U: np.ndarray | None, adj: float, df_resid: int,
-                 stat: str, sampler: _Sampler, tuning: PlaceboTuning = PlaceboTuning()):
-        self.tuning = tuning
-        self.ent_ptr, self.ent_units = sampler.ent_ptr, sampler.ent_units
-        self.n_units = n_units
-        # adoption indices per (unit, draw): one byte unless there are > 127 adoption times
-        self.lev_dtype = np.int8 if thr_L.size <= 127 else np.int16
-        self.many_treated = sampler.units_per_draw() * MANY_TREATED >= n_units
-        self.adj, self.df_resid, self.stat = adj, df_resid, stat
-        with_w = stat == "t" and cl_U is not None
-        M = n_periods - 1 + len(fit.design.regressors) - 1
-        table_bytes = 8 * n_units * (thr_L.size * (M + 2) + (M + M * (M + 1) // 2 if with_w else 0))
-        # huge panels: no per-unit tables, two passes over the rows per slab
-        self.stream = table_bytes > tuning.table_budget
-        with threads_for(unit_N.size * n_periods):
-            W = self._tables(fit, param, unit_N, n_units, per_N, n_periods, thr_L, with_w)
-        self.cl, self.Wc, self.gram = None, None, None
-        if with_w:
-            self._clusters(cl_U, W, sampler)
-
-    def _tables(self, fit: Feols, param: str, unit_N: np.ndarray, n_units: int, per_N: np.ndarray,
-                n_periods: int, thr_L: np.ndarray, with_w: bool) -> np.ndarray:
-        """Unit tables of the residualized outcome; returns W (see kernels)."""
-        d = fit.design
-        controls = [r for r in d.regressors if r != param]
-        y = fit.y_raw
-        X = np.empty((y.size, len(controls)))
-        for k, c in enumerate(controls):
-            X[:, k] = d.column(c)
-        wi = UnitPeriodWithin(unit_N, n_units, per_N, n_periods, X, y)
-        cols, max_rows, L = wi.cols, wi.max_rows, thr_L.size
-        if self.stream:
-            tab, W = None, None
-            C, Fy = wi.normal_equations()
-        else:
-            tab, W = kp.unit_tables(*cols, thr_L, max_rows, with_w)
-            # C = F'F and F'yu are the sums of every unit's G_i and P_i (the W table)
-            C, Fy = wi.normal_equations(W if with_w else None)
-        # a disconnected panel or a control collinear with the period FE makes
-        # C singular: the general path handles those designs
-        if not wi.factor(C):
-            raise np.linalg.LinAlgError("period dummies + controls are rank deficient after unit demeaning")
-        self.Cinv = np.ascontiguousarray(wi.inverse())
-        theta_y = wi.solve(Fy)
-        if tab is not None:
-            kp.residualize_tables(tab, W, L, theta_y)
-        self.n_l, self.tab = L, tab
-        self.yy = wi.resid_ss(theta_y)
-        self.cols, self.thr_L, self.theta_y, self.max_rows = cols, thr_L, theta_y, max_rows
-        return W
-
-    def _clusters(self, cl_U: np.ndarray, W: np.ndarray | None, sampler: _Sampler) -> None:
-        """Cluster-level W and the meat strategy."""
-        n_units = self.n_units
-        n_cl = int(cl_U.max()) + 1
-        self.n_cl, self.gram = n_cl, None
-        if n_cl == n_units and bool(np.array_equal(cl_U, np.arange(n_units))):
-            self.cl, self.Wc = np.empty(0, dtype=np.int64), W
-            self.cl_order, self.cl_starts = np.arange(n_units, dtype=np.int64), np.arange(n_units + 1)
-        else:
-            self.cl = cl_U.astype(np.int64)
-            self.cl_order = np.argsort(cl_U, kind="stable").astype(np.int64)
-            self.cl_starts = np.r_[np.flatnonzero(np.r_[True, np.diff(cl_U[self.cl_order]) != 0]), n_units]
-            self.Wc = None if W is None else np.add.reduceat(W[self.cl_order], self.cl_starts[:-1], axis=0)
-        # few treated clusters per draw: the untreated part of the meat is a
-        # quadratic form (Gram matrix) and treated clusters are dot products;
-        # many: one matrix product gives every cluster's untreated score
-        if self.Wc is not None and self.tuning.gram_ratio * sampler.units_per_draw() < n_cl:
-            self.gram = self.Wc.T @ self.Wc
-
-    def run(self, slabs: Any, out: np.ndarray) -> None:
-        """Statistics of a block's draws (``slabs`` from ``_Sampler.slabs``) into ``out``."""
-        if not self.stream:
-            for a, pick, lidx in slabs:
-                out[a : a + pick.shape[0]] = self.compute(pick, lidx)
-            return
-        # streaming: collect draws until the level matrix is full, then two passes
-        width = max(1, min(out.size, self.tuning.stream_levels // self.n_units))
-        lev = np.empty((self.n_units, width), dtype=self.lev_dtype)
-        start = filled = 0
-        for _, pick, lidx in slabs:
-            c = 0
-            while c < pick.shape[0]:
-                take = min(width - filled, pick.shape[0] - c)
-                kp.draw_levels(pick[c : c + take], lidx[c : c + take], self.ent_ptr, self.ent_units, lev, filled)
-                c += take
-                filled += take
-                if filled == width:
-                    out[start : start + filled] = self._stream(lev, filled)
-                    start, filled = start + filled, 0
-        if filled:
-            out[start : start + filled] = self._stream(lev, filled)
-
-    def _stream(self, lev: np.ndarray, B: int) -> np.ndarray:
-        args = (*self.cols, self.thr_L, self.theta_y, self.max_rows, lev)
-        theta, dmd, dmy, uu = kp.stream_thetas(*args, B, self.Cinv)
-        beta, bz = self._beta(dmd, dmy, uu)
-        if self.stat == "coef":
-            return beta
-        if self.cl is None:
-            return self._iid_t(beta, dmd)
-        meat = kp.stream_meats(*args, np.ascontiguousarray(theta.T), bz, self.cl_order, self.cl_starts)
-        return beta / np.sqrt(self.adj * meat / dmd**2)
-
-    def _beta(self, dmd, dmy, uu):
-        # a draw whose partialled-out treatment keeps at most COLLIN_TOL of its
-        # variance is collinear with the FEs/controls (the package's rank rule)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            beta = np.where(dmd > COLLIN_TOL * uu, dmy / dmd, np.nan)
-        return beta, np.where(np.isfinite(beta), beta, 0.0)
-
-    def _iid_t(self, beta, dmd):
-        return beta / np.sqrt((self.yy - beta**2 * dmd) / self.df_resid / dmd)
-
-    def compute(self, pick: np.ndarray, lidx: np.ndarray) -> np.ndarray:
-        with threads_for(pick.shape[0] * (self.n_units if self.many_treated else pick.shape[1] * self.tab.shape[1])):
-            return self._compute(pick, lidx)
-
-    def _compute(self, pick: np.ndarray, lidx: np.ndarray) -> np.ndarray:
-        # the dense level matrix (draws x units) is bounded by tuning.level_slab
-        step = max(1, self.tuning.level_slab // self.n_units)
-        if pick.shape[0] > step:
-            return np.concatenate([self._compute(pick[a : a + step], lidx[a : a + step])
-                                   for a in range(0, pick.shape[0], step)])
-        lev = None
-        if self.many_treated:
-            lev = self._levels(pick, lidx)
-            theta, dmd, dmy, uu = kp.draw_thetas(lev, self.tab, self.n_l, self.Cinv)
-        else:
-            theta, dmd, dmy, uu = kp.draw_thetas_sparse(pick, lidx, self.ent_ptr, self.ent_units, self.tab, self.n_l,
-                                                        self.Cinv)
-        beta, bz = self._beta(dmd, dmy, uu)
-        if self.stat == "coef":
-            return beta
-        if self.cl is None:
-            return self._iid_t(beta, dmd)
-        Z = kp.pack_outer(theta, bz)
-        if self.gram is not None:
-            q0 = kp.gram_q0(Z, self.gram)
-            if self.cl.shape[0] == 0:  # clusters are the units
-                inv = kp.invert_draws(pick, lidx, self.ent_ptr, self.ent_units, self.n_units)
-                meat = kp.draw_meats_by_unit(*inv, self.tab, self.n_l, theta, bz, Z, self.Wc, q0)
-            else:
-                meat = kp.draw_meats(pick, lidx, self.ent_ptr, self.ent_units, self.cl, self.n_cl, self.tab,
-                                     self.n_l, theta, bz, Z, self.Wc, q0)
-        else:
-            lev = self._levels(pick, lidx) if lev is None else lev
-            meat = kp.dense_meats(lev, self.tab, self.n_l, theta, bz, np.ascontiguousarray(Z.T), self.Wc,
-                                  self.cl_order, self.cl_starts, max(16, DENSE_CHUNK // Z.shape[0]))
-        return beta / np.sqrt(self.adj * meat / dmd**2)
-
-    def _levels(self, pick: np.ndarray, lidx: np.ndarray) -> np.ndarray:
-        lev = np.empty((self.n_units, pick.shape[0]), dtype=self.lev_dtype)
-        kp.draw_levels(pick, lidx, self.ent_ptr, self.ent_units, lev, 0)
-        return lev
-
-
-class _GeneralEngine:
-    """Any design: demean placebo columns in slabs, partial out controls (FWL)."""
-
-    def __init__(self, fit: Feols, param: str, spec: VcovSpec, df_k: int, stat: str):
-        d = fit.design
-        self.absorber, self.sw = d.absorber, d.sw
-        ctrl = [j for j, r in enumerate(d.regressors) if r != param]
-        self.Xc = np.ascontiguousarray(d.Xw[:, ctrl])
-        self.Hc = np.linalg.inv(self.Xc.T @ self.Xc) if ctrl else np.zeros((0, 0))
-        yw = fit.yw
-        self.yy = yw - self.Xc @ (self.Hc @ (self.Xc.T @ yw)) if ctrl else yw.copy()
-        self.w = d.sw**2
-        self.N, self.df_k, self.spec, self.stat = d.nobs, df_k, spec, stat
-        if spec.kind == "CRV1":
-            self.parts = cluster_parts([d.clusters[c] for c in spec.clusters])
-            G = min(g for _, _, g in self.parts)
-            self.adj = ssc_factor("CRV1", self.N, df_k, G)
-
-    def compute(self, D_NB: np.ndarray) -> np.ndarray:
-        w = self.w
-        mean = (w @ D_NB) / w.sum()
-        ss = w @ (D_NB - mean) ** 2
-        Dd = self.absorber.demean(D_NB) * self.sw[:, None]
-        if self.Xc.shape[1]:
-            Dd -= self.Xc @ (self.Hc @ (self.Xc.T @ Dd))
-        den = np.einsum("nb,nb->b", Dd, Dd)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            beta = np.where(den > COLLIN_TOL * ss, (self.yy @ Dd) / den, np.nan)
-        if self.stat == "coef":
-            return beta
-        u = self.yy[:, None] - Dd * np.where(np.isfinite(beta), beta, 0.0)
-        kind = self.spec.kind
-        if kind == "iid":
-            var = residual_variance(np.einsum("nb,nb->b", u, u), self.N, self.df_k) / den
-        elif kind == "hetero":
-            sc = Dd * u
-            var = ssc_factor("hetero", self.N, self.df_k) * np.einsum("nb,nb->b", sc, sc) / den**2
-        else:
-            sc = np.ascontiguousarray(Dd * u)
-            meat = sum(s * (cluster_sums(sc, c, g) ** 2).sum(axis=0) for c, s, g in self.parts)
-            var = self.adj * meat / den**2
-        return beta / np.sqrt(var)
-
-
-# ------------------------------------------------------------------- blocks
-@dataclass(eq=False)
-class _Context:
-    """Everything a block needs (picklable, so loky workers can run blocks)."""
-
-    seed: np.random.SeedSequence
-    scheme: str
-    sampler: _Sampler | None
-    engine: Any
-    fast: bool
-    unit_N: np.ndarray
-    time_N: np.ndarray
-    p_iid: float = 0.0
-
-    def iid_rows(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        """``N x size`` i.i.d. Bernoulli(p) treatment columns, drawn draw by draw."""
-        return (rng.random((size, self.unit_N.size)) < self.p_iid).T.astype(np.float64)
-
-    def slab(self, size: int) -> int:
-        return max(1, min(size, GENERAL_SLAB // max(1, self.unit_N.size)))
-
-
-def _run_block(ctx: _Context, block: tuple[int, int]) -> np.ndarray:
-    # a matrix product split over BLAS threads can round differently from a
-    # serial one; the kernels parallelize over fixed chunks instead
-    with _SERIAL_BLAS:
-        return _run_block_serial_blas(ctx, block)
-
-
-class _SerialBlas:
-    """Process-wide "BLAS on one thread" while any block runs.
-
-    Reference-counted: with the threading backend (or a multi-threaded dask
-    worker) several blocks run at once, and the first to finish must not
-    restore multi-threaded BLAS under the others.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._depth = 0
-        self._ctx: Any = None
-
-    def __enter__(self) -> None:
-        with self._lock:
-            if self._depth == 0:
-                self._ctx = _blas_controller().limit(limits=1, user_api="blas")
-            self._depth += 1
-
-    def __exit__(self, *exc: Any) -> None:
-        with self._lock:
-            self._depth -= 1
-            if self._depth == 0:
-                self._ctx.restore_original_limits()
-                self._ctx = None
-
-
-@functools.cache
-def _blas_controller() -> ThreadpoolController:
-    # found once: discovering the loaded libraries reads /proc (~2 ms a call)
-    return ThreadpoolController()
-
-
-_SERIAL_BLAS = _SerialBlas()
-
-
-def _run_block_serial_blas(ctx: _Context, block: tuple[int, int]) -> np.ndarray:
-    index, size = block
-    rng = block_generator(ctx.seed, index)
-    out = np.empty(size)
-    if ctx.scheme == "iid":
-        step = ctx.slab(size)
-        for a in range(0, size, step):
-            out[a : a + step] = ctx.engine.compute(np.ascontiguousarray(ctx.iid_rows(rng, min(step, size - a))))
-        return out
-    if ctx.fast:
-        ctx.engine.run(ctx.sampler.slabs(rng, size), out)
-        return out
-    for a, pick, lidx in ctx.sampler.slabs(rng, size):
-        step = ctx.slab(pick.shape[0])
-        for c in range(0, pick.shape[0], step):
-            A = ctx.sampler.dense(pick[c : c + step], lidx[c : c + step])
-            D = kp.placebo_columns(np.where(A == 0, _NEVER, A), ctx.unit_N, ctx.time_N)
-            out[a + c : a + c + D.shape[1]] = ctx.engine.compute(D)
-    return out
-
-
-def _blocks(draws: int) -> list[tuple[int, int]]:
-    return [(i, min(BLOCK_SIZE, draws - i * BLOCK_SIZE)) for i in range(-(-draws // BLOCK_SIZE))]
-
-
 # ------------------------------------------------------------------- result
 def clopper_pearson(count: int, n: int, level: float = 0.95) -> tuple[float, float]:
     """Exact (Clopper-Pearson) interval for a binomial proportion ``count / n``."""
@@ -577,7 +139,7 @@ class PlaceboResult(Result):
     n_valid: int
     level: float
     method: str
-    _ctx: _Context = field(repr=False)
+    _ctx: Context = field(repr=False)
     _draws: int = field(repr=False)
 
     @cached_property
@@ -590,12 +152,12 @@ class PlaceboResult(Result):
         """
         if self._ctx.sampler is None:
             return None
-        return np.vstack([self._ctx.sampler.draw(block_generator(self._ctx.seed, i), s) for i, s in _blocks(self._draws)])
+        return np.vstack([self._ctx.sampler.draw(block_generator(self._ctx.seed, i), s) for i, s in blocks(self._draws)])
 
     def column(self, draw: int) -> np.ndarray:
         """The placebo treatment column of ``draw`` on the fit's estimation rows."""
         i, j = divmod(int(draw), BLOCK_SIZE)
-        size = _blocks(self._draws)[i][1]
+        size = blocks(self._draws)[i][1]
         rng = block_generator(self._ctx.seed, i)
         if self._ctx.sampler is None:
             return self._ctx.iid_rows(rng, j + 1)[:, j]
@@ -603,7 +165,7 @@ class PlaceboResult(Result):
             if j < start + pick.shape[0]:
                 a = self._ctx.sampler.dense(pick[j - start : j - start + 1], lidx[j - start : j - start + 1])[0]
                 break
-        adopt = np.where(a == 0, _NEVER, a)
+        adopt = np.where(a == 0, NEVER, a)
         return (self._ctx.time_N >= adopt[self._ctx.unit_N]).astype(np.float64)
 
     @property
@@ -799,7 +361,7 @@ def placebo(
             st_E = np.zeros(n_ent, dtype=np.int64)
     gvals = np.unique(g_U[g_U != 0])
     if scheme != "iid":
-        sampler = _Sampler(scheme, g_E, st_E, ent_U, gvals, tuning)
+        sampler = Sampler(scheme, g_E, st_E, ent_U, gvals, tuning)
 
     df_k = d.df_k(spec)
     engine: Any = None
@@ -816,7 +378,7 @@ def placebo(
                 G = int(cl_U.max()) + 1
                 adj = ssc_factor("CRV1", d.nobs, df_k, G)
             try:
-                engine = _FastEngine(fit, param, unit_N, n_units, per_N, tvals.size,
+                engine = FastEngine(fit, param, unit_N, n_units, per_N, tvals.size,
                                      np.searchsorted(tvals, gvals).astype(np.int64), cl_U, adj, d.nobs - df_k, stat, sampler, tuning)
                 fast = True
             except np.linalg.LinAlgError as err:
@@ -824,13 +386,13 @@ def placebo(
         if reason is not None and method == "fast":
             raise ArgumentError(f"the fast path does not apply: {reason}")
     if engine is None:
-        engine = _GeneralEngine(fit, param, spec, df_k, stat)
+        engine = GeneralEngine(fit, param, spec, df_k, stat)
 
-    ctx = _Context(ss, scheme, sampler, engine, fast, unit_N, time_N, p_iid)
+    ctx = Context(ss, scheme, sampler, engine, fast, unit_N, time_N, p_iid)
     # held here too, so that in-process backends (threads) share one limit set
     # and restored by this thread, after every block
-    with _SERIAL_BLAS:
-        parts = run_blocks(_run_block, _blocks(draws), shared=ctx, n_jobs=n_jobs, backend=backend, desc="placebo")
+    with SERIAL_BLAS:
+        parts = run_blocks(run_block, blocks(draws), shared=ctx, n_jobs=n_jobs, backend=backend, desc="placebo")
     statistics = np.concatenate(parts)
     observed = float(fit.coef()[param] if stat == "coef" else fit.tstat()[param])
     valid = np.isfinite(statistics)
@@ -941,7 +503,7 @@ def placebo_timing(
     treated = g_N != 0
     keep = ~treated | (time_N < g_N)
     pos = np.searchsorted(tvals, g_U) + shift
-    fake_U = np.where(g_U != 0, tvals[np.clip(pos, 0, tvals.size - 1)], _NEVER)
+    fake_U = np.where(g_U != 0, tvals[np.clip(pos, 0, tvals.size - 1)], NEVER)
     fake_U = np.where((g_U != 0) & (pos < 0), np.iinfo(np.int64).min, fake_U)
     D = (time_N >= fake_U[unit_N]).astype(np.float64)
     if not (D[keep] == 1).any():
