@@ -313,7 +313,7 @@ def _mc_transfer_bytes(dgp) -> dict:
 
     import staggerlab as sl
     from staggerlab._seed import resolve_entropy
-    from staggerlab.inference import placebo as plm
+    import staggerlab.inference.resampling.placebo as plm
     from staggerlab.inference.studies.estimators import as_estimators
     from staggerlab.inference.studies.replications import Block, run_block
 
