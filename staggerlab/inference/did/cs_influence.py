@@ -102,7 +102,8 @@ def _draw_multipliers(rng: np.random.Generator, size: tuple[int, int], kind: str
     raise ArgumentError(f"multipliers must be 'rademacher' or 'mammen', got {kind!r}")
 
 
-def multiplier_bootstrap(s: np.ndarray, n: int, spec: BootSpec, band: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+def multiplier_bootstrap(s: np.ndarray, n: int, spec: BootSpec,
+                         band: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """Multiplier bootstrap (did's ``mboot``) on the cluster sums ``s``
     (clusters x m): bootstrap SEs (IQR-based) of the m columns and the sup-t
     critical value over the columns in ``band`` (all if None). Each column's
