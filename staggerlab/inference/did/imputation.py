@@ -1,0 +1,232 @@
+"""Borusyak-Jaravel-Spiess imputation event study (= Gardner's two-stage DID)
+with Gardner's GMM standard errors."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Callable, Iterator
+
+import numpy as np
+import polars as pl
+
+from ...errors import EventStudyError, TreatmentError
+from ...kernels.cluster import cluster_score_sums_into
+from ...panels.panel import factorize_column
+from ..regression.rank import psd_pinv
+from ..results import Aggregate
+from .event_study import EventStudyResult, EventStudyTuning
+from .relative_periods import RELB, add_binned_rel
+from .staggered_data import COHORT, StaggeredData
+
+__all__ = ["imputation"]
+
+
+class _Imputation:
+    """Borusyak-Jaravel-Spiess imputation with Gardner's GMM variance.
+
+    First stage: unit + period FE (+ controls) fitted on untreated rows;
+    second stage: means of the first-stage residuals over disjoint groups of
+    rows (relative periods, cohorts, ...). The variance of those means is the
+    two-stage GMM (stacked moments) variance clustered by ``cluster``,
+    without small-sample factor, as in Butts-Gardner's did2s.
+
+    The first-stage normal equations are solved by eliminating the unit
+    effects: what remains is a small system in the period effects (first
+    period as reference) and the controls, ``S`` (its Schur complement),
+    factorized once. Period dummies are never formed; they enter through
+    (unit, period) and (period, group) weight tables.
+
+    Memory: the controls stay the frame's columns (never stacked into an
+    N x K matrix), sums over the untreated rows use ``w0`` (the weights, 0
+    on treated rows) instead of gathered copies, and every pass that needs
+    per-row N x K or N x k values runs over chunks of ``chunk_rows`` rows.
+    """
+
+    def __init__(self, sd: StaggeredData, chunk_rows: int):
+        self.chunk_rows = chunk_rows
+        frame = sd.frame
+        D = frame["_treat"].to_numpy().astype(bool)
+        if sd.id_codes is not None:  # a Panel's codes (no second factorization of N ids)
+            ucode, tcode = sd.id_codes
+        else:
+            ucode = factorize_column(frame[sd.unit])
+            tcode = factorize_column(frame[sd.time])
+        w = frame[sd.weights].cast(pl.Float64).to_numpy() if sd.weights else np.ones(frame.height)
+        n_u = np.bincount(ucode, weights=np.where(D, 0.0, w), minlength=int(ucode.max()) + 1)
+        t_ok = np.bincount(tcode, weights=~D, minlength=int(tcode.max()) + 1) > 0
+        ok = ~D | ((n_u[ucode] > 0) & t_ok[tcode])
+        if not ok.all():
+            warnings.warn(
+                f"dropped {int((~ok).sum())} treated row(s) whose unit or period has no untreated "
+                "observation (their untreated outcome cannot be imputed)",
+                stacklevel=4,
+            )
+            frame = frame.filter(pl.Series(ok))
+            D, w = D[ok], w[ok]
+            ucode = factorize_column(frame[sd.unit])
+            tcode = factorize_column(frame[sd.time])
+        if D.all() or not D.any():
+            raise TreatmentError("imputation needs both treated and untreated observations")
+        # unweighted: no N-sized vector of ones is kept (see _weights)
+        self.frame, self.D, self.w, self.ucode, self.tcode = frame, D, w if sd.weights else None, ucode, tcode
+        U, T = int(ucode.max()) + 1, int(tcode.max()) + 1
+        self.U, self.T = U, T
+        self.X = [frame[c].cast(pl.Float64).to_numpy() for c in sd.controls]
+        K = len(self.X)
+        self.w0 = w0 = np.where(D, 0.0, w)
+        CT = np.bincount(ucode * T + tcode, weights=w0, minlength=U * T).reshape(U, T)
+        self.n_u = CT.sum(axis=1)
+        self.CT = CT[:, 1:]  # weight of each unit's untreated rows by period (period 0 = reference)
+        self.CX = np.column_stack([np.bincount(ucode, weights=w0 * x, minlength=U) for x in self.X]) \
+            if K else np.zeros((U, 0))
+        y = frame[sd.y].cast(pl.Float64).to_numpy()
+        # S = F0' W M_U F0 with F0 = [period dummies 2..T, controls] on the untreated rows
+        Stt = np.diag(CT.sum(axis=0)[1:]) - (self.CT / self.n_u[:, None]).T @ self.CT
+        Stx, Sxx, rhs_t, rhs_x = self._within_moments(y)
+        self.Spinv = psd_pinv(np.block([[Stt, Stx], [Stx.T, Sxx]]))
+        theta = self.Spinv @ np.concatenate([rhs_t, rhs_x])
+        e = np.empty(frame.height)
+        for r in self._chunks():
+            e[r] = y[r] - self._fit_F(theta[:, None], r)[:, 0]
+        alpha = np.bincount(ucode, weights=w0 * e, minlength=U) / self.n_u
+        for r in self._chunks():
+            e[r] -= alpha[ucode[r]]
+        self.u1 = e
+        self.cl = ucode if sd.cluster == sd.unit else factorize_column(frame[sd.cluster])
+        self.G = int(self.cl.max()) + 1
+
+    def _weights(self, rows: slice | np.ndarray) -> np.ndarray:
+        """The observation weights of ``rows`` (ones when unweighted)."""
+        return np.ones(self.D[rows].size) if self.w is None else self.w[rows]
+
+    def _chunks(self, untreated: bool = False) -> Iterator[slice | np.ndarray]:
+        """Row chunks in row order: slices, or the untreated rows of each slice."""
+        n = self.D.size
+        for lo in range(0, n, self.chunk_rows):
+            hi = min(lo + self.chunk_rows, n)
+            yield lo + np.flatnonzero(~self.D[lo:hi]) if untreated else slice(lo, hi)
+
+    def _controls(self, rows: slice | np.ndarray) -> np.ndarray:
+        """The controls of ``rows`` (len(rows) x K)."""
+        n = self.D[rows].size
+        return np.column_stack([x[rows] for x in self.X]) if self.X else np.zeros((n, 0))
+
+    def _within_moments(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``F0' W M_U [X0, y0]`` blocks: period x controls, controls x controls,
+        and the right-hand sides, from the untreated rows demeaned by unit."""
+        T, K = self.T, len(self.X)
+        xbar = self.CX / self.n_u[:, None]  # untreated unit means of the controls
+        ybar = np.bincount(self.ucode, weights=self.w0 * y, minlength=self.U) / self.n_u
+        Stx, Sxx = np.zeros((T, K)), np.zeros((K, K))
+        rhs_t, rhs_x = np.zeros(T), np.zeros(K)
+        for r in self._chunks(untreated=True):
+            u, t, w = self.ucode[r], self.tcode[r], self.w0[r]
+            Xd = self._controls(r) - xbar[u]
+            wyd = w * (y[r] - ybar[u])
+            WXd = w[:, None] * Xd
+            Sxx += Xd.T @ WXd
+            for j in range(K):
+                Stx[:, j] += np.bincount(t, weights=WXd[:, j], minlength=T)
+            rhs_t += np.bincount(t, weights=wyd, minlength=T)
+            rhs_x += Xd.T @ wyd
+        return Stx[1:], Sxx, rhs_t[1:], rhs_x
+
+    def _fit_F(self, theta: np.ndarray, rows: slice | np.ndarray) -> np.ndarray:
+        """``F @ theta`` on ``rows`` for a (T-1+K) x k coefficient matrix, without forming F."""
+        T = self.T
+        tt = np.vstack([np.zeros((1, theta.shape[1])), theta[: T - 1]])
+        return tt[self.tcode[rows]] + self._controls(rows) @ theta[T - 1:]
+
+    def second_stage(self, codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Means of the residuals over groups ``codes`` (0..k-1, -1 = none) and their GMM vcov.
+
+        Returns ``(beta, vcov, group weight sums)``.
+        """
+        u1, T = self.u1, self.T
+        m = np.flatnonzero(codes >= 0)
+        c = codes[m]
+        wm = self._weights(m)
+        sw = np.bincount(c, weights=wm, minlength=k)
+        beta = np.bincount(c, weights=u1[m] * wm, minlength=k) / sw
+        u2 = u1[m] - beta[c]
+        # gamma_j = (X10'W X10)^-1 X1'W x2_j in (unit FE | F) blocks; z_j = X10 gamma_j
+        bUn = np.bincount(self.ucode[m] * k + c, weights=wm, minlength=self.U * k).reshape(self.U, k)
+        bUn /= self.n_u[:, None]
+        bT = np.bincount(self.tcode[m] * k + c, weights=wm, minlength=T * k).reshape(T, k)[1:]
+        bX = np.vstack([np.bincount(c, weights=wm * x[m], minlength=k) for x in self.X]) \
+            if self.X else np.zeros((0, k))
+        theta = self.Spinv @ np.vstack([bT - self.CT.T @ bUn, bX - self.CX.T @ bUn])
+        # alpha = bUn - (CT theta_t + CX theta_x) / n_u, in place (U x k arrays are N-sized)
+        alpha = self.CT @ theta[: T - 1]
+        alpha += self.CX @ theta[T - 1:]
+        alpha /= self.n_u[:, None]
+        np.subtract(bUn, alpha, out=alpha)
+        del bUn
+        # the cluster sums of z * (w0 u1) over the untreated rows, chunk by chunk
+        # (z = alpha[u] + F theta is untreated rows x k)
+        S0 = np.zeros((self.G, k))
+        for r in self._chunks(untreated=True):
+            z = alpha[self.ucode[r]] + self._fit_F(theta, r)
+            cluster_score_sums_into(S0, z, self.w0[r] * u1[r], self.cl[r])
+        Wg = np.bincount(self.cl[m] * k + c, weights=u2 * wm, minlength=self.G * k).reshape(self.G, k)
+        Wg -= S0
+        Wg /= sw
+        return beta, Wg.T @ Wg, sw
+
+    def _codes_of(self, col: str, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        v = self.frame[col].to_numpy()
+        levels = np.unique(v[mask])
+        codes = np.full(v.size, -1, dtype=np.int64)
+        codes[mask] = np.searchsorted(levels, v[mask])
+        return codes, levels
+
+
+def imputation(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: bool,
+               tuning: EventStudyTuning) -> EventStudyResult:
+    imp = _Imputation(sd, tuning.chunk_rows)
+    frame = add_binned_rel(imp.frame, window, bin_endpoints)
+    imp.frame = frame
+    lo, hi = window
+    relb = frame[RELB].fill_null(ref).to_numpy()
+    in_es = (frame[COHORT].to_numpy() > 0) & (relb != ref) & (relb >= lo) & (relb <= hi)
+    codes, rel = imp._codes_of(RELB, in_es)
+    if rel.size == 0:
+        raise EventStudyError("no relative period other than the reference is observed in the window")
+    beta, V, sw = imp.second_stage(codes, rel.size)
+    df = imp.G - 1
+
+    @_cache
+    def aggregator(kind: str) -> Aggregate:
+        D = imp.D
+        if kind == "simple":
+            b, Vs, _ = imp.second_stage(np.where(D, 0, -1), 1)
+            return Aggregate("simple", b[0], np.sqrt(Vs[0, 0]), df)
+        if kind in ("group", "calendar"):
+            col = COHORT if kind == "group" else sd.time
+            c, levels = imp._codes_of(col, D)
+            b, Vg, swg = imp.second_stage(c, levels.size)
+            if kind == "group":
+                units = frame.filter(pl.col(COHORT) > 0).group_by(COHORT).agg(pl.col(sd.unit).n_unique())
+                nu = dict(units.iter_rows())
+                pi = np.array([nu[int(g)] for g in levels], float)
+            else:
+                pi = np.ones(levels.size)
+            pi /= pi.sum()
+            comp = pl.DataFrame({"level": levels, "estimate": b, "se": np.sqrt(np.diag(Vg))})
+            return Aggregate(kind, pi @ b, np.sqrt(pi @ Vg @ pi), df, comp)
+        return res.default_aggregate(kind)
+
+    res = EventStudyResult(rel, beta, V, ref, "imputation", frame.height, df,
+                           {"n_rel": sw, "aggregator": aggregator, "first_stage_resid": imp.u1})
+    return res
+
+
+def _cache(f: Callable[[str], Aggregate]) -> Callable[[str], Aggregate]:
+    memo: dict[str, Aggregate] = {}
+
+    def g(kind: str) -> Aggregate:
+        if kind not in memo:
+            memo[kind] = f(kind)
+        return memo[kind]
+
+    return g

@@ -1,0 +1,39 @@
+"""Relative-period columns and dummy codes shared by the regression event
+studies: the binned relative period, (weighted) cell counts and the dense index
+of each row's dummy."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from .staggered_data import REL
+
+__all__ = ["RELB", "rel_label", "add_binned_rel", "weighted_counts", "dummy_codes"]
+
+RELB = "_relb"  # relative period after binning the endpoints
+
+
+def rel_label(r: int) -> str:
+    return f"m{-r}" if r < 0 else f"p{r}"
+
+
+def add_binned_rel(frame: pl.DataFrame, window: tuple[int, int], bin_endpoints: bool) -> pl.DataFrame:
+    lo, hi = window
+    r = pl.col(REL).clip(lo, hi) if bin_endpoints else pl.col(REL)
+    return frame.with_columns(r.alias(RELB))
+
+
+def weighted_counts(frame: pl.DataFrame, by: list[str], weights: str | None) -> pl.DataFrame:
+    n = pl.col(weights).cast(pl.Float64).sum() if weights else pl.len().cast(pl.Float64)
+    return frame.group_by(by).agg(n.alias("_n"))
+
+
+def dummy_codes(keys: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """int32 index of each row's key among ``cells`` (sorted, distinct), -1 if absent."""
+    if keys.size == 0:
+        return np.empty(0, dtype=np.int32)
+    lo, hi = int(min(keys.min(), cells.min())), int(max(keys.max(), cells.max()))
+    lut = np.full(hi - lo + 1, -1, dtype=np.int32)
+    lut[cells - lo] = np.arange(cells.size, dtype=np.int32)
+    return lut[keys - lo]
