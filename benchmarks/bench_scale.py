@@ -312,8 +312,8 @@ def _mc_transfer_bytes(dgp) -> dict:
     import cloudpickle
 
     import staggerlab as sl
-    from staggerlab._seed import resolve_entropy
     import staggerlab.inference.resampling.placebo as plm
+    from staggerlab._seed import resolve_entropy
     from staggerlab.inference.studies.estimators import as_estimators
     from staggerlab.inference.studies.replications import Block, run_block
 
