@@ -531,7 +531,10 @@ def section_alternatives(frame: pl.DataFrame, spec: BatterySpec, treat: str, out
         add("Heckman (treatment-effects two-step)", hk.coef()[treat], hk.se()[treat], hk.pvalue()[treat],
             hk.nobs if hasattr(hk, "nobs") else frame.height,
             f"IMR coefficient {hk.coef()['imr']:.4f} (se {hk.se()['imr']:.4f}); exclusion: {', '.join(excl)}")
-    if C:
+    if C and spec.dml_learners and not _have_sklearn():
+        notes.append("DML skipped: it needs scikit-learn, an optional dependency "
+                     "(pip install \"staggerlab[ml]\").")
+    elif C:
         params = {"rf": dict(n_estimators=20, max_depth=6, max_samples=0.3)}
         for learner in spec.dml_learners:
             r = dml(frame, y=y, treat=treat, covariates=C, unit=spec.unit, time=spec.time, learner=learner,
@@ -546,6 +549,15 @@ def section_alternatives(frame: pl.DataFrame, spec: BatterySpec, treat: str, out
             f"standard errors clustered by {spec.cluster_col} except DML (i.i.d. cross-fitted SE).\n\n"
             + md_table(tab) + ("\n\n" + " ".join(notes) if notes else ""))
     return Section("alternatives", "9. Alternative estimators (Tables 5-6)", text, {"alternatives": tab}, [], numbers)
+
+
+def _have_sklearn() -> bool:
+    """Whether the DML rows can run (scikit-learn is the ``ml`` extra, not a core dependency)."""
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 SECTIONS: list[Callable[[pl.DataFrame, BatterySpec, str, Path, SharedFits], Section]] = [

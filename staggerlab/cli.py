@@ -129,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     except (StaggerlabError, FileNotFoundError) as e:
         print(f"staggerlab: error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # a bug, not bad input: one line, and where to report it
+        print(f"staggerlab: internal error ({type(e).__name__}): {e}; please report it with the command you ran",
+              file=sys.stderr)
+        return 3
     if not args.quiet:
         main_sec = res.section("baseline")
         print(main_sec.text.split("\n\n", 1)[1])

@@ -155,3 +155,31 @@ def test_battery_backend_gives_identical_numbers(user_panel, tmp_path):
     b = battery(spec=BatterySpec(**common, n_jobs=2, backend="threading", out=str(tmp_path / "b")))
     for key in ("inference", "heterogeneity"):
         assert a.section(key).numbers == b.section(key).numbers
+
+
+def test_battery_without_scikit_learn_skips_dml_with_a_note(user_panel, tmp_path, monkeypatch):
+    """A plain install (no ``ml`` extra) runs the whole battery; the DML rows are left out, and the report says why."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # as if scikit-learn were not installed
+    path, _ = user_panel
+    res = battery(spec=BatterySpec(data=path, unit="county", time="yr", outcomes=["emp"], treat="policy",
+                                   controls=["pop"], draws=99, boot_draws=99, n_jobs=1, out=str(tmp_path / "rep")))
+    sec = res.section("alternatives")
+    assert "DML skipped" in sec.text and "staggerlab[ml]" in sec.text
+    estimators = sec.tables["alternatives"]["estimator"].to_list()
+    assert estimators and not any(e.startswith("DML") for e in estimators)
+
+
+def test_cli_reports_an_internal_error_in_one_line(monkeypatch, capsys, tmp_path):
+    import sys
+
+    bm = sys.modules["staggerlab.battery"]  # the package's `battery` attribute is the function
+
+    def broken(**_):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(bm, "battery", broken)
+    assert main(["battery", "--out", str(tmp_path / "r"), "--quiet"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["staggerlab: internal error (RuntimeError): boom; please report it with the command you ran"]
