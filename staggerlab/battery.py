@@ -364,13 +364,15 @@ def section_diagnostics(frame: pl.DataFrame, spec: BatterySpec, treat: str, out:
 
     y = spec.outcomes[0]
     T = frame[spec.time].n_unique()
-    counts = frame.group_by(spec.unit).len()
+    # a unit counts as observed in a period only where its outcome is usable
+    observed = frame.filter(pl.col(y).is_not_null() & pl.col(y).cast(pl.Float64).is_finite())
+    counts = observed.group_by(spec.unit).len()
     full = counts.filter(pl.col("len") == T)[spec.unit]
-    balanced = frame.filter(pl.col(spec.unit).is_in(full.implode()))
+    balanced = observed.filter(pl.col(spec.unit).is_in(full.implode()))
     note = ""
     if balanced.height < frame.height:
         note = (f" The decomposition is exact on balanced panels only, so it uses the {full.len():,} units observed "
-                f"in all {T} periods ({balanced.height:,} of {frame.height:,} rows).")
+                f"with `{y}` in all {T} periods ({balanced.height:,} of {frame.height:,} rows).")
     b = bacon(balanced, y=y, unit=spec.unit, time=spec.time, cohort="_cohort")
     bt = b.by_type()
     w = twfe_weights(frame, y=y, unit=spec.unit, time=spec.time, cohort="_cohort")

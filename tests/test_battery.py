@@ -183,3 +183,17 @@ def test_cli_reports_an_internal_error_in_one_line(monkeypatch, capsys, tmp_path
     assert main(["battery", "--out", str(tmp_path / "r"), "--quiet"]) == 3
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["staggerlab: internal error (RuntimeError): boom; please report it with the command you ran"]
+
+
+def test_missing_outcome_in_a_fully_observed_unit_does_not_stop_the_diagnostics(user_panel, tmp_path):
+    """A unit observed every period but with one missing outcome leaves the balanced
+    subsample of the Bacon decomposition instead of stopping the battery."""
+    _, df = user_panel
+    emp = df["emp"].to_numpy().copy()
+    emp[3] = np.nan  # county 1 is observed in every period
+    path = tmp_path / "holes.csv"
+    df.with_columns(pl.Series("emp", emp)).write_csv(path)
+    res = battery(spec=BatterySpec(data=str(path), unit="county", time="yr", outcomes=["emp"], treat="policy",
+                                   controls=["pop"], draws=99, boot_draws=99, alternatives=False, n_jobs=1,
+                                   out=str(tmp_path / "rep")))
+    assert "observed with `emp` in all 8 periods" in res.section("diagnostics").text
