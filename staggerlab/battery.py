@@ -28,6 +28,7 @@ from .errors import (
     VcovError,
 )
 from .inference.regression.feols import Feols, FeolsMulti, feols
+from .inference.regression.results import significance_stars
 from .panels.adoption import adoption_times
 from .panels.io import read_frame
 from .panels.panel import Panel, to_polars
@@ -121,10 +122,6 @@ class BatteryResult:
 
 
 # --------------------------------------------------------------------- helpers
-def _stars(p: float) -> str:
-    return "***" if p < 0.01 else "**" if p < 0.05 else "*" if p < 0.1 else ""
-
-
 def _fml(y: str | list[str], treat: str, controls: list[str], unit: str, time: str) -> str:
     lhs = y if isinstance(y, str) else " + ".join(y)
     return f"{lhs} ~ {' + '.join([treat, *controls])} | {unit} + {time}"
@@ -141,7 +138,7 @@ def regression_table(fits: dict[str, Feols], param: str, labels: dict[str, str])
         c, se, p = f.coef()[param], f.se()[param], f.pvalue()[param]
         has_controls = len(f.coefnames) > 1
         cols[labels.get(key, key)] = [
-            f"{c:.4f}{_stars(p)}", f"({se:.4f})", "Yes" if has_controls else "No", "Yes", "Yes",
+            f"{c:.4f}{significance_stars(p)}", f"({se:.4f})", "Yes" if has_controls else "No", "Yes", "Yes",
             f"{f.nobs:,}", f"{f.r2:.4f}", f"{f.r2_within:.4f}",
         ]
     return pl.DataFrame(cols)

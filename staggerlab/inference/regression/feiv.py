@@ -282,18 +282,7 @@ class FeivResult(DesignFit):
 
     def summary(self) -> str:
         """Printable table: second stage, first-stage F per endogenous regressor, diagnostics."""
-        d = self.design
-        lines = [
-            f"feiv (2SLS): {self.formula}",
-            f"Observations: {self.nobs:,}   Fixed effects: {' + '.join(d.fixef) or 'none'}"
-            f"   Vcov: {self.vcov_spec.label}",
-            "",
-            f"{'term':<16}{'estimate':>12}{'se':>12}{'t':>9}{'p':>9}",
-        ]
-        for r in self.tidy().iter_rows(named=True):
-            lines.append(
-                f"{r['term'][:16]:<16}{r['estimate']:>12.5f}{r['se']:>12.5f}{r['tstat']:>9.2f}{r['pvalue']:>9.4f}"
-            )
+        lines = self.table_lines(f"feiv (2SLS): {self.formula}")
         lines.append("")
         for name, fs in self.first_stage.items():
             lines.append(f"First stage {name}: F({len(fs.instruments)}, {fs.df_t}) = {fs.f_stat:.4f}  p = {fs.f_pvalue:.4g}")

@@ -20,10 +20,6 @@ from .vcov import VcovSpec, parse_vcov, sandwich, vcov_crv3
 __all__ = ["feols", "Feols", "FeolsMulti"]
 
 
-def _stars(p: float) -> str:
-    return "***" if p < 0.01 else "**" if p < 0.05 else "*" if p < 0.1 else ""
-
-
 class Feols(DesignFit):
     """A fitted TWFE regression (one outcome).
 
@@ -107,18 +103,7 @@ class Feols(DesignFit):
     def summary(self) -> str:
         """A printable regression table."""
         d = self.design
-        lines = [
-            f"feols: {self.formula}",
-            f"Observations: {self.nobs:,}   Fixed effects: {' + '.join(d.fixef) or 'none'}"
-            f"   Vcov: {self.vcov_spec.label}",
-            "",
-            f"{'term':<16}{'estimate':>12}{'se':>12}{'t':>9}{'p':>9}",
-        ]
-        for r in self.tidy().iter_rows(named=True):
-            lines.append(
-                f"{r['term'][:16]:<16}{r['estimate']:>12.5f}{r['se']:>12.5f}{r['tstat']:>9.2f}"
-                f"{r['pvalue']:>9.4f} {_stars(r['pvalue'])}"
-            )
+        lines = self.table_lines(f"feols: {self.formula}", stars=True)
         lines.append("")
         lines.append(f"R2: {self.r2:.4f}   Within R2: {self.r2_within:.4f}")
         if d.n_missing or d.n_singletons:

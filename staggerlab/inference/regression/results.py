@@ -14,7 +14,12 @@ from ..results import Result
 if TYPE_CHECKING:
     from .design import Design
 
-__all__ = ["CoefTable", "DesignFit"]
+__all__ = ["CoefTable", "DesignFit", "significance_stars"]
+
+
+def significance_stars(p: float) -> str:
+    """``***`` below 0.01, ``**`` below 0.05, ``*`` below 0.1, else empty."""
+    return "***" if p < 0.01 else "**" if p < 0.05 else "*" if p < 0.1 else ""
 
 
 class CoefTable(Result):
@@ -118,6 +123,25 @@ class DesignFit(CoefTable):
     def n_clusters(self) -> int | None:
         """Smallest number of clusters (None if not clustered)."""
         return self._G
+
+    def table_lines(self, title: str, *, stars: bool = False) -> list[str]:
+        """The printed coefficient table: ``title``, sample and vcov line, one row per term.
+
+        ``stars`` appends significance stars (``*`` p < 0.1, ``**`` p < 0.05,
+        ``***`` p < 0.01) to each row.
+        """
+        d = self.design
+        lines = [
+            title,
+            f"Observations: {self.nobs:,}   Fixed effects: {' + '.join(d.fixef) or 'none'}"
+            f"   Vcov: {self.vcov_spec.label}",
+            "",
+            f"{'term':<16}{'estimate':>12}{'se':>12}{'t':>9}{'p':>9}",
+        ]
+        for r in self.tidy().iter_rows(named=True):
+            row = f"{r['term'][:16]:<16}{r['estimate']:>12.5f}{r['se']:>12.5f}{r['tstat']:>9.2f}{r['pvalue']:>9.4f}"
+            lines.append(row + (f" {significance_stars(r['pvalue'])}" if stars else ""))
+        return lines
 
     def resid(self) -> np.ndarray:
         """Residuals ``y - X b - fixed effects`` on the estimation sample."""
