@@ -10,6 +10,7 @@ pre-trends with a :class:`PretrendTest`.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any
 
 import numpy as np
@@ -19,21 +20,21 @@ from scipy import stats
 __all__ = ["Result", "Aggregate", "PretrendTest", "interval"]
 
 
-class Result:
+class Result(ABC):
     """Base of every result.
 
-    Subclasses define :meth:`tidy` and :meth:`summary`; results with a figure
-    override :meth:`plot`. The printed form is the summary unless a subclass
-    keeps a shorter one.
+    Subclasses must define :meth:`tidy` and :meth:`summary`; results with a
+    figure override :meth:`plot`. The printed form is the summary unless a
+    subclass keeps a shorter one.
     """
 
+    @abstractmethod
     def tidy(self) -> pl.DataFrame:
         """The result as a polars frame."""
-        raise NotImplementedError
 
+    @abstractmethod
     def summary(self) -> str:
         """Printable text."""
-        raise NotImplementedError
 
     def plot(self, *args: Any, **kwargs: Any) -> Any:
         """The result's figure (a matplotlib Figure), drawn by :mod:`staggerlab.plots`."""

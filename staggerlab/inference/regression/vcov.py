@@ -282,16 +282,21 @@ def vcov_crv1(
     clusters: Sequence[np.ndarray],
     N: int,
     df_k: int,
+    *,
+    small_sample: bool = True,
 ) -> tuple[np.ndarray, int]:
     """CRV1 (one- or two-way). Returns ``(V, G)`` with ``G`` the smallest cluster count.
 
-    ``scores`` as in :func:`crv_meat`.
+    ``scores`` as in :func:`crv_meat`; ``small_sample=False`` leaves out the
+    small-sample factor.
     """
     parts = cluster_parts(clusters)
     G = min(g for _, _, g in parts)
     if G < 2:
         raise VcovError(f"cluster-robust variance needs at least 2 clusters, found {G}")
     meat = clustered_meat(scores, parts)
+    if not small_sample:
+        return bread @ meat @ bread, G
     return ssc_factor("CRV1", N, df_k, G) * (bread @ meat @ bread), G
 
 
@@ -369,10 +374,5 @@ def sandwich(
         return vcov_hetero(bread, sc, N, df_k), N - df_k, None
     if kind != "CRV1":
         raise VcovError(f"sandwich computes iid, hetero and CRV1 variances, not {kind!r}")
-    if not small_sample:
-        parts = cluster_parts(clusters)
-        G = min(g for _, _, g in parts)
-        meat = clustered_meat(scores, parts)
-        return bread @ meat @ bread, G - 1, G
-    V, G = vcov_crv1(bread, scores, clusters, N, df_k)
+    V, G = vcov_crv1(bread, scores, clusters, N, df_k, small_sample=small_sample)
     return V, G - 1, G
