@@ -17,7 +17,7 @@ import numpy as np
 
 from ._jit import jit, pjit, prange
 
-__all__ = ["rows_by_unit", "unit_block", "add_packed", "resid_ss", "unit_sums"]
+__all__ = ["rows_by_unit", "unit_block", "add_packed", "resid_ss", "unit_sums", "unit_rows"]
 
 #: reassociation and FMA contraction let the short dot products vectorize;
 #: NaN/inf semantics are kept
@@ -130,4 +130,26 @@ def unit_sums(row_ptr, rows, per_N, X_NX, y_N, n_periods, max_rows):
     out = part[0].copy()
     for ch in range(1, n_chunks):
         out += part[ch]
+    return out
+
+
+@pjit(fastmath=_SIMD)
+def unit_rows(row_ptr, rows, per_N, X_NX, y_N, n_periods, max_rows):
+    """Per-unit ``[P_i, packed G_i]`` (``F_i'yu_i`` and ``F_i'F_i``), one row per unit.
+
+    For callers that sum the units over many subsets (``split``'s
+    permutations): any subset's normal equations are a sum of these rows.
+    """
+    U = row_ptr.shape[0] - 1
+    M = n_periods - 1 + X_NX.shape[1]
+    out = np.zeros((U, M + M * (M + 1) // 2))
+    n_chunks = min(U, _CHUNKS)
+    for ch in prange(n_chunks):
+        F_TM = np.empty((max_rows, M))
+        y_T = np.empty(max_rows)
+        for i in range(ch * U // n_chunks, (ch + 1) * U // n_chunks):
+            n = unit_block(i, row_ptr, rows, per_N, X_NX, y_N, n_periods, F_TM, y_T)
+            w = out[i]
+            for j in range(n):
+                add_packed(w, F_TM, j, y_T[j], M)
     return out

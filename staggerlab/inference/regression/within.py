@@ -9,13 +9,13 @@ the kernels of :mod:`staggerlab.kernels.within` rebuild on the fly; the
 placebo engine and the lean event-study regression add their own per-unit
 sums on top of the same blocks.
 
-Weighted designs, other FE structures and ``montecarlo.fast_twfe`` demean with
+``split``'s permutation test sums the per-unit rows of :meth:`unit_rows`
+over random subsets of units. Weighted designs, other FE structures and
+``montecarlo.fast_twfe`` demean with
 :class:`~staggerlab.inference.regression.absorb.Absorber` (the same unit sweep
-plus period normal equations, on materialised columns). Two callers keep
-their own sums because their algebra differs: ``split``'s permutation test
-(per-unit moments summed over random subsamples, solved with
-:func:`~staggerlab.inference.regression.rank.psd_pinv`) and the imputation
-first stage (weighted, untreated rows only).
+plus period normal equations, on materialised columns). The imputation first
+stage keeps its own weighted sums over the untreated rows (weights and a row
+subset that these unweighted kernels do not take).
 """
 
 from __future__ import annotations
@@ -95,6 +95,10 @@ class UnitPeriodWithin:
     def unit_sums(self) -> np.ndarray:
         """``[F'yu, packed F'F]`` summed over units (one row)."""
         return kw.unit_sums(*self.cols, self.max_rows)[None, :]
+
+    def unit_rows(self) -> np.ndarray:
+        """``[F_i'yu_i, packed F_i'F_i]`` of every unit, shape ``(n_units, M + M (M + 1) / 2)``."""
+        return kw.unit_rows(*self.cols, self.max_rows)
 
     def normal_equations(self, W: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``C = F'F`` and ``F'yu``, from per-unit rows ``W`` if given."""

@@ -4,7 +4,8 @@ interaction model.
 
 The permutation test reshuffles the group labels across units and refits
 both subsamples each draw, exactly, from per-unit sufficient statistics
-computed once (see ``_unit_moments``): a draw costs one matrix product.
+computed once (the per-unit rows of the shared unit + period within
+solver, :class:`~staggerlab.inference.regression.within.UnitPeriodWithin`): a draw costs one matrix product.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ...errors import PanelError, TreatmentError
 from ...panels.panel import check_columns, factorize_column, finite_mask, to_polars
 from ..regression.feols import Feols, feols
 from ..regression.rank import psd_pinv
+from ..regression.within import UnitPeriodWithin
 from ..results import Result
 
 __all__ = ["split_difference", "SplitDifferenceResult"]
@@ -68,44 +70,29 @@ class SplitDifferenceResult(Result):
         return "\n".join(lines)
 
 
-def _unit_moments(ucodes: np.ndarray, tcodes: np.ndarray, Z: np.ndarray) -> np.ndarray:
-    """Per-unit sufficient statistics of the two-way within regression.
+def _coef_from_sums(sums: np.ndarray, n_periods: int, M: int) -> np.ndarray:
+    """Slope of the first control for each row of summed per-unit moments.
 
-    With unit FE nested in a unit-level split, a subsample's unit demeaning is
-    the full sample's, so for ``r = M_unit Z`` the subsample's two-way
-    cross-products are ``sum_i r_i'r_i - S' H^+ S`` with ``S = sum_i B_i'r_i``
-    and ``H = sum_i B_i'M_i B_i`` (B: period dummies). Returns, per unit, the
-    flattened ``[H_i, S_i, R_i]`` so any subsample's sums are one matrix product.
+    ``sums`` rows are ``[F'yu, packed F'F]`` of
+    :meth:`~staggerlab.inference.regression.within.UnitPeriodWithin.unit_rows`
+    summed over a subsample's units. With unit FE nested in a unit-level
+    split, a subsample's unit demeaning is the full sample's, so these are the
+    subsample's normal equations. The period block is partialled out with
+    :func:`~staggerlab.inference.regression.rank.psd_pinv`: a subsample need not
+    observe every period.
     """
-    n_units = int(ucodes.max()) + 1
-    T = int(tcodes.max()) + 1
-    p = Z.shape[1]
-    # bincount on flat keys throughout: np.add.at is an order of magnitude slower
-    counts = np.bincount(ucodes, minlength=n_units).astype(float)
-    den = np.maximum(counts, 1)
-    means = np.column_stack([np.bincount(ucodes, Z[:, j], minlength=n_units) for j in range(p)]) / den[:, None]
-    r = Z - means[ucodes]
-    ut = ucodes * T + tcodes
-    B = np.bincount(ut, minlength=n_units * T).astype(float).reshape(n_units, T)
-    H = np.zeros((n_units, T, T))
-    H[:, np.arange(T), np.arange(T)] = B
-    H -= B[:, :, None] * B[:, None, :] / den[:, None, None]
-    S = np.stack([np.bincount(ut, r[:, j], minlength=n_units * T) for j in range(p)], axis=1).reshape(n_units, T, p)
-    R = np.stack(
-        [np.bincount(ucodes, r[:, a] * r[:, b], minlength=n_units) for a in range(p) for b in range(p)], axis=1
-    ).reshape(n_units, p, p)
-    return np.concatenate([H.reshape(n_units, -1), S.reshape(n_units, -1), R.reshape(n_units, -1)], axis=1)
-
-
-def _coef_from_sums(sums: np.ndarray, T: int, p: int) -> np.ndarray:
-    """First slope of the within regression for each row of summed moments."""
     n = sums.shape[0]
-    H = sums[:, : T * T].reshape(n, T, T)
-    S = sums[:, T * T : T * T + T * p].reshape(n, T, p)
-    R = sums[:, T * T + T * p :].reshape(n, p, p)
-    ZZ = R - np.transpose(S, (0, 2, 1)) @ psd_pinv(H) @ S
-    # Z = [y, X]: beta = XX^-1 Xy
-    return np.linalg.solve(ZZ[:, 1:, 1:], ZZ[:, 1:, 0:1])[:, 0, 0]
+    C = np.zeros((n, M, M))
+    iu = np.triu_indices(M)
+    C[:, iu[0], iu[1]] = sums[:, M:]
+    C[:, iu[1], iu[0]] = sums[:, M:]
+    Fy = sums[:, :M]
+    p = n_periods - 1
+    H, S = C[:, :p, :p], C[:, :p, p:]
+    Hp = psd_pinv(H)
+    XX = C[:, p:, p:] - np.transpose(S, (0, 2, 1)) @ Hp @ S
+    Xy = Fy[:, p:, None] - np.transpose(S, (0, 2, 1)) @ Hp @ Fy[:, :p, None]
+    return np.linalg.solve(XX, Xy)[:, 0, 0]
 
 
 def split_difference(
@@ -177,8 +164,11 @@ def split_difference(
     T = int(tcodes.max()) + 1
     g_unit = np.zeros(n_units, dtype=bool)
     g_unit[ucodes] = (frame[group] == levels[1]).to_numpy()
-    Z = np.column_stack([frame[c].cast(pl.Float64).to_numpy() for c in [y, param, *controls]])
-    P = _unit_moments(ucodes, tcodes, Z)
+    X = np.column_stack([frame[c].cast(pl.Float64).to_numpy() for c in [param, *controls]])
+    # the narrow period codes the placebo engine passes: one compiled kernel
+    per_N = tcodes.astype(np.min_scalar_type(-T))
+    wi = UnitPeriodWithin(ucodes, n_units, per_N, T, X, frame[y].cast(pl.Float64).to_numpy())
+    P = wi.unit_rows()
     total = P.sum(axis=0)
     ss = resolve_entropy(seed)
     n_blocks = -(-draws // _BLOCK)
@@ -186,9 +176,10 @@ def split_difference(
     def run(b: int) -> np.ndarray:
         rng = block_generator(ss, b)
         size = min(_BLOCK, draws - b * _BLOCK)
-        L = np.stack([rng.permutation(g_unit) for _ in range(size)]).astype(float)
-        s1 = L @ P
-        return _coef_from_sums(s1, T, Z.shape[1]) - _coef_from_sums(total - s1, T, Z.shape[1])
+        # a row sum per draw, not a BLAS product: its summation order, and so
+        # the last bit, would depend on the BLAS threads of the worker
+        s1 = np.stack([P[rng.permutation(g_unit)].sum(axis=0) for _ in range(size)])
+        return _coef_from_sums(s1, T, wi.M) - _coef_from_sums(total - s1, T, wi.M)
 
     stats = np.concatenate(run_blocks(run, range(n_blocks), n_jobs=n_jobs, backend=backend, desc="split permutations"))
     p = (1 + np.sum(np.abs(stats) >= abs(diff))) / (1 + draws)
