@@ -197,3 +197,31 @@ def test_unbalanced_bootstrap_close_to_analytic(mpdta_unbalanced):
     boot = callaway_santanna(sd, allow_unbalanced_panel=True, bootstrap=True, biters=999, seed=3)
     np.testing.assert_allclose(boot.se, ana.se, rtol=5 * 1.166 / np.sqrt(999))
     np.testing.assert_array_equal(boot.coef, ana.coef)
+
+
+# --------------------------------------------------------------------------- adoption dated by the treatment
+@pytest.mark.parametrize("rows", [True, False])
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_missing_outcome_in_the_adoption_period_does_not_move_the_cohort(rows, shuffle):
+    """A unit's adoption period comes from its treatment column, also in the rows
+    whose outcome is missing (those rows are then dropped from the estimation)."""
+    df = sl.simulate.staggered(60, 6, start=1, cohorts=[3, 5], seed=1)
+    adopters = df.filter((pl.col("time") == pl.col("cohort")) & (pl.col("unit") != 7))["unit"].head(4).to_list()
+    hole = pl.col("unit").is_in(adopters) & (pl.col("time") == pl.col("cohort"))
+    holes = df.with_columns(pl.when(hole).then(None).otherwise(pl.col("y")).alias("y"))
+    holes = holes.with_columns(pl.when(pl.col("unit") == 7).then(None).otherwise(pl.col("y")).alias("y"))
+    if shuffle:
+        holes = holes.sample(fraction=1.0, shuffle=True, seed=2)
+    with pytest.warns(MissingValueWarning, match="dropped 10 of 360"):
+        sd = prepare(holes, y="y", unit="unit", time="time", treat="treat", rows=rows)
+    truth = df.filter(pl.col("unit") != 7).group_by("unit").agg(pl.col("cohort").first()).sort("unit")
+    if rows:
+        got = sd.frame.group_by("unit", maintain_order=True).agg(pl.col("_cohort").first())["_cohort"]
+    else:
+        got = pl.Series(sd.unit_cohort)
+    assert got.to_list() == truth["cohort"].to_list()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = cs(holes, y="y", unit="unit", time="time", treat="treat", allow_unbalanced_panel=True)
+        b = cs(holes, y="y", unit="unit", time="time", cohort="cohort", allow_unbalanced_panel=True)
+    assert a.att_gt().equals(b.att_gt())
