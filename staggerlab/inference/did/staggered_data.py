@@ -215,7 +215,8 @@ def _adoption_of(full: pl.DataFrame, frame: pl.DataFrame, unit: str, time: str, 
     src_lens = run_lengths(src[unit])
     g_all = _adoption(src, unit, time, None, treat, src_lens)
     # the units of `frame` are a subsequence of those of `src`, in the same order
-    present = src[unit].gather(np.cumsum(src_lens) - src_lens).is_in(frame[unit].gather(np.cumsum(lens) - lens).implode())
+    kept_units = frame[unit].gather(np.cumsum(lens) - lens)
+    present = src[unit].gather(np.cumsum(src_lens) - src_lens).is_in(kept_units.implode())
     return g_all[present.to_numpy()]
 
 
