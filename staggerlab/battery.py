@@ -330,26 +330,33 @@ def section_robust(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path
 
     y = spec.outcomes[0]
     rows, numbers, figs = [], {}, []
-    methods = [("imputation", "Imputation / two-stage DID (BJS, Gardner)", spec.controls),
-               ("sunab", "Sun-Abraham (interaction-weighted)", spec.controls),
-               ("cs", "Callaway-Sant'Anna (never-treated controls)", [])]
+    # Callaway-Sant'Anna keeps every unit of an unbalanced panel (did's allow_unbalanced_panel)
+    methods = [("imputation", "Imputation / two-stage DID (BJS, Gardner)", spec.controls, {}),
+               ("sunab", "Sun-Abraham (interaction-weighted)", spec.controls, {}),
+               ("cs", "Callaway-Sant'Anna (never-treated controls)", [], {"allow_unbalanced_panel": True})]
     results = {}
-    for method, label, controls in methods:
+    for method, label, controls, options in methods:
         es = event_study(frame, y=y, unit=spec.unit, time=spec.time, cohort="_cohort", controls=controls,
-                         cluster=spec.cluster_col, window=spec.window, method=method)
+                         cluster=spec.cluster_col, window=spec.window, method=method, **options)
         agg = es.aggregate("simple")
         results[method] = es
         rows.append({"estimator": label, "estimate": agg.estimate, "se": agg.se,
                      "ci_low": agg.estimate - 1.959964 * agg.se, "ci_high": agg.estimate + 1.959964 * agg.se,
-                     "controls": "yes" if controls else "no"})
-        numbers[method] = {"estimate": agg.estimate, "se": agg.se, "event_study": es.tidy().to_dicts()}
+                     "controls": "yes" if controls else "no", "rows": es.nobs})
+        numbers[method] = {"estimate": agg.estimate, "se": agg.se, "nobs": es.nobs,
+                           "event_study": es.tidy().to_dicts()}
+    cs_res = results["cs"]
+    numbers["cs"]["n_units"] = cs_res.n_units
+    cs_note = (f" Callaway-Sant'Anna uses all {cs_res.n_units:,} `{spec.unit}` units ({cs_res.nobs:,} rows)"
+               + ("; the panel is unbalanced, so each ATT(g,t) compares the rows observed in its two periods "
+                  "(R did's allow_unbalanced_panel=TRUE)." if cs_res.unbalanced else "."))
     tab = pl.DataFrame(rows)
     if results:
         from .plots.event_study import plot_event_studies
 
         figs.append(_fig(plot_event_studies(results, y), out, "robust_event_studies.png"))
     text = (f"Overall ATT of `{treat}` on `{y}` from estimators robust to heterogeneous and dynamic effects "
-            f"(standard errors clustered by {spec.cluster_col}); compare with the baseline TWFE.\n\n"
+            f"(standard errors clustered by {spec.cluster_col}); compare with the baseline TWFE.{cs_note}\n\n"
             + md_table(tab))
     return Section("robust", "3. Heterogeneity-robust estimators", text, {"robust": tab}, figs, numbers)
 
@@ -360,17 +367,13 @@ def section_diagnostics(frame: pl.DataFrame, spec: BatterySpec, treat: str, out:
     from .inference.did.dcdh import twfe_weights
 
     y = spec.outcomes[0]
-    T = frame[spec.time].n_unique()
-    # a unit counts as observed in a period only where its outcome is usable
-    observed = frame.filter(pl.col(y).is_not_null() & pl.col(y).cast(pl.Float64).is_finite())
-    counts = observed.group_by(spec.unit).len()
-    full = counts.filter(pl.col("len") == T)[spec.unit]
-    balanced = observed.filter(pl.col(spec.unit).is_in(full.implode()))
-    note = ""
-    if balanced.height < frame.height:
-        note = (f" The decomposition is exact on balanced panels only, so it uses the {full.len():,} units observed "
-                f"with `{y}` in all {T} periods ({balanced.height:,} of {frame.height:,} rows).")
-    b = bacon(balanced, y=y, unit=spec.unit, time=spec.time, cohort="_cohort")
+    b = bacon(frame, y=y, unit=spec.unit, time=spec.time, cohort="_cohort", balance=True)
+    note = f" Sample: {b.n_units:,} `{spec.unit}` units, {b.nobs:,} rows"
+    if b.balanced_from is not None:
+        note += (f"; the decomposition is exact on balanced panels only, so it uses the units observed with `{y}` "
+                 f"in every period (of {b.balanced_from[0]:,} units, {b.balanced_from[1]:,} rows with `{y}`).")
+    else:
+        note += "."
     bt = b.by_type()
     w = twfe_weights(frame, y=y, unit=spec.unit, time=spec.time, cohort="_cohort")
     share_neg = abs(w.sum_negative) / (w.sum_positive + abs(w.sum_negative)) if w.n_negative else 0.0
@@ -382,7 +385,8 @@ def section_diagnostics(frame: pl.DataFrame, spec: BatterySpec, treat: str, out:
     text = (f"Goodman-Bacon decomposition of the TWFE coefficient of `{y}` (no controls) into 2x2 comparisons; "
             f"TWFE = {b.twfe:.4f}.{note}\n\n" + md_table(bt)
             + "\n\nde Chaisemartin-D'Haultfoeuille weights attached by the TWFE coefficient to the treated "
-              "(cohort, period) cells (full sample):\n\n" + md_table(wt))
+              f"(cohort, period) cells ({w.n_units:,} units, {w.nobs:,} rows: every row with `{y}`):\n\n"
+            + md_table(wt))
     return Section("diagnostics", "4. Diagnostics", text, {"bacon": b.tidy(), "bacon_by_type": bt,
                                                         "dcdh_weights": w.tidy()}, figs,
                    {"bacon_twfe": b.twfe, "bacon_by_type": bt.to_dicts(), "dcdh": wt.to_dicts()})

@@ -114,6 +114,10 @@ def test_builtin_battery_recovers_true_effect(tmp_path):
     res = battery(spec=spec)
     main_fit = res.section("baseline").numbers["main"]
     assert abs(main_fit["estimate"] - 0.093) < 2 * main_fit["se"] + 0.0
+    # Callaway-Sant'Anna keeps every firm of the unbalanced panel, not only the 705 seen in all 12 years
+    df = sl.simulate.paper_panel(seed=0)
+    cs_row = res.section("robust").numbers["cs"]
+    assert (cs_row["n_units"], cs_row["nobs"]) == (df["firm"].n_unique(), df.height) == (1780, 15530)
 
 
 def test_battery_backend_gives_identical_numbers(user_panel, tmp_path):
@@ -166,4 +170,6 @@ def test_missing_outcome_in_a_fully_observed_unit_does_not_stop_the_diagnostics(
     res = battery(spec=BatterySpec(data=str(path), unit="county", time="yr", outcomes=["emp"], treat="policy",
                                    controls=["pop"], draws=99, boot_draws=99, alternatives=False, n_jobs=1,
                                    out=str(tmp_path / "rep")))
-    assert "observed with `emp` in all 8 periods" in res.section("diagnostics").text
+    text = res.section("diagnostics").text
+    assert "uses the units observed with `emp` in every period (of 120 units" in text
+    assert "kept the 119 of 120 units observed with 'emp' in all 8 periods" in text

@@ -21,6 +21,25 @@ the result still reports ``ref = -1`` (the last period before adoption).
 ``g - 1 - anticipation``; event time ``-1 - anticipation`` is estimated as
 exactly 0 with zero variance and is ``ref``. Only the universal convention is
 an event study in the sense of Rambachan-Roth (``honest`` refuses the other).
+
+Unbalanced panels (``allow_unbalanced_panel``)
+-----------------------------------------------
+By default, as ``did``, units not observed in every period are dropped. With
+``allow_unbalanced_panel=True`` and a panel that is not balanced, every unit
+is kept and each ATT(g,t) is what ``did`` computes on that path
+(``DRDID::reg_did_rc`` with an intercept only, i.e. the 2x2 on repeated cross
+sections): with the rows of the treated cohort and of the comparison units
+observed in period t and in the base period b (a unit observed in only one of
+the two contributes that one row),
+``ATT(g,t) = [mean(y | treated, t) - mean(y | treated, b)]
+- [mean(y | comparison, t) - mean(y | comparison, b)]`` (weighted means). Its
+influence function on a unit is the sum over the unit's rows in the two
+periods of ``+-n w (y - mean) / weight`` (n: all units kept; the mean and
+total weight of the row's group in the row's period), so standard errors,
+clustering, aggregations and the bootstrap work on units as in the balanced
+case. It does not difference outcomes within units, so with large unit
+heterogeneity it can be much less precise than the balanced estimator. A panel
+that is balanced gives identical numbers with either setting.
 """
 
 from __future__ import annotations
@@ -92,7 +111,13 @@ class CSResult(Result):
         ``"varying"`` no coefficient is normalised (see the module docstring).
     method : str
         ``"cs"``.
-    base_period, control, anticipation, level, n_units : as given / as used.
+    base_period, control, anticipation, level : as given.
+    n_units, nobs : int
+        Units and rows (unit-periods) the estimator uses (after balancing,
+        unless ``unbalanced``).
+    unbalanced : bool
+        Whether the unbalanced-panel estimator ran (``allow_unbalanced_panel``
+        on a panel with missing unit-periods).
     alpha : float
         ``1 - level`` (the size of the tests).
     """
@@ -113,6 +138,8 @@ class CSResult(Result):
         self._tuning = tuning
         self.bootstrap = boot is not None
         self.n_units = int(wd.g.size)
+        self.nobs = int(wd.nobs)
+        self.unbalanced = bool(wd.unbalanced)
         self.ref = -1 - self.anticipation
         self._aggs: dict[str, CSAggregate] = {}
         dyn = self.aggregate("dynamic")
@@ -197,7 +224,8 @@ class CSResult(Result):
         lines = [
             "Callaway-Sant'Anna (2021)",
             f"control group: {self.control}   base period: {self.base_period}   "
-            f"anticipation: {self.anticipation}   units: {self.n_units}",
+            f"anticipation: {self.anticipation}   units: {self.n_units}   rows: {self.nobs}"
+            + ("   (unbalanced panel)" if self.unbalanced else ""),
         ]
         for kind in ("simple", "dynamic", "group", "calendar"):
             a = self.aggregate(kind)
@@ -226,6 +254,7 @@ def callaway_santanna(
     control: ControlGroup = "never",
     anticipation: int = 0,
     base_period: BasePeriod = "varying",
+    allow_unbalanced_panel: bool = False,
     bootstrap: bool = False,
     biters: int = 999,
     multipliers: Literal["rademacher", "mammen"] = "rademacher",
@@ -239,8 +268,7 @@ def callaway_santanna(
     Parameters
     ----------
     sd : StaggeredData
-        From :func:`staggerlab.inference.did.staggered_data.prepare`. Unbalanced
-        panels are balanced by dropping incomplete units (as ``did``); units
+        From :func:`staggerlab.inference.did.staggered_data.prepare`. Units
         treated in the first period are dropped. Weights must be unit-level.
     window : (low, high)
         Event times kept in the dynamic aggregation (``rel_time``/``coef``); the
@@ -251,6 +279,13 @@ def callaway_santanna(
         Periods of anticipation (shift of the base period).
     base_period : {"varying", "universal"}
         See the module docstring.
+    allow_unbalanced_panel : bool
+        False (``did``'s default too): an unbalanced panel is balanced by
+        dropping the units not observed in every period (with a
+        ``MissingValueWarning`` saying how many). True: every unit is kept
+        and each ATT(g,t) uses the rows observed in its two periods (``did``'s
+        ``allow_unbalanced_panel=TRUE``; the estimator is defined in the module
+        docstring). No effect on a balanced panel.
     bootstrap : bool
         Multiplier bootstrap (``biters`` draws, ``multipliers`` weights on the
         cluster sums of the influence functions): bootstrap SEs and uniform
@@ -291,7 +326,9 @@ def callaway_santanna(
         if multipliers not in ("rademacher", "mammen"):
             raise ArgumentError(f"multipliers must be 'rademacher' or 'mammen', got {multipliers!r}")
         boot = BootSpec(int(biters), multipliers, resolve_entropy(seed), n_jobs, float(alpha), tuning.boot_multipliers)
-    wd = to_wide(sd, int(anticipation))
+    if not isinstance(allow_unbalanced_panel, (bool, np.bool_)):
+        raise ArgumentTypeError(f"allow_unbalanced_panel must be True or False, got {allow_unbalanced_panel!r}")
+    wd = to_wide(sd, int(anticipation), bool(allow_unbalanced_panel))
     cells = att_gt(wd, control, int(anticipation), base_period)
     return CSResult(
         cells, wd, window=window, control=control, anticipation=anticipation,
@@ -316,7 +353,7 @@ def cs(
 
     ``cohort`` is the adoption-period column (0 or null = never treated), or give
     ``treat`` (an absorbing 0/1 treatment). Remaining keywords (``window``,
-    ``control``, ``anticipation``, ``base_period``, ``bootstrap``, ``biters``,
+    ``control``, ``anticipation``, ``base_period``, ``allow_unbalanced_panel``, ``bootstrap``, ``biters``,
     ``multipliers``, ``level``, ``seed``, ``n_jobs``, ``tuning``) go to
     :func:`callaway_santanna`.
 

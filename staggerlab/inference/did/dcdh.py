@@ -46,11 +46,15 @@ class TwfeWeightsResult(Result):
         ``n/(n-1)`` factor used by the authors' ``twowayfeweights``.
     cells : str
         ``"cohort"`` ((cohort, period) cells) or ``"unit"`` ((unit, period)).
+    nobs, n_units : int
+        Rows (with no missing value in the columns used) and units of the fit.
     """
 
-    def __init__(self, beta: float, table: pl.DataFrame, cells: str):
+    def __init__(self, beta: float, table: pl.DataFrame, cells: str, nobs: int, n_units: int):
         self.beta = float(beta)
         self.cells = cells
+        self.nobs = int(nobs)
+        self.n_units = int(n_units)
         self._table = table
         wt = table["weight"].to_numpy()
         self.n_positive = int((wt > 0).sum())
@@ -73,7 +77,7 @@ class TwfeWeightsResult(Result):
         """Printable summary."""
         return "\n".join([
             f"TWFE coefficient: {self.beta:.5f}; weights on {self.n_positive + self.n_negative} treated "
-            f"({self.cells}, period) cells",
+            f"({self.cells}, period) cells; {self.n_units:,} units, {self.nobs:,} observations",
             f"  positive: {self.n_positive:>5}  sum {self.sum_positive:.4f}",
             f"  negative: {self.n_negative:>5}  sum {self.sum_negative:.4f}",
             f"  sigma (min heterogeneity sd that could flip the sign): {self.sigma:.4f}",
@@ -166,4 +170,4 @@ def twfe_weights(
     )
     if cells == "cohort":
         tab = tab.rename({COHORT: "cohort"})
-    return TwfeWeightsResult(beta, tab, cells)
+    return TwfeWeightsResult(beta, tab, cells, frame.height, int(codes[0].max()) + 1)

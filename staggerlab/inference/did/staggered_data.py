@@ -147,6 +147,9 @@ def prepare(
     check_numeric(frame, [y, time, *controls, *([weights] if weights else [])], "outcome/time/control")
     used = [y, unit, time, *controls, cluster, *([weights] if weights else []), *([treat] if treat else [])]
     keep = finite_mask(frame, used)
+    # the adoption period is a fact about the treatment: a row missing only the
+    # outcome (or a control) still dates it, so it is read before those rows go
+    dated = frame if treat is not None and not keep.all() else None
     if not keep.all():
         warnings.warn(
             f"dropped {int((~keep).sum())} of {frame.height} row(s) with missing values in {used}",
@@ -171,9 +174,10 @@ def prepare(
     # the unit-level path needs none
     ids = (data.unit_codes, data.time_codes) if same_ids and rows_kept and (rows or data.has_codes) else None
     if not rows:
-        return _prepare_units(frame, y, unit, time, controls, cluster, weights, cohort, treat, ids)
+        return _prepare_units(frame, y, unit, time, controls, cluster, weights, cohort, treat, ids, dated)
     lens = run_lengths(frame[unit]) if ids is None else np.bincount(ids[0])
-    g = _adoption(frame, unit, time, cohort, treat, lens)
+    g = _adoption(frame, unit, time, cohort, treat, lens) if dated is None else _adoption_of(dated, frame, unit,
+                                                                                               time, treat, lens)
     frame = frame.with_columns(pl.Series(COHORT, np.repeat(g, lens)))
     frame = frame.with_columns(
         pl.when(pl.col(COHORT) > 0).then(pl.col(time).cast(pl.Int64) - pl.col(COHORT)).otherwise(None).alias(REL),
@@ -200,16 +204,33 @@ def _adoption(frame: pl.DataFrame, unit: str, time: str, cohort: str | None, tre
                           run_lengths=lens, cohort=cohort is not None).g
 
 
+def _adoption_of(full: pl.DataFrame, frame: pl.DataFrame, unit: str, time: str, treat: str,
+                 lens: np.ndarray) -> np.ndarray:
+    """Adoption period of each unit of ``frame`` (sorted by (unit, time), some
+    rows of ``full`` dropped), read from every row of ``full`` with a unit,
+    period and treatment value."""
+    src = full.select(unit, time, treat).filter(pl.Series(finite_mask(full, [unit, time, treat])))
+    if not sorted_unique_ids(src, unit, time):
+        src = src.sort(unit, time)  # the order `frame` was given (duplicates were refused for it)
+    src_lens = run_lengths(src[unit])
+    g_all = _adoption(src, unit, time, None, treat, src_lens)
+    # the units of `frame` are a subsequence of those of `src`, in the same order
+    kept_units = frame[unit].gather(np.cumsum(lens) - lens)
+    present = src[unit].gather(np.cumsum(src_lens) - src_lens).is_in(kept_units.implode())
+    return g_all[present.to_numpy()]
+
+
 def _check_cohorts(cohorts: np.ndarray, has_never: bool) -> None:
     if not has_never and cohorts.size == 1:
         raise TreatmentError("every unit is treated at the same time; there is no comparison group")
 
 
-def _prepare_units(frame, y, unit, time, controls, cluster, weights, cohort, treat, ids) -> StaggeredData:
+def _prepare_units(frame, y, unit, time, controls, cluster, weights, cohort, treat, ids, dated) -> StaggeredData:
     """``prepare(rows=False)``: the adoption period per unit from one pass over
     the sorted rows (no window expression, no N-sized derived column)."""
     lens = run_lengths(frame[unit]) if ids is None else np.bincount(ids[0])
-    g = _adoption(frame, unit, time, cohort, treat, lens)
+    g = _adoption(frame, unit, time, cohort, treat, lens) if dated is None else _adoption_of(dated, frame, unit,
+                                                                                               time, treat, lens)
     cohorts = np.unique(g[g > 0])
     _check_cohorts(cohorts, bool((g == 0).any()))
     times = np.sort(frame[time].unique().to_numpy())
