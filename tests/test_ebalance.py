@@ -142,3 +142,10 @@ def test_weight_underflow_is_refused():
     C = np.array([-1.0, 0.0, 1.0, 1000.0])[:, None]
     with pytest.raises(InfeasibleBalanceError, match="underflows to 0"):
         ebalance_weights(C, np.array([-0.5]))
+
+
+@pytest.mark.parametrize("name", ["_ebw", "_cohort"])
+def test_covariate_named_like_a_derived_column(panel, name):
+    df = panel.with_columns(pl.col("x2").alias(name))
+    with pytest.raises(sl.errors.ArgumentError, match=rf"covariate column '{name}': entropy_balance derives"):
+        entropy_balance(df, y="y", treat="treat", unit="unit", time="time", covariates=["x1", name])

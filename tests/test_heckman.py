@@ -326,3 +326,11 @@ def test_missing_selection_variables_listed_once():
     msg = next(str(w.message) for w in rec if issubclass(w.category, MissingValueWarning))
     assert "dropped 4 of 600" in msg and msg.count("'x'") == 1 and "'z'" not in msg and "'y'" not in msg
     assert h.probit.nobs == 596
+
+
+def test_imr_name_reserved_in_every_outcome_role():
+    df = _selection_sample().with_columns(imr=pl.col("x") > 0)
+    for kw in ({"outcome_vars": ["imr"]}, {"cluster": "imr"}):
+        args = {"outcome_vars": ["x"], **kw}
+        with pytest.raises(ValueError, match="column 'imr': heckman derives"):
+            heckman(df, y="y", selection="s", selection_vars=["x", "z"], **args)

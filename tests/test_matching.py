@@ -208,3 +208,12 @@ def test_separation_end_to_end(panel):
     df = panel.with_columns((pl.col("cohort") > 0).cast(pl.Float64).alias("leak"))
     with pytest.raises(SeparationError, match="separation"):
         psm_did(df, y="y", treat="treat", unit="unit", time="time", covariates=["x1", "leak"])
+
+
+@pytest.mark.parametrize("name", ["_group", "_cohort", "_rel", "_treat"])
+def test_covariate_named_like_a_derived_column(panel, name):
+    """Such a covariate used to be overwritten by the derived column, and the
+    message then blamed it (separation, SVD failure)."""
+    df = panel.with_columns(pl.col("x2").alias(name))
+    with pytest.raises(sl.errors.ArgumentError, match=rf"covariate column '{name}': psm_did derives"):
+        psm_did(df, y="y", treat="treat", unit="unit", time="time", covariates=["x1", name])

@@ -61,7 +61,7 @@ from ...errors import (
 from ...panels.panel import check_columns, check_numeric, factorize, finite_mask, to_polars
 from ..regression.absorb import Absorber, drop_singletons
 from ..results import Result
-from .missing import column_list, missing_columns
+from .inputs import column_list, missing_columns
 
 __all__ = ["dml", "DmlResult", "make_learner", "LEARNERS"]
 

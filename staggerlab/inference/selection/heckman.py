@@ -60,7 +60,7 @@ from ..regression.feols import feols
 from ..regression.results import CoefTable
 from ..regression.vcov import cluster_parts, clustered_meat, parse_vcov, ssc_factor
 from ..results import Result
-from .missing import column_list, missing_columns
+from .inputs import check_reserved, column_list, missing_columns
 
 __all__ = ["probit", "ProbitResult", "heckman", "HeckmanResult", "SeparationError", "SelectionError"]
 
@@ -341,8 +341,9 @@ def heckman(
     fe = [c for c in (unit, time) if c is not None]
     check_columns(frame, [y, selection, *outcome_vars, *selection_vars, *fe, *([cluster] if cluster else [])])
     check_numeric(frame, [y, selection, *outcome_vars, *selection_vars], "heckman variable")
-    if "imr" in outcome_vars or y == "imr":
-        raise SelectionError("'imr' is reserved for the inverse Mills ratio; rename that column")
+    # the outcome equation's frame gets the inverse Mills ratio as column "imr"
+    check_reserved({"outcome": [y], "outcome variable": outcome_vars, "unit": [unit] if unit else [],
+                    "time": [time] if time else [], "cluster": [cluster] if cluster else []}, ["imr"], "heckman")
     if not set(selection_vars) - set(outcome_vars):
         warnings.warn(
             "no exclusion restriction: every selection variable is also in the outcome equation, so the "

@@ -42,9 +42,10 @@ from ...errors import (
     SeparationError,
     TreatmentError,
 )
-from ..did.staggered_data import COHORT, prepare
+from ..did.staggered_data import COHORT, REL, prepare
 from ..regression.feols import Feols, feols
 from ..results import Result
+from .inputs import check_reserved
 
 __all__ = [
     "psm_did",
@@ -55,12 +56,28 @@ __all__ = [
     "NoCommonSupportError",
     "balance_table",
     "GROUP",
+    "DERIVED",
+    "check_user_columns",
 ]
 
 #: name of the derived treated-group indicator (1 = unit ever treated)
 GROUP = "_group"
 #: a fitted probability this close to 0 or 1 marks (quasi-)separation
 SEPARATION_EPS = 1e-9
+#: derived columns of the matching and reweighting estimators' frames (``prepare``
+#: adds the adoption period, event time and the derived 0/1 treatment ``_treat``)
+DERIVED = (COHORT, REL, "_treat", GROUP)
+
+
+def check_user_columns(*, y: str, treat: str, unit: str, time: str, covariates: Sequence[str],
+                       controls: Sequence[str], cluster: str | None, estimator: str,
+                       derived: Sequence[str] = DERIVED) -> None:
+    """Refuse user columns named like a derived column (they would be overwritten)."""
+    check_reserved(
+        {"outcome": [y], "treatment": [treat], "unit": [unit], "time": [time], "covariate": covariates,
+         "control": controls, "cluster": [cluster] if cluster else []},
+        derived, estimator,
+    )
 
 
 # -------------------------------------------------------------------- logit
@@ -463,11 +480,13 @@ def psm_did(
         raise ArgumentError(f"caliper must be > 0 (in sd of the logit score), got {caliper}")
     if keep not in ("rows", "units"):
         raise ArgumentError(f"keep must be 'rows' or 'units', got {keep!r}")
+    check_user_columns(y=y, treat=treat, unit=unit, time=time, covariates=covariates, controls=controls,
+                       cluster=cluster, estimator="psm_did")
     sd_ = prepare(
         data, y=y, unit=unit, time=time, treat=treat,
         controls=list(dict.fromkeys([*covariates, *controls])), cluster=cluster,
     )
-    frame = sd_.frame.with_row_index("_row").with_columns((pl.col(COHORT) > 0).cast(pl.Int8).alias(GROUP))
+    frame = sd_.frame.with_columns((pl.col(COHORT) > 0).cast(pl.Int8).alias(GROUP))
     group = frame[GROUP].to_numpy().astype(bool)
     if group.all():
         raise TreatmentError("every unit is eventually treated: there is no never-treated pool to match to")
@@ -546,7 +565,7 @@ def psm_did(
     if keep == "units":
         units_kept = frame.filter(pl.Series(keep_rows))[unit].unique()
         keep_rows = frame[unit].is_in(units_kept.implode()).to_numpy()
-    sample = frame.filter(pl.Series(keep_rows)).drop("_row")
+    sample = frame.filter(pl.Series(keep_rows))
     if sample[treat].n_unique() < 2:
         raise NoCommonSupportError("the matched sample has no variation in the treatment; nothing to estimate")
     rhs = " + ".join([treat, *controls])
