@@ -217,3 +217,11 @@ def test_covariate_named_like_a_derived_column(panel, name):
     df = panel.with_columns(pl.col("x2").alias(name))
     with pytest.raises(sl.errors.ArgumentError, match=rf"covariate column '{name}': psm_did derives"):
         psm_did(df, y="y", treat="treat", unit="unit", time="time", covariates=["x1", name])
+
+
+def test_treatment_may_be_called_like_the_derived_treatment(panel):
+    """The battery names a treatment it derives '_treat', as prepare does: same values, same result."""
+    res = psm_did(panel.rename({"treat": "_treat"}), y="y", treat="_treat", unit="unit", time="time",
+                  covariates=COV, k=2)
+    ref = psm_did(panel, y="y", treat="treat", unit="unit", time="time", covariates=COV, k=2)
+    assert res.fit.coef()["_treat"] == ref.fit.coef()["treat"]

@@ -72,12 +72,17 @@ DERIVED = (COHORT, REL, "_treat", GROUP)
 def check_user_columns(*, y: str, treat: str, unit: str, time: str, covariates: Sequence[str],
                        controls: Sequence[str], cluster: str | None, estimator: str,
                        derived: Sequence[str] = DERIVED) -> None:
-    """Refuse user columns named like a derived column (they would be overwritten)."""
+    """Refuse user columns named like a derived column (they would be overwritten).
+
+    The treatment may be called ``_treat`` (the battery's own name for a
+    derived treatment): ``prepare`` rewrites it with the same 0/1 values.
+    """
     check_reserved(
-        {"outcome": [y], "treatment": [treat], "unit": [unit], "time": [time], "covariate": covariates,
+        {"outcome": [y], "unit": [unit], "time": [time], "covariate": covariates,
          "control": controls, "cluster": [cluster] if cluster else []},
         derived, estimator,
     )
+    check_reserved({"treatment": [treat]}, [c for c in derived if c != "_treat"], estimator)
 
 
 # -------------------------------------------------------------------- logit
