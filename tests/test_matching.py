@@ -9,11 +9,10 @@ import pytest
 import statsmodels.api as smapi
 
 import staggerlab as sl
+from staggerlab.inference.selection.matching import nn_noreplace, nn_replace
 from staggerlab.inference.selection.psm import (
     NoCommonSupportError,
     SeparationError,
-    _nn_noreplace,
-    _nn_replace,
     fit_logit,
     psm_did,
 )
@@ -91,11 +90,11 @@ def _brute_noreplace(st, sc, k, cal):
 def test_nn_kernels_equal_brute_force(k):
     rng = np.random.default_rng(k)
     st, sc = rng.normal(0.4, 1, 60), rng.normal(0, 1, 300)
-    isel, dsel = _nn_replace(st, sc, k)
+    isel, dsel = nn_replace(st, sc, k)
     np.testing.assert_array_equal(isel, _brute_replace(st, sc, k))
     np.testing.assert_allclose(dsel, np.abs(sc[isel] - st[:, None]))
     for cal in (np.inf, 0.05):
-        isel2, _, _ = _nn_noreplace(st, sc, k, cal)
+        isel2, _, _ = nn_noreplace(st, sc, k, cal)
         np.testing.assert_array_equal(isel2, _brute_noreplace(st, sc, k, cal))
         used = isel2[isel2 >= 0]
         assert used.size == np.unique(used).size
@@ -110,17 +109,17 @@ def test_nn_ties_follow_the_docstring(k):
     sc = rng.integers(0, 8, 120) / 2.0  # repeated pool scores
     st = rng.integers(0, 32, 40) / 4.0  # some on pool scores, some halfway between two
     st[:6] = 1.75  # equal treated scores
-    isel, dsel = _nn_replace(st, sc, k)
+    isel, dsel = nn_replace(st, sc, k)
     np.testing.assert_array_equal(isel, _brute_replace(st, sc, k))
     for cal in (np.inf, 0.5):
-        isel2, _, ran_out = _nn_noreplace(st, sc, k, cal)
+        isel2, _, ran_out = nn_noreplace(st, sc, k, cal)
         np.testing.assert_array_equal(isel2, _brute_noreplace(st, sc, k, cal))
         short = (isel2 < 0).any(axis=1)  # without a caliper, short only when the pool ran out
         assert (ran_out == short).all() if cal == np.inf else not (ran_out & ~short).any()
         if 40 * k <= sc.size:
             assert not ran_out.any()
     # a pool smaller than the demand: the last treated rows (lowest scores) find it used up
-    isel3, _, ran_out = _nn_noreplace(st, sc[:20], k, np.inf)
+    isel3, _, ran_out = nn_noreplace(st, sc[:20], k, np.inf)
     np.testing.assert_array_equal(isel3, _brute_noreplace(st, sc[:20], k, np.inf))
     np.testing.assert_array_equal(ran_out, (isel3 < 0).any(axis=1))
 
