@@ -147,6 +147,18 @@ def test_unmatched_rows_reported_before_the_fit(panel, monkeypatch):
             psm_did(small, y="y", treat="treat", unit="unit", time="time", covariates=COV, k=2, replace=False)
 
 
+def test_pool_of_one_unit_without_replacement():
+    """A real degenerate case: one never-treated unit (6 rows), k=1 without replacement;
+    the matched rows are singletons of their units, and the error says what was matched."""
+    df = sl.simulate.staggered(100, 6, never_share=0.6, n_controls=2, seed=3)
+    one = df.filter((pl.col("cohort") > 0) | (pl.col("unit") == df.filter(pl.col("cohort") == 0)["unit"].min()))
+    n_treated = one.filter(pl.col("cohort") > 0).height
+    with pytest.warns(sl.errors.MatchingWarning, match=rf"{n_treated - 6} of {n_treated} treated-group row\(s\) "
+                                                       "have no match: matching without replacement used up"):
+        with pytest.raises(sl.errors.StaggerlabError, match=rf"matched sample of .* 6 of {n_treated} treated-group"):
+            psm_did(one, y="y", treat="treat", unit="unit", time="time", covariates=["x1", "x2"], k=1, replace=False)
+
+
 def test_k_larger_than_pool_warns(panel):
     small = panel.filter((pl.col("cohort") > 0) | (pl.col("unit") <= panel.filter(pl.col("cohort") == 0)["unit"].min()))
     n_pool = small.filter(pl.col("cohort") == 0).height

@@ -37,10 +37,12 @@ from ...errors import (
     ArgumentTypeError,
     CollinearityError,
     ConvergenceError,
+    EmptyPanelError,
     MatchingWarning,
     NoCommonSupportError,
     SeparationError,
     TreatmentError,
+    VcovError,
 )
 from ..did.staggered_data import COHORT, REL, prepare
 from ..regression.feols import Feols, feols
@@ -495,10 +497,11 @@ def psm_did(
     rhs = " + ".join([treat, *controls])
     try:
         fit = feols(f"{y} ~ {rhs} | {unit} + {time}", sample, vcov={"CRV1": sd_.cluster})
-    except CollinearityError as err:
-        raise CollinearityError(
-            f"{err}; the matched sample has {sample.height} row(s), with {matched_t.size} of {n_treated} "
-            "treated-group row(s) matched"
+    except (CollinearityError, EmptyPanelError, VcovError) as err:
+        # what a small matched sample does to the fit: say so with the matching counts
+        raise type(err)(
+            f"{err} (TWFE on the matched sample of {sample.height} row(s), with {matched_t.size} of {n_treated} "
+            "treated-group row(s) matched)"
         ) from None
     ids = frame.select(unit, time)
     matches = pl.DataFrame(
