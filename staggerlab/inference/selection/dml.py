@@ -408,11 +408,12 @@ def dml(
     all_se = np.empty(n_rep)
     rmse_l = np.empty(n_rep)
     rmse_m = np.empty(n_rep)
-    d_var = float(np.mean((D - D.mean()) ** 2))
+    v_var = [float(np.mean((D - m_hat) ** 2)) for _, m_hat in preds]
+    worst = int(np.argmin(v_var))  # one message for the split closest to a perfect prediction
+    check_residual_variance(v_var[worst], float(np.mean((D - D.mean()) ** 2)), treat, worst)
     for r, (l_hat, m_hat) in enumerate(preds):
         u = Y - l_hat
         v = D - m_hat
-        check_residual_variance(float(np.mean(v * v)), d_var, treat, r)
         psi_a = -v * v
         psi_b = v * u
         theta = -np.mean(psi_b) / np.mean(psi_a)
