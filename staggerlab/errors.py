@@ -134,3 +134,23 @@ class MissingValueWarning(StaggerlabWarning):
 
 class CollinearityWarning(StaggerlabWarning):
     """Collinear regressors were dropped."""
+
+
+class BalanceConvergenceError(ConvergenceError):
+    """Entropy balancing stopped (``maxiter`` reached or no descent step left)
+    before the moment gaps fell below ``tol``, although the target moments are
+    attainable."""
+
+
+class MissingOutcomeError(PanelError):
+    """The outcome is missing on every row a step of the estimator needs."""
+
+
+class MatchingWarning(StaggerlabWarning):
+    """Some treated rows got fewer than ``k`` matches, or none (pool exhausted
+    without replacement, pool smaller than ``k``, or outside the caliper)."""
+
+
+class ResidualVarianceWarning(StaggerlabWarning):
+    """The covariates predict the treatment (almost) perfectly: the variance of
+    its residual, on which the estimate rests, is near zero."""

@@ -98,14 +98,26 @@ def parse_iv_formula(fml: str) -> IVFormula:
     endog, instr = (s.strip() for s in parts[-1].split("~"))
     fe = parts[1] if len(parts) == 3 else ""
     # the foundation's parser validates names and reads the intercept rule
-    main = parse_formula(f"{lhs} ~ {exog} + {endog}" + (f" | {fe}" if fe else ""))
-    if len(main.depvars) != 1:
-        raise FormulaError(f"feiv takes one outcome, got {list(main.depvars)} in {fml!r}")
     endo = parse_formula(f"{endog} ~ {instr}")
     end_names = endo.depvars
+    try:
+        main = parse_formula(f"{lhs} ~ {exog} + {endog}" + (f" | {fe}" if fe else ""))
+    except FormulaError as err:
+        # the merged formula is ours, not the user's: name a variable both exogenous and endogenous here
+        try:
+            exog_alone = parse_formula(f"{lhs} ~ {exog}").regressors
+        except FormulaError:
+            exog_alone = ()
+        both = [e for e in end_names if e in exog_alone]
+        if both:
+            raise FormulaError(
+                f"{', '.join(repr(e) for e in both)} listed both as exogenous regressor and as endogenous "
+                f"variable in {fml!r}; keep it in one place"
+            ) from None
+        raise FormulaError(f"{err} (read from the IV formula {fml!r})") from None
+    if len(main.depvars) != 1:
+        raise FormulaError(f"feiv takes one outcome, got {list(main.depvars)} in {fml!r}")
     exog_names = tuple(r for r in main.regressors if r not in end_names)
-    if len(exog_names) + len(end_names) != len(main.regressors):
-        raise FormulaError(f"a variable is listed both as exogenous and endogenous in {fml!r}")
     clash = set(endo.regressors) & (set(exog_names) | set(end_names) | {lhs})
     if clash:
         raise FormulaError(
