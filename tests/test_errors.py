@@ -254,3 +254,19 @@ def test_shared_options_raise_one_class_with_one_wording(df, name):
         proc(f, draws=9, level=1.5)
     with pytest.raises(TypeError, match="seed must be"):
         proc(f, draws=9, seed="x")
+
+
+def test_missing_value_messages_name_only_the_columns_with_missing_values():
+    df = sl.simulate.staggered(40, 6, n_controls=2, seed=1)
+    y = df["y"].to_numpy().copy()
+    y[[3, 17]] = np.nan
+    df = df.with_columns(pl.Series("y", y), pl.when(pl.col("unit") == 5).then(None).otherwise(pl.col("x2")).alias("x2"))
+    with pytest.warns(MissingValueWarning) as rec:
+        sl.feols("y ~ treat + x1 + x2 | unit + time", df)
+    msg = str(rec[0].message)
+    assert "'y', 'x2'" in msg and "'x1'" not in msg and "'unit'" not in msg
+    with pytest.warns(MissingValueWarning) as rec:
+        sl.event_study(df, y="y", unit="unit", time="time", treat="treat", controls=["x1", "x2"],
+                       cluster="unit", method="imputation")
+    msgs = [str(w.message) for w in rec if issubclass(w.category, MissingValueWarning)]
+    assert any("'y', 'x2'" in m and "'unit'" not in m for m in msgs)

@@ -21,7 +21,7 @@ from ..errors import (
 from ..kernels.panel import int_run_lengths, repeated_cells, strictly_increasing_pairs
 
 __all__ = ["Panel", "to_polars", "check_columns", "check_numeric", "finite_mask", "factorize_column",
-           "factorize_with_ids", "sorted_unique_ids", "run_lengths"]
+           "factorize_with_ids", "sorted_unique_ids", "run_lengths", "missing_columns", "column_list"]
 
 NaPolicy = Literal["drop", "raise"]
 
@@ -78,6 +78,36 @@ def finite_mask(frame: pl.DataFrame, columns: Sequence[str]) -> np.ndarray:
             e = e & pl.col(c).is_finite()
         exprs.append(e)
     return frame.select(pl.all_horizontal(exprs)).to_series().to_numpy()
+
+
+def missing_columns(frame: pl.DataFrame, columns: Sequence[str], rows: np.ndarray | None = None) -> list[str]:
+    """The columns of ``columns`` with a null, NaN or inf value, each once, in the order given.
+
+    Parameters
+    ----------
+    frame : polars.DataFrame
+    columns : sequence of str
+        Candidate columns (repeats are ignored).
+    rows : ndarray of bool, optional
+        Look only at these rows (default: every row).
+
+    Returns
+    -------
+    list of str
+    """
+    out = []
+    for c in dict.fromkeys(columns):
+        bad = ~finite_mask(frame, [c])
+        if rows is not None:
+            bad &= rows
+        if bad.any():
+            out.append(c)
+    return out
+
+
+def column_list(columns: Sequence[str]) -> str:
+    """``'a', 'b'`` (each column once), for messages."""
+    return ", ".join(repr(c) for c in dict.fromkeys(columns))
 
 
 def factorize_column(s: pl.Series, dtype: type = np.int64) -> np.ndarray:

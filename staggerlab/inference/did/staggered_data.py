@@ -21,8 +21,10 @@ from ...panels.panel import (
     Panel,
     check_columns,
     check_numeric,
+    column_list,
     factorize_column,
     finite_mask,
+    missing_columns,
     run_lengths,
     sorted_unique_ids,
     to_polars,
@@ -152,7 +154,8 @@ def prepare(
     dated = frame if treat is not None and not keep.all() else None
     if not keep.all():
         warnings.warn(
-            f"dropped {int((~keep).sum())} of {frame.height} row(s) with missing values in {used}",
+            f"dropped {int((~keep).sum())} of {frame.height} row(s) with missing values in "
+            f"{column_list(missing_columns(frame, used))}",
             MissingValueWarning,
             stacklevel=3,
         )

@@ -22,7 +22,15 @@ from ...errors import (
     SingletonWarning,
 )
 from ...kernels.demean import centred_ss
-from ...panels.panel import Panel, check_columns, check_numeric, factorize_with_ids, to_polars
+from ...panels.panel import (
+    Panel,
+    check_columns,
+    check_numeric,
+    column_list,
+    factorize_with_ids,
+    missing_columns,
+    to_polars,
+)
 from .absorb import Absorber, drop_singletons
 from .rank import independent_columns
 from .vcov import VcovSpec, fe_df, fe_nesting
@@ -259,11 +267,12 @@ def build_design(
     if n_missing:
         if na == "raise":
             raise MissingValueError(
-                f"{n_missing} row(s) have a missing or non-finite value in {used}; "
+                f"{n_missing} row(s) have a missing or non-finite value in {column_list(missing_columns(frame, used))}; "
                 "clean them or use na='drop'"
             )
         warnings.warn(
-            f"dropped {n_missing} of {frame.height} row(s) with missing or non-finite values in {used}",
+            f"dropped {n_missing} of {frame.height} row(s) with missing or non-finite values in "
+            f"{column_list(missing_columns(frame, used))}",
             MissingValueWarning,
             stacklevel=stacklevel,
         )

@@ -58,10 +58,17 @@ from ...errors import (
     SingletonWarning,
     TreatmentError,
 )
-from ...panels.panel import check_columns, check_numeric, factorize, finite_mask, to_polars
+from ...panels.panel import (
+    check_columns,
+    check_numeric,
+    column_list,
+    factorize,
+    finite_mask,
+    missing_columns,
+    to_polars,
+)
 from ..regression.absorb import Absorber, drop_singletons
 from ..results import Result
-from .inputs import column_list, missing_columns
 
 __all__ = ["dml", "DmlResult", "make_learner", "LEARNERS"]
 

@@ -32,9 +32,8 @@ import numpy as np
 import polars as pl
 
 from ...errors import ArgumentError, ArgumentTypeError, EntropyIndexError, MissingValueError, PanelError
-from ...panels.panel import check_columns, check_numeric, finite_mask, to_polars
+from ...panels.panel import check_columns, check_numeric, column_list, finite_mask, missing_columns, to_polars
 from ..results import Result
-from .inputs import column_list, missing_columns
 
 __all__ = ["entropy_index", "EntropyIndexResult", "entropy_weights", "EntropyIndexError"]
 

@@ -55,12 +55,20 @@ from ...errors import (
     SeparationError,
     StaggerlabWarning,
 )
-from ...panels.panel import check_columns, check_numeric, factorize_column, finite_mask, to_polars
+from ...panels.panel import (
+    check_columns,
+    check_numeric,
+    column_list,
+    factorize_column,
+    finite_mask,
+    missing_columns,
+    to_polars,
+)
 from ..regression.feols import feols
 from ..regression.results import CoefTable
 from ..regression.vcov import cluster_parts, clustered_meat, parse_vcov, ssc_factor
 from ..results import Result
-from .inputs import check_reserved, column_list, missing_columns
+from .inputs import check_reserved
 
 __all__ = ["probit", "ProbitResult", "heckman", "HeckmanResult", "SeparationError", "SelectionError"]
 
