@@ -28,10 +28,11 @@ from .errors import (
     VcovError,
 )
 from .inference.regression.feols import Feols, FeolsMulti, feols
+from .inference.regression.formula import Formula, quote, split_top, unquote
 from .inference.regression.results import significance_stars
 from .panels.adoption import adoption_times
 from .panels.io import read_frame
-from .panels.panel import Panel, to_polars
+from .panels.panel import Panel, fresh_name, to_polars
 from .panels.simulate import PAPER_CONTROLS, PAPER_OUTCOMES, paper_panel
 from .report import md_table, write_report
 
@@ -122,9 +123,18 @@ class BatteryResult:
 
 
 # --------------------------------------------------------------------- helpers
-def _fml(y: str | list[str], treat: str, controls: list[str], unit: str, time: str) -> str:
-    lhs = y if isinstance(y, str) else " + ".join(y)
-    return f"{lhs} ~ {' + '.join([treat, *controls])} | {unit} + {time}"
+def _fml(y: str | list[str], treat: str, controls: list[str], unit: str, time: str) -> Formula:
+    return Formula.of(y, [treat, *controls], [unit, time])
+
+
+def _helper_names(columns: list[str]) -> tuple[str, str]:
+    """Names of the cohort and treatment columns the battery adds, distinct from the data's."""
+    return fresh_name("_cohort", columns), fresh_name("_treat", columns)
+
+
+def _instruments(z: str) -> tuple[str, ...]:
+    """The columns of one ``--instruments`` entry (``"z1 + z2"``; backticks quote names)."""
+    return tuple(unquote(c) for _, c in split_top(z, "+") if c)
 
 
 def _as_multi(fit: Feols | FeolsMulti) -> dict[str, Feols]:
@@ -164,6 +174,7 @@ def _jobs(spec: BatterySpec) -> int:
 def _derive_treat(panel: Panel, spec: BatterySpec) -> tuple[pl.DataFrame, str]:
     """Return the panel's frame with a 0/1 treatment column and ``_cohort``, and the treatment's name."""
     frame = panel.frame
+    cohort_col, treat_col = _helper_names(frame.columns)
     if spec.treat and spec.treat in frame.columns:
         treat = spec.treat
         d = frame[treat].cast(pl.Float64).to_numpy()
@@ -175,12 +186,12 @@ def _derive_treat(panel: Panel, spec: BatterySpec) -> tuple[pl.DataFrame, str]:
         # the treatment may switch off: the battery's cohort is its first treated period
         g = adoption_times(d, times, column=treat, units=panel.units, unit_codes=codes, allow_switching=True,
                            require_treated=False).g
-        return frame.with_columns(pl.Series("_cohort", g[panel.unit_codes])), treat
+        return frame.with_columns(pl.Series(cohort_col, g[panel.unit_codes])), treat
     if spec.cohort:
-        treat = "_treat"
+        treat = treat_col
         g = pl.col(spec.cohort).fill_null(0)
         frame = frame.with_columns(
-            ((g > 0) & (pl.col(spec.time) >= g)).cast(pl.Int64).alias(treat), g.cast(pl.Int64).alias("_cohort")
+            ((g > 0) & (pl.col(spec.time) >= g)).cast(pl.Int64).alias(treat), g.cast(pl.Int64).alias(cohort_col)
         )
         return frame, treat
     raise MissingColumnError(f"treatment column {spec.treat!r} not found; give --treat COL or --cohort COL")
@@ -240,6 +251,7 @@ class SharedFits:
     frame: pl.DataFrame
     spec: BatterySpec
     treat: str
+    cohort: str = "_cohort"  # the adoption-period column validate() added
     fitted: dict[str, Feols] = field(default_factory=dict)
 
     @property
@@ -248,13 +260,13 @@ class SharedFits:
         if "baseline" not in self.fitted:
             spec = self.spec
             self.fitted["baseline"] = feols(_fml(spec.outcomes[0], self.treat, spec.controls, spec.unit, spec.time),
-                                            self.frame, vcov={"CRV1": spec.cluster_col})
+                                            self.frame, vcov={"CRV1": quote(spec.cluster_col)})
         return self.fitted["baseline"]
 
 
 def section_baseline(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path, shared: SharedFits) -> Section:
     """Table 4: every outcome, without and with controls, one demeaning per design."""
-    vc = {"CRV1": spec.cluster_col}
+    vc = {"CRV1": quote(spec.cluster_col)}
     fits: dict[str, Feols] = {}
     for controls, tag in (([], "no controls"), (spec.controls, "controls")):
         res = _as_multi(feols(_fml(spec.outcomes, treat, controls, spec.unit, spec.time), frame, vcov=vc))
@@ -289,7 +301,7 @@ def section_event_study(frame: pl.DataFrame, spec: BatterySpec, treat: str, out:
     from .inference.did.event_study import event_study
 
     y = spec.outcomes[0]
-    es = event_study(frame, y=y, unit=spec.unit, time=spec.time, cohort="_cohort", controls=spec.controls,
+    es = event_study(frame, y=y, unit=spec.unit, time=spec.time, cohort=shared.cohort, controls=spec.controls,
                      cluster=spec.cluster_col, window=spec.window, method="twfe")
     tab = es.tidy()
     pre = es.pretrend_test()
@@ -336,7 +348,7 @@ def section_robust(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path
                ("cs", "Callaway-Sant'Anna (never-treated controls)", [], {"allow_unbalanced_panel": True})]
     results = {}
     for method, label, controls, options in methods:
-        es = event_study(frame, y=y, unit=spec.unit, time=spec.time, cohort="_cohort", controls=controls,
+        es = event_study(frame, y=y, unit=spec.unit, time=spec.time, cohort=shared.cohort, controls=controls,
                          cluster=spec.cluster_col, window=spec.window, method=method, **options)
         agg = es.aggregate("simple")
         results[method] = es
@@ -367,7 +379,7 @@ def section_diagnostics(frame: pl.DataFrame, spec: BatterySpec, treat: str, out:
     from .inference.did.dcdh import twfe_weights
 
     y = spec.outcomes[0]
-    b = bacon(frame, y=y, unit=spec.unit, time=spec.time, cohort="_cohort", balance=True)
+    b = bacon(frame, y=y, unit=spec.unit, time=spec.time, cohort=shared.cohort, balance=True)
     note = f" Sample: {b.n_units:,} `{spec.unit}` units, {b.nobs:,} rows"
     if b.balanced_from is not None:
         note += (f"; the decomposition is exact on balanced panels only, so it uses the units observed with `{y}` "
@@ -375,7 +387,7 @@ def section_diagnostics(frame: pl.DataFrame, spec: BatterySpec, treat: str, out:
     else:
         note += "."
     bt = b.by_type()
-    w = twfe_weights(frame, y=y, unit=spec.unit, time=spec.time, cohort="_cohort")
+    w = twfe_weights(frame, y=y, unit=spec.unit, time=spec.time, cohort=shared.cohort)
     share_neg = abs(w.sum_negative) / (w.sum_positive + abs(w.sum_negative)) if w.n_negative else 0.0
     figs = [_fig(b.plot(), out, "bacon.png")]
     wt = pl.DataFrame({"quantity": ["positive weights", "negative weights", "sum of positive weights",
@@ -434,7 +446,7 @@ def section_inference(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: P
 def section_extra_controls(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path, shared: SharedFits) -> Section:
     """Table 7: competing policies / extra controls added one at a time."""
     y = spec.outcomes[0]
-    vc = {"CRV1": spec.cluster_col}
+    vc = {"CRV1": quote(spec.cluster_col)}
     if not spec.extra_controls:
         return Section("extra_controls", "6. Competing policies / extra controls",
                        "Not run: no extra controls were given (`--extra-controls a,b,...`).")
@@ -453,7 +465,7 @@ def section_mechanisms(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: 
     if not spec.mechanisms:
         return Section("mechanisms", "7. Mechanisms", "Not run: no mechanism outcomes were given (`--mechanisms a,b`).")
     fits = _as_multi(feols(_fml(spec.mechanisms, treat, spec.controls, spec.unit, spec.time), frame,
-                           vcov={"CRV1": spec.cluster_col}))
+                           vcov={"CRV1": quote(spec.cluster_col)}))
     coefs = _coef_rows(fits, treat)
     text = (f"Each mechanism outcome on `{treat}` with the baseline controls, {spec.unit} and {spec.time} FE, "
             f"CRV1 by {spec.cluster_col}.\n\n" + md_table(regression_table(fits, treat, {})))
@@ -489,7 +501,7 @@ def section_alternatives(frame: pl.DataFrame, spec: BatterySpec, treat: str, out
     """Tables 5-6: PSM-DID, entropy balancing, IV-2SLS, Heckman, double machine learning."""
     if not spec.alternatives:
         return Section("alternatives", "9. Alternative estimators (Tables 5-6)", "Not run (`alternatives = false`).")
-    from .inference.regression.feiv import feiv
+    from .inference.regression.feiv import IVFormula, feiv
     from .inference.selection.dml import dml
     from .inference.selection.ebalance import entropy_balance
     from .inference.selection.heckman import heckman
@@ -497,7 +509,7 @@ def section_alternatives(frame: pl.DataFrame, spec: BatterySpec, treat: str, out
 
     y = spec.outcomes[0]
     C = spec.controls
-    vc = {"CRV1": spec.cluster_col}
+    vc = {"CRV1": quote(spec.cluster_col)}
     common = dict(y=y, treat=treat, unit=spec.unit, time=spec.time)
     rows: list[dict[str, Any]] = []
     numbers: dict[str, Any] = {}
@@ -518,17 +530,14 @@ def section_alternatives(frame: pl.DataFrame, spec: BatterySpec, treat: str, out
             f"means matched to {eb.max_gap:.1e} in {eb.n_iter} iterations")
     else:
         notes.append("PSM-DID, entropy balancing and DML need covariates: give --controls.")
-    rhs = " + ".join(C)
     for z in spec.instruments:
-        fml = f"{y} ~ {rhs + ' | ' if rhs else ''}{spec.unit} + {spec.time} | {treat} ~ {z}" if rhs else \
-            f"{y} ~ 1 | {spec.unit} + {spec.time} | {treat} ~ {z}"
-        iv = feiv(fml, frame, vcov=vc)
+        iv = feiv(IVFormula(y, tuple(C), (spec.unit, spec.time), (treat,), _instruments(z), False), frame, vcov=vc)
         dg = iv.diagnostics
         add(f"IV-2SLS ({z})", iv.coef()[treat], iv.se()[treat], iv.pvalue()[treat], iv.nobs,
             f"first-stage KP Wald F {dg.kp_wald_f:.1f}, KP LM {dg.kp_lm:.1f} (p {dg.kp_lm_pvalue:.3g}), "
             f"CD Wald F {dg.cd_wald_f:.1f}")
     if spec.instruments and C:
-        excl = [z.strip() for z in spec.instruments[0].split("+")]
+        excl = list(_instruments(spec.instruments[0]))
         hk = heckman(frame, y=y, selection=treat, outcome_vars=[treat, *C], selection_vars=[*C, *excl],
                      unit=spec.unit, time=spec.time, cluster=spec.cluster_col, outcome_sample="all")
         add("Heckman (treatment-effects two-step)", hk.coef()[treat], hk.se()[treat], hk.pvalue()[treat],
@@ -612,12 +621,13 @@ def battery(data: Any = None, *, spec: BatterySpec | None = None, verbose: bool 
         frame, source = load_data(spec)
     else:
         frame, source = to_polars(data), "the frame passed to `battery()`"
+    cohort_col, treat_col = _helper_names(frame.columns)  # before validate() adds them
     frame = validate(frame, spec)
-    treat = spec.treat if spec.treat and spec.treat in frame.columns else "_treat"
+    treat = spec.treat if spec.treat and spec.treat in frame.columns else treat_col
     out = Path(spec.out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     sections = []
-    shared = SharedFits(frame, spec, treat)
+    shared = SharedFits(frame, spec, treat, cohort_col)
     t_all = time.perf_counter()
     for fn in SECTIONS:
         t0 = time.perf_counter()

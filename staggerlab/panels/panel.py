@@ -21,7 +21,12 @@ from ..errors import (
 from ..kernels.panel import int_run_lengths, repeated_cells, strictly_increasing_pairs
 
 __all__ = ["Panel", "to_polars", "check_columns", "check_numeric", "finite_mask", "factorize_column",
-           "factorize_with_ids", "sorted_unique_ids", "run_lengths", "missing_columns", "column_list"]
+           "factorize_with_ids", "sorted_unique_ids", "run_lengths", "missing_columns", "column_list",
+           "fresh_name", "isolate_columns"]
+
+#: internal columns added to a caller's frame start with this prefix; a used
+#: column of the caller's that does too is renamed (:func:`isolate_columns`)
+INTERNAL_PREFIX = "_"
 
 NaPolicy = Literal["drop", "raise"]
 
@@ -43,6 +48,29 @@ def to_polars(data: Any) -> pl.DataFrame:
     raise ArgumentTypeError(
         f"expected a polars or pandas DataFrame or a staggerlab Panel, got {type(data).__name__}"
     )
+
+
+def fresh_name(base: str, taken: Sequence[str]) -> str:
+    """``base``, or ``base`` with the smallest numeric suffix, that is not in ``taken``."""
+    names = set(taken)
+    if base not in names:
+        return base
+    return next(f"{base}_{k}" for k in range(2, len(names) + 3) if f"{base}_{k}" not in names)
+
+
+def isolate_columns(frame: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, str]]:
+    """``frame`` (its columns shared, not copied) with every column whose name
+    starts with ``_`` (the prefix of the columns estimators add) renamed to
+    ``"<name> (data)"``, so no added column can overwrite one of the caller's.
+
+    Returns the frame and the map from each of the caller's names to its name there.
+    """
+    names: dict[str, str] = {}
+    for c in frame.columns:
+        names[c] = (fresh_name(f"{c} (data)", [*frame.columns, *names.values()])
+                    if c.startswith(INTERNAL_PREFIX) else c)
+    renamed = {k: v for k, v in names.items() if k != v}
+    return (frame.rename(renamed) if renamed else frame), names
 
 
 def check_columns(frame: pl.DataFrame, columns: Sequence[str], what: str = "column") -> None:

@@ -24,6 +24,7 @@ from ...panels.panel import (
     column_list,
     factorize_column,
     finite_mask,
+    isolate_columns,
     missing_columns,
     run_lengths,
     sorted_unique_ids,
@@ -44,7 +45,8 @@ class StaggeredData:
     Attributes
     ----------
     frame : polars.DataFrame
-        Sorted by (unit, time), rows with missing used values dropped, with
+        The caller's columns (those named with a leading ``_`` renamed ``"<name> (data)"``,
+        see :meth:`name`), sorted by (unit, time), rows with missing used values dropped, with
         ``_cohort`` (int, 0 = never treated) and ``_rel`` (time - cohort, null
         if never treated), ``_treat`` (0/1, absorbing) added.
     y, unit, time, cluster : str
@@ -77,6 +79,23 @@ class StaggeredData:
     id_codes: tuple[np.ndarray, np.ndarray] | None = None
     unit_rows: np.ndarray | None = None
     unit_cohort: np.ndarray | None = None
+    names: dict[str, str] | None = None
+
+    def name(self, column: str) -> str:
+        """The frame's name of the caller's column ``column`` (a name starting
+        with ``_``, the prefix of the added columns, is renamed)."""
+        return (self.names or {}).get(column, column)
+
+    def caller(self, column: str) -> str:
+        """The caller's name of the frame's column ``column`` (inverse of :meth:`name`)."""
+        return next((k for k, v in (self.names or {}).items() if v == column), column)
+
+    def as_caller(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """The caller's columns of ``frame`` (this data's frame or a subset of
+        its rows), under the caller's names, without the added columns."""
+        names = self.names or {c: c for c in frame.columns if not c.startswith("_")}
+        out = frame.select([v for v in names.values() if v in frame.columns])
+        return out.rename({v: k for k, v in names.items() if k != v})
 
     @property
     def nobs(self) -> int:
@@ -147,6 +166,15 @@ def prepare(
     need = [y, unit, time, *controls, cluster, *([weights] if weights else []), cohort or treat]
     check_columns(frame, need)
     check_numeric(frame, [y, time, *controls, *([weights] if weights else [])], "outcome/time/control")
+    same_ids = isinstance(data, Panel) and (unit, time) == (data.unit, data.time)
+    # no column of the caller's may be named like the columns added below
+    frame, names = isolate_columns(frame)
+    label = {v: k for k, v in names.items()}  # messages name the caller's columns
+    y, unit, time, cluster = names[y], names[unit], names[time], names[cluster]
+    controls = [names[c] for c in controls]
+    weights = names[weights] if weights else None
+    cohort = names[cohort] if cohort else None
+    treat = names[treat] if treat else None
     used = [y, unit, time, *controls, cluster, *([weights] if weights else []), *([treat] if treat else [])]
     keep = finite_mask(frame, used)
     # the adoption period is a fact about the treatment: a row missing only the
@@ -155,13 +183,12 @@ def prepare(
     if not keep.all():
         warnings.warn(
             f"dropped {int((~keep).sum())} of {frame.height} row(s) with missing values in "
-            f"{column_list(missing_columns(frame, used))}",
+            f"{column_list([label[c] for c in missing_columns(frame, used)])}",
             MissingValueWarning,
             stacklevel=3,
         )
         frame = frame.filter(pl.Series(keep))
         rows_kept = False
-    same_ids = isinstance(data, Panel) and (unit, time) == (data.unit, data.time)
     if same_ids and rows_kept and data.has_codes:  # codes in id order: one pass, no temporaries
         in_order = strictly_increasing_pairs(data.unit_codes, data.time_codes)
     else:
@@ -172,12 +199,14 @@ def prepare(
         if frame.select(pl.struct(unit, time).is_duplicated().any()).item():
             from ...errors import DuplicateRowsError
 
-            raise DuplicateRowsError(f"some ({unit}, {time}) pairs appear twice; one row per unit and period is needed")
+            raise DuplicateRowsError(f"some ({label[unit]}, {label[time]}) pairs appear twice; one row per unit and period is needed")
     # a Panel whose rows were kept lends its id codes (computed once, on first use);
     # the unit-level path needs none
     ids = (data.unit_codes, data.time_codes) if same_ids and rows_kept and (rows or data.has_codes) else None
     if not rows:
-        return _prepare_units(frame, y, unit, time, controls, cluster, weights, cohort, treat, ids, dated)
+        sd = _prepare_units(frame, y, unit, time, controls, cluster, weights, cohort, treat, ids, dated)
+        sd.names = names
+        return sd
     lens = run_lengths(frame[unit]) if ids is None else np.bincount(ids[0])
     g = _adoption(frame, unit, time, cohort, treat, lens) if dated is None else _adoption_of(dated, frame, unit,
                                                                                                time, treat, lens)
@@ -190,7 +219,8 @@ def prepare(
     cohorts = np.sort(adoption.filter(adoption > 0).unique().to_numpy())
     _check_cohorts(cohorts, bool((adoption == 0).any()))
     times = np.sort(frame[time].unique().to_numpy())
-    return StaggeredData(frame, y, unit, time, controls, cluster, weights, cohorts, times, ids, unit_rows=lens)
+    return StaggeredData(frame, y, unit, time, controls, cluster, weights, cohorts, times, ids, unit_rows=lens,
+                         names=names)
 
 
 def _adoption(frame: pl.DataFrame, unit: str, time: str, cohort: str | None, treat: str | None,

@@ -12,6 +12,7 @@ import polars as pl
 
 from ...errors import EventStudyError
 from ..regression.feols import feols
+from ..regression.formula import Formula, quote
 from ..results import Aggregate
 from . import lean_dummies as lean
 from .event_study import EventStudyResult, EventStudyTuning
@@ -73,9 +74,9 @@ def sunab(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: b
             [((pl.col(COHORT) == g) & (pl.col(RELB) == r)).fill_null(False).cast(pl.Float64).alias(n)
              for n, (g, r) in names.items()]
         )
-        fml = f"{sd.y} ~ {' + '.join([*names, *sd.controls])} | {sd.unit} + {sd.time}"
+        fml = Formula.of(sd.y, [*names, *sd.controls], [sd.unit, sd.time])
         data = sd.panel(frame) if frame.height == sd.frame.height else frame  # rows kept: the codes apply
-        fit = feols(fml, data, vcov={"CRV1": sd.cluster}, weights=sd.weights)
+        fit = feols(fml, data, vcov={"CRV1": quote(sd.cluster)}, weights=sd.weights)
         pos = [j for j, n in enumerate(fit.coefnames) if n in names]
         g_c = np.array([names[fit.coefnames[j]][0] for j in pos], dtype=np.int64)
         l_c = np.array([names[fit.coefnames[j]][1] for j in pos], dtype=np.int64)

@@ -8,6 +8,7 @@ import polars as pl
 
 from ...errors import EventStudyError
 from ..regression.feols import feols
+from ..regression.formula import Formula, quote
 from . import lean_dummies as lean
 from .event_study import EventStudyResult, EventStudyTuning
 from .lean_dummies import dense_bytes
@@ -31,8 +32,8 @@ def twfe(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: bo
     frame = frame.with_columns(
         [(pl.col(RELB) == r).fill_null(False).cast(pl.Float64).alias(n) for n, r in names.items()]
     )
-    fml = f"{sd.y} ~ {' + '.join([*names, *sd.controls])} | {sd.unit} + {sd.time}"
-    fit = feols(fml, sd.panel(frame), vcov={"CRV1": sd.cluster}, weights=sd.weights)
+    fml = Formula.of(sd.y, [*names, *sd.controls], [sd.unit, sd.time])
+    fit = feols(fml, sd.panel(frame), vcov={"CRV1": quote(sd.cluster)}, weights=sd.weights)
     lo, hi = window
     pos = [j for j, n in enumerate(fit.coefnames) if n in names and lo <= names[n] <= hi]
     rel = np.array([names[fit.coefnames[j]] for j in pos], dtype=np.int64)

@@ -360,7 +360,8 @@ def wildboot(
         if spec.kind == "CRV3":
             notes.append("the fit uses CRV3; the bootstrap t statistics use CRV1")
     else:
-        names = list(parse_clusters(cluster))
+        exact = isinstance(cluster, str) and cluster in fit.design.frame.columns  # any characters
+        names = [cluster] if exact else list(parse_clusters(cluster))
     codes = [_cluster_codes(fit, c) for c in names]
     bname = bootcluster if bootcluster is not None else names[0]
     boot = _cluster_codes(fit, bname)
