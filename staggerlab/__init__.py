@@ -10,7 +10,8 @@ from .inference.did.cs import callaway_santanna, cs
 from .inference.did.dcdh import twfe_weights
 from .inference.did.event_study import EventStudyResult, event_study
 from .inference.did.honest import honest
-from .inference.regression.feiv import FeivResult, feiv
+from .inference.regression.feiv import FeivResult, IVFormula, feiv
+from .inference.regression.formula import Formula
 from .inference.resampling.placebo import PlaceboResult, placebo, placebo_timing
 from .inference.resampling.split import split_difference
 from .inference.resampling.wildboot import WildBootResult, wildboot
@@ -31,6 +32,8 @@ __all__ = [
     "feols",
     "Feols",
     "FeolsMulti",
+    "Formula",
+    "IVFormula",
     "event_study",
     "EventStudyResult",
     "cs",

@@ -207,7 +207,7 @@ def validate(frame: pl.DataFrame, spec: BatterySpec) -> pl.DataFrame:
         "unit": [spec.unit], "time": [spec.time], "outcome": spec.outcomes, "control": spec.controls,
         "cluster": [spec.cluster_col], "extra control": spec.extra_controls, "mechanism": spec.mechanisms,
         "split": spec.splits, "cohort": [spec.cohort] if spec.cohort else [],
-        "instrument": [z.strip() for zs in spec.instruments for z in zs.split("+")],
+        "instrument": [z for zs in spec.instruments for z in _instruments(zs)],
     }
     for role, cols in needed.items():
         missing = [c for c in cols if c not in frame.columns]

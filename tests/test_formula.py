@@ -233,3 +233,50 @@ def test_keyword_apis_on_nasty_names(panel):
                                  time=n["time"], draws=40, seed=2)
         np.testing.assert_allclose(sb.tidy()["estimate"], sa.tidy()["estimate"], rtol=1e-10)
         _same(sb.pvalue, sa.pvalue)
+
+
+def _numbers(obj) -> list[float]:
+    """Every number in a nested result, in order (labels, which carry names, left out)."""
+    if isinstance(obj, dict):
+        return [x for v in obj.values() for x in _numbers(v)]
+    if isinstance(obj, (list, tuple)):
+        return [x for v in obj for x in _numbers(v)]
+    if isinstance(obj, (bool, np.bool_)) or obj is None:
+        return []
+    if isinstance(obj, (int, float, np.integer, np.floating)):
+        return [float(obj)]
+    return []
+
+
+@pytest.mark.slow
+def test_battery_on_nasty_names(tmp_path):
+    """The battery gives the same numbers with awkward column names (every section)."""
+    from staggerlab.battery import battery
+
+    df = sl.simulate.staggered(80, 7, n_controls=2, seed=7, effect=0.5)
+    rng = np.random.default_rng(2)
+    df = df.with_columns(
+        urban=(pl.col("unit") % 2),
+        shock=pl.Series(rng.normal(size=df.height)),
+        z=pl.col("treat") + pl.Series(rng.normal(size=df.height)),
+    )
+    names = {"unit": "_cohort", "time": "1 year", "treat": "policy+on", "y": "q score", "x1": "log(x1)",
+             "x2": "x:y", "urban": "ürban", "shock": "_treat", "z": "z z", "tau": "mech (%)"}
+    nasty = df.rename(names)
+
+    def run(frame, n, out):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return battery(frame, unit=n["unit"], time=n["time"], outcomes=[n["y"]], treat=n["treat"],
+                           controls=[n["x1"], n["x2"]], extra_controls=[n["shock"]], splits=[n["urban"]],
+                           mechanisms=[n["tau"]],
+                           instruments=[f"`{n['z']}`" if " " in n["z"] else n["z"]], dml_learners=[],
+                           draws=49, boot_draws=99, n_jobs=1, out=str(out))
+
+    a = run(df, {k: k for k in names}, tmp_path / "a")
+    b = run(nasty, names, tmp_path / "b")
+    assert [s.key for s in a.sections] == [s.key for s in b.sections]
+    for sa, sb in zip(a.sections, b.sections):
+        na, nb = _numbers(sa.numbers), _numbers(sb.numbers)
+        assert len(na) == len(nb) > 0, sa.key
+        np.testing.assert_allclose(nb, na, rtol=1e-9, atol=1e-12, err_msg=sa.key)
