@@ -47,7 +47,7 @@ from ..did.staggered_data import COHORT, prepare
 from ..regression.feols import Feols, feols
 from ..regression.formula import Formula, quote
 from ..results import Result
-from .psm import DERIVED, GROUP, balance_lines, balance_table, check_user_columns
+from .psm import GROUP, balance_lines, balance_table
 
 __all__ = ["entropy_balance", "EntropyBalanceResult", "ebalance_weights", "InfeasibleBalanceError", "WEIGHT"]
 
@@ -345,8 +345,6 @@ def entropy_balance(
         raise ArgumentTypeError("give at least one covariate to balance")
     if moments not in (1, 2):
         raise ArgumentError(f"moments must be 1 (means) or 2 (means and variances), got {moments!r}")
-    check_user_columns(y=y, treat=treat, unit=unit, time=time, covariates=covariates, controls=controls,
-                       cluster=cluster, estimator="entropy_balance", derived=(*DERIVED, WEIGHT))
     sd_ = prepare(
         data, y=y, unit=unit, time=time, treat=treat,
         controls=list(dict.fromkeys([*covariates, *controls])), cluster=cluster,

@@ -44,11 +44,10 @@ from ...errors import (
     TreatmentError,
     VcovError,
 )
-from ..did.staggered_data import COHORT, REL, prepare
+from ..did.staggered_data import COHORT, prepare
 from ..regression.feols import Feols, feols
 from ..regression.formula import Formula, quote
 from ..results import Result
-from .inputs import check_reserved
 from .matching import nn_noreplace, nn_replace
 
 __all__ = [
@@ -60,34 +59,12 @@ __all__ = [
     "NoCommonSupportError",
     "balance_table",
     "GROUP",
-    "DERIVED",
-    "check_user_columns",
 ]
 
 #: name of the derived treated-group indicator (1 = unit ever treated)
 GROUP = "_group"
 #: a fitted probability this close to 0 or 1 marks (quasi-)separation
 SEPARATION_EPS = 1e-9
-#: derived columns of the matching and reweighting estimators' frames (``prepare``
-#: adds the adoption period, event time and the derived 0/1 treatment ``_treat``)
-DERIVED = (COHORT, REL, "_treat", GROUP)
-
-
-def check_user_columns(*, y: str, treat: str, unit: str, time: str, covariates: Sequence[str],
-                       controls: Sequence[str], cluster: str | None, estimator: str,
-                       derived: Sequence[str] = DERIVED) -> None:
-    """Refuse user columns named like a derived column (they would be overwritten).
-
-    The treatment may be called ``_treat`` (the battery's own name for a
-    derived treatment): ``prepare`` rewrites it with the same 0/1 values.
-    """
-    check_reserved(
-        {"outcome": [y], "unit": [unit], "time": [time], "covariate": covariates,
-         "control": controls, "cluster": [cluster] if cluster else []},
-        derived, estimator,
-    )
-    check_reserved({"treatment": [treat]}, [c for c in derived if c != "_treat"], estimator)
-
 
 # -------------------------------------------------------------------- logit
 @dataclass(eq=False)
@@ -407,8 +384,6 @@ def psm_did(
         raise ArgumentError(f"caliper must be > 0 (in sd of the logit score), got {caliper}")
     if keep not in ("rows", "units"):
         raise ArgumentError(f"keep must be 'rows' or 'units', got {keep!r}")
-    check_user_columns(y=y, treat=treat, unit=unit, time=time, covariates=covariates, controls=controls,
-                       cluster=cluster, estimator="psm_did")
     sd_ = prepare(
         data, y=y, unit=unit, time=time, treat=treat,
         controls=list(dict.fromkeys([*covariates, *controls])), cluster=cluster,
