@@ -54,7 +54,8 @@ def check_formula_columns(frame: pl.DataFrame, names: Sequence[str], fml: str, w
         else:
             close = difflib.get_close_matches(c, [str(n) for n in frame.columns], n=3, cutoff=0.6)
             hint = f"; did you mean {', '.join(quote(n) for n in close)}?" if close else ""
-        raise MissingColumnError(f"{what} {c!r} in formula {fml!r} is not a column of the data{hint}")
+        have = ", ".join(frame.columns[:12]) + (", ..." if frame.width > 12 else "")
+        raise MissingColumnError(f"{what} {c!r} not found in the data (columns: {have}){hint} (formula {fml!r})")
 
 
 def _unquoted(frame: pl.DataFrame, fml: str) -> list[str]:
@@ -64,10 +65,9 @@ def _unquoted(frame: pl.DataFrame, fml: str) -> list[str]:
 
 def resolve(f: Formula, frame: pl.DataFrame, fml: str) -> Resolved:
     """The working frame and column names of formula ``f`` (``fml`` its text, for messages)."""
-    for t in (*f.depvars, *f.regressors):
-        if t.column:
-            check_formula_columns(frame, [t.text], fml, "variable")
-    check_formula_columns(frame, f.fixef, fml, "fixed effect")
+    check_formula_columns(frame, [t.text for t in f.depvars if t.column], fml, "outcome")
+    check_formula_columns(frame, [t.text for t in f.regressors if t.column], fml, "variable")
+    check_formula_columns(frame, f.fixef, fml, "fixed-effect column")
     both = {t.text for t in f.regressors if t.column} & {t.text for t in f.regressors if not t.column}
     if both:
         raise FormulaError(f"{sorted(both)} in {fml!r} is both a column (in backticks) and a term; rename the column")
