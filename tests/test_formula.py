@@ -46,6 +46,7 @@ FORMULAS = [
     "y ~ g + x1",
     "y ~ x1 + C(g) - 1",
     "y ~ x1:C(g) + x1 | unit",
+    "y ~ x1 + x2 | unit + g^time",
 ]
 
 
@@ -125,6 +126,8 @@ def test_backticks_and_programmatic_formulas():
     g = Formula.of("a+b", ["x:y", "2nd"], ["_cohort"])
     assert str(g) == "`a+b` ~ `x:y` + `2nd` | _cohort"
     assert parse_formula(str(g)) == g  # the printed formula parses back to the same columns
+    h = parse_formula("y ~ x | `firm id`^year + region")
+    assert h.fixef == (("firm id", "year"), "region") and str(h) == "y ~ x | `firm id`^year + region"
     assert parse_formula("y ~ x - 1").intercept is False and parse_formula("y ~ 0 + x").intercept is False
 
 

@@ -130,6 +130,8 @@ def parse_iv_formula(fml: str) -> IVFormula:
         raise FormulaError(f"{err} (read from the IV formula {fml!r})") from None
     if len(main.depvars) != 1:
         raise FormulaError(f"feiv takes one outcome, got {[t.text for t in main.depvars]} in {fml!r}")
+    if not all(isinstance(fe, str) for fe in main.fixef):
+        raise FormulaError(f"feiv takes fixed-effect columns, not interactions 'a^b', in {fml!r}; build the column")
     depvar = _columns(main.depvars, fml)[0]
     regs = _columns(main.regressors, fml)
     instruments = _columns(endo.regressors, fml)

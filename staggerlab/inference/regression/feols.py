@@ -251,7 +251,7 @@ def _fit_formula(f: Formula, data: Any, frame: pl.DataFrame, text: str, spec: Vc
             # a Panel lends its id codes (no second factorization)
             data if isinstance(data, Panel) and work is frame else work,
             r.regressors,
-            f.fixef,
+            r.fixef,
             extra=ys,
             clusters=spec.clusters,
             weights=weights,

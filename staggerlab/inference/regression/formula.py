@@ -20,11 +20,16 @@ from dataclasses import dataclass
 
 from ...errors import FormulaError
 
-__all__ = ["Term", "Formula", "parse_formula", "parse_formulas", "quote", "unquote", "split_top"]
+__all__ = ["Term", "Formula", "parse_formula", "parse_formulas", "quote", "unquote", "fe_source", "split_top"]
 
 _NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$")
 _MULTI = re.compile(r"\b(csw0|sw0|csw|sw)\s*\(")
 _OPEN, _CLOSE = "([{", ")]}"
+
+
+def fe_source(fe: str | tuple[str, ...]) -> str:
+    """A fixed effect as written in a formula (``fe1^fe2`` for an interaction)."""
+    return quote(fe) if isinstance(fe, str) else "^".join(quote(c) for c in fe)
 
 
 def quote(name: str) -> str:
@@ -62,15 +67,16 @@ class Formula:
     ----------
     depvars, regressors : tuple of Term
         Outcomes and right-hand-side terms, in formula order.
-    fixef : tuple of str
-        Fixed-effect column names.
+    fixef : tuple of str or tuple of str
+        Fixed-effect column names; a tuple of names is their interaction
+        (fixest's ``fe1^fe2``).
     intercept : bool
         Whether an intercept is estimated (no FEs and no ``0``/``-1``).
     """
 
     depvars: tuple[Term, ...]
     regressors: tuple[Term, ...]
-    fixef: tuple[str, ...]
+    fixef: tuple[str | tuple[str, ...], ...]
     intercept: bool
 
     @classmethod
@@ -100,7 +106,7 @@ class Formula:
         rhs = " + ".join(t.source for t in self.regressors) if self.regressors else "1"
         if not self.intercept and not self.fixef:
             rhs += " - 1"
-        fe = f" | {' + '.join(quote(f) for f in self.fixef)}" if self.fixef else ""
+        fe = f" | {' + '.join(fe_source(f) for f in self.fixef)}" if self.fixef else ""
         return rhs + fe
 
     def __str__(self) -> str:
@@ -205,16 +211,17 @@ def parse_formula(fml: str) -> Formula:
     if ymark is not None or not depvars:
         raise FormulaError(f"the outcome of {fml!r} must be one or more columns or expressions")
     regs, marker = _terms(rhs, "regressors", fml)
-    fixef: list[str] = []
+    fixef: list[str | tuple[str, ...]] = []
     if len(parts) == 2:
         fe_terms, _ = _terms(parts[1], "fixed effects", fml)  # a '0'/'1' alone means no FE
         for t in fe_terms:
-            if not t.column:
+            combo = [_term(p) for _, p in split_top(t.text, "^")] if not t.column else [t]
+            if not all(c.column for c in combo):
                 raise FormulaError(
-                    f"fixed effect {t.text!r} in {fml!r} must be a column name "
-                    "(quote names with spaces or symbols in backticks)"
+                    f"fixed effect {t.text!r} in {fml!r} must be a column name or an interaction "
+                    "'fe1^fe2' of columns (quote names with spaces or symbols in backticks)"
                 )
-            fixef.append(t.text)
+            fixef.append(combo[0].text if len(combo) == 1 else tuple(c.text for c in combo))
     intercept = not fixef and marker is not False
     f = Formula(tuple(depvars), tuple(regs), tuple(fixef), intercept)
     _check_unique(f, fml)

@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from ...errors import FormulaError, MissingColumnError
-from .formula import Formula, Term, quote
+from .formula import Formula, Term, fe_source, quote
 
 __all__ = ["Resolved", "resolve", "check_formula_columns"]
 
@@ -33,11 +33,15 @@ class Resolved:
         columns are shared, not copied).
     depvars, regressors : list of str
         Columns of the outcomes and of the regressors (intercept excluded).
+    fixef : list of str
+        Columns of the fixed effects (an interaction ``a^b`` is a column of
+        that name holding the combined levels).
     """
 
     frame: pl.DataFrame
     depvars: list[str]
     regressors: list[str]
+    fixef: list[str]
 
 
 def check_formula_columns(frame: pl.DataFrame, names: Sequence[str], fml: str, what: str) -> None:
@@ -67,14 +71,16 @@ def resolve(f: Formula, frame: pl.DataFrame, fml: str) -> Resolved:
     """The working frame and column names of formula ``f`` (``fml`` its text, for messages)."""
     check_formula_columns(frame, [t.text for t in f.depvars if t.column], fml, "outcome")
     check_formula_columns(frame, [t.text for t in f.regressors if t.column], fml, "variable")
-    check_formula_columns(frame, f.fixef, fml, "fixed-effect column")
+    check_formula_columns(frame, [c for fe in f.fixef for c in ((fe,) if isinstance(fe, str) else fe)], fml,
+                          "fixed-effect column")
+    frame, fixef = _fe_columns(frame, f, fml)
     both = {t.text for t in f.regressors if t.column} & {t.text for t in f.regressors if not t.column}
     if both:
         raise FormulaError(f"{sorted(both)} in {fml!r} is both a column (in backticks) and a term; rename the column")
     numeric = {t.text for t in (*f.depvars, *f.regressors)
                if t.column and (frame.schema[t.text].is_numeric() or frame.schema[t.text] == pl.Boolean)}
     if all(t.column for t in f.depvars) and all(t.column and t.text in numeric for t in f.regressors):
-        return Resolved(frame, [t.text for t in f.depvars], [t.text for t in f.regressors])
+        return Resolved(frame, [t.text for t in f.depvars], [t.text for t in f.regressors], fixef)
     new: dict[str, np.ndarray] = {}
     depvars = []
     for t in f.depvars:
@@ -105,7 +111,22 @@ def resolve(f: Formula, frame: pl.DataFrame, fml: str) -> Resolved:
             "or write the term differently"
         )
     out = frame.with_columns([pl.Series(k, v) for k, v in new.items()]) if new else frame
-    return Resolved(out, depvars, regressors)
+    return Resolved(out, depvars, regressors, fixef)
+
+
+def _fe_columns(frame: pl.DataFrame, f: Formula, fml: str) -> tuple[pl.DataFrame, list[str]]:
+    """The frame with a column per interacted FE (``a^b``: the combined levels,
+    null where a component is) and the FE column names."""
+    names = [fe if isinstance(fe, str) else fe_source(fe) for fe in f.fixef]
+    combos = {n: fe for n, fe in zip(names, f.fixef) if not isinstance(fe, str)}
+    if not combos:
+        return frame, names
+    clash = [n for n in combos if n in frame.columns]
+    if clash:
+        raise FormulaError(f"the data has a column named {clash[0]!r}, like the interaction in {fml!r}; rename it")
+    # unit separator: no level values join into the same key
+    return frame.with_columns([pl.concat_str([pl.col(c).cast(pl.String) for c in fe], separator="\x1f").alias(n)
+                               for n, fe in combos.items()]), names
 
 
 def _context() -> dict[str, Any]:
