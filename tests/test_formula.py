@@ -170,10 +170,10 @@ def test_a_column_named_like_a_term_is_refused_not_confused(panel):
 
 # ------------------------------------------------------------- any column name
 NASTY = {
-    "y": "q score",            # a space
+    "y": "_rel",               # the name of a column the estimators add
     "treat": "policy+on",      # a formula operator
-    "unit": "_cohort",         # the name of a column the estimators add
-    "time": "1year",           # a leading digit
+    "unit": "_cohort",         # another one
+    "time": "1 year",          # a leading digit and a space
     "cohort": "_treat",        # another internal name
     "x1": "log(x1)",           # looks like a call
     "x2": "x:y",               # looks like an interaction
@@ -212,11 +212,22 @@ def test_keyword_apis_on_nasty_names(panel):
         a = sl.twfe_weights(bal, y="y", unit="unit", time="time", treat="treat")
         b = sl.twfe_weights(nasty, y=n["y"], unit=n["unit"], time=n["time"], treat=n["treat"])
         np.testing.assert_allclose(b.tidy()["weight"], a.tidy()["weight"], rtol=1e-10)
+        _same(b.beta, a.beta)
+        # a treatment that switches off: the unit-cell path
+        off = pl.when(pl.col("time") == pl.col("time").max()).then(0).otherwise(pl.col("treat"))
+        a = sl.twfe_weights(bal.with_columns(off.alias("treat")), y="y", unit="unit", time="time", treat="treat")
+        b = sl.twfe_weights(bal.with_columns(off.alias("treat")).rename({k: v for k, v in n.items() if k in bal.columns}),
+                            y=n["y"], unit=n["unit"],
+                            time=n["time"], treat=n["treat"])
+        assert a.cells == b.cells == "unit"
+        np.testing.assert_allclose(b.tidy()["weight"], a.tidy()["weight"], rtol=1e-10)
+        _same(b.beta, a.beta)
+        assert b.tidy()[n["unit"]].to_list() == a.tidy()["unit"].to_list()
 
         fa = sl.feols("y ~ treat + x1 + x2 | unit + time", bal, vcov={"CRV1": "region"})
         fb = sl.feols(Formula.of(n["y"], [n["treat"], *nctl], [n["unit"], n["time"]]), nasty,
                       vcov={"CRV1": n["region"]})
-        fq = sl.feols("`q score` ~ `policy+on` + `log(x1)` + `x:y` | `_cohort` + `1year`", nasty,
+        fq = sl.feols("`_rel` ~ `policy+on` + `log(x1)` + `x:y` | `_cohort` + `1 year`", nasty,
                       vcov={"CRV1": "`région id`"})
         for f in (fb, fq):
             _same(f.coef()[n["treat"]], fa.coef()["treat"])
