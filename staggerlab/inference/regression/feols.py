@@ -184,7 +184,8 @@ def feols(
         or symbols are quoted with backticks (`` `q score` ~ `policy on` ``).
         Terms may be ``C(x)``, ``i(x, ref=)``, ``i(x, z, ref=)``, ``x1:x2``,
         ``x1*x2``, ``log(y)``, ``I(x**2)`` or string columns (expanded and named
-        as pyfixest does); ``sw()``, ``csw()``, ``sw0()``, ``csw0()`` estimate
+        as pyfixest does); fixed effects may be interacted (``fe1^fe2``);
+        ``sw()``, ``csw()``, ``sw0()``, ``csw0()`` estimate
         several models. A :class:`Formula` (``Formula.of(y, x, fe)``) names its
         columns verbatim, without parsing.
     data : polars.DataFrame, pandas.DataFrame or Panel
