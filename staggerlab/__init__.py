@@ -20,6 +20,7 @@ from .inference.selection.entropy_index import EntropyIndexResult, entropy_index
 from .inference.selection.heckman import HeckmanResult, heckman
 from .inference.selection.psm import PsmDidResult, psm_did
 from .inference.studies.montecarlo import MonteCarloResult, montecarlo
+from .inference.studies.power import PowerResult, power
 from .panels import Panel, read_panel, simulate
 
 __version__ = "0.1.0"
@@ -58,6 +59,8 @@ __all__ = [
     "EntropyIndexResult",
     "montecarlo",
     "MonteCarloResult",
+    "power",
+    "PowerResult",
     "battery",
     "BatterySpec",
     "errors",
