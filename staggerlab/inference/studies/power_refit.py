@@ -35,6 +35,7 @@ from ..._parallel import run_blocks
 from ..._seed import block_seed
 from ..._validate import alpha_of
 from ...errors import ArgumentError
+from ..resampling.placebo_blocks import SERIAL_BLAS
 from .power_effects import EffectPath, RowDesign
 
 __all__ = ["RefitEstimator", "REFIT_ESTIMATORS", "refit_curves", "REFIT_BLOCK", "COHORT", "TREAT", "OUTCOME"]
@@ -202,6 +203,12 @@ def _close(a: float, b: float, scale: float) -> bool:
 
 
 def _block(spec: RefitSpec, block: tuple[int, int]) -> tuple[np.ndarray, ...]:
+    # small dense solves: BLAS threads cost more than they save (and contend with the blocks' workers)
+    with SERIAL_BLAS:
+        return _block_serial(spec, block)
+
+
+def _block_serial(spec: RefitSpec, block: tuple[int, int]) -> tuple[np.ndarray, ...]:
     sizes = spec.sizes
     K = sizes.size
     B = block[1] - block[0]
