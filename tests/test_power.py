@@ -225,3 +225,36 @@ def test_arguments_and_outputs():
     matplotlib.use("Agg")
     fig = pw.plot()
     assert len(fig.axes[0].lines) >= 1
+
+
+def test_strata_keep_the_treated_count_per_stratum():
+    df = _panel().with_columns((pl.col("unit") % 2).alias("half"))
+    pw = sl.power(df, y="y", unit="unit", time="time", cohort="cohort", strata="half", scheme="units",
+                  sizes=[1.0], draws=20, seed=3)
+    units = pw.units
+    observed = df.group_by("unit").agg(pl.col("cohort").first()).sort("unit")
+    obs = dict(zip(observed["unit"].to_list(), observed["cohort"].to_list()))
+    for half in (0, 1):
+        cols = units % 2 == half
+        want = sorted(obs[u] for u in units[cols].tolist())
+        for a in pw.assignments:  # scheme "units": the cohorts are permuted within each stratum
+            assert sorted(a[cols].tolist()) == want
+
+
+def test_battery_section(tmp_path):
+    from staggerlab.battery import BatterySpec, SharedFits, section_power, validate
+
+    df = _panel()
+    spec = BatterySpec(unit="unit", time="time", outcomes=["y"], treat=None, cohort="cohort", controls=["x1"],
+                       draws=50, power_draws=5, out=str(tmp_path))
+    frame = validate(df, spec)
+    (tmp_path / "figures").mkdir()
+    sec = section_power(frame, spec, "_treat", tmp_path, SharedFits(frame, spec, "_treat"))
+    assert sec.title.endswith("Design power") and (tmp_path / "figures" / "power.png").exists()
+    tab = sec.tables["power"]
+    assert tab["draws"].to_list() == [50, 5, 5, 5]
+    # the baseline TWFE row is the exact curve's MDE
+    twfe = sl.power(frame, y="y", unit="unit", time="time", cohort="_cohort", controls=["x1"], draws=50,
+                    sizes=np.linspace(0.0, 2.0 * sl.power(frame, y="y", unit="unit", time="time", cohort="_cohort",
+                                                           controls=["x1"], draws=50).sizes.max(), 17))
+    assert tab["mde_80"][0] == pytest.approx(twfe.mde("twfe").estimate, rel=1e-12)
