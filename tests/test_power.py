@@ -258,3 +258,17 @@ def test_battery_section(tmp_path):
                     sizes=np.linspace(0.0, 2.0 * sl.power(frame, y="y", unit="unit", time="time", cohort="_cohort",
                                                            controls=["x1"], draws=50).sizes.max(), 17))
     assert tab["mde_80"][0] == pytest.approx(twfe.mde("twfe").estimate, rel=1e-12)
+
+
+def test_cluster_level_assignment_and_missing_cohorts():
+    df = _panel()
+    # adoption at the level of groups of units (the cohort of the group's first unit), never = null
+    first = df.group_by("grp").agg(pl.col("cohort").sort_by("unit").first().alias("gc"))
+    df = df.join(first, on="grp").with_columns(pl.when(pl.col("gc") > 0).then(pl.col("gc")).alias("gc"))
+    pw = sl.power(df, y="y", unit="unit", time="time", cohort="gc", assign_by="grp", sizes=[1.0], draws=15, seed=2)
+    grp = dict(zip(*df.select("unit", "grp").unique().sort("unit").to_dict(as_series=False).values()))
+    g_of_unit = np.array([grp[u] for u in pw.units.tolist()])
+    for a in pw.assignments:
+        for g in np.unique(g_of_unit):
+            assert np.unique(a[g_of_unit == g]).size == 1  # one assignment per group
+    assert pw.tidy()["valid_draws"].min() == 15

@@ -151,7 +151,7 @@ def power(
     if cohort is not None:
         param = "_power_observed"
         g = pl.col(cohort).fill_null(0)
-        frame = frame.with_columns(((g > 0) & (pl.col(time) >= g)).cast(pl.Float64).alias(param))
+        frame = frame.with_columns(g.alias(cohort), ((g > 0) & (pl.col(time) >= g)).cast(pl.Float64).alias(param))
     keep = list(dict.fromkeys([y, unit, time, param, *controls, cluster,
                                *(c for c in (strata, assign_by, cohort) if c)]))
     fit = feols(f"{y} ~ {' + '.join([param, *controls])} | {unit} + {time}", frame.select(keep),
