@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # the eager imports, for type checkers and IDEs
     from .inference.selection.heckman import HeckmanResult, heckman
     from .inference.selection.psm import PsmDidResult, psm_did
     from .inference.studies.montecarlo import MonteCarloResult, montecarlo
+    from .inference.studies.power import PowerResult, power
     from .panels import Panel, read_panel, simulate
 
 __version__ = "0.1.0"
@@ -72,6 +73,8 @@ _LAZY = {
     "psm_did": ".inference.selection.psm",
     "MonteCarloResult": ".inference.studies.montecarlo",
     "montecarlo": ".inference.studies.montecarlo",
+    "PowerResult": ".inference.studies.power",
+    "power": ".inference.studies.power",
     "Panel": ".panels",
     "read_panel": ".panels",
     "simulate": ".panels",
@@ -147,6 +150,8 @@ __all__ = [
     "EntropyIndexResult",
     "montecarlo",
     "MonteCarloResult",
+    "power",
+    "PowerResult",
     "battery",
     "BatterySpec",
     "errors",

@@ -120,6 +120,11 @@ class EntropyIndexError(StaggerlabError, ValueError):
 class SelectionError(StaggerlabError, ValueError):
     """The selection indicator is unusable (not 0/1, or no variation)."""
 
+
+class PowerError(StaggerlabError, ValueError):
+    """A power study cannot answer as asked (e.g. the target power is not reached on the effect grid)."""
+
+
 class StaggerlabWarning(UserWarning):
     """Base class of staggerlab warnings."""
 
