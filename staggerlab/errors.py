@@ -105,6 +105,12 @@ class EventStudyError(StaggerlabError, ValueError):
     """An event study cannot be set up as requested (window, reference, method)."""
 
 
+class ReferencePeriodError(EventStudyError):
+    """The event study's coefficients would not be relative to the named reference
+    period(s): a reference period is not observed, or the relative-period dummies
+    are collinear with the fixed effects (one more period must be normalised)."""
+
+
 class InfeasibleBalanceError(StaggerlabError, ValueError):
     """No positive control weights can reproduce the treated moments."""
 

@@ -13,11 +13,12 @@ from typing import Any, Callable, Literal, Sequence
 import numpy as np
 import polars as pl
 
-from ...errors import ArgumentTypeError, EventStudyError
+from ...errors import ArgumentTypeError, EventStudyError, ReferencePeriodError
 from ..results import Aggregate, PretrendTest, Result, interval
 from .staggered_data import prepare
 
-__all__ = ["event_study", "EventStudyResult", "EventStudyTuning", "Aggregate", "PretrendTest", "WaldTest", "EventStudyError"]
+__all__ = ["event_study", "EventStudyResult", "EventStudyTuning", "Aggregate", "PretrendTest", "WaldTest", "EventStudyError",
+           "ReferencePeriodError"]
 
 Method = Literal["twfe", "sunab", "imputation", "cs"]
 
@@ -56,7 +57,7 @@ class EventStudyResult(Result):
     vcov : 2-D array
         Their covariance.
     ref : int
-        The reference (omitted) period.
+        The reference (omitted) period (the first one if several).
     method : str
     nobs : int
         Observations used.
@@ -67,14 +68,19 @@ class EventStudyResult(Result):
         ``kind -> Aggregate``, overrides the default aggregations;
         ``extra["n_rel"]`` (treated observations per relative period) weights
         the default ``"simple"`` aggregation.
+    refs : sequence of int, optional
+        Every normalised (omitted) period, ``ref`` first (default ``(ref,)``);
+        all are named by :meth:`summary` and drawn by :meth:`plot`.
     """
 
     def __init__(self, rel_time: Sequence[int], coef: Sequence[float], vcov: np.ndarray, ref: int,
-                 method: str, nobs: int, df: int | None = None, extra: dict | None = None):
+                 method: str, nobs: int, df: int | None = None, extra: dict | None = None,
+                 refs: Sequence[int] | None = None):
         self.rel_time = np.asarray(rel_time, dtype=np.int64)
         self.coef = np.asarray(coef, dtype=np.float64)
         self.vcov = np.asarray(vcov, dtype=np.float64).reshape(self.coef.size, self.coef.size)
         self.ref = int(ref)
+        self.refs = tuple(int(r) for r in refs) if refs is not None else (self.ref,)
         self.method = method
         self.nobs = int(nobs)
         self.df = None if df is None else int(df)
@@ -137,7 +143,9 @@ class EventStudyResult(Result):
 
     def summary(self) -> str:
         """Printable table of the estimates and the pre-trend test."""
-        lines = [f"Event study ({self.method}), reference period {self.ref}, {self.nobs:,} observations",
+        refs = (f"reference periods {', '.join(map(str, self.refs))}" if len(self.refs) > 1
+                else f"reference period {self.ref}")
+        lines = [f"Event study ({self.method}), {refs}, {self.nobs:,} observations",
                  f"{'rel_time':>8}{'estimate':>12}{'se':>11}{'ci_low':>11}{'ci_high':>11}"]
         for r in self.tidy().iter_rows(named=True):
             lines.append(f"{r['rel_time']:>8}{r['estimate']:>12.5f}{r['se']:>11.5f}"
@@ -170,7 +178,7 @@ def event_study(
     cluster: str | None = None,
     weights: str | None = None,
     window: tuple[int, int] = (-5, 5),
-    ref: int = -1,
+    ref: int | Sequence[int] = -1,
     bin_endpoints: bool = True,
     method: Method = "twfe",
     tuning: Any = None,
@@ -195,8 +203,16 @@ def event_study(
         Analytic weights.
     window : (int, int)
         Relative periods reported, ``(lo, hi)``.
-    ref : int
-        Reference (omitted) period; excluded from the reported periods.
+    ref : int or sequence of int
+        Reference (omitted) period; excluded from the reported periods. It
+        must be observed for some treated unit, else
+        :class:`~staggerlab.errors.ReferencePeriodError` (e.g. a biennial panel
+        has no relative period -1; the message lists the observed ones). Without
+        never-treated units and with unbinned endpoints the TWFE dummies are
+        collinear with the fixed effects and one more period must be normalised:
+        TWFE then refuses unless given two, ``ref=[-1, k]`` (every normalised
+        period is named in ``summary()`` and the figure). Several reference
+        periods are accepted by ``method="twfe"`` only.
     bin_endpoints : bool
         Pool periods before ``lo`` into ``lo`` and after ``hi`` into ``hi``.
         If False, every observed relative period gets its own coefficient
@@ -235,10 +251,10 @@ def event_study(
         raise EventStudyError(f"window must be a pair of integers (lo, hi), got {window!r}") from None
     if lo > hi:
         raise EventStudyError(f"window {window!r}: lo must not exceed hi")
-    if not isinstance(ref, (int, np.integer)):
-        raise EventStudyError(f"ref must be an integer relative period, got {ref!r}")
-    if method != "cs" and not lo <= ref <= hi:
-        raise EventStudyError(f"reference period {ref} lies outside the window {window!r}")
+    refs = _reference_periods(ref, method)
+    for r in refs if method != "cs" else ():
+        if not lo <= r <= hi:
+            raise EventStudyError(f"reference period {r} lies outside the window {window!r}")
     sd = prepare(data, y=y, unit=unit, time=time, cohort=cohort, treat=treat, controls=controls,
                  cluster=cluster, weights=weights, rows=method != "cs")  # CS works on units
     if method == "cs":
@@ -259,4 +275,17 @@ def event_study(
     if not isinstance(tuning, EventStudyTuning):
         raise ArgumentTypeError(f"tuning must be an EventStudyTuning for method={method!r}, got {type(tuning).__name__}")
     sd.codes()  # every method needs the (unit, time) codes: computed once, here
-    return run(sd, (lo, hi), int(ref), bool(bin_endpoints), tuning)
+    return run(sd, (lo, hi), refs if method == "twfe" else refs[0], bool(bin_endpoints), tuning)
+
+
+def _reference_periods(ref: Any, method: str) -> tuple[int, ...]:
+    """``ref`` as a tuple of distinct integer periods (several only for TWFE)."""
+    many = isinstance(ref, (list, tuple, np.ndarray))
+    refs = tuple(ref) if many else (ref,)
+    if not refs or not all(isinstance(r, (int, np.integer)) and not isinstance(r, bool) for r in refs):
+        raise EventStudyError(f"ref must be an integer relative period (or, for TWFE, a list of them), got {ref!r}")
+    if len(set(refs)) != len(refs):
+        raise EventStudyError(f"ref lists a period twice: {ref!r}")
+    if len(refs) > 1 and method != "twfe":
+        raise ReferencePeriodError(f"several reference periods ({list(refs)}) are supported by method='twfe' only")
+    return tuple(int(r) for r in refs)
