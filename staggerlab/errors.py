@@ -140,3 +140,8 @@ class MissingValueWarning(StaggerlabWarning):
 
 class CollinearityWarning(StaggerlabWarning):
     """Collinear regressors were dropped."""
+
+
+class UnboundedIntervalWarning(StaggerlabWarning):
+    """A confidence set is the whole line (or a half-line): no null value far
+    from the estimate is rejected, e.g. a wild bootstrap with too few distinct draws."""
