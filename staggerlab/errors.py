@@ -142,6 +142,12 @@ class CollinearityWarning(StaggerlabWarning):
     """Collinear regressors were dropped."""
 
 
+class AdoptionGapWarning(StaggerlabWarning):
+    """Adoption periods are not pinned down by the data: a unit's adoption-period
+    row is missing (so only an interval is known), or a cohort value is missing
+    and read as never treated."""
+
+
 class UnboundedIntervalWarning(StaggerlabWarning):
     """A confidence set is the whole line (or a half-line): no null value far
     from the estimate is rejected, e.g. a wild bootstrap with too few distinct draws."""

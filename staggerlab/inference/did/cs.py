@@ -342,7 +342,7 @@ def cs(
 ) -> CSResult:
     """Callaway-Sant'Anna on a frame: ``prepare`` the data, then :func:`callaway_santanna`.
 
-    ``cohort`` is the adoption-period column (0 or null = never treated), or give
+    ``cohort`` is the adoption-period column (0 = never treated; missing: never treated, with a warning), or give
     ``treat`` (an absorbing 0/1 treatment). Remaining keywords (``window``,
     ``control``, ``anticipation``, ``base_period``, ``bootstrap``, ``biters``,
     ``multipliers``, ``level``, ``seed``, ``n_jobs``, ``tuning``, ``min_e``,

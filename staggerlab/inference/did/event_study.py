@@ -192,8 +192,13 @@ def event_study(
     y, unit, time : str
         Outcome, unit id and (numeric) period columns.
     cohort, treat : str
-        Exactly one: the adoption-period column (0/null = never treated) or
-        an absorbing 0/1 treatment.
+        Exactly one: the adoption-period column (0 = never treated; a missing
+        value is read as never treated, with a warning) or an absorbing 0/1
+        treatment. With ``treat`` on an unbalanced panel, a unit whose
+        adoption-period row is missing gets its next observed period (an
+        :class:`~staggerlab.errors.AdoptionGapWarning` counts such units);
+        pass the known adoption periods as ``cohort`` instead (see
+        :func:`~staggerlab.inference.did.staggered_data.prepare`).
     controls : list of str, optional
         Time-varying covariates (regressors in TWFE/Sun-Abraham, first stage
         of the imputation estimator).
