@@ -428,3 +428,27 @@ def test_two_reference_periods_equal_explicit_dummies_in_pyfixest(tmp_path):
     fig = es.plot()
     labels = fig.axes[0].get_legend_handles_labels()[1]
     assert "reference (-1, -4)" in labels
+
+
+# ------------------------------------------------------------------ few clusters (issue 16, item 7)
+@pytest.mark.parametrize("method", ["sunab", "imputation", "cs"])
+def test_df_clusters_gives_t_quantiles_with_g_minus_1(method):
+    from scipy import stats
+
+    df = sl.simulate.staggered(50, 8, seed=1)
+    G = df["unit"].n_unique()  # clusters = units, counted by hand
+    kw = dict(y="y", unit="unit", time="time", cohort="cohort", method=method)
+    es_t = event_study(df, df="clusters", **kw)
+    es_n = event_study(df, df="normal", **kw)
+    for res, q in ((es_t, stats.t.ppf(0.975, G - 1)), (es_n, stats.norm.ppf(0.975))):
+        tab = res.tidy()
+        est, se = tab["estimate"].to_numpy(), tab["se"].to_numpy()
+        np.testing.assert_allclose(tab["ci_high"].to_numpy(), est + q * se, rtol=1e-12)
+        a = res.aggregate("simple")
+        lo = a.tidy()["ci_low"][0]
+        assert lo == pytest.approx(a.estimate - q * a.se, rel=1e-12)
+    np.testing.assert_allclose(es_t.coef, es_n.coef, rtol=0, atol=0)
+    pt = es_t.pretrend_test()
+    assert pt.pvalue == pytest.approx(stats.f.sf(pt.wald / pt.df1, pt.df1, G - 1), rel=1e-10)
+    with pytest.raises(EventStudyError, match="df"):
+        event_study(df, df="t", **kw)

@@ -6,7 +6,8 @@ A reference period no treated unit is observed at raises
 :class:`~staggerlab.errors.ReferencePeriodError` (as dynamic TWFE does);
 cohorts not observed at it are dropped with a warning.
 
-Inference: CRV1 with t(G - 1) reference, as fixest's ``sunab``. With few
+Inference: CRV1 with t(G - 1) reference, as fixest's ``sunab`` (normal with
+``event_study(df="normal")``). With few
 clusters the intervals under-cover (about 91-92% at 95% with 50 clusters,
 AR(1) errors and heterogeneous effects: the CRV1 SE is about 0.90 of the
 true SD); this is the method's small-sample behaviour, not a coding error.
