@@ -441,3 +441,17 @@ def test_df_clusters_uses_t_with_g_minus_1(mpdta):
     assert pt.pvalue == pytest.approx(stats.f.sf(pt.wald / pt.df1, pt.df1, G - 1), rel=1e-12)
     with pytest.raises(sl.errors.ArgumentError, match="df"):
         _cs(mpdta, df="t")
+
+
+def test_dynamic_uniform_band_covers_every_event_time_whatever_the_window(mpdta):
+    # did::aggte(type="dynamic") draws its sup-t band over every event time; the window only
+    # selects the rows reported, so a narrow window reports the same band and bootstrap SEs
+    wide = _cs(mpdta, bootstrap=True, biters=499, seed=3).aggregate("dynamic")
+    narrow = _cs(mpdta, window=(-1, 1), bootstrap=True, biters=499, seed=3).aggregate("dynamic")
+    assert narrow.crit == wide.crit
+    keep = np.isin(wide.labels, [-1, 0, 1])
+    np.testing.assert_array_equal(narrow.ses, wide.ses[keep])
+    np.testing.assert_allclose(narrow.vcov, wide.vcov[np.ix_(keep, keep)], rtol=1e-13)
+    assert narrow.inf.shape == (wide.inf.shape[0], 3)
+    np.testing.assert_allclose(narrow.inf, wide.inf[:, keep], rtol=1e-13)
+    assert (narrow.estimate, narrow.se) == (wide.estimate, wide.se)

@@ -181,12 +181,8 @@ def aggregate(
             shown = (kept >= window[0]) & (kept <= window[1])
             if not shown.any():
                 raise TreatmentError(f"no event time falls in window={window}")
-            labels = kept[shown]
-            parts_all = [column(np.flatnonzero(e_all == e), True) for e in kept]
-            W_post = np.column_stack([p[1] for i, p in enumerate(parts_all) if epos[i]])
-            A_post = np.vstack([p[2] for i, p in enumerate(parts_all) if epos[i]])
-            est_post = np.array([p[0] for i, p in enumerate(parts_all) if epos[i]])
-            parts = [p for i, p in enumerate(parts_all) if shown[i]]
+            labels = kept
+            parts = [column(np.flatnonzero(e_all == e), True) for e in kept]
         elif kind == "calendar":
             labels = np.array([t for t in wd.times if t >= grp.min() and np.any((tim == t) & post)], dtype=np.int64)
             parts = [column(np.flatnonzero((tim == t) & post), True) for t in labels]
@@ -202,8 +198,8 @@ def aggregate(
             # plus the cohort weights' own IF (did: wif with keepers = all cohorts)
             w_all, a_all = W @ wts, A.T @ wts + _wif_coef(pgg, labels, est_l, cohorts)
         elif kind == "dynamic":
-            est = float(est_post.mean())
-            w_all, a_all = W_post.mean(axis=1), A_post.mean(axis=0)
+            est = float(est_l[epos].mean())
+            w_all, a_all = W[:, epos].mean(axis=1), A[epos].mean(axis=0)
         else:
             est = float(est_l.mean())
             w_all, a_all = W.mean(axis=1), A.mean(axis=0)
@@ -221,6 +217,12 @@ def aggregate(
         se_all, crit = multiplier_bootstrap(sums, n, boot, band=np.arange(m + 1) < m)
         del sums
         crit = max(crit, z) if m else z  # did falls back to pointwise when the band is narrower
+    if kind == "dynamic" and not shown.all():
+        # the uniform band covers every kept event time (as did); only the window's are reported
+        keep = np.append(np.flatnonzero(shown), m)
+        labels, est_l, se_all, gram = labels[shown], est_l[shown], se_all[keep], gram[np.ix_(keep, keep)]
+        ifmap = IFMap(cells, wd, ifmap.W[:, keep], ifmap.A[keep], if_chunk)
+        m = labels.size
     out = CSAggregate(kind, est, float(se_all[m]), labels, np.asarray(est_l, dtype=float), se_all[:m], crit,
                       alpha, gram[:m, :m] / n**2, ifmap)
     out.df = df
