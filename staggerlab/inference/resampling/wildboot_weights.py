@@ -115,6 +115,8 @@ class WeightBlock:
         same = np.ones(self.n, dtype=bool)
         for g0, g1 in self.ranges(1 << 20):
             same &= (self.cols(g0, g1) == first[:, None]).all(axis=1)
+            if not same.any():  # with many clusters: decided by the first range
+                break
         return np.where(same, np.sign(first), 0.0)
 
     def cols(self, g0: int, g1: int) -> np.ndarray:
