@@ -133,6 +133,19 @@ def missing_columns(frame: pl.DataFrame, columns: Sequence[str], rows: np.ndarra
     return out
 
 
+def check_not_all_missing(frame: pl.DataFrame, columns: Sequence[str]) -> None:
+    """Raise :class:`~staggerlab.errors.MissingValueError` naming the first of
+    ``columns`` whose every value is null, NaN or inf (whatever its role: a
+    column with nothing in it cannot be used, and dropping its rows would
+    leave an empty panel with a message about something else)."""
+    if frame.height == 0:
+        return
+    for c in dict.fromkeys(columns):
+        if not finite_mask(frame, [c]).any():
+            raise MissingValueError(f"column {c!r} is all missing (every one of its {frame.height} values is "
+                                    "null, NaN or inf); drop it from the call or fill it")
+
+
 def column_list(columns: Sequence[str]) -> str:
     """``'a', 'b'`` (each column once), for messages."""
     return ", ".join(repr(c) for c in dict.fromkeys(columns))
