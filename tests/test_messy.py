@@ -123,3 +123,11 @@ def test_treatment_switching_off_names_the_unit(seed, label):
     with pytest.raises(StaggerlabError) as exc:
         sl.event_study(df, y="y", unit="unit", time="time", treat="treat", method="imputation")
     assert label in str(exc.value)
+
+
+@pytest.mark.parametrize("name", ["*", "^y.*$"])
+def test_pattern_like_column_names_are_refused_by_name(name):
+    df = _base(0).rename({"y": name})
+    with pytest.raises(StaggerlabError, match="pattern") as exc:
+        sl.event_study(df, y=name, unit="unit", time="time", cohort="cohort", method="imputation")
+    assert repr(name) in str(exc.value)

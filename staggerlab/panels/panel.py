@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 
 from ..errors import (
+    ArgumentError,
     ArgumentTypeError,
     DuplicateRowsError,
     EmptyPanelError,
@@ -74,8 +75,14 @@ def isolate_columns(frame: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, str]]:
 
 
 def check_columns(frame: pl.DataFrame, columns: Sequence[str], what: str = "column") -> None:
-    """Raise ``MissingColumnError`` naming every absent column."""
+    """Raise ``MissingColumnError`` naming every absent column, and
+    ``ArgumentError`` for a name polars would read as a pattern."""
     missing = [c for c in columns if c not in frame.columns]
+    for c in columns:
+        # polars expressions read these names as every column / a regex
+        if c == "*" or (len(c) > 1 and c.startswith("^") and c.endswith("$")):
+            raise ArgumentError(f"{what} {c!r}: polars reads this name as a pattern of column names, not as one "
+                                "column; rename the column (e.g. frame.rename(...)) before calling")
     if missing:
         shown = ", ".join(repr(c) for c in missing)
         have = ", ".join(frame.columns[:12]) + (", ..." if frame.width > 12 else "")
