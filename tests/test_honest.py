@@ -224,16 +224,26 @@ def test_rm_grid_argument_and_edge_warning(df_het_parts):
     np.testing.assert_allclose(wide, full, atol=1e-5)
 
 
-def test_vertex_statistic_equals_highs_linear_programs(medicaid):
+@pytest.mark.parametrize("case", ["medicaid", "nine_post_periods"])
+def test_vertex_statistic_equals_highs_linear_programs(medicaid, case):
     """Reference: the test statistic eta(y) = min{eta : y - X d <= sd eta} solved as a linear program
-    by HiGHS, against the maximum over the enumerated dual vertices, at the data and at random y."""
+    by HiGHS, against the maximum over the enumerated dual vertices, at the data and at random y.
+    Nine post periods: 48,620 bases, enumerated in chunks."""
     from scipy import optimize
 
-    b, V, l_post = medicaid.coef, medicaid.vcov, np.array([1.0, 0.0])
-    for s_loc, Mbar in ((0, 1.0), (-2, 0.5)):
-        test = honest_rm._RMTest(b, V, honest_rm._rm_constraints(5, 2, Mbar, s_loc, True), 5, l_post, 0.05,
-                                 "ARP", None)
-        ys = np.vstack([test.Y, np.random.default_rng(3).multivariate_normal(test.Y, test.S, size=20)])
+    if case == "medicaid":
+        b, V, n_pre, cases = medicaid.coef, medicaid.vcov, 5, ((0, 1.0), (-2, 0.5))
+    else:
+        rng = np.random.default_rng(5)
+        n_pre, R = 2, rng.normal(size=(11, 11))
+        b, V = rng.normal(size=11), (R @ R.T + np.eye(11)) / 100
+        cases = ((0, 1.5),)
+    l_post = np.eye(b.size - n_pre)[0]
+    for s_loc, Mbar in cases:
+        A = honest_rm._rm_constraints(n_pre, l_post.size, Mbar, s_loc, True)
+        test = honest_rm._RMTest(b, V, A, n_pre, l_post, 0.05, "ARP", None)
+        assert test.V is not None
+        ys = np.vstack([test.Y, np.random.default_rng(3).multivariate_normal(test.Y, test.S, size=10)])
         c = np.zeros(test.W.shape[1])
         c[0] = 1.0
         for y in ys:

@@ -24,7 +24,7 @@ vertices are enumerated once per polyhedron (every basis of ``k + 1`` rows), aft
 which the least-favourable draws, the statistic at every ``theta`` and the
 truncation points of the conditional test (ARP's dual characterisation:
 ``[vlo, vup] = {c : eta(s + b c) = c}``, read off each vertex's line) are matrix
-products. Problems with more than 20,000 bases are solved one linear program at a
+products. Problems with more than 200,000 bases (11 or more post periods) are solved one linear program at a
 time with HiGHS instead (slow; the truncation points by bisection).
 
 Differences from the R package: the least-favourable critical value uses
@@ -50,7 +50,8 @@ from ...errors import ArgumentError, HonestDiDError, HonestDiDWarning, HonestGri
 
 __all__ = ["rm_ci"]
 
-_MAX_VERTEX_SETS = 20000  # beyond this many bases, solve the LPs with HiGHS
+_MAX_VERTEX_SETS = 200_000  # beyond this many bases (11+ post periods), solve the LPs with HiGHS
+_VERTEX_CHUNK = 20_000
 _DUAL_TOL = 1e-12  # dual weights above -this count as non-negative
 _LINE_TOL = 1e-10  # a vertex whose line is this close to parallel to eta(c) = c bounds nothing
 _SCAN_HALF_WIDTH = 20.0  # first scan: estimate +- 20 standard errors (HonestDiD's width)
@@ -93,19 +94,25 @@ def _dual_vertices(W: np.ndarray) -> np.ndarray | None:
     m, k1 = W.shape
     if comb(m, k1) > _MAX_VERTEX_SETS:
         return None
-    bases = np.array(list(itertools.combinations(range(m), k1)), dtype=np.int64)
-    WS = W[bases]  # bases x k1 x k1
-    det = np.linalg.det(WS)
-    ok = np.abs(det) >= 1e-12 * max(1.0, float(np.abs(W).max())) ** k1
-    if not ok.any():
+    scale = 1e-12 * max(1.0, float(np.abs(W).max())) ** k1
+    found = []
+    bases_iter = itertools.combinations(range(m), k1)
+    while True:  # chunks bound the memory of the stacked k1 x k1 systems
+        bases = np.array(list(itertools.islice(bases_iter, _VERTEX_CHUNK)), dtype=np.int64)
+        if bases.size == 0:
+            break
+        WS = W[bases]
+        ok = np.abs(np.linalg.det(WS)) >= scale
+        if not ok.any():
+            continue
+        lam = np.linalg.inv(WS[ok])[:, 0, :]  # W_S' lam = e1: the first row of inv(W_S)
+        feasible = (lam >= -_DUAL_TOL).all(axis=1)
+        full = np.zeros((int(feasible.sum()), m))
+        np.put_along_axis(full, bases[ok][feasible], np.maximum(lam[feasible], 0.0), axis=1)
+        found.append(full)
+    if not found or sum(f.shape[0] for f in found) == 0:
         return None
-    lam = np.linalg.inv(WS[ok])[:, 0, :]  # W_S' lam = e1: the first row of inv(W_S)
-    feasible = (lam >= -_DUAL_TOL).all(axis=1)
-    if not feasible.any():
-        return None
-    full = np.zeros((int(feasible.sum()), m))
-    np.put_along_axis(full, bases[ok][feasible], np.maximum(lam[feasible], 0.0), axis=1)
-    return np.unique(np.round(full, 14), axis=0)
+    return np.unique(np.round(np.vstack(found), 14), axis=0)
 
 
 def _upper_prob(stat: np.ndarray, zlo: np.ndarray, zup: np.ndarray) -> np.ndarray:
