@@ -317,10 +317,7 @@ def section_event_study(frame: pl.DataFrame, spec: BatterySpec, treat: str, out:
     tables = {"event_study": tab}
     from .inference.did.honest import honest
 
-    # a coarser grid than honest()'s default keeps the battery under a minute;
-    # the report says so
-    rm = honest(es, method="relative_magnitude", Mbar=[0.5, 1.0, 1.5, 2.0], grid_points=200, lf_sims=2000,
-                seed=spec.seed)
+    rm = honest(es, method="relative_magnitude", Mbar=[0.5, 1.0, 1.5, 2.0], seed=spec.seed)
     sm = honest(es, method="smoothness", M=[0.0, 0.01, 0.02, 0.05])
     rtab, stab = rm.tidy(), sm.tidy()
     tables.update({"honest_rm": rtab, "honest_sd": stab})
@@ -330,10 +327,11 @@ def section_event_study(frame: pl.DataFrame, spec: BatterySpec, treat: str, out:
     figs.append(_fig(sm.plot(), out, "honest_smoothness.png"))
     text += ("\n\nRambachan-Roth sensitivity of the first post-period effect. Relative magnitudes: robust "
              "confidence sets when post-period violations of parallel trends may be up to Mbar times the largest "
-             f"pre-period one (conditional least-favourable test on a 200-point grid); breakdown Mbar = "
-             f"{rm.breakdown}.\n\n" + md_table(rtab)
+             "pre-period one (conditional least-favourable hybrid test, its interval's ends solved); "
+             f"{rm.breakdown_text()} (Rambachan and Roth's breakdown value, solved to a relative 1e-3).\n\n"
+             + md_table(rtab)
              + "\n\nSmoothness (the slope of the violation may change by at most M per period; fixed-length CI); "
-               f"breakdown M = {sm.breakdown}.\n\n" + md_table(stab))
+               f"{sm.breakdown_text()}.\n\n" + md_table(stab))
     return Section("event_study", "2. Event study", text, tables, figs, numbers)
 
 
