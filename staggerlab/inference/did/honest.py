@@ -188,6 +188,12 @@ def _event_study_parts(result: Any) -> tuple[np.ndarray, np.ndarray, int, int]:
             "Callaway-Sant'Anna with base_period='varying' has no common reference period; "
             "re-estimate with base_period='universal' for honest()"
         )
+    refs = tuple(getattr(result, "refs", ()))
+    if len(refs) > 1:
+        raise HonestDiDError(
+            f"the event study normalises {len(refs)} periods ({', '.join(map(str, refs))}); HonestDiD's "
+            "restrictions are stated relative to one reference period: re-estimate with a single ref"
+        )
     rel = np.asarray(result.rel_time)
     coef = np.asarray(result.coef() if callable(result.coef) else result.coef, dtype=float)
     vcov = np.asarray(result.vcov() if callable(result.vcov) else result.vcov, dtype=float)
