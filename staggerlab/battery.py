@@ -336,7 +336,9 @@ def section_event_study(frame: pl.DataFrame, spec: BatterySpec, treat: str, out:
 
 
 def section_robust(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path, shared: SharedFits) -> Section:
-    """Heterogeneity-robust estimators: imputation / two-stage DID, Sun-Abraham, Callaway-Sant'Anna."""
+    """Heterogeneity-robust estimators: imputation / two-stage DID, Sun-Abraham, Callaway-Sant'Anna,
+    LP-DiD, stacked DiD and extended TWFE."""
+    from .errors import EventStudyError
     from .inference.did.event_study import event_study
 
     y = spec.outcomes[0]
@@ -344,11 +346,21 @@ def section_robust(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path
     # Callaway-Sant'Anna keeps every unit of an unbalanced panel (did's allow_unbalanced_panel)
     methods = [("imputation", "Imputation / two-stage DID (BJS, Gardner)", spec.controls, {}),
                ("sunab", "Sun-Abraham (interaction-weighted)", spec.controls, {}),
-               ("cs", "Callaway-Sant'Anna (never-treated controls)", [], {"allow_unbalanced_panel": True})]
-    results = {}
+               ("cs", "Callaway-Sant'Anna (never-treated controls)", [], {"allow_unbalanced_panel": True}),
+               ("lpdid", "LP-DiD (not-yet-treated clean controls, pooled post)", spec.controls, {}),
+               ("stacked", "Stacked DiD (clean controls, corrective weights)", spec.controls, {}),
+               ("etwfe", "Extended TWFE (Wooldridge)", spec.controls, {})]
+    results, skipped = {}, []
     for method, label, controls, options in methods:
-        es = event_study(frame, y=y, unit=spec.unit, time=spec.time, cohort=shared.cohort, controls=controls,
-                         cluster=spec.cluster_col, window=spec.window, method=method, **options)
+        try:
+            es = event_study(frame, y=y, unit=spec.unit, time=spec.time, cohort=shared.cohort, controls=controls,
+                             cluster=spec.cluster_col, window=spec.window, method=method, **options)
+        except EventStudyError as e:
+            if method in ("imputation", "sunab", "cs"):
+                raise
+            # e.g. no cohort has the whole stacking window inside the panel: said in the text
+            skipped.append(f"{label}: not estimable ({e})")
+            continue
         agg = es.aggregate("simple")
         results[method] = es
         rows.append({"estimator": label, "estimate": agg.estimate, "se": agg.se,
@@ -368,7 +380,7 @@ def section_robust(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path
         figs.append(_fig(plot_event_studies(results, y), out, "robust_event_studies.png"))
     text = (f"Overall ATT of `{treat}` on `{y}` from estimators robust to heterogeneous and dynamic effects "
             f"(standard errors clustered by {spec.cluster_col}); compare with the baseline TWFE.{cs_note}\n\n"
-            + md_table(tab))
+            + md_table(tab) + "".join(f"\n\n{m}" for m in skipped))
     return Section("robust", "3. Heterogeneity-robust estimators", text, {"robust": tab}, figs, numbers)
 
 
