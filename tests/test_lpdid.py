@@ -135,3 +135,22 @@ def test_refusals(small):
         warnings.simplefilter("ignore")
         with pytest.raises(EventStudyError, match="whole numbers"):
             _lp(df.assign(event_date=df.event_date + 0.5))
+
+
+def test_plot_and_honest_work_on_every_new_method(small):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import staggerlab as sl
+
+    # 100 units, 20 periods: ETWFE with never-treated controls has a dummy per cohort x period
+    sub = small[(small.unit <= 100) & small.time.between(10, 29)]
+    df = pl.from_pandas(sub.assign(event_date=sub.event_date.where(sub.event_date <= 29)))
+    kw = dict(y="Y", unit="unit", time="time", cohort="event_date", window=(-4, 3))
+    for method, opts in (("lpdid", {}), ("stacked", {}), ("etwfe", {"control": "never", "bin_endpoints": False})):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            es = event_study(df, method=method, **kw, **opts)
+        assert es.plot() is not None
+        h = sl.honest(es, method="smoothness", M=[0.0, 0.5], grid_points=50)
+        assert h.tidy().height == 2

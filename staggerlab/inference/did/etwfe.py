@@ -46,7 +46,8 @@ def etwfe(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: b
     not yet treated). ``control="never"`` gives a dummy to every cell of a
     treated cohort except ``t = g - 1`` (the reference): the fixed effects
     come from never-treated units and each cohort's reference period, and
-    pre-treatment cells estimate placebo effects.
+    pre-treatment cells estimate placebo effects (so only this version has
+    leads for ``pretrend_test`` and HonestDiD).
 
     With ``controls``, each control enters with period-specific slopes
     (control x period dummies, the control's own slope absorbed by its first
