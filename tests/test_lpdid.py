@@ -75,6 +75,12 @@ def _long_frame(df: pd.DataFrame, h: int) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["unit", "time", "dy", "ev", "g"])
 
 
+def _clean(df: pd.DataFrame, h: int) -> pd.DataFrame:
+    """Newly treated rows and not-yet-treated clean controls of horizon h >= 0, by hand."""
+    lf = _long_frame(df, h)
+    return lf[(lf.ev == 1) | (lf.g == 0) | (lf.time + h < lf.g)]
+
+
 @pytest.mark.parametrize("h", [0, 3, -3])
 def test_reweighted_is_mean_over_events_of_the_gap_to_clean_controls(small, h):
     """Reweighted LP-DiD = the equally weighted mean, over newly treated rows,
@@ -104,9 +110,20 @@ def test_never_treated_controls_match_pyfixest_on_hand_built_sample(small):
 
 def test_joint_covariance_and_result_protocol(small):
     es = _lp(small, window=(-3, 4))
-    # the diagonal of the stacked covariance is each horizon's own CRV1 variance
-    own = np.array([f.vcov()[0, 0] for f in es.extra["fits"].values()])
-    np.testing.assert_allclose(np.diag(es.vcov), own, rtol=1e-12)
+    # the diagonal is each horizon's CRV1 variance (checked against pyfixest above); the
+    # off-diagonal pairs the horizons' cluster scores: by hand for horizons 0 and 1
+    sc = []
+    for h in (0, 1):
+        d = _clean(small, h)
+        xd = d.ev - d.groupby("time").ev.transform("mean")
+        yd = d.dy - d.groupby("time").dy.transform("mean")
+        u = yd - (xd @ yd) / (xd @ xd) * xd
+        sc.append((xd * u).groupby(d.unit).sum())
+    both = pd.concat(sc, axis=1).fillna(0.0)
+    j0, j1 = es.rel_time.tolist().index(0), es.rel_time.tolist().index(1)
+    corr = es.vcov[j0, j1] / np.sqrt(es.vcov[j0, j0] * es.vcov[j1, j1])
+    want = (both[0] * both[1]).sum() / np.sqrt((both[0] ** 2).sum() * (both[1] ** 2).sum())
+    np.testing.assert_allclose(corr, want, rtol=1e-8)
     assert np.all(np.linalg.eigvalsh(es.vcov) > -1e-10)
     assert es.pretrend_test().df == 2
     dyn = es.aggregate("dynamic")

@@ -3,7 +3,7 @@ and Taylor 2023) for an absorbing staggered treatment."""
 
 from __future__ import annotations
 
-import warnings
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -11,8 +11,9 @@ import polars as pl
 
 from ...errors import ArgumentError, EventStudyError
 from ...panels.panel import factorize_column
-from ..regression.feols import Feols, feols
-from ..regression.vcov import ssc_factor
+from ..regression.absorb import Absorber, drop_singletons
+from ..regression.rank import independent_columns
+from ..regression.vcov import ssc_df_k, ssc_factor
 from ..results import Aggregate
 from .event_study import EventStudyResult, EventStudyTuning
 from .staggered_data import COHORT, StaggeredData
@@ -58,48 +59,73 @@ class _Shifts:
         return out
 
 
+@dataclass(frozen=True)
+class _Horizon:
+    """One horizon's regression: the event coefficient, its per-cluster scores
+    (``factor * scores @ scores`` is its CRV1 variance), rows and events used."""
+
+    beta: float
+    scores: np.ndarray
+    factor: float
+    nobs: int
+    n_events: float
+    df_t: int
+
+    @property
+    def se(self) -> float:
+        return float(np.sqrt(self.factor * (self.scores @ self.scores)))
+
+
 def _fit(dy: np.ndarray, event: np.ndarray, sample: np.ndarray, tcode: np.ndarray, cl: np.ndarray,
-         X: list[np.ndarray], reweight: bool) -> tuple[Feols, np.ndarray]:
+         X: list[np.ndarray], reweight: bool, G: int) -> _Horizon:
     """``dy ~ event + controls | period`` on ``sample``, CRV1 by ``cl``.
 
-    The frame holds only generated column names, so no user column name ever
-    enters the formula. Returns the fit and the global cluster code of each
-    of its rows (for the covariance across horizons)."""
-    rows = np.flatnonzero(sample & np.isfinite(dy))
-    cols = {"dy": dy[rows], "ev": event[rows].astype(np.float64), "tt": tcode[rows], "cl": cl[rows]}
-    names = [f"x{j}" for j in range(len(X))]
-    cols.update({n: x[rows] for n, x in zip(names, X)})
+    The same fit as ``feols`` (singletons of the period FE dropped, the rank
+    rule for collinear controls, pyfixest's small-sample factor), built from
+    the regression core's pieces: one horizon is a one-FE regression on a few
+    columns, and going through a data frame would cost more than the algebra."""
+    ok = sample & np.isfinite(dy)
+    for x in X:
+        ok &= np.isfinite(x)
+    rows = np.flatnonzero(ok)
+    tc = tcode[rows]
+    keep = drop_singletons([tc])
+    rows, tc = rows[keep], tc[keep]
+    ev = event[rows].astype(np.float64)
     w = None
     if reweight:
         # equally weighted ATT: each period's observations get 1 / (1 - p_t),
         # p_t its share of newly treated rows (Stata lpdid's `rw`)
         T = int(tcode.max()) + 1
-        n_t = np.bincount(cols["tt"], minlength=T)
-        p_t = np.bincount(cols["tt"], weights=cols["ev"], minlength=T) / np.maximum(n_t, 1)
-        keep = p_t[cols["tt"]] < 1  # a period without clean controls identifies nothing
-        cols = {k: v[keep] for k, v in cols.items()}
-        rows = rows[keep]
-        cols["w"] = 1.0 / (1.0 - p_t[cols["tt"]])
-        w = "w"
-    if not cols["ev"].any():
+        n_t = np.bincount(tc, minlength=T)
+        p_t = np.bincount(tc, weights=ev, minlength=T) / np.maximum(n_t, 1)
+        live = p_t[tc] < 1  # a period without clean controls identifies nothing
+        rows, tc, ev = rows[live], tc[live], ev[live]
+        w = 1.0 / (1.0 - p_t[tc])
+    if not ev.any():
         raise EventStudyError("no newly treated observation has the outcomes this horizon needs")
-    fml = "dy ~ " + " + ".join(["ev", *names]) + " | tt"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # singletons of the period FE are dropped, as in pyfixest/Stata
-        fit = feols(fml, pl.DataFrame(cols), vcov={"CRV1": "cl"}, weights=w)
-    if fit.coefnames[0] != "ev":
+    Z = np.column_stack([ev, *(x[rows] for x in X), dy[rows]])
+    Zd = Absorber([tc], weights=w).demean(Z)
+    if w is not None:
+        Zd *= np.sqrt(w)[:, None]
+    Xw, yw = Zd[:, :-1], Zd[:, -1]
+    ss = ((Z[:, :-1] - Z[:, :-1].mean(axis=0)) ** 2).sum(axis=0)
+    cols = independent_columns(Xw.T @ Xw, ss)
+    if not cols or cols[0] != 0:
         raise EventStudyError("the treatment event is collinear with the period effects at some horizon")
-    return fit, cols["cl"][fit.design.rows]
-
-
-def _scores(fit: Feols, cl: np.ndarray, G: int) -> tuple[np.ndarray, float]:
-    """Per-cluster influence of the event coefficient and the fit's CRV1 factor:
-    ``factor * s @ s`` is its CRV1 variance."""
-    d = fit.design
-    psi = (d.Xw @ d.bread[:, 0]) * fit.uw
-    s = np.bincount(cl, weights=psi, minlength=G)
-    g = int(np.unique(cl).size)
-    return s, ssc_factor("CRV1", d.nobs, d.df_k(fit.vcov_spec), g)
+    Xw = Xw[:, cols]
+    bread = np.linalg.inv(Xw.T @ Xw)
+    beta = bread @ (Xw.T @ yw)
+    uw = yw - Xw @ beta
+    clr = cl[rows]
+    s = np.bincount(clr, weights=(Xw @ bread[:, 0]) * uw, minlength=G)
+    cl_dense = np.unique(clr, return_inverse=True)[1]
+    g = int(cl_dense.max()) + 1
+    if g < 2:
+        raise EventStudyError("a horizon's sample has fewer than 2 clusters")
+    df_k = ssc_df_k(len(cols), [np.unique(tc, return_inverse=True)[1]], None, [cl_dense])
+    return _Horizon(float(beta[0]), s, ssc_factor("CRV1", rows.size, df_k, g), int(rows.size), float(ev.sum()),
+                    g - 1)
 
 
 def lpdid(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: bool,
@@ -172,20 +198,17 @@ def lpdid(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: b
 
     pre_sample = event | (never if control == "never" else never | (t < g))
     horizons = [h for h in range(lo, hi + 1) if h != -1]
-    fits: dict[int, tuple[Feols, np.ndarray]] = {}
+    fits: dict[int, _Horizon] = {}
     for h in horizons:
-        if h >= 0:
-            fits[h] = _fit(at(h) - y_lag, event, post_sample(h), tcode, cl, X, reweight)
-        else:
-            fits[h] = _fit(at(h) - y_lag, event, pre_sample, tcode, cl, X, reweight)
-    S, c = zip(*(_scores(f, r, G) for f, r in fits.values()))
-    Smat = np.column_stack(S)
-    root = np.sqrt(np.asarray(c))
+        sample = post_sample(h) if h >= 0 else pre_sample
+        fits[h] = _fit(at(h) - y_lag, event, sample, tcode, cl, X, reweight, G)
+    Smat = np.column_stack([f.scores for f in fits.values()])
+    root = np.sqrt([f.factor for f in fits.values()])
     V = (Smat.T @ Smat) * np.outer(root, root)
-    coef = np.array([f.beta[0] for f, _ in fits.values()])
-    n_obs = np.array([f.nobs for f, _ in fits.values()])
-    n_events = np.array([f.design.column("ev").sum() for f, _ in fits.values()])
-    df = min(f.df_t for f, _ in fits.values())
+    coef = np.array([f.beta for f in fits.values()])
+    n_obs = np.array([f.nobs for f in fits.values()])
+    n_events = np.array([f.n_events for f in fits.values()])
+    df = min(f.df_t for f in fits.values())
     pooled: dict[str, Aggregate] = {}
     pooled_nobs: dict[str, int] = {}
 
@@ -194,20 +217,19 @@ def lpdid(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: b
             return pooled[kind]
         if kind == "simple":
             ybar = np.mean([at(k) for k in range(0, hi + 1)], axis=0)
-            fit, _ = _fit(ybar - y_lag, event, post_sample(hi), tcode, cl, X, reweight)
+            fit = _fit(ybar - y_lag, event, post_sample(hi), tcode, cl, X, reweight, G)
         elif kind == "pre":
             if lo > -2:
                 raise EventStudyError("the pooled pre-treatment estimate needs a window starting at -2 or earlier")
             ybar = np.mean([at(k) for k in range(lo, -1)], axis=0)
-            fit, _ = _fit(ybar - y_lag, event, pre_sample, tcode, cl, X, reweight)
+            fit = _fit(ybar - y_lag, event, pre_sample, tcode, cl, X, reweight, G)
         else:
             return res.default_aggregate(kind)
-        pooled[kind] = Aggregate(kind, fit.beta[0], np.sqrt(fit.vcov()[0, 0]), fit.df_t)
+        pooled[kind] = Aggregate(kind, fit.beta, fit.se, fit.df_t)
         pooled_nobs[kind] = fit.nobs
         return pooled[kind]
 
     res = EventStudyResult(horizons, coef, V, ref, "lpdid", int(n_obs.max()), df,
-                           {"aggregator": aggregator, "n_rel": n_events.astype(float), "n_obs": n_obs,
-                            "fits": {h: f for h, (f, _) in fits.items()}, "pooled_nobs": pooled_nobs, "control": control,
-                            "reweight": reweight})
+                           {"aggregator": aggregator, "n_rel": n_events, "n_obs": n_obs,
+                            "pooled_nobs": pooled_nobs, "control": control, "reweight": reweight})
     return res
