@@ -63,16 +63,14 @@ def test_event_study_and_pooled_match_pyfixest(small):
 
 
 def _long_frame(df: pd.DataFrame, h: int) -> pd.DataFrame:
-    """By hand: each row's long difference y[t+h] - y[t-1] and its event flag."""
+    """By hand: each row's long difference y[t+h] - y[t-1] and its event flag
+    (the panel is balanced with consecutive periods: shifting columns shifts time)."""
     w = df.pivot(index="unit", columns="time", values="Y")
+    dy = (w.shift(-h, axis=1) - w.shift(1, axis=1)).stack().dropna().rename("dy").reset_index()
     g = df.groupby("unit")["event_date"].first().fillna(0)
-    rows = []
-    for u in w.index:
-        for t in w.columns:
-            if (t - 1) not in w.columns or (t + h) not in w.columns:
-                continue
-            rows.append((u, t, w.at[u, t + h] - w.at[u, t - 1], float(g[u] == t), g[u]))
-    return pd.DataFrame(rows, columns=["unit", "time", "dy", "ev", "g"])
+    dy["g"] = g.loc[dy.unit].to_numpy()
+    dy["ev"] = (dy.g == dy.time).astype(float)
+    return dy[["unit", "time", "dy", "ev", "g"]]
 
 
 def _clean(df: pd.DataFrame, h: int) -> pd.DataFrame:
