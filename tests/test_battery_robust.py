@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import staggerlab as sl
-from staggerlab.battery import BatterySpec, section_robust
+from staggerlab.battery import BatterySpec, SharedFits, section_robust
 
 EXACT = 1e-10  # same computation, another route
 
@@ -23,7 +23,7 @@ def test_robust_table_lists_new_estimators(tmp_path, periods, stack_ok):
                        cluster="unit", out=str(tmp_path))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sec = section_robust(df, spec, "treat", tmp_path, None)  # the shared fits are not used by this section
+        sec = section_robust(df, spec, "treat", tmp_path, SharedFits(df, spec, "treat"))
     labels = sec.tables["robust"]["estimator"].to_list()
     assert any("LP-DiD" in s for s in labels) and any("Extended TWFE" in s for s in labels)
     assert any("Stacked" in s for s in labels) == stack_ok
