@@ -201,7 +201,12 @@ def lpdid(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: b
     fits: dict[int, _Horizon] = {}
     for h in horizons:
         sample = post_sample(h) if h >= 0 else pre_sample
-        fits[h] = _fit(at(h) - y_lag, event, sample, tcode, cl, X, reweight, G)
+        try:
+            fits[h] = _fit(at(h) - y_lag, event, sample, tcode, cl, X, reweight, G)
+        except EventStudyError as err:
+            # name the horizon and the window that the panel's periods support
+            raise EventStudyError(f"LP-DiD horizon {h} of window ({lo}, {hi}): {err}; the panel's periods "
+                                  f"support a narrower window, e.g. window=({max(lo, -2)}, {min(hi, 2)})") from err
     Smat = np.column_stack([f.scores for f in fits.values()])
     root = np.sqrt([f.factor for f in fits.values()])
     V = (Smat.T @ Smat) * np.outer(root, root)
