@@ -19,9 +19,14 @@ from typing import Any, Callable
 import numpy as np
 import polars as pl
 
+from ._validate import check_draws
 from .errors import (
     ArgumentTypeError,
+    EmptyPanelError,
     MissingColumnError,
+    MissingValueError,
+    PanelError,
+    SpecError,
     StaggerlabError,
     StaggerlabWarning,
     TreatmentError,
@@ -31,7 +36,7 @@ from .inference.regression.feols import Feols, FeolsMulti, feols
 from .inference.regression.results import significance_stars
 from .panels.adoption import adoption_times
 from .panels.io import read_frame
-from .panels.panel import Panel, to_polars
+from .panels.panel import Panel, all_missing, check_numeric, to_polars
 from .panels.simulate import PAPER_CONTROLS, PAPER_OUTCOMES, paper_panel
 from .report import md_table, write_report
 
@@ -70,13 +75,30 @@ class BatterySpec:
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: Any) -> "BatterySpec":
-        """Read a spec file (keys = field names; ``[battery]`` table or top level)."""
-        with open(path, "rb") as fh:
-            raw = tomllib.load(fh)
+        """Read a spec file (keys = field names; ``[battery]`` table or top level).
+
+        Raises
+        ------
+        SpecError
+            The file is not valid TOML, has a key that is not an option (the
+            message lists the valid ones) or a value of the wrong type.
+        FileNotFoundError
+            No file at ``path``.
+        """
+        name = Path(path).name
+        try:
+            with open(path, "rb") as fh:
+                raw = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as e:
+            raise SpecError(f"spec file {name} is not valid TOML: {e}; fix the file") from None
         raw = raw.get("battery", raw)
-        unknown = set(raw) - set(cls.__dataclass_fields__)
+        if not isinstance(raw, dict):
+            raise SpecError(f"spec file {name}: [battery] must be a table of options")
+        unknown = [k for k in raw if k not in cls.__dataclass_fields__]
         if unknown:
-            raise StaggerlabError(f"unknown option(s) in {path}: {sorted(unknown)}")
+            raise SpecError(f"unknown option {unknown[0]!r} in spec file {name}; valid options: "
+                            f"{', '.join(cls.__dataclass_fields__)}")
+        _check_types(raw, name)
         raw.update({k: v for k, v in overrides.items() if v is not None})
         if "window" in raw:
             raw["window"] = tuple(raw["window"])
@@ -86,6 +108,30 @@ class BatterySpec:
     def cluster_col(self) -> str:
         """Cluster column (defaults to the unit)."""
         return self.cluster or self.unit
+
+
+def _check_types(raw: dict[str, Any], source: str) -> None:
+    """Raise ``SpecError`` for an option whose value has the wrong type (the type of its default:
+    text for the options that default to none, a list of text for the column lists, two integers
+    for ``window``)."""
+    defaults = BatterySpec()
+    for key, value in raw.items():
+        default = getattr(defaults, key)
+        if key == "window":
+            ok = isinstance(value, (list, tuple)) and len(value) == 2 and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value)
+            want = "two integers, e.g. [-5, 5]"
+        elif isinstance(default, list):
+            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+            want = 'a list of column names, e.g. ["a", "b"]'
+        elif isinstance(default, bool):
+            ok, want = isinstance(value, bool), "true or false"
+        elif isinstance(default, int):
+            ok, want = isinstance(value, int) and not isinstance(value, bool), "an integer"
+        else:
+            ok, want = isinstance(value, str), "a string"
+        if not ok:
+            raise SpecError(f"option {key!r} in {source} must be {want}, got {value!r}")
 
 
 @dataclass
@@ -99,6 +145,7 @@ class Section:
     figures: list[str] = field(default_factory=list)
     numbers: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    error: str | None = None  # "Type: message" when the section raised
 
 
 @dataclass
@@ -116,9 +163,15 @@ class BatteryResult:
                 return s
         raise KeyError(key)
 
+    @property
+    def failed(self) -> dict[str, str]:
+        """The sections that raised: key -> ``"Type: message"``."""
+        return {s.key: s.error for s in self.sections if s.error}
+
     def summary(self) -> str:
         """One line per section."""
-        return "\n".join(f"{s.title}: {s.seconds:.2f} s" for s in self.sections)
+        return "\n".join(f"{s.title}: " + (f"FAILED ({s.error})" if s.error else f"{s.seconds:.2f} s")
+                         for s in self.sections)
 
 
 # --------------------------------------------------------------------- helpers
@@ -162,7 +215,13 @@ def _jobs(spec: BatterySpec) -> int:
 
 # -------------------------------------------------------------------- checks
 def _derive_treat(panel: Panel, spec: BatterySpec) -> tuple[pl.DataFrame, str]:
-    """Return the panel's frame with a 0/1 treatment column and ``_cohort``, and the treatment's name."""
+    """Return the panel's frame with a 0/1 treatment column and ``_cohort``, and the treatment's name.
+
+    Raises ``TreatmentError`` for a treatment other than 0/1 and
+    ``NonAbsorbingTreatmentError`` for one that switches off, each naming
+    the first such unit by its label: the placebo test and the staggered
+    estimators need adoption times.
+    """
     frame = panel.frame
     if spec.treat and spec.treat in frame.columns:
         treat = spec.treat
@@ -172,9 +231,7 @@ def _derive_treat(panel: Panel, spec: BatterySpec) -> tuple[pl.DataFrame, str]:
         times = frame[spec.time].cast(pl.Int64).to_numpy()
         if not ok.all():
             d, codes, times = d[ok], codes[ok], times[ok]
-        # the treatment may switch off: the battery's cohort is its first treated period
-        g = adoption_times(d, times, column=treat, units=panel.units, unit_codes=codes, allow_switching=True,
-                           require_treated=False).g
+        g = adoption_times(d, times, column=treat, units=panel.units, unit_codes=codes, require_treated=False).g
         return frame.with_columns(pl.Series("_cohort", g[panel.unit_codes])), treat
     if spec.cohort:
         treat = "_treat"
@@ -186,41 +243,82 @@ def _derive_treat(panel: Panel, spec: BatterySpec) -> tuple[pl.DataFrame, str]:
     raise MissingColumnError(f"treatment column {spec.treat!r} not found; give --treat COL or --cohort COL")
 
 
+def check_options(spec: BatterySpec) -> None:
+    """Check the options that need no data (draw counts, outcomes, window); raise one clear error."""
+    check_draws(spec.draws, "draws (--draws)")
+    check_draws(spec.boot_draws, "boot_draws (--boot-draws)")
+    if not spec.outcomes:
+        raise StaggerlabError("no outcome given; use --outcome COL")
+    lo, hi = spec.window
+    if lo > -1 or hi < 0:
+        raise SpecError(f"window must run from a negative event time to a non-negative one, got {spec.window}")
+
+
+def _roles(spec: BatterySpec) -> dict[str, list[str]]:
+    """Every column the battery reads, by the role the messages name it with."""
+    return {
+        "unit": [spec.unit], "time": [spec.time], "outcome": spec.outcomes, "control": spec.controls,
+        "cluster": [spec.cluster_col], "extra control": spec.extra_controls, "mechanism": spec.mechanisms,
+        "split": spec.splits, "cohort": [spec.cohort] if spec.cohort else [],
+        "treatment": [spec.treat] if spec.treat and not spec.cohort else [],
+        "instrument": [z.strip() for zs in spec.instruments for z in zs.split("+")],
+    }
+
+
 def validate(frame: pl.DataFrame, spec: BatterySpec) -> pl.DataFrame:
     """Check everything a long step would trip on; raise one clear error.
 
     Returns the frame with ``_cohort`` (adoption period, 0 = never) and the
     treatment column (``spec.treat`` or ``_treat`` derived from ``--cohort``).
+    Every check runs before the first section: options, an empty frame, absent
+    or entirely missing columns, a treatment that is also an outcome or a
+    control, non-numeric values, a panel of one row / unit / period, a
+    treatment that is not 0/1 or switches off, a single cluster.
     """
-    needed = {
-        "unit": [spec.unit], "time": [spec.time], "outcome": spec.outcomes, "control": spec.controls,
-        "cluster": [spec.cluster_col], "extra control": spec.extra_controls, "mechanism": spec.mechanisms,
-        "split": spec.splits, "cohort": [spec.cohort] if spec.cohort else [],
-        "instrument": [z.strip() for zs in spec.instruments for z in zs.split("+")],
-    }
-    for role, cols in needed.items():
+    check_options(spec)
+    if frame.height == 0:
+        raise EmptyPanelError("the data have column names but no rows; give data with rows")
+    roles = _roles(spec)
+    for role, cols in roles.items():
         missing = [c for c in cols if c not in frame.columns]
         if missing:
+            if role == "treatment":
+                raise MissingColumnError(f"treatment column {spec.treat!r} not found; give --treat COL or "
+                                         "--cohort COL")
             raise MissingColumnError(
                 f"{role} column {missing[0]!r} not found in the data; available: {', '.join(frame.columns[:15])}"
             )
-    if spec.treat and not spec.cohort and spec.treat not in frame.columns:
-        raise MissingColumnError(f"treatment column {spec.treat!r} not found; give --treat COL or --cohort COL")
-    if not spec.outcomes:
-        raise StaggerlabError("no outcome given; use --outcome COL")
+    for role, cols in roles.items():
+        gone = all_missing(frame, cols)
+        if gone:
+            raise MissingValueError(f"{role} column {gone[0]!r} is entirely missing (no usable value in "
+                                    f"{frame.height:,} rows); check the column name, or leave it out")
+    treat_col = roles["treatment"][0] if roles["treatment"] else None
+    if treat_col is not None:
+        for role in ("outcome", "mechanism", "control", "extra control", "instrument"):
+            if treat_col in roles[role]:
+                flag = {"outcome": "--outcome", "mechanism": "--mechanisms", "control": "--controls",
+                        "extra control": "--extra-controls", "instrument": "--iv"}[role]
+                raise TreatmentError(f"treatment {treat_col!r} is also listed as {'an' if role[0] in 'aeiou' else 'a'} "
+                                     f"{role}; drop it from {flag}")
+    for role in ("outcome", "mechanism", "control", "extra control", "instrument", "treatment", "cohort"):
+        check_numeric(frame, roles[role], role)
     # one row per (unit, period); the panel's unit codes then serve the adoption pass
     panel = Panel.from_frame(frame, unit=spec.unit, time=spec.time)
+    n_units, n_periods = panel.n_units, panel.n_periods
+    if panel.nobs < 2 or n_units < 2 or n_periods < 2:
+        raise PanelError(
+            f"the panel has {panel.nobs:,} row(s), {n_units:,} unit(s) ({spec.unit}) and {n_periods:,} "
+            f"period(s) ({spec.time}); two-way fixed effects need at least 2 units and 2 periods"
+        )
     frame, treat = _derive_treat(panel, spec)
     d = frame[treat].drop_nulls()
     if d.n_unique() < 2:
         raise TreatmentError(f"treatment {treat!r} never varies (always {d[0] if d.len() else 'missing'}); nothing to estimate")
     for y in [*spec.outcomes, *spec.mechanisms]:
-        s = frame[y].drop_nulls()
-        if not s.dtype.is_numeric():
-            raise StaggerlabError(f"outcome {y!r} is not numeric ({s.dtype}); convert it first")
-        if s.n_unique() < 2:
+        if frame[y].drop_nulls().n_unique() < 2:
             raise StaggerlabError(f"outcome {y!r} is constant; drop it from --outcome")
-    n_cl = frame[spec.cluster_col].n_unique()
+    n_cl = frame[spec.cluster_col].drop_nulls().n_unique()
     if n_cl < 2:
         raise VcovError(f"cluster column {spec.cluster_col!r} has {n_cl} cluster; clustering needs at least 2")
     return frame
@@ -572,6 +670,28 @@ SECTIONS: list[Callable[[pl.DataFrame, BatterySpec, str, Path, SharedFits], Sect
 ]
 
 
+_TITLES = {
+    "baseline": "1. Baseline TWFE", "event_study": "2. Event study", "robust": "3. Heterogeneity-robust estimators",
+    "diagnostics": "4. Diagnostics", "inference": "5. Placebo test and wild cluster bootstrap",
+    "extra_controls": "6. Competing policies / extra controls", "mechanisms": "7. Mechanisms",
+    "heterogeneity": "8. Heterogeneity", "alternatives": "9. Alternative estimators (Tables 5-6)",
+}
+
+
+def _section_key(fn: Callable[..., Section]) -> str:
+    return fn.__name__.removeprefix("section_")
+
+
+def _failed_section(fn: Callable[..., Section], e: Exception) -> Section:
+    """The report entry of a section that raised: its error, in place of its results."""
+    key = _section_key(fn)
+    error = f"{type(e).__name__}: {e}"
+    text = (f"**Failed**: {error}\n\nThe other sections ran; fix the cause and run the battery again to get "
+            "this one.")
+    return Section(key, _TITLES.get(key, key), text, numbers={"error": {"type": type(e).__name__,
+                                                                          "message": str(e)}}, error=error)
+
+
 def load_data(spec: BatterySpec) -> tuple[pl.DataFrame, str]:
     """The battery's data and a one-line description of where it came from."""
     if spec.data is None:
@@ -612,14 +732,26 @@ def battery(data: Any = None, *, spec: BatterySpec | None = None, verbose: bool 
     treat = spec.treat if spec.treat and spec.treat in frame.columns else "_treat"
     out = Path(spec.out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    sections = []
+    sections: list[Section] = []
     shared = SharedFits(frame, spec, treat)
     t_all = time.perf_counter()
     for fn in SECTIONS:
         t0 = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", StaggerlabWarning)
-            sec = fn(frame, spec, treat, out, shared)
+            try:
+                sec = fn(frame, spec, treat, out, shared)
+            except KeyboardInterrupt:
+                # what finished is worth keeping: the report of the finished sections, then stop
+                write_report(BatteryResult(spec, sections, out), frame, source, time.perf_counter() - t_all)
+                key = _section_key(fn)
+                raise KeyboardInterrupt(
+                    f"battery interrupted during section {_TITLES.get(key, key)!r}; the {len(sections)} finished "
+                    f"section(s) are in {out / 'report.md'}; run the same command again to redo the battery "
+                    f"(seed {spec.seed} gives the same numbers; fewer --draws / --boot-draws make it shorter)"
+                ) from None
+            except Exception as e:  # one section's failure is reported, the others still run
+                sec = _failed_section(fn, e)
         sec.seconds = time.perf_counter() - t0
         notes = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, StaggerlabWarning)))
         if notes:
@@ -627,7 +759,8 @@ def battery(data: Any = None, *, spec: BatterySpec | None = None, verbose: bool 
             sec.numbers["notes"] = notes
         sections.append(sec)
         if verbose:
-            print(f"  {sec.title:<45} {sec.seconds:6.2f} s", file=sys.stderr)
+            status = f"FAILED ({sec.error})" if sec.error else f"{sec.seconds:6.2f} s"
+            print(f"  {sec.title:<45} {status}", file=sys.stderr)
     result = BatteryResult(spec, sections, out)
     write_report(result, frame, source, time.perf_counter() - t_all)
     return result

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 
 import numpy as np
 import polars as pl
@@ -12,8 +11,7 @@ import pytest
 import staggerlab as sl
 from staggerlab.battery import BatterySpec, battery
 from staggerlab.cli import main
-from staggerlab.inference.resampling.split import _coef_from_sums, _unit_moments, split_difference
-from staggerlab.panels.panel import factorize_column
+from staggerlab.inference.resampling.split import split_difference
 
 EXACT = 1e-10  # same math, different route
 
@@ -110,24 +108,6 @@ def test_battery_bad_input_one_clear_line(user_panel, tmp_path, capsys, change, 
     assert rc == 2
     assert len(err) == 1 and err[0].startswith("staggerlab: error:")
     assert message in err[0]
-
-
-def test_split_moments_equal_feols_on_permuted_groups():
-    """The permutation refit from per-unit moments equals a direct feols on each split."""
-    df = sl.simulate.staggered(80, 7, n_controls=2, drop_share=0.2, seed=3)
-    u = factorize_column(df["unit"])
-    t = factorize_column(df["time"])
-    Z = np.column_stack([df[c].cast(pl.Float64).to_numpy() for c in ["y", "treat", "x1", "x2"]])
-    P = _unit_moments(u, t, Z)
-    rng = np.random.default_rng(0)
-    for _ in range(3):
-        lab = rng.random(u.max() + 1) < 0.5
-        fast = _coef_from_sums((lab.astype(float) @ P)[None], t.max() + 1, Z.shape[1])[0]
-        sub = df.filter(pl.Series(lab[u]))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ref = sl.feols("y ~ treat + x1 + x2 | unit + time", sub).coef()["treat"]
-        assert fast == pytest.approx(ref, rel=1e-9)
 
 
 def test_split_difference_same_for_any_n_jobs():

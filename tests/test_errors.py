@@ -22,6 +22,7 @@ from staggerlab.errors import (
     PanelError,
     StaggerlabError,
     VcovError,
+    WeightsError,
 )
 
 
@@ -121,7 +122,7 @@ def test_missing_values_in_panel(dirty):
 
 def test_non_positive_weights(df):
     bad = df.with_columns(w=pl.when(pl.col("unit") == 1).then(0.0).otherwise(1.0))
-    with pytest.raises(MissingValueError, match=r"weights column 'w' has 5 non-positive value"):
+    with pytest.raises(WeightsError, match=r"weights column 'w' has 5 zero or negative value"):
         fit("y ~ treat | unit", bad, weights="w")
 
 
@@ -138,8 +139,16 @@ def test_empty_after_dropping_missing(df):
     allnan = df.with_columns(y=pl.lit(float("nan")))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MissingValueWarning)
-        with pytest.raises(EmptyPanelError, match="no rows left after dropping missing values"):
+        with pytest.raises(EmptyPanelError, match=r"column\(s\) 'y' are entirely missing"):
             fit("y ~ treat | unit", allnan)
+    # each column has values, but never on the same row
+    half = pl.Series(np.arange(df.height) % 2 == 0)
+    disjoint = df.with_columns(y=pl.when(half).then(pl.col("y")), x1=pl.when(~half).then(pl.col("x1")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MissingValueWarning)
+        with pytest.raises(EmptyPanelError, match="no rows left after dropping missing values: no row has a value "
+                                                  "in every one of 'y', 'x1'"):
+            fit("y ~ x1 | unit", disjoint)
 
 
 # ------------------------------------------------------------ collinearity

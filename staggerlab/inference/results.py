@@ -17,6 +17,8 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
+from .._validate import check_level
+
 __all__ = ["Result", "Aggregate", "PretrendTest", "interval"]
 
 
@@ -46,6 +48,7 @@ class Result(ABC):
 
 def interval(est: np.ndarray, se: np.ndarray, df: int | None, level: float) -> tuple[np.ndarray, np.ndarray]:
     """``level`` confidence intervals from a t(``df``) reference, or the normal one when ``df`` is None/0."""
+    level = check_level(level)
     q = stats.t.ppf(0.5 + level / 2, df) if df else stats.norm.ppf(0.5 + level / 2)
     return est - q * se, est + q * se
 

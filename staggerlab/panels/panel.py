@@ -20,7 +20,7 @@ from ..errors import (
 )
 from ..kernels.panel import int_run_lengths, repeated_cells, strictly_increasing_pairs
 
-__all__ = ["Panel", "to_polars", "check_columns", "check_numeric", "finite_mask", "factorize_column",
+__all__ = ["Panel", "to_polars", "check_columns", "check_numeric", "finite_mask", "all_missing", "empty_after_missing", "factorize_column",
            "factorize_with_ids", "sorted_unique_ids", "run_lengths"]
 
 NaPolicy = Literal["drop", "raise"]
@@ -57,10 +57,14 @@ def check_columns(frame: pl.DataFrame, columns: Sequence[str], what: str = "colu
 
 
 def check_numeric(frame: pl.DataFrame, columns: Sequence[str], role: str) -> None:
-    """Raise ``NonNumericError`` for a non-numeric outcome/regressor column."""
+    """Raise ``NonNumericError`` for a non-numeric outcome/regressor column
+    (``MissingValueError`` for one with no value at all, which CSV readers type as text)."""
     for c in columns:
         dt = frame.schema[c]
         if not (dt.is_numeric() or dt == pl.Boolean):
+            if frame.height and frame[c].null_count() == frame.height:
+                raise MissingValueError(f"{role} column {c!r} is entirely missing (no value in {frame.height:,} "
+                                        "rows); check the column name or drop it")
             raise NonNumericError(
                 f"{role} column {c!r} has type {dt}, not a number; "
                 "convert it (e.g. cast or encode it) before fitting"
@@ -78,6 +82,34 @@ def finite_mask(frame: pl.DataFrame, columns: Sequence[str]) -> np.ndarray:
             e = e & pl.col(c).is_finite()
         exprs.append(e)
     return frame.select(pl.all_horizontal(exprs)).to_series().to_numpy()
+
+
+def all_missing(frame: pl.DataFrame, columns: Sequence[str]) -> list[str]:
+    """The columns of ``columns`` (in order, once each) without one usable value (every value null, NaN or inf).
+
+    A CSV column with no values at all is read as text, so this is asked
+    before the type checks: such a column is reported as empty, not as
+    non-numeric.
+    """
+    out = []
+    for c in dict.fromkeys(columns):
+        s = frame[c]
+        usable = s.len() - s.null_count()
+        if usable and s.dtype.is_float():
+            usable = int(s.is_finite().sum())
+        if not usable:
+            out.append(c)
+    return out
+
+
+def empty_after_missing(frame: pl.DataFrame, columns: Sequence[str]) -> str:
+    """The message for a sample emptied by dropping missing values: it names the columns that are entirely missing."""
+    gone = all_missing(frame, columns)
+    if gone:
+        return (f"column(s) {', '.join(repr(c) for c in gone)} are entirely missing (no usable value in "
+                f"{frame.height:,} rows); check the column name or drop it")
+    return (f"no rows left after dropping missing values: no row has a value in every one of "
+            f"{', '.join(repr(c) for c in dict.fromkeys(columns))}")
 
 
 def factorize_column(s: pl.Series, dtype: type = np.int64) -> np.ndarray:
@@ -282,9 +314,9 @@ class Panel:
                 MissingValueWarning,
                 stacklevel=2,
             )
+            if n_bad == frame.height:
+                raise EmptyPanelError(empty_after_missing(frame, [unit, time, *columns]))
             frame = frame.filter(pl.Series(keep))
-            if frame.height == 0:
-                raise EmptyPanelError("no rows left after dropping missing values")
         if sorted_unique_ids(frame, unit, time):  # no pair repeated: codes when first needed
             return cls(frame, unit, time)
         ucodes, units = factorize(frame[unit])

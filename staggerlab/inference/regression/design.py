@@ -20,9 +20,10 @@ from ...errors import (
     MissingValueError,
     MissingValueWarning,
     SingletonWarning,
+    WeightsError,
 )
 from ...kernels.demean import centred_ss
-from ...panels.panel import Panel, check_columns, check_numeric, factorize_with_ids, to_polars
+from ...panels.panel import Panel, check_columns, check_numeric, empty_after_missing, factorize_with_ids, to_polars
 from .absorb import Absorber, drop_singletons
 from .rank import independent_columns
 from .vcov import VcovSpec, fe_df, fe_nesting
@@ -272,11 +273,12 @@ def build_design(
     if n_missing:
         values = {c: v[keep] for c, v in values.items()}
     if sub.height == 0:
-        raise EmptyPanelError("no rows left after dropping missing values")
+        raise EmptyPanelError(empty_after_missing(frame, used))
     if weights is not None:
         wv = values[weights]
         if (wv <= 0).any():
-            raise MissingValueError(f"weights column {weights!r} has {int((wv <= 0).sum())} non-positive value(s)")
+            raise WeightsError(f"weights column {weights!r} has {int((wv <= 0).sum())} zero or negative value(s); "
+                               "weights must be positive: drop those rows or fix the column")
     # a Panel's id codes are reused (no second factorization of 10M ids)
     known = {}
     if isinstance(data, Panel):
