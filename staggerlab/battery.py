@@ -34,9 +34,10 @@ from .errors import (
 )
 from .inference.regression.feols import Feols, FeolsMulti, feols
 from .inference.regression.results import significance_stars
+from .inference.results import pvalue_text
 from .panels.adoption import adoption_times
 from .panels.io import read_frame
-from .panels.panel import Panel, all_missing, check_numeric, to_polars
+from .panels.panel import Panel, all_missing, check_numeric, finite_mask, to_polars
 from .panels.simulate import PAPER_CONTROLS, PAPER_OUTCOMES, paper_panel
 from .report import md_table, write_report
 
@@ -184,9 +185,10 @@ def _as_multi(fit: Feols | FeolsMulti) -> dict[str, Feols]:
     return {fit.depvar: fit} if isinstance(fit, Feols) else dict(fit.fits)
 
 
-def regression_table(fits: dict[str, Feols], param: str, labels: dict[str, str]) -> pl.DataFrame:
-    """The study's Table 4 layout: coefficient with stars, (se), N, R2, within R2."""
-    cols: dict[str, list[str]] = {"": [param, "", "Controls", "Firm FE", "Year FE", "N", "R2", "Within R2"]}
+def regression_table(fits: dict[str, Feols], param: str, labels: dict[str, str], unit: str = "firm",
+                     time: str = "year") -> pl.DataFrame:
+    """The study's Table 4 layout: coefficient with stars, (se), controls, ``unit`` FE, ``time`` FE, N, R2, within R2."""
+    cols: dict[str, list[str]] = {"": [param, "", "Controls", f"{unit} FE", f"{time} FE", "N", "R2", "Within R2"]}
     for key, f in fits.items():
         c, se, p = f.coef()[param], f.se()[param], f.pvalue()[param]
         has_controls = len(f.coefnames) > 1
@@ -360,7 +362,7 @@ def section_baseline(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Pa
             fits[f"{y} ({tag})"] = f
     order = [f"{y} ({t})" for y in spec.outcomes for t in ("no controls", "controls")]
     fits = {k: fits[k] for k in order if k in fits}
-    table = regression_table(fits, treat, {})
+    table = regression_table(fits, treat, {}, spec.unit, spec.time)
     coefs = _coef_rows(fits, treat)
     main = fits[f"{spec.outcomes[0]} (controls)"] if spec.controls else fits[f"{spec.outcomes[0]} (no controls)"]
     shared.fitted["baseline"] = main  # the same model: later sections reuse it
@@ -391,7 +393,9 @@ def section_event_study(frame: pl.DataFrame, spec: BatterySpec, treat: str, out:
                      cluster=spec.cluster_col, window=spec.window, method="twfe")
     tab = es.tidy()
     pre = es.pretrend_test()
-    figs = [_fig(es.plot(title=f"Event study: {y}"), out, "event_study.png")]
+    from .plots.event_study import plot_event_study
+
+    figs = [_fig(plot_event_study(es, outcome=y, binned=spec.window), out, "event_study.png")]
     text = (f"Dynamic TWFE of `{y}` on relative-time indicators {spec.window[0]}..{spec.window[1]} (endpoints "
             f"binned, reference period {es.ref}), with the controls, {spec.unit} and {spec.time} FE, CRV1 by "
             f"{spec.cluster_col}; N = {es.nobs:,}.\n\n" + md_table(tab)
@@ -436,20 +440,34 @@ def section_robust(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path
         es = event_study(frame, y=y, unit=spec.unit, time=spec.time, cohort="_cohort", controls=controls,
                          cluster=spec.cluster_col, window=spec.window, method=method)
         agg = es.aggregate("simple")
-        results[method] = es
+        results[label.split(" (")[0]] = es
+        n_units, n_rows = _sample_size(es, frame, [y, *controls], spec.unit)
         rows.append({"estimator": label, "estimate": agg.estimate, "se": agg.se,
                      "ci_low": agg.estimate - 1.959964 * agg.se, "ci_high": agg.estimate + 1.959964 * agg.se,
-                     "controls": "yes" if controls else "no"})
-        numbers[method] = {"estimate": agg.estimate, "se": agg.se, "event_study": es.tidy().to_dicts()}
+                     "controls": "yes" if controls else "no", "units": n_units, "rows": n_rows})
+        numbers[method] = {"estimate": agg.estimate, "se": agg.se, "units": n_units, "rows": n_rows,
+                           "event_study": es.tidy().to_dicts()}
     tab = pl.DataFrame(rows)
     if results:
         from .plots.event_study import plot_event_studies
 
         figs.append(_fig(plot_event_studies(results, y), out, "robust_event_studies.png"))
+    base = shared.baseline
     text = (f"Overall ATT of `{treat}` on `{y}` from estimators robust to heterogeneous and dynamic effects "
-            f"(standard errors clustered by {spec.cluster_col}); compare with the baseline TWFE.\n\n"
-            + md_table(tab))
+            f"(standard errors clustered by {spec.cluster_col}); compare with the baseline TWFE (N = "
+            f"{base.nobs:,} rows). `units` and `rows` are the sample each estimator used (Callaway-Sant'Anna "
+            "works on units).\n\n" + md_table(tab))
     return Section("robust", "3. Heterogeneity-robust estimators", text, {"robust": tab}, figs, numbers)
+
+
+def _sample_size(es: Any, frame: pl.DataFrame, columns: list[str], unit: str) -> tuple[int, int | None]:
+    """(units, rows) an event-study estimator used: its own counts where it reports them, else the units
+    of the rows complete in ``columns``."""
+    rows = getattr(es, "nobs", None)
+    units = getattr(es, "n_units", None)
+    if units is None:
+        units = frame.filter(pl.Series(finite_mask(frame, columns)))[unit].n_unique()
+    return int(units), None if rows is None else int(rows)
 
 
 def section_diagnostics(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path, shared: SharedFits) -> Section:
@@ -472,15 +490,20 @@ def section_diagnostics(frame: pl.DataFrame, spec: BatterySpec, treat: str, out:
     bt = b.by_type()
     w = twfe_weights(frame, y=y, unit=spec.unit, time=spec.time, cohort="_cohort")
     share_neg = abs(w.sum_negative) / (w.sum_positive + abs(w.sum_negative)) if w.n_negative else 0.0
-    figs = [_fig(b.plot(), out, "bacon.png")]
+    from .plots.bacon import plot_bacon
+
+    figs = [_fig(plot_bacon(b, outcome=y), out, "bacon.png")]
     wt = pl.DataFrame({"quantity": ["positive weights", "negative weights", "sum of positive weights",
                                     "sum of negative weights", "share of negative weight", "sigma (robustness)"],
                        "value": [float(w.n_positive), float(w.n_negative), w.sum_positive, w.sum_negative,
                                  share_neg, w.sigma]})
+    # the Markdown shows the two counts as integers (the parquet/JSON column stays numeric)
+    shown = wt.with_columns(pl.Series("value", [f"{w.n_positive:,}", f"{w.n_negative:,}",
+                                                *(f"{v:.4f}" for v in wt["value"].to_list()[2:])]))
     text = (f"Goodman-Bacon decomposition of the TWFE coefficient of `{y}` (no controls) into 2x2 comparisons; "
             f"TWFE = {b.twfe:.4f}.{note}\n\n" + md_table(bt)
             + "\n\nde Chaisemartin-D'Haultfoeuille weights attached by the TWFE coefficient to the treated "
-              "(cohort, period) cells (full sample):\n\n" + md_table(wt))
+              "(cohort, period) cells (full sample):\n\n" + md_table(shown))
     return Section("diagnostics", "4. Diagnostics", text, {"bacon": b.tidy(), "bacon_by_type": bt,
                                                         "dcdh_weights": w.tidy()}, figs,
                    {"bacon_twfe": b.twfe, "bacon_by_type": bt.to_dicts(), "dcdh": wt.to_dicts()})
@@ -500,6 +523,7 @@ def section_inference(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: P
     figs.append(_fig(ri.plot(), out, "placebo.png"))
     lo, hi = ri.pvalue_ci
     numbers["placebo"] = {"observed": ri.observed, "pvalue": ri.pvalue, "pvalue_ci": [lo, hi],
+                          "n_extreme": ri.count, "valid_draws": ri.n_valid,
                           "draws": spec.draws, "mean": float(np.mean(ri.statistics)),
                           "sd": float(np.std(ri.statistics, ddof=1))}
     parts.append(
@@ -507,7 +531,8 @@ def section_inference(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: P
         "random, and gives each an adoption year drawn from the empirical adoption-year distribution; "
         f"statistic: the CRV1 t of `{treat}`). Observed t = {ri.observed:.3f}; placebo t's have mean "
         f"{np.mean(ri.statistics):.3f} and sd {np.std(ri.statistics, ddof=1):.3f}; randomization p-value "
-        f"= {ri.pvalue:.4f} (exact 95% Clopper-Pearson interval for its Monte Carlo error "
+        f"{pvalue_text(ri.pvalue, ri.n_valid, ri.count == 0)}{' (no draw as extreme as the observed t)' if ri.count == 0 else ''} (exact 95% Clopper-Pearson interval for its Monte "
+        "Carlo error "
         f"[{lo:.4f}, {hi:.4f}])."
     )
     wb = wildboot(fit, param=treat, draws=spec.boot_draws, seed=spec.seed, n_jobs=_jobs(spec), backend=spec.backend)
@@ -517,7 +542,7 @@ def section_inference(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: P
                            "draws": spec.boot_draws, "note": wb.note}
     parts.append(
         f"**Wild cluster bootstrap** (WCR, Rademacher weights by {spec.cluster_col}, {spec.boot_draws:,} draws): "
-        f"t = {wb.tstat:.3f}, bootstrap p-value = {wb.pvalue:.4f}, 95% CI by test inversion "
+        f"t = {wb.tstat:.3f}, bootstrap p-value {pvalue_text(wb.pvalue, spec.boot_draws, wb.pvalue == 0)}, 95% CI by test inversion "
         f"[{wb.confint[0]:.4f}, {wb.confint[1]:.4f}]." + (f" Note: {wb.note}" if wb.note else "")
     )
     text = (f"Inference on the baseline coefficient of `{treat}` for `{y}` (with controls; N = {fit.nobs:,}, "
@@ -537,7 +562,7 @@ def section_extra_controls(frame: pl.DataFrame, spec: BatterySpec, treat: str, o
         fits[f"+ {c}"] = feols(_fml(y, treat, [*spec.controls, c], spec.unit, spec.time), frame, vcov=vc)
     coefs = _coef_rows(fits, treat)
     text = (f"`{y}` on `{treat}` with the baseline controls plus each extra control added one at a time "
-            f"(CRV1 by {spec.cluster_col}).\n\n" + md_table(regression_table(fits, treat, {})))
+            f"(CRV1 by {spec.cluster_col}).\n\n" + md_table(regression_table(fits, treat, {}, spec.unit, spec.time)))
     return Section("extra_controls", "6. Competing policies / extra controls", text, {"extra_controls": coefs}, [],
                    {"coefficients": coefs.to_dicts()})
 
@@ -550,7 +575,7 @@ def section_mechanisms(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: 
                            vcov={"CRV1": spec.cluster_col}))
     coefs = _coef_rows(fits, treat)
     text = (f"Each mechanism outcome on `{treat}` with the baseline controls, {spec.unit} and {spec.time} FE, "
-            f"CRV1 by {spec.cluster_col}.\n\n" + md_table(regression_table(fits, treat, {})))
+            f"CRV1 by {spec.cluster_col}.\n\n" + md_table(regression_table(fits, treat, {}, spec.unit, spec.time)))
     return Section("mechanisms", "7. Mechanisms", text, {"mechanisms": coefs}, [], {"coefficients": coefs.to_dicts()})
 
 

@@ -19,7 +19,7 @@ from scipy import stats
 
 from .._validate import check_level
 
-__all__ = ["Result", "Aggregate", "PretrendTest", "interval"]
+__all__ = ["Result", "Aggregate", "PretrendTest", "interval", "pvalue_text"]
 
 
 class Result(ABC):
@@ -51,6 +51,19 @@ def interval(est: np.ndarray, se: np.ndarray, df: int | None, level: float) -> t
     level = check_level(level)
     q = stats.t.ppf(0.5 + level / 2, df) if df else stats.norm.ppf(0.5 + level / 2)
     return est - q * se, est + q * se
+
+
+def pvalue_text(pvalue: float, draws: int, none_as_extreme: bool) -> str:
+    """A resampling p-value as reports and figures print it after "p": ``= 0.0123``, or the bound below.
+
+    When no draw of ``draws`` was as extreme as the observed statistic the
+    p-value says only that it is below ``1/(B+1)``, so the report prints
+    that bound and its number, not a bare ``0.0000`` (bootstrap) or ``1/(B+1)``
+    (placebo, whose p-value counts the observed assignment as a draw).
+    """
+    if none_as_extreme:
+        return f"< 1/(B+1) = {1 / (draws + 1):.2g}"
+    return f"= {pvalue:.4f}"
 
 
 class Aggregate(Result):

@@ -263,8 +263,15 @@ def build_design(
                 f"{n_missing} row(s) have a missing or non-finite value in {used}; "
                 "clean them or use na='drop'"
             )
+        # name the columns that hold the missing values, with their counts, not every column used
+        per_col = []
+        for c in used:
+            bad = int((~np.isfinite(values[c])).sum()) if c in values else frame[c].null_count()
+            if bad:
+                per_col.append(f"{c!r} {bad:,}")
         warnings.warn(
-            f"dropped {n_missing} of {frame.height} row(s) with missing or non-finite values in {used}",
+            f"dropped {n_missing} of {frame.height} row(s) with missing or non-finite values "
+            f"(missing per column: {', '.join(per_col)})",
             MissingValueWarning,
             stacklevel=stacklevel,
         )

@@ -218,7 +218,9 @@ class PlaceboResult(Result):
         from ...plots.placebo import plot_placebo
 
         return plot_placebo(self.statistics, self.observed, stat=self.stat, param=self.param,
-                            pvalue=self.pvalue, alternative=self.alternative, path=path, **kwargs)
+                            pvalue=self.pvalue, alternative=self.alternative, scheme=self.scheme,
+                            n_extreme=self.count, path=path,
+                            **kwargs)
 
 
 # --------------------------------------------------------------------- API
