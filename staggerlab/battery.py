@@ -81,15 +81,15 @@ class BatterySpec:
         Raises
         ------
         SpecError
-            The file is not valid TOML, has a key that is not an option (the
+            No file at ``path``, or the file is not valid TOML, has a key that is not an option (the
             message lists the valid ones) or a value of the wrong type.
-        FileNotFoundError
-            No file at ``path``.
         """
         name = Path(path).name
         try:
             with open(path, "rb") as fh:
                 raw = tomllib.load(fh)
+        except FileNotFoundError:
+            raise SpecError(f"no such spec file: {path}") from None
         except tomllib.TOMLDecodeError as e:
             raise SpecError(f"spec file {name} is not valid TOML: {e}; fix the file") from None
         raw = raw.get("battery", raw)
@@ -663,7 +663,7 @@ def section_alternatives(frame: pl.DataFrame, spec: BatterySpec, treat: str, out
                     learner_params=params.get(learner), n_folds=5, seed=spec.seed)
             from scipy.special import ndtr
 
-            add(f"DML ({learner})", r.coef, r.se, float(2 * ndtr(-abs(r.coef / r.se))), frame.height,
+            add(f"DML ({learner})", r.coef, r.se, float(2 * ndtr(-abs(r.coef / r.se))), r.nobs,
                 "partially linear, 5-fold cross-fitting on within-transformed data")
     tab = pl.DataFrame(rows) if rows else pl.DataFrame({"estimator": [], "estimate": []})
     text = (f"Alternative estimates of the effect of `{treat}` on `{y}` (the reference study's Tables 5-6, docs/study.md); all with "

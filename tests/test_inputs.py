@@ -213,3 +213,9 @@ def test_level_outside_unit_interval_refused_everywhere(name, level):
     call = _level_calls()[name]
     with pytest.raises(errors.ArgumentError, match=r"level must be in \(0, 1\), got"):
         call()
+
+
+def test_cli_missing_spec_file(tmp_path, capsys):
+    assert main(["battery", "--spec", str(tmp_path / "nope.toml"), "--out", str(tmp_path / "r"), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"staggerlab: error: no such spec file: {tmp_path / 'nope.toml'}"]

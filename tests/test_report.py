@@ -185,3 +185,13 @@ def test_resampling_histograms_state_scheme_statistic_and_mirror():
     if wb.pvalue == 0:
         assert f"p < 1/(B+1) = {1 / (B + 1):.2g}" in ax.get_title()
     assert math.isfinite(wb.tstat)
+
+
+@pytest.mark.slow  # ~20 s: PSM, entropy balancing and cross-fitted lasso
+def test_dml_row_counts_the_rows_it_used(tmp_path):
+    pytest.importorskip("sklearn")
+    res = battery(PANEL, spec=BatterySpec(unit="county", time="yr", outcomes=["emp"], treat="policy",
+                                          controls=["pop"], draws=B, boot_draws=B, n_jobs=1, dml_learners=["lasso"],
+                                          out=str(tmp_path / "r")))
+    rows = res.section("alternatives").tables["alternatives"].filter(pl.col("estimator") == "DML (lasso)")
+    assert rows["nobs"].to_list() == [PANEL.filter(pl.col("emp").is_not_nan()).height]  # 2 outcomes missing
