@@ -219,3 +219,26 @@ def test_cli_missing_spec_file(tmp_path, capsys):
     assert main(["battery", "--spec", str(tmp_path / "nope.toml"), "--out", str(tmp_path / "r"), "-q"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"staggerlab: error: no such spec file: {tmp_path / 'nope.toml'}"]
+
+
+_KW = dict(y="emp", unit="county", time="yr", treat="policy")
+_ADOPTION_USERS = {
+    "placebo": lambda d: sl.placebo(sl.feols("emp ~ policy | county + yr", d, vcov={"CRV1": "county"}),
+                                    param="policy", draws=9),
+    "event_study": lambda d: sl.event_study(d, **_KW),
+    "cs": lambda d: sl.cs(d, **_KW),
+    "bacon": lambda d: sl.bacon(d, **_KW),
+    "twfe_weights": lambda d: sl.twfe_weights(d, **_KW),
+}
+
+
+@pytest.mark.parametrize("name", list(_ADOPTION_USERS))
+def test_treatment_errors_name_units_by_label_in_every_api(name):
+    """Units with string labels: the message names one of the offending units by its label."""
+    bad = _set("policy", 2, unit=TREATED_UNIT, year=2004)(CLEAN)
+    bad = _set("policy", 2, unit="c12", year=2005)(bad)
+    with pytest.raises(errors.TreatmentError, match=r"must be 0/1") as exc:
+        _ADOPTION_USERS[name](bad)
+    msg = str(exc.value)
+    assert f"unit '{TREATED_UNIT}'" in msg or "unit 'c12'" in msg
+    assert "np." not in msg
