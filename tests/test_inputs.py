@@ -242,3 +242,26 @@ def test_treatment_errors_name_units_by_label_in_every_api(name):
     msg = str(exc.value)
     assert f"unit '{TREATED_UNIT}'" in msg or "unit 'c12'" in msg
     assert "np." not in msg
+
+
+@pytest.mark.parametrize("dtype", [pl.String, pl.Float64, pl.Null], ids=["text (CSV)", "float NaN", "null"])
+@pytest.mark.parametrize("col, fml", [("emp", "emp ~ policy | county + yr"), ("pop", "emp ~ policy + pop | county + yr")])
+def test_feols_names_an_entirely_missing_column(col, fml, dtype):
+    value = float("nan") if dtype == pl.Float64 else None
+    bad = CLEAN.with_columns(pl.lit(value, dtype=dtype).alias(col))
+    with pytest.warns(sl.errors.MissingValueWarning) if dtype == pl.Float64 else _no_warning():
+        with pytest.raises((errors.MissingValueError, errors.EmptyPanelError), match=f"'{col}'.* entirely missing"):
+            sl.feols(fml, bad)
+
+
+def test_panel_names_an_entirely_missing_id_column():
+    bad = CLEAN.with_columns(pl.lit(None, dtype=pl.Int64).alias("yr"))
+    with pytest.warns(sl.errors.MissingValueWarning):
+        with pytest.raises(errors.EmptyPanelError, match=r"column\(s\) 'yr' are entirely missing"):
+            sl.Panel.from_frame(bad, unit="county", time="yr")
+
+
+def _no_warning():
+    import contextlib
+
+    return contextlib.nullcontext()
