@@ -53,6 +53,14 @@ def write_report(result: BatteryResult, frame: pl.DataFrame, source: str, second
         f"Treatment: `{spec.treat or spec.cohort}`. Seed {spec.seed}. Total run time {seconds:.1f} s.",
         "",
     ]
+    main = next((s.numbers.get("main") for s in result.sections if s.key == "baseline"), None)
+    if main:
+        # the yardstick the sections' own N (rows, units) are read against
+        head += [f"Baseline sample (section 1, `{spec.outcomes[0]}` with the controls): {main['nobs']:,} rows; "
+                 "sections that use another sample say so.", ""]
+    failed = [s.title for s in result.sections if s.error]
+    if failed:
+        head += [f"**Sections that failed** (their error is in the section): {', '.join(failed)}.", ""]
     body = []
     for s in result.sections:
         body += [f"## {s.title}", "", s.text, ""]

@@ -68,6 +68,7 @@ def test_a_failing_section_is_reported_and_the_battery_goes_on(panel_csv, tmp_pa
     report = (out / "report.md").read_text()
     assert "## 3. Heterogeneity-robust estimators" in report and "**Failed**: RuntimeError: robust estimators broke" in report
     assert "## 5. Placebo test and wild cluster bootstrap" in report  # the later sections ran
+    assert "**Sections that failed** (their error is in the section): 3. Heterogeneity-robust estimators." in report
     res = json.loads((out / "results.json").read_text())
     assert res["sections"]["robust"]["error"] == {"type": "RuntimeError", "message": "robust estimators broke"}
     assert "estimate" in res["sections"]["baseline"]["main"]

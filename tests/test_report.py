@@ -68,6 +68,12 @@ def test_strict_json_turns_non_finite_numbers_into_null():
     json.loads(json.dumps(got, allow_nan=False), parse_constant=_raise)
 
 
+def test_report_states_the_baseline_sample(run):
+    _, out = run
+    n = PANEL.filter(pl.col("emp").is_not_nan()).height
+    assert f"Baseline sample (section 1, `emp` with the controls): {n:,} rows" in (out / "report.md").read_text()
+
+
 def test_fixed_effect_rows_name_the_user_columns(run):
     res, _ = run
     text = res.section("baseline").text
