@@ -124,6 +124,7 @@ class BatteryResult:
     spec: BatterySpec
     sections: list[Section]
     out: Path
+    interrupted: str | None = None  # title of the section a Ctrl-C stopped (the report then has the ones before it)
 
     def section(self, key: str) -> Section:
         """Look a section up by key."""
@@ -625,8 +626,9 @@ def battery(data: Any = None, *, spec: BatterySpec | None = None, verbose: bool 
                 sec = fn(frame, spec, treat, out, shared)
             except KeyboardInterrupt:
                 # what finished is worth keeping: the report of the finished sections, then stop
-                write_report(BatteryResult(spec, sections, out), frame, source, time.perf_counter() - t_all)
                 key = _section_key(fn)
+                write_report(BatteryResult(spec, sections, out, _TITLES.get(key, key)), frame, source,
+                             time.perf_counter() - t_all)
                 raise KeyboardInterrupt(
                     f"battery interrupted during section {_TITLES.get(key, key)!r}; the {len(sections)} finished "
                     f"section(s) are in {out / 'report.md'}; run the same command again to redo the battery "

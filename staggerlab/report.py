@@ -58,6 +58,9 @@ def write_report(result: BatteryResult, frame: pl.DataFrame, source: str, second
         # the yardstick the sections' own N (rows, units) are read against
         head += [f"Baseline sample (section 1, `{spec.outcomes[0]}` with the controls): {main['nobs']:,} rows; "
                  "sections that use another sample say so.", ""]
+    if result.interrupted:
+        head += [f"**Interrupted** (Ctrl-C) during section '{result.interrupted}': only the sections that "
+                 "finished before it are below.", ""]
     failed = [s.title for s in result.sections if s.error]
     if failed:
         head += [f"**Sections that failed** (their error is in the section): {', '.join(failed)}.", ""]

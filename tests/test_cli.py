@@ -95,6 +95,7 @@ def test_ctrl_c_in_the_battery_one_line_exit_130(panel_csv, tmp_path, monkeypatc
     assert "run the same command again" in err[0]
     report = (out / "report.md").read_text()  # what finished is kept
     assert "## 4. Diagnostics" in report and "## 5." not in report
+    assert "**Interrupted** (Ctrl-C) during section '5. Placebo test and wild cluster bootstrap'" in report
 
 
 def test_ctrl_c_inside_the_draws_of_a_section(panel_csv, tmp_path, monkeypatch, capsys):
@@ -154,6 +155,25 @@ def test_interrupted_montecarlo_says_what_was_saved_and_resume_says_what_it_foun
     assert res.replications().height == 20
     with pytest.raises(KeyboardInterrupt, match="nothing was kept: pass checkpoint=PATH"):
         sl.montecarlo(d, {"m": _interrupting(3)}, reps=20, block_size=5, n_jobs=1)
+
+
+@pytest.mark.slow
+def test_a_real_sigint_ends_the_command_in_one_line(panel_csv, tmp_path):
+    """SIGINT to the running command (as Ctrl-C sends it): exit 130, one line, no traceback."""
+    import signal
+    import time
+
+    args = _args(panel_csv, tmp_path / "r")
+    args[args.index("--draws") + 1] = "2000000"  # the placebo section outlasts the wait below
+    p = subprocess.Popen([sys.executable, "-m", "staggerlab.cli", *args], stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(20)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("staggerlab: ") and "interrupted" in lines[0]
 
 
 @pytest.mark.slow
