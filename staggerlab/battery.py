@@ -19,13 +19,14 @@ from typing import Any, Callable
 import numpy as np
 import polars as pl
 
-from .battery_checks import check_spec_types, validate
+from .battery_checks import check_spec_types, helper_names, instrument_columns, validate
 from .errors import (
     ArgumentTypeError,
     SpecError,
     StaggerlabWarning,
 )
 from .inference.regression.feols import Feols, FeolsMulti, feols
+from .inference.regression.formula import Formula, quote
 from .inference.regression.results import significance_stars
 from .inference.results import pvalue_text
 from .panels.io import read_frame
@@ -64,6 +65,7 @@ class BatterySpec:
     instruments: list[str] = field(default_factory=list)
     dml_learners: list[str] = field(default_factory=lambda: ["lasso", "ridge", "rf", "svm-nystroem"])
     alternatives: bool = True
+    power_draws: int = 100
     out: str = "report"
 
     @classmethod
@@ -145,9 +147,8 @@ class BatteryResult:
 
 
 # --------------------------------------------------------------------- helpers
-def _fml(y: str | list[str], treat: str, controls: list[str], unit: str, time: str) -> str:
-    lhs = y if isinstance(y, str) else " + ".join(y)
-    return f"{lhs} ~ {' + '.join([treat, *controls])} | {unit} + {time}"
+def _fml(y: str | list[str], treat: str, controls: list[str], unit: str, time: str) -> Formula:
+    return Formula.of(y, [treat, *controls], [unit, time])
 
 
 def _as_multi(fit: Feols | FeolsMulti) -> dict[str, Feols]:
@@ -198,6 +199,7 @@ class SharedFits:
     frame: pl.DataFrame
     spec: BatterySpec
     treat: str
+    cohort: str = "_cohort"  # the adoption-period column validate() added
     fitted: dict[str, Feols] = field(default_factory=dict)
 
     @property
@@ -206,13 +208,13 @@ class SharedFits:
         if "baseline" not in self.fitted:
             spec = self.spec
             self.fitted["baseline"] = feols(_fml(spec.outcomes[0], self.treat, spec.controls, spec.unit, spec.time),
-                                            self.frame, vcov={"CRV1": spec.cluster_col})
+                                            self.frame, vcov={"CRV1": quote(spec.cluster_col)})
         return self.fitted["baseline"]
 
 
 def section_baseline(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path, shared: SharedFits) -> Section:
     """Table 4: every outcome, without and with controls, one demeaning per design."""
-    vc = {"CRV1": spec.cluster_col}
+    vc = {"CRV1": quote(spec.cluster_col)}
     fits: dict[str, Feols] = {}
     for controls, tag in (([], "no controls"), (spec.controls, "controls")):
         res = _as_multi(feols(_fml(spec.outcomes, treat, controls, spec.unit, spec.time), frame, vcov=vc))
@@ -247,7 +249,7 @@ def section_event_study(frame: pl.DataFrame, spec: BatterySpec, treat: str, out:
     from .inference.did.event_study import event_study
 
     y = spec.outcomes[0]
-    es = event_study(frame, y=y, unit=spec.unit, time=spec.time, cohort="_cohort", controls=spec.controls,
+    es = event_study(frame, y=y, unit=spec.unit, time=spec.time, cohort=shared.cohort, controls=spec.controls,
                      cluster=spec.cluster_col, window=spec.window, method="twfe")
     tab = es.tidy()
     pre = es.pretrend_test()
@@ -264,10 +266,7 @@ def section_event_study(frame: pl.DataFrame, spec: BatterySpec, treat: str, out:
     tables = {"event_study": tab}
     from .inference.did.honest import honest
 
-    # a coarser grid than honest()'s default keeps the battery under a minute;
-    # the report says so
-    rm = honest(es, method="relative_magnitude", Mbar=[0.5, 1.0, 1.5, 2.0], grid_points=200, lf_sims=2000,
-                seed=spec.seed)
+    rm = honest(es, method="relative_magnitude", Mbar=[0.5, 1.0, 1.5, 2.0], seed=spec.seed)
     sm = honest(es, method="smoothness", M=[0.0, 0.01, 0.02, 0.05])
     rtab, stab = rm.tidy(), sm.tidy()
     tables.update({"honest_rm": rtab, "honest_sd": stab})
@@ -277,10 +276,11 @@ def section_event_study(frame: pl.DataFrame, spec: BatterySpec, treat: str, out:
     figs.append(_fig(sm.plot(), out, "honest_smoothness.png"))
     text += ("\n\nRambachan-Roth sensitivity of the first post-period effect. Relative magnitudes: robust "
              "confidence sets when post-period violations of parallel trends may be up to Mbar times the largest "
-             f"pre-period one (conditional least-favourable test on a 200-point grid); breakdown Mbar = "
-             f"{rm.breakdown}.\n\n" + md_table(rtab)
+             "pre-period one (conditional least-favourable hybrid test, its interval's ends solved); "
+             f"{rm.breakdown_text()} (Rambachan and Roth's breakdown value, solved to a relative 1e-3).\n\n"
+             + md_table(rtab)
              + "\n\nSmoothness (the slope of the violation may change by at most M per period; fixed-length CI); "
-               f"breakdown M = {sm.breakdown}.\n\n" + md_table(stab))
+               f"{sm.breakdown_text()}.\n\n" + md_table(stab))
     return Section("event_study", "2. Event study", text, tables, figs, numbers)
 
 
@@ -290,13 +290,14 @@ def section_robust(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path
 
     y = spec.outcomes[0]
     rows, numbers, figs = [], {}, []
-    methods = [("imputation", "Imputation / two-stage DID (BJS, Gardner)", spec.controls),
-               ("sunab", "Sun-Abraham (interaction-weighted)", spec.controls),
-               ("cs", "Callaway-Sant'Anna (never-treated controls)", [])]
+    # Callaway-Sant'Anna keeps every unit of an unbalanced panel (did's allow_unbalanced_panel)
+    methods = [("imputation", "Imputation / two-stage DID (BJS, Gardner)", spec.controls, {}),
+               ("sunab", "Sun-Abraham (interaction-weighted)", spec.controls, {}),
+               ("cs", "Callaway-Sant'Anna (never-treated controls)", [], {"allow_unbalanced_panel": True})]
     results = {}
-    for method, label, controls in methods:
-        es = event_study(frame, y=y, unit=spec.unit, time=spec.time, cohort="_cohort", controls=controls,
-                         cluster=spec.cluster_col, window=spec.window, method=method)
+    for method, label, controls, options in methods:
+        es = event_study(frame, y=y, unit=spec.unit, time=spec.time, cohort=shared.cohort, controls=controls,
+                         cluster=spec.cluster_col, window=spec.window, method=method, **options)
         agg = es.aggregate("simple")
         results[label.split(" (")[0]] = es
         n_units, n_rows = _sample_size(es, frame, [y, *controls], spec.unit)
@@ -304,7 +305,13 @@ def section_robust(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path
                      "ci_low": agg.estimate - 1.959964 * agg.se, "ci_high": agg.estimate + 1.959964 * agg.se,
                      "controls": "yes" if controls else "no", "units": n_units, "rows": n_rows})
         numbers[method] = {"estimate": agg.estimate, "se": agg.se, "units": n_units, "rows": n_rows,
-                           "event_study": es.tidy().to_dicts()}
+                           "nobs": es.nobs, "event_study": es.tidy().to_dicts()}
+        if method == "cs":
+            cs_res = es
+    numbers["cs"]["n_units"] = cs_res.n_units
+    cs_note = (f" Callaway-Sant'Anna uses all {cs_res.n_units:,} `{spec.unit}` units ({cs_res.nobs:,} rows)"
+               + ("; the panel is unbalanced, so each ATT(g,t) compares the rows observed in its two periods "
+                  "(R did's allow_unbalanced_panel=TRUE)." if cs_res.unbalanced else "."))
     tab = pl.DataFrame(rows)
     if results:
         from .plots.event_study import plot_event_studies
@@ -313,8 +320,8 @@ def section_robust(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path
     base = shared.baseline
     text = (f"Overall ATT of `{treat}` on `{y}` from estimators robust to heterogeneous and dynamic effects "
             f"(standard errors clustered by {spec.cluster_col}); compare with the baseline TWFE (N = "
-            f"{base.nobs:,} rows). `units` and `rows` are the sample each estimator used (Callaway-Sant'Anna "
-            "works on units).\n\n" + md_table(tab))
+            f"{base.nobs:,} rows).{cs_note} `units` and `rows` are the sample each estimator used.\n\n"
+            + md_table(tab))
     return Section("robust", "3. Heterogeneity-robust estimators", text, {"robust": tab}, figs, numbers)
 
 
@@ -334,19 +341,15 @@ def section_diagnostics(frame: pl.DataFrame, spec: BatterySpec, treat: str, out:
     from .inference.did.dcdh import twfe_weights
 
     y = spec.outcomes[0]
-    T = frame[spec.time].n_unique()
-    # a unit counts as observed in a period only where its outcome is usable
-    observed = frame.filter(pl.col(y).is_not_null() & pl.col(y).cast(pl.Float64).is_finite())
-    counts = observed.group_by(spec.unit).len()
-    full = counts.filter(pl.col("len") == T)[spec.unit]
-    balanced = observed.filter(pl.col(spec.unit).is_in(full.implode()))
-    note = ""
-    if balanced.height < frame.height:
-        note = (f" The decomposition is exact on balanced panels only, so it uses the {full.len():,} units observed "
-                f"with `{y}` in all {T} periods ({balanced.height:,} of {frame.height:,} rows).")
-    b = bacon(balanced, y=y, unit=spec.unit, time=spec.time, cohort="_cohort")
+    b = bacon(frame, y=y, unit=spec.unit, time=spec.time, cohort=shared.cohort, balance=True)
+    note = f" Sample: {b.n_units:,} `{spec.unit}` units, {b.nobs:,} rows"
+    if b.balanced_from is not None:
+        note += (f"; the decomposition is exact on balanced panels only, so it uses the units observed with `{y}` "
+                 f"in every period (of {b.balanced_from[0]:,} units, {b.balanced_from[1]:,} rows with `{y}`).")
+    else:
+        note += "."
     bt = b.by_type()
-    w = twfe_weights(frame, y=y, unit=spec.unit, time=spec.time, cohort="_cohort")
+    w = twfe_weights(frame, y=y, unit=spec.unit, time=spec.time, cohort=shared.cohort)
     share_neg = abs(w.sum_negative) / (w.sum_positive + abs(w.sum_negative)) if w.n_negative else 0.0
     from .plots.bacon import plot_bacon
 
@@ -361,7 +364,8 @@ def section_diagnostics(frame: pl.DataFrame, spec: BatterySpec, treat: str, out:
     text = (f"Goodman-Bacon decomposition of the TWFE coefficient of `{y}` (no controls) into 2x2 comparisons; "
             f"TWFE = {b.twfe:.4f}.{note}\n\n" + md_table(bt)
             + "\n\nde Chaisemartin-D'Haultfoeuille weights attached by the TWFE coefficient to the treated "
-              "(cohort, period) cells (full sample):\n\n" + md_table(shown))
+              f"(cohort, period) cells ({w.n_units:,} units, {w.nobs:,} rows: every row with `{y}`):\n\n"
+            + md_table(shown))
     return Section("diagnostics", "4. Diagnostics", text, {"bacon": b.tidy(), "bacon_by_type": bt,
                                                         "dcdh_weights": w.tidy()}, figs,
                    {"bacon_twfe": b.twfe, "bacon_by_type": bt.to_dicts(), "dcdh": wt.to_dicts()})
@@ -411,7 +415,7 @@ def section_inference(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: P
 def section_extra_controls(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path, shared: SharedFits) -> Section:
     """Table 7: competing policies / extra controls added one at a time."""
     y = spec.outcomes[0]
-    vc = {"CRV1": spec.cluster_col}
+    vc = {"CRV1": quote(spec.cluster_col)}
     if not spec.extra_controls:
         return Section("extra_controls", "6. Competing policies / extra controls",
                        "Not run: no extra controls were given (`--extra-controls a,b,...`).")
@@ -430,7 +434,7 @@ def section_mechanisms(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: 
     if not spec.mechanisms:
         return Section("mechanisms", "7. Mechanisms", "Not run: no mechanism outcomes were given (`--mechanisms a,b`).")
     fits = _as_multi(feols(_fml(spec.mechanisms, treat, spec.controls, spec.unit, spec.time), frame,
-                           vcov={"CRV1": spec.cluster_col}))
+                           vcov={"CRV1": quote(spec.cluster_col)}))
     coefs = _coef_rows(fits, treat)
     text = (f"Each mechanism outcome on `{treat}` with the baseline controls, {spec.unit} and {spec.time} FE, "
             f"CRV1 by {spec.cluster_col}.\n\n" + md_table(regression_table(fits, treat, {}, spec.unit, spec.time)))
@@ -466,7 +470,7 @@ def section_alternatives(frame: pl.DataFrame, spec: BatterySpec, treat: str, out
     """Tables 5-6: PSM-DID, entropy balancing, IV-2SLS, Heckman, double machine learning."""
     if not spec.alternatives:
         return Section("alternatives", "9. Alternative estimators (Tables 5-6)", "Not run (`alternatives = false`).")
-    from .inference.regression.feiv import feiv
+    from .inference.regression.feiv import IVFormula, feiv
     from .inference.selection.dml import dml
     from .inference.selection.ebalance import entropy_balance
     from .inference.selection.heckman import heckman
@@ -474,7 +478,7 @@ def section_alternatives(frame: pl.DataFrame, spec: BatterySpec, treat: str, out
 
     y = spec.outcomes[0]
     C = spec.controls
-    vc = {"CRV1": spec.cluster_col}
+    vc = {"CRV1": quote(spec.cluster_col)}
     common = dict(y=y, treat=treat, unit=spec.unit, time=spec.time)
     rows: list[dict[str, Any]] = []
     numbers: dict[str, Any] = {}
@@ -495,17 +499,14 @@ def section_alternatives(frame: pl.DataFrame, spec: BatterySpec, treat: str, out
             f"means matched to {eb.max_gap:.1e} in {eb.n_iter} iterations")
     else:
         notes.append("PSM-DID, entropy balancing and DML need covariates: give --controls.")
-    rhs = " + ".join(C)
     for z in spec.instruments:
-        fml = f"{y} ~ {rhs + ' | ' if rhs else ''}{spec.unit} + {spec.time} | {treat} ~ {z}" if rhs else \
-            f"{y} ~ 1 | {spec.unit} + {spec.time} | {treat} ~ {z}"
-        iv = feiv(fml, frame, vcov=vc)
+        iv = feiv(IVFormula(y, tuple(C), (spec.unit, spec.time), (treat,), instrument_columns(z), False), frame, vcov=vc)
         dg = iv.diagnostics
         add(f"IV-2SLS ({z})", iv.coef()[treat], iv.se()[treat], iv.pvalue()[treat], iv.nobs,
             f"first-stage KP Wald F {dg.kp_wald_f:.1f}, KP LM {dg.kp_lm:.1f} (p {dg.kp_lm_pvalue:.3g}), "
             f"CD Wald F {dg.cd_wald_f:.1f}")
     if spec.instruments and C:
-        excl = [z.strip() for z in spec.instruments[0].split("+")]
+        excl = list(instrument_columns(spec.instruments[0]))
         hk = heckman(frame, y=y, selection=treat, outcome_vars=[treat, *C], selection_vars=[*C, *excl],
                      unit=spec.unit, time=spec.time, cluster=spec.cluster_col, outcome_sample="all")
         add("Heckman (treatment-effects two-step)", hk.coef()[treat], hk.se()[treat], hk.pvalue()[treat],
@@ -540,6 +541,55 @@ def _have_sklearn() -> bool:
     return True
 
 
+def section_power(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path, shared: SharedFits) -> Section:
+    """Design power: MDE at 80% power of the baseline TWFE and the robust estimators (``sl.power``)."""
+    from .errors import PowerError
+    from .inference.studies.power import power
+
+    y = spec.outcomes[0]
+    kw: dict[str, Any] = dict(y=y, unit=spec.unit, time=spec.time, cohort="_cohort", controls=spec.controls,
+                              cluster=spec.cluster_col, seed=spec.seed)
+    # the exact TWFE curve is instant: its default grid (4 placebo s.d.) sets the scale, doubled for
+    # the robust estimators, whose standard errors are larger
+    scale = float(power(frame, **kw, draws=spec.draws).sizes.max())
+    sizes = np.linspace(0.0, 2.0 * scale, 17)
+    twfe = power(frame, **kw, draws=spec.draws, sizes=sizes)
+    robust = power(frame, **kw, draws=spec.power_draws, sizes=sizes, estimators=["imputation", "sunab", "cs"])
+    rows = []
+    for res, name, label in ((twfe, "twfe", "Baseline TWFE (CRV1 t test, exact)"),
+                             (robust, "imputation", "Imputation (BJS)"), (robust, "sunab", "Sun-Abraham"),
+                             (robust, "cs", "Callaway-Sant'Anna")):
+        size, size_se = res.size(name)
+        mde = lo = hi = None  # blank in the table: not reached on the grid
+        try:
+            m = res.mde(name)
+            mde, lo, hi = m.estimate, m.low, None if m.censored else m.high
+        except PowerError:
+            pass
+        rows.append({"estimator": label, "draws": res.draws, "size": size, "size_mcse": size_se,
+                     "mde_80": mde, "mde_low": lo, "mde_high": hi})
+    tab = pl.DataFrame(rows)
+    curves = pl.concat([twfe.tidy(), robust.tidy()])
+    figs = [_fig(_power_figure(curves, y), out, "power.png")]
+    text = (f"Design-based power on this panel: `{y}` as the untreated outcome, adoption re-assigned with the "
+            f"placebo scheme units+timing (as many treated units as observed, adoption periods from the observed "
+            f"ones), a homogeneous effect added to the re-assigned treated cells, every estimator re-run; "
+            f"two-sided tests at 5%, standard errors clustered by {spec.cluster_col}. The baseline TWFE curve is "
+            f"exact from one placebo run ({spec.draws:,} draws); the robust estimators are refitted on "
+            f"{spec.power_draws:,} draws (option `power_draws`). MDE: smallest effect with 80% power, linearly "
+            f"interpolated on the grid of {sizes.size} effect sizes up to {sizes.max():.4g}; its interval is "
+            f"where the 95% Monte Carlo band of the curve reaches 80% (blank: not reached on the grid). "
+            f"`size` is the rejection rate at zero effect (nominal 0.05).\n\n" + md_table(tab))
+    numbers = {"mde": tab.to_dicts(), "curves": curves.to_dicts(), "power_draws": spec.power_draws}
+    return Section("power", "10. Design power", text, {"power": tab, "power_curves": curves}, figs, numbers)
+
+
+def _power_figure(curves: pl.DataFrame, y: str) -> Any:
+    from .plots.power import plot_power
+
+    return plot_power(curves, title=f"Design power: {y}")
+
+
 SECTIONS: list[Callable[[pl.DataFrame, BatterySpec, str, Path, SharedFits], Section]] = [
     section_baseline,
     section_event_study,
@@ -550,6 +600,7 @@ SECTIONS: list[Callable[[pl.DataFrame, BatterySpec, str, Path, SharedFits], Sect
     section_mechanisms,
     section_heterogeneity,
     section_alternatives,
+    section_power,
 ]
 
 
@@ -558,6 +609,7 @@ _TITLES = {
     "diagnostics": "4. Diagnostics", "inference": "5. Placebo test and wild cluster bootstrap",
     "extra_controls": "6. Competing policies / extra controls", "mechanisms": "7. Mechanisms",
     "heterogeneity": "8. Heterogeneity", "alternatives": "9. Alternative estimators (Tables 5-6)",
+    "power": "10. Design power",
 }
 
 
@@ -611,12 +663,13 @@ def battery(data: Any = None, *, spec: BatterySpec | None = None, verbose: bool 
         frame, source = load_data(spec)
     else:
         frame, source = to_polars(data), "the frame passed to `battery()`"
+    cohort_col, treat_col = helper_names(frame.columns)  # before validate() adds them
     frame = validate(frame, spec)
-    treat = spec.treat if spec.treat and spec.treat in frame.columns else "_treat"
+    treat = spec.treat if spec.treat and spec.treat in frame.columns else treat_col
     out = Path(spec.out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     sections: list[Section] = []
-    shared = SharedFits(frame, spec, treat)
+    shared = SharedFits(frame, spec, treat, cohort_col)
     t_all = time.perf_counter()
     for fn in SECTIONS:
         t0 = time.perf_counter()

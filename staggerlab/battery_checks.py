@@ -20,13 +20,25 @@ from .errors import (
     TreatmentError,
     VcovError,
 )
+from .inference.regression.formula import split_top, unquote
 from .panels.adoption import adoption_times
-from .panels.panel import Panel, all_missing, check_numeric
+from .panels.panel import Panel, check_numeric, finite_mask, fresh_name
 
 if TYPE_CHECKING:
     from .battery import BatterySpec
 
-__all__ = ["check_spec_types", "check_options", "column_roles", "derive_treatment", "validate"]
+__all__ = ["check_spec_types", "check_options", "column_roles", "derive_treatment", "helper_names",
+           "instrument_columns", "validate"]
+
+
+def helper_names(columns: list[str]) -> tuple[str, str]:
+    """Names of the cohort and treatment columns the battery adds, distinct from the data's."""
+    return fresh_name("_cohort", columns), fresh_name("_treat", columns)
+
+
+def instrument_columns(z: str) -> tuple[str, ...]:
+    """The columns of one ``--instruments`` entry (``"z1 + z2"``; backticks quote names)."""
+    return tuple(unquote(c) for _, c in split_top(z, "+") if c)
 
 
 def check_spec_types(raw: dict[str, Any], source: str, defaults: BatterySpec) -> None:
@@ -54,7 +66,8 @@ def check_spec_types(raw: dict[str, Any], source: str, defaults: BatterySpec) ->
 
 
 def derive_treatment(panel: Panel, spec: BatterySpec) -> tuple[pl.DataFrame, str]:
-    """Return the panel's frame with a 0/1 treatment column and ``_cohort``, and the treatment's name.
+    """Return the panel's frame with a 0/1 treatment column and the cohort column (names from
+    :func:`helper_names`), and the treatment's name.
 
     Raises ``TreatmentError`` for a treatment other than 0/1 and
     ``NonAbsorbingTreatmentError`` for one that switches off, each naming
@@ -62,6 +75,7 @@ def derive_treatment(panel: Panel, spec: BatterySpec) -> tuple[pl.DataFrame, str
     estimators need adoption times.
     """
     frame = panel.frame
+    cohort_col, treat_col = helper_names(frame.columns)
     if spec.treat and spec.treat in frame.columns:
         treat = spec.treat
         d = frame[treat].cast(pl.Float64).to_numpy()
@@ -71,12 +85,12 @@ def derive_treatment(panel: Panel, spec: BatterySpec) -> tuple[pl.DataFrame, str
         if not ok.all():
             d, codes, times = d[ok], codes[ok], times[ok]
         g = adoption_times(d, times, column=treat, units=panel.units, unit_codes=codes, require_treated=False).g
-        return frame.with_columns(pl.Series("_cohort", g[panel.unit_codes])), treat
+        return frame.with_columns(pl.Series(cohort_col, g[panel.unit_codes])), treat
     if spec.cohort:
-        treat = "_treat"
+        treat = treat_col
         g = pl.col(spec.cohort).fill_null(0)
         frame = frame.with_columns(
-            ((g > 0) & (pl.col(spec.time) >= g)).cast(pl.Int64).alias(treat), g.cast(pl.Int64).alias("_cohort")
+            ((g > 0) & (pl.col(spec.time) >= g)).cast(pl.Int64).alias(treat), g.cast(pl.Int64).alias(cohort_col)
         )
         return frame, treat
     raise MissingColumnError(f"treatment column {spec.treat!r} not found; give --treat COL or --cohort COL")
@@ -100,15 +114,16 @@ def column_roles(spec: BatterySpec) -> dict[str, list[str]]:
         "cluster": [spec.cluster_col], "extra control": spec.extra_controls, "mechanism": spec.mechanisms,
         "split": spec.splits, "cohort": [spec.cohort] if spec.cohort else [],
         "treatment": [spec.treat] if spec.treat and not spec.cohort else [],
-        "instrument": [z.strip() for zs in spec.instruments for z in zs.split("+")],
+        "instrument": [z for zs in spec.instruments for z in instrument_columns(zs)],
     }
 
 
 def validate(frame: pl.DataFrame, spec: BatterySpec) -> pl.DataFrame:
     """Check everything a long step would trip on; raise one clear error.
 
-    Returns the frame with ``_cohort`` (adoption period, 0 = never) and the
-    treatment column (``spec.treat`` or ``_treat`` derived from ``--cohort``).
+    Returns the frame with the cohort column (adoption period, 0 = never) and
+    the treatment column (``spec.treat``, or one derived from ``--cohort``),
+    named by :func:`helper_names`.
     Every check runs before the first section: options, an empty frame, absent
     or entirely missing columns, a treatment that is also an outcome or a
     control, non-numeric values, a panel of one row / unit / period, a
@@ -128,7 +143,7 @@ def validate(frame: pl.DataFrame, spec: BatterySpec) -> pl.DataFrame:
                 f"{role} column {missing[0]!r} not found in the data; available: {', '.join(frame.columns[:15])}"
             )
     for role, cols in roles.items():
-        gone = all_missing(frame, cols)
+        gone = [c for c in cols if not finite_mask(frame, [c]).any()]
         if gone:
             raise MissingValueError(f"{role} column {gone[0]!r} is entirely missing (no usable value in "
                                     f"{frame.height:,} rows); check the column name, or leave it out")

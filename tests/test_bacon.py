@@ -98,8 +98,32 @@ def test_always_treated_type():
 
 def test_unbalanced_raises():
     df = sl.simulate.staggered(100, 8, seed=1, drop_share=0.1)
-    with pytest.raises(PanelError, match="balanced"):
+    with pytest.raises(PanelError, match="balance=True"):
         bacon(df, y="y", unit="unit", time="time", cohort="cohort")
+
+
+def test_balance_keeps_units_complete_in_the_columns_used():
+    """``balance=True`` equals the decomposition of the panel balanced by hand:
+    rows missing the outcome dropped, then the units seen in every period kept."""
+    df = sl.simulate.staggered(100, 8, seed=1, drop_share=0.1)
+    y = df["y"].to_numpy().copy()
+    full_units = df.group_by("unit").len().filter(pl.col("len") == 8)["unit"].sort()
+    hole = df.with_row_index().filter(pl.col("unit") == full_units[0])["index"][3]
+    y[hole] = np.nan  # a unit observed in every period loses one outcome
+    df = df.with_columns(pl.Series("y", y), pl.lit(None, dtype=pl.Float64).alias("unused"))
+    by_hand = df.filter(pl.col("y").is_not_nan()).filter(pl.len().over("unit") == 8)
+    assert full_units[0] not in by_hand["unit"]
+    with pytest.warns(sl.errors.MissingValueWarning, match=r"kept the (\d+) of 100 units observed with 'y' in all 8"):
+        res = bacon(df, y="y", unit="unit", time="time", cohort="cohort", balance=True)
+    ref = bacon(by_hand, y="y", unit="unit", time="time", cohort="cohort")
+    assert (res.n_units, res.nobs) == (by_hand["unit"].n_unique(), by_hand.height) == (ref.n_units, ref.nobs)
+    assert res.balanced_from == (100, int(df["y"].is_not_nan().sum()))
+    np.testing.assert_array_equal(res.estimates, ref.estimates)
+    np.testing.assert_array_equal(res.weights, ref.weights)
+    assert res.twfe == pytest.approx(_twfe(by_hand), abs=TOL_IDENTITY)
+    assert f"{res.n_units} units" in res.summary() and "of 100 units" in res.summary()
+    balanced = sl.simulate.staggered(60, 6, seed=2)
+    assert bacon(balanced, y="y", unit="unit", time="time", cohort="cohort", balance=True).balanced_from is None
 
 
 def test_treat_input_and_plot(tmp_path):

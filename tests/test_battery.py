@@ -11,7 +11,6 @@ import pytest
 import staggerlab as sl
 from staggerlab.battery import BatterySpec, battery
 from staggerlab.cli import main
-from staggerlab.inference.resampling.split import split_difference
 
 EXACT = 1e-10  # same math, different route
 
@@ -54,8 +53,8 @@ def test_battery_on_user_csv_matches_library(user_panel, tmp_path):
     nc = sl.feols("emp ~ policy | county + yr", df, vcov={"CRV1": "county"})
     assert base["emp (no controls)"]["estimate"] == pytest.approx(nc.coef()["policy"], rel=EXACT)
     het = res["sections"]["heterogeneity"]["urban"]
-    direct_split = split_difference(df, y="emp", param="policy", controls=["pop", "wage"], group="urban",
-                                    unit="county", time="yr", draws=99, seed=0)
+    direct_split = sl.split_difference(df, y="emp", param="policy", controls=["pop", "wage"], group="urban",
+                                       unit="county", time="yr", draws=99, seed=0)
     assert het["difference"] == pytest.approx(direct_split.difference, rel=EXACT)
     assert het["permutation_pvalue"] == direct_split.pvalue
     mech = res["sections"]["mechanisms"]["coefficients"][0]
@@ -110,20 +109,15 @@ def test_battery_bad_input_one_clear_line(user_panel, tmp_path, capsys, change, 
     assert message in err[0]
 
 
-def test_split_difference_same_for_any_n_jobs():
-    df = sl.simulate.staggered(60, 6, seed=2).with_columns(g=(pl.col("unit") % 2))
-    kw = dict(y="y", param="treat", group="g", unit="unit", time="time", draws=250, seed=5)
-    a = split_difference(df, n_jobs=1, **kw)
-    b = split_difference(df, n_jobs=2, **kw)
-    np.testing.assert_array_equal(a.statistics, b.statistics)
-    assert 0 < a.pvalue <= 1
-
-
 def test_builtin_battery_recovers_true_effect(tmp_path):
     spec = BatterySpec(draws=99, n_jobs=1, splits=["hightech"], out=str(tmp_path / "rep"))
     res = battery(spec=spec)
     main_fit = res.section("baseline").numbers["main"]
     assert abs(main_fit["estimate"] - 0.093) < 2 * main_fit["se"] + 0.0
+    # Callaway-Sant'Anna keeps every firm of the unbalanced panel, not only the 705 seen in all 12 years
+    df = sl.simulate.paper_panel(seed=0)
+    cs_row = res.section("robust").numbers["cs"]
+    assert (cs_row["n_units"], cs_row["nobs"]) == (df["firm"].n_unique(), df.height) == (1780, 15530)
 
 
 def test_battery_backend_gives_identical_numbers(user_panel, tmp_path):
@@ -176,4 +170,6 @@ def test_missing_outcome_in_a_fully_observed_unit_does_not_stop_the_diagnostics(
     res = battery(spec=BatterySpec(data=str(path), unit="county", time="yr", outcomes=["emp"], treat="policy",
                                    controls=["pop"], draws=99, boot_draws=99, alternatives=False, n_jobs=1,
                                    out=str(tmp_path / "rep")))
-    assert "observed with `emp` in all 8 periods" in res.section("diagnostics").text
+    text = res.section("diagnostics").text
+    assert "uses the units observed with `emp` in every period (of 120 units" in text
+    assert "kept the 119 of 120 units observed with 'emp' in all 8 periods" in text

@@ -70,6 +70,21 @@ def test_identity_with_known_effects(drop_share):
         assert res.beta == pytest.approx(fit.coef()["treat"], abs=TOL_IDENTITY)
         assert (t["weight"] * t["tau"]).sum() == pytest.approx(res.beta, abs=TOL_IDENTITY)
         assert t["weight"].sum() == pytest.approx(1.0, abs=TOL_IDENTITY)
+        assert (res.nobs, res.n_units) == (fit.nobs, df["unit"].n_unique())
+
+
+def test_missing_outcome_rows_are_left_out_and_counted():
+    df = sl.simulate.staggered(80, 6, seed=3)
+    y = df["y"].to_numpy().copy()
+    y[[0, 7, 30]] = np.nan
+    holes = df.with_columns(pl.Series("y", y))
+    with pytest.warns(sl.errors.MissingValueWarning, match="dropped 3 of 480"):
+        res = twfe_weights(holes, y="y", unit="unit", time="time", cohort="cohort")
+    ref = twfe_weights(holes.filter(pl.col("y").is_not_nan()), y="y", unit="unit", time="time", cohort="cohort")
+    assert (res.nobs, res.n_units) == (477, 80)
+    assert res.beta == ref.beta
+    assert res.tidy().equals(ref.tidy())
+    assert "80 units, 477 observations" in res.summary()
 
 
 def test_switching_treatment_and_summary():

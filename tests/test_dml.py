@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -110,3 +111,44 @@ def test_bad_input(panel):
     df = panel.with_columns((pl.col("cohort") > 0).cast(pl.Float64).alias("ever"))
     with pytest.raises(sl.errors.PanelError, match="no variation"):
         dml(df, y="y", treat="ever", covariates=COV, unit="unit", time="time")
+
+
+# ---------------------------------------------------------- degenerate input (#23)
+def test_more_folds_than_units_is_a_named_error(panel):
+    few = panel.filter(pl.col("unit").is_in(panel["unit"].unique().sort()[:3].implode()))
+    assert few.height >= 2 * 5  # enough rows: only the unit count is short
+    with pytest.raises(sl.errors.ArgumentError, match=r"3 unit\(s\) for n_folds=5"):
+        dml(few, y="y", treat="treat", covariates=COV, unit="unit", time="time", fold_by="unit", n_folds=5)
+
+
+def test_treatment_predicted_by_covariates():
+    from sklearn.linear_model import LinearRegression
+
+    rng = np.random.default_rng(11)
+    n = 300
+    X = rng.normal(size=(n, 2))
+    d_lin = X @ np.array([1.0, -0.5])
+    y = 0.5 * d_lin + X[:, 0] + rng.normal(size=n)
+    near = pl.DataFrame({"y": y, "d": d_lin + 1e-4 * rng.normal(size=n), "x1": X[:, 0], "x2": X[:, 1]})
+    with pytest.warns(sl.errors.ResidualVarianceWarning, match=r"near-zero residual variance of the treatment 'd'"):
+        dml(near, y="y", treat="d", covariates=["x1", "x2"], learner=LinearRegression())
+    # the residual is exactly zero (a tree reproduces an integer function of an integer covariate): refused, not NaN
+    from sklearn.tree import DecisionTreeRegressor
+
+    xi = rng.integers(0, 5, size=n).astype(float)
+    exact = pl.DataFrame({"y": y, "d": 2.0 * xi, "x1": xi, "x2": X[:, 1]})
+    with pytest.raises(sl.errors.TreatmentError, match="predict the treatment 'd' exactly"):
+        dml(exact, y="y", treat="d", covariates=["x1", "x2"], learner=DecisionTreeRegressor(random_state=0))
+    # an ordinary treatment stays silent
+    ok = near.with_columns(d=pl.col("d") + pl.Series(rng.normal(size=n)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", sl.errors.ResidualVarianceWarning)
+        dml(ok, y="y", treat="d", covariates=["x1", "x2"], learner=LinearRegression())
+
+
+def test_missing_value_warning_lists_each_column_once(panel):
+    df = panel.with_columns(x1=pl.when(pl.col("time") == 2012).then(None).otherwise(pl.col("x1")))
+    with pytest.warns(sl.errors.MissingValueWarning) as rec:
+        dml(df, y="y", treat="treat", covariates=COV, learner="ridge", n_folds=2)
+    msg = next(str(w.message) for w in rec if issubclass(w.category, sl.errors.MissingValueWarning))
+    assert msg.count("'x1'") == 1 and "'x2'" not in msg and "'y'" not in msg

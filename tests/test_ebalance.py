@@ -9,7 +9,7 @@ import pytest
 from scipy import optimize
 
 import staggerlab as sl
-from staggerlab.errors import CollinearityError
+from staggerlab.errors import BalanceConvergenceError, CollinearityError
 from staggerlab.inference.selection.ebalance import InfeasibleBalanceError, ebalance_weights, entropy_balance
 
 #: the brief's contract on balanced moments
@@ -105,3 +105,51 @@ def test_collinear_constraints():
     a = rng.normal(size=30)
     with pytest.raises(CollinearityError, match="collinear"):
         ebalance_weights(np.column_stack([a, 2 * a + 1]), np.array([0.1, 1.2]))
+
+
+# ---------------------------------------------------------- degenerate input (#23)
+def test_maxiter_is_non_convergence_not_infeasibility(panel):
+    cov = ["x1", "x2", "x3"]
+    with pytest.raises(BalanceConvergenceError, match=r"maxiter=1 .*attainable") as err:
+        entropy_balance(panel, y="y", treat="treat", unit="unit", time="time", covariates=cov, maxiter=1)
+    assert not isinstance(err.value, InfeasibleBalanceError)
+    assert isinstance(err.value, sl.errors.ConvergenceError)
+    # the same data converge with the default maxiter: the target was attainable
+    entropy_balance(panel, y="y", treat="treat", unit="unit", time="time", covariates=cov)
+    # outside the convex hull stays infeasible whatever maxiter
+    C = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.5, 0.2], [0.2, 0.5]])
+    with pytest.raises(InfeasibleBalanceError, match="convex hull"):
+        ebalance_weights(C, np.array([0.6, 0.6]), maxiter=1)
+
+
+def test_tol_and_reported_gaps_in_stated_units():
+    """tol bounds the gap in sd of each column (ddof=0); max_gap is the same gap in the
+    columns' own units; both recomputed here from the weights."""
+    rng = np.random.default_rng(4)
+    C = np.column_stack([1000.0 * rng.normal(size=200), 0.001 * rng.gamma(2.0, size=200)])
+    target = np.array([150.0, 0.0022])
+    for tol in (1e-1, 1e-3):  # loose: Newton stops with visible gaps
+        sol = ebalance_weights(C, target, tol=tol)
+        raw = np.abs(sol.weights @ C - target)
+        assert sol.max_std_gap <= tol
+        np.testing.assert_allclose(sol.max_std_gap, np.max(raw / C.std(axis=0)), rtol=1e-6)
+        np.testing.assert_allclose(sol.max_gap, raw.max(), rtol=1e-6)
+    assert ebalance_weights(C, target, tol=1e-1).max_gap > 1e-1  # the raw gap of a wide column exceeds tol
+
+
+def test_weight_underflow_is_refused():
+    # an outlying control must get a weight below the smallest double to reach the target
+    C = np.array([-1.0, 0.0, 1.0, 1000.0])[:, None]
+    with pytest.raises(InfeasibleBalanceError, match="underflows to 0"):
+        ebalance_weights(C, np.array([-0.5]))
+
+
+@pytest.mark.parametrize("name", ["_ebw", "_cohort"])
+def test_covariate_named_like_a_derived_column(panel, name):
+    """The estimator's frame renames it: the clean name's result, under the user's name."""
+    df = panel.with_columns(pl.col("x2").alias(name))
+    res = entropy_balance(df, y="y", treat="treat", unit="unit", time="time", covariates=["x1", name])
+    ref = entropy_balance(panel, y="y", treat="treat", unit="unit", time="time", covariates=["x1", "x2"])
+    assert res.fit.coef()["treat"] == pytest.approx(ref.fit.coef()["treat"], rel=1e-12)
+    np.testing.assert_allclose(res.weights, ref.weights, rtol=1e-12)
+    assert name in res.sample.columns and res.fit.design.weights_name != name

@@ -139,3 +139,31 @@ def test_bad_input():
         entropy_index(df, ["b", "c"], [1, 0])
     with pytest.raises(TypeError, match="direction"):
         entropy_index(df, ["b", "c"], [1])
+
+
+# ------------------------------------------------------- user labels only (#23)
+def test_messages_name_user_labels_only():
+    df = pl.DataFrame({"a": [1.0, 2.0, 3.0, 4.0, 5.0], "b": [3.0, 1.0, 2.0, 4.0, 6.0], "year": [1, 1, 1, 2, 3]})
+    with pytest.raises(EntropyIndexError, match=r"in group \{'year': 2\}$") as err:
+        entropy_index(df, ["a", "b"], by="year")
+    assert "_g" not in str(err.value)
+    # missing values: only the columns that have them, each once
+    holes = df.with_columns(b=pl.Series([3.0, None, 2.0, np.nan, 6.0]))
+    with pytest.raises(MissingValueError) as err:
+        entropy_index(holes, ["a", "b"], by=["year", "year"])
+    msg = str(err.value)
+    assert msg.startswith("2 row(s)") and msg.count("'b'") == 1 and "'a'" not in msg and "year" not in msg
+    with pytest.raises(ValueError, match="'b' listed more than once"):
+        entropy_index(df, ["a", "b", "b"])
+
+
+def test_group_column_named_like_a_helper_is_kept():
+    """A user's group column may carry any name (the groups used to be keyed by a helper column '_g')."""
+    x = np.array([[1.0, 3.0], [2.0, 1.0], [3.0, 2.0], [4.0, 5.0], [5.0, 5.0], [6.0, 4.0]])
+    df = pl.DataFrame({"a": x[:, 0], "b": x[:, 1], "_g": [7, 7, 7, 9, 9, 9]})
+    res = entropy_index(df, ["a", "b"], by="_g")
+    assert res.weights["_g"].to_list() == [7, 7, 9, 9]
+    for g, rows in ((7, slice(0, 3)), (9, slice(3, 6))):
+        ref = entropy_index(pl.DataFrame({"a": x[rows, 0], "b": x[rows, 1]}), ["a", "b"])
+        np.testing.assert_allclose(res.weights.filter(pl.col("_g") == g)["weight"].to_numpy(),
+                                   ref.weights["weight"].to_numpy(), atol=EXACT_TOL)

@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 from scipy import stats
 
-from staggerlab.errors import StaggerlabError, StaggerlabWarning
+from staggerlab.errors import MissingOutcomeError, MissingValueWarning, StaggerlabError, StaggerlabWarning
 from staggerlab.inference.selection.heckman import (
     HeckmanResult,
     SelectionError,
@@ -101,7 +101,7 @@ def _textbook_reference(df, y, sel, xvars, wvars):
     s = df[sel].to_numpy(float)
     pr = _sm().Probit(s, W).fit(disp=0, method="newton", tol=1e-12)
     g, Vg = pr.params, pr.cov_params()
-    m = s == 1
+    m = (s == 1) & np.isfinite(df[y].to_numpy(float))  # selected rows with an outcome
     z = W[m] @ g
     lam = stats.norm.pdf(z) / stats.norm.cdf(z)
     Xs = np.column_stack([np.ones(m.sum()), df.loc[m, xvars].to_numpy(float), lam])
@@ -166,6 +166,7 @@ def _stacked_reference(df: pl.DataFrame, cluster, all_rows=False):
     g = pr.params
     q = 2 * s - 1
     m = np.ones(len(s), bool) if all_rows else s == 1
+    m &= np.isfinite(pdf["y"].to_numpy(float))  # a selected row without outcome is in the probit only
     U = np.eye(pdf["unit"].nunique())[pdf["unit"].to_numpy()][:, :]
     T = np.eye(pdf["time"].nunique())[pdf["time"].to_numpy()][:, 1:]
     yy = np.where(m, pdf["y"].to_numpy(), 0.0)
@@ -258,3 +259,78 @@ def test_missing_rows_warn_and_no_exclusion_warns():
     assert h.probit.nobs == df.height - df["z"].null_count()
     with pytest.warns(StaggerlabWarning, match="exclusion restriction"):
         heckman(_panel(4), y="y", selection="s", outcome_vars=["x"], selection_vars=["x"])
+
+
+# ------------------------------------------------- missing outcomes (#23)
+def _selection_sample(seed=5, n=600):
+    """Outcome NaN on every unselected row: the usual coding of a selection sample."""
+    rng = np.random.default_rng(seed)
+    z, x = rng.normal(size=n), rng.normal(size=n)
+    u, e = rng.multivariate_normal([0, 0], [[1, 0.6], [0.6, 1]], size=n).T
+    s = (0.2 + 0.9 * z + 0.4 * x + u > 0).astype(float)
+    y = 1.0 + 0.7 * x + e
+    return pl.DataFrame({"y": np.where(s == 1, y, np.nan), "s": s, "x": x, "z": z})
+
+
+def test_probit_keeps_rows_whose_outcome_is_missing():
+    df = _selection_sample()
+    sel_rows = np.flatnonzero(df["s"].to_numpy() == 1)[:7]
+    df = df.with_columns(y=pl.Series(np.where(np.isin(np.arange(df.height), sel_rows), np.nan, df["y"])))
+    with pytest.warns(MissingValueWarning) as rec:
+        h = heckman(df, y="y", selection="s", outcome_vars=["x"], selection_vars=["x", "z"])
+    msgs = [str(w.message) for w in rec if issubclass(w.category, MissingValueWarning)]
+    assert len(msgs) == 1 and "7 selected row(s)" in msgs[0] and msgs[0].count("'y'") == 1
+    assert "'x'" not in msgs[0] and "'z'" not in msgs[0]
+    # every row is in the probit (selected rows without outcome included), as statsmodels' probit on all rows
+    assert h.probit.nobs == df.height and h.n_selected == int(df["s"].sum())
+    assert h.outcome_fit.nobs == h.n_selected - 7
+    b, se, sigma, rho = _textbook_reference(df.to_pandas(), "y", "s", ["x"], ["x", "z"])
+    assert _rel(h.beta, b) < REF_RTOL
+    assert _rel(np.sqrt(np.diag(h.vcov())), se) < REF_RTOL
+    assert _rel(h.sigma, sigma) < REF_RTOL and _rel(h.rho, rho) < REF_RTOL
+
+
+def test_usual_selection_coding_is_silent_and_outcome_sample_all_names_the_outcome():
+    df = _selection_sample()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # NaN outcomes of unselected rows are not "missing values"
+        h = heckman(df, y="y", selection="s", outcome_vars=["x"], selection_vars=["x", "z"])
+    assert h.probit.nobs == df.height
+    with pytest.raises(MissingOutcomeError, match=r"s == 0 has a missing value in 'y'.*outcome_sample='selected'") as err:
+        heckman(df, y="y", selection="s", outcome_vars=["x"], selection_vars=["x", "z"], outcome_sample="all")
+    assert "variation" not in str(err.value)
+    with pytest.raises(MissingOutcomeError, match=r"s == 1 has a missing value in 'y'"):
+        heckman(df.with_columns(y=pl.lit(None, pl.Float64)), y="y", selection="s", outcome_vars=["x"],
+                selection_vars=["x", "z"])
+
+
+def test_fe_stacked_variance_with_selected_rows_missing_outcome():
+    df = _panel(6)
+    lose = np.flatnonzero(df["s"].to_numpy() == 1)[::23]
+    df = df.with_columns(y=pl.Series(np.where(np.isin(np.arange(df.height), lose), np.nan, df["y"])))
+    with pytest.warns(MissingValueWarning, match="stay in the selection probit"):
+        h = heckman(df, y="y", selection="s", outcome_vars=["x"], selection_vars=["x", "z"],
+                    unit="unit", time="time", cluster="unit")
+    b, V, n, p, G = _stacked_reference(df, "unit")
+    assert h.probit.nobs == df.height and h.outcome_fit.nobs == n
+    assert _rel(h.beta, b) < REF_RTOL
+    c = (n - 1) / (n - (p - df["unit"].n_unique() + 1)) * G / (G - 1)
+    assert _rel(np.sqrt(np.diag(h.vcov())), np.sqrt(np.diag(c * V))) < NUMJAC_RTOL
+
+
+def test_missing_selection_variables_listed_once():
+    df = _selection_sample().with_columns(
+        x=pl.when(pl.int_range(pl.len()) < 4).then(None).otherwise(pl.col("x")))
+    with pytest.warns(MissingValueWarning) as rec:
+        h = heckman(df, y="y", selection="s", outcome_vars=["x"], selection_vars=["x", "z"])
+    msg = next(str(w.message) for w in rec if issubclass(w.category, MissingValueWarning))
+    assert "dropped 4 of 600" in msg and msg.count("'x'") == 1 and "'z'" not in msg and "'y'" not in msg
+    assert h.probit.nobs == 596
+
+
+def test_imr_name_reserved_in_every_outcome_role():
+    df = _selection_sample().with_columns(imr=pl.col("x") > 0)
+    for kw in ({"outcome_vars": ["imr"]}, {"cluster": "imr"}):
+        args = {"outcome_vars": ["x"], **kw}
+        with pytest.raises(ValueError, match="column 'imr': heckman derives"):
+            heckman(df, y="y", selection="s", selection_vars=["x", "z"], **args)

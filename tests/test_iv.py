@@ -272,3 +272,11 @@ def test_result_api(ivdata):
     assert "Kleibergen-Paap rk LM" in s and "First stage X1" in s
     assert b.n_clusters == b.design.fe_levels[0] and b.df_t == b.n_clusters - 1
     assert np.isfinite(b.resid()).all()
+
+
+def test_variable_both_exogenous_and_endogenous_named_in_user_formula(ivdata):
+    with pytest.raises(FormulaError, match=r"'X1' listed both as exogenous regressor and as endogenous variable in "
+                                           r"'Y ~ X1 \| f1 \| X1 ~ Z1'"):
+        feiv("Y ~ X1 | f1 | X1 ~ Z1", ivdata)
+    with pytest.raises(FormulaError, match=r"read from the IV formula 'Y ~ X2 \+ X2 \| X1 ~ Z1'"):
+        feiv("Y ~ X2 + X2 | X1 ~ Z1", ivdata)

@@ -96,7 +96,7 @@ def _with_cohort() -> pl.DataFrame:
 
 def test_missing_value_notes_name_the_column(run):
     res, _ = run
-    assert "(missing per column: 'emp' 2)" in res.section("baseline").text
+    assert "dropped 2 of 240 row(s) with missing or non-finite values in 'emp'" in res.section("baseline").text
 
 
 def test_zero_extreme_draws_print_the_bound(run):

@@ -19,7 +19,7 @@ from scipy import stats
 
 from .._validate import check_level
 
-__all__ = ["Result", "Aggregate", "PretrendTest", "interval", "pvalue_text"]
+__all__ = ["Result", "Aggregate", "PretrendTest", "interval", "critical_value", "pvalue_text"]
 
 
 class Result(ABC):
@@ -46,10 +46,14 @@ class Result(ABC):
         return self.summary()
 
 
+def critical_value(alpha: float, df: int | None) -> float:
+    """Two-sided size-``alpha`` critical value of a t(``df``) reference, or the normal one when ``df`` is None/0."""
+    return float(stats.t.ppf(1 - alpha / 2, df) if df else stats.norm.ppf(1 - alpha / 2))
+
+
 def interval(est: np.ndarray, se: np.ndarray, df: int | None, level: float) -> tuple[np.ndarray, np.ndarray]:
     """``level`` confidence intervals from a t(``df``) reference, or the normal one when ``df`` is None/0."""
-    level = check_level(level)
-    q = stats.t.ppf(0.5 + level / 2, df) if df else stats.norm.ppf(0.5 + level / 2)
+    q = critical_value(1.0 - check_level(level), df)
     return est - q * se, est + q * se
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from ._jit import jit
 
-__all__ = ["multiplier_sums", "influence_rows"]
+__all__ = ["multiplier_sums", "influence_rows", "influence_rows_unbalanced"]
 
 
 @jit
@@ -57,6 +57,49 @@ def influence_rows(y, g, w, gidx, lo, hi, n, t_idx, b_idx, group, horizon, mu1, 
                 v = -n * (wi * (y[i, t_idx[c]] - y[i, b_idx[c]] - mu0[c]) / s0[c])
             else:
                 continue
+            for j in range(m):
+                out[r, j] += v * W[c, j]
+        if gidx[i] >= 0:
+            for j in range(m):
+                out[r, j] += wi * A[j, gidx[i]]
+
+
+@jit
+def influence_rows_unbalanced(y, g, w, gidx, lo, hi, n, t_idx, b_idx, group, horizon, mu1, mu0, s1, s0,
+                              mu1b, mu0b, s1b, s0b, W, A, out):
+    """:func:`influence_rows` of an unbalanced panel (NaN = period not
+    observed): a cell's influence on a unit is the sum over the unit's rows in
+    the cell's two periods of ``+-n w_i (y_is - mean) / weight``, the mean and
+    weight of its group (treated or comparison) in that period."""
+    k, m = W.shape
+    for i in range(lo, hi):
+        r = i - lo
+        for j in range(m):
+            out[r, j] = 0.0
+        wi = w[i]
+        if wi == 0.0:
+            continue
+        gi = g[i]
+        for c in range(k):
+            if s1[c] == 0.0:  # the universal reference cell
+                continue
+            yt = y[i, t_idx[c]]
+            yb = y[i, b_idx[c]]
+            if gi == group[c]:
+                v = 0.0
+                if not np.isnan(yt):
+                    v += wi * (yt - mu1[c]) / s1[c]
+                if not np.isnan(yb):
+                    v -= wi * (yb - mu1b[c]) / s1b[c]
+            elif gi == 0 or (gi > horizon[c] and gi != group[c]):
+                v = 0.0
+                if not np.isnan(yt):
+                    v -= wi * (yt - mu0[c]) / s0[c]
+                if not np.isnan(yb):
+                    v += wi * (yb - mu0b[c]) / s0b[c]
+            else:
+                continue
+            v *= n
             for j in range(m):
                 out[r, j] += v * W[c, j]
         if gidx[i] >= 0:

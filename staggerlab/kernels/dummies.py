@@ -23,10 +23,10 @@ _SIMD = {"reassoc", "contract"}
 
 
 @pjit(fastmath=_SIMD)
-def dummy_moments(row_ptr, rows, per_N, X_NX, y_N, n_periods, max_rows, j_N, k):
+def dummy_moments(row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, max_rows, j_N, k):
     """``F'F``, ``F'yu``, ``F'D``, ``D'M_u D`` and ``D'yu`` (M_u: unit demeaning)."""
     U = row_ptr.shape[0] - 1
-    M = n_periods - 1 + X_NX.shape[1]
+    M = n_periods - 1 + xc_K.shape[0]
     n_chunks = min(U, _CHUNKS)
     FF = np.zeros((n_chunks, M, M))
     Fy = np.zeros((n_chunks, M))
@@ -38,7 +38,7 @@ def dummy_moments(row_ptr, rows, per_N, X_NX, y_N, n_periods, max_rows, j_N, k):
         y_T = np.empty(max_rows)
         cnt = np.empty(k)
         for i in range(ch * U // n_chunks, (ch + 1) * U // n_chunks):
-            n = unit_block(i, row_ptr, rows, per_N, X_NX, y_N, n_periods, F_TM, y_T)
+            n = unit_block(i, row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, F_TM, y_T)
             cnt[:] = 0.0
             for j in range(n):
                 yj = y_T[j]
@@ -68,7 +68,7 @@ def dummy_moments(row_ptr, rows, per_N, X_NX, y_N, n_periods, max_rows, j_N, k):
 
 
 @pjit(fastmath=_SIMD)
-def dummy_meat(row_ptr, rows, per_N, X_NX, y_N, n_periods, max_rows, j_N, beta_k, gamma_M, Theta_Mk,
+def dummy_meat(row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, max_rows, j_N, beta_k, gamma_M, Theta_Mk,
                cl_order, cl_starts):
     """``sum_c s_c s_c'`` with ``s_c = sum_{i in c} sum_t (M D)_it u_it``.
 
@@ -91,7 +91,7 @@ def dummy_meat(row_ptr, rows, per_N, X_NX, y_N, n_periods, max_rows, j_N, beta_k
             s[:] = 0.0
             for q in range(cl_starts[cl], cl_starts[cl + 1]):
                 i = cl_order[q]
-                n = unit_block(i, row_ptr, rows, per_N, X_NX, y_N, n_periods, F_TM, y_T)
+                n = unit_block(i, row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, F_TM, y_T)
                 cnt[:] = 0.0
                 for j in range(n):
                     c = j_N[rows[row_ptr[i] + j]]

@@ -20,9 +20,9 @@ the units of every entity.
 Shapes are suffixed: ``_N`` rows, ``_U`` units, ``_L`` candidate adoption
 times, ``_M`` partialled-out columns (period dummies + controls), ``_P``
 packed entries of a symmetric M x M matrix, ``_B`` draws in a block, ``_K``
-treated entities of a draw, ``_C`` clusters. The controls come as one
-C-contiguous float64 block ``X_NX`` (not a tuple of columns), so one compiled
-kernel serves any number of them. Parallel loops run over draws
+treated entities of a draw, ``_C`` clusters. The controls are the
+columns ``xc_K`` of one C-contiguous float64 block ``X_NX`` (not a tuple of
+columns), so one compiled kernel serves any number of them. Parallel loops run over draws
 (each draw serial inside one thread) or over a fixed number of chunks with
 private partial sums added in order, so results do not depend on the thread
 count (dot products are reassociated for SIMD, identically in every run).
@@ -70,7 +70,7 @@ def always_treated(unit_N, time_N, g_U):
 
 
 @pjit
-def unit_tables(row_ptr, rows, per_N, X_NX, y_N, n_periods, thr_L, max_rows, with_w):
+def unit_tables(row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, thr_L, max_rows, with_w):
     """Per-(unit, adoption time) tables of the fast path, from the raw columns.
 
     With ``F = M_u [period dummies 2..T, X]`` and ``yu = M_u y`` (M_u: unit
@@ -82,7 +82,7 @@ def unit_tables(row_ptr, rows, per_N, X_NX, y_N, n_periods, thr_L, max_rows, wit
     fully residualized outcome follow with :func:`residualize_tables`.
     """
     U = row_ptr.shape[0] - 1
-    M = n_periods - 1 + X_NX.shape[1]
+    M = n_periods - 1 + xc_K.shape[0]
     L = thr_L.shape[0]
     P = M + M * (M + 1) // 2
     tab_RQ = np.zeros((U * L, M + 2))
@@ -93,7 +93,7 @@ def unit_tables(row_ptr, rows, per_N, X_NX, y_N, n_periods, thr_L, max_rows, wit
         y_T = np.empty(max_rows)
         cnt_L = np.empty(L)
         for i in range(ch * U // n_chunks, (ch + 1) * U // n_chunks):
-            n = unit_block(i, row_ptr, rows, per_N, X_NX, y_N, n_periods, F_TM, y_T)
+            n = unit_block(i, row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, F_TM, y_T)
             cnt_L[:] = 0.0
             for j in range(n):
                 per = per_N[rows[row_ptr[i] + j]]
@@ -449,10 +449,10 @@ def dense_meats(lev_UB, tab_RQ, n_l, theta_BM, beta_B, Zt_PB, Wc_CP, cl_order, c
 
 
 @jit(fastmath=_SIMD)
-def _unit_stream(i, row_ptr, rows, per_N, X_NX, y_N, n_periods, thr_L, theta_y, F_TM, y_T, tab_LQ):
+def _unit_stream(i, row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, thr_L, theta_y, F_TM, y_T, tab_LQ):
     """Unit i's rows of F, its residualized outcome ``yu - F theta_y`` and its
     table rows ``[SF_il, Sy_il, UU_il]``; returns the number of rows."""
-    n = unit_block(i, row_ptr, rows, per_N, X_NX, y_N, n_periods, F_TM, y_T)
+    n = unit_block(i, row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, F_TM, y_T)
     M = F_TM.shape[1]
     L = thr_L.shape[0]
     for j in range(n):
@@ -476,7 +476,7 @@ def _unit_stream(i, row_ptr, rows, per_N, X_NX, y_N, n_periods, thr_L, theta_y, 
 
 
 @pjit(fastmath=_SIMD)
-def stream_thetas(row_ptr, rows, per_N, X_NX, y_N, n_periods, thr_L, theta_y, max_rows, lev_UB, n_draws,
+def stream_thetas(row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, thr_L, theta_y, max_rows, lev_UB, n_draws,
                   Cinv_MM):
     """:func:`draw_thetas` without stored tables (first pass of a slab)."""
     U = row_ptr.shape[0] - 1
@@ -491,7 +491,7 @@ def stream_thetas(row_ptr, rows, per_N, X_NX, y_N, n_periods, thr_L, theta_y, ma
         tab_LQ = np.empty((L, M + 2))
         acc = part[ch]
         for i in range(ch * U // n_chunks, (ch + 1) * U // n_chunks):
-            _unit_stream(i, row_ptr, rows, per_N, X_NX, y_N, n_periods, thr_L, theta_y, F_TM, y_T, tab_LQ)
+            _unit_stream(i, row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, thr_L, theta_y, F_TM, y_T, tab_LQ)
             lev = lev_UB[i]
             for b in range(B):
                 l = lev[b]
@@ -502,7 +502,7 @@ def stream_thetas(row_ptr, rows, per_N, X_NX, y_N, n_periods, thr_L, theta_y, ma
 
 
 @pjit(fastmath=_SIMD)
-def stream_meats(row_ptr, rows, per_N, X_NX, y_N, n_periods, thr_L, theta_y, max_rows, lev_UB, thetaT_MB,
+def stream_meats(row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, thr_L, theta_y, max_rows, lev_UB, thetaT_MB,
                  beta_B, cl_order, cl_starts):
     """CRV1 meat per draw without stored tables (second pass of a slab):
     every unit's score ``-sum_t v_t (yy_t + beta v_t)`` (``v = F theta``) plus
@@ -524,7 +524,7 @@ def stream_meats(row_ptr, rows, per_N, X_NX, y_N, n_periods, thr_L, theta_y, max
             s_B[:] = 0.0
             for q in range(cl_starts[c], cl_starts[c + 1]):
                 i = cl_order[q]
-                n = _unit_stream(i, row_ptr, rows, per_N, X_NX, y_N, n_periods, thr_L, theta_y, F_TM, y_T,
+                n = _unit_stream(i, row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, thr_L, theta_y, F_TM, y_T,
                                  tab_LQ)
                 for j in range(n):
                     v_B[:] = 0.0

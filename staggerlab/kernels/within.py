@@ -5,9 +5,10 @@ event-study regression and :class:`staggerlab.inference.regression.within.UnitPe
 The rows of every unit come as CSR (``row_ptr``, ``rows`` from
 :func:`rows_by_unit`); ``unit_block`` rebuilds one unit's rows of
 ``F = M_u [period dummies 2..T, X]`` and of ``M_u y`` (``M_u``: unit
-demeaning) on the fly, so the N x M design is never formed. The controls come
-as one C-contiguous float64 block ``X_NX`` (not a tuple of columns), so one
-compiled kernel serves any number of them. Partial sums run over a fixed
+demeaning) on the fly, so the N x M design is never formed. The controls are
+the columns ``xc_K`` of one C-contiguous float64 block ``X_NX`` (not a tuple
+of columns), so one compiled kernel serves any number of them, and a caller
+holding a block with other columns (a fit's regressors) passes it uncopied. Partial sums run over a fixed
 number of chunks added in order: results do not depend on the thread count.
 """
 
@@ -44,7 +45,7 @@ def rows_by_unit(unit_N, n_units):
 
 
 @jit
-def unit_block(i, row_ptr, rows, per_N, X_NX, y_N, n_periods, F_TM, y_T):
+def unit_block(i, row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, F_TM, y_T):
     """Fill ``F_TM[:n]`` with unit i's rows of ``M_u [period dummies 2..T,
     X]`` and ``y_T[:n]`` with its demeaned outcome; return n.
 
@@ -61,8 +62,8 @@ def unit_block(i, row_ptr, rows, per_N, X_NX, y_N, n_periods, F_TM, y_T):
             F_TM[j, m] = 0.0
         if per_N[r] > 0:
             F_TM[j, per_N[r] - 1] = 1.0
-        for k in range(X_NX.shape[1]):
-            F_TM[j, off + k] = X_NX[r, k]
+        for k in range(xc_K.shape[0]):
+            F_TM[j, off + k] = X_NX[r, xc_K[k]]
         y_T[j] = y_N[r]
         ybar += y_N[r]
     ybar /= n
@@ -92,7 +93,7 @@ def add_packed(w, F_TM, j, yj, M):
 
 
 @pjit
-def resid_ss(row_ptr, rows, per_N, X_NX, y_N, n_periods, max_rows, theta_M):
+def resid_ss(row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, max_rows, theta_M):
     """``sum (yu - F theta)^2`` over all rows, F built on the fly."""
     U = row_ptr.shape[0] - 1
     M = theta_M.shape[0]
@@ -102,7 +103,7 @@ def resid_ss(row_ptr, rows, per_N, X_NX, y_N, n_periods, max_rows, theta_M):
         F_TM = np.empty((max_rows, M))
         y_T = np.empty(max_rows)
         for i in range(ch * U // n_chunks, (ch + 1) * U // n_chunks):
-            n = unit_block(i, row_ptr, rows, per_N, X_NX, y_N, n_periods, F_TM, y_T)
+            n = unit_block(i, row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, F_TM, y_T)
             for j in range(n):
                 e = y_T[j]
                 for m in range(M):
@@ -112,10 +113,10 @@ def resid_ss(row_ptr, rows, per_N, X_NX, y_N, n_periods, max_rows, theta_M):
 
 
 @pjit(fastmath=_SIMD)
-def unit_sums(row_ptr, rows, per_N, X_NX, y_N, n_periods, max_rows):
+def unit_sums(row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, max_rows):
     """``sum_i [P_i, packed G_i]`` (``F'yu`` and ``F'F``) without per-unit rows."""
     U = row_ptr.shape[0] - 1
-    M = n_periods - 1 + X_NX.shape[1]
+    M = n_periods - 1 + xc_K.shape[0]
     P = M + M * (M + 1) // 2
     n_chunks = min(U, _CHUNKS)
     part = np.zeros((n_chunks, P))
@@ -124,7 +125,7 @@ def unit_sums(row_ptr, rows, per_N, X_NX, y_N, n_periods, max_rows):
         y_T = np.empty(max_rows)
         w = part[ch]
         for i in range(ch * U // n_chunks, (ch + 1) * U // n_chunks):
-            n = unit_block(i, row_ptr, rows, per_N, X_NX, y_N, n_periods, F_TM, y_T)
+            n = unit_block(i, row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, F_TM, y_T)
             for j in range(n):
                 add_packed(w, F_TM, j, y_T[j], M)
     out = part[0].copy()
@@ -134,21 +135,21 @@ def unit_sums(row_ptr, rows, per_N, X_NX, y_N, n_periods, max_rows):
 
 
 @pjit(fastmath=_SIMD)
-def unit_rows(row_ptr, rows, per_N, X_NX, y_N, n_periods, max_rows):
+def unit_rows(row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, max_rows):
     """Per-unit ``[P_i, packed G_i]`` (``F_i'yu_i`` and ``F_i'F_i``), one row per unit.
 
     For callers that sum the units over many subsets (``split``'s
     permutations): any subset's normal equations are a sum of these rows.
     """
     U = row_ptr.shape[0] - 1
-    M = n_periods - 1 + X_NX.shape[1]
+    M = n_periods - 1 + xc_K.shape[0]
     out = np.zeros((U, M + M * (M + 1) // 2))
     n_chunks = min(U, _CHUNKS)
     for ch in prange(n_chunks):
         F_TM = np.empty((max_rows, M))
         y_T = np.empty(max_rows)
         for i in range(ch * U // n_chunks, (ch + 1) * U // n_chunks):
-            n = unit_block(i, row_ptr, rows, per_N, X_NX, y_N, n_periods, F_TM, y_T)
+            n = unit_block(i, row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, F_TM, y_T)
             w = out[i]
             for j in range(n):
                 add_packed(w, F_TM, j, y_T[j], M)

@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 
 from ..errors import (
+    ArgumentError,
     ArgumentTypeError,
     DuplicateRowsError,
     EmptyPanelError,
@@ -20,8 +21,13 @@ from ..errors import (
 )
 from ..kernels.panel import int_run_lengths, repeated_cells, strictly_increasing_pairs
 
-__all__ = ["Panel", "to_polars", "check_columns", "check_numeric", "finite_mask", "all_missing", "empty_after_missing", "factorize_column",
-           "factorize_with_ids", "sorted_unique_ids", "run_lengths"]
+__all__ = ["Panel", "to_polars", "check_columns", "check_numeric", "finite_mask", "factorize_column",
+           "factorize_with_ids", "sorted_unique_ids", "run_lengths", "missing_columns", "column_list",
+           "fresh_name", "isolate_columns"]
+
+#: internal columns added to a caller's frame start with this prefix; a used
+#: column of the caller's that does too is renamed (:func:`isolate_columns`)
+INTERNAL_PREFIX = "_"
 
 NaPolicy = Literal["drop", "raise"]
 
@@ -45,9 +51,38 @@ def to_polars(data: Any) -> pl.DataFrame:
     )
 
 
+def fresh_name(base: str, taken: Sequence[str]) -> str:
+    """``base``, or ``base`` with the smallest numeric suffix, that is not in ``taken``."""
+    names = set(taken)
+    if base not in names:
+        return base
+    return next(f"{base}_{k}" for k in range(2, len(names) + 3) if f"{base}_{k}" not in names)
+
+
+def isolate_columns(frame: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, str]]:
+    """``frame`` (its columns shared, not copied) with every column whose name
+    starts with ``_`` (the prefix of the columns estimators add) renamed to
+    ``"<name> (data)"``, so no added column can overwrite one of the caller's.
+
+    Returns the frame and the map from each of the caller's names to its name there.
+    """
+    names: dict[str, str] = {}
+    for c in frame.columns:
+        names[c] = (fresh_name(f"{c} (data)", [*frame.columns, *names.values()])
+                    if c.startswith(INTERNAL_PREFIX) else c)
+    renamed = {k: v for k, v in names.items() if k != v}
+    return (frame.rename(renamed) if renamed else frame), names
+
+
 def check_columns(frame: pl.DataFrame, columns: Sequence[str], what: str = "column") -> None:
-    """Raise ``MissingColumnError`` naming every absent column."""
+    """Raise ``MissingColumnError`` naming every absent column, and
+    ``ArgumentError`` for a name polars would read as a pattern."""
     missing = [c for c in columns if c not in frame.columns]
+    for c in columns:
+        # polars expressions read these names as every column / a regex
+        if c == "*" or (len(c) > 1 and c.startswith("^") and c.endswith("$")):
+            raise ArgumentError(f"{what} {c!r}: polars reads this name as a pattern of column names, not as one "
+                                "column; rename the column (e.g. frame.rename(...)) before calling")
     if missing:
         shown = ", ".join(repr(c) for c in missing)
         have = ", ".join(frame.columns[:12]) + (", ..." if frame.width > 12 else "")
@@ -84,32 +119,47 @@ def finite_mask(frame: pl.DataFrame, columns: Sequence[str]) -> np.ndarray:
     return frame.select(pl.all_horizontal(exprs)).to_series().to_numpy()
 
 
-def all_missing(frame: pl.DataFrame, columns: Sequence[str]) -> list[str]:
-    """The columns of ``columns`` (in order, once each) without one usable value (every value null, NaN or inf).
+def missing_columns(frame: pl.DataFrame, columns: Sequence[str], rows: np.ndarray | None = None) -> list[str]:
+    """The columns of ``columns`` with a null, NaN or inf value, each once, in the order given.
 
-    A CSV column with no values at all is read as text, so this is asked
-    before the type checks: such a column is reported as empty, not as
-    non-numeric.
+    Parameters
+    ----------
+    frame : polars.DataFrame
+    columns : sequence of str
+        Candidate columns (repeats are ignored).
+    rows : ndarray of bool, optional
+        Look only at these rows (default: every row).
+
+    Returns
+    -------
+    list of str
     """
     out = []
     for c in dict.fromkeys(columns):
-        s = frame[c]
-        usable = s.len() - s.null_count()
-        if usable and s.dtype.is_float():
-            usable = int(s.is_finite().sum())
-        if not usable:
+        bad = ~finite_mask(frame, [c])
+        if rows is not None:
+            bad &= rows
+        if bad.any():
             out.append(c)
     return out
 
 
-def empty_after_missing(frame: pl.DataFrame, columns: Sequence[str]) -> str:
-    """The message for a sample emptied by dropping missing values: it names the columns that are entirely missing."""
-    gone = all_missing(frame, columns)
-    if gone:
-        return (f"column(s) {', '.join(repr(c) for c in gone)} are entirely missing (no usable value in "
-                f"{frame.height:,} rows); check the column name or drop it")
-    return (f"no rows left after dropping missing values: no row has a value in every one of "
-            f"{', '.join(repr(c) for c in dict.fromkeys(columns))}")
+def check_not_all_missing(frame: pl.DataFrame, columns: Sequence[str]) -> None:
+    """Raise :class:`~staggerlab.errors.MissingValueError` naming the first of
+    ``columns`` whose every value is null, NaN or inf (whatever its role: a
+    column with nothing in it cannot be used, and dropping its rows would
+    leave an empty panel with a message about something else)."""
+    if frame.height == 0:
+        return
+    for c in dict.fromkeys(columns):
+        if not finite_mask(frame, [c]).any():
+            raise MissingValueError(f"column {c!r} is all missing (every one of its {frame.height} values is "
+                                    "null, NaN or inf); drop it from the call or fill it")
+
+
+def column_list(columns: Sequence[str]) -> str:
+    """``'a', 'b'`` (each column once), for messages."""
+    return ", ".join(repr(c) for c in dict.fromkeys(columns))
 
 
 def factorize_column(s: pl.Series, dtype: type = np.int64) -> np.ndarray:
@@ -315,8 +365,10 @@ class Panel:
                 stacklevel=2,
             )
             if n_bad == frame.height:
-                raise EmptyPanelError(empty_after_missing(frame, [unit, time, *columns]))
+                check_not_all_missing(frame, [unit, time, *columns])
             frame = frame.filter(pl.Series(keep))
+            if frame.height == 0:
+                raise EmptyPanelError("no rows left after dropping missing values")
         if sorted_unique_ids(frame, unit, time):  # no pair repeated: codes when first needed
             return cls(frame, unit, time)
         ucodes, units = factorize(frame[unit])

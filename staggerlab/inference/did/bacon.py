@@ -7,13 +7,15 @@ timing groups (and the untreated group), with weights that sum to one.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from ...errors import PanelError
+from ...errors import MissingValueWarning, PanelError
 from ..regression.feols import feols
+from ..regression.formula import Formula
 from ..results import Result
 from .staggered_data import COHORT, prepare
 
@@ -39,17 +41,26 @@ class BaconResult(Result):
     treated, control : ndarray
         Adoption period of the treated and comparison group (0 = never
         treated within the sample; the first period = always treated).
+    n_units, nobs : int
+        Units and rows of the (balanced) panel decomposed.
+    balanced_from : (int, int) or None
+        With ``balance=True`` on an unbalanced panel: the units and rows (with
+        no missing value in the columns used) before keeping the units
+        observed in every period; None if the panel was balanced.
     """
 
     def __init__(self, twfe: float, types: list[str], treated: np.ndarray, control: np.ndarray,
-                 estimates: np.ndarray, weights: np.ndarray, nobs: int):
+                 estimates: np.ndarray, weights: np.ndarray, nobs: int, n_units: int,
+                 balanced_from: tuple[int, int] | None = None):
         self.twfe = float(twfe)
         self.types = types
         self.treated = treated
         self.control = control
         self.estimates = estimates
         self.weights = weights
-        self.nobs = nobs
+        self.nobs = int(nobs)
+        self.n_units = int(n_units)
+        self.balanced_from = balanced_from
 
     def tidy(self) -> pl.DataFrame:
         """One row per 2x2: ``type, treated, control, estimate, weight``."""
@@ -68,8 +79,12 @@ class BaconResult(Result):
 
     def summary(self) -> str:
         """Printable summary by comparison type."""
-        lines = [f"Goodman-Bacon decomposition: TWFE = {self.twfe:.5f} ({self.nobs:,} observations)",
-                 f"{'type':<28}{'n':>4}{'estimate':>12}{'weight':>10}"]
+        lines = [f"Goodman-Bacon decomposition: TWFE = {self.twfe:.5f} ({self.n_units:,} units, "
+                 f"{self.nobs:,} observations)"]
+        if self.balanced_from is not None:
+            lines.append(f"balanced panel: the units observed in every period, of {self.balanced_from[0]:,} "
+                         f"units ({self.balanced_from[1]:,} rows)")
+        lines.append(f"{'type':<28}{'n':>4}{'estimate':>12}{'weight':>10}")
         for r in self.by_type().iter_rows(named=True):
             lines.append(f"{r['type']:<28}{r['n']:>4}{r['estimate']:>12.5f}{r['weight']:>10.4f}")
         return "\n".join(lines)
@@ -82,7 +97,7 @@ class BaconResult(Result):
 
 
 def bacon(data: Any, *, y: str, unit: str | None = None, time: str | None = None,
-          cohort: str | None = None, treat: str | None = None) -> BaconResult:
+          cohort: str | None = None, treat: str | None = None, balance: bool = False) -> BaconResult:
     """Goodman-Bacon decomposition of the TWFE coefficient (balanced panels).
 
     Parameters
@@ -92,6 +107,12 @@ def bacon(data: Any, *, y: str, unit: str | None = None, time: str | None = None
     cohort, treat : str
         Exactly one: adoption period (0/null = never treated) or absorbing 0/1
         treatment.
+    balance : bool
+        The decomposition is exact on balanced panels only. False: an
+        unbalanced panel is refused. True: rows with a missing value in the
+        columns used are dropped (as always), then only the units observed in
+        every remaining period are kept, with a ``MissingValueWarning`` saying
+        how many units and rows (also in ``balanced_from``).
 
     Returns
     -------
@@ -100,17 +121,34 @@ def bacon(data: Any, *, y: str, unit: str | None = None, time: str | None = None
     Raises
     ------
     PanelError
-        If the panel is unbalanced (the decomposition is exact only then).
+        If the panel is unbalanced and ``balance`` is False, or no unit is
+        observed in every period.
     """
     sd = prepare(data, y=y, unit=unit, time=time, cohort=cohort, treat=treat)
-    if not sd.is_balanced:
-        raise PanelError(
-            f"bacon() needs a balanced panel: {sd.frame[sd.unit].n_unique()} units x {sd.times.size} "
-            f"periods but {sd.nobs} rows; balance it (e.g. keep units observed in every period)"
-        )
     frame = sd.frame
     times = sd.times
     T = times.size
+    lens = sd.unit_rows
+    balanced_from = None
+    if not sd.is_balanced:
+        if not balance:
+            raise PanelError(
+                f"bacon() needs a balanced panel: {lens.size} units x {T} periods but {sd.nobs} rows; "
+                "pass balance=True to keep the units observed in every period"
+            )
+        full = lens == T
+        if not full.any():
+            raise PanelError(f"bacon(): no unit ({sd.unit!r}) has {sd.y!r} observed in all {T} periods; "
+                             "there is no balanced panel to decompose")
+        balanced_from = (int(lens.size), sd.nobs)
+        frame = frame.filter(pl.Series(np.repeat(full, lens)))
+        warnings.warn(
+            f"Goodman-Bacon decomposition: kept the {int(full.sum()):,} of {lens.size:,} units observed with "
+            f"{sd.y!r} in all {T} periods ({frame.height:,} of {sd.nobs:,} rows); the decomposition is exact "
+            "on balanced panels only",
+            MissingValueWarning,
+            stacklevel=2,
+        )
     g_unit = frame.group_by(sd.unit, maintain_order=True).agg(pl.col(COHORT).first())[COHORT].to_numpy()
     # each unit's timing group, by the first period it is treated in the sample
     first = np.where(g_unit == 0, np.iinfo(np.int64).max, g_unit)
@@ -161,6 +199,6 @@ def bacon(data: Any, *, y: str, unit: str | None = None, time: str | None = None
             types.append(LATE if gk > 0 else ALWAYS); tr.append(label[l]); co.append(label[k])  # noqa: E702
             est.append(b)
             wt.append(nn * dbar[l] * (dbar[k] - dbar[l]) / VD)
-    fit = feols(f"{sd.y} ~ _treat | {sd.unit} + {sd.time}", frame, fixef_rm="none")
+    fit = feols(Formula.of(sd.y, ["_treat"], [sd.unit, sd.time]), frame, fixef_rm="none")
     return BaconResult(fit.coef()["_treat"], types, np.array(tr, dtype=np.int64), np.array(co, dtype=np.int64),
-                       np.array(est), np.array(wt), sd.nobs)
+                       np.array(est), np.array(wt), frame.height, n_units, balanced_from)

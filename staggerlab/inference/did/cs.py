@@ -21,6 +21,25 @@ the result still reports ``ref = -1`` (the last period before adoption).
 ``g - 1 - anticipation``; event time ``-1 - anticipation`` is estimated as
 exactly 0 with zero variance and is ``ref``. Only the universal convention is
 an event study in the sense of Rambachan-Roth (``honest`` refuses the other).
+
+Unbalanced panels (``allow_unbalanced_panel``)
+-----------------------------------------------
+By default, as ``did``, units not observed in every period are dropped. With
+``allow_unbalanced_panel=True`` and a panel that is not balanced, every unit
+is kept and each ATT(g,t) is what ``did`` computes on that path
+(``DRDID::reg_did_rc`` with an intercept only, i.e. the 2x2 on repeated cross
+sections): with the rows of the treated cohort and of the comparison units
+observed in period t and in the base period b (a unit observed in only one of
+the two contributes that one row),
+``ATT(g,t) = [mean(y | treated, t) - mean(y | treated, b)]
+- [mean(y | comparison, t) - mean(y | comparison, b)]`` (weighted means). Its
+influence function on a unit is the sum over the unit's rows in the two
+periods of ``+-n w (y - mean) / weight`` (n: all units kept; the mean and
+total weight of the row's group in the row's period), so standard errors,
+clustering, aggregations and the bootstrap work on units as in the balanced
+case. It does not difference outcomes within units, so with large unit
+heterogeneity it can be much less precise than the balanced estimator. A panel
+that is balanced gives identical numbers with either setting.
 """
 
 from __future__ import annotations
@@ -30,7 +49,6 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 import polars as pl
-from scipy import stats
 
 from ..._seed import SeedLike, resolve_entropy
 from ..._validate import alpha_of
@@ -40,7 +58,7 @@ from ...errors import (
     CovariatesNotSupportedError,
     TreatmentError,
 )
-from ..results import PretrendTest, Result
+from ..results import PretrendTest, Result, critical_value
 from .cs_aggregate import AggKind, CSAggregate, aggregate
 from .cs_cells import BasePeriod, Cells, ControlGroup, Wide, att_gt, to_wide
 from .cs_influence import ZERO_SE, BootSpec, IFMap, multiplier_bootstrap, se_from_gram
@@ -92,7 +110,13 @@ class CSResult(Result):
         ``"varying"`` no coefficient is normalised (see the module docstring).
     method : str
         ``"cs"``.
-    base_period, control, anticipation, level, n_units : as given / as used.
+    base_period, control, anticipation, level : as given.
+    n_units, nobs : int
+        Units and rows (unit-periods) the estimator uses (after balancing,
+        unless ``unbalanced``).
+    unbalanced : bool
+        Whether the unbalanced-panel estimator ran (``allow_unbalanced_panel``
+        on a panel with missing unit-periods).
     alpha : float
         ``1 - level`` (the size of the tests).
     """
@@ -100,10 +124,13 @@ class CSResult(Result):
     method = "cs"
 
     def __init__(self, cells: Cells, wd: Wide, *, window, control, anticipation, base_period, level, boot,
-                 tuning: CSTuning = CSTuning()):
+                 tuning: CSTuning = CSTuning(), min_e: float = -np.inf, max_e: float = np.inf,
+                 df: int | None = None):
         self._cells = cells
         self._wd = wd
         self.window = tuple(window)
+        self.min_e, self.max_e = min_e, max_e
+        self.df = df
         self.control = control
         self.anticipation = int(anticipation)
         self.base_period = base_period
@@ -113,6 +140,8 @@ class CSResult(Result):
         self._tuning = tuning
         self.bootstrap = boot is not None
         self.n_units = int(wd.g.size)
+        self.nobs = int(wd.nobs)
+        self.unbalanced = bool(wd.unbalanced)
         self.ref = -1 - self.anticipation
         self._aggs: dict[str, CSAggregate] = {}
         dyn = self.aggregate("dynamic")
@@ -124,7 +153,7 @@ class CSResult(Result):
         cell_map = self._cell_map()
         if boot is None:
             self._cell_se = se_from_gram(cell_map.gram(full=False), self.n_units)
-            self._cell_crit = float(stats.norm.ppf(1 - alpha / 2))
+            self._cell_crit = critical_value(alpha, df)
         else:
             self._cell_se, self._cell_crit = multiplier_bootstrap(cell_map.cluster_sums(), self.n_units, boot)
 
@@ -137,7 +166,7 @@ class CSResult(Result):
         """Aggregate the ATT(g,t): ``"simple"``, ``"dynamic"``, ``"group"`` or ``"calendar"``."""
         if kind not in self._aggs:
             self._aggs[kind] = aggregate(kind, self._cells, self._wd, self.window, self.alpha, self._boot,
-                                          self._tuning.if_chunk)
+                                          self._tuning.if_chunk, self.min_e, self.max_e, self.df)
         return self._aggs[kind]
 
     @property
@@ -164,7 +193,8 @@ class CSResult(Result):
         """Event-study table: ``rel_time, estimate, se, ci_low, ci_high``.
 
         Intervals use the sup-t critical value when ``bootstrap=True`` (uniform
-        band), else the normal one.
+        band), else the normal one (t with G - 1 degrees of freedom with
+        ``df="clusters"``).
         """
         return pl.DataFrame(
             {
@@ -181,7 +211,8 @@ class CSResult(Result):
 
         Uses the event times ``< 0`` inside ``window`` (excluding any with zero
         variance, i.e. the universal reference period) and the analytic covariance;
-        chi-squared reference (``test["stat"]``, ``["df"]``, ``["pvalue"]`` as before).
+        chi-squared reference (``test["stat"]``, ``["df"]``, ``["pvalue"]`` as before), or
+        F(q, G - 1) with ``df="clusters"``.
         """
         pre = (self.rel_time < 0) & (np.diag(self.vcov) > ZERO_SE**2)
         if not pre.any():
@@ -190,14 +221,15 @@ class CSResult(Result):
         v = self.vcov[np.ix_(pre, pre)]
         rank = np.linalg.matrix_rank(v)
         stat = float(b @ np.linalg.pinv(v) @ b)
-        return PretrendTest(stat, int(rank), None, self.rel_time[pre].tolist())
+        return PretrendTest(stat, int(rank), self.df, self.rel_time[pre].tolist())
 
     def summary(self) -> str:
         """Printable summary (overall ATTs and the event study)."""
         lines = [
             "Callaway-Sant'Anna (2021)",
             f"control group: {self.control}   base period: {self.base_period}   "
-            f"anticipation: {self.anticipation}   units: {self.n_units}",
+            f"anticipation: {self.anticipation}   units: {self.n_units}   rows: {self.nobs}"
+            + ("   (unbalanced panel)" if self.unbalanced else ""),
         ]
         for kind in ("simple", "dynamic", "group", "calendar"):
             a = self.aggregate(kind)
@@ -226,6 +258,7 @@ def callaway_santanna(
     control: ControlGroup = "never",
     anticipation: int = 0,
     base_period: BasePeriod = "varying",
+    allow_unbalanced_panel: bool = False,
     bootstrap: bool = False,
     biters: int = 999,
     multipliers: Literal["rademacher", "mammen"] = "rademacher",
@@ -233,24 +266,39 @@ def callaway_santanna(
     seed: SeedLike = 0,
     n_jobs: int = 1,
     tuning: CSTuning = CSTuning(),
+    min_e: float = -np.inf,
+    max_e: float = np.inf,
+    df: Literal["normal", "clusters"] = "normal",
 ) -> CSResult:
     """Callaway-Sant'Anna ATT(g,t), their aggregations and influence-function inference.
 
     Parameters
     ----------
     sd : StaggeredData
-        From :func:`staggerlab.inference.did.staggered_data.prepare`. Unbalanced
-        panels are balanced by dropping incomplete units (as ``did``); units
+        From :func:`staggerlab.inference.did.staggered_data.prepare`. Units
         treated in the first period are dropped. Weights must be unit-level.
     window : (low, high)
-        Event times kept in the dynamic aggregation (``rel_time``/``coef``); the
-        overall dynamic ATT averages the kept event times ``>= 0``.
+        Event times reported by the dynamic aggregation (``rel_time``/``coef``).
+        It only selects what is displayed: the overall dynamic ATT averages
+        every event time ``>= 0`` in ``[min_e, max_e]``, as
+        ``did::aggte(type="dynamic")``.
+    min_e, max_e : float
+        Smallest and largest event time the dynamic aggregation uses (default:
+        all, as ``did::aggte``); the overall dynamic ATT is the mean of the
+        event-time ATTs with ``max(0, min_e) <= e <= max_e``.
     control : {"never", "notyet"}
         Comparison group: never-treated units, or never- plus not-yet-treated.
     anticipation : int
         Periods of anticipation (shift of the base period).
     base_period : {"varying", "universal"}
         See the module docstring.
+    allow_unbalanced_panel : bool
+        False (``did``'s default too): an unbalanced panel is balanced by
+        dropping the units not observed in every period (with a
+        ``MissingValueWarning`` saying how many). True: every unit is kept
+        and each ATT(g,t) uses the rows observed in its two periods (``did``'s
+        ``allow_unbalanced_panel=TRUE``; the estimator is defined in the module
+        docstring). No effect on a balanced panel.
     bootstrap : bool
         Multiplier bootstrap (``biters`` draws, ``multipliers`` weights on the
         cluster sums of the influence functions): bootstrap SEs and uniform
@@ -258,6 +306,15 @@ def callaway_santanna(
         result does not depend on ``n_jobs``.
     level : float
         Confidence level of the intervals.
+    df : {"normal", "clusters"}
+        Reference distribution of the analytic intervals, p-values and the
+        pre-trend test: ``"normal"`` (default, as ``did``) or ``"clusters"``,
+        t with G - 1 degrees of freedom (G clusters; F(q, G - 1) for the
+        pre-trend test). With few clusters the normal intervals under-cover:
+        about 91-92% at 95% with 50 clusters (AR(1) errors, heterogeneous
+        effects), because the influence-function SE is about 0.90 of the
+        true SD; ``"clusters"`` corrects part of that. Bootstrap bands
+        (``bootstrap=True``) are unaffected.
     seed : int, Generator, SeedSequence or None
     n_jobs : int
         joblib workers for the bootstrap blocks.
@@ -284,6 +341,10 @@ def callaway_santanna(
         raise ArgumentError(f"anticipation must be a non-negative integer, got {anticipation}")
     if len(window) != 2 or window[0] > window[1]:
         raise ArgumentError(f"window must be (low, high) with low <= high, got {window}")
+    if not (min_e <= max_e):
+        raise ArgumentError(f"min_e must not exceed max_e, got min_e={min_e}, max_e={max_e}")
+    if df not in ("normal", "clusters"):
+        raise ArgumentError(f"df must be 'normal' or 'clusters', got {df!r}")
     boot = None
     if bootstrap:
         if int(biters) < 2:
@@ -291,11 +352,15 @@ def callaway_santanna(
         if multipliers not in ("rademacher", "mammen"):
             raise ArgumentError(f"multipliers must be 'rademacher' or 'mammen', got {multipliers!r}")
         boot = BootSpec(int(biters), multipliers, resolve_entropy(seed), n_jobs, float(alpha), tuning.boot_multipliers)
-    wd = to_wide(sd, int(anticipation))
+    if not isinstance(allow_unbalanced_panel, (bool, np.bool_)):
+        raise ArgumentTypeError(f"allow_unbalanced_panel must be True or False, got {allow_unbalanced_panel!r}")
+    wd = to_wide(sd, int(anticipation), bool(allow_unbalanced_panel))
     cells = att_gt(wd, control, int(anticipation), base_period)
+    n_clusters = wd.g.size if wd.by_unit else int(wd.cluster.max()) + 1
     return CSResult(
         cells, wd, window=window, control=control, anticipation=anticipation,
-        base_period=base_period, level=level, boot=boot, tuning=tuning,
+        base_period=base_period, level=level, boot=boot, tuning=tuning, min_e=min_e, max_e=max_e,
+        df=n_clusters - 1 if df == "clusters" else None,
     )
 
 
@@ -314,10 +379,11 @@ def cs(
 ) -> CSResult:
     """Callaway-Sant'Anna on a frame: ``prepare`` the data, then :func:`callaway_santanna`.
 
-    ``cohort`` is the adoption-period column (0 or null = never treated), or give
+    ``cohort`` is the adoption-period column (0 = never treated; missing: never treated, with a warning), or give
     ``treat`` (an absorbing 0/1 treatment). Remaining keywords (``window``,
-    ``control``, ``anticipation``, ``base_period``, ``bootstrap``, ``biters``,
-    ``multipliers``, ``level``, ``seed``, ``n_jobs``, ``tuning``) go to
+    ``control``, ``anticipation``, ``base_period``, ``allow_unbalanced_panel``, ``bootstrap``, ``biters``,
+    ``multipliers``, ``level``, ``seed``, ``n_jobs``, ``tuning``, ``min_e``,
+    ``max_e``, ``df``) go to
     :func:`callaway_santanna`.
 
     Examples

@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 
 from ...errors import MissingValueWarning, TreatmentError
-from ...panels.panel import run_lengths
+from ...panels.panel import factorize_column, run_lengths
 from .staggered_data import COHORT, StaggeredData
 
 __all__ = ["Wide", "Cells", "to_wide", "att_gt", "ControlGroup", "BasePeriod"]
@@ -23,14 +23,21 @@ BasePeriod = Literal["varying", "universal"]
 # --------------------------------------------------------------------------- data
 @dataclass(eq=False)
 class Wide:
-    """Balanced panel in wide form: one row per unit."""
+    """The panel in wide form: one row per unit, one column per period.
 
-    y: np.ndarray  # n x T outcomes (a view of the frame's column when it is float64)
+    Balanced (``unbalanced`` False): every unit has every period. Unbalanced
+    (``allow_unbalanced_panel``): the periods a unit is not observed in are NaN
+    in ``y`` (the rows kept by ``prepare`` are all finite, so NaN means absent).
+    """
+
+    y: np.ndarray  # n x T outcomes (balanced: a view of the frame's column when it is float64)
     g: np.ndarray  # n adoption period (0 = never)
     w: np.ndarray  # n unit weights (ones if unweighted)
     cluster: np.ndarray  # n dense cluster codes (unit codes if clustered by unit)
     times: np.ndarray  # T periods
     by_unit: bool  # clustered by unit (no summing of influence functions)
+    unbalanced: bool = False  # some (unit, period) are absent: NaN in y
+    nobs: int = 0  # rows (unit-periods) of the kept units
 
 
 def _unit_layout(sd: StaggeredData) -> tuple[np.ndarray, np.ndarray]:
@@ -42,16 +49,25 @@ def _unit_layout(sd: StaggeredData) -> tuple[np.ndarray, np.ndarray]:
     return lens, sd.frame[COHORT].to_numpy()[starts].astype(np.int64)
 
 
-def to_wide(sd: StaggeredData, anticipation: int) -> Wide:
+def _per_unit(values: np.ndarray, lens: np.ndarray) -> np.ndarray | None:
+    """Each unit's value of a column, or None if it varies within a unit."""
+    first = values[np.cumsum(lens) - lens]
+    return first if np.array_equal(values, np.repeat(first, lens)) else None
+
+
+def to_wide(sd: StaggeredData, anticipation: int, allow_unbalanced: bool = False) -> Wide:
     frame = sd.frame
     times = sd.times
     n_t = times.size
     lens, g = _unit_layout(sd)
-    keep = lens == n_t
+    complete = lens == n_t
+    # as did: a panel that is complete needs no special path, whatever the option
+    unbalanced = bool(allow_unbalanced and not complete.all())
+    keep = np.ones(lens.size, dtype=bool) if unbalanced else complete
     if not keep.all():
         warnings.warn(
-            f"Callaway-Sant'Anna needs a balanced panel; dropped {int((~keep).sum())} unit(s) not observed "
-            f"in all {n_t} periods",
+            f"Callaway-Sant'Anna needs a balanced panel; dropped {int((~keep).sum())} of {keep.size} unit(s) "
+            f"not observed in all {n_t} periods (allow_unbalanced_panel=True keeps them)",
             MissingValueWarning,
             stacklevel=4,
         )
@@ -70,18 +86,25 @@ def to_wide(sd: StaggeredData, anticipation: int) -> Wide:
     if not keep.all():  # one copy of the frame, without the dropped units
         frame = frame.filter(pl.Series(np.repeat(keep, lens)))
         g = g[keep]
+        lens = lens[keep]
     n = g.size
-    # prepare() sorted the rows by (unit, time) with no pair repeated, so a
-    # unit with all n_t rows has exactly the periods `times`, in order: the
-    # long columns reshape to units x periods as they are (no copy for float64)
-    y = frame[sd.y].cast(pl.Float64).to_numpy().reshape(n, n_t)
+    if unbalanced:
+        y = np.full((n, n_t), np.nan)
+        # prepare() sorted the rows by (unit, time): unit i's rows are its run
+        y[np.repeat(np.arange(n), lens), np.searchsorted(times, frame[sd.time].to_numpy())] = (
+            frame[sd.y].cast(pl.Float64).to_numpy()
+        )
+    else:
+        # prepare() sorted the rows by (unit, time) with no pair repeated, so a
+        # unit with all n_t rows has exactly the periods `times`, in order: the
+        # long columns reshape to units x periods as they are (no copy for float64)
+        y = frame[sd.y].cast(pl.Float64).to_numpy().reshape(n, n_t)
     # adoption after the last period (+ anticipation) is never treated within the sample (as did)
     g = np.where(g > times[-1] + anticipation, 0, g)
     if sd.weights is not None:
-        wmat = frame[sd.weights].cast(pl.Float64).to_numpy().reshape(n, n_t)
-        if not np.all(wmat == wmat[:, :1]):
+        w = _per_unit(frame[sd.weights].cast(pl.Float64).to_numpy(), lens)
+        if w is None:
             raise TreatmentError(f"weights {sd.weights!r} vary within a unit; give unit-level weights")
-        w = wmat[:, 0].copy()
         if np.any(w < 0):
             raise TreatmentError("weights must be non-negative")
     else:
@@ -90,13 +113,13 @@ def to_wide(sd: StaggeredData, anticipation: int) -> Wide:
     if by_unit:
         cluster = np.arange(n)
     else:
-        cmat = frame[sd.cluster].to_numpy().reshape(n, n_t)
-        if not np.all(cmat == cmat[:, :1]):
+        cluster = _per_unit(factorize_column(frame[sd.cluster]), lens)
+        if cluster is None:
             raise TreatmentError(
                 f"cluster {sd.cluster!r} varies within a unit; Callaway-Sant'Anna clusters must nest units"
             )
-        _, cluster = np.unique(cmat[:, 0], return_inverse=True)
-    return Wide(y, g, w, cluster.astype(np.int64), np.asarray(times), by_unit)
+        _, cluster = np.unique(cluster, return_inverse=True)
+    return Wide(y, g, w, cluster.astype(np.int64), np.asarray(times), by_unit, unbalanced, int(lens.sum()))
 
 
 # --------------------------------------------------------------------------- ATT(g,t)
@@ -108,13 +131,26 @@ class Cells:
     """The ATT(g,t) and what their influence functions are made of.
 
     Cell c compares the treated cohort ``group[c]`` with the units never
-    treated or (not-yet design) treated after ``horizon[c]``, on the outcome
-    change ``y[:, t_idx] - y[:, b_idx]``. Its influence function (did's
-    scaling, ``se = sqrt(sum inf^2) / n``) is
-    ``n w_i (dy_i - mu1) / s1`` on its treated units,
-    ``-n w_i (dy_i - mu0) / s0`` on its comparison units and 0 elsewhere:
-    it is recomputed from the outcomes when needed, never stored as a
-    units x cells matrix (360 MB at a million units).
+    treated or (not-yet design) treated after ``horizon[c]``, between period
+    ``t_idx[c]`` and base period ``b_idx[c]``. The influence functions (did's
+    scaling, ``se = sqrt(sum inf^2) / n``, n the units) are recomputed from
+    the outcomes when needed, never stored as a units x cells matrix (360 MB
+    at a million units).
+
+    Balanced panel: ``mu1, mu0`` are the weighted mean changes
+    ``y[:, t_idx] - y[:, b_idx]`` of the treated and comparison units,
+    ``s1, s0`` their weights; the influence function is
+    ``n w_i (dy_i - mu1) / s1`` on the treated, ``-n w_i (dy_i - mu0) / s0``
+    on the comparison units and 0 elsewhere. The ``*b`` fields are None.
+
+    Unbalanced panel (did's ``allow_unbalanced_panel``): the cell is the
+    repeated-cross-section DID of the rows observed in its two periods.
+    ``mu1, mu0, s1, s0`` are the weighted mean outcome and weight of the
+    treated / comparison rows in period ``t_idx``, ``mu1b, mu0b, s1b, s0b``
+    those in the base period; ``att = (mu1 - mu1b) - (mu0 - mu0b)``. A unit's
+    influence function is the sum over its rows in the two periods of
+    ``+-n w_i (y_is - mean) / weight`` (sign + for the treated in ``t`` and the
+    comparison units in the base period).
     """
 
     group: np.ndarray  # k cohort of each cell
@@ -124,12 +160,38 @@ class Cells:
     t_idx: np.ndarray  # k column of the period in the wide outcomes
     b_idx: np.ndarray  # k column of the base period
     horizon: np.ndarray  # k comparison units: g == 0 or (g > horizon and g != group)
-    mu1: np.ndarray  # k weighted mean change of the treated
+    mu1: np.ndarray  # k weighted mean change (unbalanced: mean in t) of the treated
     mu0: np.ndarray  # k ... of the comparison units
     s1: np.ndarray  # k treated weight (0: the universal reference cell, identically 0)
     s0: np.ndarray  # k comparison weight
     cohorts: np.ndarray  # G distinct cohorts of the cells
     gidx: np.ndarray  # n each unit's position in `cohorts` (-1: none)
+    mu1b: np.ndarray | None = None  # k unbalanced only: treated mean in the base period
+    mu0b: np.ndarray | None = None  # k ... comparison mean in the base period
+    s1b: np.ndarray | None = None  # k ... treated weight in the base period
+    s0b: np.ndarray | None = None  # k ... comparison weight in the base period
+
+
+def _means(wd: Wide, w1: np.ndarray, w0: np.ndarray, ti: int, bi: int, filled: np.ndarray | None,
+           seen: np.ndarray | None) -> tuple[float, ...] | str:
+    """A cell's weighted means and weights: ``(mu1, mu0, s1, s0)`` balanced,
+    ``(mu1, mu0, s1, s0, mu1b, mu0b, s1b, s0b)`` unbalanced; or, if a group
+    has no weight, which one (treated or comparison, in which period)."""
+    if filled is None:
+        s1, s0 = w1.sum(), w0.sum()
+        if s1 <= 0 or s0 <= 0:
+            return "treated unit" if s1 <= 0 else "comparison unit"
+        dy = wd.y[:, ti] - wd.y[:, bi]
+        return (w1 @ dy) / s1, (w0 @ dy) / s0, s1, s0
+    out = []
+    for col in (ti, bi):
+        v1, v0 = w1 * seen[:, col], w0 * seen[:, col]
+        s1, s0 = v1.sum(), v0.sum()
+        if s1 <= 0 or s0 <= 0:
+            return f"{'treated' if s1 <= 0 else 'comparison'} unit observed in {wd.times[col]}"
+        out.append(((v1 @ filled[:, col]) / s1, (v0 @ filled[:, col]) / s0, s1, s0))
+    (m1, m0, s1, s0), (m1b, m0b, s1b, s0b) = out
+    return m1, m0, s1, s0, m1b, m0b, s1b, s0b
 
 
 def att_gt(wd: Wide, control: ControlGroup, anticipation: int, base_period: BasePeriod) -> Cells:
@@ -141,7 +203,11 @@ def att_gt(wd: Wide, control: ControlGroup, anticipation: int, base_period: Base
         raise TreatmentError(
             "no never-treated unit: use control='notyet' (or drop the periods after the last adoption)"
         )
-    rows: list[tuple] = []  # (g, t, b, att, ti, bi, horizon, mu1, mu0, s1, s0)
+    # unbalanced: outcomes with the absent periods as 0 and where they are present, made once
+    seen = ~np.isnan(wd.y) if wd.unbalanced else None
+    filled = np.where(seen, wd.y, 0.0) if wd.unbalanced else None
+    n_stats = 8 if wd.unbalanced else 4
+    rows: list[tuple] = []  # (g, t, b, att, ti, bi, horizon, mu1, mu0, s1, s0[, mu1b, mu0b, s1b, s0b])
     for g in cohorts:
         treated = wd.g == g
         pre_idx = np.flatnonzero(times + anticipation < g)  # periods before anticipation starts
@@ -166,22 +232,15 @@ def att_gt(wd: Wide, control: ControlGroup, anticipation: int, base_period: Base
                 horizon = int(max(times[ti], times[bi]) + anticipation)
                 ctrl = never | ((wd.g > horizon) & (wd.g != g))
             if ti == bi:  # the universal reference cell: exactly zero
-                rows.append((g, times[ti], times[bi], 0.0, ti, bi, horizon, 0.0, 0.0, 0.0, 1.0))
+                rows.append((g, times[ti], times[bi], 0.0, ti, bi, horizon, 0.0, 0.0, 0.0, 1.0)
+                            + (0.0, 0.0, 0.0, 1.0)[: n_stats - 4])
                 continue
-            w1 = wd.w * treated
-            w0 = wd.w * ctrl
-            s1, s0 = w1.sum(), w0.sum()
-            if s1 <= 0 or s0 <= 0:
-                warnings.warn(
-                    f"ATT({g},{times[ti]}) has no {'treated' if s1 <= 0 else 'comparison'} unit; skipped",
-                    UserWarning,
-                    stacklevel=4,
-                )
+            stats = _means(wd, wd.w * treated, wd.w * ctrl, ti, bi, filled, seen)
+            if isinstance(stats, str):
+                warnings.warn(f"ATT({g},{times[ti]}) has no {stats}; skipped", UserWarning, stacklevel=4)
                 continue
-            dy = wd.y[:, ti] - wd.y[:, bi]
-            mu1 = (w1 @ dy) / s1
-            mu0 = (w0 @ dy) / s0
-            rows.append((g, times[ti], times[bi], mu1 - mu0, ti, bi, horizon, mu1, mu0, s1, s0))
+            att = stats[0] - stats[1] if n_stats == 4 else (stats[0] - stats[4]) - (stats[1] - stats[5])
+            rows.append((g, times[ti], times[bi], att, ti, bi, horizon, *stats))
     if not rows:
         raise TreatmentError("no ATT(g,t) can be estimated (no cohort with a pre-period and a comparison group)")
     cols = list(zip(*rows))
@@ -191,4 +250,4 @@ def att_gt(wd: Wide, control: ControlGroup, anticipation: int, base_period: Base
     cell_cohorts = np.unique(ints[0])
     at = np.searchsorted(cell_cohorts, wd.g).clip(0, cell_cohorts.size - 1)
     gidx = np.where(cell_cohorts[at] == wd.g, at, -1)
-    return Cells(*ints, np.asarray(cols[3], dtype=float), *idx, *flt, cell_cohorts, gidx)
+    return Cells(*ints, np.asarray(cols[3], dtype=float), *idx, *flt[:4], cell_cohorts, gidx, *flt[4:])

@@ -12,7 +12,7 @@ from scipy import stats
 from ..._parallel import run_blocks
 from ..._seed import block_generator
 from ...errors import ArgumentError
-from ...kernels.cs import influence_rows, multiplier_sums
+from ...kernels.cs import influence_rows, influence_rows_unbalanced, multiplier_sums
 from .cs_cells import Cells, Wide
 
 __all__ = ["IFMap", "se_from_gram", "BootSpec", "multiplier_bootstrap", "ZERO_SE"]
@@ -43,8 +43,13 @@ class IFMap:
         for lo in range(0, n, self.chunk):
             hi = min(lo + self.chunk, n)
             out = buf[: hi - lo]
-            influence_rows(wd.y, wd.g, wd.w, c.gidx, lo, hi, float(n), c.t_idx, c.b_idx, c.group, c.horizon,
-                     c.mu1, c.mu0, c.s1, c.s0, W, A, out)
+            if c.mu1b is None:
+                influence_rows(wd.y, wd.g, wd.w, c.gidx, lo, hi, float(n), c.t_idx, c.b_idx, c.group, c.horizon,
+                               c.mu1, c.mu0, c.s1, c.s0, W, A, out)
+            else:
+                influence_rows_unbalanced(wd.y, wd.g, wd.w, c.gidx, lo, hi, float(n), c.t_idx, c.b_idx, c.group,
+                                          c.horizon, c.mu1, c.mu0, c.s1, c.s0, c.mu1b, c.mu0b, c.s1b, c.s0b,
+                                          W, A, out)
             yield lo, hi, out
 
     def matrix(self) -> np.ndarray:

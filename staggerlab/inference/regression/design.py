@@ -23,7 +23,16 @@ from ...errors import (
     WeightsError,
 )
 from ...kernels.demean import centred_ss
-from ...panels.panel import Panel, check_columns, check_numeric, empty_after_missing, factorize_with_ids, to_polars
+from ...panels.panel import (
+    Panel,
+    check_columns,
+    check_not_all_missing,
+    check_numeric,
+    column_list,
+    factorize_with_ids,
+    missing_columns,
+    to_polars,
+)
 from .absorb import Absorber, drop_singletons
 from .rank import independent_columns
 from .vcov import VcovSpec, fe_df, fe_nesting
@@ -257,21 +266,17 @@ def build_design(
         elif frame[c].null_count():
             keep &= frame[c].is_not_null().to_numpy()
     n_missing = int((~keep).sum())
+    if n_missing == frame.height:
+        check_not_all_missing(frame, used)
     if n_missing:
         if na == "raise":
             raise MissingValueError(
-                f"{n_missing} row(s) have a missing or non-finite value in {used}; "
+                f"{n_missing} row(s) have a missing or non-finite value in {column_list(missing_columns(frame, used))}; "
                 "clean them or use na='drop'"
             )
-        # name the columns that hold the missing values, with their counts, not every column used
-        per_col = []
-        for c in used:
-            bad = int((~np.isfinite(values[c])).sum()) if c in values else frame[c].null_count()
-            if bad:
-                per_col.append(f"{c!r} {bad:,}")
         warnings.warn(
-            f"dropped {n_missing} of {frame.height} row(s) with missing or non-finite values "
-            f"(missing per column: {', '.join(per_col)})",
+            f"dropped {n_missing} of {frame.height} row(s) with missing or non-finite values in "
+            f"{column_list(missing_columns(frame, used))}",
             MissingValueWarning,
             stacklevel=stacklevel,
         )
@@ -280,7 +285,7 @@ def build_design(
     if n_missing:
         values = {c: v[keep] for c, v in values.items()}
     if sub.height == 0:
-        raise EmptyPanelError(empty_after_missing(frame, used))
+        raise EmptyPanelError("no rows left after dropping missing values")
     if weights is not None:
         wv = values[weights]
         if (wv <= 0).any():

@@ -20,6 +20,8 @@ subset that these unweighted kernels do not take).
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import scipy.linalg as sla
 
@@ -65,8 +67,12 @@ class UnitPeriodWithin:
         that holds the codes, as the callers keep it).
     n_periods : int
         Number of periods; period 0 is the reference.
-    X_NX : ndarray, shape (N, K)
-        Controls (any K, including 0).
+    X_NX : ndarray, shape (N, J)
+        A block holding the controls (any number, including none).
+    x_cols : sequence of int, optional
+        The columns of ``X_NX`` that are the controls (default: all). A fit's
+        regressor block is passed with the treatment's column left out, so
+        the N x K controls are never copied.
     y_N : ndarray, shape (N,)
         Outcome.
 
@@ -80,16 +86,17 @@ class UnitPeriodWithin:
     """
 
     def __init__(self, unit_N: np.ndarray, n_units: int, per_N: np.ndarray, n_periods: int, X_NX: np.ndarray,
-                 y_N: np.ndarray):
+                 y_N: np.ndarray, x_cols: Sequence[int] | None = None):
         self.row_ptr, self.rows = kw.rows_by_unit(np.ascontiguousarray(unit_N, dtype=np.int64), n_units)
         self.max_rows = int(np.diff(self.row_ptr).max())
         X = readonly(np.ascontiguousarray(X_NX, dtype=np.float64))
         y = readonly(np.ascontiguousarray(y_N, dtype=np.float64))
-        #: the kernels' leading arguments ``(row_ptr, rows, per_N, X_NX, y_N, n_periods)``
-        self.cols = (self.row_ptr, self.rows, per_N, X, y, n_periods)
+        xc = np.arange(X.shape[1], dtype=np.int64) if x_cols is None else np.asarray(x_cols, dtype=np.int64)
+        #: the kernels' leading arguments ``(row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods)``
+        self.cols = (self.row_ptr, self.rows, per_N, X, xc, y, n_periods)
         self.n_units, self.n_periods = n_units, n_periods
         #: columns of F: period dummies 2..T, then the controls
-        self.M = n_periods - 1 + X.shape[1]
+        self.M = n_periods - 1 + xc.size
         self.cho, self.sc = None, None
 
     def unit_sums(self) -> np.ndarray:

@@ -72,12 +72,11 @@ class FastEngine:
                 n_periods: int, thr_L: np.ndarray, with_w: bool) -> np.ndarray:
         """Unit tables of the residualized outcome; returns W (see kernels)."""
         d = fit.design
-        controls = [r for r in d.regressors if r != param]
-        y = fit.y_raw
-        X = np.empty((y.size, len(controls)))
-        for k, c in enumerate(controls):
-            X[:, k] = d.column(c)
-        wi = UnitPeriodWithin(unit_N, n_units, per_N, n_periods, X, y)
+        # the fit's demeaned regressors span, with the period dummies, the
+        # same space after unit demeaning as the raw controls (FWL): passing
+        # them with the treatment's column skipped avoids an N x K copy
+        xc = [j for j, r in enumerate(d.regressors) if r != param]
+        wi = UnitPeriodWithin(unit_N, n_units, per_N, n_periods, d.Xw, fit.y_raw, x_cols=xc)
         cols, max_rows, L = wi.cols, wi.max_rows, thr_L.size
         if self.stream:
             tab, W = None, None

@@ -50,8 +50,24 @@ from scipy import stats
 from ..._parallel import run_blocks
 from ..._seed import SeedLike, block_generator
 from ..._validate import check_level
-from ...errors import ArgumentError, ArgumentTypeError, MissingValueWarning, PanelError, SingletonWarning
-from ...panels.panel import check_columns, check_numeric, factorize, finite_mask, to_polars
+from ...errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    MissingValueWarning,
+    PanelError,
+    ResidualVarianceWarning,
+    SingletonWarning,
+    TreatmentError,
+)
+from ...panels.panel import (
+    check_columns,
+    check_numeric,
+    column_list,
+    factorize,
+    finite_mask,
+    missing_columns,
+    to_polars,
+)
 from ..regression.absorb import Absorber, drop_singletons
 from ..results import Result
 
@@ -60,6 +76,9 @@ __all__ = ["dml", "DmlResult", "make_learner", "LEARNERS"]
 LEARNERS = ("lasso", "ridge", "rf", "svm", "svm-nystroem")
 #: the normal quantile doubleml uses to aggregate repeated splits
 _AGG_Z = 1.96
+#: out-of-fold residual variance of the treatment, as a share of its variance,
+#: below which the covariates are said to predict it (almost) perfectly
+RESIDUAL_VARIANCE_SHARE = 1e-4
 
 Learner = Literal["lasso", "ridge", "rf", "svm", "svm-nystroem"]
 
@@ -240,6 +259,27 @@ class DmlResult(Result):
         )
 
 
+def check_residual_variance(v_var: float, d_var: float, treat: str, rep: int) -> None:
+    """Refuse a treatment residual of zero variance, warn when it is a tiny share of the treatment's.
+
+    ``v_var`` is the mean square of the out-of-fold treatment residual of split
+    ``rep``, ``d_var`` the treatment's variance on the same rows. The estimate
+    divides by ``v_var``: at zero it is undefined, near zero it is noise.
+    """
+    if not v_var > 0:
+        raise TreatmentError(
+            f"the covariates predict the treatment {treat!r} exactly (its out-of-fold residual variance is 0 in "
+            f"split {rep}): the effect is not identified; drop covariates that determine the treatment"
+        )
+    if v_var < RESIDUAL_VARIANCE_SHARE * d_var:
+        warnings.warn(
+            f"near-zero residual variance of the treatment {treat!r}: the covariates predict it almost perfectly "
+            f"(out-of-fold residual variance {v_var:.3g} is {v_var / d_var:.2g} of its variance {d_var:.3g} in "
+            f"split {rep}), so the estimate rests on a tiny residual and is unreliable",
+            ResidualVarianceWarning, stacklevel=3,
+        )
+
+
 def dml(
     data: Any,
     *,
@@ -274,7 +314,8 @@ def dml(
     n_folds, n_rep : int
         Cross-fitting folds and repeated sample splits.
     fold_by : {"row", "unit"}
-        Assign rows, or whole units (``unit`` required), to folds.
+        Assign rows, or whole units (``unit`` required), to folds; with
+        ``"unit"`` there must be at least ``n_folds`` units.
     seed : int, Generator, SeedSequence or None
         Split ``r`` is drawn from ``block_generator(seed, r + 1)``; the random
         forest's ``random_state`` from block 0.
@@ -289,6 +330,16 @@ def dml(
     ------
     ImportError
         If scikit-learn is not installed (``pip install "staggerlab[ml]"``).
+    ArgumentError
+        ``fold_by="unit"`` with fewer units than ``n_folds``.
+    TreatmentError
+        The covariates predict the treatment exactly (zero residual variance).
+
+    Warns
+    -----
+    ResidualVarianceWarning
+        The treatment's out-of-fold residual variance is below
+        ``RESIDUAL_VARIANCE_SHARE`` (1e-4) times its variance in some split.
     """
     _require_sklearn()
     covariates = list(covariates)
@@ -306,10 +357,13 @@ def dml(
     fes = [c for c in (unit, time) if c is not None]
     check_columns(frame, [y, treat, *covariates, *fes])
     check_numeric(frame, [y, treat, *covariates], "outcome/treatment/covariate")
-    rows = np.flatnonzero(finite_mask(frame, [y, treat, *covariates, *fes]))
+    used = [y, treat, *covariates, *fes]
+    ok = finite_mask(frame, used)
+    rows = np.flatnonzero(ok)
     if rows.size < frame.height:
         warnings.warn(
-            f"dropped {frame.height - rows.size} of {frame.height} row(s) with missing values",
+            f"dropped {frame.height - rows.size} of {frame.height} row(s) with a missing or non-finite value in "
+            f"{column_list(missing_columns(frame, used, ~ok))}",
             MissingValueWarning, stacklevel=2,
         )
     sub = frame[rows]
@@ -332,6 +386,16 @@ def dml(
     n = Y.size
     if n < 2 * n_folds:
         raise PanelError(f"{n} usable row(s) are too few for {n_folds}-fold cross-fitting")
+    groups = None
+    if fold_by == "unit":
+        # units left after dropping rows, coded 0..G-1 so that no fold is empty
+        _, groups = np.unique(codes[0], return_inverse=True)
+        n_units = int(groups.max()) + 1
+        if n_units < n_folds:
+            raise ArgumentError(
+                f"fold_by='unit' puts whole units of {unit!r} in folds, and the estimation sample has "
+                f"{n_units} unit(s) for n_folds={n_folds}; use n_folds <= {n_units} (or fold_by='row')"
+            )
     if not np.max(np.abs(D - D.mean())) > 1e-10 * d_scale:
         raise PanelError(f"the treatment {treat!r} has no variation left after the within transformation")
     rs = int(block_generator(seed, 0).integers(0, 2**31 - 1))
@@ -343,7 +407,6 @@ def dml(
 
         ml = clone(learner).set_params(**(learner_params or {}))
         label = type(learner).__name__
-    groups = codes[0] if fold_by == "unit" else None
     splits = [_splits(n, int(n_folds), groups, block_generator(seed, r + 1)) for r in range(int(n_rep))]
     preds = run_blocks(
         partial(_crossfit, X=X, y=Y, d=D, splits=splits, ml_l=ml, ml_m=ml),
@@ -353,6 +416,9 @@ def dml(
     all_se = np.empty(n_rep)
     rmse_l = np.empty(n_rep)
     rmse_m = np.empty(n_rep)
+    v_var = [float(np.mean((D - m_hat) ** 2)) for _, m_hat in preds]
+    worst = int(np.argmin(v_var))  # one message for the split closest to a perfect prediction
+    check_residual_variance(v_var[worst], float(np.mean((D - D.mean()) ** 2)), treat, worst)
     for r, (l_hat, m_hat) in enumerate(preds):
         u = Y - l_hat
         v = D - m_hat

@@ -12,9 +12,15 @@ with ``c_i`` the covariates (``moments=1``) or the covariates and their squares
 (``moments=2``: means and population variances, ddof=0, match). Its convex dual
 is ``min_l log sum_i q_i exp(l'(c_i - m))``; the solution is
 ``w_i ∝ q_i exp(l'(c_i - m))``. It is solved here by Newton's method with
-backtracking (Armijo) line search on standardised constraint columns; the
-gradient of the dual is exactly the vector of moment gaps, so convergence is
-reported as the largest gap. Control weights are then scaled to sum to the
+backtracking (Armijo) line search on standardised constraint columns
+(each centred at its target and divided by its standard deviation among the
+controls, ddof=0); the gradient of the dual is exactly the vector of moment
+gaps in those units, so ``tol`` bounds the largest gap in standard deviations
+(reported as ``max_std_gap``; ``max_gap`` is the same gap in the covariates'
+own units). When Newton stops short of ``tol``, a linear program tells the
+two causes apart: target moments outside the interior of the controls'
+convex hull (``InfeasibleBalanceError``) or too few iterations
+(``BalanceConvergenceError``). Control weights are then scaled to sum to the
 number of treated-group rows, and the TWFE model is fitted by weighted least
 squares (``feols(..., weights=...)``).
 """
@@ -26,17 +32,20 @@ from typing import Any, Sequence
 
 import numpy as np
 import polars as pl
-from scipy import special
+from scipy import optimize, special
 
 from ...errors import (
     ArgumentError,
     ArgumentTypeError,
+    BalanceConvergenceError,
     CollinearityError,
     InfeasibleBalanceError,
     TreatmentError,
 )
+from ...panels.panel import fresh_name
 from ..did.staggered_data import COHORT, prepare
 from ..regression.feols import Feols, feols
+from ..regression.formula import Formula, quote
 from ..results import Result
 from .psm import GROUP, balance_lines, balance_table
 
@@ -59,6 +68,9 @@ class BalanceSolution:
     n_iter : int
     max_gap : float
         Largest absolute weighted-moment gap, in the constraint columns' units.
+    max_std_gap : float
+        Largest absolute gap divided by its column's standard deviation among
+        the rows (ddof=0): the quantity bounded by ``tol``.
     converged : bool
     """
 
@@ -66,6 +78,7 @@ class BalanceSolution:
     lam: np.ndarray
     n_iter: int
     max_gap: float
+    max_std_gap: float
     converged: bool
 
 
@@ -80,14 +93,20 @@ def ebalance_weights(
 ) -> BalanceSolution:
     """Entropy-balancing weights of the rows of ``C`` (n x r) for moments ``target``.
 
-    Stops when every moment gap is below ``tol`` times the column's sd among
-    the rows (at least ``tol`` in absolute terms for columns with sd < 1).
+    Stops when every moment gap, divided by its column's standard deviation
+    among the rows (ddof=0), is at most ``tol``: the allowed gap of a column
+    is ``tol * sd`` in its own units (smaller than ``tol`` when sd < 1). A
+    column constant among the rows and equal to its target has no gap.
 
     Raises
     ------
     InfeasibleBalanceError
-        If a target lies outside the range of its column (checked first) or
-        the dual does not converge (the target outside the convex hull).
+        If a target lies outside the range of its column (checked first), the
+        targets lie outside the interior of the rows' convex hull (checked
+        when Newton stops short of ``tol``), or a weight underflows to 0.
+    BalanceConvergenceError
+        If Newton stops short of ``tol`` (``maxiter`` reached, or no descent
+        step left) although the targets are attainable.
     CollinearityError
         If the constraint columns are collinear.
     """
@@ -123,6 +142,7 @@ def ebalance_weights(
     f, w = dual(lam)
     g = Z.T @ w
     it = 0
+    stalled = False
     converged = np.max(np.abs(g), initial=0.0) <= tol
     while not converged and it < maxiter:
         it += 1
@@ -130,6 +150,7 @@ def ebalance_weights(
         try:
             step = -np.linalg.solve(H, g)
         except np.linalg.LinAlgError:
+            stalled = True
             break
         t = 1.0
         slope = float(g @ step)
@@ -139,19 +160,52 @@ def ebalance_weights(
                 break
             t *= 0.5
         if t < 1e-12:
+            stalled = True
             break
         lam = lam + t * step
         f, w = f_new, w_new
         g = Z.T @ w
         converged = np.max(np.abs(g)) <= tol
     gap = np.abs(C.T @ w - target)
+    std_gap = float(np.max(np.abs(g), initial=0.0))
     if not converged:
-        raise InfeasibleBalanceError(
-            f"entropy balancing did not converge in {it} Newton iteration(s) (largest moment gap {gap.max():.3g}); "
-            "the treated moments are probably outside the convex hull of the controls' covariates "
-            "(jointly infeasible): drop or transform covariates, or use moments=1"
+        if not interior_feasible(Z):
+            raise InfeasibleBalanceError(
+                f"infeasible balancing constraints: no positive weights reproduce the treated moments of "
+                f"{names} together (each lies inside its column's range, but not inside the convex hull of the "
+                f"controls' values); drop or transform covariates, or use moments=1 (Newton stopped after {it} "
+                f"iteration(s), largest gap {std_gap:.3g} sd)"
+            )
+        why = (f"stalled after {it} Newton iteration(s) (no descent step left)" if stalled
+               else f"reached maxiter={maxiter} Newton iteration(s)")
+        raise BalanceConvergenceError(
+            f"entropy balancing did not converge: it {why} with the largest moment gap at {std_gap:.3g} sd "
+            f"({gap.max():.3g} in the covariates' units), above tol={tol:g} sd. The treated moments are attainable "
+            "(inside the controls' convex hull): raise maxiter or tol"
         )
-    return BalanceSolution(w, lam, it, float(gap.max()), True)
+    if not (w > 0).all():
+        raise InfeasibleBalanceError(
+            f"{int((w <= 0).sum())} control row(s) get a balancing weight that underflows to 0: the treated "
+            "moments sit at the edge of what the controls can reproduce (extreme covariate values); drop or "
+            "transform covariates, or trim outlying controls"
+        )
+    return BalanceSolution(w, lam, it, float(gap.max(initial=0.0)), std_gap, True)
+
+
+def interior_feasible(Z: np.ndarray) -> bool:
+    """Whether weights all above ``1e-10 / n`` and summing to 1 give ``Z'w = 0`` (a linear program).
+
+    Entropy-balancing weights are positive, so they exist exactly when 0 lies
+    in the interior of the convex hull of the rows of ``Z`` (n x r); the
+    program maximises the smallest weight ``t`` with ``w = v + t``, ``v >= 0``.
+    """
+    n, r = Z.shape
+    A = np.vstack([np.hstack([Z.T, Z.sum(axis=0)[:, None]]), np.append(np.ones(n), n)[None, :]])
+    b = np.append(np.zeros(r), 1.0)
+    c = np.zeros(n + 1)
+    c[-1] = -1.0
+    res = optimize.linprog(c, A_eq=A, b_eq=b, bounds=[(0, None)] * n + [(0, 1.0 / n)], method="highs")
+    return res.status == 0 and -res.fun * n > 1e-10
 
 
 @dataclass(eq=False, repr=False)
@@ -185,7 +239,7 @@ class EntropyBalanceResult(Result):
     @property
     def weights(self) -> np.ndarray:
         """The weight of every row of :attr:`sample`."""
-        return self.sample[WEIGHT].to_numpy()
+        return self.sample[self.fit.design.weights_name].to_numpy()
 
     @property
     def n_iter(self) -> int:
@@ -194,8 +248,13 @@ class EntropyBalanceResult(Result):
 
     @property
     def max_gap(self) -> float:
-        """Largest absolute moment gap after balancing."""
+        """Largest absolute moment gap after balancing, in the covariates' own units."""
         return self.solution.max_gap
+
+    @property
+    def max_std_gap(self) -> float:
+        """Largest moment gap in standard deviations of its column among controls (bounded by ``tol``)."""
+        return self.solution.max_std_gap
 
     def balance(self) -> pl.DataFrame:
         """Covariate means and SMDs before/after weighting (see ``balance_table``)."""
@@ -212,7 +271,7 @@ class EntropyBalanceResult(Result):
         lines = [
             f"Entropy balancing ({'means' if self.moments == 1 else 'means and variances'}): "
             f"{len(self.constraints)} constraint(s), {self.n_iter} Newton iteration(s), "
-            f"largest moment gap {self.max_gap:.2e}",
+            f"largest moment gap {self.max_std_gap:.2e} sd ({self.max_gap:.2e} in the covariates' units)",
             f"treated-group rows: {self.n_treated:,}; control rows: {self.n_control:,} "
             f"(effective sample size of the weights {ess:,.1f}, max weight share {w.max():.4f})",
             "",
@@ -253,9 +312,12 @@ def entropy_balance(
     cluster : str, optional
         CRV1 cluster column (default ``unit``).
     tol : float
-        Largest moment gap allowed, relative to the column's sd among controls.
+        Largest moment gap allowed, in standard deviations (ddof=0) of the
+        balanced column (covariate or square) among the controls; reported
+        as ``max_std_gap``, and in the covariates' units as ``max_gap``.
     maxiter : int
-        Newton iterations before declaring the constraints infeasible.
+        Newton iterations; stopping at ``maxiter`` short of ``tol`` raises
+        ``BalanceConvergenceError``.
 
     Returns
     -------
@@ -266,6 +328,8 @@ def entropy_balance(
     InfeasibleBalanceError
         A treated moment outside the controls' range, or jointly infeasible
         constraints.
+    BalanceConvergenceError
+        Newton stopped short of ``tol`` although the moments are attainable.
 
     Examples
     --------
@@ -285,11 +349,13 @@ def entropy_balance(
         data, y=y, unit=unit, time=time, treat=treat,
         controls=list(dict.fromkeys([*covariates, *controls])), cluster=cluster,
     )
+    # the caller's names (unit/time may come from a Panel); sd_.frame may rename some
+    y, unit, time, cluster = (sd_.caller(c) for c in (sd_.y, sd_.unit, sd_.time, sd_.cluster))
     frame = sd_.frame.with_columns((pl.col(COHORT) > 0).cast(pl.Int8).alias(GROUP))
     group = frame[GROUP].to_numpy().astype(bool)
     if group.all():
         raise TreatmentError("every unit is eventually treated: there are no never-treated controls to reweight")
-    X = frame.select(pl.col(c).cast(pl.Float64) for c in covariates).to_numpy()
+    X = frame.select(pl.col(sd_.name(c)).cast(pl.Float64) for c in covariates).to_numpy()
     cols, names = [X], list(covariates)
     if moments == 2:
         binary = [np.isin(X[:, j], (0.0, 1.0)).all() for j in range(X.shape[1])]
@@ -302,10 +368,12 @@ def entropy_balance(
     n_t = int(group.sum())
     w_all = np.ones(frame.height)
     w_all[~group] = sol.weights * n_t
-    sample = frame.with_columns(pl.Series(WEIGHT, w_all))
+    sample = sd_.as_caller(frame)
+    weight = fresh_name(WEIGHT, sample.columns)
+    sample = sample.with_columns(pl.Series(weight, w_all))
     bal = balance_table(X[group], X[~group], covariates, w_t_after=np.ones(n_t), w_c_after=sol.weights)
-    rhs = " + ".join([treat, *controls])
-    fit = feols(f"{y} ~ {rhs} | {unit} + {time}", sample, vcov={"CRV1": sd_.cluster}, weights=WEIGHT)
+    fit = feols(Formula.of(y, [treat, *controls], [unit, time]), sample,
+                vcov={"CRV1": quote(cluster)}, weights=weight)
     return EntropyBalanceResult(
         fit=fit, treat=treat, sample=sample, solution=sol, balance_frame=bal, constraints=names,
         moments=moments, n_treated=n_t, n_control=int((~group).sum()),

@@ -32,7 +32,7 @@ import numpy as np
 import polars as pl
 
 from ...errors import ArgumentError, ArgumentTypeError, EntropyIndexError, MissingValueError, PanelError
-from ...panels.panel import check_columns, check_numeric, finite_mask, to_polars
+from ...panels.panel import check_columns, check_numeric, column_list, finite_mask, missing_columns, to_polars
 from ..results import Result
 
 __all__ = ["entropy_index", "EntropyIndexResult", "entropy_weights", "EntropyIndexError"]
@@ -177,7 +177,10 @@ def entropy_index(
     columns = list(columns)
     if not columns:
         raise ArgumentTypeError("give at least one indicator column")
-    by_cols = [by] if isinstance(by, str) else list(by or [])
+    twice = [c for c in dict.fromkeys(columns) if columns.count(c) > 1]
+    if twice:
+        raise ArgumentError(f"indicator column(s) {column_list(twice)} listed more than once")
+    by_cols = list(dict.fromkeys([by] if isinstance(by, str) else list(by or [])))
     check_columns(frame, [*columns, *by_cols])
     check_numeric(frame, columns, "indicator")
     if directions is None:
@@ -198,14 +201,16 @@ def entropy_index(
     ok = finite_mask(frame, [*columns, *by_cols])
     if not ok.all():
         raise MissingValueError(
-            f"{int((~ok).sum())} row(s) have missing or non-finite values in {columns + by_cols}; "
+            f"{int((~ok).sum())} row(s) have a missing or non-finite value in "
+            f"{column_list(missing_columns(frame, [*columns, *by_cols], ~ok))}; "
             "drop or impute them first (the index's normalisation depends on every row)"
         )
     X = frame.select(pl.col(c).cast(pl.Float64) for c in columns).to_numpy()
     n = frame.height
     if by_cols:
         gid = frame.select(pl.struct(by_cols).rank("dense")).to_series().to_numpy().astype(np.int64) - 1
-        keys = frame.select(by_cols).with_columns(pl.Series("_g", gid)).unique("_g").sort("_g")
+        # the group values from each group's first row, in group order (no helper column beside the user's)
+        keys = frame.select(by_cols)[np.unique(gid, return_index=True)[1]]
     else:
         gid = np.zeros(n, dtype=np.int64)
         keys = None
@@ -227,7 +232,7 @@ def entropy_index(
             {"column": columns, "direction": dirs.astype(np.int64), "entropy": e, "redundancy": d, "weight": w}
         )
         if keys is not None:
-            part = pl.concat([keys.drop("_g")[g].select(pl.all().repeat_by(len(columns)).explode()), part],
+            part = pl.concat([keys[g].select(pl.all().repeat_by(len(columns)).explode()), part],
                              how="horizontal")
         rows.append(part)
     return EntropyIndexResult(

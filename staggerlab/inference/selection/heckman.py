@@ -1,9 +1,10 @@
 """Heckman (1979) two-step selection correction, with optional unit/time FE.
 
 Step 1: pooled probit of the 0/1 ``selection`` column on ``selection_vars``
-(plus an intercept) over all usable rows (:func:`probit`, Newton-Raphson with
-the analytic Hessian; SEs from the inverse observed information, as
-statsmodels' ``Probit``). Step 2: on the selected rows, regress ``y`` on
+(plus an intercept) over every row with observed selection variables,
+whatever its outcome (:func:`probit`, Newton-Raphson with the analytic
+Hessian; SEs from the inverse observed information, as statsmodels'
+``Probit``). Step 2: on the selected rows with an observed outcome, regress ``y`` on
 ``outcome_vars`` and the inverse Mills ratio ``imr = phi(w'g) / Phi(w'g)``,
 with unit and time FE absorbed by :func:`staggerlab.feols` when given.
 
@@ -47,16 +48,28 @@ from scipy import optimize, special, stats
 from ...errors import (
     CollinearityError,
     ConvergenceError,
+    MissingOutcomeError,
+    MissingValueError,
     MissingValueWarning,
     SelectionError,
     SeparationError,
     StaggerlabWarning,
 )
-from ...panels.panel import check_columns, check_numeric, factorize_column, finite_mask, to_polars
+from ...panels.panel import (
+    check_columns,
+    check_numeric,
+    column_list,
+    factorize_column,
+    finite_mask,
+    missing_columns,
+    to_polars,
+)
 from ..regression.feols import feols
+from ..regression.formula import Formula, quote
 from ..regression.results import CoefTable
 from ..regression.vcov import cluster_parts, clustered_meat, parse_vcov, ssc_factor
 from ..results import Result
+from .inputs import check_reserved
 
 __all__ = ["probit", "ProbitResult", "heckman", "HeckmanResult", "SeparationError", "SelectionError"]
 
@@ -210,6 +223,8 @@ class HeckmanResult(CoefTable):
         ``"heckman-twostep"`` (textbook) or ``"stacked-CRV1 by c"`` / ``"stacked-HC1"``.
     sigma, rho : float or None
         Textbook estimates (no-FE case only).
+    n_selected : int
+        Rows of the probit sample with ``selection == 1``.
     """
 
     def __init__(self, probit_fit: ProbitResult, outcome_fit: Any, beta: np.ndarray, V: np.ndarray,
@@ -248,7 +263,8 @@ class HeckmanResult(CoefTable):
         d = self.outcome_fit.design
         lines = [
             "Heckman two-step selection model",
-            f"Selected: {self.n_selected:,} of {self.probit.nobs:,}   Fixed effects: {' + '.join(d.fixef) or 'none'}"
+            f"Selected: {self.n_selected:,} of {self.probit.nobs:,}   Outcome equation: {d.nobs:,} rows"
+            f"   Fixed effects: {' + '.join(d.fixef) or 'none'}"
             f"   Variance: {self.variance}",
             "",
             "Selection equation (probit)",
@@ -288,6 +304,13 @@ def heckman(
         Outcome (may be missing where ``selection == 0``).
     selection : str
         0/1 (or boolean) column: 1 where ``y`` is observed.
+
+        Step 1 (the probit) uses every row whose ``selection``,
+        ``selection_vars`` and ``cluster`` are observed, whatever its outcome;
+        rows missing one of those leave both steps (``MissingValueWarning``
+        naming the columns). A row that belongs in the outcome equation but
+        misses ``y``, an outcome variable or an FE stays in the probit and
+        leaves the outcome equation only (``MissingValueWarning``).
     outcome_vars, selection_vars : list of str
         Regressors of the outcome and of the (pooled) probit selection
         equation; an intercept is added to the probit (and to the outcome
@@ -316,14 +339,20 @@ def heckman(
         The selection variables perfectly predict ``selection``.
     SelectionError
         ``selection`` is not 0/1 or has no variation.
+    MissingOutcomeError
+        The outcome variables are missing on every selected row, or (with
+        ``outcome_sample="all"``) on every unselected row.
+    MissingValueError
+        Every row misses a selection variable.
     """
     frame = to_polars(data)
     outcome_vars, selection_vars = list(outcome_vars), list(selection_vars)
     fe = [c for c in (unit, time) if c is not None]
     check_columns(frame, [y, selection, *outcome_vars, *selection_vars, *fe, *([cluster] if cluster else [])])
     check_numeric(frame, [y, selection, *outcome_vars, *selection_vars], "heckman variable")
-    if "imr" in outcome_vars or y == "imr":
-        raise SelectionError("'imr' is reserved for the inverse Mills ratio; rename that column")
+    # the outcome equation's frame gets the inverse Mills ratio as column "imr"
+    check_reserved({"outcome": [y], "outcome variable": outcome_vars, "unit": [unit] if unit else [],
+                    "time": [time] if time else [], "cluster": [cluster] if cluster else []}, ["imr"], "heckman")
     if not set(selection_vars) - set(outcome_vars):
         warnings.warn(
             "no exclusion restriction: every selection variable is also in the outcome equation, so the "
@@ -331,42 +360,69 @@ def heckman(
             StaggerlabWarning,
             stacklevel=2,
         )
-    s_all = frame[selection].cast(pl.Float64).to_numpy()
-    ok1 = finite_mask(frame, [selection, *selection_vars, *([cluster] if cluster else [])])
-    sel_raw = np.where(ok1, s_all, 0.0)
-    if not np.isin(sel_raw[ok1], (0.0, 1.0)).all():
-        raise SelectionError(f"selection column {selection!r} must be 0/1 (or boolean)")
     if outcome_sample not in ("selected", "all"):
         raise SelectionError(f"outcome_sample must be 'selected' or 'all', got {outcome_sample!r}")
-    ok2 = finite_mask(frame, [y, *outcome_vars, *fe])
-    keep = ok1 & ((sel_raw == 0) | ok2) if outcome_sample == "selected" else ok1 & ok2
-    n_drop = int((~keep).sum())
+    s_all = frame[selection].cast(pl.Float64).to_numpy()
+    # step 1 needs only the selection side: a missing outcome never removes a row from the probit
+    probit_cols = [selection, *selection_vars, *([cluster] if cluster else [])]
+    ok1 = finite_mask(frame, probit_cols)
+    if not ok1.any():
+        raise MissingValueError(
+            f"every row has a missing or non-finite value in {column_list(missing_columns(frame, probit_cols))}; "
+            "the selection equation has no rows"
+        )
+    if not np.isin(s_all[ok1], (0.0, 1.0)).all():
+        raise SelectionError(f"selection column {selection!r} must be 0/1 (or boolean)")
+    n_drop = int((~ok1).sum())
     if n_drop:
         warnings.warn(
-            f"dropped {n_drop} row(s) with missing values (selection variables/cluster, or outcome variables "
-            "on selected rows) from both steps",
+            f"dropped {n_drop} of {frame.height} row(s) with a missing or non-finite value in "
+            f"{column_list(missing_columns(frame, probit_cols, ~ok1))} from both steps",
             MissingValueWarning,
             stacklevel=2,
         )
-    sub = frame.filter(pl.Series(keep))
-    s = sel_raw[keep]
+    sub = frame.filter(pl.Series(ok1))
+    s = s_all[ok1]
     if s.min() == s.max():
         raise SelectionError(f"selection column {selection!r} has no variation (all {int(s[0])})")
+    outcome_cols = [y, *outcome_vars, *fe]
+    ok2 = finite_mask(sub, outcome_cols)
+    wanted = s == 1 if outcome_sample == "selected" else np.ones(sub.height, dtype=bool)
+    for value in (1.0, 0.0) if outcome_sample == "all" else (1.0,):
+        if not (ok2 & (s == value)).any():
+            cols = column_list(missing_columns(sub, outcome_cols, s == value))
+            if value == 0.0:
+                raise MissingOutcomeError(
+                    f"outcome_sample='all' fits the outcome equation on unselected rows too, but every row "
+                    f"with {selection} == 0 has a missing value in {cols} (the usual coding of a selection sample); use "
+                    "outcome_sample='selected'"
+                )
+            raise MissingOutcomeError(
+                f"every row with {selection} == 1 has a missing value in {cols}: the outcome equation has no row"
+            )
+    lost = wanted & ~ok2
+    if lost.any():
+        which = "selected row(s)" if outcome_sample == "selected" else "row(s)"
+        warnings.warn(
+            f"{int(lost.sum())} {which} with a missing or non-finite value in "
+            f"{column_list(missing_columns(sub, outcome_cols, lost))} stay in the selection probit but leave "
+            "the outcome equation",
+            MissingValueWarning,
+            stacklevel=2,
+        )
     W = np.column_stack([np.ones(sub.height)] + [sub[c].cast(pl.Float64).to_numpy() for c in selection_vars])
     pr = probit(W, s, ["Intercept", *selection_vars])
     idx = W @ pr.beta
     if outcome_sample == "selected":
         imr_all = _mills(idx)
-        selected = np.flatnonzero(s == 1)
     else:
         q = 2 * s - 1
         imr_all = q * _mills(q * idx)  # d imr / d idx = -imr (imr + idx) in both branches
-        selected = np.arange(sub.height)
+    selected = np.flatnonzero(wanted & ok2)  # outcome-equation rows, as positions in the step-1 sample
     sframe = sub[selected].with_columns(imr=pl.Series(imr_all[selected]))
-    rhs = " + ".join([*outcome_vars, "imr"])
-    fml = f"{y} ~ {rhs}" + (f" | {' + '.join(fe)}" if fe else "")
+    fml = Formula.of(y, [*outcome_vars, "imr"], fe)
     textbook = not fe and cluster is None and outcome_sample == "selected"
-    vc = "iid" if textbook else ({"CRV1": cluster} if cluster else "hetero")
+    vc = "iid" if textbook else ({"CRV1": quote(cluster)} if cluster else "hetero")
     fit = feols(fml, sframe, vcov=vc)
     names = fit.coefnames
     if "imr" not in names:
@@ -387,7 +443,7 @@ def heckman(
         meat = s2 * (Xt.T @ Xt) - bl**2 * (Xt * delta[:, None]).T @ Xt + bl**2 * XDW @ pr.vcov_matrix @ XDW.T
         V = B @ meat @ B
         sigma = float(np.sqrt(s2))
-        return HeckmanResult(pr, fit, beta, (V + V.T) / 2, names, None, "heckman-twostep", int(selected.size),
+        return HeckmanResult(pr, fit, beta, (V + V.T) / 2, names, None, "heckman-twostep", int((s == 1).sum()),
                              None, sigma, float(bl / sigma))
     # stacked two-step M-estimator, exact Jacobian
     DW = W2 * delta[:, None]
@@ -397,7 +453,7 @@ def heckman(
     A[rows2] = Xt * ut[:, None]
     A -= pr.scores @ np.linalg.solve(pr.hessian, J.T)
     N2 = d.nobs
-    spec = parse_vcov({"CRV1": cluster} if cluster is not None else "hetero")
+    spec = parse_vcov({"CRV1": quote(cluster)} if cluster is not None else "hetero")
     df_k = d.df_k(spec)
     if cluster is not None:
         # clusters counted on the step-1 sample: the probit scores are rows of A too
@@ -410,4 +466,4 @@ def heckman(
         df_t, label = N2 - df_k, "stacked-HC1"
     # the factor scales the bread before the products, as this estimator always did (last-bit identity)
     V = ssc_factor(spec.kind, N2, df_k, G) * B @ meat @ B
-    return HeckmanResult(pr, fit, beta, (V + V.T) / 2, names, df_t, label, int(selected.size), G, None, None)
+    return HeckmanResult(pr, fit, beta, (V + V.T) / 2, names, df_t, label, int((s == 1).sum()), G, None, None)

@@ -10,7 +10,8 @@ What is matched to what (the usual PSM-DID practice in this literature):
 * the **pool** is every row of a never-treated unit;
 * each treated-group row gets its ``k`` nearest pool rows on the logit of the
   propensity score (the linear predictor), within the same year when
-  ``by_year=True``;
+  ``by_year=True``; at equal distance the pool row with the lower score, then
+  the earlier one, comes first;
 * the **matched sample** keeps the matched firm-years (``keep="rows"``, the
   default: treated-group rows with at least one match, plus every pool row
   used at least once, each once) or the full histories of the units that have
@@ -36,14 +37,18 @@ from ...errors import (
     ArgumentTypeError,
     CollinearityError,
     ConvergenceError,
+    EmptyPanelError,
+    MatchingWarning,
     NoCommonSupportError,
     SeparationError,
-    StaggerlabWarning,
     TreatmentError,
+    VcovError,
 )
 from ..did.staggered_data import COHORT, prepare
 from ..regression.feols import Feols, feols
+from ..regression.formula import Formula, quote
 from ..results import Result
+from .matching import nn_noreplace, nn_replace
 
 __all__ = [
     "psm_did",
@@ -60,7 +65,6 @@ __all__ = [
 GROUP = "_group"
 #: a fitted probability this close to 0 or 1 marks (quasi-)separation
 SEPARATION_EPS = 1e-9
-
 
 # -------------------------------------------------------------------- logit
 @dataclass(eq=False)
@@ -175,63 +179,6 @@ def fit_logit(
     return LogitFit(params, bse, _llf(Z @ params, d), it, ["Intercept", *names])
 
 
-# ----------------------------------------------------------------- matching
-def _nn_replace(s_t: np.ndarray, s_c: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """k nearest pool rows of every treated score, with replacement.
-
-    In one dimension the k nearest lie among the k sorted neighbours on each
-    side of the insertion point. Ties go to the lower score (then the lower
-    pool position). Returns (indices into ``s_c``, distances), both n_t x k,
-    index -1 / distance inf where the pool has fewer than k rows.
-    """
-    order = np.argsort(s_c, kind="stable")
-    sc = s_c[order]
-    nc = sc.size
-    pos = np.searchsorted(sc, s_t)
-    cand = pos[:, None] + np.arange(-k, k)[None, :]
-    valid = (cand >= 0) & (cand < nc)
-    cand_c = np.clip(cand, 0, max(nc - 1, 0))
-    dist = np.where(valid, np.abs(sc[cand_c] - s_t[:, None]), np.inf)
-    pick = np.argsort(dist, axis=1, kind="stable")[:, :k]
-    dsel = np.take_along_axis(dist, pick, axis=1)
-    isel = np.where(np.isfinite(dsel), order[np.take_along_axis(cand_c, pick, axis=1)], -1)
-    return isel, dsel
-
-
-def _nn_noreplace(s_t: np.ndarray, s_c: np.ndarray, k: int, caliper: float) -> tuple[np.ndarray, np.ndarray]:
-    """Greedy k nearest without replacement, treated rows in descending score order.
-
-    The hardest-to-match (highest-score) treated rows choose first; a pool
-    row outside the caliper is not used up.
-    """
-    order = np.argsort(s_c, kind="stable")
-    sc = s_c[order]
-    avail = np.ones(sc.size, dtype=bool)
-    isel = np.full((s_t.size, k), -1, dtype=np.int64)
-    dsel = np.full((s_t.size, k), np.inf)
-    for i in np.argsort(-s_t, kind="stable"):
-        x = s_t[i]
-        pos = int(np.searchsorted(sc, x))
-        lo, hi = pos - 1, pos
-        for j in range(k):
-            while lo >= 0 and not avail[lo]:
-                lo -= 1
-            while hi < sc.size and not avail[hi]:
-                hi += 1
-            dl = x - sc[lo] if lo >= 0 else np.inf
-            dh = sc[hi] - x if hi < sc.size else np.inf
-            if min(dl, dh) > caliper or not np.isfinite(min(dl, dh)):
-                break
-            if dl <= dh:
-                c, dist = lo, dl
-            else:
-                c, dist = hi, dh
-            avail[c] = False
-            isel[i, j] = order[c]
-            dsel[i, j] = dist
-    return isel, dsel
-
-
 # ------------------------------------------------------------------ balance
 def balance_lines(balance: pl.DataFrame, after_fmt: str) -> list[str]:
     """Printable rows of a balance table (header first)."""
@@ -300,6 +247,9 @@ class PsmDidResult(Result):
     n_treated, n_treated_matched, n_pool : int
     caliper_abs : float or None
         Caliper on the logit-score scale (``caliper * sd``).
+    n_used_up : int
+        Treated-group rows without a match because matching without
+        replacement used up the pool (the other unmatched rows are off support).
     """
 
     fit: Feols
@@ -317,6 +267,7 @@ class PsmDidResult(Result):
     by_year: bool
     keep: str
     caliper_abs: float | None = None
+    n_used_up: int = 0
 
     def balance(self) -> pl.DataFrame:
         """Covariate balance before and after matching (see :func:`balance_table`)."""
@@ -334,7 +285,9 @@ class PsmDidResult(Result):
             f"{'with' if self.replace else 'without'} replacement, {'by year' if self.by_year else 'pooled'}; "
             f"caliper {cal}",
             f"treated-group rows: {self.n_treated:,} ({self.n_treated_matched:,} matched, "
-            f"{self.n_treated - self.n_treated_matched:,} off support); pool rows: {self.n_pool:,}; "
+            f"{self.n_treated - self.n_treated_matched - self.n_used_up:,} off support"
+            + (f", {self.n_used_up:,} unmatched as the pool was used up" if self.n_used_up else "")
+            + f"); pool rows: {self.n_pool:,}; "
             f"matched sample ({'firm-years' if self.keep == 'rows' else 'full unit histories'}): "
             f"{self.sample.height:,} rows",
             "",
@@ -381,7 +334,10 @@ def psm_did(
     replace : bool
         Match with replacement (a pool row may serve several treated rows,
         and is kept once in the sample). Without replacement the matching is
-        greedy, highest score first.
+        greedy, highest score first (equal scores: the earlier row first).
+        Either way, pool rows at equal distance from a treated row are taken
+        lower score first, then in the order of the panel's rows (sorted by
+        unit, then time).
     by_year : bool
         Fit the logit and match within each period (else one pooled logit,
         neighbours from any period).
@@ -402,6 +358,13 @@ def psm_did(
         Perfect or quasi-perfect separation in the logit.
     NoCommonSupportError
         No treated-group row has a pool row within the caliper.
+
+    Warns
+    -----
+    MatchingWarning
+        Before the TWFE fit, when treated-group rows get no match (matching
+        without replacement used up the pool, or off support) or fewer than
+        ``k`` (pool used up, or a pool smaller than ``k``).
 
     Examples
     --------
@@ -425,12 +388,15 @@ def psm_did(
         data, y=y, unit=unit, time=time, treat=treat,
         controls=list(dict.fromkeys([*covariates, *controls])), cluster=cluster,
     )
-    frame = sd_.frame.with_row_index("_row").with_columns((pl.col(COHORT) > 0).cast(pl.Int8).alias(GROUP))
+    # the caller's names (unit/time may come from a Panel); sd_.frame may rename some
+    y, unit, time, cluster = (sd_.caller(c) for c in (sd_.y, sd_.unit, sd_.time, sd_.cluster))
+    frame = sd_.frame.with_columns((pl.col(COHORT) > 0).cast(pl.Int8).alias(GROUP))
+    cov_cols = [sd_.name(c) for c in covariates]
     group = frame[GROUP].to_numpy().astype(bool)
     if group.all():
         raise TreatmentError("every unit is eventually treated: there is no never-treated pool to match to")
-    X = frame.select(pl.col(c).cast(pl.Float64) for c in covariates).to_numpy()
-    tvals = frame[time].to_numpy()
+    X = frame.select(pl.col(c).cast(pl.Float64) for c in cov_cols).to_numpy()
+    tvals = frame[sd_.time].to_numpy()
     strata = np.unique(tvals) if by_year else [None]
     score = np.full(frame.height, np.nan)
     logits: dict[Any, LogitFit] = {}
@@ -448,6 +414,8 @@ def psm_did(
     fitted = np.isfinite(score)
     cal_abs = None if caliper is None else float(caliper * np.std(score[fitted], ddof=1))
     t_idx_all, c_idx_all, dist_all = [], [], []
+    ran_out_all = []  # treated rows left short because matching without replacement used up the pool
+    small_pools = {}  # stratum -> pool size, where the pool has fewer than k rows
     for s in strata:
         sel = fitted if s is None else fitted & (tvals == s)
         it = np.flatnonzero(sel & group)
@@ -455,11 +423,14 @@ def psm_did(
         if it.size == 0 or ic.size == 0:
             continue
         if replace:
-            isel, dsel = _nn_replace(score[it], score[ic], int(k))
+            isel, dsel = nn_replace(score[it], score[ic], int(k))
             if cal_abs is not None:
                 isel = np.where(dsel <= cal_abs, isel, -1)
+            if ic.size < k:
+                small_pools[s] = ic.size
         else:
-            isel, dsel = _nn_noreplace(score[it], score[ic], int(k), np.inf if cal_abs is None else cal_abs)
+            isel, dsel, ran_out = nn_noreplace(score[it], score[ic], int(k), np.inf if cal_abs is None else cal_abs)
+            ran_out_all.append(it[ran_out])
         ok = isel >= 0
         rows_t = np.repeat(it, k).reshape(-1, k)
         t_idx_all.append(rows_t[ok])
@@ -469,6 +440,9 @@ def psm_did(
     c_idx = np.concatenate(c_idx_all) if c_idx_all else np.empty(0, dtype=np.int64)
     dist = np.concatenate(dist_all) if dist_all else np.empty(0)
     n_treated = int(group.sum())
+    n_m = np.bincount(t_idx, minlength=frame.height)  # matches per treated row
+    short = np.concatenate(ran_out_all) if ran_out_all else np.empty(0, dtype=np.int64)
+    n_used_up = int((n_m[short] == 0).sum())
     if t_idx.size == 0:
         raise NoCommonSupportError(
             f"no common support: none of the {n_treated} treated-group row(s) has a never-treated row "
@@ -476,9 +450,13 @@ def psm_did(
             + ("within the caliper" if cal_abs is not None else "")
             + "; widen the caliper, pool the periods, or check the covariates"
         )
+    _warn_short_matches(
+        n_treated=n_treated, n_matched=int((n_m > 0).sum()), n_used_up=n_used_up,
+        n_partial=int(short.size) - n_used_up, small_pools=small_pools, k=int(k),
+        by_year=by_year, caliper=cal_abs is not None,
+    )
     matched_t = np.unique(t_idx)
     # each treated row spreads weight 1 over its matches: the weights of the "after" balance
-    n_m = np.bincount(t_idx, minlength=frame.height)
     w_c = np.bincount(c_idx, weights=1.0 / n_m[t_idx], minlength=frame.height)
     it_all = np.flatnonzero(group)
     ic_all = np.flatnonzero(~group)
@@ -490,36 +468,70 @@ def psm_did(
     keep_rows[matched_t] = True
     keep_rows[c_idx] = True
     if keep == "units":
-        units_kept = frame.filter(pl.Series(keep_rows))[unit].unique()
-        keep_rows = frame[unit].is_in(units_kept.implode()).to_numpy()
-    sample = frame.filter(pl.Series(keep_rows)).drop("_row")
+        units_kept = frame.filter(pl.Series(keep_rows))[sd_.unit].unique()
+        keep_rows = frame[sd_.unit].is_in(units_kept.implode()).to_numpy()
+    sample = sd_.as_caller(frame.filter(pl.Series(keep_rows)))
     if sample[treat].n_unique() < 2:
         raise NoCommonSupportError("the matched sample has no variation in the treatment; nothing to estimate")
-    rhs = " + ".join([treat, *controls])
-    fit = feols(f"{y} ~ {rhs} | {unit} + {time}", sample, vcov={"CRV1": sd_.cluster})
-    ids = frame.select(unit, time)
+    try:
+        fit = feols(Formula.of(y, [treat, *controls], [unit, time]), sample, vcov={"CRV1": quote(cluster)})
+    except (CollinearityError, EmptyPanelError, VcovError) as err:
+        # what a small matched sample does to the fit: say so with the matching counts
+        raise type(err)(
+            f"{err} (TWFE on the matched sample of {sample.height} row(s), with {matched_t.size} of {n_treated} "
+            "treated-group row(s) matched)"
+        ) from None
+    ids = frame.select(sd_.unit, sd_.time)
+    u_ids, t_ids = ids[sd_.unit].to_numpy(), ids[sd_.time].to_numpy()
     matches = pl.DataFrame(
         {
-            f"{unit}": ids[unit].to_numpy()[t_idx],
-            f"{time}": ids[time].to_numpy()[t_idx],
-            f"match_{unit}": ids[unit].to_numpy()[c_idx],
-            f"match_{time}": ids[time].to_numpy()[c_idx],
+            f"{unit}": u_ids[t_idx],
+            f"{time}": t_ids[t_idx],
+            f"match_{unit}": u_ids[c_idx],
+            f"match_{time}": t_ids[c_idx],
             "distance": dist,
         }
     )
-    pscore = frame.select(unit, time, GROUP).with_columns(
+    pscore = frame.select(pl.col(sd_.unit).alias(unit), pl.col(sd_.time).alias(time), GROUP).with_columns(
         pl.Series("logit_score", score), pl.Series("pscore", special.expit(score))
     )
-    if matched_t.size < n_treated:
-        warnings.warn(
-            f"{n_treated - matched_t.size} of {n_treated} treated-group row(s) have no match "
-            "(off common support) and are not in the matched sample",
-            StaggerlabWarning,
-            stacklevel=2,
-        )
     return PsmDidResult(
         fit=fit, treat=treat, sample=sample, matches=matches, pscore=pscore, logits=logits,
         balance_frame=bal, n_treated=n_treated, n_treated_matched=int(matched_t.size),
         n_pool=int((~group).sum()), k=int(k), replace=replace, by_year=by_year, keep=keep,
-        caliper_abs=cal_abs,
+        caliper_abs=cal_abs, n_used_up=n_used_up,
     )
+
+
+def _warn_short_matches(*, n_treated: int, n_matched: int, n_used_up: int, n_partial: int,
+                        small_pools: dict[Any, int], k: int, by_year: bool, caliper: bool) -> None:
+    """Say, before any fit, which treated-group rows got fewer than ``k`` matches and why."""
+    if n_used_up:
+        warnings.warn(
+            f"{n_used_up} of {n_treated} treated-group row(s) have no match: matching without replacement used up "
+            f"the never-treated pool{' of their period' if by_year else ''} ({k} per treated row, highest score "
+            "first); they are not in the matched sample. Match with replacement, lower k, or add control units",
+            MatchingWarning, stacklevel=3,
+        )
+    if n_partial:
+        warnings.warn(
+            f"{n_partial} treated-group row(s) got fewer than k={k} matches: matching without replacement used up "
+            f"the never-treated pool{' of their period' if by_year else ''}",
+            MatchingWarning, stacklevel=3,
+        )
+    n_off = n_treated - n_matched - n_used_up
+    if n_off:
+        where = " or ".join((["within the caliper"] if caliper else []) + (["in their period"] if by_year else []))
+        warnings.warn(
+            f"{n_off} of {n_treated} treated-group row(s) have no never-treated row {where} (off common support) "
+            "and are not in the matched sample",
+            MatchingWarning, stacklevel=3,
+        )
+    if small_pools:
+        smallest = min(small_pools.values())
+        where = f" in {len(small_pools)} period(s), down to {smallest} row(s)" if by_year else f" ({smallest} row(s))"
+        warnings.warn(
+            f"fewer than k={k} matches exist: the never-treated pool has fewer than {k} rows{where}, so treated "
+            "rows get every pool row and fewer than k matches",
+            MatchingWarning, stacklevel=3,
+        )

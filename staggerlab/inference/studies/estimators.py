@@ -77,11 +77,12 @@ def twfe_fit(frame: pl.DataFrame, dgp: DGP, truth: Truth | None):
     conditional plim, cached in ``truth``.
     """
     from ..regression.feols import feols
+    from ..regression.formula import Formula, quote
 
-    rhs = " + ".join(["treat", *dgp.covariates])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fits = feols(f"y + tau ~ {rhs} | unit + time", frame, vcov={"CRV1": dgp.inference_cluster})
+        fits = feols(Formula.of(["y", "tau"], ["treat", *dgp.covariates], ["unit", "time"]), frame,
+                     vcov={"CRV1": quote(dgp.inference_cluster)})
     fit, tau_fit = fits["y"], fits["tau"]
     if truth is not None and truth.known_twfe_plim is None:
         truth.record_twfe_plim(float(tau_fit.beta[tau_fit.coefnames.index("treat")]))
