@@ -285,7 +285,9 @@ def section_event_study(frame: pl.DataFrame, spec: BatterySpec, treat: str, out:
 
 
 def section_robust(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path, shared: SharedFits) -> Section:
-    """Heterogeneity-robust estimators: imputation / two-stage DID, Sun-Abraham, Callaway-Sant'Anna."""
+    """Heterogeneity-robust estimators: imputation / two-stage DID, Sun-Abraham, Callaway-Sant'Anna,
+    LP-DiD, stacked DiD and extended TWFE."""
+    from .errors import EventStudyError
     from .inference.did.event_study import event_study
 
     y = spec.outcomes[0]
@@ -293,11 +295,21 @@ def section_robust(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path
     # Callaway-Sant'Anna keeps every unit of an unbalanced panel (did's allow_unbalanced_panel)
     methods = [("imputation", "Imputation / two-stage DID (BJS, Gardner)", spec.controls, {}),
                ("sunab", "Sun-Abraham (interaction-weighted)", spec.controls, {}),
-               ("cs", "Callaway-Sant'Anna (never-treated controls)", [], {"allow_unbalanced_panel": True})]
-    results = {}
+               ("cs", "Callaway-Sant'Anna (never-treated controls)", [], {"allow_unbalanced_panel": True}),
+               ("lpdid", "LP-DiD (not-yet-treated clean controls, pooled post)", spec.controls, {}),
+               ("stacked", "Stacked DiD (clean controls, corrective weights)", spec.controls, {}),
+               ("etwfe", "Extended TWFE (Wooldridge)", spec.controls, {})]
+    results, skipped = {}, []
     for method, label, controls, options in methods:
-        es = event_study(frame, y=y, unit=spec.unit, time=spec.time, cohort=shared.cohort, controls=controls,
-                         cluster=spec.cluster_col, window=spec.window, method=method, **options)
+        try:
+            es = event_study(frame, y=y, unit=spec.unit, time=spec.time, cohort=shared.cohort, controls=controls,
+                             cluster=spec.cluster_col, window=spec.window, method=method, **options)
+        except EventStudyError as e:
+            if method in ("imputation", "sunab", "cs"):
+                raise
+            # e.g. no cohort has the whole stacking window inside the panel: said in the text
+            skipped.append(f"{label}: not estimable ({e})")
+            continue
         agg = es.aggregate("simple")
         results[label.split(" (")[0]] = es
         n_units, n_rows = _sample_size(es, frame, [y, *controls], spec.unit)
@@ -321,7 +333,7 @@ def section_robust(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path
     text = (f"Overall ATT of `{treat}` on `{y}` from estimators robust to heterogeneous and dynamic effects "
             f"(standard errors clustered by {spec.cluster_col}); compare with the baseline TWFE (N = "
             f"{base.nobs:,} rows).{cs_note} `units` and `rows` are the sample each estimator used.\n\n"
-            + md_table(tab))
+            + md_table(tab) + "".join(f"\n\n{m}" for m in skipped))
     return Section("robust", "3. Heterogeneity-robust estimators", text, {"robust": tab}, figs, numbers)
 
 

@@ -12,6 +12,7 @@ __all__ = ["plot_event_study", "plot_event_studies", "METHOD_NAMES", "binned_tic
 
 #: how figures name the event-study methods (never their code names)
 METHOD_NAMES = {"twfe": "dynamic TWFE", "sunab": "Sun-Abraham", "imputation": "imputation (BJS / two-stage DID)",
+                "lpdid": "LP-DiD", "stacked": "stacked DiD", "etwfe": "extended TWFE (Wooldridge)",
                 "cs": "Callaway-Sant'Anna"}
 
 
