@@ -43,7 +43,12 @@ class IFMap:
         for lo in range(0, n, self.chunk):
             hi = min(lo + self.chunk, n)
             out = buf[: hi - lo]
-            if c.mu1b is None:
+            if c.inf is not None:  # covariates: the cells' influence functions are stored
+                np.matmul(c.inf[lo:hi], W, out=out)
+                gi = c.gidx[lo:hi]
+                has = gi >= 0
+                out[has] += wd.w[lo:hi][has, None] * A[:, gi[has]].T
+            elif c.mu1b is None:
                 influence_rows(wd.y, wd.g, wd.w, c.gidx, lo, hi, float(n), c.t_idx, c.b_idx, c.group, c.horizon,
                                c.mu1, c.mu0, c.s1, c.s0, W, A, out)
             else:

@@ -114,17 +114,21 @@ class LogitFit:
         return self.params[0] + X @ self.params[1:]
 
 
-def _llf(eta: np.ndarray, d: np.ndarray) -> float:
-    return float(d @ eta - np.logaddexp(0.0, eta).sum())
+def _llf(eta: np.ndarray, d: np.ndarray, w: np.ndarray | None = None) -> float:
+    terms = d * eta - np.logaddexp(0.0, eta)
+    return float(terms.sum() if w is None else w @ terms)
 
 
 def fit_logit(
-    X: np.ndarray, d: np.ndarray, *, names: Sequence[str] | None = None, tol: float = 1e-10, maxiter: int = 100
+    X: np.ndarray, d: np.ndarray, *, names: Sequence[str] | None = None, tol: float = 1e-10, maxiter: int = 100,
+    weights: np.ndarray | None = None,
 ) -> LogitFit:
     """Maximum-likelihood logit of 0/1 ``d`` on ``X`` plus an intercept.
 
     Newton-Raphson (= IRLS) with step halving on the log-likelihood; stops when
-    the largest step is below ``tol * (1 + max |b|)``.
+    the largest step is below ``tol * (1 + max |b|)``. With ``weights`` (non-negative),
+    the weighted log-likelihood ``sum w_i l_i`` (R ``glm`` prior weights); ``bse`` is
+    then ``sqrt(diag((Z' diag(w p (1 - p)) Z)^-1))``.
 
     Raises
     ------
@@ -138,6 +142,7 @@ def fit_logit(
     """
     X = np.asarray(X, dtype=np.float64)
     d = np.asarray(d, dtype=np.float64)
+    w = None if weights is None else np.asarray(weights, dtype=np.float64)
     n, m = X.shape
     names = list(names) if names is not None else [f"x{j}" for j in range(m)]
     if d.min() == d.max():
@@ -154,14 +159,14 @@ def fit_logit(
         raise CollinearityError(f"the logit covariates {names} are collinear; drop one of them")
     b = np.zeros(m + 1)
     eta = Zs @ b
-    ll = _llf(eta, d)
+    ll = _llf(eta, d, w)
     converged = False
     it = 0
     for it in range(1, maxiter + 1):
         p = special.expit(eta)
-        W = p * (1.0 - p)
+        W = p * (1.0 - p) if w is None else w * p * (1.0 - p)
         H = Zs.T @ (Zs * W[:, None])
-        g = Zs.T @ (d - p)
+        g = Zs.T @ (d - p if w is None else w * (d - p))
         try:
             step = np.linalg.solve(H, g)
         except np.linalg.LinAlgError:
@@ -171,7 +176,7 @@ def fit_logit(
         t = 1.0
         while True:
             eta_new = Zs @ (b + t * step)
-            ll_new = _llf(eta_new, d)
+            ll_new = _llf(eta_new, d, w)
             if ll_new >= ll - 1e-12 * abs(ll) or t < 1e-10:
                 break
             t *= 0.5
@@ -182,6 +187,8 @@ def fit_logit(
             break
     p = special.expit(eta)
     extreme = (p < SEPARATION_EPS) | (p > 1.0 - SEPARATION_EPS)
+    if w is not None:  # a row without weight does not enter the likelihood
+        extreme &= w > 0
     if extreme.any():
         j = int(np.argmax(np.abs(b[1:]))) if m else 0
         raise SeparationError(
@@ -195,10 +202,10 @@ def fit_logit(
     params = np.empty(m + 1)
     params[1:] = b[1:] / sd
     params[0] = b[0] - mu @ params[1:]
-    W = p * (1.0 - p)
+    W = p * (1.0 - p) if w is None else w * p * (1.0 - p)
     H = Z.T @ (Z * W[:, None])
     bse = np.sqrt(np.diag(np.linalg.inv(H)))
-    return LogitFit(params, bse, _llf(Z @ params, d), it, ["Intercept", *names])
+    return LogitFit(params, bse, _llf(Z @ params, d, w), it, ["Intercept", *names])
 
 
 # ------------------------------------------------------------------ balance
