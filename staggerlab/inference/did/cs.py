@@ -53,6 +53,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import polars as pl
 from scipy import stats
+from threadpoolctl import threadpool_limits
 
 from ..._seed import SeedLike, resolve_entropy
 from ..._validate import alpha_of
@@ -346,7 +347,10 @@ def callaway_santanna(
     if not isinstance(allow_unbalanced_panel, (bool, np.bool_)):
         raise ArgumentTypeError(f"allow_unbalanced_panel must be True or False, got {allow_unbalanced_panel!r}")
     wd = to_wide(sd, int(anticipation), bool(allow_unbalanced_panel))
-    cells = att_gt(wd, control, int(anticipation), base_period, est_method)
+    # the covariate 2x2s multiply skinny matrices (units x covariates): a second
+    # BLAS thread buys little and, on a busy machine, contention costs up to 20x
+    with threadpool_limits(1, user_api="blas"):
+        cells = att_gt(wd, control, int(anticipation), base_period, est_method)
     return CSResult(
         cells, wd, window=window, control=control, anticipation=anticipation,
         base_period=base_period, level=level, boot=boot, tuning=tuning,

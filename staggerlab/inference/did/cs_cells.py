@@ -12,7 +12,7 @@ import polars as pl
 
 from ...errors import CovariatesNotSupportedError, MissingValueWarning, TreatmentError
 from ...panels.panel import factorize_column, run_lengths
-from .cs_covariates import EstMethod, covariate_att
+from .cs_covariates import Design2x2, EstMethod
 from .staggered_data import COHORT, StaggeredData
 
 __all__ = ["Wide", "Cells", "to_wide", "att_gt", "ControlGroup", "BasePeriod"]
@@ -216,14 +216,23 @@ def _means(wd: Wide, w1: np.ndarray, w0: np.ndarray, ti: int, bi: int, filled: n
 
 
 def _covariate_cell(wd: Wide, treated: np.ndarray, ctrl: np.ndarray, ti: int, bi: int, est_method: EstMethod,
-                    where: str) -> tuple[float, np.ndarray]:
+                    where: str, key: tuple, designs: dict, starts: dict) -> tuple[float, np.ndarray]:
     """ATT and did-scaled influence function (n) of a 2x2 with covariates; the
-    covariates are those of the earlier of its two periods (R did's panel2cs2)."""
-    sub = np.flatnonzero(treated | ctrl)
+    covariates are those of the earlier of its two periods (R did's panel2cs2).
+    ``designs`` caches the outcome-free part by (cohort, comparison horizon,
+    covariate period); ``starts`` the last logit of each cohort (a warm start)."""
+    period = min(ti, bi)
+    design_key = (*key, period)
+    if design_key not in designs:
+        designs.clear()  # a cohort's cells come in period order: only the current design is reused
+        sub = np.flatnonzero(treated | ctrl)
+        designs[design_key] = sub, Design2x2(wd.x[sub, period], treated[sub].astype(float), wd.w[sub], est_method,
+                                             wd.x_names, where, starts.get(key[0]))
+        if designs[design_key][1].ps_params is not None:
+            starts[key[0]] = designs[design_key][1].ps_params
+    sub, design = designs[design_key]
+    att, inf = design.att(wd.y[sub, ti] - wd.y[sub, bi])
     n = wd.g.size
-    dy = wd.y[sub, ti] - wd.y[sub, bi]
-    att, inf = covariate_att(dy, wd.x[sub, min(ti, bi)], treated[sub].astype(float), wd.w[sub], est_method,
-                             wd.x_names, where)
     full = np.zeros(n)
     full[sub] = inf * (n / sub.size)
     return att, full
@@ -246,6 +255,8 @@ def att_gt(wd: Wide, control: ControlGroup, anticipation: int, base_period: Base
     rows: list[tuple] = []  # (g, t, b, att, ti, bi, horizon, mu1, mu0, s1, s0[, mu1b, mu0b, s1b, s0b])
     infs: list[np.ndarray | None] = []  # with covariates: each cell's influence function (None: zero)
     covariates = wd.x is not None
+    designs: dict = {}  # the current 2x2 design (covariates): reused by the cells that share it
+    starts: dict = {}  # each cohort's last propensity-score coefficients
     for g in cohorts:
         treated = wd.g == g
         pre_idx = np.flatnonzero(times + anticipation < g)  # periods before anticipation starts
@@ -274,13 +285,18 @@ def att_gt(wd: Wide, control: ControlGroup, anticipation: int, base_period: Base
                             + (0.0, 0.0, 0.0, 1.0)[: n_stats - 4])
                 infs.append(None)
                 continue
-            stats = _means(wd, wd.w * treated, wd.w * ctrl, ti, bi, filled, seen)
+            if covariates:  # only the weights: the 2x2 estimator has its own means
+                s1, s0 = wd.w[treated].sum(), wd.w[ctrl].sum()
+                stats = ("treated unit" if s1 <= 0 else "comparison unit") if min(s1, s0) <= 0 else (0.0, 0.0, s1, s0)
+            else:
+                stats = _means(wd, wd.w * treated, wd.w * ctrl, ti, bi, filled, seen)
             if isinstance(stats, str):
                 warnings.warn(f"ATT({g},{times[ti]}) has no {stats}; skipped", UserWarning, stacklevel=4)
                 continue
             if covariates:
                 where = f"ATT({g}, {times[ti]}) (cohort {g}, period {times[ti]}, base period {times[bi]})"
-                att, inf = _covariate_cell(wd, treated, ctrl, ti, bi, est_method, where)
+                att, inf = _covariate_cell(wd, treated, ctrl, ti, bi, est_method, where, (g, horizon), designs,
+                                           starts)
                 rows.append((g, times[ti], times[bi], att, ti, bi, horizon, 0.0, 0.0, stats[2], stats[3]))
                 infs.append(inf)
                 continue

@@ -48,7 +48,7 @@ from ...errors import OverlapError, SeparationError, SingularCovariatesError
 from ..regression.rank import independent_columns
 from ..selection.psm import fit_logit
 
-__all__ = ["EstMethod", "EST_METHODS", "covariate_att", "PS_CAP", "PS_TRIM", "PS_OVERLAP"]
+__all__ = ["EstMethod", "EST_METHODS", "Design2x2", "PS_CAP", "PS_TRIM", "PS_OVERLAP"]
 
 EstMethod = Literal["dr", "ipw", "reg"]
 EST_METHODS = ("dr", "ipw", "reg")
@@ -60,8 +60,9 @@ PS_TRIM = 0.995
 PS_OVERLAP = 0.999
 
 
-def _check_rank(Z: np.ndarray, v: np.ndarray, names: Sequence[str], where: str, which: str) -> None:
-    """Refuse a weighted design ``Z`` (intercept first) that is rank deficient."""
+def _check_rank(Z: np.ndarray, v: np.ndarray, names: Sequence[str], where: str, which: str) -> np.ndarray:
+    """Refuse a weighted design ``Z`` (intercept first) that is rank deficient;
+    returns its Gram matrix ``Z' diag(v) Z``."""
     gram = Z.T @ (Z * v[:, None])
     keep = independent_columns(gram)
     if len(keep) < Z.shape[1]:
@@ -73,63 +74,20 @@ def _check_rank(Z: np.ndarray, v: np.ndarray, names: Sequence[str], where: str, 
             f"{' and ' + ', '.join(map(repr, [labels[j] for j in keep[1:]])) if len(keep) > 1 else ''}); "
             "drop or recode them"
         )
+    return gram
 
 
-def _outcome_regression(dy, Z, v, d, names, where):
-    """WLS of ``dy`` on ``Z`` over the comparison units: ``(beta, linear rep.)``
-    with the linear representation ``v (1-d) e Z (Z'V_0 Z / n1)^-1`` (n1 x k)."""
-    v0 = v * (1.0 - d)
-    _check_rank(Z, v0, names, where, "comparison units' outcome regression")
-    gram = Z.T @ (Z * v0[:, None])
-    cho = sla.cho_factor(gram)
-    beta = sla.cho_solve(cho, Z.T @ (v0 * dy))
-    resid = dy - Z @ beta
-    inv = sla.cho_solve(cho, np.eye(Z.shape[1])) * dy.size
-    return beta, (Z * (v0 * resid)[:, None]) @ inv
-
-
-def _propensity(Z, v, d, names, where):
-    """Weighted logit of ``d`` on ``Z``: ``(p capped, linear rep.)`` with the
-    linear representation ``v (d - p) Z (Z' diag(v p (1-p)) Z / n1)^-1``."""
-    _check_rank(Z, v, names, where, "propensity score")
-    try:
-        fit = fit_logit(Z[:, 1:], d, names=list(names), weights=v)
-    except SeparationError:
-        raise OverlapError(
-            f"Callaway-Sant'Anna {where}: the propensity score of the covariates {list(names)} separates the "
-            "treated cohort from the comparison units (fitted scores of 0 or 1): the overlap condition fails; "
-            "use fewer or coarser covariates, or drop this cohort"
-        ) from None
-    p = 1.0 / (1.0 + np.exp(-(fit.params[0] + Z[:, 1:] @ fit.params[1:])))
-    if p.max() >= PS_OVERLAP:
-        raise OverlapError(
-            f"Callaway-Sant'Anna {where}: a propensity score reaches {p.max():.6f} >= {PS_OVERLAP} with the "
-            f"covariates {list(names)}: the overlap condition fails (as R did's check); use fewer or coarser "
-            "covariates, or drop this cohort"
-        )
-    p = np.minimum(p, PS_CAP)
-    info = Z.T @ (Z * (v * p * (1.0 - p))[:, None])
-    inv = np.linalg.inv(info) * d.size
-    return p, (Z * (v * (d - p))[:, None]) @ inv
-
-
-def covariate_att(
-    dy: np.ndarray,
-    X: np.ndarray,
-    d: np.ndarray,
-    w: np.ndarray,
-    method: EstMethod,
-    names: Sequence[str],
-    where: str,
-) -> tuple[float, np.ndarray]:
-    """ATT and influence function of one 2x2 with covariates.
+class Design2x2:
+    """The part of a 2x2 that does not depend on the outcomes: its units'
+    covariates, treatment and weights, the propensity score (``ipw``, ``dr``)
+    and the comparison units' normal equations (``reg``, ``dr``). Cells with the
+    same units and covariate period share one (the post-adoption cells of a
+    cohort with never-treated controls); :meth:`att` then costs O(n1 k).
 
     Parameters
     ----------
-    dy : ndarray, shape (n1,)
-        Outcome changes of the 2x2's units (treated cohort and comparison units).
     X : ndarray, shape (n1, p)
-        Their covariates (without the intercept).
+        Covariates of the 2x2's units (without the intercept).
     d : ndarray, shape (n1,)
         1.0 for the treated cohort, 0.0 for the comparison units.
     w : ndarray, shape (n1,)
@@ -138,47 +96,85 @@ def covariate_att(
     names : sequence of str
         Covariate names (for error messages).
     where : str
-        The cell, e.g. ``"ATT(2006, 2004)"`` (for error messages).
-
-    Returns
-    -------
-    att : float
-    inf : ndarray, shape (n1,)
-        DRDID's influence function on the 2x2 (``se = sqrt(mean(inf^2) / n1)``);
-        the caller rescales it by ``n / n1``.
+        The first cell using it, e.g. ``"ATT(2006, 2004) (cohort 2006, period 2004, ...)"``.
+    start : ndarray, optional
+        Starting coefficients of the logit (a related fit's).
     """
-    n1 = dy.size
-    v = w / w.mean()
-    Z = np.column_stack([np.ones(n1), X])
-    w1 = v * d
-    m1 = w1.mean()
-    if method == "reg":
-        beta, lin_or = _outcome_regression(dy, Z, v, d, names, where)
-        fitted = Z @ beta
-        eta1 = (w1 @ dy) / n1 / m1
-        eta0 = (w1 @ fitted) / n1 / m1
-        inf1 = w1 * (dy - eta1) / m1
-        inf0 = (w1 * (fitted - eta0) + lin_or @ (Z.T @ w1 / n1)) / m1
-        return float(eta1 - eta0), inf1 - inf0
-    p, lin_ps = _propensity(Z, v, d, names, where)
-    keep = np.where(d == 1.0, 1.0, (p < PS_TRIM).astype(float))
-    w1 = keep * w1
-    m1 = w1.mean()
-    w0 = keep * v * p * (1.0 - d) / (1.0 - p)
-    m0 = w0.mean()
-    if method == "ipw":
-        eta1 = (w1 @ dy) / n1 / m1
-        eta0 = (w0 @ dy) / n1 / m0
-        inf1 = w1 * (dy - eta1) / m1
-        M2 = Z.T @ (w0 * (dy - eta0)) / n1
-        inf0 = (w0 * (dy - eta0) + lin_ps @ M2) / m0
-        return float(eta1 - eta0), inf1 - inf0
-    beta, lin_or = _outcome_regression(dy, Z, v, d, names, where)
-    e = dy - Z @ beta
-    eta1 = (w1 @ e) / n1 / m1
-    eta0 = (w0 @ e) / n1 / m0
-    inf1 = (w1 * (e - eta1) - lin_or @ (Z.T @ w1 / n1)) / m1
-    M2 = Z.T @ (w0 * (e - eta0)) / n1
-    M3 = Z.T @ w0 / n1
-    inf0 = (w0 * (e - eta0) + lin_ps @ M2 - lin_or @ M3) / m0
-    return float(eta1 - eta0), inf1 - inf0
+
+    def __init__(self, X: np.ndarray, d: np.ndarray, w: np.ndarray, method: EstMethod, names: Sequence[str],
+                 where: str, start: np.ndarray | None = None):
+        n1 = d.size
+        self.method = method
+        self.d = d
+        self.v = v = w / w.mean()
+        self.Z = Z = np.column_stack([np.ones(n1), X])
+        self.ps_params = None
+        if method in ("ipw", "dr"):  # R did checks overlap before the outcome regression
+            self._propensity(names, where, start)
+        if method in ("reg", "dr"):
+            self.v0 = v0 = v * (1.0 - d)
+            self.cho_or = sla.cho_factor(_check_rank(Z, v0, names, where, "comparison units' outcome regression"))
+
+    def _propensity(self, names, where, start):
+        """Weighted logit of ``d`` on ``Z``; keeps the capped scores ``p``, the
+        treated / comparison weights and ``(Z' diag(v p (1-p)) Z / n1)^-1``."""
+        Z, v, d = self.Z, self.v, self.d
+        _check_rank(Z, v, names, where, "propensity score")
+        try:
+            fit = fit_logit(Z[:, 1:], d, names=list(names), weights=v, start=start)
+        except SeparationError:
+            raise OverlapError(
+                f"Callaway-Sant'Anna {where}: the propensity score of the covariates {list(names)} separates the "
+                "treated cohort from the comparison units (fitted scores of 0 or 1): the overlap condition fails; "
+                "use fewer or coarser covariates, or drop this cohort"
+            ) from None
+        self.ps_params = fit.params
+        p = 1.0 / (1.0 + np.exp(-(Z @ fit.params)))
+        if p.max() >= PS_OVERLAP:
+            raise OverlapError(
+                f"Callaway-Sant'Anna {where}: a propensity score reaches {p.max():.6f} >= {PS_OVERLAP} with the "
+                f"covariates {list(names)}: the overlap condition fails (as R did's check); use fewer or coarser "
+                "covariates, or drop this cohort"
+            )
+        p = np.minimum(p, PS_CAP)
+        keep = np.where(d == 1.0, 1.0, (p < PS_TRIM).astype(float))
+        self.w1 = keep * v * d
+        self.w0 = keep * v * p * (1.0 - d) / (1.0 - p)
+        self.score_ps = v * (d - p)  # the logit's score is score_ps * Z
+        self.inv_ps = np.linalg.inv(Z.T @ (Z * (v * p * (1.0 - p))[:, None])) * d.size
+
+    def _lin_or(self, resid: np.ndarray, M: np.ndarray) -> np.ndarray:
+        """``lin_or @ M`` for the outcome regression's linear representation
+        ``v0 e Z (Z' V0 Z / n1)^-1`` (never formed: n1 x k)."""
+        return (self.v0 * resid) * (self.Z @ (sla.cho_solve(self.cho_or, M) * self.d.size))
+
+    def att(self, dy: np.ndarray) -> tuple[float, np.ndarray]:
+        """ATT and DRDID's influence function (n1; ``se = sqrt(mean(inf^2) / n1)``)
+        of the outcome changes ``dy`` of the 2x2's units; the caller rescales it by
+        ``n / n1``."""
+        Z, n1 = self.Z, self.d.size
+        if self.method == "reg":
+            w1 = self.v * self.d
+            m1 = w1.mean()
+            beta = sla.cho_solve(self.cho_or, Z.T @ (self.v0 * dy))
+            fitted = Z @ beta
+            eta1 = (w1 @ dy) / n1 / m1
+            eta0 = (w1 @ fitted) / n1 / m1
+            inf1 = w1 * (dy - eta1) / m1
+            inf0 = (w1 * (fitted - eta0) + self._lin_or(dy - fitted, Z.T @ w1 / n1)) / m1
+            return float(eta1 - eta0), inf1 - inf0
+        w1, w0 = self.w1, self.w0
+        m1, m0 = w1.mean(), w0.mean()
+        if self.method == "ipw":
+            e = dy
+        else:
+            e = dy - Z @ sla.cho_solve(self.cho_or, Z.T @ (self.v0 * dy))
+        eta1 = (w1 @ e) / n1 / m1
+        eta0 = (w0 @ e) / n1 / m0
+        lin_ps_M2 = self.score_ps * (Z @ (self.inv_ps @ (Z.T @ (w0 * (e - eta0)) / n1)))
+        inf1 = w1 * (e - eta1)
+        inf0 = w0 * (e - eta0) + lin_ps_M2
+        if self.method == "dr":
+            inf1 -= self._lin_or(e, Z.T @ w1 / n1)
+            inf0 -= self._lin_or(e, Z.T @ w0 / n1)
+        return float(eta1 - eta0), inf1 / m1 - inf0 / m0
