@@ -165,11 +165,12 @@ def test_singular_covariates_name_cell_and_columns(mpdta):
         _cs(df, controls=["lpop", "lpop2"], est_method="reg")
     # constant among the comparison units only: the outcome regression is singular
     df = mpdta.with_columns((pl.col("first.treat") > 0).cast(pl.Float64).alias("ever"))
-    with pytest.raises(SingularCovariatesError, match=r"comparison units' outcome regression.*'ever'"):
-        _cs(df, controls=["lpop", "ever"], est_method="reg")
-    # ... and for dr / ipw it separates the cohort from the comparison units
+    for method in ("reg", "dr"):
+        with pytest.raises(SingularCovariatesError, match=r"comparison units' outcome regression.*'ever'"):
+            _cs(df, controls=["lpop", "ever"], est_method=method)
+    # ... and for ipw it separates the cohort from the comparison units
     with pytest.raises(OverlapError, match=r"cohort 2004, period 2004"):
-        _cs(df, controls=["lpop", "ever"])
+        _cs(df, controls=["lpop", "ever"], est_method="ipw")
 
 
 def test_overlap_failure_names_cell(mpdta):

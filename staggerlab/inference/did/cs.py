@@ -53,7 +53,6 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import polars as pl
 from scipy import stats
-from threadpoolctl import threadpool_limits
 
 from ..._seed import SeedLike, resolve_entropy
 from ..._validate import alpha_of
@@ -63,6 +62,7 @@ from ...errors import (
     CovariatesNotSupportedError,
     TreatmentError,
 )
+from ..resampling.placebo_blocks import SERIAL_BLAS
 from ..results import PretrendTest, Result
 from .cs_aggregate import AggKind, CSAggregate, aggregate
 from .cs_cells import BasePeriod, Cells, ControlGroup, Wide, att_gt, to_wide
@@ -349,7 +349,7 @@ def callaway_santanna(
     wd = to_wide(sd, int(anticipation), bool(allow_unbalanced_panel))
     # the covariate 2x2s multiply skinny matrices (units x covariates): a second
     # BLAS thread buys little and, on a busy machine, contention costs up to 20x
-    with threadpool_limits(1, user_api="blas"):
+    with SERIAL_BLAS:
         cells = att_gt(wd, control, int(anticipation), base_period, est_method)
     return CSResult(
         cells, wd, window=window, control=control, anticipation=anticipation,

@@ -130,9 +130,7 @@ def to_wide(sd: StaggeredData, anticipation: int, allow_unbalanced: bool = False
         _, cluster = np.unique(cluster, return_inverse=True)
     x = None
     if sd.controls:  # balanced here (refused above otherwise): reshapes as y does
-        x = np.ascontiguousarray(
-            frame.select(pl.col(c).cast(pl.Float64) for c in sd.controls).to_numpy().reshape(n, n_t, len(sd.controls))
-        )
+        x = np.stack([frame[c].cast(pl.Float64).to_numpy().reshape(n, n_t) for c in sd.controls], axis=-1)
     return Wide(y, g, w, cluster.astype(np.int64), np.asarray(times), by_unit, unbalanced, int(lens.sum()),
                 x, tuple(sd.controls))
 

@@ -30,7 +30,7 @@ of the logit's coefficients), scaled by ``n / n1`` (n: all units) to did's
 convention ``se = sqrt(sum inf^2) / n``.
 
 Refusals instead of R's NA cells: a 2x2 whose comparison-unit design (``reg``,
-``dr``) or whole design (``ipw``, ``dr``) is rank deficient by the package's
+``dr``; checked first) or whole design (``ipw``) is rank deficient by the package's
 rank rule raises :class:`~staggerlab.errors.SingularCovariatesError`; a
 logit with (quasi-)separation or a fitted propensity score of at least 0.999
 (R ``did``'s overlap check) raises :class:`~staggerlab.errors.OverlapError`.
@@ -42,10 +42,9 @@ from __future__ import annotations
 from typing import Literal, Sequence
 
 import numpy as np
-import scipy.linalg as sla
 
 from ...errors import OverlapError, SeparationError, SingularCovariatesError
-from ..regression.rank import independent_columns
+from ..regression.rank import independent_columns, is_full_rank
 from ..selection.psm import fit_logit
 
 __all__ = ["EstMethod", "EST_METHODS", "Design2x2", "PS_CAP", "PS_TRIM", "PS_OVERLAP"]
@@ -64,6 +63,8 @@ def _check_rank(Z: np.ndarray, v: np.ndarray, names: Sequence[str], where: str, 
     """Refuse a weighted design ``Z`` (intercept first) that is rank deficient;
     returns its Gram matrix ``Z' diag(v) Z``."""
     gram = Z.T @ (Z * v[:, None])
+    if is_full_rank(gram):
+        return gram
     keep = independent_columns(gram)
     if len(keep) < Z.shape[1]:
         labels = ["(intercept)", *names]
@@ -109,17 +110,20 @@ class Design2x2:
         self.v = v = w / w.mean()
         self.Z = Z = np.column_stack([np.ones(n1), X])
         self.ps_params = None
-        if method in ("ipw", "dr"):  # R did checks overlap before the outcome regression
-            self._propensity(names, where, start)
         if method in ("reg", "dr"):
             self.v0 = v0 = v * (1.0 - d)
-            self.cho_or = sla.cho_factor(_check_rank(Z, v0, names, where, "comparison units' outcome regression"))
+            # k x k, of full rank by the rank rule: its inverse is reused by every cell
+            self.inv_or = np.linalg.inv(_check_rank(Z, v0, names, where, "comparison units' outcome regression"))
+        if method in ("ipw", "dr"):
+            # with the comparison units' design of full rank, so is the whole 2x2's
+            self._propensity(names, where, start, checked=method == "dr")
 
-    def _propensity(self, names, where, start):
+    def _propensity(self, names, where, start, checked):
         """Weighted logit of ``d`` on ``Z``; keeps the capped scores ``p``, the
         treated / comparison weights and ``(Z' diag(v p (1-p)) Z / n1)^-1``."""
         Z, v, d = self.Z, self.v, self.d
-        _check_rank(Z, v, names, where, "propensity score")
+        if not checked:
+            _check_rank(Z, v, names, where, "propensity score")
         try:
             fit = fit_logit(Z[:, 1:], d, names=list(names), weights=v, start=start)
         except SeparationError:
@@ -146,7 +150,7 @@ class Design2x2:
     def _lin_or(self, resid: np.ndarray, M: np.ndarray) -> np.ndarray:
         """``lin_or @ M`` for the outcome regression's linear representation
         ``v0 e Z (Z' V0 Z / n1)^-1`` (never formed: n1 x k)."""
-        return (self.v0 * resid) * (self.Z @ (sla.cho_solve(self.cho_or, M) * self.d.size))
+        return (self.v0 * resid) * (self.Z @ (self.inv_or @ M * self.d.size))
 
     def att(self, dy: np.ndarray) -> tuple[float, np.ndarray]:
         """ATT and DRDID's influence function (n1; ``se = sqrt(mean(inf^2) / n1)``)
@@ -156,7 +160,7 @@ class Design2x2:
         if self.method == "reg":
             w1 = self.v * self.d
             m1 = w1.mean()
-            beta = sla.cho_solve(self.cho_or, Z.T @ (self.v0 * dy))
+            beta = self.inv_or @ (Z.T @ (self.v0 * dy))
             fitted = Z @ beta
             eta1 = (w1 @ dy) / n1 / m1
             eta0 = (w1 @ fitted) / n1 / m1
@@ -168,7 +172,7 @@ class Design2x2:
         if self.method == "ipw":
             e = dy
         else:
-            e = dy - Z @ sla.cho_solve(self.cho_or, Z.T @ (self.v0 * dy))
+            e = dy - Z @ (self.inv_or @ (Z.T @ (self.v0 * dy)))
         eta1 = (w1 @ e) / n1 / m1
         eta0 = (w0 @ e) / n1 / m0
         lin_ps_M2 = self.score_ps * (Z @ (self.inv_ps @ (Z.T @ (w0 * (e - eta0)) / n1)))

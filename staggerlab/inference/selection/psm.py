@@ -44,6 +44,7 @@ from ...errors import (
     TreatmentError,
     VcovError,
 )
+from ...kernels.logit import logit_newton
 from ..did.staggered_data import COHORT, REL, prepare
 from ..regression.feols import Feols, feols
 from ..regression.rank import is_full_rank
@@ -165,33 +166,9 @@ def fit_logit(
     if start is not None:  # to the standardised coordinates
         b[1:] = np.asarray(start[1:], dtype=np.float64) * sd
         b[0] = start[0] + mu @ start[1:]
-    eta = Zs @ b
-    ll = _llf(eta, d, w)
-    converged = False
-    it = 0
-    for it in range(1, maxiter + 1):
-        p = special.expit(eta)
-        W = p * (1.0 - p) if w is None else w * p * (1.0 - p)
-        H = Zs.T @ (Zs * W[:, None])
-        g = Zs.T @ (d - p if w is None else w * (d - p))
-        try:
-            step = np.linalg.solve(H, g)
-        except np.linalg.LinAlgError:
-            break
-        if not np.all(np.isfinite(step)):
-            break
-        t = 1.0
-        while True:
-            eta_new = Zs @ (b + t * step)
-            ll_new = _llf(eta_new, d, w)
-            if ll_new >= ll - 1e-12 * abs(ll) or t < 1e-10:
-                break
-            t *= 0.5
-        b = b + t * step
-        eta, ll = eta_new, ll_new
-        if np.max(np.abs(t * step)) <= tol * (1.0 + np.max(np.abs(b))):
-            converged = True
-            break
+    # the Newton iterations run in one kernel (a pass over the rows per step)
+    b, eta, it, converged = logit_newton(np.ascontiguousarray(Zs), np.ascontiguousarray(d),
+                                         np.ones(n) if w is None else np.ascontiguousarray(w), b, tol, maxiter)
     p = special.expit(eta)
     extreme = (p < SEPARATION_EPS) | (p > 1.0 - SEPARATION_EPS)
     if w is not None:  # a row without weight does not enter the likelihood
