@@ -22,6 +22,8 @@ import polars as pl
 from .errors import (
     ArgumentTypeError,
     MissingColumnError,
+    OverlapError,
+    SingularCovariatesError,
     StaggerlabError,
     StaggerlabWarning,
     TreatmentError,
@@ -325,31 +327,51 @@ def section_event_study(frame: pl.DataFrame, spec: BatterySpec, treat: str, out:
 
 
 def section_robust(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path, shared: SharedFits) -> Section:
-    """Heterogeneity-robust estimators: imputation / two-stage DID, Sun-Abraham, Callaway-Sant'Anna."""
+    """Heterogeneity-robust estimators: imputation / two-stage DID, Sun-Abraham, Callaway-Sant'Anna
+    (without covariates, and doubly robust with the controls)."""
     from .inference.did.event_study import event_study
 
     y = spec.outcomes[0]
     rows, numbers, figs = [], {}, []
-    # Callaway-Sant'Anna keeps every unit of an unbalanced panel (did's allow_unbalanced_panel)
-    methods = [("imputation", "Imputation / two-stage DID (BJS, Gardner)", spec.controls, {}),
-               ("sunab", "Sun-Abraham (interaction-weighted)", spec.controls, {}),
-               ("cs", "Callaway-Sant'Anna (never-treated controls)", [], {"allow_unbalanced_panel": True})]
+    # (key, method, label, controls, options). Callaway-Sant'Anna without covariates keeps
+    # every unit of an unbalanced panel (did's allow_unbalanced_panel); with covariates
+    # (the doubly robust estimator, as R did's default) it needs a balanced panel
+    methods = [("imputation", "imputation", "Imputation / two-stage DID (BJS, Gardner)", spec.controls, {}),
+               ("sunab", "sunab", "Sun-Abraham (interaction-weighted)", spec.controls, {}),
+               ("cs", "cs", "Callaway-Sant'Anna (never-treated controls)", [], {"allow_unbalanced_panel": True})]
+    if spec.controls:
+        methods.append(("cs_dr", "cs", "Callaway-Sant'Anna (dr, controls)", spec.controls, {"est_method": "dr"}))
     results = {}
-    for method, label, controls, options in methods:
-        es = event_study(frame, y=y, unit=spec.unit, time=spec.time, cohort="_cohort", controls=controls,
-                         cluster=spec.cluster_col, window=spec.window, method=method, **options)
+    cs_dr_note = ""
+    for key, method, label, controls, options in methods:
+        try:
+            es = event_study(frame, y=y, unit=spec.unit, time=spec.time, cohort="_cohort", controls=controls,
+                             cluster=spec.cluster_col, window=spec.window, method=method, **options)
+        except (OverlapError, SingularCovariatesError, TreatmentError) as err:
+            if key != "cs_dr":
+                raise
+            # the covariate 2x2s can fail on a small panel: flagged in the text, no row
+            cs_dr_note = f" Callaway-Sant'Anna with controls (dr) could not be estimated: {err}"
+            continue
         agg = es.aggregate("simple")
-        results[method] = es
+        results[key] = es
         rows.append({"estimator": label, "estimate": agg.estimate, "se": agg.se,
                      "ci_low": agg.estimate - 1.959964 * agg.se, "ci_high": agg.estimate + 1.959964 * agg.se,
                      "controls": "yes" if controls else "no", "rows": es.nobs})
-        numbers[method] = {"estimate": agg.estimate, "se": agg.se, "nobs": es.nobs,
-                           "event_study": es.tidy().to_dicts()}
+        numbers[key] = {"estimate": agg.estimate, "se": agg.se, "nobs": es.nobs,
+                        "event_study": es.tidy().to_dicts()}
     cs_res = results["cs"]
     numbers["cs"]["n_units"] = cs_res.n_units
     cs_note = (f" Callaway-Sant'Anna uses all {cs_res.n_units:,} `{spec.unit}` units ({cs_res.nobs:,} rows)"
                + ("; the panel is unbalanced, so each ATT(g,t) compares the rows observed in its two periods "
                   "(R did's allow_unbalanced_panel=TRUE)." if cs_res.unbalanced else "."))
+    if "cs_dr" in results:
+        dr = results["cs_dr"]
+        numbers["cs_dr"]["n_units"] = dr.n_units
+        cs_dr_note = (f" With the controls (doubly robust, Sant'Anna-Zhao, as R did's default; the controls' values "
+                      f"in each 2x2's earlier period) it uses the {dr.n_units:,} units observed in every period "
+                      f"({dr.nobs:,} rows), since that estimator needs a balanced panel.")
+    cs_note += cs_dr_note
     tab = pl.DataFrame(rows)
     if results:
         from .plots.event_study import plot_event_studies

@@ -35,6 +35,13 @@ rank rule raises :class:`~staggerlab.errors.SingularCovariatesError`; a
 logit with (quasi-)separation or a fitted propensity score of at least 0.999
 (R ``did``'s overlap check) raises :class:`~staggerlab.errors.OverlapError`.
 Both name the cohort, the period and the covariates.
+
+Cost: the outcome-free part of a 2x2 (:class:`Design2x2`: the logit, the
+comparison units' normal equations) is computed once for the cells that share
+units and covariate period, each cell then costs O(n1 k). Unlike the
+unconditional estimator, whose influence functions are recomputed from the
+outcomes when needed, these are kept: units x cells floats (the covariates
+themselves take units x periods x covariates).
 """
 
 from __future__ import annotations
