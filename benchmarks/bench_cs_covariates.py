@@ -45,9 +45,9 @@ def balanced_study_panel() -> pl.DataFrame:
 
 
 def replicate(df: pl.DataFrame, copies: int) -> pl.DataFrame:
-    # firm ids are strings in paper_panel: a copy suffix keeps them distinct
-    return pl.concat([df.with_columns((pl.col("firm").cast(pl.Utf8) + f"_{k}").alias("firm"))
-                      for k in range(copies)])
+    # integer firm ids, offset per copy
+    step = int(df["firm"].max()) + 1
+    return pl.concat([df.with_columns(pl.col("firm") + k * step) for k in range(copies)])
 
 
 def run_staggerlab(df):

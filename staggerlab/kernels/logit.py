@@ -16,17 +16,19 @@ __all__ = ["logit_newton", "weighted_loglik"]
 
 
 @jit
-def weighted_loglik(Z_NK, b_K, d_N, w_N, eta_N):
-    """``sum_i w_i (d_i eta_i - log(1 + e^eta_i))`` with ``eta = Z b``, written
-    into ``eta_N``."""
+def weighted_loglik(Z_NK, b_K, d_N, w_N, p_N):
+    """``sum_i w_i (d_i eta_i - log(1 + e^eta_i))`` with ``eta = Z b``; the
+    fitted probabilities ``1 / (1 + e^-eta)`` are written into ``p_N`` (from
+    the same exponential, so the next Newton step needs none)."""
     n, k = Z_NK.shape
     ll = 0.0
     for i in range(n):
         e = 0.0
         for j in range(k):
             e += Z_NK[i, j] * b_K[j]
-        eta_N[i] = e
-        ll += w_N[i] * (d_N[i] * e - (max(e, 0.0) + np.log1p(np.exp(-abs(e)))))
+        a = np.exp(-abs(e))
+        p_N[i] = 1.0 / (1.0 + a) if e >= 0.0 else a / (1.0 + a)
+        ll += w_N[i] * (d_N[i] * e - (max(e, 0.0) + np.log1p(a)))
     return ll
 
 
@@ -73,15 +75,15 @@ def logit_newton(Z_NK, d_N, w_N, b_K, tol, maxiter):
 
     Returns
     -------
-    b_K, eta_N : the coefficients and ``Z b``
+    b_K, p_N : the coefficients and the fitted probabilities
     n_iter : int
     converged : bool
     """
     n, k = Z_NK.shape
     b = b_K.copy()
-    eta = np.empty(n)
-    eta_new = np.empty(n)
-    ll = weighted_loglik(Z_NK, b, d_N, w_N, eta)
+    prob = np.empty(n)
+    prob_new = np.empty(n)
+    ll = weighted_loglik(Z_NK, b, d_N, w_N, prob)
     H = np.empty((k, k))
     g = np.empty(k)
     trial = np.empty(k)
@@ -91,7 +93,7 @@ def logit_newton(Z_NK, d_N, w_N, b_K, tol, maxiter):
         H[:] = 0.0
         g[:] = 0.0
         for i in range(n):
-            p = 1.0 / (1.0 + np.exp(-eta[i]))
+            p = prob[i]
             r = w_N[i] * (d_N[i] - p)
             v = w_N[i] * p * (1.0 - p)
             for j in range(k):
@@ -110,7 +112,7 @@ def logit_newton(Z_NK, d_N, w_N, b_K, tol, maxiter):
         while True:
             for j in range(k):
                 trial[j] = b[j] + t * step[j]
-            ll_new = weighted_loglik(Z_NK, trial, d_N, w_N, eta_new)
+            ll_new = weighted_loglik(Z_NK, trial, d_N, w_N, prob_new)
             if ll_new >= ll - 1e-12 * abs(ll) or t < 1e-10:
                 break
             t *= 0.5
@@ -120,9 +122,9 @@ def logit_newton(Z_NK, d_N, w_N, b_K, tol, maxiter):
             b[j] = trial[j]
             big_step = max(big_step, abs(t * step[j]))
             big_b = max(big_b, abs(b[j]))
-        eta, eta_new = eta_new, eta
+        prob, prob_new = prob_new, prob
         ll = ll_new
         if big_step <= tol * (1.0 + big_b):
             converged = True
             break
-    return b, eta, it, converged
+    return b, prob, it, converged

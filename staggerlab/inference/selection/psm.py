@@ -167,9 +167,8 @@ def fit_logit(
         b[1:] = np.asarray(start[1:], dtype=np.float64) * sd
         b[0] = start[0] + mu @ start[1:]
     # the Newton iterations run in one kernel (a pass over the rows per step)
-    b, eta, it, converged = logit_newton(np.ascontiguousarray(Zs), np.ascontiguousarray(d),
-                                         np.ones(n) if w is None else np.ascontiguousarray(w), b, tol, maxiter)
-    p = special.expit(eta)
+    b, p, it, converged = logit_newton(np.ascontiguousarray(Zs), np.ascontiguousarray(d),
+                                       np.ones(n) if w is None else np.ascontiguousarray(w), b, tol, maxiter)
     extreme = (p < SEPARATION_EPS) | (p > 1.0 - SEPARATION_EPS)
     if w is not None:  # a row without weight does not enter the likelihood
         extreme &= w > 0
