@@ -194,8 +194,9 @@ class CSResult(Result):
     def inf_gt(self) -> np.ndarray:
         """Influence functions of the ATT(g,t) (units x cells; ``se = sqrt(sum inf^2) / n``).
 
-        Computed from the outcomes on each access (units x cells floats; they
-        are not kept with the result)."""
+        Without covariates, computed from the outcomes on each access (units x
+        cells floats; they are not kept with the result); with covariates, a
+        copy of the stored ones."""
         return self._cell_map().matrix()
 
     def tidy(self) -> pl.DataFrame:
