@@ -170,7 +170,7 @@ def test_battery_fits_the_baseline_model_once(tmp_path, monkeypatch):
     real = bt.feols
 
     def counting(fml, *args, **kwargs):
-        formulas.append(fml)
+        formulas.append(str(fml))
         return real(fml, *args, **kwargs)
 
     monkeypatch.setattr(bt, "feols", counting)

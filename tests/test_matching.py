@@ -223,11 +223,14 @@ def test_separation_end_to_end(panel):
 
 @pytest.mark.parametrize("name", ["_group", "_cohort", "_rel", "_treat"])
 def test_covariate_named_like_a_derived_column(panel, name):
-    """Such a covariate used to be overwritten by the derived column, and the
-    message then blamed it (separation, SVD failure)."""
+    """Such a covariate used to be overwritten by the derived column; now the
+    estimator's frame renames it, and the result equals the clean name's."""
     df = panel.with_columns(pl.col("x2").alias(name))
-    with pytest.raises(sl.errors.ArgumentError, match=rf"covariate column '{name}': psm_did derives"):
-        psm_did(df, y="y", treat="treat", unit="unit", time="time", covariates=["x1", name])
+    res = psm_did(df, y="y", treat="treat", unit="unit", time="time", covariates=["x1", name], k=2)
+    ref = psm_did(panel, y="y", treat="treat", unit="unit", time="time", covariates=["x1", "x2"], k=2)
+    assert res.fit.coef()["treat"] == ref.fit.coef()["treat"]
+    assert res.fit.se()["treat"] == ref.fit.se()["treat"]
+    assert res.balance()["covariate"].to_list() == ["x1", name]
 
 
 def test_treatment_may_be_called_like_the_derived_treatment(panel):

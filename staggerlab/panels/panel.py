@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 
 from ..errors import (
+    ArgumentError,
     ArgumentTypeError,
     DuplicateRowsError,
     EmptyPanelError,
@@ -21,7 +22,12 @@ from ..errors import (
 from ..kernels.panel import int_run_lengths, repeated_cells, strictly_increasing_pairs
 
 __all__ = ["Panel", "to_polars", "check_columns", "check_numeric", "finite_mask", "factorize_column",
-           "factorize_with_ids", "sorted_unique_ids", "run_lengths", "missing_columns", "column_list"]
+           "factorize_with_ids", "sorted_unique_ids", "run_lengths", "missing_columns", "column_list",
+           "fresh_name", "isolate_columns"]
+
+#: internal columns added to a caller's frame start with this prefix; a used
+#: column of the caller's that does too is renamed (:func:`isolate_columns`)
+INTERNAL_PREFIX = "_"
 
 NaPolicy = Literal["drop", "raise"]
 
@@ -45,9 +51,38 @@ def to_polars(data: Any) -> pl.DataFrame:
     )
 
 
+def fresh_name(base: str, taken: Sequence[str]) -> str:
+    """``base``, or ``base`` with the smallest numeric suffix, that is not in ``taken``."""
+    names = set(taken)
+    if base not in names:
+        return base
+    return next(f"{base}_{k}" for k in range(2, len(names) + 3) if f"{base}_{k}" not in names)
+
+
+def isolate_columns(frame: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, str]]:
+    """``frame`` (its columns shared, not copied) with every column whose name
+    starts with ``_`` (the prefix of the columns estimators add) renamed to
+    ``"<name> (data)"``, so no added column can overwrite one of the caller's.
+
+    Returns the frame and the map from each of the caller's names to its name there.
+    """
+    names: dict[str, str] = {}
+    for c in frame.columns:
+        names[c] = (fresh_name(f"{c} (data)", [*frame.columns, *names.values()])
+                    if c.startswith(INTERNAL_PREFIX) else c)
+    renamed = {k: v for k, v in names.items() if k != v}
+    return (frame.rename(renamed) if renamed else frame), names
+
+
 def check_columns(frame: pl.DataFrame, columns: Sequence[str], what: str = "column") -> None:
-    """Raise ``MissingColumnError`` naming every absent column."""
+    """Raise ``MissingColumnError`` naming every absent column, and
+    ``ArgumentError`` for a name polars would read as a pattern."""
     missing = [c for c in columns if c not in frame.columns]
+    for c in columns:
+        # polars expressions read these names as every column / a regex
+        if c == "*" or (len(c) > 1 and c.startswith("^") and c.endswith("$")):
+            raise ArgumentError(f"{what} {c!r}: polars reads this name as a pattern of column names, not as one "
+                                "column; rename the column (e.g. frame.rename(...)) before calling")
     if missing:
         shown = ", ".join(repr(c) for c in missing)
         have = ", ".join(frame.columns[:12]) + (", ..." if frame.width > 12 else "")
@@ -57,10 +92,14 @@ def check_columns(frame: pl.DataFrame, columns: Sequence[str], what: str = "colu
 
 
 def check_numeric(frame: pl.DataFrame, columns: Sequence[str], role: str) -> None:
-    """Raise ``NonNumericError`` for a non-numeric outcome/regressor column."""
+    """Raise ``NonNumericError`` for a non-numeric outcome/regressor column
+    (``MissingValueError`` for one with no value at all, which CSV readers type as text)."""
     for c in columns:
         dt = frame.schema[c]
         if not (dt.is_numeric() or dt == pl.Boolean):
+            if frame.height and frame[c].null_count() == frame.height:
+                raise MissingValueError(f"{role} column {c!r} is entirely missing (no value in {frame.height:,} "
+                                        "rows); check the column name or drop it")
             raise NonNumericError(
                 f"{role} column {c!r} has type {dt}, not a number; "
                 "convert it (e.g. cast or encode it) before fitting"
@@ -103,6 +142,19 @@ def missing_columns(frame: pl.DataFrame, columns: Sequence[str], rows: np.ndarra
         if bad.any():
             out.append(c)
     return out
+
+
+def check_not_all_missing(frame: pl.DataFrame, columns: Sequence[str]) -> None:
+    """Raise :class:`~staggerlab.errors.MissingValueError` naming the first of
+    ``columns`` whose every value is null, NaN or inf (whatever its role: a
+    column with nothing in it cannot be used, and dropping its rows would
+    leave an empty panel with a message about something else)."""
+    if frame.height == 0:
+        return
+    for c in dict.fromkeys(columns):
+        if not finite_mask(frame, [c]).any():
+            raise MissingValueError(f"column {c!r} is all missing (every one of its {frame.height} values is "
+                                    "null, NaN or inf); drop it from the call or fill it")
 
 
 def column_list(columns: Sequence[str]) -> str:
@@ -312,6 +364,8 @@ class Panel:
                 MissingValueWarning,
                 stacklevel=2,
             )
+            if n_bad == frame.height:
+                check_not_all_missing(frame, [unit, time, *columns])
             frame = frame.filter(pl.Series(keep))
             if frame.height == 0:
                 raise EmptyPanelError("no rows left after dropping missing values")

@@ -15,6 +15,7 @@ import polars as pl
 
 from ...errors import MissingValueWarning, PanelError
 from ..regression.feols import feols
+from ..regression.formula import Formula
 from ..results import Result
 from .staggered_data import COHORT, prepare
 
@@ -198,6 +199,6 @@ def bacon(data: Any, *, y: str, unit: str | None = None, time: str | None = None
             types.append(LATE if gk > 0 else ALWAYS); tr.append(label[l]); co.append(label[k])  # noqa: E702
             est.append(b)
             wt.append(nn * dbar[l] * (dbar[k] - dbar[l]) / VD)
-    fit = feols(f"{sd.y} ~ _treat | {sd.unit} + {sd.time}", frame, fixef_rm="none")
+    fit = feols(Formula.of(sd.y, ["_treat"], [sd.unit, sd.time]), frame, fixef_rm="none")
     return BaconResult(fit.coef()["_treat"], types, np.array(tr, dtype=np.int64), np.array(co, dtype=np.int64),
                        np.array(est), np.array(wt), frame.height, n_units, balanced_from)

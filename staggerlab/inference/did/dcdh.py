@@ -16,7 +16,15 @@ import numpy as np
 import polars as pl
 
 from ...errors import ArgumentError, ArgumentTypeError, NonAbsorbingTreatmentError, TreatmentError
-from ...panels.panel import Panel, check_columns, check_numeric, factorize_column, finite_mask, to_polars
+from ...panels.panel import (
+    Panel,
+    check_columns,
+    check_numeric,
+    factorize_column,
+    finite_mask,
+    isolate_columns,
+    to_polars,
+)
 from ..regression.absorb import Absorber
 from ..results import Result
 from .staggered_data import COHORT, prepare
@@ -84,14 +92,19 @@ class TwfeWeightsResult(Result):
         ])
 
 
-def _switching_frame(data: Any, y: str, unit: str, time: str, treat: str, weights: str | None) -> pl.DataFrame:
+def _switching_frame(data: Any, y: str, unit: str, time: str, treat: str,
+                     weights: str | None) -> tuple[pl.DataFrame, dict[str, str]]:
+    """The rows with every used value, sorted, with ``_treat``; the caller's
+    ``_``-prefixed columns renamed as ``prepare`` does (the map is returned)."""
     frame = to_polars(data)
     cols = [y, unit, time, treat, *([weights] if weights else [])]
     check_columns(frame, cols)
     check_numeric(frame, [y, treat, *([weights] if weights else [])], "outcome/treatment/weights")
-    frame = frame.filter(pl.Series(finite_mask(frame, cols))).sort(unit, time)
+    frame, names = isolate_columns(frame)
+    cols = [names[c] for c in cols]
+    frame = frame.filter(pl.Series(finite_mask(frame, cols))).sort(names[unit], names[time])
     # reached only after the adoption pass found a 0/1 treatment that switches off
-    return frame.with_columns(pl.col(treat).cast(pl.Int64).alias("_treat"))
+    return frame.with_columns(pl.col(names[treat]).cast(pl.Int64).alias("_treat")), names
 
 
 def twfe_weights(
@@ -134,11 +147,14 @@ def twfe_weights(
     absorbing = True
     try:
         sd = prepare(data, y=y, unit=unit, time=time, cohort=cohort, treat=treat, weights=weights)
-        frame, codes = sd.frame, list(sd.codes())
+        frame, codes, names = sd.frame, list(sd.codes()), sd.names or {}
     except NonAbsorbingTreatmentError:
         absorbing = False
-        frame = _switching_frame(data, y, unit, time, treat, weights)
-        codes = [factorize_column(frame[unit]), factorize_column(frame[time])]
+        frame, names = _switching_frame(data, y, unit, time, treat, weights)
+        codes = [factorize_column(frame[names[unit]]), factorize_column(frame[names[time]])]
+    # the frame's names of the caller's columns (a leading '_' is renamed)
+    y_, unit_, time_ = names.get(y, y), names.get(unit, unit), names.get(time, time)
+    w_ = names.get(weights, weights) if weights else None
     if cells == "auto":
         cells = "cohort" if absorbing else "unit"
     if cells not in ("cohort", "unit"):
@@ -148,13 +164,13 @@ def twfe_weights(
     D = frame["_treat"].to_numpy().astype(np.float64)
     if D.min() == D.max():
         raise TreatmentError("the treatment does not vary; there are no weights to compute")
-    w = frame[weights].cast(pl.Float64).to_numpy() if weights else np.ones(frame.height)
+    w = frame[w_].cast(pl.Float64).to_numpy() if w_ else np.ones(frame.height)
     ab = Absorber(codes, weights=w)
     e = ab.demean(D)
-    yv = frame[y].cast(pl.Float64).to_numpy()
+    yv = frame[y_].cast(pl.Float64).to_numpy()
     beta = float((w * e) @ yv / ((w * e) @ D))
     tr = D == 1
-    keys = [COHORT if cells == "cohort" else unit, time]
+    keys = [COHORT if cells == "cohort" else unit_, time_]
     denom = float((w * e)[tr].sum())
     n1 = float(w[tr].sum())
     tab = (
@@ -168,6 +184,6 @@ def twfe_weights(
     tab = tab.with_columns((pl.col("weight") / pl.col("share")).alias("w")).with_columns(
         pl.when(pl.col("weight").abs() < ZERO_WEIGHT).then(0.0).otherwise(pl.col("weight")).alias("weight")
     )
-    if cells == "cohort":
-        tab = tab.rename({COHORT: "cohort"})
+    back = {k: v for k, v in {COHORT: "cohort", unit_: unit, time_: time}.items() if k in tab.columns and k != v}
+    tab = tab.rename(back)
     return TwfeWeightsResult(beta, tab, cells, frame.height, int(codes[0].max()) + 1)

@@ -20,10 +20,12 @@ from ...panels.adoption import adoption_times
 from ...panels.panel import (
     Panel,
     check_columns,
+    check_not_all_missing,
     check_numeric,
     column_list,
     factorize_column,
     finite_mask,
+    isolate_columns,
     missing_columns,
     run_lengths,
     sorted_unique_ids,
@@ -44,7 +46,8 @@ class StaggeredData:
     Attributes
     ----------
     frame : polars.DataFrame
-        Sorted by (unit, time), rows with missing used values dropped, with
+        The caller's columns (those named with a leading ``_`` renamed ``"<name> (data)"``,
+        see :meth:`name`), sorted by (unit, time), rows with missing used values dropped, with
         ``_cohort`` (int, 0 = never treated) and ``_rel`` (time - cohort, null
         if never treated), ``_treat`` (0/1, absorbing) added.
     y, unit, time, cluster : str
@@ -77,6 +80,23 @@ class StaggeredData:
     id_codes: tuple[np.ndarray, np.ndarray] | None = None
     unit_rows: np.ndarray | None = None
     unit_cohort: np.ndarray | None = None
+    names: dict[str, str] | None = None
+
+    def name(self, column: str) -> str:
+        """The frame's name of the caller's column ``column`` (a name starting
+        with ``_``, the prefix of the added columns, is renamed)."""
+        return (self.names or {}).get(column, column)
+
+    def caller(self, column: str) -> str:
+        """The caller's name of the frame's column ``column`` (inverse of :meth:`name`)."""
+        return next((k for k, v in (self.names or {}).items() if v == column), column)
+
+    def as_caller(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """The caller's columns of ``frame`` (this data's frame or a subset of
+        its rows), under the caller's names, without the added columns."""
+        names = self.names or {c: c for c in frame.columns if not c.startswith("_")}
+        out = frame.select([v for v in names.values() if v in frame.columns])
+        return out.rename({v: k for k, v in names.items() if k != v})
 
     @property
     def nobs(self) -> int:
@@ -124,9 +144,18 @@ def prepare(
 ) -> StaggeredData:
     """Validate inputs and derive each unit's adoption period.
 
-    ``cohort`` is the adoption-period column (0 or null = never treated);
+    ``cohort`` is the adoption-period column (0 = never treated; a missing
+    value, null or NaN, is read as never treated with an
+    :class:`~staggerlab.errors.AdoptionGapWarning` counting the units);
     otherwise ``treat`` is a 0/1 absorbing treatment from which it is derived
-    (the first period with ``treat == 1``). ``time`` must be numeric
+    (the first *observed* period with ``treat == 1``). On an unbalanced panel
+    a unit whose adoption-period row is missing then gets its next observed
+    period, an upper bound of its adoption: an ``AdoptionGapWarning`` counts
+    such units (gap between the last untreated and first treated observed
+    periods longer than the panel's period step). When the adoption periods
+    are known, pass them instead: a unit-level column constant within each
+    unit, e.g. ``df.with_columns(pl.col("adopt_year").fill_null(0).alias("g"))``
+    and ``cohort="g"``. ``time`` must be numeric
     (relative event time is ``time - cohort``). ``unit``/``time`` default to a
     ``Panel``'s ids. ``rows=False`` keeps the adoption period per unit
     (``unit_cohort``) instead of adding three row-level columns to the frame:
@@ -147,21 +176,31 @@ def prepare(
     need = [y, unit, time, *controls, cluster, *([weights] if weights else []), cohort or treat]
     check_columns(frame, need)
     check_numeric(frame, [y, time, *controls, *([weights] if weights else [])], "outcome/time/control")
+    same_ids = isinstance(data, Panel) and (unit, time) == (data.unit, data.time)
+    # no column of the caller's may be named like the columns added below
+    frame, names = isolate_columns(frame)
+    label = {v: k for k, v in names.items()}  # messages name the caller's columns
+    y, unit, time, cluster = names[y], names[unit], names[time], names[cluster]
+    controls = [names[c] for c in controls]
+    weights = names[weights] if weights else None
+    cohort = names[cohort] if cohort else None
+    treat = names[treat] if treat else None
     used = [y, unit, time, *controls, cluster, *([weights] if weights else []), *([treat] if treat else [])]
     keep = finite_mask(frame, used)
+    if not keep.any():
+        check_not_all_missing(frame, used)
     # the adoption period is a fact about the treatment: a row missing only the
     # outcome (or a control) still dates it, so it is read before those rows go
     dated = frame if treat is not None and not keep.all() else None
     if not keep.all():
         warnings.warn(
             f"dropped {int((~keep).sum())} of {frame.height} row(s) with missing values in "
-            f"{column_list(missing_columns(frame, used))}",
+            f"{column_list([label[c] for c in missing_columns(frame, used)])}",
             MissingValueWarning,
             stacklevel=3,
         )
         frame = frame.filter(pl.Series(keep))
         rows_kept = False
-    same_ids = isinstance(data, Panel) and (unit, time) == (data.unit, data.time)
     if same_ids and rows_kept and data.has_codes:  # codes in id order: one pass, no temporaries
         in_order = strictly_increasing_pairs(data.unit_codes, data.time_codes)
     else:
@@ -169,15 +208,23 @@ def prepare(
     if not in_order:  # sorting copies the whole frame: only when needed
         frame = frame.sort(unit, time)
         rows_kept = False
-        if frame.select(pl.struct(unit, time).is_duplicated().any()).item():
+        u, t = frame[unit], frame[time]
+        dup = ((u == u.shift(1)) & (t == t.shift(1))).fill_null(False)  # sorted: repeats are adjacent
+        if dup.any():
             from ...errors import DuplicateRowsError
 
-            raise DuplicateRowsError(f"some ({unit}, {time}) pairs appear twice; one row per unit and period is needed")
+            ex = list(zip(u.filter(dup).head(3).to_list(), t.filter(dup).head(3).to_list()))
+            raise DuplicateRowsError(
+                f"{int(dup.sum())} row(s) repeat a ({label[unit]}, {label[time]}) pair of another row, e.g. {ex}; "
+                "one row per unit and period is needed"
+            )
     # a Panel whose rows were kept lends its id codes (computed once, on first use);
     # the unit-level path needs none
     ids = (data.unit_codes, data.time_codes) if same_ids and rows_kept and (rows or data.has_codes) else None
     if not rows:
-        return _prepare_units(frame, y, unit, time, controls, cluster, weights, cohort, treat, ids, dated)
+        sd = _prepare_units(frame, y, unit, time, controls, cluster, weights, cohort, treat, ids, dated)
+        sd.names = names
+        return sd
     lens = run_lengths(frame[unit]) if ids is None else np.bincount(ids[0])
     g = _adoption(frame, unit, time, cohort, treat, lens) if dated is None else _adoption_of(dated, frame, unit,
                                                                                                time, treat, lens)
@@ -190,7 +237,8 @@ def prepare(
     cohorts = np.sort(adoption.filter(adoption > 0).unique().to_numpy())
     _check_cohorts(cohorts, bool((adoption == 0).any()))
     times = np.sort(frame[time].unique().to_numpy())
-    return StaggeredData(frame, y, unit, time, controls, cluster, weights, cohorts, times, ids, unit_rows=lens)
+    return StaggeredData(frame, y, unit, time, controls, cluster, weights, cohorts, times, ids, unit_rows=lens,
+                         names=names)
 
 
 def _adoption(frame: pl.DataFrame, unit: str, time: str, cohort: str | None, treat: str | None,
@@ -199,7 +247,8 @@ def _adoption(frame: pl.DataFrame, unit: str, time: str, cohort: str | None, tre
     if cohort is not None:
         check_numeric(frame, [cohort], "cohort")
         col = frame[cohort]
-        values = (col.fill_null(0) if col.null_count() else col).cast(pl.Float64).to_numpy()
+        # null and NaN alike: read as never treated, with an AdoptionGapWarning counting the units
+        values = col.cast(pl.Float64).fill_null(float("nan")).to_numpy()
     else:
         check_numeric(frame, [treat], "treatment")
         values = frame[treat].to_numpy()

@@ -20,11 +20,13 @@ from ...errors import (
     MissingValueError,
     MissingValueWarning,
     SingletonWarning,
+    WeightsError,
 )
 from ...kernels.demean import centred_ss
 from ...panels.panel import (
     Panel,
     check_columns,
+    check_not_all_missing,
     check_numeric,
     column_list,
     factorize_with_ids,
@@ -264,6 +266,8 @@ def build_design(
         elif frame[c].null_count():
             keep &= frame[c].is_not_null().to_numpy()
     n_missing = int((~keep).sum())
+    if n_missing == frame.height:
+        check_not_all_missing(frame, used)
     if n_missing:
         if na == "raise":
             raise MissingValueError(
@@ -285,7 +289,8 @@ def build_design(
     if weights is not None:
         wv = values[weights]
         if (wv <= 0).any():
-            raise MissingValueError(f"weights column {weights!r} has {int((wv <= 0).sum())} non-positive value(s)")
+            raise WeightsError(f"weights column {weights!r} has {int((wv <= 0).sum())} zero or negative value(s); "
+                               "weights must be positive: drop those rows or fix the column")
     # a Panel's id codes are reused (no second factorization of 10M ids)
     known = {}
     if isinstance(data, Panel):

@@ -49,12 +49,12 @@ from ...errors import (
 from ...panels.panel import to_polars
 from ..results import Result
 from .design import Design, build_design
-from .formula import parse_formula
+from .formula import Term, parse_formula, quote, split_top
 from .rank import independent_columns
 from .results import DesignFit
 from .vcov import VcovSpec, parse_vcov, residual_variance, sandwich
 
-__all__ = ["feiv", "FeivResult", "FirstStage", "IVDiagnostics", "IdentificationError", "parse_iv_formula"]
+__all__ = ["feiv", "FeivResult", "FirstStage", "IVDiagnostics", "IdentificationError", "IVFormula", "parse_iv_formula"]
 
 
 @dataclass(frozen=True)
@@ -69,9 +69,20 @@ class IVFormula:
     intercept: bool
 
     def __str__(self) -> str:
-        ex = " + ".join(self.exog) if self.exog else "1"
-        fe = f" | {' + '.join(self.fixef)}" if self.fixef else ""
-        return f"{self.depvar} ~ {ex}{fe} | {' + '.join(self.endog)} ~ {' + '.join(self.instruments)}"
+        ex = " + ".join(map(quote, self.exog)) if self.exog else "1"
+        fe = f" | {' + '.join(map(quote, self.fixef))}" if self.fixef else ""
+        return (f"{quote(self.depvar)} ~ {ex}{fe} | {' + '.join(map(quote, self.endog))} ~ "
+                f"{' + '.join(map(quote, self.instruments))}")
+
+
+def _columns(terms: tuple[Term, ...], fml: str) -> tuple[str, ...]:
+    for t in terms:
+        if not t.column:
+            raise FormulaError(
+                f"term {t.text!r} of IV formula {fml!r} is not a column name; feiv takes columns "
+                "(quote names with spaces or symbols in backticks; build other terms as columns)"
+            )
+    return tuple(t.text for t in terms)
 
 
 def parse_iv_formula(fml: str) -> IVFormula:
@@ -80,34 +91,36 @@ def parse_iv_formula(fml: str) -> IVFormula:
     Raises
     ------
     FormulaError
-        On anything outside that subset (one outcome, plain column names).
+        On anything outside that subset (one outcome, column names, backtick-quoted
+        when they hold spaces or symbols).
     """
-    if not isinstance(fml, str) or fml.count("~") != 2:
+    if not isinstance(fml, str):
+        raise FormulaError(f"IV formula {fml!r} must be a string such as 'y ~ x | fe1 + fe2 | d ~ z'")
+    parts = [p for _, p in split_top(fml, "|")]
+    tildes = [len(split_top(p, "~")) - 1 for p in parts]
+    if sum(tildes) != 2:
         raise FormulaError(
             f"IV formula {fml!r} must have two '~', as in 'y ~ x | fe1 + fe2 | d ~ z1 + z2'"
         )
-    parts = [p.strip() for p in fml.split("|")]
-    if len(parts) not in (2, 3) or "~" not in parts[-1] or "~" not in parts[0]:
+    if len(parts) not in (2, 3) or tildes[-1] != 1 or tildes[0] != 1:
         raise FormulaError(
             f"IV formula {fml!r} must read 'y ~ exog | fe | endog ~ instruments' "
             "(the FE part may be left out; the IV part comes last)"
         )
-    if any("~" in p for p in parts[1:-1]):
-        raise FormulaError(f"the fixed-effects part of {fml!r} cannot contain '~'")
-    lhs, exog = (s.strip() for s in parts[0].split("~"))
-    endog, instr = (s.strip() for s in parts[-1].split("~"))
+    (_, lhs), (_, exog) = split_top(parts[0], "~")
+    (_, endog), (_, instr) = split_top(parts[-1], "~")
     fe = parts[1] if len(parts) == 3 else ""
     # the foundation's parser validates names and reads the intercept rule
     endo = parse_formula(f"{endog} ~ {instr}")
-    end_names = endo.depvars
+    end_names = _columns(endo.depvars, fml)
     try:
         main = parse_formula(f"{lhs} ~ {exog} + {endog}" + (f" | {fe}" if fe else ""))
     except FormulaError as err:
         # the merged formula is ours, not the user's: name a variable both exogenous and endogenous here
         try:
-            exog_alone = parse_formula(f"{lhs} ~ {exog}").regressors
+            exog_alone = [t.text for t in parse_formula(f"{lhs} ~ {exog}").regressors]
         except FormulaError:
-            exog_alone = ()
+            exog_alone = []
         both = [e for e in end_names if e in exog_alone]
         if both:
             raise FormulaError(
@@ -116,17 +129,26 @@ def parse_iv_formula(fml: str) -> IVFormula:
             ) from None
         raise FormulaError(f"{err} (read from the IV formula {fml!r})") from None
     if len(main.depvars) != 1:
-        raise FormulaError(f"feiv takes one outcome, got {list(main.depvars)} in {fml!r}")
-    exog_names = tuple(r for r in main.regressors if r not in end_names)
-    clash = set(endo.regressors) & (set(exog_names) | set(end_names) | {lhs})
+        raise FormulaError(f"feiv takes one outcome, got {[t.text for t in main.depvars]} in {fml!r}")
+    if not all(isinstance(fe, str) for fe in main.fixef):
+        raise FormulaError(f"feiv takes fixed-effect columns, not interactions 'a^b', in {fml!r}; build the column")
+    depvar = _columns(main.depvars, fml)[0]
+    regs = _columns(main.regressors, fml)
+    instruments = _columns(endo.regressors, fml)
+    exog_names = tuple(r for r in regs if r not in end_names)
+    return _checked(IVFormula(depvar, exog_names, main.fixef, end_names, instruments, main.intercept), fml)
+
+
+def _checked(f: IVFormula, fml: str) -> IVFormula:
+    clash = set(f.instruments) & (set(f.exog) | set(f.endog) | {f.depvar})
     if clash:
         raise FormulaError(
             f"instrument(s) {sorted(clash)} also appear as outcome or regressor in {fml!r}; "
             "included exogenous regressors are instruments already"
         )
-    if not endo.regressors:
+    if not f.instruments:
         raise FormulaError(f"no excluded instrument in {fml!r}")
-    return IVFormula(main.depvars[0], exog_names, main.fixef, end_names, endo.regressors, main.intercept)
+    return f
 
 
 def _pi_vcov(Zt: np.ndarray, R: np.ndarray, spec: VcovSpec, clusters: list[np.ndarray], N: int,
@@ -303,7 +325,7 @@ class FeivResult(DesignFit):
 
 
 def feiv(
-    fml: str,
+    fml: "str | IVFormula",
     data: Any,
     vcov: Any = None,
     weights: str | None = None,
@@ -319,10 +341,11 @@ def feiv(
 
     Parameters
     ----------
-    fml : str
+    fml : str or IVFormula
         ``"y ~ x1 + x2 | fe1 + fe2 | d1 + d2 ~ z1 + z2"`` (fixest syntax; the FE
-        part may be left out, then an intercept is included). Included
-        exogenous regressors ``x`` serve as their own instruments.
+        part may be left out, then an intercept is included; names with spaces
+        or symbols in backticks). Included exogenous regressors ``x`` serve as
+        their own instruments. An :class:`IVFormula` names its columns verbatim.
     data : polars.DataFrame, pandas.DataFrame or Panel
     vcov : str or dict, optional
         ``"iid"`` (default), ``"hetero"``, ``{"CRV1": "c"}`` or ``{"CRV1": "c1+c2"}``.
@@ -359,16 +382,16 @@ def feiv(
     >>> sorted(fit.coef())
     ['d', 'treat']
     """
-    f = parse_iv_formula(fml)
+    f = _checked(fml, str(fml)) if isinstance(fml, IVFormula) else parse_iv_formula(fml)
     if len(f.instruments) < len(f.endog):
         raise IdentificationError(
             f"{len(f.endog)} endogenous regressor(s) {list(f.endog)} but only {len(f.instruments)} "
             f"excluded instrument(s) {list(f.instruments)}: the model is under-identified; add instruments"
         )
-    spec = parse_vcov(vcov)
+    frame = to_polars(data)
+    spec = parse_vcov(vcov, frame.columns)
     if spec.kind == "CRV3":
         raise VcovError("feiv supports 'iid', 'hetero' and CRV1 (one- or two-way); CRV3 is not implemented")
-    frame = to_polars(data)
     design, raw = build_design(
         frame,
         [*f.exog, *f.endog],

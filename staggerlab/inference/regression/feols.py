@@ -13,8 +13,9 @@ from ...errors import VcovError
 from ...panels.panel import Panel, check_columns, finite_mask, to_polars
 from ..results import Result
 from .design import Design, build_design
-from .formula import parse_formula
+from .formula import Formula, parse_formulas
 from .results import DesignFit
+from .terms import resolve
 from .vcov import VcovSpec, parse_vcov, sandwich, vcov_crv3
 
 __all__ = ["feols", "Feols", "FeolsMulti"]
@@ -112,7 +113,7 @@ class Feols(DesignFit):
 
     def with_vcov(self, vcov: Any) -> "Feols":
         """The same fit with another variance estimator (clusters must be in the design)."""
-        spec = parse_vcov(vcov)
+        spec = parse_vcov(vcov, list(self.design.clusters))
         new = object.__new__(Feols)
         new.__dict__.update({k: v for k, v in self.__dict__.items() if k not in ("r2", "r2_within")})
         new.vcov_spec = spec
@@ -121,7 +122,12 @@ class Feols(DesignFit):
 
 
 class FeolsMulti(Result):
-    """Fits of several outcomes on one design (``y1 + y2 ~ x | fe``)."""
+    """Several fits: outcomes sharing one design (``y1 + y2 ~ x | fe``) or
+    fixest's multiple estimation (``sw``, ``csw``, ``sw0``, ``csw0``).
+
+    Iterable and indexable by position or key; each fit is a normal :class:`Feols`.
+    Keys are the outcomes when only the outcome varies, the fits' formulas otherwise.
+    """
 
     def __init__(self, fits: dict[str, Feols]):
         self.fits = fits
@@ -137,20 +143,25 @@ class FeolsMulti(Result):
     def __len__(self) -> int:
         return len(self.fits)
 
+    def keys(self) -> list[str]:
+        """The fits' keys, in estimation order."""
+        return list(self.fits)
+
     def tidy(self, level: float = 0.95) -> pl.DataFrame:
-        """Stacked ``tidy()`` of every outcome, with a ``depvar`` column."""
+        """Stacked ``tidy()`` of every fit, with its ``model`` (formula) and ``depvar``."""
         return pl.concat(
-            [f.tidy(level).with_columns(pl.lit(y).alias("depvar")).select("depvar", pl.all().exclude("depvar"))
-             for y, f in self.fits.items()]
+            [f.tidy(level).with_columns(pl.lit(f.formula).alias("model"), pl.lit(f.depvar).alias("depvar"))
+             .select("model", "depvar", pl.all().exclude("model", "depvar"))
+             for f in self.fits.values()]
         )
 
     def summary(self) -> str:
-        """Every outcome's summary."""
+        """Every fit's summary."""
         return "\n\n".join(f.summary() for f in self.fits.values())
 
 
 def feols(
-    fml: str,
+    fml: str | Formula,
     data: Any,
     vcov: Any = None,
     weights: str | None = None,
@@ -166,9 +177,17 @@ def feols(
 
     Parameters
     ----------
-    fml : str
-        ``"y ~ x1 + x2 | fe1 + fe2"``; several outcomes as ``"y1 + y2 ~ ..."``
-        share one demeaning of the regressors. Without FEs an intercept is added.
+    fml : str or Formula
+        fixest syntax: ``"y ~ x1 + x2 | fe1 + fe2"``; several outcomes as
+        ``"y1 + y2 ~ ..."`` share one demeaning of the regressors. Without FEs
+        an intercept is added (``- 1`` or ``0`` removes it). Names with spaces
+        or symbols are quoted with backticks (`` `q score` ~ `policy on` ``).
+        Terms may be ``C(x)``, ``i(x, ref=)``, ``i(x, z, ref=)``, ``x1:x2``,
+        ``x1*x2``, ``log(y)``, ``I(x**2)`` or string columns (expanded and named
+        as pyfixest does); fixed effects may be interacted (``fe1^fe2``);
+        ``sw()``, ``csw()``, ``sw0()``, ``csw0()`` estimate
+        several models. A :class:`Formula` (``Formula.of(y, x, fe)``) names its
+        columns verbatim, without parsing.
     data : polars.DataFrame, pandas.DataFrame or Panel
     vcov : str or dict, optional
         ``"iid"`` (default, as pyfixest), ``"hetero"``/``"HC1"``,
@@ -191,7 +210,7 @@ def feols(
     Returns
     -------
     Feols or FeolsMulti
-        One fit, or a collection keyed by outcome when several are given.
+        One fit, or a collection when several outcomes or models are given.
 
     Examples
     --------
@@ -201,35 +220,48 @@ def feols(
     >>> round(fit.coef()["treat"], 2)
     1.03
     """
-    f = parse_formula(fml)
-    spec = parse_vcov(vcov)
+    specs = [fml] if isinstance(fml, Formula) else parse_formulas(fml)
     frame = to_polars(data)
-    check_columns(frame, list(f.depvars), "outcome")
-    # group outcomes by their missing-value pattern: each group shares a design
-    groups: dict[bytes, list[str]] = {}
-    for y in f.depvars:
-        key = finite_mask(frame, [y]).tobytes() if frame.schema[y].is_numeric() else b"x"
-        groups.setdefault(key, []).append(y)
-    fits: dict[str, Feols] = {}
-    for ys in groups.values():
+    spec = parse_vcov(vcov, frame.columns)
+    text = str(fml)
+    fits: list[Feols] = []
+    for f in specs:
+        fits.extend(_fit_formula(f, data, frame, text, spec, weights, dict(
+            fixef_rm=fixef_rm, na=na, collin_tol=collin_tol, fixef_tol=fixef_tol,
+            fixef_maxiter=fixef_maxiter, demean_method=demean_method)))
+    if len(fits) == 1:
+        return fits[0]
+    by_depvar = len({f.depvar for f in fits}) == len(fits) and len(specs) == 1
+    return FeolsMulti({(f.depvar if by_depvar else f.formula): f for f in fits})
+
+
+def _fit_formula(f: Formula, data: Any, frame: pl.DataFrame, text: str, spec: VcovSpec,
+                 weights: str | None, options: dict[str, Any]) -> list[Feols]:
+    """The fits of one formula's outcomes (outcomes with the same missing rows share a design)."""
+    r = resolve(f, frame, text)
+    work = r.frame
+    check_columns(work, r.depvars, "outcome")
+    groups: dict[bytes, list[int]] = {}
+    for j, y in enumerate(r.depvars):
+        key = finite_mask(work, [y]).tobytes() if work.schema[y].is_numeric() else b"x"
+        groups.setdefault(key, []).append(j)
+    fits: dict[int, Feols] = {}
+    for js in groups.values():
+        ys = [r.depvars[j] for j in js]
         design, Y = build_design(
-            data if isinstance(data, Panel) else frame,  # a Panel lends its id codes
-            f.regressors,
-            f.fixef,
+            # a Panel lends its id codes (no second factorization)
+            data if isinstance(data, Panel) and work is frame else work,
+            r.regressors,
+            r.fixef,
             extra=ys,
             clusters=spec.clusters,
             weights=weights,
             intercept=f.intercept,
-            fixef_rm=fixef_rm,
-            na=na,
-            collin_tol=collin_tol,
-            fixef_tol=fixef_tol,
-            fixef_maxiter=fixef_maxiter,
-            demean_method=demean_method,
+            stacklevel=4,
+            **options,
         )
         Yw = design.demean(Y)
-        for j, y in enumerate(ys):
-            fits[y] = Feols(design, y, np.ascontiguousarray(Yw[:, j]), Y[:, j], spec, f.with_depvar(y))
-    fits = {y: fits[y] for y in f.depvars}
-    return fits[f.depvars[0]] if len(fits) == 1 else FeolsMulti(fits)
-
+        for i, j in enumerate(js):
+            fits[j] = Feols(design, ys[i], np.ascontiguousarray(Yw[:, i]), Y[:, i], spec,
+                            f.with_depvar(f.depvars[j]))
+    return [fits[j] for j in range(len(r.depvars))]

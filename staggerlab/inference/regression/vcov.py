@@ -25,8 +25,9 @@ from typing import Any, Callable, Sequence, Union
 
 import numpy as np
 
-from ...errors import VcovError
+from ...errors import FormulaError, VcovError
 from ...kernels.cluster import cluster_score_sums, cluster_sums
+from .formula import split_top, unquote
 
 __all__ = [
     "VcovSpec", "parse_vcov", "parse_clusters", "ssc_factor", "residual_variance", "ssc_df_k", "fe_df",
@@ -63,6 +64,7 @@ def parse_clusters(cl: str | Sequence[str]) -> tuple[str, ...]:
     ----------
     cl : str or sequence of str
         One spec or several; each may join two names with ``+`` or ``^``.
+        Names with spaces or symbols are quoted in backticks (``"`firm id`"``).
 
     Returns
     -------
@@ -75,14 +77,21 @@ def parse_clusters(cl: str | Sequence[str]) -> tuple[str, ...]:
         If the spec does not name one or two columns.
     """
     specs = [cl] if isinstance(cl, str) else list(cl)
-    cols = tuple(c.strip() for s in specs for c in str(s).replace("^", "+").split("+") if c.strip())
+    try:
+        cols = tuple(unquote(c) for s in specs for _, c in split_top(str(s), "+^") if c)
+    except FormulaError as exc:
+        raise VcovError(f"cluster spec {cl!r}: {exc}") from None
     if not 1 <= len(cols) <= 2:
         raise VcovError(f"cluster spec {cl!r} must name one or two columns ('c' or 'c1+c2')")
     return cols
 
 
-def parse_vcov(vcov: Any) -> VcovSpec:
-    """Parse ``"iid"``, ``"hetero"``/``"HC1"``, ``{"CRV1": "c"}``, ``{"CRV1": "c1+c2"}``, ``{"CRV3": "c"}``."""
+def parse_vcov(vcov: Any, columns: Sequence[str] = ()) -> VcovSpec:
+    """Parse ``"iid"``, ``"hetero"``/``"HC1"``, ``{"CRV1": "c"}``, ``{"CRV1": "c1+c2"}``, ``{"CRV3": "c"}``.
+
+    A cluster spec that is exactly one of ``columns`` (the data's) names that
+    column, whatever characters it holds (``{"CRV1": "region+year"}``).
+    """
     if vcov is None:
         return VcovSpec("iid")
     if isinstance(vcov, VcovSpec):
@@ -99,7 +108,7 @@ def parse_vcov(vcov: Any) -> VcovSpec:
         kind = str(kind).upper()
         if kind not in ("CRV1", "CRV3"):
             raise VcovError(f"unknown clustered vcov {kind!r}; use 'CRV1' or 'CRV3'")
-        cols = parse_clusters(str(cl))
+        cols = (cl,) if isinstance(cl, str) and cl in columns else parse_clusters(cl)
         if kind == "CRV3" and len(cols) != 1:
             raise VcovError("CRV3 supports one-way clustering only")
         return VcovSpec(kind, cols)

@@ -19,8 +19,9 @@ import polars as pl
 from ..._parallel import run_blocks
 from ..._seed import SeedLike, block_generator, resolve_entropy
 from ...errors import PanelError, TreatmentError
-from ...panels.panel import check_columns, factorize_column, finite_mask, to_polars
+from ...panels.panel import check_columns, factorize_column, finite_mask, fresh_name, to_polars
 from ..regression.feols import Feols, feols
+from ..regression.formula import Formula, quote
 from ..regression.rank import psd_pinv
 from ..regression.within import UnitPeriodWithin
 from ..results import Result
@@ -144,19 +145,17 @@ def split_difference(
     levels = sorted(frame[group].unique().to_list())
     if len(levels) != 2:
         raise PanelError(f"split variable {group!r} must have exactly 2 levels, found {len(levels)}: {levels[:5]}")
-    rhs = " + ".join([param, *controls])
-    vcov = {"CRV1": cluster}
+    vcov = {"CRV1": quote(cluster)}
     fits = {}
     for lev in levels:
         sub = frame.filter(pl.col(group) == lev)
         if sub[param].n_unique() < 2:
             raise TreatmentError(f"{param!r} never varies in the {group}={lev} subsample")
-        fits[lev] = feols(f"{y} ~ {rhs} | {unit} + {time}", sub, vcov=vcov)
+        fits[lev] = feols(Formula.of(y, [param, *controls], [unit, time]), sub, vcov=vcov)
     diff = fits[levels[1]].coef()[param] - fits[levels[0]].coef()[param]
-    inter = f"{param}_x_{group}"
+    inter = fresh_name(f"{param}_x_{group}", frame.columns)
     pooled = frame.with_columns((pl.col(param) * (pl.col(group) == levels[1]).cast(pl.Float64)).alias(inter))
-    interaction = feols(f"{y} ~ {param} + {inter}{' + ' if controls else ''}{' + '.join(controls)} | {unit} + {time}",
-                        pooled, vcov=vcov)
+    interaction = feols(Formula.of(y, [param, inter, *controls], [unit, time]), pooled, vcov=vcov)
 
     ucodes = factorize_column(frame[unit])
     tcodes = factorize_column(frame[time])

@@ -42,10 +42,12 @@ from ...errors import (
     InfeasibleBalanceError,
     TreatmentError,
 )
+from ...panels.panel import fresh_name
 from ..did.staggered_data import COHORT, prepare
 from ..regression.feols import Feols, feols
+from ..regression.formula import Formula, quote
 from ..results import Result
-from .psm import DERIVED, GROUP, balance_lines, balance_table, check_user_columns
+from .psm import GROUP, balance_lines, balance_table
 
 __all__ = ["entropy_balance", "EntropyBalanceResult", "ebalance_weights", "InfeasibleBalanceError", "WEIGHT"]
 
@@ -237,7 +239,7 @@ class EntropyBalanceResult(Result):
     @property
     def weights(self) -> np.ndarray:
         """The weight of every row of :attr:`sample`."""
-        return self.sample[WEIGHT].to_numpy()
+        return self.sample[self.fit.design.weights_name].to_numpy()
 
     @property
     def n_iter(self) -> int:
@@ -343,17 +345,17 @@ def entropy_balance(
         raise ArgumentTypeError("give at least one covariate to balance")
     if moments not in (1, 2):
         raise ArgumentError(f"moments must be 1 (means) or 2 (means and variances), got {moments!r}")
-    check_user_columns(y=y, treat=treat, unit=unit, time=time, covariates=covariates, controls=controls,
-                       cluster=cluster, estimator="entropy_balance", derived=(*DERIVED, WEIGHT))
     sd_ = prepare(
         data, y=y, unit=unit, time=time, treat=treat,
         controls=list(dict.fromkeys([*covariates, *controls])), cluster=cluster,
     )
+    # the caller's names (unit/time may come from a Panel); sd_.frame may rename some
+    y, unit, time, cluster = (sd_.caller(c) for c in (sd_.y, sd_.unit, sd_.time, sd_.cluster))
     frame = sd_.frame.with_columns((pl.col(COHORT) > 0).cast(pl.Int8).alias(GROUP))
     group = frame[GROUP].to_numpy().astype(bool)
     if group.all():
         raise TreatmentError("every unit is eventually treated: there are no never-treated controls to reweight")
-    X = frame.select(pl.col(c).cast(pl.Float64) for c in covariates).to_numpy()
+    X = frame.select(pl.col(sd_.name(c)).cast(pl.Float64) for c in covariates).to_numpy()
     cols, names = [X], list(covariates)
     if moments == 2:
         binary = [np.isin(X[:, j], (0.0, 1.0)).all() for j in range(X.shape[1])]
@@ -366,10 +368,12 @@ def entropy_balance(
     n_t = int(group.sum())
     w_all = np.ones(frame.height)
     w_all[~group] = sol.weights * n_t
-    sample = frame.with_columns(pl.Series(WEIGHT, w_all))
+    sample = sd_.as_caller(frame)
+    weight = fresh_name(WEIGHT, sample.columns)
+    sample = sample.with_columns(pl.Series(weight, w_all))
     bal = balance_table(X[group], X[~group], covariates, w_t_after=np.ones(n_t), w_c_after=sol.weights)
-    rhs = " + ".join([treat, *controls])
-    fit = feols(f"{y} ~ {rhs} | {unit} + {time}", sample, vcov={"CRV1": sd_.cluster}, weights=WEIGHT)
+    fit = feols(Formula.of(y, [treat, *controls], [unit, time]), sample,
+                vcov={"CRV1": quote(cluster)}, weights=weight)
     return EntropyBalanceResult(
         fit=fit, treat=treat, sample=sample, solution=sol, balance_frame=bal, constraints=names,
         moments=moments, n_treated=n_t, n_control=int((~group).sum()),

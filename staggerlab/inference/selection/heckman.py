@@ -65,6 +65,7 @@ from ...panels.panel import (
     to_polars,
 )
 from ..regression.feols import feols
+from ..regression.formula import Formula, quote
 from ..regression.results import CoefTable
 from ..regression.vcov import cluster_parts, clustered_meat, parse_vcov, ssc_factor
 from ..results import Result
@@ -419,10 +420,9 @@ def heckman(
         imr_all = q * _mills(q * idx)  # d imr / d idx = -imr (imr + idx) in both branches
     selected = np.flatnonzero(wanted & ok2)  # outcome-equation rows, as positions in the step-1 sample
     sframe = sub[selected].with_columns(imr=pl.Series(imr_all[selected]))
-    rhs = " + ".join([*outcome_vars, "imr"])
-    fml = f"{y} ~ {rhs}" + (f" | {' + '.join(fe)}" if fe else "")
+    fml = Formula.of(y, [*outcome_vars, "imr"], fe)
     textbook = not fe and cluster is None and outcome_sample == "selected"
-    vc = "iid" if textbook else ({"CRV1": cluster} if cluster else "hetero")
+    vc = "iid" if textbook else ({"CRV1": quote(cluster)} if cluster else "hetero")
     fit = feols(fml, sframe, vcov=vc)
     names = fit.coefnames
     if "imr" not in names:
@@ -453,7 +453,7 @@ def heckman(
     A[rows2] = Xt * ut[:, None]
     A -= pr.scores @ np.linalg.solve(pr.hessian, J.T)
     N2 = d.nobs
-    spec = parse_vcov({"CRV1": cluster} if cluster is not None else "hetero")
+    spec = parse_vcov({"CRV1": quote(cluster)} if cluster is not None else "hetero")
     df_k = d.df_k(spec)
     if cluster is not None:
         # clusters counted on the step-1 sample: the probit scores are rows of A too

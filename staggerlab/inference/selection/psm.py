@@ -45,11 +45,11 @@ from ...errors import (
     VcovError,
 )
 from ...kernels.logit import logit_newton
-from ..did.staggered_data import COHORT, REL, prepare
+from ..did.staggered_data import COHORT, prepare
 from ..regression.feols import Feols, feols
+from ..regression.formula import Formula, quote
 from ..regression.rank import is_full_rank
 from ..results import Result
-from .inputs import check_reserved
 from .matching import nn_noreplace, nn_replace
 
 __all__ = [
@@ -61,34 +61,12 @@ __all__ = [
     "NoCommonSupportError",
     "balance_table",
     "GROUP",
-    "DERIVED",
-    "check_user_columns",
 ]
 
 #: name of the derived treated-group indicator (1 = unit ever treated)
 GROUP = "_group"
 #: a fitted probability this close to 0 or 1 marks (quasi-)separation
 SEPARATION_EPS = 1e-9
-#: derived columns of the matching and reweighting estimators' frames (``prepare``
-#: adds the adoption period, event time and the derived 0/1 treatment ``_treat``)
-DERIVED = (COHORT, REL, "_treat", GROUP)
-
-
-def check_user_columns(*, y: str, treat: str, unit: str, time: str, covariates: Sequence[str],
-                       controls: Sequence[str], cluster: str | None, estimator: str,
-                       derived: Sequence[str] = DERIVED) -> None:
-    """Refuse user columns named like a derived column (they would be overwritten).
-
-    The treatment may be called ``_treat`` (the battery's own name for a
-    derived treatment): ``prepare`` rewrites it with the same 0/1 values.
-    """
-    check_reserved(
-        {"outcome": [y], "unit": [unit], "time": [time], "covariate": covariates,
-         "control": controls, "cluster": [cluster] if cluster else []},
-        derived, estimator,
-    )
-    check_reserved({"treatment": [treat]}, [c for c in derived if c != "_treat"], estimator)
-
 
 # -------------------------------------------------------------------- logit
 @dataclass(eq=False)
@@ -396,18 +374,19 @@ def psm_did(
         raise ArgumentError(f"caliper must be > 0 (in sd of the logit score), got {caliper}")
     if keep not in ("rows", "units"):
         raise ArgumentError(f"keep must be 'rows' or 'units', got {keep!r}")
-    check_user_columns(y=y, treat=treat, unit=unit, time=time, covariates=covariates, controls=controls,
-                       cluster=cluster, estimator="psm_did")
     sd_ = prepare(
         data, y=y, unit=unit, time=time, treat=treat,
         controls=list(dict.fromkeys([*covariates, *controls])), cluster=cluster,
     )
+    # the caller's names (unit/time may come from a Panel); sd_.frame may rename some
+    y, unit, time, cluster = (sd_.caller(c) for c in (sd_.y, sd_.unit, sd_.time, sd_.cluster))
     frame = sd_.frame.with_columns((pl.col(COHORT) > 0).cast(pl.Int8).alias(GROUP))
+    cov_cols = [sd_.name(c) for c in covariates]
     group = frame[GROUP].to_numpy().astype(bool)
     if group.all():
         raise TreatmentError("every unit is eventually treated: there is no never-treated pool to match to")
-    X = frame.select(pl.col(c).cast(pl.Float64) for c in covariates).to_numpy()
-    tvals = frame[time].to_numpy()
+    X = frame.select(pl.col(c).cast(pl.Float64) for c in cov_cols).to_numpy()
+    tvals = frame[sd_.time].to_numpy()
     strata = np.unique(tvals) if by_year else [None]
     score = np.full(frame.height, np.nan)
     logits: dict[Any, LogitFit] = {}
@@ -479,31 +458,31 @@ def psm_did(
     keep_rows[matched_t] = True
     keep_rows[c_idx] = True
     if keep == "units":
-        units_kept = frame.filter(pl.Series(keep_rows))[unit].unique()
-        keep_rows = frame[unit].is_in(units_kept.implode()).to_numpy()
-    sample = frame.filter(pl.Series(keep_rows))
+        units_kept = frame.filter(pl.Series(keep_rows))[sd_.unit].unique()
+        keep_rows = frame[sd_.unit].is_in(units_kept.implode()).to_numpy()
+    sample = sd_.as_caller(frame.filter(pl.Series(keep_rows)))
     if sample[treat].n_unique() < 2:
         raise NoCommonSupportError("the matched sample has no variation in the treatment; nothing to estimate")
-    rhs = " + ".join([treat, *controls])
     try:
-        fit = feols(f"{y} ~ {rhs} | {unit} + {time}", sample, vcov={"CRV1": sd_.cluster})
+        fit = feols(Formula.of(y, [treat, *controls], [unit, time]), sample, vcov={"CRV1": quote(cluster)})
     except (CollinearityError, EmptyPanelError, VcovError) as err:
         # what a small matched sample does to the fit: say so with the matching counts
         raise type(err)(
             f"{err} (TWFE on the matched sample of {sample.height} row(s), with {matched_t.size} of {n_treated} "
             "treated-group row(s) matched)"
         ) from None
-    ids = frame.select(unit, time)
+    ids = frame.select(sd_.unit, sd_.time)
+    u_ids, t_ids = ids[sd_.unit].to_numpy(), ids[sd_.time].to_numpy()
     matches = pl.DataFrame(
         {
-            f"{unit}": ids[unit].to_numpy()[t_idx],
-            f"{time}": ids[time].to_numpy()[t_idx],
-            f"match_{unit}": ids[unit].to_numpy()[c_idx],
-            f"match_{time}": ids[time].to_numpy()[c_idx],
+            f"{unit}": u_ids[t_idx],
+            f"{time}": t_ids[t_idx],
+            f"match_{unit}": u_ids[c_idx],
+            f"match_{time}": t_ids[c_idx],
             "distance": dist,
         }
     )
-    pscore = frame.select(unit, time, GROUP).with_columns(
+    pscore = frame.select(pl.col(sd_.unit).alias(unit), pl.col(sd_.time).alias(time), GROUP).with_columns(
         pl.Series("logit_score", score), pl.Series("pscore", special.expit(score))
     )
     return PsmDidResult(

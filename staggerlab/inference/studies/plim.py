@@ -8,6 +8,7 @@ import warnings
 
 from ...panels.dgp import Truth
 from ..regression.feols import feols
+from ..regression.formula import Formula
 
 __all__ = ["twfe_plim"]
 
@@ -29,9 +30,8 @@ def twfe_plim(truth: Truth) -> float:
     float
     """
     if truth.known_twfe_plim is None:
-        rhs = " + ".join(["treat", *truth.covariates])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fit = feols(f"tau ~ {rhs} | unit + time", truth.frame)
+            fit = feols(Formula.of("tau", ["treat", *truth.covariates], ["unit", "time"]), truth.frame)
         truth.record_twfe_plim(float(fit.coef()["treat"]))
     return truth.twfe_plim
