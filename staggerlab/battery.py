@@ -285,45 +285,57 @@ def section_event_study(frame: pl.DataFrame, spec: BatterySpec, treat: str, out:
 
 
 def section_robust(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path, shared: SharedFits) -> Section:
-    """Heterogeneity-robust estimators: imputation / two-stage DID, Sun-Abraham, Callaway-Sant'Anna,
-    LP-DiD, stacked DiD and extended TWFE."""
-    from .errors import EventStudyError
+    """Heterogeneity-robust estimators: imputation / two-stage DID, Sun-Abraham, Callaway-Sant'Anna
+    (without covariates, and doubly robust with the controls), LP-DiD, stacked DiD and extended TWFE."""
+    from .errors import EventStudyError, OverlapError, SingularCovariatesError, TreatmentError
     from .inference.did.event_study import event_study
 
     y = spec.outcomes[0]
     rows, numbers, figs = [], {}, []
-    # Callaway-Sant'Anna keeps every unit of an unbalanced panel (did's allow_unbalanced_panel)
-    methods = [("imputation", "Imputation / two-stage DID (BJS, Gardner)", spec.controls, {}),
-               ("sunab", "Sun-Abraham (interaction-weighted)", spec.controls, {}),
-               ("cs", "Callaway-Sant'Anna (never-treated controls)", [], {"allow_unbalanced_panel": True}),
-               ("lpdid", "LP-DiD (not-yet-treated clean controls, pooled post)", spec.controls, {}),
-               ("stacked", "Stacked DiD (clean controls, corrective weights)", spec.controls, {}),
-               ("etwfe", "Extended TWFE (Wooldridge)", spec.controls, {})]
+    # (key, method, label, controls, options). Callaway-Sant'Anna without covariates keeps
+    # every unit of an unbalanced panel (did's allow_unbalanced_panel); with covariates
+    # (the doubly robust estimator, R did's default) it needs a balanced panel
+    methods = [("imputation", "imputation", "Imputation / two-stage DID (BJS, Gardner)", spec.controls, {}),
+               ("sunab", "sunab", "Sun-Abraham (interaction-weighted)", spec.controls, {}),
+               ("cs", "cs", "Callaway-Sant'Anna (never-treated controls)", [], {"allow_unbalanced_panel": True})]
+    if spec.controls:
+        methods.append(("cs_dr", "cs", "Callaway-Sant'Anna (dr, controls)", spec.controls, {"est_method": "dr"}))
+    methods += [("lpdid", "lpdid", "LP-DiD (not-yet-treated clean controls, pooled post)", spec.controls, {}),
+                ("stacked", "stacked", "Stacked DiD (clean controls, corrective weights)", spec.controls, {}),
+                ("etwfe", "etwfe", "Extended TWFE (Wooldridge)", spec.controls, {})]
     results, skipped = {}, []
-    for method, label, controls, options in methods:
+    for key, method, label, controls, options in methods:
         try:
             es = event_study(frame, y=y, unit=spec.unit, time=spec.time, cohort=shared.cohort, controls=controls,
                              cluster=spec.cluster_col, window=spec.window, method=method, **options)
-        except EventStudyError as e:
-            if method in ("imputation", "sunab", "cs"):
+        except (EventStudyError, OverlapError, SingularCovariatesError, TreatmentError) as e:
+            if key in ("imputation", "sunab", "cs") or (key != "cs_dr" and not isinstance(e, EventStudyError)):
                 raise
-            # e.g. no cohort has the whole stacking window inside the panel: said in the text
+            # e.g. no cohort has the whole stacking window inside the panel, or a covariate
+            # 2x2 of Callaway-Sant'Anna fails on a small panel: said in the text, no row
             skipped.append(f"{label}: not estimable ({e})")
             continue
         agg = es.aggregate("simple")
-        results[label.split(" (")[0]] = es
+        results["Callaway-Sant'Anna (dr, controls)" if key == "cs_dr" else label.split(" (")[0]] = es
         n_units, n_rows = _sample_size(es, frame, [y, *controls], spec.unit)
         rows.append({"estimator": label, "estimate": agg.estimate, "se": agg.se,
                      "ci_low": agg.estimate - 1.959964 * agg.se, "ci_high": agg.estimate + 1.959964 * agg.se,
                      "controls": "yes" if controls else "no", "units": n_units, "rows": n_rows})
-        numbers[method] = {"estimate": agg.estimate, "se": agg.se, "units": n_units, "rows": n_rows,
-                           "nobs": es.nobs, "event_study": es.tidy().to_dicts()}
-        if method == "cs":
+        numbers[key] = {"estimate": agg.estimate, "se": agg.se, "units": n_units, "rows": n_rows,
+                        "nobs": es.nobs, "event_study": es.tidy().to_dicts()}
+        if key == "cs":
             cs_res = es
+        if key == "cs_dr":
+            numbers["cs_dr"]["n_units"] = es.n_units
     numbers["cs"]["n_units"] = cs_res.n_units
     cs_note = (f" Callaway-Sant'Anna uses all {cs_res.n_units:,} `{spec.unit}` units ({cs_res.nobs:,} rows)"
                + ("; the panel is unbalanced, so each ATT(g,t) compares the rows observed in its two periods "
                   "(R did's allow_unbalanced_panel=TRUE)." if cs_res.unbalanced else "."))
+    if "cs_dr" in numbers:
+        dr = numbers["cs_dr"]
+        cs_note += (f" With the controls (doubly robust, Sant'Anna-Zhao, R did's default; the controls' values in "
+                    f"each 2x2's earlier period) it uses the {dr['n_units']:,} units observed in every period "
+                    f"({dr['nobs']:,} rows), since that estimator needs a balanced panel.")
     tab = pl.DataFrame(rows)
     if results:
         from .plots.event_study import plot_event_studies

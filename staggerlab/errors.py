@@ -98,7 +98,19 @@ class HonestDiDError(StaggerlabError, ValueError):
 
 
 class CovariatesNotSupportedError(StaggerlabError, NotImplementedError):
-    """Conditional parallel trends (covariates) are not implemented for Callaway-Sant'Anna."""
+    """Covariates are not supported in the requested Callaway-Sant'Anna setting
+    (an unbalanced panel with ``allow_unbalanced_panel=True``)."""
+
+
+class OverlapError(SeparationError):
+    """A propensity score of (nearly) 0 or 1 within one Callaway-Sant'Anna 2x2
+    (cohort, period): the overlap condition fails there."""
+
+
+class SingularCovariatesError(CollinearityError):
+    """The covariates are collinear (or constant) within one Callaway-Sant'Anna
+    2x2 (cohort, period): its outcome regression or propensity score has no
+    unique solution."""
 
 
 class EventStudyError(StaggerlabError, ValueError):

@@ -118,6 +118,18 @@ def test_builtin_battery_recovers_true_effect(tmp_path):
     df = sl.simulate.paper_panel(seed=0)
     cs_row = res.section("robust").numbers["cs"]
     assert (cs_row["n_units"], cs_row["nobs"]) == (df["firm"].n_unique(), df.height) == (1780, 15530)
+    # ... and with the 8 controls (doubly robust) the 705 firms seen in all 12 years, as a direct call
+    dr_row = res.section("robust").numbers["cs_dr"]
+    with pytest.warns(sl.errors.MissingValueWarning, match="dropped 1075 of 1780"):
+        direct = sl.cs(df, y="NQPF", unit="firm", time="year", treat="IM", controls=spec.controls, est_method="dr")
+    assert (dr_row["n_units"], dr_row["nobs"]) == (705, 705 * 12)
+    assert dr_row["estimate"] == pytest.approx(direct.aggregate("simple").estimate, rel=1e-12)
+    assert dr_row["se"] == pytest.approx(direct.aggregate("simple").se, rel=1e-12)
+    tab = res.section("robust").tables["robust"]
+    assert tab["estimator"].to_list()[2:4] == ["Callaway-Sant'Anna (never-treated controls)",
+                                               "Callaway-Sant'Anna (dr, controls)"]
+    assert tab["controls"].to_list()[2:4] == ["no", "yes"]
+    assert "uses the 705 units observed in every period (8,460 rows)" in res.section("robust").text
 
 
 def test_battery_backend_gives_identical_numbers(user_panel, tmp_path):

@@ -34,6 +34,14 @@ def test_robust_table_lists_new_estimators(tmp_path, periods, stack_ok):
                                  window=spec.window, method=method).aggregate("simple")
         assert sec.numbers[method]["estimate"] == pytest.approx(agg.estimate, rel=EXACT)
         assert sec.numbers[method]["se"] == pytest.approx(agg.se, rel=EXACT)
+    # Callaway-Sant'Anna with the controls (dr) beside the one without
+    assert "Callaway-Sant'Anna (dr, controls)" in labels
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dr = sl.cs(df, y="y", unit="unit", time="time", cohort="cohort", controls=["x1", "x2"], est_method="dr",
+                   window=spec.window).aggregate("simple")
+    assert sec.numbers["cs_dr"]["estimate"] == pytest.approx(dr.estimate, rel=EXACT)
+    assert sec.numbers["cs_dr"]["se"] == pytest.approx(dr.se, rel=EXACT)
     assert np.isfinite(sec.tables["robust"]["estimate"].to_numpy()).all()
     if not stack_ok:
         assert "Stacked DiD (clean controls, corrective weights): not estimable" in sec.text

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 import staggerlab as sl
-from staggerlab.inference.did.cs import CovariatesNotSupportedError, callaway_santanna, cs
+from staggerlab.inference.did.cs import callaway_santanna, cs
 from staggerlab.inference.did.staggered_data import prepare
 
 DATA = Path(__file__).parent / "data"
@@ -222,11 +222,6 @@ def test_result_api(mpdta, tmp_path):
     ax = fig.axes[0]
     assert ax.get_xlabel() and ax.get_ylabel()
     assert (tmp_path / "es.png").exists()
-
-
-def test_covariates_raise_clear_error(mpdta):
-    with pytest.raises(CovariatesNotSupportedError, match="covariates"):
-        cs(mpdta, y="lemp", unit="countyreal", time="year", cohort="first.treat", controls=["lpop"])
 
 
 def test_bad_options_raise(mpdta):

@@ -1,10 +1,13 @@
 """Callaway & Sant'Anna (2021) group-time average treatment effects.
 
-ATT(g, t) for every treated cohort ``g`` and period ``t`` is an unconditional
-2x2 difference in differences between cohort ``g`` and a comparison group
+ATT(g, t) for every treated cohort ``g`` and period ``t`` is a 2x2
+difference in differences between cohort ``g`` and a comparison group
 (never-treated units, or units not yet treated by ``max(t, base) +
-anticipation``), as the R ``did`` package computes it with
-``est_method="reg"`` and no covariates. Standard errors come from the
+anticipation``), as the R ``did`` package computes it: unconditional without
+covariates; with covariates (``controls``, conditional parallel trends) by
+outcome regression, normalised inverse probability weighting or the doubly
+robust estimator (``est_method``, default ``"dr"``; balanced panels only; see
+:mod:`staggerlab.inference.did.cs_covariates`). Standard errors come from the
 influence functions (one value per unit), aggregations (simple, dynamic /
 event time, group, calendar) carry the estimation effect of their weights
 exactly as ``did::aggte`` does, and an optional multiplier bootstrap on the
@@ -58,9 +61,11 @@ from ...errors import (
     CovariatesNotSupportedError,
     TreatmentError,
 )
+from ..resampling.placebo_blocks import SERIAL_BLAS
 from ..results import PretrendTest, Result, critical_value
 from .cs_aggregate import AggKind, CSAggregate, aggregate
 from .cs_cells import BasePeriod, Cells, ControlGroup, Wide, att_gt, to_wide
+from .cs_covariates import EST_METHODS, EstMethod
 from .cs_influence import ZERO_SE, BootSpec, IFMap, multiplier_bootstrap, se_from_gram
 from .staggered_data import StaggeredData, prepare
 
@@ -111,6 +116,10 @@ class CSResult(Result):
     method : str
         ``"cs"``.
     base_period, control, anticipation, level : as given.
+    controls : list of str
+        The covariates (empty: unconditional parallel trends).
+    est_method : str or None
+        ``"dr"``, ``"ipw"`` or ``"reg"`` with covariates; None without.
     n_units, nobs : int
         Units and rows (unit-periods) the estimator uses (after balancing,
         unless ``unbalanced``).
@@ -125,8 +134,10 @@ class CSResult(Result):
 
     def __init__(self, cells: Cells, wd: Wide, *, window, control, anticipation, base_period, level, boot,
                  tuning: CSTuning = CSTuning(), min_e: float = -np.inf, max_e: float = np.inf,
-                 df: int | None = None):
+                 df: int | None = None, est_method: str | None = None):
         self._cells = cells
+        self.est_method = est_method
+        self.controls = list(wd.x_names)
         self._wd = wd
         self.window = tuple(window)
         self.min_e, self.max_e = min_e, max_e
@@ -185,8 +196,9 @@ class CSResult(Result):
     def inf_gt(self) -> np.ndarray:
         """Influence functions of the ATT(g,t) (units x cells; ``se = sqrt(sum inf^2) / n``).
 
-        Computed from the outcomes on each access (units x cells floats; they
-        are not kept with the result)."""
+        Without covariates, computed from the outcomes on each access (units x
+        cells floats; they are not kept with the result); with covariates, a
+        copy of the stored ones."""
         return self._cell_map().matrix()
 
     def tidy(self) -> pl.DataFrame:
@@ -231,6 +243,8 @@ class CSResult(Result):
             f"anticipation: {self.anticipation}   units: {self.n_units}   rows: {self.nobs}"
             + ("   (unbalanced panel)" if self.unbalanced else ""),
         ]
+        if self.controls:
+            lines.append(f"covariates: {', '.join(self.controls)}   estimator: {self.est_method}")
         for kind in ("simple", "dynamic", "group", "calendar"):
             a = self.aggregate(kind)
             lines.append(f"overall ATT ({kind:8s}): {a.estimate: .6f}  (se {a.se:.6f})")
@@ -259,6 +273,7 @@ def callaway_santanna(
     anticipation: int = 0,
     base_period: BasePeriod = "varying",
     allow_unbalanced_panel: bool = False,
+    est_method: EstMethod = "dr",
     bootstrap: bool = False,
     biters: int = 999,
     multipliers: Literal["rademacher", "mammen"] = "rademacher",
@@ -298,7 +313,14 @@ def callaway_santanna(
         ``MissingValueWarning`` saying how many). True: every unit is kept
         and each ATT(g,t) uses the rows observed in its two periods (``did``'s
         ``allow_unbalanced_panel=TRUE``; the estimator is defined in the module
-        docstring). No effect on a balanced panel.
+        docstring). No effect on a balanced panel. Not available with
+        covariates (``CovariatesNotSupportedError`` on an unbalanced panel).
+    est_method : {"dr", "ipw", "reg"}
+        With covariates (``sd.controls``): the 2x2 estimator under conditional
+        parallel trends (doubly robust, normalised inverse probability
+        weighting, outcome regression; see
+        :mod:`staggerlab.inference.did.cs_covariates`). Ignored without
+        covariates (all three are then the unconditional 2x2).
     bootstrap : bool
         Multiplier bootstrap (``biters`` draws, ``multipliers`` weights on the
         cluster sums of the influence functions): bootstrap SEs and uniform
@@ -327,11 +349,8 @@ def callaway_santanna(
     """
     if not isinstance(sd, StaggeredData):
         raise ArgumentTypeError("callaway_santanna takes a StaggeredData (see staggered_data.prepare) or use cs(data, ...)")
-    if sd.controls:
-        raise CovariatesNotSupportedError(
-            f"covariates {sd.controls} (conditional parallel trends) are not implemented for "
-            "Callaway-Sant'Anna yet; drop controls= for the unconditional estimator"
-        )
+    if est_method not in EST_METHODS:
+        raise ArgumentError(f"est_method must be 'dr', 'ipw' or 'reg', got {est_method!r}")
     if control not in ("never", "notyet"):
         raise ArgumentError(f"control must be 'never' or 'notyet', got {control!r}")
     if base_period not in ("varying", "universal"):
@@ -355,12 +374,15 @@ def callaway_santanna(
     if not isinstance(allow_unbalanced_panel, (bool, np.bool_)):
         raise ArgumentTypeError(f"allow_unbalanced_panel must be True or False, got {allow_unbalanced_panel!r}")
     wd = to_wide(sd, int(anticipation), bool(allow_unbalanced_panel))
-    cells = att_gt(wd, control, int(anticipation), base_period)
+    # the covariate 2x2s multiply skinny matrices (units x covariates): a second
+    # BLAS thread buys little and, on a busy machine, contention costs up to 20x
+    with SERIAL_BLAS:
+        cells = att_gt(wd, control, int(anticipation), base_period, est_method)
     n_clusters = wd.g.size if wd.by_unit else int(wd.cluster.max()) + 1
     return CSResult(
         cells, wd, window=window, control=control, anticipation=anticipation,
         base_period=base_period, level=level, boot=boot, tuning=tuning, min_e=min_e, max_e=max_e,
-        df=n_clusters - 1 if df == "clusters" else None,
+        df=n_clusters - 1 if df == "clusters" else None, est_method=est_method if sd.controls else None,
     )
 
 
@@ -380,9 +402,11 @@ def cs(
     """Callaway-Sant'Anna on a frame: ``prepare`` the data, then :func:`callaway_santanna`.
 
     ``cohort`` is the adoption-period column (0 = never treated; missing: never treated, with a warning), or give
-    ``treat`` (an absorbing 0/1 treatment). Remaining keywords (``window``,
-    ``control``, ``anticipation``, ``base_period``, ``allow_unbalanced_panel``, ``bootstrap``, ``biters``,
-    ``multipliers``, ``level``, ``seed``, ``n_jobs``, ``tuning``, ``min_e``,
+    ``treat`` (an absorbing 0/1 treatment). ``controls`` are covariates of
+    conditional parallel trends (their values in the earlier period of each
+    2x2; ``est_method`` chooses the estimator). Remaining keywords (``window``,
+    ``control``, ``anticipation``, ``base_period``, ``allow_unbalanced_panel``, ``est_method``, ``bootstrap``,
+    ``biters``, ``multipliers``, ``level``, ``seed``, ``n_jobs``, ``tuning``, ``min_e``,
     ``max_e``, ``df``) go to
     :func:`callaway_santanna`.
 

@@ -10,8 +10,9 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-from ...errors import MissingValueWarning, TreatmentError
+from ...errors import CovariatesNotSupportedError, MissingValueWarning, TreatmentError
 from ...panels.panel import factorize_column, run_lengths
+from .cs_covariates import Design2x2, EstMethod
 from .staggered_data import COHORT, StaggeredData
 
 __all__ = ["Wide", "Cells", "to_wide", "att_gt", "ControlGroup", "BasePeriod"]
@@ -38,6 +39,8 @@ class Wide:
     by_unit: bool  # clustered by unit (no summing of influence functions)
     unbalanced: bool = False  # some (unit, period) are absent: NaN in y
     nobs: int = 0  # rows (unit-periods) of the kept units
+    x: np.ndarray | None = None  # n x T x p covariates (None: no covariates)
+    x_names: tuple[str, ...] = ()  # their columns
 
 
 def _unit_layout(sd: StaggeredData) -> tuple[np.ndarray, np.ndarray]:
@@ -63,6 +66,12 @@ def to_wide(sd: StaggeredData, anticipation: int, allow_unbalanced: bool = False
     complete = lens == n_t
     # as did: a panel that is complete needs no special path, whatever the option
     unbalanced = bool(allow_unbalanced and not complete.all())
+    if unbalanced and sd.controls:
+        raise CovariatesNotSupportedError(
+            f"controls {sd.controls} with allow_unbalanced_panel=True on an unbalanced panel are not supported "
+            f"({int((~complete).sum())} of {complete.size} units are not observed in all {n_t} periods); "
+            "use allow_unbalanced_panel=False (the units not observed in every period are dropped) or no controls"
+        )
     keep = np.ones(lens.size, dtype=bool) if unbalanced else complete
     if not keep.all():
         warnings.warn(
@@ -119,7 +128,11 @@ def to_wide(sd: StaggeredData, anticipation: int, allow_unbalanced: bool = False
                 f"cluster {sd.cluster!r} varies within a unit; Callaway-Sant'Anna clusters must nest units"
             )
         _, cluster = np.unique(cluster, return_inverse=True)
-    return Wide(y, g, w, cluster.astype(np.int64), np.asarray(times), by_unit, unbalanced, int(lens.sum()))
+    x = None
+    if sd.controls:  # balanced here (refused above otherwise): reshapes as y does
+        x = np.stack([frame[c].cast(pl.Float64).to_numpy().reshape(n, n_t) for c in sd.controls], axis=-1)
+    return Wide(y, g, w, cluster.astype(np.int64), np.asarray(times), by_unit, unbalanced, int(lens.sum()),
+                x, tuple(sd.controls))
 
 
 # --------------------------------------------------------------------------- ATT(g,t)
@@ -151,6 +164,11 @@ class Cells:
     influence function is the sum over its rows in the two periods of
     ``+-n w_i (y_is - mean) / weight`` (sign + for the treated in ``t`` and the
     comparison units in the base period).
+
+    With covariates (balanced panel only) the influence functions involve the
+    estimated outcome regression and propensity score of each 2x2
+    (:mod:`.cs_covariates`); they are kept as the n x k matrix ``inf``;
+    ``mu1, mu0`` are 0 and ``s1, s0`` the treated / comparison weights.
     """
 
     group: np.ndarray  # k cohort of each cell
@@ -170,6 +188,7 @@ class Cells:
     mu0b: np.ndarray | None = None  # k ... comparison mean in the base period
     s1b: np.ndarray | None = None  # k ... treated weight in the base period
     s0b: np.ndarray | None = None  # k ... comparison weight in the base period
+    inf: np.ndarray | None = None  # n x k with covariates: the influence functions (did's scale)
 
 
 def _means(wd: Wide, w1: np.ndarray, w0: np.ndarray, ti: int, bi: int, filled: np.ndarray | None,
@@ -194,7 +213,31 @@ def _means(wd: Wide, w1: np.ndarray, w0: np.ndarray, ti: int, bi: int, filled: n
     return m1, m0, s1, s0, m1b, m0b, s1b, s0b
 
 
-def att_gt(wd: Wide, control: ControlGroup, anticipation: int, base_period: BasePeriod) -> Cells:
+def _covariate_cell(wd: Wide, treated: np.ndarray, ctrl: np.ndarray, ti: int, bi: int, est_method: EstMethod,
+                    where: str, key: tuple, designs: dict, starts: dict) -> tuple[float, np.ndarray]:
+    """ATT and did-scaled influence function (n) of a 2x2 with covariates; the
+    covariates are those of the earlier of its two periods (R did's panel2cs2).
+    ``designs`` caches the outcome-free part by (cohort, comparison horizon,
+    covariate period); ``starts`` the last logit of each cohort (a warm start)."""
+    period = min(ti, bi)
+    design_key = (*key, period)
+    if design_key not in designs:
+        designs.clear()  # a cohort's cells come in period order: only the current design is reused
+        sub = np.flatnonzero(treated | ctrl)
+        designs[design_key] = sub, Design2x2(wd.x[sub, period], treated[sub].astype(float), wd.w[sub], est_method,
+                                             wd.x_names, where, starts.get(key[0]))
+        if designs[design_key][1].ps_params is not None:
+            starts[key[0]] = designs[design_key][1].ps_params
+    sub, design = designs[design_key]
+    att, inf = design.att(wd.y[sub, ti] - wd.y[sub, bi])
+    n = wd.g.size
+    full = np.zeros(n)
+    full[sub] = inf * (n / sub.size)
+    return att, full
+
+
+def att_gt(wd: Wide, control: ControlGroup, anticipation: int, base_period: BasePeriod,
+           est_method: EstMethod = "dr") -> Cells:
     times = wd.times
     cohorts = np.unique(wd.g[wd.g > 0])
     cohorts = cohorts[cohorts > times[0] + anticipation]
@@ -208,6 +251,10 @@ def att_gt(wd: Wide, control: ControlGroup, anticipation: int, base_period: Base
     filled = np.where(seen, wd.y, 0.0) if wd.unbalanced else None
     n_stats = 8 if wd.unbalanced else 4
     rows: list[tuple] = []  # (g, t, b, att, ti, bi, horizon, mu1, mu0, s1, s0[, mu1b, mu0b, s1b, s0b])
+    infs: list[np.ndarray | None] = []  # with covariates: each cell's influence function (None: zero)
+    covariates = wd.x is not None
+    designs: dict = {}  # the current 2x2 design (covariates): reused by the cells that share it
+    starts: dict = {}  # each cohort's last propensity-score coefficients
     for g in cohorts:
         treated = wd.g == g
         pre_idx = np.flatnonzero(times + anticipation < g)  # periods before anticipation starts
@@ -234,10 +281,22 @@ def att_gt(wd: Wide, control: ControlGroup, anticipation: int, base_period: Base
             if ti == bi:  # the universal reference cell: exactly zero
                 rows.append((g, times[ti], times[bi], 0.0, ti, bi, horizon, 0.0, 0.0, 0.0, 1.0)
                             + (0.0, 0.0, 0.0, 1.0)[: n_stats - 4])
+                infs.append(None)
                 continue
-            stats = _means(wd, wd.w * treated, wd.w * ctrl, ti, bi, filled, seen)
+            if covariates:  # only the weights: the 2x2 estimator has its own means
+                s1, s0 = wd.w[treated].sum(), wd.w[ctrl].sum()
+                stats = ("treated unit" if s1 <= 0 else "comparison unit") if min(s1, s0) <= 0 else (0.0, 0.0, s1, s0)
+            else:
+                stats = _means(wd, wd.w * treated, wd.w * ctrl, ti, bi, filled, seen)
             if isinstance(stats, str):
                 warnings.warn(f"ATT({g},{times[ti]}) has no {stats}; skipped", UserWarning, stacklevel=4)
+                continue
+            if covariates:
+                where = f"ATT({g}, {times[ti]}) (cohort {g}, period {times[ti]}, base period {times[bi]})"
+                att, inf = _covariate_cell(wd, treated, ctrl, ti, bi, est_method, where, (g, horizon), designs,
+                                           starts)
+                rows.append((g, times[ti], times[bi], att, ti, bi, horizon, 0.0, 0.0, stats[2], stats[3]))
+                infs.append(inf)
                 continue
             att = stats[0] - stats[1] if n_stats == 4 else (stats[0] - stats[4]) - (stats[1] - stats[5])
             rows.append((g, times[ti], times[bi], att, ti, bi, horizon, *stats))
@@ -250,4 +309,10 @@ def att_gt(wd: Wide, control: ControlGroup, anticipation: int, base_period: Base
     cell_cohorts = np.unique(ints[0])
     at = np.searchsorted(cell_cohorts, wd.g).clip(0, cell_cohorts.size - 1)
     gidx = np.where(cell_cohorts[at] == wd.g, at, -1)
-    return Cells(*ints, np.asarray(cols[3], dtype=float), *idx, *flt[:4], cell_cohorts, gidx, *flt[4:])
+    inf = None
+    if covariates:
+        inf = np.zeros((wd.g.size, len(rows)))
+        for j, col in enumerate(infs):
+            if col is not None:
+                inf[:, j] = col
+    return Cells(*ints, np.asarray(cols[3], dtype=float), *idx, *flt[:4], cell_cohorts, gidx, *flt[4:], inf=inf)

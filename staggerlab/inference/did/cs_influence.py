@@ -13,6 +13,7 @@ from ..._parallel import run_blocks
 from ..._seed import block_generator
 from ...errors import ArgumentError
 from ...kernels.cs import influence_rows, influence_rows_unbalanced, multiplier_sums
+from ..resampling.placebo_blocks import SERIAL_BLAS
 from .cs_cells import Cells, Wide
 
 __all__ = ["IFMap", "se_from_gram", "BootSpec", "multiplier_bootstrap", "ZERO_SE"]
@@ -43,7 +44,13 @@ class IFMap:
         for lo in range(0, n, self.chunk):
             hi = min(lo + self.chunk, n)
             out = buf[: hi - lo]
-            if c.mu1b is None:
+            if c.inf is not None:  # covariates: the cells' influence functions are stored
+                with SERIAL_BLAS:  # a skinny product: a second BLAS thread only contends
+                    np.matmul(c.inf[lo:hi], W, out=out)
+                gi = c.gidx[lo:hi]
+                has = gi >= 0
+                out[has] += wd.w[lo:hi][has, None] * A[:, gi[has]].T
+            elif c.mu1b is None:
                 influence_rows(wd.y, wd.g, wd.w, c.gidx, lo, hi, float(n), c.t_idx, c.b_idx, c.group, c.horizon,
                                c.mu1, c.mu0, c.s1, c.s0, W, A, out)
             else:
@@ -77,7 +84,11 @@ class IFMap:
         m = self.W.shape[1]
         acc = np.zeros((m, m)) if full else np.zeros(m)
         for _, _, rows in self._chunks():
-            acc += rows.T @ rows if full else np.einsum("ij,ij->j", rows, rows)
+            if full:
+                with SERIAL_BLAS:
+                    acc += rows.T @ rows
+            else:
+                acc += np.einsum("ij,ij->j", rows, rows)
         return acc
 
 

@@ -85,8 +85,24 @@ def independent_columns(gram: np.ndarray, scale: np.ndarray | None = None, tol: 
 
 def is_full_rank(gram: np.ndarray, tol: float = COLLIN_TOL) -> bool:
     """True when :func:`independent_columns` keeps every column of ``gram``
-    (scale: its own diagonal) and every entry is finite."""
-    return bool(np.all(np.isfinite(gram))) and len(independent_columns(gram, tol=tol)) == gram.shape[0]
+    (scale: its own diagonal) and every entry is finite.
+
+    When every column is kept, the greedy rule's residuals are the squared
+    diagonal of the full Cholesky factor, so one LAPACK factorization decides a
+    clearly full-rank matrix (small Gram matrices are checked thousands of
+    times by Callaway-Sant'Anna with covariates); anything else, including a
+    residual near the threshold, goes through :func:`independent_columns`."""
+    if not np.all(np.isfinite(gram)):
+        return False
+    diag = np.diag(gram)
+    if np.all(diag > 0):
+        try:
+            L = np.linalg.cholesky(gram)
+        except np.linalg.LinAlgError:
+            L = None
+        if L is not None and np.all(np.diag(L) ** 2 > 2 * tol * diag):
+            return True
+    return len(independent_columns(gram, tol=tol)) == gram.shape[0]
 
 
 def scaled_cholesky(gram: np.ndarray, tol: float = COLLIN_TOL) -> tuple[tuple[np.ndarray, bool], np.ndarray] | None:
