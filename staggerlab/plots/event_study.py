@@ -8,7 +8,7 @@ import numpy as np
 
 from ._figure import axes, interval_bars
 
-__all__ = ["plot_event_study", "plot_event_studies"]
+__all__ = ["plot_event_study", "plot_event_studies", "plot_event_study_band"]
 
 
 def plot_event_study(result: Any, path: str | None = None, *, level: float = 0.95, ax: Any = None,
@@ -90,4 +90,54 @@ def plot_event_studies(results: dict[str, Any], outcome: str, path: str | None =
     ax.legend(frameon=False)
     if path is not None:
         fig.savefig(path, bbox_inches="tight", dpi=150)
+    return fig
+
+
+def plot_event_study_band(result: Any, path: str | None = None, *, ax: Any = None, title: str | None = None) -> Any:
+    """An event study with its bootstrap intervals and sup-t simultaneous band.
+
+    Point estimates with the bootstrap (test-inversion) intervals as error bars
+    (the CRV1 ones if the intervals were not computed) and the sup-t band as a
+    shaded region over the periods it covers jointly.
+
+    Parameters
+    ----------
+    result : EventStudyBootResult
+        Anything with ``rel_time, estimate, se, ci_low, ci_high, band_low,
+        band_high, band_mask, level, ref``.
+    path : str, optional
+        Save the figure there.
+    ax : matplotlib Axes, optional
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    x = result.rel_time
+    est = result.estimate
+    pct = int(round(result.level * 100))
+    fig, ax = axes(ax, (7, 4))
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.axvline(-0.5, color="grey", linestyle="--", linewidth=1)
+    m = np.asarray(result.band_mask, bool)
+    ax.fill_between(x[m], result.band_low[m], result.band_high[m], color="C1", alpha=0.25, step=None,
+                    label=f"{pct}% sup-t band")
+    if result.ci_low is not None:
+        interval_bars(ax, x, est, result.ci_low, result.ci_high, fmt="o", color="C0", capsize=3,
+                      label=f"estimate, {pct}% bootstrap CI")
+    else:
+        ax.plot(x, est, "o", color="C0", label="estimate")
+    ax.plot([result.ref], [0.0], marker="o", markerfacecolor="white", color="C0", linestyle="none",
+            label=f"reference ({result.ref})")
+    ax.set_xlabel("Periods relative to adoption")
+    ax.set_ylabel("Effect on outcome")
+    ax.set_title(title or f"Event study ({result.method}), wild bootstrap")
+    ticks = np.union1d(x, [result.ref])
+    if ticks.size <= 25:
+        ax.set_xticks(ticks)
+    ax.legend(frameon=False, loc="best")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=150)
     return fig

@@ -246,6 +246,141 @@ def _cluster_codes(fit: Feols, name: str) -> np.ndarray:
     return factorize_column(col)
 
 
+@dataclass(frozen=True)
+class BootClusters:
+    """The variance clusterings and bootstrap clusters of a wild bootstrap.
+
+    Attributes
+    ----------
+    names : list of str
+        Variance cluster columns.
+    boot : ndarray
+        Bootstrap cluster code of every row.
+    bname : str
+        Bootstrap cluster column.
+    parts : list of (ndarray, float, int)
+        ``(codes, sign, G)`` of each clustering of the (one- or two-way) CRV1.
+    G : int
+        Clusters of the smallest clustering (small-sample factor).
+    n_boot : int
+        Bootstrap clusters.
+    adj : float
+        CRV1 small-sample factor ``(N-1)/(N-df_k) * G/(G-1)``.
+    """
+
+    names: list[str]
+    boot: np.ndarray
+    bname: str
+    parts: list
+    G: int
+    n_boot: int
+    adj: float
+
+
+def boot_clusters(fit: Feols, cluster: str | Sequence[str] | None, bootcluster: str | None,
+                  notes: list[str]) -> BootClusters:
+    """Resolve the variance and bootstrap clusters of ``fit`` (appending notes)."""
+    d = fit.design
+    spec = fit.vcov_spec
+    if cluster is None:
+        if spec.kind not in ("CRV1", "CRV3"):
+            raise VcovError(
+                f"the fit's variance is {spec.label}, not clustered; fit with vcov={{'CRV1': 'col'}} "
+                "or pass cluster='col'"
+            )
+        names = list(spec.clusters)
+        if spec.kind == "CRV3":
+            notes.append("the fit uses CRV3; the bootstrap t statistics use CRV1")
+    else:
+        exact = isinstance(cluster, str) and cluster in fit.design.frame.columns  # any characters
+        names = [cluster] if exact else list(parse_clusters(cluster))
+    codes = [_cluster_codes(fit, c) for c in names]
+    bname = bootcluster if bootcluster is not None else names[0]
+    boot = _cluster_codes(fit, bname)
+    parts = cluster_parts(codes)
+    if len(codes) == 2 and bootcluster is None:
+        notes.append(f"two-way clustered variance; bootstrap weights drawn by {names[0]!r}")
+    G = min(g for _, _, g in parts)
+    n_boot = int(boot.max()) + 1
+    if G < 2 or n_boot < 2:
+        raise VcovError(f"the wild cluster bootstrap needs at least 2 clusters, found {min(G, n_boot)}")
+    df_k = d.df_k_clusters(names, codes)
+    return BootClusters(names, boot, bname, parts, G, n_boot, ssc_factor("CRV1", d.nobs, df_k, G))
+
+
+def draw_plan(weights: str, n_boot: int, draws: int, weight_matrix: np.ndarray | None, notes: list[str]
+              ) -> tuple[bool, int, np.ndarray | None]:
+    """Whether every weight vector is enumerated, the number of draws, and the
+    checked injected weights (appending notes)."""
+    enumerate_all = False
+    B = int(draws)
+    if weight_matrix is not None:
+        weight_matrix = np.asarray(weight_matrix, dtype=np.float64)
+        if weight_matrix.ndim != 2 or weight_matrix.shape[0] != n_boot:
+            raise WildBootError(f"weight_matrix must be {n_boot} x B, got shape {weight_matrix.shape}")
+        B = weight_matrix.shape[1]
+        notes.append("weights injected by the caller")
+    elif weights == "rademacher" and n_boot < 63 and 2**n_boot <= draws:
+        enumerate_all = True
+        B = 2**n_boot
+        notes.append(f"full enumeration of the 2^{n_boot} = {B} Rademacher sign vectors (deterministic)")
+    if n_boot <= 11 and weights == "rademacher" and not enumerate_all:
+        notes.append(f"only {n_boot} bootstrap clusters: consider weights='webb'")
+    return enumerate_all, B, weight_matrix
+
+
+def run_draws(runner: Any, B: int, n_boot: int, n_jobs: int, backend: str | None) -> list[Any]:
+    """``runner`` over the blocks of ``B`` draws (block sizes a function of ``n_boot`` only)."""
+    bs = _block_size(n_boot)
+    blocks = [(i, s, min(s + bs, B)) for i, s in enumerate(range(0, B, bs))]
+    # the block products are skinny (k columns); a second BLAS thread buys
+    # little and, on a busy machine, contention costs up to 10x
+    with threadpool_limits(1, user_api="blas"):
+        return run_blocks(_run_block, blocks, shared=runner, n_jobs=n_jobs, backend=backend, desc="wild bootstrap")
+
+
+def boot_inference(cols: tuple[np.ndarray, ...], alg: Any, adj: float, h0: float, impose_null: bool, quad: bool,
+                   alternative: str, confint: bool, level: float, notes: list[str]
+                   ) -> tuple[np.ndarray, float, tuple[float, float] | None, Callable[[float], float] | None]:
+    """Bootstrap t's, p-value, test-inversion interval and p-value function of one tested
+    combination from a runner's per-draw pieces ``cols`` (appending notes).
+
+    ``quad``: ``cols`` are the pieces of every null value (WCR with a CI); else
+    ``(numerator, variance)`` at ``h0`` (WCR) or at the estimate (WCU).
+    """
+    delta = alg.beta_p - h0
+    tstat = delta / alg.se
+    if quad:
+        pieces = cols
+        stats = _tstar(pieces, adj, delta)
+
+        def pfun(h: float) -> float:
+            dl = alg.beta_p - h
+            return _pvalue(dl / alg.se, _tstar(pieces, adj, dl), alternative)
+    else:
+        num, den = cols
+        with np.errstate(invalid="ignore", divide="ignore"):
+            stats = num / np.sqrt(np.where(den > 0, adj * den, np.nan))
+        pfun = None
+        if not impose_null:
+            def pfun(h: float) -> float:  # WCU: the bootstrap t's do not depend on the null
+                return _pvalue((alg.beta_p - h) / alg.se, stats, alternative)
+    n_bad = int((~np.isfinite(stats)).sum())
+    if n_bad:
+        notes.append(f"{n_bad} draw(s) with a non-positive two-way variance were left out")
+    pval = _pvalue(tstat, stats, alternative)
+
+    ci = None
+    if confint and pfun is not None:
+        alpha = 1.0 - level
+        lo = -math.inf if alternative == "less" else _invert(pfun, alg.beta_p, alg.se, alpha, -1)
+        hi = math.inf if alternative == "greater" else _invert(pfun, alg.beta_p, alg.se, alpha, +1)
+        ci = (lo, hi)
+        if not (math.isfinite(lo) or alternative == "less") or not (math.isfinite(hi) or alternative == "greater"):
+            notes.append("the confidence set is unbounded (too few distinct bootstrap draws for this level)")
+    return stats, pval, ci, pfun
+
+
 def wildboot(
     fit: Any,
     param: str = "treat",
@@ -264,14 +399,22 @@ def wildboot(
     *,
     weight_matrix: np.ndarray | None = None,
     tuning: WildBootTuning = WildBootTuning(),
-) -> WildBootResult:
-    """Wild cluster bootstrap test (and test-inversion CI) of one coefficient.
+    band: Literal["post", "all"] = "post",
+) -> Any:
+    """Wild cluster bootstrap test (and test-inversion CI) of one coefficient,
+    or of every coefficient and aggregate of an event study.
 
     Parameters
     ----------
-    fit : staggerlab Feols or pyfixest Feols
+    fit : staggerlab Feols, pyfixest Feols or EventStudyResult
         A fitted model; fixed effects stay absorbed (see the module notes for
-        fixed effects not nested in the bootstrap clusters).
+        fixed effects not nested in the bootstrap clusters). An event study
+        (``method="twfe"`` or ``"sunab"``) is bootstrapped whole by
+        :func:`~staggerlab.inference.resampling.es_wildboot.event_study_wildboot`
+        (``param``, ``h0``, ``cluster`` and ``bootcluster`` do not apply; every
+        null is zero) and an
+        :class:`~staggerlab.inference.resampling.es_wildboot.EventStudyBootResult`
+        is returned.
     param : str
         The coefficient tested.
     draws : int
@@ -308,10 +451,12 @@ def wildboot(
         sorted order of their values) used instead of drawing.
     tuning : WildBootTuning
         Memory bounds; the statistics do not depend on them.
+    band : {"post", "all"}
+        Event studies only: the periods the sup-t band covers jointly.
 
     Returns
     -------
-    WildBootResult
+    WildBootResult or EventStudyBootResult
 
     Raises
     ------
@@ -337,6 +482,18 @@ def wildboot(
     >>> wb.pvalue < 0.05
     True
     """
+    from ..did.event_study import EventStudyResult
+
+    if isinstance(fit, EventStudyResult):
+        odd = [n for n, v, dv in (("param", param, "treat"), ("h0", h0, 0.0), ("cluster", cluster, None),
+                                  ("bootcluster", bootcluster, None)) if v != dv]
+        if odd:
+            raise WildBootError(f"{odd} do not apply to an event study (every null is zero, the clusters are "
+                                "the event study's)")
+        from .es_wildboot import event_study_wildboot
+
+        return event_study_wildboot(fit, draws, weights, impose_null, alternative, confint, level, seed, n_jobs,
+                                    backend, band, weight_matrix=weight_matrix, tuning=tuning)
     fit = as_feols(fit)
     d = fit.design
     if param not in d.regressors:
@@ -349,32 +506,8 @@ def wildboot(
         check_draws(draws)
     notes: list[str] = []
 
-    spec = fit.vcov_spec
-    if cluster is None:
-        if spec.kind not in ("CRV1", "CRV3"):
-            raise VcovError(
-                f"the fit's variance is {spec.label}, not clustered; fit with vcov={{'CRV1': 'col'}} "
-                "or pass cluster='col'"
-            )
-        names = list(spec.clusters)
-        if spec.kind == "CRV3":
-            notes.append("the fit uses CRV3; the bootstrap t statistics use CRV1")
-    else:
-        exact = isinstance(cluster, str) and cluster in fit.design.frame.columns  # any characters
-        names = [cluster] if exact else list(parse_clusters(cluster))
-    codes = [_cluster_codes(fit, c) for c in names]
-    bname = bootcluster if bootcluster is not None else names[0]
-    boot = _cluster_codes(fit, bname)
-    parts = cluster_parts(codes)
-    if len(codes) == 2 and bootcluster is None:
-        notes.append(f"two-way clustered variance; bootstrap weights drawn by {names[0]!r}")
-    G = min(g for _, _, g in parts)
-    n_boot = int(boot.max()) + 1
-    if G < 2 or n_boot < 2:
-        raise VcovError(f"the wild cluster bootstrap needs at least 2 clusters, found {min(G, n_boot)}")
-    N = d.nobs
-    df_k = d.df_k_clusters(names, codes)
-    adj = ssc_factor("CRV1", N, df_k, G)
+    bc = boot_clusters(fit, cluster, bootcluster, notes)
+    names, boot, bname, parts, G, n_boot, adj = bc.names, bc.boot, bc.bname, bc.parts, bc.G, bc.n_boot, bc.adj
 
     bd = boot_design(fit, d.regressors.index(param), boot, tuning.chunk_rows)
     if bd.explicit_fe:
@@ -384,62 +517,17 @@ def wildboot(
         )
     alg = algebra(bd, boot, n_boot, [(c, sign) for c, sign, _ in parts], adj, impose_null)
 
-    enumerate_all = False
-    if weight_matrix is not None:
-        weight_matrix = np.asarray(weight_matrix, dtype=np.float64)
-        if weight_matrix.ndim != 2 or weight_matrix.shape[0] != n_boot:
-            raise WildBootError(f"weight_matrix must be {n_boot} x B, got shape {weight_matrix.shape}")
-        B = weight_matrix.shape[1]
-        notes.append("weights injected by the caller")
-    elif weights == "rademacher" and n_boot < 63 and 2**n_boot <= draws:
-        enumerate_all = True
-        B = 2**n_boot
-        notes.append(f"full enumeration of the 2^{n_boot} = {B} Rademacher sign vectors (deterministic)")
-    else:
-        B = int(draws)
-    if n_boot <= 11 and weights == "rademacher" and not enumerate_all:
-        notes.append(f"only {n_boot} bootstrap clusters: consider weights='webb'")
+    enumerate_all, B, weight_matrix = draw_plan(weights, n_boot, draws, weight_matrix, notes)
 
     delta = alg.beta_p - h0
     tstat = delta / alg.se
     quad = bool(confint and impose_null)
     runner = Runner(alg if quad else at(alg, delta), weights, resolve_entropy(seed), enumerate_all,
                     weight_matrix, quad, tuning.chunk_weights)
-    bs = _block_size(n_boot)
-    blocks = [(i, s, min(s + bs, B)) for i, s in enumerate(range(0, B, bs))]
-    # the block products are skinny (k columns); a second BLAS thread buys
-    # little and, on a busy machine, contention costs up to 10x
-    with threadpool_limits(1, user_api="blas"):
-        res = run_blocks(_run_block, blocks, shared=runner, n_jobs=n_jobs, backend=backend, desc="wild bootstrap")
+    res = run_draws(runner, B, n_boot, n_jobs, backend)
     cols = tuple(np.concatenate(x) for x in zip(*res))
-    if quad:
-        pieces = cols
-        stats = _tstar(pieces, adj, delta)
-
-        def pfun(h: float) -> float:
-            dl = alg.beta_p - h
-            return _pvalue(dl / alg.se, _tstar(pieces, adj, dl), alternative)
-    else:
-        num, den = cols
-        with np.errstate(invalid="ignore", divide="ignore"):
-            stats = num / np.sqrt(np.where(den > 0, adj * den, np.nan))
-        pfun = None
-        if not impose_null:
-            def pfun(h: float) -> float:  # WCU: the bootstrap t's do not depend on the null
-                return _pvalue((alg.beta_p - h) / alg.se, stats, alternative)
-    n_bad = int((~np.isfinite(stats)).sum())
-    if n_bad:
-        notes.append(f"{n_bad} draw(s) with a non-positive two-way variance were left out")
-    pval = _pvalue(tstat, stats, alternative)
-
-    ci = None
-    if confint and pfun is not None:
-        alpha = 1.0 - level
-        lo = -math.inf if alternative == "less" else _invert(pfun, alg.beta_p, alg.se, alpha, -1)
-        hi = math.inf if alternative == "greater" else _invert(pfun, alg.beta_p, alg.se, alpha, +1)
-        ci = (lo, hi)
-        if not (math.isfinite(lo) or alternative == "less") or not (math.isfinite(hi) or alternative == "greater"):
-            notes.append("the confidence set is unbounded (too few distinct bootstrap draws for this level)")
+    stats, pval, ci, pfun = boot_inference(cols, alg, adj, float(h0), impose_null, quad, alternative,
+                                           confint, level, notes)
 
     return WildBootResult(
         param=param,

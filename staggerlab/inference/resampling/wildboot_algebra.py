@@ -42,7 +42,7 @@ from ..regression.vcov import combine_codes, nested_in
 from .wildboot_design import BootDesign
 from .wildboot_weights import WeightBlock, draws, enumeration, rademacher_block
 
-__all__ = ["algebra", "at", "Runner"]
+__all__ = ["algebra", "at", "Runner", "SharedRunner"]
 
 
 @dataclass
@@ -128,12 +128,26 @@ class _CrossSums:
 
 
 def algebra(bd: BootDesign, boot: np.ndarray, n_boot: int, parts: Sequence[tuple[np.ndarray, float]],
-            adj: float, impose_null: bool) -> _Algebra:
-    """All per-cluster sums, in one pass over the design's row chunks."""
-    A, p = bd.A, bd.p
+            adj: float, impose_null: bool, contrast: tuple[np.ndarray, float] | None = None) -> _Algebra:
+    """All per-cluster sums, in one pass over the design's row chunks.
+
+    ``contrast = (c, estimate)`` tests the linear combination ``c'beta`` of the
+    fit's regressors (``c`` over them, zero on the bootstrap design's dummy
+    columns) instead of coefficient ``bd.p``: everything above holds with
+    ``a = A c`` (``a_p`` becomes ``c'A c``, and the restricted residuals are
+    those of ``c'beta = h0``).
+    """
+    A = bd.A
     k = A.shape[0]
-    a = np.ascontiguousarray(A[:, p])
-    c1 = 1.0 / a[p] if impose_null else 0.0
+    if contrast is None:
+        cvec, beta_p = np.zeros(k), bd.beta_p
+        cvec[bd.p] = 1.0
+    else:
+        cvec = np.zeros(k)
+        cvec[: contrast[0].size] = contrast[0]
+        beta_p = float(contrast[1])
+    a = np.ascontiguousarray(A @ cvec)
+    c1 = 1.0 / float(cvec @ a) if impose_null else 0.0
     S = np.zeros((2, n_boot, k))  # x u and x r by bootstrap cluster
     ru = np.zeros((2, n_boot))  # r u and r r by bootstrap cluster
     cross = [None if _same_partition(codes, boot, n_boot) else _CrossSums(codes, boot, k) for codes, _ in parts]
@@ -160,7 +174,7 @@ def algebra(bd: BootDesign, boot: np.ndarray, n_boot: int, parts: Sequence[tuple
             var += v
     if not var > 0:
         raise VcovError("the cluster-robust variance of the tested coefficient is not positive")
-    return _Algebra(a, A, S, c1, out, adj, math.sqrt(adj * var), bd.beta_p, n_boot)
+    return _Algebra(a, A, S, c1, out, adj, math.sqrt(adj * var), beta_p, n_boot)
 
 
 def at(alg: _Algebra, delta: float) -> _Algebra:
@@ -246,7 +260,10 @@ class Runner:
         return WS, WM, norms
 
     def __call__(self, block: tuple[int, int, int]) -> tuple[np.ndarray, ...]:
-        wb = self.weights(*block)
+        return self.stats(self.weights(*block))
+
+    def stats(self, wb: WeightBlock) -> tuple[np.ndarray, ...]:
+        """The per-draw pieces of the weights ``wb``."""
         alg = self.alg
         signs = self.injected is None and (self.enumerate_all or self.kind == "rademacher")
         WS, WM, norms = self._products(wb, signs)
@@ -264,3 +281,17 @@ class Runner:
             sums[1] += pt.sign * (n01 - _rowdot(w0, u1) - _rowdot(w1, u0) + _rowdot(h0, w1))
             sums[2] += pt.sign * (n11 - 2.0 * _rowdot(w1, u1) + _rowdot(h1, w1))
         return (w0 @ alg.a, w1 @ alg.a, *sums)
+
+
+@dataclass(eq=False)
+class SharedRunner:
+    """Several runners (contrasts, WCR and WCU) fed the same weights: each block's
+    weights are drawn once, by the first runner's rules, and unpacked once."""
+
+    runners: list[Runner]
+
+    def __call__(self, block: tuple[int, int, int]) -> list[tuple[np.ndarray, ...]]:
+        wb = self.runners[0].weights(*block)
+        if wb.dense is None:
+            wb = WeightBlock(wb.n, wb.G, dense=wb.cols(0, wb.G))
+        return [r.stats(wb) for r in self.runners]
