@@ -1,0 +1,195 @@
+"""Event-study inference: wild bootstrap of whole event studies (sup-t band,
+aggregates, pre-trend test), pre-trend power, randomization inference.
+
+References: ``sl.wildboot`` on each coefficient separately (same draws),
+brute-force dummy-variable refits over all 2^G Rademacher sign vectors
+(numpy lstsq), closed forms computed here with scipy, simulations.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import polars as pl
+import pytest
+
+import staggerlab as sl
+from staggerlab.errors import WildBootError
+
+
+def _panel(n_units: int, n_periods: int, cohorts: list[int], seed: int) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    unit = np.repeat(np.arange(n_units), n_periods)
+    time = np.tile(np.arange(1, n_periods + 1), n_units)
+    coh = np.repeat(np.asarray(cohorts), n_periods)
+    treated = (coh > 0) & (time >= coh)
+    y = (rng.normal(size=n_units)[unit] + 0.3 * time + treated * (0.5 + 0.2 * (time - coh))
+         + rng.normal(size=unit.size) * (1 + 0.5 * (unit % 3)))
+    return pl.DataFrame({"unit": unit, "time": time, "cohort": coh, "y": y})
+
+
+@pytest.fixture(scope="module")
+def small():
+    """8 clusters: 2^8 = 256 sign vectors, enumerated."""
+    return _panel(8, 6, [3, 3, 4, 4, 5, 0, 0, 0], seed=5)
+
+
+def _dummy_design(es, names):
+    """``y`` and ``[cells, unit dummies, period dummies 2..T]`` of the event study's regression."""
+    fit = es.extra["fit"]
+    f = fit.design.frame
+    unit = f["unit"].to_numpy()
+    time = f["time"].to_numpy()
+    U = (unit[:, None] == np.unique(unit)[None, :]).astype(float)
+    T = (time[:, None] == np.unique(time)[None, 1:]).astype(float)
+    X = np.column_stack([f[n].to_numpy() for n in names] + [U, T])
+    return f["y"].to_numpy(), X, unit
+
+
+def _crv(X, XtXi, u, cl):
+    S = np.vstack([X[cl == g].T @ u[cl == g] for g in np.unique(cl)])
+    return XtXi @ (S.T @ S) @ XtXi
+
+
+def _brute(es, names, contrasts, h0=0.0):
+    """Per contrast c (over ``names``): the WCR p-value of ``c'b = h0`` over all
+    2^G sign vectors, and the WCU t's of every contrast (rows: draws)."""
+    y, X, cl = _dummy_design(es, names)
+    XtXi = np.linalg.inv(X.T @ X)
+    b = XtXi @ X.T @ y
+    u = y - X @ b
+    G = np.unique(cl)
+    V = _crv(X, XtXi, u, cl)
+    C = np.zeros((len(contrasts), X.shape[1]))
+    C[:, : len(names)] = contrasts
+    signs = np.array(list(itertools.product([-1.0, 1.0], repeat=G.size)))
+    pv = []
+    for c in C:
+        t_obs = (c @ b - h0) / np.sqrt(c @ V @ c)
+        br = b - XtXi @ c * (c @ b - h0) / (c @ XtXi @ c)
+        ur = y - X @ br
+        ts = []
+        for v in signs:
+            ys = X @ br + ur * v[np.searchsorted(G, cl)]
+            bs = XtXi @ X.T @ ys
+            Vs = _crv(X, XtXi, ys - X @ bs, cl)
+            ts.append((c @ bs - h0) / np.sqrt(c @ Vs @ c))
+        pv.append(np.mean(np.abs(ts) >= abs(t_obs) * (1 - 1e-8)))
+    tu, du = [], []
+    for v in signs:
+        ys = X @ b + u * v[np.searchsorted(G, cl)]
+        bs = XtXi @ X.T @ ys
+        Vs = _crv(X, XtXi, ys - X @ bs, cl)
+        tu.append([(c @ (bs - b)) / np.sqrt(c @ Vs @ c) for c in C])
+        du.append([c @ (bs - b) for c in C])
+    return np.array(pv), np.array(tu), np.array(du), C @ V @ C.T
+
+
+# ---------------------------------------------------------------- wild bootstrap
+def test_es_wildboot_equals_wildboot_per_coefficient():
+    df = _panel(40, 8, [3] * 8 + [4] * 8 + [6] * 8 + [0] * 16, seed=1)
+    es = sl.event_study(df, y="y", unit="unit", time="time", cohort="cohort", window=(-3, 3))
+    r = sl.wildboot(es, draws=499, seed=11)
+    fit = es.extra["fit"]
+    names = [n for n in fit.coefnames if n.startswith("_es_")]
+    assert len(names) == es.rel_time.size
+    for j, name in enumerate(names):
+        wb = sl.wildboot(fit, param=name, draws=499, seed=11)
+        assert r.pvalue[j] == wb.pvalue
+        np.testing.assert_allclose([r.ci_low[j], r.ci_high[j]], wb.confint, rtol=1e-12)
+        wu = sl.wildboot(fit, param=name, draws=499, seed=11, impose_null=False, confint=False)
+        np.testing.assert_allclose(r.tstar[:, j], wu.statistics, rtol=1e-10)
+    np.testing.assert_allclose(r.estimate, es.coef, rtol=1e-12)
+    np.testing.assert_allclose(r.se, es.se, rtol=1e-10)
+    for kind in ("simple", "dynamic"):
+        assert r.aggregate(kind).estimate == pytest.approx(es.aggregate(kind).estimate, rel=1e-12)
+        assert r.aggregate(kind).se == pytest.approx(es.aggregate(kind).se, rel=1e-10)
+    tab = r.tidy()
+    assert tab.columns[:2] == ["rel_time", "estimate"]
+    assert {"pvalue", "ci_low", "ci_high", "band_low", "band_high"} <= set(tab.columns)
+    assert tab.filter(pl.col("rel_time") < 0)["band_low"].null_count() == int((es.rel_time < 0).sum())
+
+
+@pytest.mark.parametrize("method", ["twfe", "sunab"])
+def test_es_wildboot_full_enumeration_equals_brute_force(small, method):
+    es = sl.event_study(small, y="y", unit="unit", time="time", cohort="cohort", window=(-2, 2), method=method)
+    r = sl.wildboot(es, draws=9999, seed=0, band="all")
+    assert r.full_enumeration and r.draws == 256
+    if method == "twfe":
+        names = [n for n in es.extra["fit"].coefnames if n.startswith("_es_")]
+        R = np.eye(len(names))
+        kinds = ["simple", "dynamic"]
+        agg = np.vstack([es.default_weights(k) for k in kinds])
+    else:
+        names, R = es.extra["cell_names"], es.extra["cell_R"]
+        kinds = ["simple", "dynamic", "group"]
+        agg = np.vstack([es.extra["cell_weights"](k) for k in kinds])
+    contrasts = np.vstack([R, agg])
+    pv, tu, du, V = _brute(es, names, contrasts)
+    k = es.rel_time.size
+    # the contrasts are the event study's own estimates (independent check of the weights)
+    y, X, _ = _dummy_design(es, names)
+    b = np.linalg.lstsq(X, y, rcond=None)[0][: len(names)]
+    np.testing.assert_allclose(R @ b, es.coef, rtol=1e-8)
+    for i, kind in enumerate(kinds):
+        assert agg[i] @ b == pytest.approx(es.aggregate(kind).estimate, rel=1e-8)
+        assert r.aggregate(kind).pvalue == pytest.approx(pv[k + i], abs=1e-12)
+    np.testing.assert_allclose(r.pvalue, pv[:k], atol=1e-12)
+    # sup-t band over all periods: the 95% quantile of max |t*| over the 256 WCU draws (t's with
+    # the fit's CRV1 small-sample factor, read off its standard errors)
+    adj = es.se[0] ** 2 / V[0, 0]
+    tu = tu / np.sqrt(adj)
+    np.testing.assert_allclose(np.sort(np.abs(r.tstar), axis=0), np.sort(np.abs(tu[:, :k]), axis=0), rtol=1e-8,
+                               atol=1e-12)
+    crit = np.quantile(np.abs(tu[:, :k]).max(axis=1), 0.95, method="inverted_cdf")
+    assert r.band_crit == pytest.approx(crit, rel=1e-8)
+    np.testing.assert_allclose(r.band_high - r.band_low, 2 * crit * es.se, rtol=1e-8)
+    # joint pre-trend test: Wald form of the leads against its WCU distribution
+    lead = np.flatnonzero(es.rel_time < 0)
+    Vp = np.linalg.pinv(adj * V[np.ix_(lead, lead)])
+    w_obs = es.coef[lead] @ Vp @ es.coef[lead]
+    w = np.einsum("bi,ij,bj->b", du[:, lead], Vp, du[:, lead])
+    assert r.pretrend_pvalue == pytest.approx(np.mean(w >= w_obs * (1 - 1e-8)), abs=1e-12)
+
+
+def test_es_wildboot_interval_inverts_brute_force_test(small):
+    es = sl.event_study(small, y="y", unit="unit", time="time", cohort="cohort", window=(-2, 2))
+    r = sl.wildboot(es, draws=9999, seed=0)
+    names = [n for n in es.extra["fit"].coefnames if n.startswith("_es_")]
+    j = int(np.flatnonzero(es.rel_time == 0)[0])
+    c = np.eye(len(names))[j][None, :]
+    eps = 1e-6 * es.se[j]
+    for end, inward in ((r.ci_low[j], +1), (r.ci_high[j], -1)):
+        assert _brute(es, names, c, h0=end + inward * eps)[0][0] >= 0.05
+        assert _brute(es, names, c, h0=end - inward * eps)[0][0] < 0.05
+
+
+def test_es_wildboot_n_jobs_invariant_and_wcu():
+    df = _panel(30, 7, [3] * 8 + [5] * 8 + [0] * 14, seed=2)
+    es = sl.event_study(df, y="y", unit="unit", time="time", cohort="cohort", window=(-2, 3), method="sunab")
+    a = sl.wildboot(es, draws=9999, seed=4, weights="webb", n_jobs=1)
+    b = sl.wildboot(es, draws=9999, seed=4, weights="webb", n_jobs=2, backend="threading")
+    np.testing.assert_array_equal(a.tstar, b.tstar)
+    np.testing.assert_array_equal(a.pvalue, b.pvalue)
+    np.testing.assert_array_equal(a.ci_low, b.ci_low)
+    assert a.band_crit == b.band_crit and a.pretrend_pvalue == b.pretrend_pvalue
+    u = sl.wildboot(es, draws=999, seed=4, impose_null=False)
+    # WCU p-values are the share of |t*| >= |t| of the band's own draws
+    t = es.coef / es.se
+    np.testing.assert_allclose(u.pvalue, [np.mean(np.abs(u.tstar[:, j]) >= abs(t[j]) * (1 - 1e-10))
+                                          for j in range(t.size)], atol=1e-12)
+
+
+def test_es_wildboot_refusals(small):
+    es = sl.event_study(small, y="y", unit="unit", time="time", cohort="cohort", window=(-2, 2),
+                        method="imputation")
+    with pytest.raises(WildBootError, match="method='twfe' and 'sunab'"):
+        sl.wildboot(es, draws=99)
+    es = sl.event_study(small, y="y", unit="unit", time="time", cohort="cohort", window=(-2, 2))
+    with pytest.raises(WildBootError, match="param"):
+        sl.wildboot(es, param="x")
+    with pytest.raises(WildBootError, match="band"):
+        sl.wildboot(es, band="pre")
+    with pytest.raises(WildBootError, match="not available"):
+        sl.wildboot(es, draws=99).aggregate("calendar")
