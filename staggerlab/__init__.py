@@ -10,8 +10,10 @@ from .inference.did.cs import callaway_santanna, cs
 from .inference.did.dcdh import twfe_weights
 from .inference.did.event_study import EventStudyResult, event_study
 from .inference.did.honest import honest
+from .inference.did.pretrend_power import PretrendPower, pretrend_power
 from .inference.regression.feiv import FeivResult, IVFormula, feiv
 from .inference.regression.formula import Formula
+from .inference.resampling.es_wildboot import EventStudyBootResult
 from .inference.resampling.placebo import PlaceboResult, placebo, placebo_timing
 from .inference.resampling.split import split_difference
 from .inference.resampling.wildboot import WildBootResult, wildboot
@@ -41,12 +43,15 @@ __all__ = [
     "bacon",
     "twfe_weights",
     "honest",
+    "pretrend_power",
+    "PretrendPower",
     "split_difference",
     "placebo",
     "placebo_timing",
     "PlaceboResult",
     "wildboot",
     "WildBootResult",
+    "EventStudyBootResult",
     "feiv",
     "FeivResult",
     "heckman",

@@ -193,3 +193,80 @@ def test_es_wildboot_refusals(small):
         sl.wildboot(es, band="pre")
     with pytest.raises(WildBootError, match="not available"):
         sl.wildboot(es, draws=99).aggregate("calendar")
+
+
+# ---------------------------------------------------------------- pre-trend power
+def _es(rel, V, ref=-1):
+    from staggerlab.inference.did.event_study import EventStudyResult
+
+    return EventStudyResult(rel, np.zeros(len(rel)), np.asarray(V), ref, "twfe", 100)
+
+
+def test_pretrend_power_one_lead_closed_form():
+    from scipy import stats
+
+    # leads: -3 (one coefficient); posts 0, 1; reference -1
+    V = np.array([[0.25, 0.10, 0.05], [0.10, 0.36, 0.12], [0.05, 0.12, 0.49]])
+    pp = sl.pretrend_power(_es([-3, 0, 1], V))
+    z = stats.norm.ppf(0.975)
+    se = np.sqrt(np.diag(V))
+    for slope in (0.0, 0.2, -0.35):
+        m = slope * (-3 + 1) / se[0]
+        assert pp.power(slope) == pytest.approx(stats.norm.sf(z - m) + stats.norm.cdf(-z - m), abs=1e-12)
+    s80 = pp.slope(0.8)
+    assert pp.power(s80) == pytest.approx(0.8, abs=1e-8) and s80 > 0
+    # conditional bias and coverage of the post coefficients from the truncated bivariate normal
+    slope = 0.3
+    d = slope * (np.array([-3, 0, 1]) + 1)
+    lo, hi = -z * se[0] - d[0], z * se[0] - d[0]  # e_pre range that passes
+    e_pre = stats.truncnorm.mean(lo / se[0], hi / se[0], scale=se[0])
+    ppass = stats.norm.cdf(hi / se[0]) - stats.norm.cdf(lo / se[0])
+    tab = pp.conditional(slope, draws=400_000, seed=1)
+    zc = stats.norm.ppf(0.975)
+    for j, t in enumerate([0, 1]):
+        bias = d[1 + j] + V[0, 1 + j] / V[0, 0] * e_pre
+        C = V[np.ix_([0, 1 + j], [0, 1 + j])]
+        box = stats.multivariate_normal.cdf([hi, zc * se[1 + j] - d[1 + j]], cov=C,
+                                            lower_limit=[lo, -zc * se[1 + j] - d[1 + j]])
+        row = tab.filter(pl.col("rel_time") == t)
+        assert row["bias"][0] == pytest.approx(bias, abs=1e-2)
+        assert row["coverage"][0] == pytest.approx(box / ppass, abs=1e-2)
+    assert tab["pass_probability"][0] == pytest.approx(ppass, abs=1e-2)
+
+
+@pytest.mark.parametrize("test", ["individual", "wald"])
+def test_pretrend_power_matches_simulation(test):
+    rng = np.random.default_rng(3)
+    rel = [-4, -3, -2, 0, 1, 2]
+    M = rng.normal(size=(6, 6))
+    V = 0.04 * (M @ M.T / 6 + np.eye(6))
+    pp = sl.pretrend_power(_es(rel, V), test=test)
+    slope = pp.slope(0.5)
+    assert pp.power(slope) == pytest.approx(0.5, abs=1e-7)
+    b = rng.multivariate_normal(pp.trend(slope), V, size=200_000)
+    pre = b[:, :3]
+    if test == "individual":
+        reject = (np.abs(pre / np.sqrt(np.diag(V))[:3]) > 1.959963984540054).any(axis=1)
+    else:
+        from scipy import stats
+
+        reject = np.einsum("bi,ij,bj->b", pre, np.linalg.inv(V[:3, :3]), pre) > stats.chi2.ppf(0.95, 3)
+    for s in (slope, 0.5 * slope, 2 * slope):
+        r = reject if s == slope else None
+        if r is None:
+            bs = rng.multivariate_normal(pp.trend(s), V, size=200_000)[:, :3]
+            r = ((np.abs(bs / np.sqrt(np.diag(V))[:3]) > 1.959963984540054).any(axis=1) if test == "individual"
+                 else pp.passes(np.column_stack([bs, np.zeros((bs.shape[0], 3))])) == 0)
+        assert pp.power(s) == pytest.approx(r.mean(), abs=1e-2)
+    assert pp.tidy()["slope"][1] > pp.tidy()["slope"][0]
+    pp.plot()
+
+
+def test_pretrend_power_refusals():
+    V = np.eye(3) * 0.1
+    with pytest.raises(sl.errors.EventStudyError, match="no lead"):
+        sl.pretrend_power(_es([0, 1, 2], V))
+    with pytest.raises(sl.errors.ArgumentError, match="size"):
+        sl.pretrend_power(_es([-2, 0, 1], V), level=0.95 + 0.1)
+    with pytest.raises(sl.errors.ArgumentError, match="power"):
+        sl.pretrend_power(_es([-2, 0, 1], V)).slope(0.01)

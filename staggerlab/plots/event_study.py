@@ -8,7 +8,7 @@ import numpy as np
 
 from ._figure import axes, interval_bars
 
-__all__ = ["plot_event_study", "plot_event_studies", "plot_event_study_band"]
+__all__ = ["plot_event_study", "plot_event_studies", "plot_event_study_band", "plot_pretrend_power"]
 
 
 def plot_event_study(result: Any, path: str | None = None, *, level: float = 0.95, ax: Any = None,
@@ -138,6 +138,37 @@ def plot_event_study_band(result: Any, path: str | None = None, *, ax: Any = Non
         ax.set_xticks(ticks)
     ax.legend(frameon=False, loc="best")
     fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=150)
+    return fig
+
+
+def plot_pretrend_power(pp: Any, path: str | None = None, *, power: float = 0.8, ax: Any = None,
+                        title: str | None = None) -> Any:
+    """The event study with the linear trend its pre-test detects with ``power``.
+
+    Parameters
+    ----------
+    pp : PretrendPower
+        Anything with ``es``, ``slope(power)``, ``trend(slope)``, ``rel_time`` and ``ref``.
+    path : str, optional
+        Save the figure there.
+    power : float
+        Power of the drawn trend.
+    ax : matplotlib Axes, optional
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig = plot_event_study(pp.es, ax=ax, title=title or "Event study and the trend its pre-test would detect")
+    ax = fig.axes[0] if ax is None else ax
+    slope = pp.slope(power)
+    x = np.union1d(pp.rel_time, [pp.ref])
+    ax.plot(x, slope * (x - pp.ref), color="C3", linestyle="-.",
+            label=f"trend detected with {int(round(power * 100))}% power (slope {slope:.3g})")
+    ax.legend(frameon=False, loc="best")
     if path is not None:
         fig.savefig(path, dpi=150)
     return fig
