@@ -25,8 +25,12 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
         return markdown
     import staggerlab
 
-    skip = {"errors", "simulate", "__version__"}
-    names = [n for n in staggerlab.__all__ if n not in skip]
-    blocks = [f"::: staggerlab.{n}" for n in names]
-    blocks += ["::: staggerlab.simulate", "::: staggerlab.errors"]
+    blocks = []
+    for name in staggerlab.__all__:
+        if name == "__version__":
+            continue
+        obj = getattr(staggerlab, name)
+        # the defining module's path: the package's public names are loaded lazily
+        path = obj.__name__ if isinstance(obj, type(staggerlab)) else f"{obj.__module__}.{obj.__qualname__}"
+        blocks.append(f"::: {path}")
     return markdown.replace(MARK, "\n\n".join(blocks))

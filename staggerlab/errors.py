@@ -105,6 +105,12 @@ class EventStudyError(StaggerlabError, ValueError):
     """An event study cannot be set up as requested (window, reference, method)."""
 
 
+class ReferencePeriodError(EventStudyError):
+    """The event study's coefficients would not be relative to the named reference
+    period(s): a reference period is not observed, or the relative-period dummies
+    are collinear with the fixed effects (one more period must be normalised)."""
+
+
 class InfeasibleBalanceError(StaggerlabError, ValueError):
     """No positive control weights can reproduce the treated moments."""
 
@@ -119,6 +125,11 @@ class EntropyIndexError(StaggerlabError, ValueError):
 
 class SelectionError(StaggerlabError, ValueError):
     """The selection indicator is unusable (not 0/1, or no variation)."""
+
+
+class PowerError(StaggerlabError, ValueError):
+    """A power study cannot answer as asked (e.g. the target power is not reached on the effect grid)."""
+
 
 class StaggerlabWarning(UserWarning):
     """Base class of staggerlab warnings."""
@@ -154,3 +165,14 @@ class MatchingWarning(StaggerlabWarning):
 class ResidualVarianceWarning(StaggerlabWarning):
     """The covariates predict the treatment (almost) perfectly: the variance of
     its residual, on which the estimate rests, is near zero."""
+
+
+class AdoptionGapWarning(StaggerlabWarning):
+    """Adoption periods are not pinned down by the data: a unit's adoption-period
+    row is missing (so only an interval is known), or a cohort value is missing
+    and read as never treated."""
+
+
+class UnboundedIntervalWarning(StaggerlabWarning):
+    """A confidence set is the whole line (or a half-line): no null value far
+    from the estimate is rejected, e.g. a wild bootstrap with too few distinct draws."""

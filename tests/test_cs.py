@@ -31,8 +31,8 @@ def mpdta() -> pl.DataFrame:
     return pl.read_csv(DATA / "mpdta.csv")
 
 
-def _cs(df, **kw):
-    return cs(df, y="lemp", unit="countyreal", time="year", cohort="first.treat", **kw)
+def _cs(frame, **kw):
+    return cs(frame, y="lemp", unit="countyreal", time="year", cohort="first.treat", **kw)
 
 
 # --------------------------------------------------------------------------- R did (published)
@@ -387,3 +387,71 @@ def test_memory_does_not_hold_a_units_x_cells_matrix():
         tracemalloc.stop()
     one_matrix = n_u * res.att_gt().height * 8  # 72 MB here
     assert peak < 0.5 * one_matrix, (peak / 1e6, one_matrix / 1e6)
+
+
+# --------------------------------------------------------------------------- overall dynamic ATT (issue 16, item 6)
+@pytest.mark.parametrize("window, min_e, max_e", [((-1, 1), -np.inf, np.inf), ((-5, 5), -2, 2), ((0, 1), 1, 3)])
+def test_dynamic_overall_averages_all_event_times_unless_min_e_max_e(mpdta, window, min_e, max_e):
+    # reference: csdid's aggte(typec="dynamic", min_e=, max_e=) (R did's convention): the overall
+    # dynamic ATT averages every post event time in [min_e, max_e]; the window only selects the display
+    ref = _csdid(mpdta.to_pandas(), "never", "varying")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        agg_ref = ref.aggte(typec="dynamic", bstrap=False, min_e=min_e, max_e=max_e).atte
+    res = _cs(mpdta, window=window, min_e=min_e, max_e=max_e)
+    dyn = res.aggregate("dynamic")
+    assert dyn.estimate == pytest.approx(agg_ref["overall_att"], abs=1e-8)
+    assert dyn.se == pytest.approx(agg_ref["overall_se"], abs=1e-8)
+    e_ref = np.asarray(agg_ref["egt"], dtype=int)
+    shown = (e_ref >= window[0]) & (e_ref <= window[1])
+    np.testing.assert_array_equal(dyn.labels, e_ref[shown])
+    np.testing.assert_allclose(dyn.estimates, np.asarray(agg_ref["att_egt"])[shown], rtol=0, atol=1e-8)
+    np.testing.assert_allclose(dyn.ses, np.asarray(agg_ref["se_egt"], dtype=float)[shown], rtol=0, atol=1e-8)
+
+
+def test_dynamic_window_does_not_change_the_overall(mpdta):
+    # mpdta has event times -3..3: every window containing them gives R's published overall
+    narrow = _cs(mpdta, window=(-1, 0)).aggregate("dynamic")
+    assert narrow.estimate == pytest.approx(R_DYNAMIC_OVERALL, abs=R_TOL)
+    np.testing.assert_array_equal(narrow.labels, [-1, 0])
+    with pytest.raises(sl.errors.TreatmentError, match="min_e"):
+        _cs(mpdta, max_e=-1).aggregate("dynamic")
+    with pytest.raises(sl.errors.ArgumentError, match="min_e"):
+        _cs(mpdta, min_e=2, max_e=1)
+
+
+# --------------------------------------------------------------------------- few clusters (issue 16, item 7)
+def test_df_clusters_uses_t_with_g_minus_1(mpdta):
+    from scipy import stats
+
+    normal = _cs(mpdta)
+    tdist = _cs(mpdta, df="clusters")
+    G = mpdta["countyreal"].n_unique()
+    q = stats.t.ppf(0.975, G - 1)  # hand computation of the t_{G-1} quantile
+    np.testing.assert_allclose(tdist.coef, normal.coef, rtol=0, atol=0)
+    tab = tdist.tidy()
+    np.testing.assert_allclose(tab["ci_high"].to_numpy(), tdist.coef + q * tdist.se, rtol=1e-13)
+    np.testing.assert_allclose(normal.tidy()["ci_high"].to_numpy(),
+                               normal.coef + stats.norm.ppf(0.975) * normal.se, rtol=1e-13)
+    for kind in ("simple", "dynamic", "group"):
+        a = tdist.aggregate(kind)
+        row = a.tidy().filter(pl.col("term") == "overall")
+        assert row["ci_low"].item() == pytest.approx(a.estimate - q * a.se, rel=1e-13)
+    pt = tdist.pretrend_test()
+    assert pt.pvalue == pytest.approx(stats.f.sf(pt.wald / pt.df1, pt.df1, G - 1), rel=1e-12)
+    with pytest.raises(sl.errors.ArgumentError, match="df"):
+        _cs(mpdta, df="t")
+
+
+def test_dynamic_uniform_band_covers_every_event_time_whatever_the_window(mpdta):
+    # did::aggte(type="dynamic") draws its sup-t band over every event time; the window only
+    # selects the rows reported, so a narrow window reports the same band and bootstrap SEs
+    wide = _cs(mpdta, bootstrap=True, biters=499, seed=3).aggregate("dynamic")
+    narrow = _cs(mpdta, window=(-1, 1), bootstrap=True, biters=499, seed=3).aggregate("dynamic")
+    assert narrow.crit == wide.crit
+    keep = np.isin(wide.labels, [-1, 0, 1])
+    np.testing.assert_array_equal(narrow.ses, wide.ses[keep])
+    np.testing.assert_allclose(narrow.vcov, wide.vcov[np.ix_(keep, keep)], rtol=1e-13)
+    assert narrow.inf.shape == (wide.inf.shape[0], 3)
+    np.testing.assert_allclose(narrow.inf, wide.inf[:, keep], rtol=1e-13)
+    assert (narrow.estimate, narrow.se) == (wide.estimate, wide.se)

@@ -356,3 +356,99 @@ def test_lean_path_falls_back_to_feols():
         warnings.simplefilter("ignore")
         es = event_study(single, y="y", unit="unit", time="time", cohort="cohort", tuning=lean)
     assert not es.extra.get("lean")
+
+
+# ------------------------------------------------------------------ reference periods (issue 16, item 3)
+def _biennial() -> pd.DataFrame:
+    """Periods 0, 2, ..., 18 and cohorts adopting at even periods: relative period -1 never occurs."""
+    rng = np.random.default_rng(11)
+    units, times = 160, np.arange(0, 20, 2)
+    coh = rng.choice([6, 10, 14, 0], units)
+    u = np.repeat(np.arange(units), times.size)
+    t = np.tile(times, units)
+    g = coh[u]
+    y = rng.normal(size=units)[u] + 0.1 * t + ((g > 0) & (t >= g)) * 1.0 + rng.normal(size=u.size)
+    return pd.DataFrame({"unit": u, "time": t, "cohort": g, "y": y})
+
+
+@pytest.mark.parametrize("method", ["twfe", "sunab"])
+def test_unobserved_reference_period_is_refused_by_name(method):
+    df = _biennial()
+    with pytest.raises(sl.errors.ReferencePeriodError, match=r"reference period -1 is not observed.*"
+                       r"\[-5, -4, -2, 0, 2, 4, 5\].*ref=-2"):
+        event_study(df, y="y", unit="unit", time="time", cohort="cohort", method=method)
+
+
+def test_biennial_twfe_with_observed_reference_equals_pyfixest():
+    # reference: pyfixest's i() with the reference period the error message suggests
+    df = _biennial()
+    df["rb"] = np.where(df.cohort > 0, np.clip(df.time - df.cohort, -5, 5), -2)
+    ref = pf.feols("y ~ i(rb, ref=-2) | unit + time", df, vcov={"CRV1": "unit"}).tidy()
+    es = event_study(df, y="y", unit="unit", time="time", cohort="cohort", ref=-2)
+    assert es.rel_time.tolist() == [_rel_of(n) for n in ref.index]
+    np.testing.assert_allclose(es.coef, ref["Estimate"], rtol=RTOL_PYFIXEST, atol=ATOL_PYFIXEST)
+    np.testing.assert_allclose(es.se, ref["Std. Error"], rtol=RTOL_PYFIXEST, atol=ATOL_PYFIXEST)
+    assert "reference period -2" in es.summary()
+
+
+def _all_treated() -> pd.DataFrame:
+    # every unit adopts (cohorts 3..7 of periods 1..8); before period 7 the last cohort is untreated
+    df = sl.simulate.staggered(200, 8, never_share=0.0, cohorts=[3, 4, 5, 6, 7], start=1, seed=4).to_pandas()
+    return df[df.time < 7].reset_index(drop=True)
+
+
+def test_collinear_dummies_without_never_treated_are_refused():
+    df = _all_treated()
+    with pytest.raises(sl.errors.ReferencePeriodError, match=r"without never-treated units.*ref=\[-1, -6\]"):
+        event_study(df, y="y", unit="unit", time="time", cohort="cohort", bin_endpoints=False, window=(-6, 6))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", sl.errors.CollinearityWarning)  # refused, not dropped with a warning
+        with pytest.raises(sl.errors.ReferencePeriodError):
+            event_study(df, y="y", unit="unit", time="time", cohort="cohort", bin_endpoints=False, window=(-6, 6))
+    with pytest.raises(sl.errors.ReferencePeriodError, match="method='twfe' only"):
+        event_study(df, y="y", unit="unit", time="time", cohort="cohort", method="sunab", ref=[-1, -4])
+
+
+def test_two_reference_periods_equal_explicit_dummies_in_pyfixest(tmp_path):
+    # reference: pyfixest on hand-made dummies for every relative period except -1 and -4
+    df = _all_treated()
+    rel = df.time - df.cohort
+    names = []
+    for r in sorted(set(rel) - {-1, -4}):
+        names.append(f"d{'m' if r < 0 else 'p'}{abs(r)}")
+        df[names[-1]] = (rel == r).astype(float)
+    fit = pf.feols(f"y ~ {' + '.join(names)} | unit + time", df, vcov={"CRV1": "unit"})
+    es = event_study(df, y="y", unit="unit", time="time", cohort="cohort", bin_endpoints=False, window=(-6, 6),
+                     ref=[-1, -4])
+    assert es.rel_time.tolist() == sorted(set(rel) - {-1, -4})
+    np.testing.assert_allclose(es.coef, fit.coef().values, rtol=RTOL_PYFIXEST, atol=ATOL_PYFIXEST)
+    np.testing.assert_allclose(es.se, fit.se().values, rtol=RTOL_PYFIXEST, atol=ATOL_PYFIXEST)
+    assert (es.ref, es.refs) == (-1, (-1, -4))
+    assert "reference periods -1, -4" in es.summary()
+    fig = es.plot()
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert "reference (-1, -4)" in labels
+
+
+# ------------------------------------------------------------------ few clusters (issue 16, item 7)
+@pytest.mark.parametrize("method", ["sunab", "imputation", "cs"])
+def test_df_clusters_gives_t_quantiles_with_g_minus_1(method):
+    from scipy import stats
+
+    df = sl.simulate.staggered(50, 8, seed=1)
+    G = df["unit"].n_unique()  # clusters = units, counted by hand
+    kw = dict(y="y", unit="unit", time="time", cohort="cohort", method=method)
+    es_t = event_study(df, df="clusters", **kw)
+    es_n = event_study(df, df="normal", **kw)
+    for res, q in ((es_t, stats.t.ppf(0.975, G - 1)), (es_n, stats.norm.ppf(0.975))):
+        tab = res.tidy()
+        est, se = tab["estimate"].to_numpy(), tab["se"].to_numpy()
+        np.testing.assert_allclose(tab["ci_high"].to_numpy(), est + q * se, rtol=1e-12)
+        a = res.aggregate("simple")
+        lo = a.tidy()["ci_low"][0]
+        assert lo == pytest.approx(a.estimate - q * a.se, rel=1e-12)
+    np.testing.assert_allclose(es_t.coef, es_n.coef, rtol=0, atol=0)
+    pt = es_t.pretrend_test()
+    assert pt.pvalue == pytest.approx(stats.f.sf(pt.wald / pt.df1, pt.df1, G - 1), rel=1e-10)
+    with pytest.raises(EventStudyError, match="df"):
+        event_study(df, df="t", **kw)

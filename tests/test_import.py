@@ -33,3 +33,26 @@ def test_import_changes_no_environment_variable_of_its_own():
 
 def test_import_loads_no_plotting_backend():
     assert "matplotlib.pyplot" not in _probe("import staggerlab")["modules"]
+
+
+def test_import_is_lazy():
+    # the public names load their modules on first use
+    mods = _probe_modules("import staggerlab", ("numba", "polars", "scipy", "staggerlab.inference"))
+    assert mods == []
+
+
+def test_every_public_name_resolves():
+    import staggerlab
+
+    for name in staggerlab.__all__:
+        assert getattr(staggerlab, name) is not None, name
+    # the submodule of the same name does not hide the function
+    import staggerlab.battery  # noqa: F401
+
+    assert callable(staggerlab.battery)
+
+
+def _probe_modules(imports: str, names: tuple[str, ...]) -> list[str]:
+    code = f"import sys\n{imports}\nprint(' '.join(m for m in {names!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.split()

@@ -308,3 +308,69 @@ def test_run_lengths(values):
     want = [len(list(g)) for _, g in groupby(values)]
     np.testing.assert_array_equal(run_lengths(pl.Series(values, dtype=pl.Int64)), want)
     np.testing.assert_array_equal(run_lengths(pl.Series([str(v) for v in values], dtype=pl.String)), want)
+
+
+# ------------------------------------------- adoption gaps (issue 16, item 4)
+def _gapped(step: int = 1) -> tuple[pl.DataFrame, int]:
+    """Staggered panel (periods ``step`` apart) whose adoption-period row is dropped
+    for some treated units; returns it and the number of such units (by hand)."""
+    df = sl.simulate.staggered(120, 8, seed=5).with_columns(time=pl.col("time") * step,
+                                                            cohort=pl.col("cohort") * step)
+    rng = np.random.default_rng(5)
+    treated = df.filter(pl.col("cohort") > df["time"].min())["unit"].unique().sort().to_numpy()
+    hit = rng.choice(treated, 15, replace=False)
+    out = df.filter(~(pl.col("unit").is_in(hit.tolist()) & (pl.col("time") == pl.col("cohort"))))
+    return out, hit.size
+
+
+def _bounded_by_hand(df: pl.DataFrame, step: int) -> int:
+    per = df.group_by("unit").agg(
+        last0=pl.col("time").filter(pl.col("treat") == 0).max(),
+        first1=pl.col("time").filter(pl.col("treat") == 1).min(),
+    ).drop_nulls()
+    return int((per["first1"] - per["last0"] > step).sum())
+
+
+@pytest.mark.parametrize("step", [1, 2])
+@pytest.mark.parametrize("layout", ["codes", "runs"])
+def test_adoption_gap_warning_counts_units_whose_adoption_is_bounded(step, layout):
+    from staggerlab.errors import AdoptionGapWarning
+    from staggerlab.panels.adoption import adoption_times
+
+    df, n_hit = _gapped(step)
+    assert _bounded_by_hand(df, step) == n_hit
+    d, t = df["treat"].to_numpy().astype(float), df["time"].to_numpy()
+    if layout == "codes":
+        perm = np.random.default_rng(1).permutation(df.height)  # rows in any order
+        uniq, codes = np.unique(df["unit"].to_numpy()[perm], return_inverse=True)
+        kw = dict(units=uniq, unit_codes=codes)
+        d, t = d[perm], t[perm]
+    else:
+        kw = dict(units=df["unit"], run_lengths=df.group_by("unit", maintain_order=True).len()["len"].cast(pl.Int64).to_numpy())
+    with pytest.warns(AdoptionGapWarning, match=rf"for {n_hit} unit\(s\) the adoption period is not observed.*cohort="):
+        a = adoption_times(d, t, column="treat", **kw)
+    assert a.n_bounded == n_hit
+    # a balanced panel with periods `step` apart is not gapped
+    full = sl.simulate.staggered(60, 6, seed=2).with_columns(time=pl.col("time") * step)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AdoptionGapWarning)
+        lens = full.group_by("unit", maintain_order=True).len()["len"].cast(pl.Int64).to_numpy()
+        assert adoption_times(full["treat"].to_numpy().astype(float), full["time"].to_numpy(), column="treat",
+                              units=full["unit"], run_lengths=lens).n_bounded == 0
+
+
+def test_event_study_warns_on_gaps_and_on_missing_cohorts():
+    from staggerlab.errors import AdoptionGapWarning
+    from staggerlab.inference.did.event_study import event_study
+
+    df, n_hit = _gapped()
+    with pytest.warns(AdoptionGapWarning, match=f"for {n_hit} unit"):
+        event_study(df, y="y", unit="unit", time="time", treat="treat", method="imputation")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AdoptionGapWarning)  # the known cohorts: nothing to warn about
+        event_study(df, y="y", unit="unit", time="time", cohort="cohort", method="imputation")
+    never = df.filter(pl.col("cohort") == 0)["unit"].unique().sort()[:4].to_list()
+    missing = df.with_columns(pl.when(pl.col("unit").is_in(never)).then(None).otherwise(pl.col("cohort"))
+                              .alias("cohort"))
+    with pytest.warns(AdoptionGapWarning, match=r"missing \(null or NaN\) for 4 unit"):
+        event_study(missing, y="y", unit="unit", time="time", cohort="cohort", method="imputation")

@@ -21,6 +21,7 @@ from staggerlab.inference.resampling.wildboot import (
     enumeration_weights,
     wildboot,
 )
+from staggerlab.inference.resampling.wildboot_design import cluster_codes
 
 #: bootstrap t's and p-values against wildboottest / the brute-force reference
 EXACT_TOL = 1e-10
@@ -250,7 +251,7 @@ def test_brute_force_subcluster_bootstrap(medium):
     V = draw_weights("rademacher", 12, 60, np.random.default_rng(2))
     wb = wildboot(fit, param="x1", bootcluster="unit", confint=False, weight_matrix=V)
     d = fit.design
-    boot = wildboot.__globals__["_cluster_codes"](fit, "unit")
+    boot = cluster_codes(fit, "unit")
     ref = _brute_force(df, fit, param="x1", h0=0.0, impose_null=True, boot=boot,
                        parts=[(d.clusters["state"], 1.0)], V=V)
     np.testing.assert_allclose(wb.statistics, ref, rtol=EXACT_TOL, atol=EXACT_TOL)
@@ -443,3 +444,72 @@ def test_row_and_cluster_chunks_do_not_change_results(fml, vcov, extra):
             np.testing.assert_allclose(got.statistics, r.statistics, rtol=1e-10, atol=1e-12)
             np.testing.assert_allclose(got.confint, r.confint, rtol=1e-9)
             assert got.pvalue == r.pvalue
+
+
+# ------------------------------------------- ties, Mammen enumeration, unbounded sets (issue 16, item 5)
+def _mammen_all(G: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every Mammen weight vector (G x 2^G) and its probability, by hand from the definition."""
+    import itertools
+
+    s5 = math.sqrt(5.0)
+    low, high, p_high = -(s5 - 1) / 2, (s5 + 1) / 2, (s5 - 1) / (2 * s5)
+    V = np.array(list(itertools.product([low, high], repeat=G))).T
+    prob = np.prod(np.where(V == high, p_high, 1 - p_high), axis=0)
+    return V, prob
+
+
+@pytest.mark.parametrize("h0", [0.0, 0.5, 1.0])
+def test_mammen_full_enumeration_matches_brute_force_probabilities(small, h0):
+    """Reference: every one of the 2^8 Mammen draws refitted by least squares, each
+    weighted by its probability; ties (|t*| = |t| to 1e-9) count as extreme."""
+    df, _ = small
+    fit = sl.feols("y ~ treat + x1 + x2 | unit + time", df, vcov={"CRV1": "unit"})
+    wb = wildboot(fit, param="treat", weights="mammen", draws=9999, h0=h0, confint=False)
+    assert wb.full_enumeration and wb.draws == 256 and "Mammen" in wb.note
+    cl = fit.design.clusters["unit"]
+    V, prob = _mammen_all(8)
+    tb = _brute_force(df, fit, param="treat", h0=h0, impose_null=True, boot=cl, parts=[(cl, 1.0)], V=V)
+    np.testing.assert_allclose(wb.statistics, tb, rtol=1e-8, atol=1e-8)
+    extreme = np.abs(tb) >= abs(wb.tstat) * (1 - 1e-9)
+    assert wb.pvalue == pytest.approx(prob @ extreme, abs=1e-12)
+
+
+def test_rademacher_enumeration_pvalue_differs_from_wildboottest_by_two_ties(small):
+    """With full enumeration under WCR the all-+1 and all--1 draws reproduce +-t:
+    staggerlab counts them, wildboottest (strict >) does not, so p differs by 2/2^G."""
+    df, dummies = small
+    fit = sl.feols("y ~ treat + x1 + x2 + " + " + ".join(dummies), df, vcov={"CRV1": "unit"})
+    wb = wildboot(fit, param="treat", confint=False)
+    X = np.column_stack([np.ones(df.height)] + [df[c].to_numpy().astype(float) for c in ["treat", "x1", "x2", *dummies]])
+    ref = _wbt(X, df["y"].to_numpy(), fit.design.clusters["unit"], 1, impose_null=True)
+    assert ref.full_enumeration and wb.full_enumeration
+    t, tb = abs(float(ref.t_stat)), np.abs(ref.t_boot)
+    strict = np.mean(tb > t * (1 + 1e-9))  # wildboottest's rule, with the two tying draws kept out
+    assert wb.pvalue == pytest.approx(strict + 2 / 2**8, abs=1e-12)
+    assert ref.pvalue <= wb.pvalue  # its own rounding may or may not count a tie
+
+
+def test_mammen_with_eight_clusters_gives_an_unbounded_interval(small):
+    """8% of the Mammen draws (all weights equal: probability p^8 + (1-p)^8, by hand) tie
+    with t at every null, so no null is rejected at 5%: the set is the whole line."""
+    df, _ = small
+    fit = sl.feols("y ~ treat + x1 + x2 | unit + time", df, vcov={"CRV1": "unit"})
+    _, prob = _mammen_all(8)
+    tie_mass = prob[0] + prob[-1]
+    assert tie_mass > 0.05
+    with pytest.warns(sl.errors.UnboundedIntervalWarning, match="webb"):
+        wb = wildboot(fit, param="treat", weights="mammen", draws=9999)
+    assert wb.confint == (-math.inf, math.inf) and wb.unbounded
+    assert wb.tidy()["unbounded"].item() and "unbounded" in wb.summary()
+    # brute force far from the estimate: the p-value is the tie mass, above 5%
+    cl = fit.design.clusters["unit"]
+    V, _ = _mammen_all(8)
+    far = wb.estimate + 1e4 * wb.se
+    tb = _brute_force(df, fit, param="treat", h0=far, impose_null=True, boot=cl, parts=[(cl, 1.0)], V=V)
+    t_far = (wb.estimate - far) / wb.se
+    assert prob @ (np.abs(tb) >= abs(t_far) * (1 - 1e-6)) >= tie_mass - 1e-12
+    assert wb.pvalue_at(far) == pytest.approx(tie_mass, abs=1e-12)
+    # Rademacher and Webb bound the same interval
+    for w in ("rademacher", "webb"):
+        r = wildboot(fit, param="treat", weights=w, draws=999)
+        assert np.isfinite(r.confint).all() and not r.unbounded

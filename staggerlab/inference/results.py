@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
-__all__ = ["Result", "Aggregate", "PretrendTest", "interval"]
+__all__ = ["Result", "Aggregate", "PretrendTest", "interval", "critical_value"]
 
 
 class Result(ABC):
@@ -44,9 +44,14 @@ class Result(ABC):
         return self.summary()
 
 
+def critical_value(alpha: float, df: int | None) -> float:
+    """Two-sided size-``alpha`` critical value of a t(``df``) reference, or the normal one when ``df`` is None/0."""
+    return float(stats.t.ppf(1 - alpha / 2, df) if df else stats.norm.ppf(1 - alpha / 2))
+
+
 def interval(est: np.ndarray, se: np.ndarray, df: int | None, level: float) -> tuple[np.ndarray, np.ndarray]:
     """``level`` confidence intervals from a t(``df``) reference, or the normal one when ``df`` is None/0."""
-    q = stats.t.ppf(0.5 + level / 2, df) if df else stats.norm.ppf(0.5 + level / 2)
+    q = critical_value(1.0 - level, df)
     return est - q * se, est + q * se
 
 

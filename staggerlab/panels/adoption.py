@@ -4,12 +4,13 @@ weights, the battery), with one set of error messages."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..errors import NonAbsorbingTreatmentError, TreatmentError
+from ..errors import AdoptionGapWarning, NonAbsorbingTreatmentError, TreatmentError
 from ..kernels.adoption import adoption_by_row, adoption_by_run
 
 __all__ = ["Adoption", "adoption_times"]
@@ -29,11 +30,21 @@ class Adoption:
         with ``allow_switching=True``; ``g`` is then the first treated period).
     n_switching : int
         Number of units whose treatment switches off.
+    n_bounded : int
+        Number of treated units whose adoption is only bounded (0/1 treatment):
+        the gap between their last untreated and first treated observed periods
+        exceeds the panel's period step, so ``g`` (the first treated observed
+        period) is an upper bound of the true adoption period.
+    n_missing : int
+        Number of units whose cohort value is missing (NaN), read as never
+        treated (cohort column).
     """
 
     g: np.ndarray
     absorbing: bool
     n_switching: int
+    n_bounded: int = 0
+    n_missing: int = 0
 
 
 def _plain(v: Any) -> Any:
@@ -83,6 +94,16 @@ def adoption_times(
     -------
     Adoption
 
+    Warns
+    -----
+    AdoptionGapWarning
+        With a 0/1 treatment on an unbalanced panel: units whose adoption-period
+        row is missing get their first treated observed period as adoption
+        period, which only bounds it; the warning counts them. Pass a cohort
+        column of the known adoption periods instead (``cohort=`` in the
+        staggered estimators). With a cohort column: units whose cohort is NaN,
+        read as never treated (code never-treated units as 0).
+
     Raises
     ------
     TreatmentError
@@ -122,4 +143,56 @@ def adoption_times(
         )
     if require_treated and not (g != 0).any():
         raise TreatmentError(f"{'cohort column' if cohort else 'treatment'} {column!r} never varies: no unit is ever treated")
-    return Adoption(g, n_bad == 0, int(n_bad))
+    n_bounded = n_missing = 0
+    if cohort:
+        n_missing = _units_with(np.isnan(values) if values.dtype.kind == "f" else None, unit_codes, run_lengths)
+        if n_missing:
+            warnings.warn(
+                f"cohort column {column!r} is missing (null or NaN) for {n_missing} unit(s); they are read as never "
+                "treated. Code never-treated units as 0 if that is what they are.",
+                AdoptionGapWarning, stacklevel=3,
+            )
+    elif n_bad == 0:
+        n_bounded = _bounded_adoptions(g, values, time, unit_codes, run_lengths)
+        if n_bounded:
+            warnings.warn(
+                f"treatment {column!r}: for {n_bounded} unit(s) the adoption period is not observed (the gap between "
+                "the last untreated and the first treated observed period is longer than the panel's period step); "
+                "their first treated observed period is used, an upper bound of the adoption period. If the "
+                "adoption periods are known, pass them as a cohort column (cohort=) instead of treat=.",
+                AdoptionGapWarning, stacklevel=3,
+            )
+    return Adoption(g, n_bad == 0, int(n_bad), n_bounded, n_missing)
+
+
+def _units_with(flag: np.ndarray | None, unit_codes: np.ndarray | None, run_lengths: np.ndarray | None) -> int:
+    """Number of units with at least one flagged row."""
+    if flag is None or not flag.any():
+        return 0
+    if unit_codes is not None:
+        return int(np.unique(unit_codes[flag]).size)
+    starts = np.cumsum(run_lengths) - run_lengths
+    return int((np.add.reduceat(flag.astype(np.int64), starts) > 0).sum())
+
+
+def _bounded_adoptions(g: np.ndarray, values: np.ndarray, time: np.ndarray, unit_codes: np.ndarray | None,
+                       run_lengths: np.ndarray | None) -> int:
+    """Treated units (absorbing 0/1 treatment) observed untreated whose first treated
+    observed period is more than one period step after their last untreated one."""
+    untreated = values == 0
+    if unit_codes is not None:
+        last0 = np.full(g.size, np.iinfo(np.int64).min, dtype=np.int64)
+        np.maximum.at(last0, unit_codes[untreated], time[untreated].astype(np.int64))
+        seen = last0 > np.iinfo(np.int64).min
+    else:
+        # rows sorted by unit and time, treatment absorbing: a unit's untreated rows come first
+        starts = np.cumsum(run_lengths) - run_lengths
+        n0 = np.add.reduceat(untreated.astype(np.int64), starts)
+        seen = n0 > 0
+        last0 = np.where(seen, time[starts + np.maximum(n0, 1) - 1], 0).astype(np.int64)
+    gap = np.where(seen & (g != 0), g - last0, 0)
+    if gap.max(initial=0) <= 1:  # integer periods: a step is at least 1
+        return 0
+    times = np.unique(time)
+    step = int(np.diff(times).min()) if times.size > 1 else 1
+    return int((gap > step).sum())

@@ -15,8 +15,8 @@ def plot_event_study(result: Any, path: str | None = None, *, level: float = 0.9
                      title: str | None = None) -> Any:
     """Plot an event-study result against relative time.
 
-    Point estimates with ``level`` confidence intervals, the reference period
-    drawn at zero (hollow marker), a horizontal zero line and a vertical
+    Point estimates with ``level`` confidence intervals, every reference
+    (normalised) period drawn at zero (hollow markers, named in the legend), a horizontal zero line and a vertical
     dashed line between periods -1 and 0 (adoption).
 
     Parameters
@@ -44,12 +44,13 @@ def plot_event_study(result: Any, path: str | None = None, *, level: float = 0.9
     ax.axvline(-0.5, color="grey", linestyle="--", linewidth=1)
     interval_bars(ax, x, est, lo, hi, fmt="o", color="C0", capsize=3,
                   label=f"estimate, {int(round(level * 100))}% CI")
-    ax.plot([result.ref], [0.0], marker="o", markerfacecolor="white", color="C0", linestyle="none",
-            label=f"reference ({result.ref})")
+    refs = list(getattr(result, "refs", (result.ref,)))  # every normalised period, drawn at zero
+    ax.plot(refs, [0.0] * len(refs), marker="o", markerfacecolor="white", color="C0", linestyle="none",
+            label=f"reference ({', '.join(map(str, refs))})")
     ax.set_xlabel("Periods relative to adoption")
     ax.set_ylabel("Effect on outcome")
     ax.set_title(title or f"Event study ({getattr(result, 'method', '')})")
-    ticks = np.union1d(x, [result.ref])
+    ticks = np.union1d(x, refs)
     if ticks.size <= 25:
         ax.set_xticks(ticks)
     ax.legend(frameon=False, loc="best")

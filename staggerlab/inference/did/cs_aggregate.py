@@ -8,10 +8,9 @@ from typing import Literal
 
 import numpy as np
 import polars as pl
-from scipy import stats
 
 from ...errors import ArgumentError, TreatmentError
-from ..results import Aggregate
+from ..results import Aggregate, critical_value
 from .cs_cells import Cells, Wide
 from .cs_influence import BootSpec, IFMap, multiplier_bootstrap, se_from_gram
 
@@ -39,8 +38,9 @@ class CSAggregate(Aggregate):
     """One aggregation of the ATT(g,t) (``kind`` in simple, dynamic, group, calendar).
 
     An :class:`~staggerlab.inference.results.Aggregate` (``components`` are the
-    per-label effects; ``df`` is None: normal inference) with the influence
-    functions and the bootstrap critical value besides.
+    per-label effects; ``df`` is None: normal inference, or G - 1 with
+    ``df="clusters"``) with the influence functions and the bootstrap
+    critical value besides.
 
     Attributes
     ----------
@@ -99,7 +99,7 @@ class CSAggregate(Aggregate):
         (calendar), null on the ``overall`` row. Per-label intervals use ``crit``
         (uniform when bootstrapped); the overall interval is pointwise normal.
         """
-        z = stats.norm.ppf(1 - self.alpha / 2)
+        z = critical_value(self.alpha, self.df)
         name = self._LABEL[self.kind]
         terms = [f"{name}={int(v)}" for v in self.labels] + ["overall"]
         est = np.append(self.estimates, self.estimate)
@@ -132,13 +132,25 @@ def aggregate(
     alpha: float,
     boot: BootSpec | None,
     if_chunk: int,
+    min_e: float = -np.inf,
+    max_e: float = np.inf,
+    df: int | None = None,
 ) -> CSAggregate:
+    """One aggregation of the ATT(g,t) with its influence-function inference.
+
+    For ``kind="dynamic"`` the event times ``e`` with ``min_e <= e <= max_e``
+    are aggregated (as ``did::aggte(type="dynamic", min_e=, max_e=)``); the
+    overall ATT is the equal-weight mean of all of them with ``e >= 0``, and
+    ``window`` only selects which event times are reported as labels.
+    ``df``: degrees of freedom of the t reference of the analytic intervals
+    (None: normal).
+    """
     att, grp, tim, cohorts = cells.att, cells.group, cells.time, cells.cohorts
     k, n_coh = att.size, cohorts.size
     pg_cohort = {g: float(np.mean(wd.w * (wd.g == g))) for g in cohorts}
     pg = np.array([pg_cohort[g] for g in grp])
     post = grp <= tim
-    z = float(stats.norm.ppf(1 - alpha / 2))
+    z = critical_value(alpha, df)
 
     def column(keep: np.ndarray, with_wif: bool) -> tuple[float, np.ndarray, np.ndarray]:
         """A pg-weighted average of the cells ``keep``: estimate, W column, A row."""
@@ -159,11 +171,18 @@ def aggregate(
             parts = [column(np.flatnonzero((grp == g) & post), False) for g in labels]
         elif kind == "dynamic":
             e_all = tim - grp
-            labels = np.unique(e_all)
-            labels = labels[(labels >= window[0]) & (labels <= window[1])]
-            if labels.size == 0:
+            kept = np.unique(e_all)
+            kept = kept[(kept >= min_e) & (kept <= max_e)]
+            epos = kept >= 0
+            if not epos.any():
+                raise TreatmentError(f"no post-adoption event time lies in [min_e, max_e] = [{min_e}, {max_e}]")
+            # did::aggte(type="dynamic"): the overall ATT averages every kept event time >= 0;
+            # the window only selects the event times reported
+            shown = (kept >= window[0]) & (kept <= window[1])
+            if not shown.any():
                 raise TreatmentError(f"no event time falls in window={window}")
-            parts = [column(np.flatnonzero(e_all == e), True) for e in labels]
+            labels = kept
+            parts = [column(np.flatnonzero(e_all == e), True) for e in kept]
         elif kind == "calendar":
             labels = np.array([t for t in wd.times if t >= grp.min() and np.any((tim == t) & post)], dtype=np.int64)
             parts = [column(np.flatnonzero((tim == t) & post), True) for t in labels]
@@ -179,9 +198,6 @@ def aggregate(
             # plus the cohort weights' own IF (did: wif with keepers = all cohorts)
             w_all, a_all = W @ wts, A.T @ wts + _wif_coef(pgg, labels, est_l, cohorts)
         elif kind == "dynamic":
-            epos = labels >= 0
-            if not epos.any():
-                raise TreatmentError(f"window={window} contains no post-adoption event time")
             est = float(est_l[epos].mean())
             w_all, a_all = W[:, epos].mean(axis=1), A[epos].mean(axis=0)
         else:
@@ -201,5 +217,13 @@ def aggregate(
         se_all, crit = multiplier_bootstrap(sums, n, boot, band=np.arange(m + 1) < m)
         del sums
         crit = max(crit, z) if m else z  # did falls back to pointwise when the band is narrower
-    return CSAggregate(kind, est, float(se_all[m]), labels, np.asarray(est_l, dtype=float), se_all[:m], crit,
-                       alpha, gram[:m, :m] / n**2, ifmap)
+    if kind == "dynamic" and not shown.all():
+        # the uniform band covers every kept event time (as did); only the window's are reported
+        keep = np.append(np.flatnonzero(shown), m)
+        labels, est_l, se_all, gram = labels[shown], est_l[shown], se_all[keep], gram[np.ix_(keep, keep)]
+        ifmap = IFMap(cells, wd, ifmap.W[:, keep], ifmap.A[keep], if_chunk)
+        m = labels.size
+    out = CSAggregate(kind, est, float(se_all[m]), labels, np.asarray(est_l, dtype=float), se_all[:m], crit,
+                      alpha, gram[:m, :m] / n**2, ifmap)
+    out.df = df
+    return out

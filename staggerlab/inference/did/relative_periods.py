@@ -7,9 +7,10 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from ...errors import ReferencePeriodError
 from .staggered_data import REL
 
-__all__ = ["RELB", "rel_label", "add_binned_rel", "weighted_counts", "dummy_codes"]
+__all__ = ["RELB", "rel_label", "add_binned_rel", "weighted_counts", "dummy_codes", "check_reference_observed"]
 
 RELB = "_relb"  # relative period after binning the endpoints
 
@@ -37,3 +38,20 @@ def dummy_codes(keys: np.ndarray, cells: np.ndarray) -> np.ndarray:
     lut = np.full(hi - lo + 1, -1, dtype=np.int32)
     lut[cells - lo] = np.arange(cells.size, dtype=np.int32)
     return lut[keys - lo]
+
+
+def check_reference_observed(refs: tuple[int, ...], observed: list[int], window: tuple[int, int]) -> None:
+    """Raise :class:`ReferencePeriodError` naming the observed relative periods
+    when a reference period is observed for no treated unit (a biennial panel
+    has no period -1): the coefficients could not be relative to it."""
+    missing = [r for r in refs if r not in observed]
+    if not missing:
+        return
+    lo, hi = window
+    shown = [r for r in observed if lo <= r <= hi]
+    pre = [r for r in shown if r < 0 and r not in refs]
+    hint = f"; pass ref= one of them, e.g. ref={pre[-1]}" if pre else "; pass ref= one of them"
+    raise ReferencePeriodError(
+        f"reference period {missing[0] if len(missing) == 1 else missing} is not observed: no treated unit "
+        f"is observed at that relative period (observed relative periods in the window {window}: {shown})" + hint
+    )

@@ -143,9 +143,18 @@ def prepare(
 ) -> StaggeredData:
     """Validate inputs and derive each unit's adoption period.
 
-    ``cohort`` is the adoption-period column (0 or null = never treated);
+    ``cohort`` is the adoption-period column (0 = never treated; a missing
+    value, null or NaN, is read as never treated with an
+    :class:`~staggerlab.errors.AdoptionGapWarning` counting the units);
     otherwise ``treat`` is a 0/1 absorbing treatment from which it is derived
-    (the first period with ``treat == 1``). ``time`` must be numeric
+    (the first *observed* period with ``treat == 1``). On an unbalanced panel
+    a unit whose adoption-period row is missing then gets its next observed
+    period, an upper bound of its adoption: an ``AdoptionGapWarning`` counts
+    such units (gap between the last untreated and first treated observed
+    periods longer than the panel's period step). When the adoption periods
+    are known, pass them instead: a unit-level column constant within each
+    unit, e.g. ``df.with_columns(pl.col("adopt_year").fill_null(0).alias("g"))``
+    and ``cohort="g"``. ``time`` must be numeric
     (relative event time is ``time - cohort``). ``unit``/``time`` default to a
     ``Panel``'s ids. ``rows=False`` keeps the adoption period per unit
     (``unit_cohort``) instead of adding three row-level columns to the frame:
@@ -229,7 +238,8 @@ def _adoption(frame: pl.DataFrame, unit: str, time: str, cohort: str | None, tre
     if cohort is not None:
         check_numeric(frame, [cohort], "cohort")
         col = frame[cohort]
-        values = (col.fill_null(0) if col.null_count() else col).cast(pl.Float64).to_numpy()
+        # null and NaN alike: read as never treated, with an AdoptionGapWarning counting the units
+        values = col.cast(pl.Float64).fill_null(float("nan")).to_numpy()
     else:
         check_numeric(frame, [treat], "treatment")
         values = frame[treat].to_numpy()

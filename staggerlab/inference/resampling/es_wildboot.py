@@ -41,14 +41,13 @@ from ..results import Result
 from .wildboot import (
     ALTERNATIVES,
     WildBootTuning,
-    boot_clusters,
     boot_inference,
     draw_plan,
     run_draws,
 )
 from .wildboot_algebra import Runner, SharedRunner, algebra, at
-from .wildboot_design import boot_design
-from .wildboot_weights import WEIGHT_TYPES
+from .wildboot_design import boot_clusters, boot_design
+from .wildboot_weights import WEIGHT_TYPES, enumeration_probabilities
 
 __all__ = ["event_study_wildboot", "EventStudyBootResult", "BootAggregate"]
 
@@ -115,6 +114,9 @@ class EventStudyBootResult(Result):
         without leads).
     pretrend_wald : float or None
         Its Wald statistic.
+    unbounded : ndarray of bool
+        Per coefficient: whether its interval is unbounded (too few distinct
+        draws for the level; see :func:`wildboot`).
     level : float
     draws : int
     notes : list of str
@@ -133,6 +135,7 @@ class EventStudyBootResult(Result):
     band: str
     pretrend_pvalue: float | None
     pretrend_wald: float | None
+    unbounded: np.ndarray
     level: float
     draws: int
     weights: str
@@ -204,6 +207,13 @@ class EventStudyBootResult(Result):
         from ...plots.event_study import plot_event_study_band
 
         return plot_event_study_band(self, path=path, **kwargs)
+
+
+def _quantile(x: np.ndarray, prob: np.ndarray, level: float) -> float:
+    """The smallest ``x`` whose (probability-weighted) share of draws at or below it is >= ``level``."""
+    order = np.argsort(x, kind="stable")
+    cum = np.cumsum(prob[order]) / prob.sum()
+    return float(x[order][min(int(np.searchsorted(cum, level * (1 - 1e-12))), x.size - 1)])
 
 
 def _combinations(es: Any) -> tuple[Any, list[str], np.ndarray, Callable[[str], np.ndarray], tuple[str, ...]]:
@@ -316,12 +326,12 @@ def event_study_wildboot(
             for j in range(len(wcr) + len(wcu))]
     cols_wcr, cols_wcu = cols[:len(wcr)], cols[len(wcr):]
 
-    tests = []
+    tests: list[tuple] = []
     for j, alg in enumerate(algs):
         own: list[str] = []
         pieces = cols_wcr[j] if impose_null else cols_wcu[j]
         tests.append(boot_inference(pieces, alg, bc.adj, 0.0, impose_null, quad if impose_null else False,
-                                    alternative, confint, level, own))
+                                    alternative, confint, level, own, weights, bc.n_boot, enumerate_all))
         notes.extend(n for n in own if n not in notes)
 
     # sup-t band from the WCU t's of the event-study coefficients
@@ -333,9 +343,11 @@ def event_study_wildboot(
     mask = es.rel_time >= 0 if band == "post" else np.ones(k, dtype=bool)
     if not mask.any():
         raise WildBootError("no post-treatment period (rel_time >= 0) is estimated; use band='all'")
+    # enumerated Mammen draws count with their probabilities
+    prob = enumeration_probabilities(bc.n_boot, weights) if enumerate_all and weights == "mammen" else np.ones(B)
     tmax = np.abs(tstar[:, mask]).max(axis=1)
-    tmax = tmax[np.isfinite(tmax)]
-    crit = float(np.quantile(tmax, level, method="inverted_cdf"))
+    ok = np.isfinite(tmax)
+    crit = _quantile(tmax[ok], prob[ok], level)
 
     # joint pre-trend test against the WCU distribution of the Wald form
     lead = np.flatnonzero(es.rel_time < 0)
@@ -346,7 +358,7 @@ def event_study_wildboot(
         pre_w = float(b @ Vp @ b)
         dstar = np.column_stack([cols_wcu[i][0] for i in lead])
         wstar = np.einsum("bi,ij,bj->b", dstar, Vp, dstar)
-        pre_p = float(np.mean(wstar >= pre_w * (1.0 - _TIE_RTOL)))
+        pre_p = float(prob @ (wstar >= pre_w * (1.0 - _TIE_RTOL)) / prob.sum())
     else:
         notes.append("no lead is estimated: no pre-trend test")
 
@@ -358,7 +370,7 @@ def event_study_wildboot(
         ci_low=None if not confint else np.array([c[0] if c else math.nan for c in ci]),
         ci_high=None if not confint else np.array([c[1] if c else math.nan for c in ci]),
         band_low=est - crit * se, band_high=est + crit * se, band_mask=mask, band_crit=crit, band=band,
-        pretrend_pvalue=pre_p, pretrend_wald=pre_w, level=level, draws=B,
+        pretrend_pvalue=pre_p, pretrend_wald=pre_w, unbounded=np.array([t[4] for t in tests[:k]]), level=level, draws=B,
         weights=weights if weight_matrix is None else "injected", impose_null=impose_null,
         full_enumeration=enumerate_all, n_bootclusters=bc.n_boot, method=es.method, ref=es.ref,
         aggregates=aggs, tstar=tstar, notes=notes, _pfuns=[t[3] for t in tests[:k]])

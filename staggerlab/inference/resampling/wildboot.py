@@ -12,6 +12,7 @@ bootstrap design (fixed effects not nested in the bootstrap clusters) in
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Sequence
 
@@ -23,15 +24,19 @@ from threadpoolctl import threadpool_limits
 from ..._parallel import run_blocks
 from ..._seed import SeedLike, resolve_entropy
 from ..._validate import check_alternative, check_draws, check_level
-from ...errors import MissingColumnError, VcovError, WildBootError
-from ...panels.panel import factorize_column
+from ...errors import UnboundedIntervalWarning, WildBootError
 from ..regression.compat import as_feols
-from ..regression.feols import Feols
-from ..regression.vcov import cluster_parts, parse_clusters, ssc_factor
 from ..results import Result
 from .wildboot_algebra import Runner, algebra, at
-from .wildboot_design import MAX_DUMMY_COLUMNS, boot_design
-from .wildboot_weights import WEIGHT_TYPES, WeightType, draw_weights, enumeration_weights
+from .wildboot_design import MAX_DUMMY_COLUMNS, boot_clusters, boot_design
+from .wildboot_weights import (
+    TWO_POINT,
+    WEIGHT_TYPES,
+    WeightType,
+    draw_weights,
+    enumeration_probabilities,
+    enumeration_weights,
+)
 
 __all__ = ["wildboot", "WildBootResult", "WildBootTuning", "WildBootError", "draw_weights", "enumeration_weights",
            "MAX_DUMMY_COLUMNS"]
@@ -79,29 +84,61 @@ def _tstar(pieces: tuple[np.ndarray, ...], adj: float, delta: float) -> np.ndarr
         return (n0 + delta * n1) / np.sqrt(np.where(den > 0, den, np.nan))
 
 
-def _pvalue(t: float, tstar: np.ndarray, alternative: str) -> float:
-    """Share of bootstrap t's at least as extreme as ``t``.
+def _pvalue(t: float, tstar: np.ndarray, alternative: str, prob: np.ndarray | None = None) -> float:
+    """Share (or, with ``prob``, probability) of bootstrap t's at least as extreme as ``t``.
 
-    Ties (within ``TIE_RTOL``) count as extreme: with the null imposed the sign
-    vectors ``v = +-1`` reproduce ``+-t`` exactly (up to rounding), and counting
-    them is the conservative choice that does not depend on rounding.
+    Ties (within ``TIE_RTOL``) count as extreme: with the null imposed the
+    draws whose weights are all equal reproduce ``+-t`` exactly (set exactly
+    by :func:`_exact_ties`), and counting them is the conservative choice.
+    ``prob`` weights each draw (full enumeration of Mammen weights).
     """
-    ts = tstar[np.isfinite(tstar)]
+    ok = np.isfinite(tstar)
+    ts = tstar[ok]
+    w = None if prob is None else prob[ok] / prob[ok].sum()
+
+    def share(mask: np.ndarray) -> float:
+        return float(np.mean(mask)) if w is None else float(w @ mask)
+
     tol = TIE_RTOL * max(abs(t), 1.0)
     if alternative == "two-sided":
-        return float(np.mean(np.abs(ts) >= abs(t) - tol))
-    up = float(np.mean(ts >= t - tol))
-    down = float(np.mean(ts <= t + tol))
+        return share(np.abs(ts) >= abs(t) - tol)
+    up = share(ts >= t - tol)
+    down = share(ts <= t + tol)
     if alternative == "equal-tailed":
         return min(1.0, 2.0 * min(up, down))
     return up if alternative == "greater" else down
 
 
-def _invert(pfun: Callable[[float], float], beta: float, se: float, alpha: float, side: int) -> float:
-    """The null value where the p-value crosses ``alpha`` on one side of ``beta``."""
+def _exact_ties(tstar: np.ndarray, t: float, csign: np.ndarray) -> np.ndarray:
+    """Under WCR a draw with all weights equal to ``c`` rescales the restricted
+    residuals by ``c``, so its bootstrap t is exactly ``sign(c) t`` at every
+    null value; the algebra gets it only up to rounding that grows far from
+    the estimate, so it is set exactly."""
+    tie = csign != 0
+    if not tie.any():
+        return tstar
+    out = tstar.copy()
+    out[tie] = csign[tie] * t
+    return out
+
+
+def _limit_pvalue(csign: np.ndarray, side: int, alternative: str, prob: np.ndarray | None) -> float:
+    """The WCR p-value as the null moves to ``side`` infinity: the observed t
+    grows without bound, the bootstrap t's of draws with unequal weights stay
+    bounded, and those with equal weights follow ``sign(c) t``."""
+    t = -float(side)  # the observed t's sign there (t = (beta - h0) / se); its scale is irrelevant
+    return _pvalue(t, np.where(csign != 0, csign * t, 0.0), alternative, prob)
+
+
+def _invert(pfun: Callable[[float], float], beta: float, se: float, alpha: float, side: int,
+            p_limit: float = 0.0) -> float:
+    """The null value where the p-value crosses ``alpha`` on one side of ``beta``
+    (``side * inf`` when the p-value stays at or above ``alpha`` out to infinity)."""
     inside = lambda h: 1.0 if pfun(h) >= alpha else -1.0  # noqa: E731 - a sign is all brentq needs
     if inside(beta) < 0:
         return math.nan
+    if p_limit >= alpha:
+        return side * math.inf
     m_in, m = 0.0, 0.5
     while inside(beta + side * m * se) > 0:
         m_in, m = m, m * 1.5
@@ -130,13 +167,18 @@ class WildBootResult(Result):
     pvalue : float
         Bootstrap p-value for ``alternative``.
     confint : tuple of float or None
-        Confidence interval by test inversion (``None`` if not asked for).
+        Confidence interval by test inversion (``None`` if not asked for); an
+        end that cannot be bounded is ``-inf`` / ``inf`` (see ``unbounded``).
     statistics : ndarray
         The bootstrap t statistics (at ``h0``), one per draw.
     draws : int
         Number of bootstrap draws used (``2^G`` under full enumeration).
     full_enumeration : bool
-        Whether all ``2^G`` Rademacher sign vectors were used (deterministic).
+        Whether all ``2^G`` two-point weight vectors (Rademacher or Mammen)
+        were used (deterministic; Mammen draws weighted by their probabilities).
+    unbounded : bool
+        Whether the confidence set is unbounded on a side where a bound was
+        asked for (too few distinct draws for the level; use Webb weights).
     notes : list of str
         What the user should know about how the result was computed.
     """
@@ -160,6 +202,7 @@ class WildBootResult(Result):
     cluster: tuple[str, ...]
     bootcluster: str
     notes: list[str] = field(default_factory=list)
+    unbounded: bool = False
     _pfun: Callable[[float], float] | None = field(default=None, repr=False)
 
     @property
@@ -199,6 +242,7 @@ class WildBootResult(Result):
                 "bootstrap": [self.bootstrap_type],
                 "weights": [self.weights],
                 "n_clusters": [self.n_bootclusters],
+                "unbounded": [self.unbounded],
             }
         )
 
@@ -234,80 +278,6 @@ class WildBootResult(Result):
 
 
 # ------------------------------------------------------------------- entry
-def _cluster_codes(fit: Feols, name: str) -> np.ndarray:
-    d = fit.design
-    if name in d.clusters or name in d.fixef:
-        return d.codes(name)
-    if name not in d.frame.columns:
-        raise MissingColumnError(f"cluster column {name!r} is not in the data (columns: {d.frame.columns})")
-    col = d.frame[name]
-    if col.null_count():
-        raise VcovError(f"cluster column {name!r} has missing values in the estimation sample")
-    return factorize_column(col)
-
-
-@dataclass(frozen=True)
-class BootClusters:
-    """The variance clusterings and bootstrap clusters of a wild bootstrap.
-
-    Attributes
-    ----------
-    names : list of str
-        Variance cluster columns.
-    boot : ndarray
-        Bootstrap cluster code of every row.
-    bname : str
-        Bootstrap cluster column.
-    parts : list of (ndarray, float, int)
-        ``(codes, sign, G)`` of each clustering of the (one- or two-way) CRV1.
-    G : int
-        Clusters of the smallest clustering (small-sample factor).
-    n_boot : int
-        Bootstrap clusters.
-    adj : float
-        CRV1 small-sample factor ``(N-1)/(N-df_k) * G/(G-1)``.
-    """
-
-    names: list[str]
-    boot: np.ndarray
-    bname: str
-    parts: list
-    G: int
-    n_boot: int
-    adj: float
-
-
-def boot_clusters(fit: Feols, cluster: str | Sequence[str] | None, bootcluster: str | None,
-                  notes: list[str]) -> BootClusters:
-    """Resolve the variance and bootstrap clusters of ``fit`` (appending notes)."""
-    d = fit.design
-    spec = fit.vcov_spec
-    if cluster is None:
-        if spec.kind not in ("CRV1", "CRV3"):
-            raise VcovError(
-                f"the fit's variance is {spec.label}, not clustered; fit with vcov={{'CRV1': 'col'}} "
-                "or pass cluster='col'"
-            )
-        names = list(spec.clusters)
-        if spec.kind == "CRV3":
-            notes.append("the fit uses CRV3; the bootstrap t statistics use CRV1")
-    else:
-        exact = isinstance(cluster, str) and cluster in fit.design.frame.columns  # any characters
-        names = [cluster] if exact else list(parse_clusters(cluster))
-    codes = [_cluster_codes(fit, c) for c in names]
-    bname = bootcluster if bootcluster is not None else names[0]
-    boot = _cluster_codes(fit, bname)
-    parts = cluster_parts(codes)
-    if len(codes) == 2 and bootcluster is None:
-        notes.append(f"two-way clustered variance; bootstrap weights drawn by {names[0]!r}")
-    G = min(g for _, _, g in parts)
-    n_boot = int(boot.max()) + 1
-    if G < 2 or n_boot < 2:
-        raise VcovError(f"the wild cluster bootstrap needs at least 2 clusters, found {min(G, n_boot)}")
-    df_k = d.df_k_clusters(names, codes)
-    return BootClusters(names, boot, bname, parts, G, n_boot, ssc_factor("CRV1", d.nobs, df_k, G))
-
-
 def draw_plan(weights: str, n_boot: int, draws: int, weight_matrix: np.ndarray | None, notes: list[str]
               ) -> tuple[bool, int, np.ndarray | None]:
     """Whether every weight vector is enumerated, the number of draws, and the
@@ -320,10 +290,11 @@ def draw_plan(weights: str, n_boot: int, draws: int, weight_matrix: np.ndarray |
             raise WildBootError(f"weight_matrix must be {n_boot} x B, got shape {weight_matrix.shape}")
         B = weight_matrix.shape[1]
         notes.append("weights injected by the caller")
-    elif weights == "rademacher" and n_boot < 63 and 2**n_boot <= draws:
+    elif weights in TWO_POINT and n_boot < 63 and 2**n_boot <= draws:
         enumerate_all = True
         B = 2**n_boot
-        notes.append(f"full enumeration of the 2^{n_boot} = {B} Rademacher sign vectors (deterministic)")
+        notes.append(f"full enumeration of the 2^{n_boot} = {B} {weights.capitalize()} weight vectors (deterministic"
+                     + (", each weighted by its probability)" if weights == "mammen" else ")"))
     if n_boot <= 11 and weights == "rademacher" and not enumerate_all:
         notes.append(f"only {n_boot} bootstrap clusters: consider weights='webb'")
     return enumerate_all, B, weight_matrix
@@ -340,45 +311,61 @@ def run_draws(runner: Any, B: int, n_boot: int, n_jobs: int, backend: str | None
 
 
 def boot_inference(cols: tuple[np.ndarray, ...], alg: Any, adj: float, h0: float, impose_null: bool, quad: bool,
-                   alternative: str, confint: bool, level: float, notes: list[str]
-                   ) -> tuple[np.ndarray, float, tuple[float, float] | None, Callable[[float], float] | None]:
-    """Bootstrap t's, p-value, test-inversion interval and p-value function of one tested
-    combination from a runner's per-draw pieces ``cols`` (appending notes).
+                   alternative: str, confint: bool, level: float, notes: list[str], weights: str, n_boot: int,
+                   enumerate_all: bool) -> tuple[np.ndarray, float, tuple[float, float] | None,
+                                                 Callable[[float], float] | None, bool]:
+    """Bootstrap t's, p-value, test-inversion interval, p-value function and
+    unboundedness of one tested combination from a runner's per-draw pieces
+    ``cols`` (appending notes; an unbounded interval also warns).
 
     ``quad``: ``cols`` are the pieces of every null value (WCR with a CI); else
-    ``(numerator, variance)`` at ``h0`` (WCR) or at the estimate (WCU).
+    ``(numerator, variance)`` at ``h0`` (WCR) or at the estimate (WCU); the
+    last column is each draw's constant sign (see ``Runner``).
     """
     delta = alg.beta_p - h0
     tstat = delta / alg.se
+    B = cols[0].size
+    csign = cols[-1] if impose_null else np.zeros(B)
+    prob = enumeration_probabilities(n_boot, weights) if enumerate_all and weights == "mammen" else None
     if quad:
-        pieces = cols
-        stats = _tstar(pieces, adj, delta)
+        pieces = cols[:-1]
+        stats = _exact_ties(_tstar(pieces, adj, delta), tstat, csign)
 
         def pfun(h: float) -> float:
             dl = alg.beta_p - h
-            return _pvalue(dl / alg.se, _tstar(pieces, adj, dl), alternative)
+            return _pvalue(dl / alg.se, _exact_ties(_tstar(pieces, adj, dl), dl / alg.se, csign), alternative, prob)
     else:
-        num, den = cols
+        num, den = cols[:-1]
         with np.errstate(invalid="ignore", divide="ignore"):
-            stats = num / np.sqrt(np.where(den > 0, adj * den, np.nan))
+            stats = _exact_ties(num / np.sqrt(np.where(den > 0, adj * den, np.nan)), tstat, csign)
         pfun = None
         if not impose_null:
             def pfun(h: float) -> float:  # WCU: the bootstrap t's do not depend on the null
-                return _pvalue((alg.beta_p - h) / alg.se, stats, alternative)
+                return _pvalue((alg.beta_p - h) / alg.se, stats, alternative, prob)
     n_bad = int((~np.isfinite(stats)).sum())
     if n_bad:
         notes.append(f"{n_bad} draw(s) with a non-positive two-way variance were left out")
-    pval = _pvalue(tstat, stats, alternative)
+    pval = _pvalue(tstat, stats, alternative, prob)
 
     ci = None
+    unbounded = False
     if confint and pfun is not None:
         alpha = 1.0 - level
-        lo = -math.inf if alternative == "less" else _invert(pfun, alg.beta_p, alg.se, alpha, -1)
-        hi = math.inf if alternative == "greater" else _invert(pfun, alg.beta_p, alg.se, alpha, +1)
+        lims = {s: _limit_pvalue(csign, s, alternative, prob) for s in (-1, 1)}
+        lo = -math.inf if alternative == "less" else _invert(pfun, alg.beta_p, alg.se, alpha, -1, lims[-1])
+        hi = math.inf if alternative == "greater" else _invert(pfun, alg.beta_p, alg.se, alpha, +1, lims[1])
         ci = (lo, hi)
-        if not (math.isfinite(lo) or alternative == "less") or not (math.isfinite(hi) or alternative == "greater"):
-            notes.append("the confidence set is unbounded (too few distinct bootstrap draws for this level)")
-    return stats, pval, ci, pfun
+        unbounded = (math.isinf(lo) and alternative != "less") or (math.isinf(hi) and alternative != "greater")
+        if unbounded:
+            tie = max(lims.values())
+            why = (f"draws whose weights are all equal tie with the observed t at every null value and carry "
+                   f"probability {tie:.4g} >= {alpha:.4g}" if tie >= alpha else "no null value far from the "
+                   "estimate is rejected")
+            msg = (f"the {level:.0%} confidence set is unbounded: {why} (G = {n_boot} bootstrap clusters, "
+                   f"{weights} weights); use weights='webb'")
+            notes.append(msg)
+            warnings.warn(msg, UnboundedIntervalWarning, stacklevel=3)
+    return stats, pval, ci, pfun, unbounded
 
 
 def wildboot(
@@ -418,8 +405,10 @@ def wildboot(
     param : str
         The coefficient tested.
     draws : int
-        Number of bootstrap draws. With Rademacher weights and ``2^G <= draws``
-        all ``2^G`` sign vectors are enumerated instead (deterministic).
+        Number of bootstrap draws. With two-point weights (Rademacher, Mammen)
+        and ``2^G <= draws`` all ``2^G`` weight vectors are enumerated instead
+        (deterministic); each enumerated Mammen draw counts with its
+        probability ``p^k (1 - p)^(G - k)`` (``k`` weights at the high value).
     weights : {"rademacher", "mammen", "webb", "normal"}
         Distribution of the cluster weights.
     impose_null : bool
@@ -469,8 +458,18 @@ def wildboot(
     -----
     The bootstrap t statistics use CRV1 with the fit's small-sample factor
     ``(N-1)/(N-df_k) * G/(G-1)``, so the observed t equals the fit's when
-    ``h0 = 0``. P-values count strictly larger bootstrap statistics over all
-    draws (no "+1"), as boottest and wildboottest do.
+    ``h0 = 0``. P-values are the share of draws (no "+1") whose bootstrap t
+    is at least as extreme as the observed one: ties count as extreme. Under
+    WCR a draw whose weights are all equal reproduces ``+-t`` exactly at every
+    null value, so it always ties; with full Rademacher enumeration the
+    observed draw (all ``+1``) and its mirror (all ``-1``) are among them, and
+    the two-sided p-value exceeds wildboottest's (which counts strictly larger
+    statistics) by ``2 / 2^G``. When those tying draws carry probability
+    ``>= 1 - level`` (Mammen with G = 8: 7.5%), no null value is rejected far
+    from the estimate: the interval is reported as ``(-inf, inf)`` (or
+    half-infinite) with ``unbounded=True``, a note and an
+    :class:`~staggerlab.errors.UnboundedIntervalWarning`; Webb weights (six
+    points) avoid it.
 
     Examples
     --------
@@ -526,8 +525,8 @@ def wildboot(
                     weight_matrix, quad, tuning.chunk_weights)
     res = run_draws(runner, B, n_boot, n_jobs, backend)
     cols = tuple(np.concatenate(x) for x in zip(*res))
-    stats, pval, ci, pfun = boot_inference(cols, alg, adj, float(h0), impose_null, quad, alternative,
-                                           confint, level, notes)
+    stats, pval, ci, pfun, unbounded = boot_inference(cols, alg, adj, float(h0), impose_null, quad, alternative,
+                                                      confint, level, notes, weights, n_boot, enumerate_all)
 
     return WildBootResult(
         param=param,
@@ -549,5 +548,6 @@ def wildboot(
         cluster=tuple(names),
         bootcluster=bname,
         notes=notes,
+        unbounded=unbounded,
         _pfun=pfun,
     )

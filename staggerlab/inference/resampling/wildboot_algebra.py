@@ -190,7 +190,12 @@ def _rowdot(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 @dataclass(eq=False)  # hashable by identity: joblib's dask backend hashes task functions
 class Runner:
-    """Computes one block of draws; a pure function of the block index."""
+    """Computes one block of draws; a pure function of the block index.
+
+    A call returns per draw ``(n0, n1, sum Z0^2, sum Z0 Z1, sum Z1^2, csign)``
+    (``quad``) or ``(numerator, variance, csign)``; ``csign`` is the sign of a
+    draw whose weights are all equal, else 0 (see ``WeightBlock.constant_sign``).
+    """
 
     alg: _Algebra
     kind: str
@@ -206,7 +211,7 @@ class Runner:
         if self.injected is not None:
             return WeightBlock(B, G, dense=np.ascontiguousarray(self.injected[:, start:stop].T, dtype=np.float64))
         if self.enumerate_all:
-            return WeightBlock(B, G, dense=enumeration(G, start, stop))
+            return WeightBlock(B, G, dense=enumeration(G, start, stop, self.kind))
         rng = block_generator(self.seed, index)
         if self.kind == "rademacher":
             return rademacher_block(G, B, rng)
@@ -265,14 +270,15 @@ class Runner:
     def stats(self, wb: WeightBlock) -> tuple[np.ndarray, ...]:
         """The per-draw pieces of the weights ``wb``."""
         alg = self.alg
-        signs = self.injected is None and (self.enumerate_all or self.kind == "rademacher")
+        signs = self.injected is None and self.kind == "rademacher"  # weights +-1: v * v = 1
         WS, WM, norms = self._products(wb, signs)
+        csign = wb.constant_sign()
         if not self.quad:
             w = WS[0] + (alg.fold * alg.c1) * WS[1]
             den = np.zeros(wb.n)
             for pt, u, (n00,) in zip(alg.parts, WM, norms):
                 den += pt.sign * (n00 - 2.0 * _rowdot(w, u[0]) + _rowdot(w @ pt.H, w))
-            return (w @ alg.a, den)
+            return (w @ alg.a, den, csign)
         w0, w1 = WS[0], alg.c1 * WS[1]
         sums = [np.zeros(wb.n) for _ in range(3)]
         for pt, (u0, u1), (n00, n01, n11) in zip(alg.parts, WM, norms):
@@ -280,7 +286,7 @@ class Runner:
             sums[0] += pt.sign * (n00 - 2.0 * _rowdot(w0, u0) + _rowdot(h0, w0))
             sums[1] += pt.sign * (n01 - _rowdot(w0, u1) - _rowdot(w1, u0) + _rowdot(h0, w1))
             sums[2] += pt.sign * (n11 - 2.0 * _rowdot(w1, u1) + _rowdot(h1, w1))
-        return (w0 @ alg.a, w1 @ alg.a, *sums)
+        return (w0 @ alg.a, w1 @ alg.a, *sums, csign)
 
 
 @dataclass(eq=False)

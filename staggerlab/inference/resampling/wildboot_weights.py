@@ -1,5 +1,6 @@
 """Wild bootstrap weights: the weight distributions, :func:`draw_weights`,
-the full Rademacher enumeration, and the packed Rademacher
+the full enumeration of two-point weights (Rademacher, Mammen) with each
+draw's probability, and the packed Rademacher
 :class:`WeightBlock` that serves a block's weights by cluster ranges."""
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import numpy as np
 
 from ...errors import WildBootError
 
-__all__ = ["WeightType", "WEIGHT_TYPES", "draw_weights", "enumeration_weights", "draws", "enumeration",
-           "WeightBlock", "rademacher_block"]
+__all__ = ["WeightType", "WEIGHT_TYPES", "TWO_POINT", "draw_weights", "enumeration_weights", "draws", "enumeration",
+           "enumeration_probabilities", "WeightBlock", "rademacher_block"]
 
 WeightType = Literal["rademacher", "mammen", "webb", "normal"]
 WEIGHT_TYPES = ("rademacher", "mammen", "webb", "normal")
@@ -22,6 +23,8 @@ _MAMMEN = np.array([-(_SQRT5 - 1) / 2, (_SQRT5 + 1) / 2])
 _MAMMEN_P_LOW = (_SQRT5 + 1) / (2 * _SQRT5)
 _SIGNS = 2.0 * ((np.arange(256)[:, None] >> np.arange(7, -1, -1)[None, :]) & 1) - 1.0
 _WEBB = np.array([-math.sqrt(1.5), -1.0, -math.sqrt(0.5), math.sqrt(0.5), 1.0, math.sqrt(1.5)])
+#: two-point weights: (low value, high value, probability of the high value)
+TWO_POINT = {"rademacher": (-1.0, 1.0, 0.5), "mammen": (_MAMMEN[0], _MAMMEN[1], 1.0 - _MAMMEN_P_LOW)}
 
 
 def draws(kind: str, n_clusters: int, n_draws: int, rng: np.random.Generator) -> np.ndarray:
@@ -52,10 +55,22 @@ def draw_weights(kind: str, n_clusters: int, n_draws: int, rng: np.random.Genera
     return draws(kind, n_clusters, n_draws, rng).T
 
 
-def enumeration(n_clusters: int, start: int, stop: int) -> np.ndarray:
+def enumeration(n_clusters: int, start: int, stop: int, kind: str = "rademacher") -> np.ndarray:
+    """Draw-major rows ``start..stop-1`` of every two-point weight vector: bit
+    ``g`` of ``j`` (first cluster most significant) picks the high value."""
     j = np.arange(start, stop, dtype=np.int64)
     shifts = np.arange(n_clusters - 1, -1, -1, dtype=np.int64)
-    return 2.0 * ((j[:, None] >> shifts[None, :]) & 1) - 1.0
+    low, high, _ = TWO_POINT[kind]
+    return np.where((j[:, None] >> shifts[None, :]) & 1, high, low)
+
+
+def enumeration_probabilities(n_clusters: int, kind: str) -> np.ndarray:
+    """Probability of each of the ``2^G`` enumerated draws (``p^k (1-p)^(G-k)``,
+    ``k`` high values): all ``2^-G`` for Rademacher, unequal for Mammen."""
+    j = np.arange(2**n_clusters, dtype=np.int64)
+    k = ((j[:, None] >> np.arange(n_clusters, dtype=np.int64)[None, :]) & 1).sum(axis=1)
+    p = TWO_POINT[kind][2]
+    return p**k * (1.0 - p) ** (n_clusters - k)
 
 
 def enumeration_weights(n_clusters: int, start: int, stop: int) -> np.ndarray:
@@ -90,6 +105,19 @@ class WeightBlock:
         """Cluster ranges ``[g0, g1)`` of at most ``cells`` cells each."""
         width = max(1, cells // max(self.n, 1))
         return [(g0, min(g0 + width, self.G)) for g0 in range(0, self.G, width)]
+
+    def constant_sign(self) -> np.ndarray:
+        """Per draw: the sign of its weights if all of them are equal, else 0.
+
+        Under WCR such a draw rescales the restricted residuals, so its
+        bootstrap t is exactly +-t at every null value (a tie by construction)."""
+        first = self.cols(0, 1)[:, 0]
+        same = np.ones(self.n, dtype=bool)
+        for g0, g1 in self.ranges(1 << 20):
+            same &= (self.cols(g0, g1) == first[:, None]).all(axis=1)
+            if not same.any():  # with many clusters: decided by the first range
+                break
+        return np.where(same, np.sign(first), 0.0)
 
     def cols(self, g0: int, g1: int) -> np.ndarray:
         """The weights of clusters ``g0..g1-1`` (``B x (g1 - g0)``, C order)."""
