@@ -45,12 +45,14 @@ from .wildboot import (
     draw_plan,
     run_draws,
 )
-from .wildboot_algebra import Runner, SharedRunner, algebra, at
+from .wildboot_algebra import BatchRunner, Runner, SharedRunner, algebra, batchable
 from .wildboot_design import boot_clusters, boot_design
 from .wildboot_weights import WEIGHT_TYPES, enumeration_probabilities
 
 __all__ = ["event_study_wildboot", "EventStudyBootResult", "BootAggregate"]
 
+#: largest design (bytes) whose row chunks are kept for all the combinations' passes
+_KEEP_BLOCKS_BYTES = 1 << 28
 #: bootstrap Wald statistics this close (relative) to the observed one count as ties
 _TIE_RTOL = 1e-10
 
@@ -309,29 +311,30 @@ def event_study_wildboot(
         notes.append(f"fixed effect(s) {bd.explicit_fe} are not nested in the bootstrap clusters; they enter the "
                      "bootstrap as regressors (exact, as with dummies)")
     parts = [(c, sign) for c, sign, _ in bc.parts]
-    algs = [algebra(bd, bc.boot, bc.n_boot, parts, bc.adj, impose_null, (c, float(c @ fit.beta))) for c in contrasts]
+    # the design's chunks (with the loose FEs' dummies) are built once for every combination when small
+    n_cols = d.Xw.shape[1] + (bd.keep_d.size if bd.dummies is not None else 0)
+    blocks = list(bd.blocks()) if 8 * d.nobs * n_cols <= _KEEP_BLOCKS_BYTES else None
+    algs = [algebra(bd, bc.boot, bc.n_boot, parts, bc.adj, impose_null, (c, float(c @ fit.beta)), blocks)
+            for c in contrasts]
+    del blocks
     enumerate_all, B, wm = draw_plan(weights, bc.n_boot, draws, weight_matrix, notes)
     entropy = resolve_entropy(seed)
-    quad = bool(confint and impose_null)
 
-    def runner(alg: Any, q: bool) -> Runner:
-        return Runner(alg, weights, entropy, enumerate_all, wm, q, tuning.chunk_weights)
-
-    # WCU of the event-study coefficients (band, pre-trend test) always; the
-    # tests of every combination by WCR, or by those same WCU draws
-    wcu = [runner(at(alg, 0.0), False) for alg in (algs[:k] if impose_null else algs)]
-    wcr = [runner(alg if quad else at(alg, alg.beta_p), quad) for alg in algs] if impose_null else []
-    res = run_draws(SharedRunner(wcr + wcu), B, bc.n_boot, n_jobs, backend)
-    cols = [tuple(np.concatenate([blk[j][q] for blk in res]) for q in range(len(res[0][j])))
-            for j in range(len(wcr) + len(wcu))]
-    cols_wcr, cols_wcu = cols[:len(wcr)], cols[len(wcr):]
+    # the pieces of every null value of every combination: WCR tests and
+    # intervals from them, and the WCU t's too (the pieces at the estimate)
+    runners = [Runner(alg, weights, entropy, enumerate_all, wm, True, tuning.chunk_weights) for alg in algs]
+    shared = BatchRunner(algs, runners[0]) if batchable(algs) else SharedRunner(runners)
+    res = run_draws(shared, B, bc.n_boot, n_jobs, backend)
+    cols = [tuple(np.concatenate([blk[j][q] for blk in res]) for q in range(6)) for j in range(len(algs))]
+    no_ties = np.zeros(B)
+    cols_wcu = [(c[0], c[2], no_ties) for c in cols]
 
     tests: list[tuple] = []
     for j, alg in enumerate(algs):
         own: list[str] = []
-        pieces = cols_wcr[j] if impose_null else cols_wcu[j]
-        tests.append(boot_inference(pieces, alg, bc.adj, 0.0, impose_null, quad if impose_null else False,
-                                    alternative, confint, level, own, weights, bc.n_boot, enumerate_all))
+        pieces = cols[j] if impose_null else cols_wcu[j]
+        tests.append(boot_inference(pieces, alg, bc.adj, 0.0, impose_null, impose_null, alternative, confint,
+                                    level, own, weights, bc.n_boot, enumerate_all))
         notes.extend(n for n in own if n not in notes)
 
     # sup-t band from the WCU t's of the event-study coefficients
