@@ -270,3 +270,49 @@ def test_pretrend_power_refusals():
         sl.pretrend_power(_es([-2, 0, 1], V), level=0.95 + 0.1)
     with pytest.raises(sl.errors.ArgumentError, match="power"):
         sl.pretrend_power(_es([-2, 0, 1], V)).slope(0.01)
+
+
+# ---------------------------------------------------------------- randomization inference
+@pytest.mark.parametrize("scheme", ["units+timing", "units", "timing"])
+def test_es_placebo_equals_brute_force_refits(scheme):
+    from staggerlab.inference.resampling.es_placebo import event_study_placebo
+
+    rng = np.random.default_rng(0)
+    df = _panel(36, 8, [3] * 8 + [5] * 8 + [6] * 6 + [0] * 14, seed=3)
+    df = df.with_columns(pl.Series("x", rng.normal(size=df.height))).filter(
+        pl.Series(rng.random(df.height) > 0.08))  # unbalanced, with a control
+    kw = dict(y="y", unit="unit", time="time", controls=["x"], window=(-3, 2))
+    es = sl.event_study(df, cohort="cohort", **kw)
+    r = event_study_placebo(es, draws=40, scheme=scheme, seed=5, keep_draws=True)
+    for i in range(4):
+        g = dict(zip(r.units.tolist(), r.adoption[i].tolist()))
+        e2 = sl.event_study(df.with_columns(pl.col("unit").replace_strict(g, return_dtype=pl.Int64).alias("cohort")),
+                            cohort="cohort", **kw)
+        if e2.rel_time.size != es.rel_time.size:  # an event time without treated rows: the draw is left out
+            assert not np.isfinite(r.statistics[i]).all()
+            continue
+        np.testing.assert_allclose(r.statistics[i], e2.coef, rtol=1e-8, atol=1e-10)
+        for kind in ("simple", "dynamic"):
+            assert r.aggregates[kind][3][i] == pytest.approx(e2.aggregate(kind).estimate, rel=1e-8)
+    # p-values: (1 + count) / (1 + valid) of |placebo| >= |observed|
+    s = r.statistics[:, 0]
+    s = s[np.isfinite(s)]
+    assert r.pvalue[0] == pytest.approx((1 + np.sum(np.abs(s) >= abs(es.coef[0]) * (1 - 1e-10))) / (1 + s.size))
+    assert r.pvalue_ci[0, 0] <= r.pvalue[0] <= r.pvalue_ci[0, 1] + 1 / (1 + s.size)
+
+
+def test_es_placebo_dispatch_jobs_and_fisher():
+    df = _panel(40, 8, [3] * 10 + [5] * 10 + [0] * 20, seed=4)
+    df = df.with_columns(pl.col("y") + 3.0 * ((pl.col("cohort") > 0) & (pl.col("time") >= pl.col("cohort"))))
+    es = sl.event_study(df, y="y", unit="unit", time="time", cohort="cohort", window=(-2, 3))
+    a = sl.placebo(es, draws=300, scheme="units", seed=1)
+    b = sl.placebo(es, draws=300, scheme="units", seed=1, n_jobs=2, backend="threading")
+    np.testing.assert_array_equal(a.statistics, b.statistics)
+    # the Fisher test of the simple aggregate: the effect is large, permuted timing rarely matches it
+    assert a.fisher_pvalue == a.aggregates["simple"][1] < 0.05
+    assert set(a.tidy().columns) >= {"rel_time", "estimate", "pvalue", "pvalue_ci_low", "pvalue_ci_high"}
+    with pytest.raises(sl.errors.ArgumentError, match="param"):
+        sl.placebo(es, param="x")
+    es_sa = sl.event_study(df, y="y", unit="unit", time="time", cohort="cohort", window=(-2, 3), method="sunab")
+    with pytest.raises(sl.errors.EventStudyError, match="twfe"):
+        sl.placebo(es_sa, draws=10)
