@@ -32,7 +32,7 @@ from ..results import Result
 __all__ = ["pretrend_power", "PretrendPower"]
 
 #: accuracy of the multivariate normal rectangle probabilities (scipy's abseps/releps)
-_MVN_EPS = 1e-6
+_MVN_EPS = 1e-5
 
 
 class PretrendPower(Result):
@@ -104,7 +104,7 @@ class PretrendPower(Result):
             while self.power(hi) < power:
                 hi *= 2.0
             f = lambda s: self.power(s) - power  # noqa: E731 - a scalar function for brentq
-            self._slopes[power] = float(optimize.brentq(f, 0.0, hi, xtol=1e-10 * scale, rtol=1e-10))
+            self._slopes[power] = float(optimize.brentq(f, 0.0, hi, xtol=1e-8 * scale, rtol=1e-8))
         return self._slopes[power]
 
     def passes(self, b: np.ndarray) -> np.ndarray:

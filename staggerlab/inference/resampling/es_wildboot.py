@@ -45,7 +45,7 @@ from .wildboot import (
     draw_plan,
     run_draws,
 )
-from .wildboot_algebra import BatchRunner, Runner, SharedRunner, algebra, batchable
+from .wildboot_algebra import BatchRunner, Runner, SharedRunner, algebras, batchable
 from .wildboot_design import boot_clusters, boot_design
 from .wildboot_weights import WEIGHT_TYPES, enumeration_probabilities
 
@@ -314,8 +314,8 @@ def event_study_wildboot(
     # the design's chunks (with the loose FEs' dummies) are built once for every combination when small
     n_cols = d.Xw.shape[1] + (bd.keep_d.size if bd.dummies is not None else 0)
     blocks = list(bd.blocks()) if 8 * d.nobs * n_cols <= _KEEP_BLOCKS_BYTES else None
-    algs = [algebra(bd, bc.boot, bc.n_boot, parts, bc.adj, impose_null, (c, float(c @ fit.beta)), blocks)
-            for c in contrasts]
+    algs = algebras(bd, bc.boot, bc.n_boot, parts, bc.adj, impose_null, [(c, float(c @ fit.beta)) for c in contrasts],
+                    blocks)
     del blocks
     enumerate_all, B, wm = draw_plan(weights, bc.n_boot, draws, weight_matrix, notes)
     entropy = resolve_entropy(seed)

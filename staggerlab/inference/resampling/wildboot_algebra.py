@@ -42,7 +42,10 @@ from ..regression.vcov import combine_codes, nested_in
 from .wildboot_design import BootDesign
 from .wildboot_weights import WeightBlock, draws, enumeration, rademacher_block
 
-__all__ = ["algebra", "at", "Runner", "SharedRunner", "BatchRunner", "batchable"]
+__all__ = ["algebra", "algebras", "at", "Runner", "SharedRunner", "BatchRunner", "batchable"]
+
+#: largest per-cluster Gram table (doubles, G_b x k x k) :func:`algebras` builds
+GRAM_BUDGET = 1 << 25
 
 _PAIRS = [(0, 0), (0, 1), (1, 1)]
 
@@ -179,6 +182,45 @@ def algebra(bd: BootDesign, boot: np.ndarray, n_boot: int, parts: Sequence[tuple
     if not var > 0:
         raise VcovError("the cluster-robust variance of the tested coefficient is not positive")
     return _Algebra(a, A, S, c1, out, adj, math.sqrt(adj * var), beta_p, n_boot)
+
+
+def algebras(bd: BootDesign, boot: np.ndarray, n_boot: int, parts: Sequence[tuple[np.ndarray, float]],
+             adj: float, impose_null: bool, contrasts: Sequence[tuple[np.ndarray, float]],
+             blocks: Sequence[tuple[slice | np.ndarray, np.ndarray]] | None = None) -> list[_Algebra]:
+    """:func:`algebra` of several combinations.
+
+    With one variance clustering, the bootstrap one, every sum a combination
+    needs follows from two tables built in one pass: ``S[0]`` and the
+    per-cluster Gram matrices ``X_b'X_b`` (``S[1] = X_b'X_b a``, ``sum r u =
+    S[0] a``, ``sum r^2 = a'X_b'X_b a``). Otherwise (or when the Gram table
+    would exceed ``GRAM_BUDGET`` doubles) each combination takes its own pass.
+    """
+    k = bd.A.shape[0]
+    one_way = len(parts) == 1 and _same_partition(parts[0][0], boot, n_boot)
+    if not one_way or n_boot * k * k > GRAM_BUDGET:
+        return [algebra(bd, boot, n_boot, parts, adj, impose_null, c, blocks) for c in contrasts]
+    S0 = np.zeros((1, n_boot, k))
+    XX = np.zeros((k, n_boot, k))  # XX[j, b] = sum_{i in b} x_ij x_i
+    for rows, X in bd.blocks() if blocks is None else blocks:
+        b = boot[rows]
+        cluster_wsums_into(S0, X, bd.uhat[rows][:, None], b)
+        cluster_wsums_into(XX, X, X, b)
+    sign = parts[0][1]
+    out = []
+    for cvec, beta in contrasts:
+        c = np.zeros(k)
+        c[: cvec.size] = cvec
+        a = np.ascontiguousarray(bd.A @ c)
+        c1 = 1.0 / float(c @ a) if impose_null else 0.0
+        S1 = np.einsum("jbk,j->bk", XX, a)
+        ru0, ru1 = S0[0] @ a, S1 @ a
+        var = sign * float(ru0 @ ru0)
+        if not var > 0:
+            raise VcovError("the cluster-robust variance of the tested combination is not positive")
+        part = _Part(sign, True, [ru0, c1 * ru1], [], bd.A @ (S1.T @ S1) @ bd.A)
+        out.append(_Algebra(a, bd.A, np.stack([S0[0], S1]), c1, [part], adj, math.sqrt(adj * var), float(beta),
+                            n_boot))
+    return out
 
 
 def at(alg: _Algebra, delta: float) -> _Algebra:
