@@ -348,9 +348,7 @@ class SharedRunner:
     runners: list[Runner]
 
     def __call__(self, block: tuple[int, int, int]) -> list[tuple[np.ndarray, ...]]:
-        wb = self.runners[0].weights(*block)
-        if wb.dense is None:
-            wb = WeightBlock(wb.n, wb.G, dense=wb.cols(0, wb.G))
+        wb = self.runners[0].weights(*block).densify()
         return [r.stats(wb) for r in self.runners]
 
 
@@ -387,15 +385,11 @@ class BatchRunner:
 
     def __call__(self, block: tuple[int, int, int]) -> list[tuple[np.ndarray, ...]]:
         pr = self.proto
-        wb = pr.weights(*block)
+        wb = pr.weights(*block).densify()
         signs = pr.injected is None and pr.kind == "rademacher"  # weights +-1: v * v = 1
-        out = np.zeros((wb.n, self.stack.shape[1]))
-        acc = None if signs else np.zeros((wb.n, self.squares.shape[1]))
-        for g0, g1 in wb.ranges(pr.chunk_weights):
-            V = wb.cols(g0, g1)
-            out += V @ self.stack[g0:g1]
-            if acc is not None:
-                acc += (V * V) @ self.squares[g0:g1]
+        V = wb.dense  # the block is held whole anyway: one product, no range copies
+        out = V @ self.stack
+        acc = None if signs else (V * V) @ self.squares
         csign = wb.constant_sign()
         k = self.algs[0].a.size
         res = []
