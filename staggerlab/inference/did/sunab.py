@@ -109,7 +109,8 @@ def sunab(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: b
         n_c = np.array([nmap.get((int(g), int(r)), 0.0) for g, r in zip(g_c, l_c)])
         units = est.group_by(COHORT).agg(pl.col(sd.unit).n_unique())
         n_units = dict(units.iter_rows())
-        extras = {"fit": fit, "cell_names": [fit.coefnames[j] for j in pos]}
+        extras = {"fit": fit, "cell_names": [fit.coefnames[j] for j in pos], "window": window,
+                  "bin_endpoints": bin_endpoints, "unit": sd.unit, "time": sd.time}
     lo, hi = window
     rel = np.array(sorted({int(r) for r in l_c if lo <= r <= hi}), dtype=np.int64)
     R = np.zeros((rel.size, b_c.size))

@@ -1,19 +1,23 @@
-"""Randomization inference of a dynamic TWFE event study: placebo adoption
-times drawn by the design-respecting schemes of :func:`placebo`, and every
-event-study coefficient and aggregate refitted exactly for each draw.
+"""Randomization inference of a TWFE or Sun-Abraham event study: placebo
+adoption times drawn by the design-respecting schemes of :func:`placebo`, and
+every event-study coefficient and aggregate refitted exactly for each draw.
 
 Notation: ``F = M_u [period dummies 2..T, controls]`` (``M_u`` the unit
 demeaning; ``m`` columns), ``C = F'F``, ``y~`` the residual of the outcome on
 the fixed effects and controls. A draw gives unit ``i`` the adoption time
-``g_i``; its event-time dummies ``D_i`` (k columns, mutually exclusive,
-binned as the event study) depend on ``(i, g_i)`` only. By Frisch-Waugh-Lovell
-the coefficients are ``beta = (U - E C^-1 E')^-1 s`` with, summed over the
-draw's treated units, ``s = sum D_i' y~_i``, ``E = sum D_i' F_i`` and
-``U = sum diag(c_i) - c_i c_i' / T_i`` (``c_i`` the counts of unit ``i``'s rows
-in each event time, ``T_i`` its rows). Those three are tabulated once per
-(unit, candidate adoption time), so a draw costs O(treated units x k m), not
-O(rows). The aggregates are the event study's: ``simple`` weights the post
-periods by the draw's treated rows, ``dynamic`` equally.
+``g_i``; its dummies ``D_i`` (event times binned as the event study; for
+Sun-Abraham, cohort x event time) depend on ``(i, g_i)`` only. By
+Frisch-Waugh-Lovell the dummies' coefficients are ``beta = (U - E C^-1 E')^-1
+s`` with, summed over the draw's treated units, ``s = sum D_i' y~_i``, ``E =
+sum D_i' F_i`` and ``U = sum diag(c_i) - c_i c_i' / T_i`` (``c_i`` the counts
+of unit ``i``'s rows in each dummy, ``T_i`` its rows). Those are tabulated once
+per (unit, candidate adoption time), so a draw costs O(treated units x k m),
+not O(rows). Each draw's event-study coefficients and aggregates are the ones
+a refit of the event study on the draw reports (Sun-Abraham: cohort-share
+averages; aggregates ``simple``, ``dynamic`` and, for Sun-Abraham, ``group``);
+an event time no treated unit reaches in a draw has no coefficient (NaN, not
+counted), and a draw that Sun-Abraham would refit on fewer cohorts (a cohort
+unobserved at the reference period) is left out.
 """
 
 from __future__ import annotations
@@ -57,8 +61,8 @@ class EventStudyPlaceboResult(Result):
     pvalue_ci : ndarray
         ``n x 2`` Clopper-Pearson intervals of the p-values' Monte Carlo error.
     statistics : ndarray
-        ``draws x k`` placebo coefficients (NaN: a draw leaving an event time
-        without treated rows, not counted).
+        ``draws x k`` placebo coefficients (NaN: an event time no treated
+        unit reaches in the draw, or a draw left out; not counted).
     aggregates : dict
         ``kind -> (estimate, pvalue, (ci_low, ci_high), placebo statistics)``.
     fisher_pvalue : float
@@ -88,7 +92,8 @@ class EventStudyPlaceboResult(Result):
         return self.aggregates["simple"][1]
 
     def aggregate(self, kind: str = "simple") -> pl.DataFrame:
-        """``kind, estimate, pvalue, ci_low, ci_high`` of an aggregate (``simple`` or ``dynamic``)."""
+        """``kind, estimate, pvalue, pvalue_ci_low, pvalue_ci_high`` of an aggregate (``simple``, ``dynamic``,
+        and ``group`` for Sun-Abraham)."""
         if kind not in self.aggregates:
             raise EventStudyError(f"aggregate {kind!r} is not available; use one of {sorted(self.aggregates)}")
         est, p, (lo, hi), _ = self.aggregates[kind]
@@ -130,47 +135,99 @@ def _pvalues(obs: float, s: np.ndarray, alternative: str, level: float) -> tuple
 
 @dataclass(eq=False)
 class _Tables:
-    """Per-(unit, candidate adoption time) tables of one event study."""
+    """Per-(unit, candidate adoption time) tables of one event study.
+
+    ``k`` counts every binned event time of the window but the references
+    (a draw may reach event times the data did not); with ``by_cohort``
+    (Sun-Abraham) the dummies are cohort x event time, ``L k`` of them.
+    """
 
     s: np.ndarray  # U x L x k
     E: np.ndarray  # U x L x k x m
     c: np.ndarray  # U x L x k
+    has_ref: np.ndarray  # U x L: the unit has a row at the reference period given that adoption time
     inv_T: np.ndarray  # U
     Cinv: np.ndarray  # m x m
     sampler: Sampler
-    post: np.ndarray  # k bool
+    by_cohort: bool
     keep: bool
 
     def __call__(self, block: tuple[int, int, np.random.SeedSequence]) -> tuple[np.ndarray, ...]:
         index, size, seed = block
         rng = block_generator(seed, index)
-        bs, cs, adopt = [], [], []
+        out: list[list[np.ndarray]] = [[], [], [], []]
+        L, k = self.s.shape[1], self.s.shape[2]
         for _, pick, lidx in self.sampler.slabs(rng, size):
-            s = self.s[pick, lidx].sum(axis=1)
-            E = self.E[pick, lidx].sum(axis=1)
-            c = self.c[pick, lidx]
-            n = c.sum(axis=1)
-            U = np.einsum("bk,kl->bkl", n, np.eye(n.shape[1])) - np.einsum(
-                "bik,bil->bkl", c * self.inv_T[pick][:, :, None], c)
+            S, Eu, c = self.s[pick, lidx], self.E[pick, lidx], self.c[pick, lidx]
+            cw = c * self.inv_T[pick][:, :, None]
+            B = pick.shape[0]
+            oh = (lidx[:, :, None] == np.arange(L)).astype(float)  # B x K x L
+            if self.by_cohort:
+                s = np.einsum("bil,bik->blk", oh, S).reshape(B, L * k)
+                E = np.einsum("bil,bikm->blkm", oh, Eu).reshape(B, L * k, -1)
+                n = np.einsum("bil,bik->blk", oh, c).reshape(B, L * k)
+                blocks = np.einsum("bil,bik,bij->blkj", oh, cw, c)
+                U = np.zeros((B, L * k, L * k))
+                for q in range(L):
+                    U[:, q * k:(q + 1) * k, q * k:(q + 1) * k] = -blocks[:, q]
+                # Sun-Abraham drops a cohort never observed at the reference period: not this refit
+                present = oh.sum(axis=1) > 0
+                seen = np.einsum("bil,bi->bl", oh, self.has_ref[pick, lidx].astype(float)) > 0
+                cohort_ok = np.all(seen | ~present, axis=1)
+            else:
+                s, E, n = S.sum(axis=1), Eu.sum(axis=1), c.sum(axis=1)
+                U = -np.einsum("bik,bil->bkl", cw, c)
+                cohort_ok = np.ones(B, dtype=bool)
+            idx = np.arange(n.shape[1])
+            U[:, idx, idx] += np.where(n > 0, n, 1.0)  # an event time no unit reaches has no dummy
             A = U - np.einsum("bkm,mn,bln->bkl", E, self.Cinv, E)
             b = np.full(s.shape, np.nan)
-            # a draw leaving an event time without treated rows (or collinear) has no coefficients
             scale = np.maximum(np.abs(np.diagonal(A, axis1=1, axis2=2)).max(axis=1), 1e-300)
-            ok = (n > 0).all(axis=1)
+            ok = cohort_ok.copy()
             ok[ok] = np.linalg.eigvalsh(A[ok]).min(axis=1) > _SINGULAR * scale[ok]
             if ok.any():
                 b[ok] = np.linalg.solve(A[ok], s[ok][:, :, None])[:, :, 0]
-            bs.append(b)
-            cs.append(n)
+            out[0].append(b)
+            out[1].append(n)
+            out[2].append(oh.sum(axis=1))  # units per cohort
             if self.keep:
-                adopt.append(self.sampler.dense(pick, lidx))
-        return (np.vstack(bs), np.vstack(cs), *([np.vstack(adopt)] if self.keep else []))
+                out[3].append(self.sampler.dense(pick, lidx))
+        return tuple(np.vstack(o) for o in out if o)
+
+
+def _event_time_stats(b: np.ndarray, n: np.ndarray, units: np.ndarray, levels: np.ndarray, es_rel: np.ndarray,
+                      by_cohort: bool) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Each draw's event-study coefficients (at ``es_rel``; NaN where no unit
+    reaches it) and aggregates, as a refit of the draw would report them."""
+    B, k = b.shape[0], levels.size
+    L = b.shape[1] // k
+    bl, nl = b.reshape(B, L, k), n.reshape(B, L, k)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        n_r = nl.sum(axis=1)
+        coef = np.where(n_r > 0, np.nansum(np.where(nl > 0, nl * bl, 0.0), axis=1) / n_r, np.nan)
+        post = levels >= 0
+        reach = (n_r > 0) & post
+        pn = np.where(nl > 0, nl, 0.0) * post
+        simple = np.nansum(pn * np.where(nl > 0, bl, 0.0), axis=(1, 2)) / pn.sum(axis=(1, 2))
+        dynamic = np.nansum(np.where(reach, coef, 0.0), axis=1) / reach.sum(axis=1)
+        aggs = {"simple": simple, "dynamic": dynamic}
+        if by_cohort:
+            pw = pn.sum(axis=2)  # post rows by cohort
+            comp = np.nansum(pn * np.where(nl > 0, bl, 0.0), axis=2) / pw
+            pi = np.where(pw > 0, units, 0.0)
+            aggs["group"] = np.nansum(np.where(pw > 0, comp, 0.0) * pi, axis=1) / pi.sum(axis=1)
+    invalid = ~np.isfinite(b).all(axis=1)
+    coef[invalid] = np.nan
+    for v in aggs.values():
+        v[invalid] = np.nan
+    col = np.searchsorted(levels, es_rel)
+    return coef[:, col], aggs
 
 
 def event_study_placebo(es: Any, draws: int = 1000, scheme: str = "units+timing", alternative: str = "two-sided",
                         seed: SeedLike = 0, n_jobs: int | None = 1, backend: str | None = None, *,
                         level: float = 0.95, keep_draws: bool = False) -> EventStudyPlaceboResult:
-    """Randomization inference of every coefficient and aggregate of a dynamic TWFE event study.
+    """Randomization inference of every coefficient and aggregate of a TWFE or Sun-Abraham event study.
 
     Called by :func:`~staggerlab.inference.resampling.placebo.placebo` when given
     an event-study result.
@@ -178,8 +235,10 @@ def event_study_placebo(es: Any, draws: int = 1000, scheme: str = "units+timing"
     Parameters
     ----------
     es : EventStudyResult
-        ``method="twfe"``, fitted through ``feols``, unweighted, with binned
-        endpoints (the default).
+        ``method="twfe"`` or ``"sunab"``, fitted through ``feols``, unweighted,
+        with binned endpoints (the default); Sun-Abraham with never-treated
+        units (draws that leave a cohort unobserved at the reference period,
+        which Sun-Abraham would drop, are left out).
     draws : int
         Placebo draws.
     scheme : {"units", "timing", "units+timing"}
@@ -204,8 +263,9 @@ def event_study_placebo(es: Any, draws: int = 1000, scheme: str = "units+timing"
     EventStudyError
         Another method, a lean-path, weighted or unbinned event study.
     """
-    if es.method != "twfe":
-        raise EventStudyError(f"randomization inference of an event study covers method='twfe'; got {es.method!r}")
+    if es.method not in ("twfe", "sunab"):
+        raise EventStudyError("randomization inference of an event study covers method='twfe' and 'sunab'; "
+                              f"got {es.method!r}")
     fit = es.extra.get("fit")
     if fit is None or "window" not in es.extra:
         raise EventStudyError("randomization inference needs an event study fitted through feols (not the lean "
@@ -225,9 +285,9 @@ def event_study_placebo(es: Any, draws: int = 1000, scheme: str = "units+timing"
     from ..did.staggered_data import COHORT
 
     unit, time = es.extra["unit"], es.extra["time"]
-    names = [f"_es_{rel_label(int(r))}" for r in es.rel_time]
-    es_cols = {n for n in d.regressors if n.startswith("_es_")}
-    if set(names) != es_cols:
+    by_cohort = es.method == "sunab"
+    es_cols = {n for n in d.regressors if n.startswith("_sa_" if by_cohort else "_es_")}
+    if not by_cohort and set(f"_es_{rel_label(int(r))}" for r in es.rel_time) != es_cols:
         raise EventStudyError("randomization inference needs every event-time dummy in the window "
                               "(event_study(..., bin_endpoints=True))")
     controls = [r for r in d.regressors if r not in es_cols]
@@ -238,6 +298,10 @@ def event_study_placebo(es: Any, draws: int = 1000, scheme: str = "units+timing"
     g_U = adoption_times(d.column(COHORT) if COHORT in d.columns else d.frame[COHORT].cast(pl.Float64).to_numpy(),
                          time_N, column="cohort", units=ids, unit_codes=unit_N, cohort=True).g
     gvals = np.unique(g_U[g_U != 0])
+    if by_cohort and (not (g_U == 0).any()
+                      or set(es.extra["cells"]["cohort"].unique().to_list()) != set(gvals.tolist())):
+        raise EventStudyError("randomization inference of a Sun-Abraham event study needs never-treated units "
+                              "and every cohort observed at the reference period")
 
     # F = M_u [period dummies 2..T, controls]; y~ the outcome's residual on FEs + controls
     T_U = np.bincount(unit_N, minlength=nU).astype(float)
@@ -258,10 +322,12 @@ def event_study_placebo(es: Any, draws: int = 1000, scheme: str = "units+timing"
 
     lo, hi = es.extra["window"]
     refs = set(es.refs)
-    k, m, L = es.rel_time.size, F.shape[1], gvals.size
-    col = {int(r): j for j, r in enumerate(es.rel_time)}
-    lut = np.array([col.get(r, -1) for r in range(lo, hi + 1)])
+    levels = np.array([r for r in range(lo, hi + 1) if r not in refs], dtype=np.int64)
+    k, m, L = levels.size, F.shape[1], gvals.size
+    lut = np.searchsorted(levels, np.arange(lo, hi + 1))
+    lut[np.isin(np.arange(lo, hi + 1), list(refs))] = -1
     s_t, E_t, c_t = np.zeros((nU, L, k)), np.zeros((nU, L, k, m)), np.zeros((nU, L, k))
+    has_ref = np.zeros((nU, L), dtype=bool)
     for li, g in enumerate(gvals):
         rel = np.clip(time_N - g, lo, hi)
         j_N = lut[rel - lo]
@@ -271,28 +337,21 @@ def event_study_placebo(es: Any, draws: int = 1000, scheme: str = "units+timing"
         c_t[:, li] = np.bincount(cell, minlength=nU * k).reshape(nU, k)
         for q in range(m):
             E_t[:, li, :, q] = np.bincount(cell, weights=F[rows, q], minlength=nU * k).reshape(nU, k)
-    assert not refs & set(col)  # the reference periods carry no dummy
+        has_ref[unit_N[rel == es.ref], li] = True
     sampler = Sampler(scheme, g_U, np.zeros(nU, dtype=np.int64), np.arange(nU), gvals, PlaceboTuning())
-    tables = _Tables(s_t, E_t, c_t, 1.0 / T_U, Cinv, sampler, es.rel_time >= 0, keep_draws)
+    tables = _Tables(s_t, E_t, c_t, has_ref, 1.0 / T_U, Cinv, sampler, by_cohort, keep_draws)
     ss = as_seedsequence(seed)
     blocks = [(i, min(_BLOCK, draws - i * _BLOCK), ss) for i in range(-(-draws // _BLOCK))]
     parts = run_blocks(_call, blocks, shared=tables, n_jobs=n_jobs, backend=backend, desc="placebo")
-    stats = np.vstack([p[0] for p in parts])
-    n_rel = np.vstack([p[1] for p in parts])
-    adoption = np.vstack([p[2] for p in parts]) if keep_draws else None
+    b, n, units = (np.vstack([p[j] for p in parts]) for j in range(3))
+    adoption = np.vstack([p[3] for p in parts]) if keep_draws else None
+    stats, agg_stats = _event_time_stats(b, n, units, levels, es.rel_time, by_cohort)
 
-    pv, ci, cnt, nv = zip(*(_pvalues(float(es.coef[j]), stats[:, j], alternative, level) for j in range(k)))
-    post = es.rel_time >= 0
+    pv, ci, cnt, nv = zip(*(_pvalues(float(es.coef[j]), stats[:, j], alternative, level)
+                            for j in range(es.rel_time.size)))
     aggs = {}
-    for kind in ("simple", "dynamic"):
-        w_obs = es.default_weights(kind)
-        if kind == "simple":
-            w = np.where(post, n_rel, 0.0)
-            w = w / w.sum(axis=1, keepdims=True)
-        else:
-            w = np.broadcast_to(w_obs, stats.shape)
-        a_stats = np.einsum("bk,bk->b", w, stats)
-        est = float(w_obs @ es.coef)
+    for kind, a_stats in agg_stats.items():
+        est = es.aggregate(kind).estimate
         p, c, _, _ = _pvalues(est, a_stats, alternative, level)
         aggs[kind] = (est, p, c, a_stats)
     return EventStudyPlaceboResult(

@@ -270,7 +270,7 @@ def placebo(
     ----------
     fit : staggerlab Feols, pyfixest Feols or EventStudyResult
         The fitted TWFE model; ``param`` is its (absorbing, staggered) treatment.
-        A dynamic TWFE event study is refitted whole for every draw by
+        A TWFE or Sun-Abraham event study is refitted whole for every draw by
         :func:`~staggerlab.inference.resampling.es_placebo.event_study_placebo`
         (coefficients as statistics; ``draws``, ``scheme``, ``alternative``,
         ``seed``, ``n_jobs``, ``backend`` and ``level`` apply).
