@@ -340,10 +340,7 @@ def section_event_study(frame: pl.DataFrame, spec: BatterySpec, treat: str, out:
     tables = {"event_study": tab, "event_study_bootstrap": btab}
     from .inference.did.honest import honest
 
-    # a coarser grid than honest()'s default keeps the battery under a minute;
-    # the report says so
-    rm = honest(es, method="relative_magnitude", Mbar=[0.5, 1.0, 1.5, 2.0], grid_points=200, lf_sims=2000,
-                seed=spec.seed)
+    rm = honest(es, method="relative_magnitude", Mbar=[0.5, 1.0, 1.5, 2.0], seed=spec.seed)
     sm = honest(es, method="smoothness", M=[0.0, 0.01, 0.02, 0.05])
     rtab, stab = rm.tidy(), sm.tidy()
     tables.update({"honest_rm": rtab, "honest_sd": stab})
@@ -353,15 +350,18 @@ def section_event_study(frame: pl.DataFrame, spec: BatterySpec, treat: str, out:
     figs.append(_fig(sm.plot(), out, "honest_smoothness.png"))
     text += ("\n\nRambachan-Roth sensitivity of the first post-period effect. Relative magnitudes: robust "
              "confidence sets when post-period violations of parallel trends may be up to Mbar times the largest "
-             f"pre-period one (conditional least-favourable test on a 200-point grid); breakdown Mbar = "
-             f"{rm.breakdown}.\n\n" + md_table(rtab)
+             "pre-period one (conditional least-favourable hybrid test, its interval's ends solved); "
+             f"{rm.breakdown_text()} (Rambachan and Roth's breakdown value, solved to a relative 1e-3).\n\n"
+             + md_table(rtab)
              + "\n\nSmoothness (the slope of the violation may change by at most M per period; fixed-length CI); "
-               f"breakdown M = {sm.breakdown}.\n\n" + md_table(stab))
+               f"{sm.breakdown_text()}.\n\n" + md_table(stab))
     return Section("event_study", "2. Event study", text, tables, figs, numbers)
 
 
 def section_robust(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path, shared: SharedFits) -> Section:
-    """Heterogeneity-robust estimators: imputation / two-stage DID, Sun-Abraham, Callaway-Sant'Anna."""
+    """Heterogeneity-robust estimators: imputation / two-stage DID, Sun-Abraham, Callaway-Sant'Anna,
+    LP-DiD, stacked DiD and extended TWFE."""
+    from .errors import EventStudyError
     from .inference.did.event_study import event_study
 
     y = spec.outcomes[0]
@@ -369,11 +369,21 @@ def section_robust(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path
     # Callaway-Sant'Anna keeps every unit of an unbalanced panel (did's allow_unbalanced_panel)
     methods = [("imputation", "Imputation / two-stage DID (BJS, Gardner)", spec.controls, {}),
                ("sunab", "Sun-Abraham (interaction-weighted)", spec.controls, {}),
-               ("cs", "Callaway-Sant'Anna (never-treated controls)", [], {"allow_unbalanced_panel": True})]
-    results = {}
+               ("cs", "Callaway-Sant'Anna (never-treated controls)", [], {"allow_unbalanced_panel": True}),
+               ("lpdid", "LP-DiD (not-yet-treated clean controls, pooled post)", spec.controls, {}),
+               ("stacked", "Stacked DiD (clean controls, corrective weights)", spec.controls, {}),
+               ("etwfe", "Extended TWFE (Wooldridge)", spec.controls, {})]
+    results, skipped = {}, []
     for method, label, controls, options in methods:
-        es = event_study(frame, y=y, unit=spec.unit, time=spec.time, cohort=shared.cohort, controls=controls,
-                         cluster=spec.cluster_col, window=spec.window, method=method, **options)
+        try:
+            es = event_study(frame, y=y, unit=spec.unit, time=spec.time, cohort=shared.cohort, controls=controls,
+                             cluster=spec.cluster_col, window=spec.window, method=method, **options)
+        except EventStudyError as e:
+            if method in ("imputation", "sunab", "cs"):
+                raise
+            # e.g. no cohort has the whole stacking window inside the panel: said in the text
+            skipped.append(f"{label}: not estimable ({e})")
+            continue
         agg = es.aggregate("simple")
         results[method] = es
         rows.append({"estimator": label, "estimate": agg.estimate, "se": agg.se,
@@ -393,7 +403,7 @@ def section_robust(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path
         figs.append(_fig(plot_event_studies(results, y), out, "robust_event_studies.png"))
     text = (f"Overall ATT of `{treat}` on `{y}` from estimators robust to heterogeneous and dynamic effects "
             f"(standard errors clustered by {spec.cluster_col}); compare with the baseline TWFE.{cs_note}\n\n"
-            + md_table(tab))
+            + md_table(tab) + "".join(f"\n\n{m}" for m in skipped))
     return Section("robust", "3. Heterogeneity-robust estimators", text, {"robust": tab}, figs, numbers)
 
 

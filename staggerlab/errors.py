@@ -176,3 +176,11 @@ class AdoptionGapWarning(StaggerlabWarning):
 class UnboundedIntervalWarning(StaggerlabWarning):
     """A confidence set is the whole line (or a half-line): no null value far
     from the estimate is rejected, e.g. a wild bootstrap with too few distinct draws."""
+
+
+class HonestDiDWarning(StaggerlabWarning):
+    """A Rambachan-Roth robust confidence set could not be computed as asked (e.g. it is empty)."""
+
+
+class HonestGridWarning(HonestDiDWarning):
+    """A relative-magnitudes confidence interval touches the edge of the range of theta scanned."""

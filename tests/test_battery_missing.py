@@ -33,12 +33,12 @@ def _with_holes() -> tuple[pl.DataFrame, list[int]]:
 def test_missing_outcomes_every_section_runs_and_reports_its_sample(tmp_path):
     df, holes = _with_holes()
     assert df["NQPF"].null_count() == len(holes) == 4
-    spec = BatterySpec(draws=19, boot_draws=99, n_jobs=1, splits=["hightech"], extra_controls=["Subsidy"],
+    spec = BatterySpec(draws=19, boot_draws=99, power_draws=20, n_jobs=1, splits=["hightech"], extra_controls=["Subsidy"],
                        mechanisms=["N_ML"], dml_learners=["lasso"], out=str(tmp_path / "rep"))
     res = battery(df, spec=spec)
     keys = [s.key for s in res.sections]
     assert keys == ["baseline", "event_study", "robust", "diagnostics", "inference", "extra_controls",
-                    "mechanisms", "heterogeneity", "alternatives"]
+                    "mechanisms", "heterogeneity", "alternatives", "power"]
     report = (tmp_path / "rep" / "report.md").read_text()
     for s in res.sections:
         assert s.title in report

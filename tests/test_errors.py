@@ -142,12 +142,25 @@ def test_empty_frame(df):
     assert isinstance(exc.value, ValueError)
 
 
-def test_empty_after_dropping_missing(df):
+def test_all_missing_column_is_named(df):
     allnan = df.with_columns(y=pl.lit(float("nan")))
+    with pytest.raises(MissingValueError, match="column 'y' is all missing"):
+        fit("y ~ treat | unit", allnan)
+    with pytest.raises(MissingValueError, match="column 'y' is all missing"):
+        sl.event_study(allnan, y="y", unit="unit", time="time", treat="treat", method="imputation")
+
+
+def test_empty_after_dropping_missing(df):
+    # no column is all missing, but every row misses one of them
+    half = df.height // 2
+    holes = df.with_columns(
+        y=pl.when(pl.int_range(pl.len()) < half).then(float("nan")).otherwise(pl.col("y")),
+        x1=pl.when(pl.int_range(pl.len()) >= half).then(float("nan")).otherwise(pl.col("x1")),
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MissingValueWarning)
         with pytest.raises(EmptyPanelError, match="no rows left after dropping missing values"):
-            fit("y ~ treat | unit", allnan)
+            fit("y ~ treat + x1 | unit", holes)
 
 
 # ------------------------------------------------------------ collinearity

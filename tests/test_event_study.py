@@ -452,3 +452,11 @@ def test_df_clusters_gives_t_quantiles_with_g_minus_1(method):
     assert pt.pvalue == pytest.approx(stats.f.sf(pt.wald / pt.df1, pt.df1, G - 1), rel=1e-10)
     with pytest.raises(EventStudyError, match="df"):
         event_study(df, df="t", **kw)
+
+
+def test_honest_refuses_two_reference_periods():
+    df = _all_treated()
+    es = event_study(df, y="y", unit="unit", time="time", cohort="cohort", bin_endpoints=False, window=(-6, 6),
+                     ref=[-1, -4])
+    with pytest.raises(sl.errors.HonestDiDError, match=r"normalises 2 periods \(-1, -4\)"):
+        sl.honest(es, method="relative_magnitude", Mbar=[1])

@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from staggerlab._seed import block_seed
 from staggerlab.inference.studies.estimators import twfe_fit
 from staggerlab.inference.studies.montecarlo import (
     Estimator,
@@ -132,7 +133,7 @@ def sl_twfe():
     return BUILTIN_ESTIMATORS["twfe"][0]
 
 
-@pytest.mark.parametrize("name", ["imputation", "cs"])
+@pytest.mark.parametrize("name", ["imputation", "cs", "etwfe"])
 def test_robust_estimators_unbiased_fast(name):
     """Few replications: imputation and CS recover the ATT where static TWFE fails."""
     reps = 30
@@ -143,8 +144,27 @@ def test_robust_estimators_unbiased_fast(name):
     assert abs(row(mc, "twfe")["bias"]) > 20 * row(mc, "twfe")["bias_mcse"]
 
 
+@pytest.mark.parametrize("name,method,options", [("lpdid", "lpdid", {}), ("lpdid_rw", "lpdid", {"reweight": True}),
+                                                  ("stacked", "stacked", {"window": (-2, 3)}),
+                                                  ("etwfe", "etwfe", {})])
+def test_new_named_estimators_report_the_simple_aggregate(name, method, options):
+    """The named estimators return the method's ``aggregate("simple")`` of one draw."""
+    from staggerlab.inference.did.event_study import event_study
+
+    d = dgp("heterogeneous_dynamic", n_units=120)
+    mc = montecarlo(d, [name], reps=1, n_jobs=1)
+    frame, _ = d.draw(block_seed(0, 0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        agg = event_study(frame, y="y", unit="unit", time="time", cohort="cohort", method=method,
+                          controls=d.covariates or None, **options).aggregate("simple")
+    r = mc.replications()
+    np.testing.assert_allclose(r["estimate"].to_numpy(), [agg.estimate], rtol=1e-12)
+    np.testing.assert_allclose(r["se"].to_numpy(), [agg.se], rtol=1e-12)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["imputation", "cs", "sunab"])
+@pytest.mark.parametrize("name", ["imputation", "cs", "sunab", "etwfe"])
 def test_robust_estimators_slow(name):
     reps = 400
     mc = montecarlo({"het": dgp("heterogeneous_dynamic"), "hom": dgp("homogeneous")}, [name], reps=reps, n_jobs=-1)

@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 
 from ..errors import (
+    ArgumentError,
     ArgumentTypeError,
     DuplicateRowsError,
     EmptyPanelError,
@@ -74,8 +75,14 @@ def isolate_columns(frame: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, str]]:
 
 
 def check_columns(frame: pl.DataFrame, columns: Sequence[str], what: str = "column") -> None:
-    """Raise ``MissingColumnError`` naming every absent column."""
+    """Raise ``MissingColumnError`` naming every absent column, and
+    ``ArgumentError`` for a name polars would read as a pattern."""
     missing = [c for c in columns if c not in frame.columns]
+    for c in columns:
+        # polars expressions read these names as every column / a regex
+        if c == "*" or (len(c) > 1 and c.startswith("^") and c.endswith("$")):
+            raise ArgumentError(f"{what} {c!r}: polars reads this name as a pattern of column names, not as one "
+                                "column; rename the column (e.g. frame.rename(...)) before calling")
     if missing:
         shown = ", ".join(repr(c) for c in missing)
         have = ", ".join(frame.columns[:12]) + (", ..." if frame.width > 12 else "")
@@ -131,6 +138,19 @@ def missing_columns(frame: pl.DataFrame, columns: Sequence[str], rows: np.ndarra
         if bad.any():
             out.append(c)
     return out
+
+
+def check_not_all_missing(frame: pl.DataFrame, columns: Sequence[str]) -> None:
+    """Raise :class:`~staggerlab.errors.MissingValueError` naming the first of
+    ``columns`` whose every value is null, NaN or inf (whatever its role: a
+    column with nothing in it cannot be used, and dropping its rows would
+    leave an empty panel with a message about something else)."""
+    if frame.height == 0:
+        return
+    for c in dict.fromkeys(columns):
+        if not finite_mask(frame, [c]).any():
+            raise MissingValueError(f"column {c!r} is all missing (every one of its {frame.height} values is "
+                                    "null, NaN or inf); drop it from the call or fill it")
 
 
 def column_list(columns: Sequence[str]) -> str:

@@ -20,7 +20,10 @@ from .staggered_data import prepare
 __all__ = ["event_study", "EventStudyResult", "EventStudyTuning", "Aggregate", "PretrendTest", "WaldTest", "EventStudyError",
            "ReferencePeriodError"]
 
-Method = Literal["twfe", "sunab", "imputation", "cs"]
+Method = Literal["twfe", "sunab", "imputation", "cs", "lpdid", "stacked", "etwfe"]
+METHODS = ("twfe", "sunab", "imputation", "cs", "lpdid", "stacked", "etwfe")
+#: the keyword options of the methods that take some (CS checks its own)
+_OPTIONS = {"lpdid": {"control", "reweight"}, "stacked": {"weighting"}, "etwfe": {"control"}}
 
 
 @dataclass(frozen=True)
@@ -231,12 +234,17 @@ def event_study(
         Pool periods before ``lo`` into ``lo`` and after ``hi`` into ``hi``.
         If False, every observed relative period gets its own coefficient
         (TWFE/Sun-Abraham) and only those in the window are reported.
-    method : {"twfe", "sunab", "imputation", "cs"}
+    method : {"twfe", "sunab", "imputation", "cs", "lpdid", "stacked", "etwfe"}
         Dynamic TWFE; Sun-Abraham interaction-weighted (never-treated or, if
         none, last-treated control; cohort weights by share of observations);
         Borusyak-Jaravel-Spiess imputation (= Gardner two-stage DID, with
         Gardner's GMM standard errors); Callaway-Sant'Anna (``**kwargs``
-        such as ``control=`` are passed on). TWFE and Sun-Abraham fits whose
+        such as ``control=`` are passed on); LP-DiD
+        (:func:`~staggerlab.inference.did.lpdid.lpdid`, options ``control``,
+        ``reweight``); stacked DiD
+        (:func:`~staggerlab.inference.did.stacked.stacked`, option
+        ``weighting``); extended TWFE
+        (:func:`~staggerlab.inference.did.etwfe.etwfe`, option ``control``). TWFE and Sun-Abraham fits whose
         dense design would exceed ``tuning.lean_bytes`` (512 MB) run as
         a lean regression from per-unit sums (same estimates; no N x k
         matrix), unless weights, singletons or collinearity need ``feols``.
@@ -268,8 +276,8 @@ def event_study(
     >>> es.tidy().columns
     ['rel_time', 'estimate', 'se', 'ci_low', 'ci_high']
     """
-    if method not in ("twfe", "sunab", "imputation", "cs"):
-        raise EventStudyError(f"unknown method {method!r}; use 'twfe', 'sunab', 'imputation' or 'cs'")
+    if method not in METHODS:
+        raise EventStudyError(f"unknown method {method!r}; use one of {', '.join(map(repr, METHODS))}")
     try:
         lo, hi = (int(window[0]), int(window[1]))
     except (TypeError, ValueError, IndexError):
@@ -292,19 +300,15 @@ def event_study(
         if df is not None:
             kwargs["df"] = df
         return callaway_santanna(sd, window=(lo, hi), **kwargs)
-    if kwargs:
+    if set(kwargs) - _OPTIONS.get(method, set()):
         raise ArgumentTypeError(f"unexpected keyword argument(s) for method={method!r}: {sorted(kwargs)}")
-    from .imputation import imputation
-    from .sunab import sunab
-    from .twfe_event import twfe
-
-    run = {"twfe": twfe, "sunab": sunab, "imputation": imputation}[method]
+    run = _runner(method)
     if tuning is None:
         tuning = EventStudyTuning()
     if not isinstance(tuning, EventStudyTuning):
         raise ArgumentTypeError(f"tuning must be an EventStudyTuning for method={method!r}, got {type(tuning).__name__}")
     sd.codes()  # every method needs the (unit, time) codes: computed once, here
-    res = run(sd, (lo, hi), refs if method == "twfe" else refs[0], bool(bin_endpoints), tuning)
+    res = run(sd, (lo, hi), refs if method == "twfe" else refs[0], bool(bin_endpoints), tuning, **kwargs)
     if df == "normal":
         res.df = None
     elif df == "clusters":
@@ -324,3 +328,20 @@ def _reference_periods(ref: Any, method: str) -> tuple[int, ...]:
     if len(refs) > 1 and method != "twfe":
         raise ReferencePeriodError(f"several reference periods ({list(refs)}) are supported by method='twfe' only")
     return tuple(int(r) for r in refs)
+
+
+def _runner(method: str) -> Callable[..., EventStudyResult]:
+    """The estimator of a regression-based method (imported on first use)."""
+    if method == "twfe":
+        from .twfe_event import twfe as run
+    elif method == "sunab":
+        from .sunab import sunab as run
+    elif method == "imputation":
+        from .imputation import imputation as run
+    elif method == "lpdid":
+        from .lpdid import lpdid as run
+    elif method == "stacked":
+        from .stacked import stacked as run
+    else:
+        from .etwfe import etwfe as run
+    return run

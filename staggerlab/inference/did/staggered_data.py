@@ -20,6 +20,7 @@ from ...panels.adoption import adoption_times
 from ...panels.panel import (
     Panel,
     check_columns,
+    check_not_all_missing,
     check_numeric,
     column_list,
     factorize_column,
@@ -186,6 +187,8 @@ def prepare(
     treat = names[treat] if treat else None
     used = [y, unit, time, *controls, cluster, *([weights] if weights else []), *([treat] if treat else [])]
     keep = finite_mask(frame, used)
+    if not keep.any():
+        check_not_all_missing(frame, used)
     # the adoption period is a fact about the treatment: a row missing only the
     # outcome (or a control) still dates it, so it is read before those rows go
     dated = frame if treat is not None and not keep.all() else None
@@ -205,10 +208,16 @@ def prepare(
     if not in_order:  # sorting copies the whole frame: only when needed
         frame = frame.sort(unit, time)
         rows_kept = False
-        if frame.select(pl.struct(unit, time).is_duplicated().any()).item():
+        u, t = frame[unit], frame[time]
+        dup = ((u == u.shift(1)) & (t == t.shift(1))).fill_null(False)  # sorted: repeats are adjacent
+        if dup.any():
             from ...errors import DuplicateRowsError
 
-            raise DuplicateRowsError(f"some ({label[unit]}, {label[time]}) pairs appear twice; one row per unit and period is needed")
+            ex = list(zip(u.filter(dup).head(3).to_list(), t.filter(dup).head(3).to_list()))
+            raise DuplicateRowsError(
+                f"{int(dup.sum())} row(s) repeat a ({label[unit]}, {label[time]}) pair of another row, e.g. {ex}; "
+                "one row per unit and period is needed"
+            )
     # a Panel whose rows were kept lends its id codes (computed once, on first use);
     # the unit-level path needs none
     ids = (data.unit_codes, data.time_codes) if same_ids and rows_kept and (rows or data.has_codes) else None

@@ -25,6 +25,7 @@ from ...kernels.demean import centred_ss
 from ...panels.panel import (
     Panel,
     check_columns,
+    check_not_all_missing,
     check_numeric,
     column_list,
     factorize_with_ids,
@@ -264,6 +265,8 @@ def build_design(
         elif frame[c].null_count():
             keep &= frame[c].is_not_null().to_numpy()
     n_missing = int((~keep).sum())
+    if n_missing == frame.height:
+        check_not_all_missing(frame, used)
     if n_missing:
         if na == "raise":
             raise MissingValueError(

@@ -204,8 +204,9 @@ def _twfe_placebo(
     return {"estimate": float(fit.beta[j]), "se": float(np.sqrt(fit.vcov()[j, j])), "pvalue": float(ri.pvalue)}
 
 
-def _staggered_estimator(method: str) -> Callable[..., dict[str, Any]]:
-    """A built-in heterogeneity-robust estimator reporting its overall ``simple`` aggregate."""
+def _staggered_estimator(method: str, name: str | None = None, **fixed: Any) -> Callable[..., dict[str, Any]]:
+    """A built-in heterogeneity-robust estimator reporting its overall ``simple``
+    aggregate (``fixed``: options of the method, e.g. LP-DiD's ``reweight``)."""
 
     def run(frame: pl.DataFrame, *, dgp: DGP, level: float, **options: Any) -> dict[str, Any]:
         alpha = alpha_of(level)
@@ -222,13 +223,14 @@ def _staggered_estimator(method: str) -> Callable[..., dict[str, Any]]:
             # values); the regression-based estimators take the covariates
             if dgp.covariates:
                 kw["controls"] = dgp.covariates
+        kw.update(fixed)
         kw.update(options)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             agg = fn(frame, **kw).aggregate("simple")
         return _agg_result(float(agg.estimate), float(agg.se), getattr(agg, "df", None), alpha)
 
-    run.__name__ = run.__qualname__ = f"_{method}"
+    run.__name__ = run.__qualname__ = f"_{name or method}"
     return run
 
 
@@ -236,6 +238,11 @@ _event_study = _staggered_estimator("twfe")
 _sunab = _staggered_estimator("sunab")
 _imputation = _staggered_estimator("imputation")
 _cs = _staggered_estimator("cs")
+_lpdid = _staggered_estimator("lpdid")
+_lpdid_rw = _staggered_estimator("lpdid", "lpdid_rw", reweight=True)
+# a short event window: the stack keeps only cohorts whose whole window is observed
+_stacked = _staggered_estimator("stacked", window=(-2, 3))
+_etwfe = _staggered_estimator("etwfe")
 
 #: name -> (function, default target)
 BUILTIN_ESTIMATORS: dict[str, tuple[Callable[..., Mapping[str, Any]], str]] = {
@@ -246,6 +253,10 @@ BUILTIN_ESTIMATORS: dict[str, tuple[Callable[..., Mapping[str, Any]], str]] = {
     "sunab": (_sunab, "simple"),
     "imputation": (_imputation, "simple"),
     "cs": (_cs, "simple"),
+    "lpdid": (_lpdid, "simple"),
+    "lpdid_rw": (_lpdid_rw, "simple"),
+    "stacked": (_stacked, "simple"),
+    "etwfe": (_etwfe, "simple"),
 }
 
 

@@ -194,8 +194,15 @@ def montecarlo(
     estimators : str, callable, Estimator, or a list/dict of them
         Built-in names: ``"twfe"`` (static TWFE with covariates, CRV1 by the
         DGP's ``inference_cluster``), ``"event_study"``, ``"sunab"``,
-        ``"imputation"``, ``"cs"`` (overall simple ATT of
-        ``staggerlab.inference.did.event_study``), ``"twfe+wildboot"``,
+        ``"imputation"``, ``"cs"``, ``"lpdid"`` (variance-weighted),
+        ``"lpdid_rw"`` (reweighted), ``"stacked"`` (corrective weights),
+        ``"etwfe"`` (each the ``aggregate("simple")`` of
+        ``staggerlab.inference.did.event_study`` with its default window
+        (-5, 5), stacked DiD with the window (-2, 3): for LP-DiD the pooled
+        estimate over horizons 0..5, for stacked DiD the mean effect over
+        event times 0..3 of the trimmed stack, so
+        their estimands differ from the simple ATT when effects are
+        heterogeneous), ``"twfe+wildboot"``,
         ``"twfe+placebo"``; or callables ``f(frame) -> dict(estimate=, se=,
         pvalue=)`` (see :class:`Estimator`). A dict names them.
     reps : int
