@@ -185,8 +185,8 @@ def test_es_wildboot_n_jobs_invariant_and_wcu():
 def test_es_wildboot_refusals(small):
     es = sl.event_study(small, y="y", unit="unit", time="time", cohort="cohort", window=(-2, 2),
                         method="imputation")
-    with pytest.raises(WildBootError, match="method='twfe' and 'sunab'"):
-        sl.wildboot(es, draws=99)
+    with pytest.raises(WildBootError, match="two-sided"):
+        sl.wildboot(es, draws=99, alternative="greater")
     es = sl.event_study(small, y="y", unit="unit", time="time", cohort="cohort", window=(-2, 2))
     with pytest.raises(WildBootError, match="param"):
         sl.wildboot(es, param="x")
@@ -194,6 +194,37 @@ def test_es_wildboot_refusals(small):
         sl.wildboot(es, band="pre")
     with pytest.raises(WildBootError, match="not available"):
         sl.wildboot(es, draws=99).aggregate("calendar")
+
+
+def test_es_wildboot_imputation_equals_brute_force_refits():
+    """Bootstrap t's of the imputation event study equal refits of the estimator on y* = yhat + e v."""
+    df = _panel(12, 7, [3, 3, 3, 4, 4, 5, 5, 6, 0, 0, 0, 0], seed=8)
+    kw = dict(unit="unit", time="time", cohort="cohort", window=(-2, 2), method="imputation")
+    es = sl.event_study(df, y="y", **kw)
+    rng = np.random.default_rng(3)
+    V = rng.choice([-1.0, 1.0], size=(12, 40))
+    r = sl.wildboot(es, weight_matrix=V)
+    assert not r.impose_null and r.draws == 40
+    imp, codes = es.extra["imputation"], es.extra["codes"]
+    e = imp.u1.copy()
+    post = (codes >= 0) & imp.D
+    e[post] -= es.coef[codes[post]]
+    y = df["y"].to_numpy()
+    assert imp.frame.height == df.height  # no row dropped: rows align
+    yhat = y - e
+    base = sl.event_study(df.with_columns(pl.Series("yh", yhat)), y="yh", **kw)
+    unit = df["unit"].to_numpy()
+    for b in range(4):
+        ys = yhat + e * V[unit, b]
+        eb = sl.event_study(df.with_columns(pl.Series("ys", ys)), y="ys", **kw)
+        np.testing.assert_allclose(r.tstar[b], (eb.coef - base.coef) / eb.se, rtol=1e-8)
+    # p-values and intervals: the symmetric percentile-t from those t's
+    t = np.abs(r.tstar)
+    np.testing.assert_allclose(r.pvalue, np.mean(t >= np.abs(es.coef / es.se) * (1 - 1e-10), axis=0))
+    q = np.quantile(t, 0.95, axis=0, method="inverted_cdf")
+    np.testing.assert_allclose(r.ci_high - r.ci_low, 2 * q * es.se, rtol=1e-10)
+    simple = r.aggregate("simple")
+    assert simple.estimate == pytest.approx(es.aggregate("simple").estimate, rel=1e-12)
 
 
 # ---------------------------------------------------------------- pre-trend power

@@ -218,13 +218,73 @@ def _quantile(x: np.ndarray, prob: np.ndarray, level: float) -> float:
     return float(x[order][min(int(np.searchsorted(cum, level * (1 - 1e-12))), x.size - 1)])
 
 
+def _band_mask(es: Any, band: str) -> np.ndarray:
+    mask = es.rel_time >= 0 if band == "post" else np.ones(es.rel_time.size, dtype=bool)
+    if not mask.any():
+        raise WildBootError("no post-treatment period (rel_time >= 0) is estimated; use band='all'")
+    return mask
+
+
+def _pretrend(es: Any, est: np.ndarray, dstar: np.ndarray, prob: np.ndarray,
+              notes: list[str]) -> tuple[float | None, float | None]:
+    """Bootstrap p-value and statistic of the leads' Wald test (``dstar``: draws x k deviations)."""
+    lead = np.flatnonzero(es.rel_time < 0)
+    if not lead.size:
+        notes.append("no lead is estimated: no pre-trend test")
+        return None, None
+    Vp = np.linalg.pinv(es.vcov[np.ix_(lead, lead)])
+    b = est[lead]
+    w = float(b @ Vp @ b)
+    ws = np.einsum("bi,ij,bj->b", dstar[:, lead], Vp, dstar[:, lead])
+    return float(prob @ (ws >= w * (1.0 - _TIE_RTOL)) / prob.sum()), w
+
+
+def _imputation(es: Any, draws: int, weights: str, impose_null: bool, alternative: str, confint: bool,
+                level: float, seed: SeedLike, n_jobs: int, backend: str | None, band: str,
+                weight_matrix: np.ndarray | None) -> EventStudyBootResult:
+    """The imputation event study's bootstrap (WCU, symmetric percentile-t)."""
+    from .es_wildboot_imputation import imputation_wildboot
+
+    if alternative != "two-sided":
+        raise WildBootError("the bootstrap of an imputation event study is two-sided (symmetric percentile-t)")
+    notes = ["imputation estimator: unrestricted bootstrap (WCU, the null is not imposed), symmetric percentile-t"
+             " intervals"] if impose_null else []
+    r = imputation_wildboot(es, draws, weights, level, seed, n_jobs, backend, weight_matrix, notes)
+    tstar, est, se, prob = r["tstar"], r["estimate"], r["se"], r["prob"]
+    k = es.rel_time.size
+    pv, lo, hi = [], [], []
+    for j in range(k + 1):
+        a = np.abs(tstar[:, j])
+        ok = np.isfinite(a)
+        t = abs(est[j] / se[j])
+        pv.append(float(prob[ok] @ (a[ok] >= t * (1.0 - _TIE_RTOL)) / prob[ok].sum()))
+        q = _quantile(a[ok], prob[ok], level)
+        lo.append(est[j] - q * se[j])
+        hi.append(est[j] + q * se[j])
+    mask = _band_mask(es, band)
+    tmax = np.abs(tstar[:, :k][:, mask]).max(axis=1)
+    ok = np.isfinite(tmax)
+    crit = _quantile(tmax[ok], prob[ok], level)
+    pre_p, pre_w = _pretrend(es, est[:k], r["delta"][:, :k], prob, notes)
+    aggs = {"simple": BootAggregate("simple", float(est[k]), float(se[k]), pv[k],
+                                    (lo[k], hi[k]) if confint else None)}
+    return EventStudyBootResult(
+        rel_time=es.rel_time.copy(), estimate=est[:k], se=se[:k], pvalue=np.array(pv[:k]),
+        ci_low=np.array(lo[:k]) if confint else None, ci_high=np.array(hi[:k]) if confint else None,
+        band_low=est[:k] - crit * se[:k], band_high=est[:k] + crit * se[:k], band_mask=mask, band_crit=crit,
+        band=band, pretrend_pvalue=pre_p, pretrend_wald=pre_w, unbounded=np.zeros(k, dtype=bool), level=level,
+        draws=r["draws"], weights=weights if weight_matrix is None else "injected", impose_null=False,
+        full_enumeration=r["enumerate_all"], n_bootclusters=r["n_boot"], method=es.method, ref=es.ref,
+        aggregates=aggs, tstar=tstar[:, :k], notes=notes, _pfuns=[])
+
+
 def _combinations(es: Any) -> tuple[Any, list[str], np.ndarray, Callable[[str], np.ndarray], tuple[str, ...]]:
     """The regression behind ``es``, its coefficient names, the event-study
     coefficients and the aggregates as weights on them."""
     if es.method not in ("twfe", "sunab"):
         raise WildBootError(
-            f"the wild bootstrap of an event study covers method='twfe' and 'sunab'; method={es.method!r} "
-            "is not a regression coefficient (use its own inference, or sl.placebo for randomization inference)")
+            f"the wild bootstrap of an event study covers method='twfe', 'sunab' and 'imputation'; "
+            f"method={es.method!r} keeps its own inference (Callaway-Sant'Anna: its multiplier bootstrap)")
     fit = es.extra.get("fit")
     if fit is None:
         raise WildBootError(
@@ -290,6 +350,9 @@ def event_study_wildboot(
     check_level(level)
     if weight_matrix is None:
         check_draws(draws)
+    if es.method == "imputation":
+        return _imputation(es, draws, weights, impose_null, alternative, confint, level, seed, n_jobs, backend,
+                           band, weight_matrix)
     fit, names, R, agg_weights, kinds = _combinations(es)
     d = fit.design
     missing = [n for n in names if n not in d.regressors]
@@ -343,9 +406,7 @@ def event_study_wildboot(
                                  for num, den in (c[:2] for c in cols_wcu[:k])])
     est = np.array([alg.beta_p for alg in algs[:k]])
     se = np.array([alg.se for alg in algs[:k]])
-    mask = es.rel_time >= 0 if band == "post" else np.ones(k, dtype=bool)
-    if not mask.any():
-        raise WildBootError("no post-treatment period (rel_time >= 0) is estimated; use band='all'")
+    mask = _band_mask(es, band)
     # enumerated Mammen draws count with their probabilities
     prob = enumeration_probabilities(bc.n_boot, weights) if enumerate_all and weights == "mammen" else np.ones(B)
     tmax = np.abs(tstar[:, mask]).max(axis=1)
@@ -353,17 +414,7 @@ def event_study_wildboot(
     crit = _quantile(tmax[ok], prob[ok], level)
 
     # joint pre-trend test against the WCU distribution of the Wald form
-    lead = np.flatnonzero(es.rel_time < 0)
-    pre_p = pre_w = None
-    if lead.size:
-        Vp = np.linalg.pinv(es.vcov[np.ix_(lead, lead)])
-        b = est[lead]
-        pre_w = float(b @ Vp @ b)
-        dstar = np.column_stack([cols_wcu[i][0] for i in lead])
-        wstar = np.einsum("bi,ij,bj->b", dstar, Vp, dstar)
-        pre_p = float(prob @ (wstar >= pre_w * (1.0 - _TIE_RTOL)) / prob.sum())
-    else:
-        notes.append("no lead is estimated: no pre-trend test")
+    pre_p, pre_w = _pretrend(es, est, np.column_stack([c[0] for c in cols_wcu[:k]]), prob, notes)
 
     ci = [t[2] for t in tests[:k]]
     aggs = {kind: BootAggregate(kind, algs[k + i].beta_p, algs[k + i].se, tests[k + i][1], tests[k + i][2])
