@@ -18,6 +18,9 @@ same weights (``SharedRunner``), so for a coefficient the result is the one
   ``t*_k = (c_k'beta* - c_k'beta) / se*_k`` (each draw's own CRV1 se), the
   critical value is the ``level`` quantile of ``max_k |t*_k|`` over the band's
   periods, and the band is ``estimate_k +- crit * se_k``.
+* Imputation event studies (not regression coefficients, but linear in the
+  outcome): WCU percentile-t from one estimator pass per cluster, in
+  ``es_wildboot_imputation``.
 * Joint pre-trend test: the Wald statistic ``W = b' V^-1 b`` of the leads
   (``V`` their CRV1 covariance, as :meth:`EventStudyResult.pretrend_test`)
   against its WCU distribution ``W* = d*' V^-1 d*``, ``d* = b* - b`` (the
@@ -326,7 +329,9 @@ def event_study_wildboot(
     ----------
     es : EventStudyResult
         A ``method="twfe"`` or ``"sunab"`` event study fitted through ``feols``
-        (the clusters are the event study's).
+        (the clusters are the event study's), or a ``method="imputation"`` one
+        (WCU, two-sided; at most ``MAX_IMPUTATION_CLUSTERS`` clusters; aggregate
+        ``simple``).
     draws, weights, impose_null, alternative, confint, level, seed, n_jobs, backend, weight_matrix, tuning
         As :func:`wildboot`; the null of every test is zero.
     band : {"post", "all"}

@@ -396,7 +396,7 @@ def wildboot(
     fit : staggerlab Feols, pyfixest Feols or EventStudyResult
         A fitted model; fixed effects stay absorbed (see the module notes for
         fixed effects not nested in the bootstrap clusters). An event study
-        (``method="twfe"`` or ``"sunab"``) is bootstrapped whole by
+        (``method="twfe"``, ``"sunab"`` or ``"imputation"``) is bootstrapped whole by
         :func:`~staggerlab.inference.resampling.es_wildboot.event_study_wildboot`
         (``param``, ``h0``, ``cluster`` and ``bootcluster`` do not apply; every
         null is zero) and an
