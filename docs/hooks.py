@@ -5,6 +5,7 @@ the page; worked studies import :mod:`docs.show` to embed figures."""
 from __future__ import annotations
 
 import sys
+import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +32,6 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
             continue
         obj = getattr(staggerlab, name)
         # the defining module's path: the package's public names are loaded lazily
-        path = obj.__name__ if isinstance(obj, type(staggerlab)) else f"{obj.__module__}.{obj.__qualname__}"
+        path = obj.__name__ if isinstance(obj, types.ModuleType) else f"{obj.__module__}.{obj.__qualname__}"
         blocks.append(f"::: {path}")
     return markdown.replace(MARK, "\n\n".join(blocks))

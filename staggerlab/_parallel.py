@@ -45,25 +45,41 @@ def run_blocks(
         ``"ray"`` (after ``ray.util.joblib.register_ray()``).
     desc : str, optional
         Progress bar label; a bar is shown only on an interactive terminal.
+
+    Raises
+    ------
+    KeyboardInterrupt
+        On Ctrl-C, with a message saying how many blocks had finished.
     """
     show = sys.stderr.isatty() if show_progress is None else show_progress
     args = (lambda b: (b,)) if shared is None else (lambda b: (shared, b))
-    if (n_jobs is None or n_jobs == 1) and backend is None:
-        return [func(*args(b)) for b in progress(blocks, desc=desc, enabled=show)]
-    if backend is None:
-        return _run(func, blocks, args, n_jobs, desc, show)
-    # external backends (dask, ray) are registered through parallel_config
-    extra = {"scatter": [shared]} if backend == "dask" and shared is not None else {}
-    with parallel_config(backend=backend, n_jobs=n_jobs, **extra):
-        return _run(func, blocks, args, None, desc, show)
+    done: list[Any] = []
+    try:
+        if (n_jobs is None or n_jobs == 1) and backend is None:
+            done.extend(func(*args(b)) for b in progress(blocks, desc=desc, enabled=show))
+        elif backend is None:
+            _run(func, blocks, args, n_jobs, desc, show, done)
+        else:
+            # external backends (dask, ray) are registered through parallel_config
+            extra = {"scatter": [shared]} if backend == "dask" and shared is not None else {}
+            with parallel_config(backend=backend, n_jobs=n_jobs, **extra):
+                _run(func, blocks, args, None, desc, show, done)
+    except KeyboardInterrupt:
+        # callers add what they saved; the bare interrupt would only show a traceback
+        raise KeyboardInterrupt(
+            f"{desc or 'run'} interrupted after {len(done)} of {len(blocks)} block(s); nothing was kept: run it "
+            "again (the same seed gives the same numbers)"
+        ) from None
+    return done
 
 
 def _run(func: Callable[..., Any], blocks: Sequence[Any], args: Callable[[Any], tuple], n_jobs: int | None,
-         desc: str | None, show: bool) -> list[Any]:
+         desc: str | None, show: bool, done: list[Any]) -> None:
     kw = {} if n_jobs is None else {"n_jobs": n_jobs}
     try:
         # results stream back in order, so a progress bar can follow them
         gen = Parallel(return_as="generator", **kw)(delayed(func)(*args(b)) for b in blocks)
     except ValueError:  # backends without generator support (ray) return a list
-        return Parallel(return_as="list", **kw)(delayed(func)(*args(b)) for b in blocks)
-    return list(progress(gen, total=len(blocks), desc=desc, enabled=show))
+        done.extend(Parallel(return_as="list", **kw)(delayed(func)(*args(b)) for b in blocks))
+        return
+    done.extend(progress(gen, total=len(blocks), desc=desc, enabled=show))

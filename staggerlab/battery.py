@@ -19,20 +19,18 @@ from typing import Any, Callable
 import numpy as np
 import polars as pl
 
+from .battery_checks import check_spec_types, helper_names, instrument_columns, validate
 from .errors import (
     ArgumentTypeError,
-    MissingColumnError,
-    StaggerlabError,
+    SpecError,
     StaggerlabWarning,
-    TreatmentError,
-    VcovError,
 )
 from .inference.regression.feols import Feols, FeolsMulti, feols
-from .inference.regression.formula import Formula, quote, split_top, unquote
+from .inference.regression.formula import Formula, quote
 from .inference.regression.results import significance_stars
-from .panels.adoption import adoption_times
+from .inference.results import pvalue_text
 from .panels.io import read_frame
-from .panels.panel import Panel, fresh_name, to_polars
+from .panels.panel import finite_mask, to_polars
 from .panels.simulate import PAPER_CONTROLS, PAPER_OUTCOMES, paper_panel
 from .report import md_table, write_report
 
@@ -73,13 +71,30 @@ class BatterySpec:
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: Any) -> "BatterySpec":
-        """Read a spec file (keys = field names; ``[battery]`` table or top level)."""
-        with open(path, "rb") as fh:
-            raw = tomllib.load(fh)
+        """Read a spec file (keys = field names; ``[battery]`` table or top level).
+
+        Raises
+        ------
+        SpecError
+            No file at ``path``, or the file is not valid TOML, has a key that is not an option (the
+            message lists the valid ones) or a value of the wrong type.
+        """
+        name = Path(path).name
+        try:
+            with open(path, "rb") as fh:
+                raw = tomllib.load(fh)
+        except FileNotFoundError:
+            raise SpecError(f"no such spec file: {path}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise SpecError(f"spec file {name} is not valid TOML: {e}; fix the file") from None
         raw = raw.get("battery", raw)
-        unknown = set(raw) - set(cls.__dataclass_fields__)
+        if not isinstance(raw, dict):
+            raise SpecError(f"spec file {name}: [battery] must be a table of options")
+        unknown = [k for k in raw if k not in cls.__dataclass_fields__]
         if unknown:
-            raise StaggerlabError(f"unknown option(s) in {path}: {sorted(unknown)}")
+            raise SpecError(f"unknown option {unknown[0]!r} in spec file {name}; valid options: "
+                            f"{', '.join(cls.__dataclass_fields__)}")
+        check_spec_types(raw, name, cls())
         raw.update({k: v for k, v in overrides.items() if v is not None})
         if "window" in raw:
             raw["window"] = tuple(raw["window"])
@@ -102,6 +117,7 @@ class Section:
     figures: list[str] = field(default_factory=list)
     numbers: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    error: str | None = None  # "Type: message" when the section raised
 
 
 @dataclass
@@ -111,6 +127,7 @@ class BatteryResult:
     spec: BatterySpec
     sections: list[Section]
     out: Path
+    interrupted: str | None = None  # title of the section a Ctrl-C stopped (the report then has the ones before it)
 
     def section(self, key: str) -> Section:
         """Look a section up by key."""
@@ -119,9 +136,15 @@ class BatteryResult:
                 return s
         raise KeyError(key)
 
+    @property
+    def failed(self) -> dict[str, str]:
+        """The sections that raised: key -> ``"Type: message"``."""
+        return {s.key: s.error for s in self.sections if s.error}
+
     def summary(self) -> str:
         """One line per section."""
-        return "\n".join(f"{s.title}: {s.seconds:.2f} s" for s in self.sections)
+        return "\n".join(f"{s.title}: " + (f"FAILED ({s.error})" if s.error else f"{s.seconds:.2f} s")
+                         for s in self.sections)
 
 
 # --------------------------------------------------------------------- helpers
@@ -129,23 +152,14 @@ def _fml(y: str | list[str], treat: str, controls: list[str], unit: str, time: s
     return Formula.of(y, [treat, *controls], [unit, time])
 
 
-def _helper_names(columns: list[str]) -> tuple[str, str]:
-    """Names of the cohort and treatment columns the battery adds, distinct from the data's."""
-    return fresh_name("_cohort", columns), fresh_name("_treat", columns)
-
-
-def _instruments(z: str) -> tuple[str, ...]:
-    """The columns of one ``--instruments`` entry (``"z1 + z2"``; backticks quote names)."""
-    return tuple(unquote(c) for _, c in split_top(z, "+") if c)
-
-
 def _as_multi(fit: Feols | FeolsMulti) -> dict[str, Feols]:
     return {fit.depvar: fit} if isinstance(fit, Feols) else dict(fit.fits)
 
 
-def regression_table(fits: dict[str, Feols], param: str, labels: dict[str, str]) -> pl.DataFrame:
-    """The study's Table 4 layout: coefficient with stars, (se), N, R2, within R2."""
-    cols: dict[str, list[str]] = {"": [param, "", "Controls", "Firm FE", "Year FE", "N", "R2", "Within R2"]}
+def regression_table(fits: dict[str, Feols], param: str, labels: dict[str, str], unit: str = "firm",
+                     time: str = "year") -> pl.DataFrame:
+    """The study's Table 4 layout: coefficient with stars, (se), controls, ``unit`` FE, ``time`` FE, N, R2, within R2."""
+    cols: dict[str, list[str]] = {"": [param, "", "Controls", f"{unit} FE", f"{time} FE", "N", "R2", "Within R2"]}
     for key, f in fits.items():
         c, se, p = f.coef()[param], f.se()[param], f.pvalue()[param]
         has_controls = len(f.coefnames) > 1
@@ -170,73 +184,6 @@ def _jobs(spec: BatterySpec) -> int:
     than 10,000 placebo or permutation draws take, so small local runs stay
     in-process (an explicit ``backend``, e.g. a dask cluster, is always used)."""
     return 1 if spec.draws <= 10_000 and spec.backend is None else spec.n_jobs
-
-
-# -------------------------------------------------------------------- checks
-def _derive_treat(panel: Panel, spec: BatterySpec) -> tuple[pl.DataFrame, str]:
-    """Return the panel's frame with a 0/1 treatment column and ``_cohort``, and the treatment's name."""
-    frame = panel.frame
-    cohort_col, treat_col = _helper_names(frame.columns)
-    if spec.treat and spec.treat in frame.columns:
-        treat = spec.treat
-        d = frame[treat].cast(pl.Float64).to_numpy()
-        ok = np.isfinite(d)  # rows without a treatment value say nothing about adoption
-        codes = panel.unit_codes
-        times = frame[spec.time].cast(pl.Int64).to_numpy()
-        if not ok.all():
-            d, codes, times = d[ok], codes[ok], times[ok]
-        # the treatment may switch off: the battery's cohort is its first treated period
-        g = adoption_times(d, times, column=treat, units=panel.units, unit_codes=codes, allow_switching=True,
-                           require_treated=False).g
-        return frame.with_columns(pl.Series(cohort_col, g[panel.unit_codes])), treat
-    if spec.cohort:
-        treat = treat_col
-        g = pl.col(spec.cohort).fill_null(0)
-        frame = frame.with_columns(
-            ((g > 0) & (pl.col(spec.time) >= g)).cast(pl.Int64).alias(treat), g.cast(pl.Int64).alias(cohort_col)
-        )
-        return frame, treat
-    raise MissingColumnError(f"treatment column {spec.treat!r} not found; give --treat COL or --cohort COL")
-
-
-def validate(frame: pl.DataFrame, spec: BatterySpec) -> pl.DataFrame:
-    """Check everything a long step would trip on; raise one clear error.
-
-    Returns the frame with ``_cohort`` (adoption period, 0 = never) and the
-    treatment column (``spec.treat`` or ``_treat`` derived from ``--cohort``).
-    """
-    needed = {
-        "unit": [spec.unit], "time": [spec.time], "outcome": spec.outcomes, "control": spec.controls,
-        "cluster": [spec.cluster_col], "extra control": spec.extra_controls, "mechanism": spec.mechanisms,
-        "split": spec.splits, "cohort": [spec.cohort] if spec.cohort else [],
-        "instrument": [z for zs in spec.instruments for z in _instruments(zs)],
-    }
-    for role, cols in needed.items():
-        missing = [c for c in cols if c not in frame.columns]
-        if missing:
-            raise MissingColumnError(
-                f"{role} column {missing[0]!r} not found in the data; available: {', '.join(frame.columns[:15])}"
-            )
-    if spec.treat and not spec.cohort and spec.treat not in frame.columns:
-        raise MissingColumnError(f"treatment column {spec.treat!r} not found; give --treat COL or --cohort COL")
-    if not spec.outcomes:
-        raise StaggerlabError("no outcome given; use --outcome COL")
-    # one row per (unit, period); the panel's unit codes then serve the adoption pass
-    panel = Panel.from_frame(frame, unit=spec.unit, time=spec.time)
-    frame, treat = _derive_treat(panel, spec)
-    d = frame[treat].drop_nulls()
-    if d.n_unique() < 2:
-        raise TreatmentError(f"treatment {treat!r} never varies (always {d[0] if d.len() else 'missing'}); nothing to estimate")
-    for y in [*spec.outcomes, *spec.mechanisms]:
-        s = frame[y].drop_nulls()
-        if not s.dtype.is_numeric():
-            raise StaggerlabError(f"outcome {y!r} is not numeric ({s.dtype}); convert it first")
-        if s.n_unique() < 2:
-            raise StaggerlabError(f"outcome {y!r} is constant; drop it from --outcome")
-    n_cl = frame[spec.cluster_col].n_unique()
-    if n_cl < 2:
-        raise VcovError(f"cluster column {spec.cluster_col!r} has {n_cl} cluster; clustering needs at least 2")
-    return frame
 
 
 # ------------------------------------------------------------------ sections
@@ -276,7 +223,7 @@ def section_baseline(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Pa
             fits[f"{y} ({tag})"] = f
     order = [f"{y} ({t})" for y in spec.outcomes for t in ("no controls", "controls")]
     fits = {k: fits[k] for k in order if k in fits}
-    table = regression_table(fits, treat, {})
+    table = regression_table(fits, treat, {}, spec.unit, spec.time)
     coefs = _coef_rows(fits, treat)
     main = fits[f"{spec.outcomes[0]} (controls)"] if spec.controls else fits[f"{spec.outcomes[0]} (no controls)"]
     shared.fitted["baseline"] = main  # the same model: later sections reuse it
@@ -315,7 +262,7 @@ def section_event_study(frame: pl.DataFrame, spec: BatterySpec, treat: str, out:
     btab = wb.tidy()
     pp = pretrend_power(es)
     s50, s80 = pp.slope(0.5), pp.slope(0.8)
-    figs = [_fig(wb.plot(title=f"Event study: {y} (wild bootstrap, sup-t band)"), out, "event_study.png")]
+    figs = [_fig(wb.plot(outcome=y, binned=spec.window), out, "event_study.png")]
     text = (f"Dynamic TWFE of `{y}` on relative-time indicators {spec.window[0]}..{spec.window[1]} (endpoints "
             f"binned, reference period {es.ref}), with the controls, {spec.unit} and {spec.time} FE, CRV1 by "
             f"{spec.cluster_col}; N = {es.nobs:,}.\n\n" + md_table(tab)
@@ -385,13 +332,15 @@ def section_robust(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path
             skipped.append(f"{label}: not estimable ({e})")
             continue
         agg = es.aggregate("simple")
-        results[method] = es
+        results[label.split(" (")[0]] = es
+        n_units, n_rows = _sample_size(es, frame, [y, *controls], spec.unit)
         rows.append({"estimator": label, "estimate": agg.estimate, "se": agg.se,
                      "ci_low": agg.estimate - 1.959964 * agg.se, "ci_high": agg.estimate + 1.959964 * agg.se,
-                     "controls": "yes" if controls else "no", "rows": es.nobs})
-        numbers[method] = {"estimate": agg.estimate, "se": agg.se, "nobs": es.nobs,
-                           "event_study": es.tidy().to_dicts()}
-    cs_res = results["cs"]
+                     "controls": "yes" if controls else "no", "units": n_units, "rows": n_rows})
+        numbers[method] = {"estimate": agg.estimate, "se": agg.se, "units": n_units, "rows": n_rows,
+                           "nobs": es.nobs, "event_study": es.tidy().to_dicts()}
+        if method == "cs":
+            cs_res = es
     numbers["cs"]["n_units"] = cs_res.n_units
     cs_note = (f" Callaway-Sant'Anna uses all {cs_res.n_units:,} `{spec.unit}` units ({cs_res.nobs:,} rows)"
                + ("; the panel is unbalanced, so each ATT(g,t) compares the rows observed in its two periods "
@@ -401,10 +350,22 @@ def section_robust(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path
         from .plots.event_study import plot_event_studies
 
         figs.append(_fig(plot_event_studies(results, y), out, "robust_event_studies.png"))
+    base = shared.baseline
     text = (f"Overall ATT of `{treat}` on `{y}` from estimators robust to heterogeneous and dynamic effects "
-            f"(standard errors clustered by {spec.cluster_col}); compare with the baseline TWFE.{cs_note}\n\n"
+            f"(standard errors clustered by {spec.cluster_col}); compare with the baseline TWFE (N = "
+            f"{base.nobs:,} rows).{cs_note} `units` and `rows` are the sample each estimator used.\n\n"
             + md_table(tab) + "".join(f"\n\n{m}" for m in skipped))
     return Section("robust", "3. Heterogeneity-robust estimators", text, {"robust": tab}, figs, numbers)
+
+
+def _sample_size(es: Any, frame: pl.DataFrame, columns: list[str], unit: str) -> tuple[int, int | None]:
+    """(units, rows) an event-study estimator used: its own counts where it reports them, else the units
+    of the rows complete in ``columns``."""
+    rows = getattr(es, "nobs", None)
+    units = getattr(es, "n_units", None)
+    if units is None:
+        units = frame.filter(pl.Series(finite_mask(frame, columns)))[unit].n_unique()
+    return int(units), None if rows is None else int(rows)
 
 
 def section_diagnostics(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path, shared: SharedFits) -> Section:
@@ -423,16 +384,21 @@ def section_diagnostics(frame: pl.DataFrame, spec: BatterySpec, treat: str, out:
     bt = b.by_type()
     w = twfe_weights(frame, y=y, unit=spec.unit, time=spec.time, cohort=shared.cohort)
     share_neg = abs(w.sum_negative) / (w.sum_positive + abs(w.sum_negative)) if w.n_negative else 0.0
-    figs = [_fig(b.plot(), out, "bacon.png")]
+    from .plots.bacon import plot_bacon
+
+    figs = [_fig(plot_bacon(b, outcome=y), out, "bacon.png")]
     wt = pl.DataFrame({"quantity": ["positive weights", "negative weights", "sum of positive weights",
                                     "sum of negative weights", "share of negative weight", "sigma (robustness)"],
                        "value": [float(w.n_positive), float(w.n_negative), w.sum_positive, w.sum_negative,
                                  share_neg, w.sigma]})
+    # the Markdown shows the two counts as integers (the parquet/JSON column stays numeric)
+    shown = wt.with_columns(pl.Series("value", [f"{w.n_positive:,}", f"{w.n_negative:,}",
+                                                *(f"{v:.4f}" for v in wt["value"].to_list()[2:])]))
     text = (f"Goodman-Bacon decomposition of the TWFE coefficient of `{y}` (no controls) into 2x2 comparisons; "
             f"TWFE = {b.twfe:.4f}.{note}\n\n" + md_table(bt)
             + "\n\nde Chaisemartin-D'Haultfoeuille weights attached by the TWFE coefficient to the treated "
               f"(cohort, period) cells ({w.n_units:,} units, {w.nobs:,} rows: every row with `{y}`):\n\n"
-            + md_table(wt))
+            + md_table(shown))
     return Section("diagnostics", "4. Diagnostics", text, {"bacon": b.tidy(), "bacon_by_type": bt,
                                                         "dcdh_weights": w.tidy()}, figs,
                    {"bacon_twfe": b.twfe, "bacon_by_type": bt.to_dicts(), "dcdh": wt.to_dicts()})
@@ -452,6 +418,7 @@ def section_inference(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: P
     figs.append(_fig(ri.plot(), out, "placebo.png"))
     lo, hi = ri.pvalue_ci
     numbers["placebo"] = {"observed": ri.observed, "pvalue": ri.pvalue, "pvalue_ci": [lo, hi],
+                          "n_extreme": ri.count, "valid_draws": ri.n_valid,
                           "draws": spec.draws, "mean": float(np.mean(ri.statistics)),
                           "sd": float(np.std(ri.statistics, ddof=1))}
     parts.append(
@@ -459,7 +426,8 @@ def section_inference(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: P
         "random, and gives each an adoption year drawn from the empirical adoption-year distribution; "
         f"statistic: the CRV1 t of `{treat}`). Observed t = {ri.observed:.3f}; placebo t's have mean "
         f"{np.mean(ri.statistics):.3f} and sd {np.std(ri.statistics, ddof=1):.3f}; randomization p-value "
-        f"= {ri.pvalue:.4f} (exact 95% Clopper-Pearson interval for its Monte Carlo error "
+        f"{pvalue_text(ri.pvalue, ri.n_valid, ri.count == 0)}{' (no draw as extreme as the observed t)' if ri.count == 0 else ''} (exact 95% Clopper-Pearson interval for its Monte "
+        "Carlo error "
         f"[{lo:.4f}, {hi:.4f}])."
     )
     wb = wildboot(fit, param=treat, draws=spec.boot_draws, seed=spec.seed, n_jobs=_jobs(spec), backend=spec.backend)
@@ -469,7 +437,7 @@ def section_inference(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: P
                            "draws": spec.boot_draws, "note": wb.note}
     parts.append(
         f"**Wild cluster bootstrap** (WCR, Rademacher weights by {spec.cluster_col}, {spec.boot_draws:,} draws): "
-        f"t = {wb.tstat:.3f}, bootstrap p-value = {wb.pvalue:.4f}, 95% CI by test inversion "
+        f"t = {wb.tstat:.3f}, bootstrap p-value {pvalue_text(wb.pvalue, spec.boot_draws, wb.pvalue == 0)}, 95% CI by test inversion "
         f"[{wb.confint[0]:.4f}, {wb.confint[1]:.4f}]." + (f" Note: {wb.note}" if wb.note else "")
     )
     text = (f"Inference on the baseline coefficient of `{treat}` for `{y}` (with controls; N = {fit.nobs:,}, "
@@ -489,7 +457,7 @@ def section_extra_controls(frame: pl.DataFrame, spec: BatterySpec, treat: str, o
         fits[f"+ {c}"] = feols(_fml(y, treat, [*spec.controls, c], spec.unit, spec.time), frame, vcov=vc)
     coefs = _coef_rows(fits, treat)
     text = (f"`{y}` on `{treat}` with the baseline controls plus each extra control added one at a time "
-            f"(CRV1 by {spec.cluster_col}).\n\n" + md_table(regression_table(fits, treat, {})))
+            f"(CRV1 by {spec.cluster_col}).\n\n" + md_table(regression_table(fits, treat, {}, spec.unit, spec.time)))
     return Section("extra_controls", "6. Competing policies / extra controls", text, {"extra_controls": coefs}, [],
                    {"coefficients": coefs.to_dicts()})
 
@@ -502,7 +470,7 @@ def section_mechanisms(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: 
                            vcov={"CRV1": quote(spec.cluster_col)}))
     coefs = _coef_rows(fits, treat)
     text = (f"Each mechanism outcome on `{treat}` with the baseline controls, {spec.unit} and {spec.time} FE, "
-            f"CRV1 by {spec.cluster_col}.\n\n" + md_table(regression_table(fits, treat, {})))
+            f"CRV1 by {spec.cluster_col}.\n\n" + md_table(regression_table(fits, treat, {}, spec.unit, spec.time)))
     return Section("mechanisms", "7. Mechanisms", text, {"mechanisms": coefs}, [], {"coefficients": coefs.to_dicts()})
 
 
@@ -565,13 +533,13 @@ def section_alternatives(frame: pl.DataFrame, spec: BatterySpec, treat: str, out
     else:
         notes.append("PSM-DID, entropy balancing and DML need covariates: give --controls.")
     for z in spec.instruments:
-        iv = feiv(IVFormula(y, tuple(C), (spec.unit, spec.time), (treat,), _instruments(z), False), frame, vcov=vc)
+        iv = feiv(IVFormula(y, tuple(C), (spec.unit, spec.time), (treat,), instrument_columns(z), False), frame, vcov=vc)
         dg = iv.diagnostics
         add(f"IV-2SLS ({z})", iv.coef()[treat], iv.se()[treat], iv.pvalue()[treat], iv.nobs,
             f"first-stage KP Wald F {dg.kp_wald_f:.1f}, KP LM {dg.kp_lm:.1f} (p {dg.kp_lm_pvalue:.3g}), "
             f"CD Wald F {dg.cd_wald_f:.1f}")
     if spec.instruments and C:
-        excl = list(_instruments(spec.instruments[0]))
+        excl = list(instrument_columns(spec.instruments[0]))
         hk = heckman(frame, y=y, selection=treat, outcome_vars=[treat, *C], selection_vars=[*C, *excl],
                      unit=spec.unit, time=spec.time, cluster=spec.cluster_col, outcome_sample="all")
         add("Heckman (treatment-effects two-step)", hk.coef()[treat], hk.se()[treat], hk.pvalue()[treat],
@@ -587,7 +555,7 @@ def section_alternatives(frame: pl.DataFrame, spec: BatterySpec, treat: str, out
                     learner_params=params.get(learner), n_folds=5, seed=spec.seed)
             from scipy.special import ndtr
 
-            add(f"DML ({learner})", r.coef, r.se, float(2 * ndtr(-abs(r.coef / r.se))), frame.height,
+            add(f"DML ({learner})", r.coef, r.se, float(2 * ndtr(-abs(r.coef / r.se))), r.nobs,
                 "partially linear, 5-fold cross-fitting on within-transformed data")
     tab = pl.DataFrame(rows) if rows else pl.DataFrame({"estimator": [], "estimate": []})
     text = (f"Alternative estimates of the effect of `{treat}` on `{y}` (the reference study's Tables 5-6, docs/study.md); all with "
@@ -669,6 +637,29 @@ SECTIONS: list[Callable[[pl.DataFrame, BatterySpec, str, Path, SharedFits], Sect
 ]
 
 
+_TITLES = {
+    "baseline": "1. Baseline TWFE", "event_study": "2. Event study", "robust": "3. Heterogeneity-robust estimators",
+    "diagnostics": "4. Diagnostics", "inference": "5. Placebo test and wild cluster bootstrap",
+    "extra_controls": "6. Competing policies / extra controls", "mechanisms": "7. Mechanisms",
+    "heterogeneity": "8. Heterogeneity", "alternatives": "9. Alternative estimators (Tables 5-6)",
+    "power": "10. Design power",
+}
+
+
+def _section_key(fn: Callable[..., Section]) -> str:
+    return fn.__name__.removeprefix("section_")
+
+
+def _failed_section(fn: Callable[..., Section], e: Exception) -> Section:
+    """The report entry of a section that raised: its error, in place of its results."""
+    key = _section_key(fn)
+    error = f"{type(e).__name__}: {e}"
+    text = (f"**Failed**: {error}\n\nThe other sections ran; fix the cause and run the battery again to get "
+            "this one.")
+    return Section(key, _TITLES.get(key, key), text, numbers={"error": {"type": type(e).__name__,
+                                                                          "message": str(e)}}, error=error)
+
+
 def load_data(spec: BatterySpec) -> tuple[pl.DataFrame, str]:
     """The battery's data and a one-line description of where it came from."""
     if spec.data is None:
@@ -705,19 +696,32 @@ def battery(data: Any = None, *, spec: BatterySpec | None = None, verbose: bool 
         frame, source = load_data(spec)
     else:
         frame, source = to_polars(data), "the frame passed to `battery()`"
-    cohort_col, treat_col = _helper_names(frame.columns)  # before validate() adds them
+    cohort_col, treat_col = helper_names(frame.columns)  # before validate() adds them
     frame = validate(frame, spec)
     treat = spec.treat if spec.treat and spec.treat in frame.columns else treat_col
     out = Path(spec.out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    sections = []
+    sections: list[Section] = []
     shared = SharedFits(frame, spec, treat, cohort_col)
     t_all = time.perf_counter()
     for fn in SECTIONS:
         t0 = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", StaggerlabWarning)
-            sec = fn(frame, spec, treat, out, shared)
+            try:
+                sec = fn(frame, spec, treat, out, shared)
+            except KeyboardInterrupt:
+                # what finished is worth keeping: the report of the finished sections, then stop
+                key = _section_key(fn)
+                write_report(BatteryResult(spec, sections, out, _TITLES.get(key, key)), frame, source,
+                             time.perf_counter() - t_all)
+                raise KeyboardInterrupt(
+                    f"battery interrupted during section {_TITLES.get(key, key)!r}; the {len(sections)} finished "
+                    f"section(s) are in {out / 'report.md'}; run the same command again to redo the battery "
+                    f"(seed {spec.seed} gives the same numbers; fewer --draws / --boot-draws make it shorter)"
+                ) from None
+            except Exception as e:  # one section's failure is reported, the others still run
+                sec = _failed_section(fn, e)
         sec.seconds = time.perf_counter() - t0
         notes = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, StaggerlabWarning)))
         if notes:
@@ -725,7 +729,8 @@ def battery(data: Any = None, *, spec: BatterySpec | None = None, verbose: bool 
             sec.numbers["notes"] = notes
         sections.append(sec)
         if verbose:
-            print(f"  {sec.title:<45} {sec.seconds:6.2f} s", file=sys.stderr)
+            status = f"FAILED ({sec.error})" if sec.error else f"{sec.seconds:6.2f} s"
+            print(f"  {sec.title:<45} {status}", file=sys.stderr)
     result = BatteryResult(spec, sections, out)
     write_report(result, frame, source, time.perf_counter() - t_all)
     return result

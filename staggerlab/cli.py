@@ -18,7 +18,10 @@ def _list(s: str | None) -> list[str] | None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     p = argparse.ArgumentParser(prog="staggerlab", description="Fast, exact TWFE / staggered-DID inference batteries.")
+    p.add_argument("--version", action="version", version=f"staggerlab {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("battery", help="run the study's robustness battery and write a report",
                        description="Run the robustness battery of the reference study on a panel (default: the "
@@ -111,7 +114,12 @@ def _connect_backend(backend: str | None) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``staggerlab`` console script."""
+    """Entry point of the ``staggerlab`` console script.
+
+    Exit status: 0 done; 1 the report was written but its baseline section
+    failed; 2 bad input or options (one line says which and what to do);
+    3 an internal error; 130 interrupted (Ctrl-C).
+    """
     args = _parser().parse_args(argv)
     try:
         from .battery import battery
@@ -126,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             if client is not None:
                 client.close()
+    except KeyboardInterrupt as e:
+        # a Ctrl-C is an answer, not a crash: say what was kept and how to go on
+        what = str(e) or "interrupted before the first section finished; nothing was written; run the command again"
+        print(f"staggerlab: {what}", file=sys.stderr)
+        return 130
     except (StaggerlabError, FileNotFoundError) as e:
         print(f"staggerlab: error: {e}", file=sys.stderr)
         return 2
@@ -133,10 +146,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"staggerlab: internal error ({type(e).__name__}): {e}; please report it with the command you ran",
               file=sys.stderr)
         return 3
+    report = res.out / "report.md"
+    for key, error in res.failed.items():
+        if key != "baseline":
+            print(f"staggerlab: section {key!r} failed ({error}); the other sections are in {report}",
+                  file=sys.stderr)
+    if "baseline" in res.failed:
+        print(f"staggerlab: error: the baseline section failed ({res.failed['baseline']}); the other sections "
+              f"are in {report}", file=sys.stderr)
+        return 1
     if not args.quiet:
         main_sec = res.section("baseline")
         print(main_sec.text.split("\n\n", 1)[1])
-        print(f"\nreport: {res.out / 'report.md'}  ({time.perf_counter() - t0:.1f} s)")
+        print(f"\nreport: {report}  ({time.perf_counter() - t0:.1f} s)")
     return 0
 
 

@@ -184,3 +184,15 @@ class HonestDiDWarning(StaggerlabWarning):
 
 class HonestGridWarning(HonestDiDWarning):
     """A relative-magnitudes confidence interval touches the edge of the range of theta scanned."""
+
+
+class WeightsError(PanelError):
+    """The weights column has zero or negative values (weights must be positive)."""
+
+
+class SpecError(ArgumentError):
+    """A battery spec file is not valid TOML, or has an unknown key or a value of the wrong type."""
+
+
+class CheckpointResumedWarning(StaggerlabWarning):
+    """A Monte Carlo study resumed from a checkpoint: how many finished blocks it found."""

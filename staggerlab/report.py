@@ -13,7 +13,7 @@ import polars as pl
 if TYPE_CHECKING:
     from .battery import BatteryResult, BatterySpec
 
-__all__ = ["md_table", "write_report"]
+__all__ = ["md_table", "write_report", "strict_json"]
 
 
 def md_table(df: pl.DataFrame, floatfmt: str = "{:.4f}") -> str:
@@ -53,6 +53,17 @@ def write_report(result: BatteryResult, frame: pl.DataFrame, source: str, second
         f"Treatment: `{spec.treat or spec.cohort}`. Seed {spec.seed}. Total run time {seconds:.1f} s.",
         "",
     ]
+    main = next((s.numbers.get("main") for s in result.sections if s.key == "baseline"), None)
+    if main:
+        # the yardstick the sections' own N (rows, units) are read against
+        head += [f"Baseline sample (section 1, `{spec.outcomes[0]}` with the controls): {main['nobs']:,} rows; "
+                 "sections that use another sample say so.", ""]
+    if result.interrupted:
+        head += [f"**Interrupted** (Ctrl-C) during section '{result.interrupted}': only the sections that "
+                 "finished before it are below.", ""]
+    failed = [s.title for s in result.sections if s.error]
+    if failed:
+        head += [f"**Sections that failed** (their error is in the section): {', '.join(failed)}.", ""]
     body = []
     for s in result.sections:
         body += [f"## {s.title}", "", s.text, ""]
@@ -69,16 +80,25 @@ def write_report(result: BatteryResult, frame: pl.DataFrame, source: str, second
         "data": {"source": source, "rows": frame.height, "units": n_units},
         "sections": {s.key: {"title": s.title, "seconds": s.seconds, **s.numbers} for s in result.sections},
     }
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=_json_default))
+    # strict JSON: a number that could not be computed is null, never NaN/Infinity
+    (out / "results.json").write_text(json.dumps(strict_json(results), indent=2, allow_nan=False))
 
 
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
+def strict_json(o: Any) -> Any:
+    """``o`` with numpy scalars/arrays and tuples as plain JSON values, and every
+    non-finite float (NaN, +-inf) as ``None``, so ``json.dumps(..., allow_nan=False)`` holds."""
+    if isinstance(o, dict):
+        return {str(k): strict_json(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [strict_json(v) for v in o]
     if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, tuple):
-        return list(o)
+        return strict_json(o.tolist())
+    if isinstance(o, np.generic):
+        o = o.item()
+    if isinstance(o, float) and not np.isfinite(o):
+        return None
+    if o is None or isinstance(o, (str, int, float, bool)):
+        return o
     raise TypeError(f"not JSON serializable: {type(o).__name__}")
 
 

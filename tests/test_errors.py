@@ -22,6 +22,7 @@ from staggerlab.errors import (
     PanelError,
     StaggerlabError,
     VcovError,
+    WeightsError,
 )
 
 
@@ -129,7 +130,7 @@ def test_missing_values_in_panel(dirty):
 
 def test_non_positive_weights(df):
     bad = df.with_columns(w=pl.when(pl.col("unit") == 1).then(0.0).otherwise(1.0))
-    with pytest.raises(MissingValueError, match=r"weights column 'w' has 5 non-positive value"):
+    with pytest.raises(WeightsError, match=r"weights column 'w' has 5 zero or negative value"):
         fit("y ~ treat | unit", bad, weights="w")
 
 

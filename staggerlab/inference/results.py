@@ -17,7 +17,9 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
-__all__ = ["Result", "Aggregate", "PretrendTest", "interval", "critical_value"]
+from .._validate import check_level
+
+__all__ = ["Result", "Aggregate", "PretrendTest", "interval", "critical_value", "pvalue_text"]
 
 
 class Result(ABC):
@@ -51,8 +53,21 @@ def critical_value(alpha: float, df: int | None) -> float:
 
 def interval(est: np.ndarray, se: np.ndarray, df: int | None, level: float) -> tuple[np.ndarray, np.ndarray]:
     """``level`` confidence intervals from a t(``df``) reference, or the normal one when ``df`` is None/0."""
-    q = critical_value(1.0 - level, df)
+    q = critical_value(1.0 - check_level(level), df)
     return est - q * se, est + q * se
+
+
+def pvalue_text(pvalue: float, draws: int, none_as_extreme: bool) -> str:
+    """A resampling p-value as reports and figures print it after "p": ``= 0.0123``, or the bound below.
+
+    When no draw of ``draws`` was as extreme as the observed statistic the
+    p-value says only that it is below ``1/(B+1)``, so the report prints
+    that bound and its number, not a bare ``0.0000`` (bootstrap) or ``1/(B+1)``
+    (placebo, whose p-value counts the observed assignment as a draw).
+    """
+    if none_as_extreme:
+        return f"< 1/(B+1) = {1 / (draws + 1):.2g}"
+    return f"= {pvalue:.4f}"
 
 
 class Aggregate(Result):

@@ -119,11 +119,12 @@ def adoption_times(
     else:
         g, bad_row, n_bad, first_bad = adoption_by_run(run_lengths, time, values, cohort)
 
+    # plain int positions: a polars Series of ids refuses numpy integer keys
     def unit_id(u: int) -> Any:
-        return _plain(units[u] if unit_codes is not None else units[int(run_lengths[:u].sum())])
+        return _plain(units[int(u)] if unit_codes is not None else units[int(run_lengths[:u].sum())])
 
     def row_unit(r: int) -> Any:
-        return _plain(units[unit_codes[r]] if unit_codes is not None else units[r])
+        return _plain(units[int(unit_codes[r])] if unit_codes is not None else units[int(r)])
 
     if bad_row >= 0:
         raise TreatmentError(

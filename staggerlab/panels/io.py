@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 import polars as pl
 
-from ..errors import MissingColumnError, PanelError
+from ..errors import EmptyPanelError, MissingColumnError, PanelError
 from .panel import NaPolicy, Panel
 
 __all__ = ["read_panel", "read_frame"]
@@ -18,10 +18,33 @@ def read_frame(path: str | Path, columns: Sequence[str] | None = None) -> pl.Dat
     """Read a parquet or csv file into polars, only ``columns`` if given.
 
     Parquet is scanned lazily so only the needed columns are read.
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    EmptyPanelError
+        The file is empty or holds column names but no rows.
+    PanelError
+        Not a .parquet/.csv file, or a file polars cannot parse.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such data file: {path}")
+    if path.is_file() and path.stat().st_size == 0:
+        raise EmptyPanelError(f"data file {path.name} is empty (0 bytes); give a file with a header and rows")
+    try:
+        frame = _read(path, columns)
+    except pl.exceptions.NoDataError as e:
+        raise EmptyPanelError(f"data file {path.name} holds no data; give a file with a header and rows") from e
+    except (pl.exceptions.ComputeError, OSError) as e:
+        raise PanelError(f"cannot read {path.name}: {str(e).splitlines()[0]}") from e
+    if frame.height == 0:
+        raise EmptyPanelError(f"data file {path.name} has column names but no rows; give a file with data rows")
+    return frame
+
+
+def _read(path: Path, columns: Sequence[str] | None) -> pl.DataFrame:
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
         lf = pl.scan_parquet(path)

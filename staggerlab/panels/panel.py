@@ -92,10 +92,14 @@ def check_columns(frame: pl.DataFrame, columns: Sequence[str], what: str = "colu
 
 
 def check_numeric(frame: pl.DataFrame, columns: Sequence[str], role: str) -> None:
-    """Raise ``NonNumericError`` for a non-numeric outcome/regressor column."""
+    """Raise ``NonNumericError`` for a non-numeric outcome/regressor column
+    (``MissingValueError`` for one with no value at all, which CSV readers type as text)."""
     for c in columns:
         dt = frame.schema[c]
         if not (dt.is_numeric() or dt == pl.Boolean):
+            if frame.height and frame[c].null_count() == frame.height:
+                raise MissingValueError(f"{role} column {c!r} is entirely missing (no value in {frame.height:,} "
+                                        "rows); check the column name or drop it")
             raise NonNumericError(
                 f"{role} column {c!r} has type {dt}, not a number; "
                 "convert it (e.g. cast or encode it) before fitting"
@@ -360,6 +364,8 @@ class Panel:
                 MissingValueWarning,
                 stacklevel=2,
             )
+            if n_bad == frame.height:
+                check_not_all_missing(frame, [unit, time, *columns])
             frame = frame.filter(pl.Series(keep))
             if frame.height == 0:
                 raise EmptyPanelError("no rows left after dropping missing values")

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ..inference.results import pvalue_text
 from ._figure import axes
 
 __all__ = ["plot_wildboot"]
@@ -38,12 +39,14 @@ def plot_wildboot(result: Any, path: str | None = None, *, bins: int | None = No
     t = result.tstat
     ax.axvline(t, color="C3", linewidth=1.6, label=f"observed t = {t:.3f}")
     if result.alternative == "two-sided":
-        ax.axvline(-t, color="C3", linewidth=1.0, linestyle="--")
+        ax.axvline(-t, color="C3", linewidth=1.0, linestyle="--",
+                   label=f"mirror = {-t:.3f} (two-sided: both tails count)")
     ax.set_xlabel(f"t statistic of {result.param} (H0: {result.param} = {result.h0:g})")
     ax.set_ylabel("density")
     ax.set_title(
-        f"Wild cluster bootstrap ({result.bootstrap_type}, {result.weights}): "
-        f"p = {result.pvalue:.4f} ({result.alternative})"
+        f"Wild cluster bootstrap of the t statistic of {result.param}\n({result.bootstrap_type}, "
+        f"{result.weights} weights; p {pvalue_text(result.pvalue, result.draws, result.pvalue == 0)}, "
+        f"{result.alternative})"
     )
     ax.legend(frameon=False, fontsize="small")
     fig.tight_layout()

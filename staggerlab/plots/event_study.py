@@ -8,11 +8,31 @@ import numpy as np
 
 from ._figure import axes, interval_bars
 
-__all__ = ["plot_event_study", "plot_event_studies", "plot_event_study_band", "plot_pretrend_power"]
+__all__ = ["plot_event_study", "plot_event_studies", "plot_event_study_band", "plot_pretrend_power", "METHOD_NAMES",
+           "binned_tick_labels"]
+
+#: how figures name the event-study methods (never their code names)
+METHOD_NAMES = {"twfe": "dynamic TWFE", "sunab": "Sun-Abraham", "imputation": "imputation (BJS / two-stage DID)",
+                "lpdid": "LP-DiD", "stacked": "stacked DiD", "etwfe": "extended TWFE (Wooldridge)",
+                "cs": "Callaway-Sant'Anna"}
+
+
+def binned_tick_labels(ticks: Any, binned: tuple[int, int] | None) -> list[str]:
+    """Tick labels of relative periods; the binned endpoints of ``binned = (lo, hi)`` read ``<=lo`` / ``>=hi``."""
+    out = []
+    for t in np.asarray(ticks).tolist():
+        if binned is not None and t == binned[0]:
+            out.append(f"<={t}")
+        elif binned is not None and t == binned[1]:
+            out.append(f">={t}")
+        else:
+            out.append(str(t))
+    return out
 
 
 def plot_event_study(result: Any, path: str | None = None, *, level: float = 0.95, ax: Any = None,
-                     title: str | None = None) -> Any:
+                     title: str | None = None, outcome: str | None = None,
+                     binned: tuple[int, int] | None = None) -> Any:
     """Plot an event-study result against relative time.
 
     Point estimates with ``level`` confidence intervals, every reference
@@ -30,6 +50,12 @@ def plot_event_study(result: Any, path: str | None = None, *, level: float = 0.9
     ax : matplotlib Axes, optional
         Draw into it instead of a new figure.
     title : str, optional
+        Default: the method's name (and the outcome's, if given).
+    outcome : str, optional
+        Name of the outcome, for the y-axis label and the default title.
+    binned : (int, int), optional
+        The window whose endpoints bin every earlier / later period: their
+        ticks read ``<=lo`` and ``>=hi``.
 
     Returns
     -------
@@ -48,11 +74,13 @@ def plot_event_study(result: Any, path: str | None = None, *, level: float = 0.9
     ax.plot(refs, [0.0] * len(refs), marker="o", markerfacecolor="white", color="C0", linestyle="none",
             label=f"reference ({', '.join(map(str, refs))})")
     ax.set_xlabel("Periods relative to adoption")
-    ax.set_ylabel("Effect on outcome")
-    ax.set_title(title or f"Event study ({getattr(result, 'method', '')})")
+    ax.set_ylabel(f"Effect on {outcome}" if outcome else "Effect on the outcome")
+    method = getattr(result, "method", "")
+    name = METHOD_NAMES.get(method, method)
+    ax.set_title(title or f"Event study{' of ' + outcome if outcome else ''}: {name}")
     ticks = np.union1d(x, refs)
-    if ticks.size <= 25:
-        ax.set_xticks(ticks)
+    if ticks.size <= 25 or binned is not None:
+        ax.set_xticks(ticks, binned_tick_labels(ticks, binned))
     ax.legend(frameon=False, loc="best")
     fig.tight_layout()
     if path is not None:
@@ -66,7 +94,8 @@ def plot_event_studies(results: dict[str, Any], outcome: str, path: str | None =
     Parameters
     ----------
     results : dict of name -> event-study result
-        Anything with ``tidy()`` giving ``rel_time, estimate, ci_low, ci_high``.
+        Anything with ``tidy()`` giving ``rel_time, estimate, ci_low, ci_high``; a
+        method code (``"sunab"``...) as a name is shown as the method's name.
     outcome : str
         Name of the outcome (y-axis label).
     path : str, optional
@@ -82,19 +111,20 @@ def plot_event_studies(results: dict[str, Any], outcome: str, path: str | None =
     for off, (method, es) in zip(offsets, results.items()):
         t = es.tidy()
         interval_bars(ax, t["rel_time"].to_numpy() + off, t["estimate"].to_numpy(), t["ci_low"].to_numpy(),
-                      t["ci_high"].to_numpy(), fmt="o", ms=4, capsize=2, label=method)
+                      t["ci_high"].to_numpy(), fmt="o", ms=4, capsize=2, label=METHOD_NAMES.get(method, method))
     ax.axhline(0, color="grey", lw=0.8)
     ax.axvline(-0.5, color="grey", ls="--", lw=0.8)
     ax.set_xlabel("Periods relative to adoption")
     ax.set_ylabel(f"Effect on {outcome}")
-    ax.set_title("Heterogeneity-robust event studies (95% CI)")
+    ax.set_title(f"Heterogeneity-robust event studies of {outcome} (95% CI)")
     ax.legend(frameon=False)
     if path is not None:
         fig.savefig(path, bbox_inches="tight", dpi=150)
     return fig
 
 
-def plot_event_study_band(result: Any, path: str | None = None, *, ax: Any = None, title: str | None = None) -> Any:
+def plot_event_study_band(result: Any, path: str | None = None, *, ax: Any = None, title: str | None = None,
+                          outcome: str | None = None, binned: tuple[int, int] | None = None) -> Any:
     """An event study with its bootstrap intervals and sup-t simultaneous band.
 
     Point estimates with the bootstrap (test-inversion) intervals as error bars
@@ -110,6 +140,12 @@ def plot_event_study_band(result: Any, path: str | None = None, *, ax: Any = Non
         Save the figure there.
     ax : matplotlib Axes, optional
     title : str, optional
+        Default: the method's name (and the outcome's, if given).
+    outcome : str, optional
+        Name of the outcome, for the y-axis label and the default title.
+    binned : (int, int), optional
+        The window whose endpoints bin every earlier / later period (ticks
+        ``<=lo`` and ``>=hi``).
 
     Returns
     -------
@@ -129,14 +165,16 @@ def plot_event_study_band(result: Any, path: str | None = None, *, ax: Any = Non
                       label=f"estimate, {pct}% bootstrap CI")
     else:
         ax.plot(x, est, "o", color="C0", label="estimate")
-    ax.plot([result.ref], [0.0], marker="o", markerfacecolor="white", color="C0", linestyle="none",
-            label=f"reference ({result.ref})")
+    refs = list(getattr(result, "refs", (result.ref,)))
+    ax.plot(refs, [0.0] * len(refs), marker="o", markerfacecolor="white", color="C0", linestyle="none",
+            label=f"reference ({', '.join(map(str, refs))})")
     ax.set_xlabel("Periods relative to adoption")
-    ax.set_ylabel("Effect on outcome")
-    ax.set_title(title or f"Event study ({result.method}), wild bootstrap")
-    ticks = np.union1d(x, [result.ref])
-    if ticks.size <= 25:
-        ax.set_xticks(ticks)
+    ax.set_ylabel(f"Effect on {outcome}" if outcome else "Effect on the outcome")
+    name = METHOD_NAMES.get(result.method, result.method)
+    ax.set_title(title or f"Event study{' of ' + outcome if outcome else ''}: {name}, wild bootstrap")
+    ticks = np.union1d(x, refs)
+    if ticks.size <= 25 or binned is not None:
+        ax.set_xticks(ticks, binned_tick_labels(ticks, binned))
     ax.legend(frameon=False, loc="best")
     fig.tight_layout()
     if path is not None:

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from ..inference.results import pvalue_text
+
 __all__ = ["plot_placebo"]
 
 
@@ -18,6 +20,8 @@ def plot_placebo(
     param: str = "treat",
     pvalue: float | None = None,
     alternative: str = "two-sided",
+    scheme: str | None = None,
+    n_extreme: int | None = None,
     bins: int | str = "auto",
     ax: Any = None,
     path: str | None = None,
@@ -37,7 +41,12 @@ def plot_placebo(
     pvalue : float, optional
         Shown in the legend if given.
     alternative : str
-        With ``"two-sided"`` the mirror ``-observed`` is marked too (dashed).
+        With ``"two-sided"`` the mirror ``-observed`` is marked too (dashed, in the legend).
+    scheme : str, optional
+        The placebo scheme (``"units+timing"``...), stated in the title.
+    n_extreme : int, optional
+        Draws at least as extreme as the observed one; with 0 the legend shows
+        the bound ``p < 1/(B+1)`` instead of ``pvalue``.
     bins : int or str
         ``numpy.histogram`` bins.
     ax : matplotlib Axes, optional
@@ -62,13 +71,20 @@ def plot_placebo(
     if s.size > 2 and np.ptp(s) > 0:
         grid = np.linspace(min(s.min(), observed), max(s.max(), observed), 400)
         ax.plot(grid, gaussian_kde(s)(grid), color="0.2", lw=1.2, label="kernel density")
-    lab = f"observed = {observed:.3g}" + (f" (p = {pvalue:.3g})" if pvalue is not None else "")
+    if pvalue is None:
+        lab = f"observed = {observed:.3g}"
+    elif n_extreme == 0:
+        lab = f"observed = {observed:.3g} (p {pvalue_text(pvalue, s.size, True)})"
+    else:
+        lab = f"observed = {observed:.3g} (p = {pvalue:.3g})"
     ax.axvline(observed, color="tab:red", lw=1.8, label=lab)
     if alternative == "two-sided" and observed != 0:
-        ax.axvline(-observed, color="tab:red", lw=1.0, ls="--")
-    ax.set_xlabel("t statistic" if stat == "t" else "coefficient")
+        ax.axvline(-observed, color="tab:red", lw=1.0, ls="--",
+                   label=f"mirror = {-observed:.3g} (two-sided: both tails count)")
+    what = "t statistic" if stat == "t" else "coefficient"
+    ax.set_xlabel(what)
     ax.set_ylabel("density")
-    ax.set_title(f"Placebo distribution of {param}")
+    ax.set_title(f"Placebo distribution of the {what} of {param}" + (f"\n(scheme: {scheme})" if scheme else ""))
     ax.legend(frameon=False, fontsize="small")
     fig.tight_layout()
     if path is not None:

@@ -20,6 +20,7 @@ from ...errors import (
     MissingValueError,
     MissingValueWarning,
     SingletonWarning,
+    WeightsError,
 )
 from ...kernels.demean import centred_ss
 from ...panels.panel import (
@@ -288,7 +289,8 @@ def build_design(
     if weights is not None:
         wv = values[weights]
         if (wv <= 0).any():
-            raise MissingValueError(f"weights column {weights!r} has {int((wv <= 0).sum())} non-positive value(s)")
+            raise WeightsError(f"weights column {weights!r} has {int((wv <= 0).sum())} zero or negative value(s); "
+                               "weights must be positive: drop those rows or fix the column")
     # a Panel's id codes are reused (no second factorization of 10M ids)
     known = {}
     if isinstance(data, Panel):

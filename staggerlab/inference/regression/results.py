@@ -9,6 +9,7 @@ import numpy as np
 import polars as pl
 from scipy.special import ndtr, ndtri, stdtr, stdtrit
 
+from ..._validate import check_level
 from ..results import Result
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ class CoefTable(Result):
         return 2 * (ndtr(a) if self._df_t is None else stdtr(self._df_t, a))
 
     def _quantile(self, level: float) -> float:
-        p = 0.5 + level / 2
+        p = 0.5 + check_level(level) / 2
         return float(ndtri(p) if self._df_t is None else stdtrit(self._df_t, p))
 
     def coef(self) -> dict[str, float]:

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 import polars as pl
 
-from ...errors import FormulaError, MissingColumnError
+from ...errors import FormulaError, MissingColumnError, MissingValueError
 from .formula import Formula, Term, fe_source, quote
 
 __all__ = ["Resolved", "resolve", "check_formula_columns"]
@@ -79,6 +79,13 @@ def resolve(f: Formula, frame: pl.DataFrame, fml: str) -> Resolved:
         raise FormulaError(f"{sorted(both)} in {fml!r} is both a column (in backticks) and a term; rename the column")
     numeric = {t.text for t in (*f.depvars, *f.regressors)
                if t.column and (frame.schema[t.text].is_numeric() or frame.schema[t.text] == pl.Boolean)}
+    # a text column without a value (how CSV readers type an empty column) would become a factor with no
+    # level and vanish from the model; numeric ones are caught where missing rows are dropped
+    empty = [t.text for t in (*f.depvars, *f.regressors)
+             if t.column and t.text not in numeric and frame[t.text].null_count() == frame.height > 0]
+    if empty:
+        raise MissingValueError(f"column {empty[0]!r} is all missing (every one of its {frame.height} values is "
+                                "null); drop it from the formula or fill it")
     if all(t.column for t in f.depvars) and all(t.column and t.text in numeric for t in f.regressors):
         return Resolved(frame, [t.text for t in f.depvars], [t.text for t in f.regressors], fixef)
     new: dict[str, np.ndarray] = {}

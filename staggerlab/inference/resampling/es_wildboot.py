@@ -125,6 +125,8 @@ class EventStudyBootResult(Result):
     level : float
     draws : int
     notes : list of str
+    refs : tuple of int
+        The event study's reference (normalised) periods.
     """
 
     rel_time: np.ndarray
@@ -152,6 +154,7 @@ class EventStudyBootResult(Result):
     aggregates: dict[str, BootAggregate]
     tstar: np.ndarray = field(repr=False)
     notes: list[str] = field(default_factory=list)
+    refs: tuple[int, ...] = ()
     _pfuns: list[Callable[[float], float] | None] = field(default_factory=list, repr=False)
 
     @property
@@ -278,7 +281,7 @@ def _imputation(es: Any, draws: int, weights: str, impose_null: bool, alternativ
         band=band, pretrend_pvalue=pre_p, pretrend_wald=pre_w, unbounded=np.zeros(k, dtype=bool), level=level,
         draws=r["draws"], weights=weights if weight_matrix is None else "injected", impose_null=False,
         full_enumeration=r["enumerate_all"], n_bootclusters=r["n_boot"], method=es.method, ref=es.ref,
-        aggregates=aggs, tstar=tstar[:, :k], notes=notes, _pfuns=[])
+        aggregates=aggs, tstar=tstar[:, :k], notes=notes, refs=tuple(es.refs), _pfuns=[])
 
 
 def _combinations(es: Any) -> tuple[Any, list[str], np.ndarray, Callable[[str], np.ndarray], tuple[str, ...]]:
@@ -432,4 +435,4 @@ def event_study_wildboot(
         pretrend_pvalue=pre_p, pretrend_wald=pre_w, unbounded=np.array([t[4] for t in tests[:k]]), level=level, draws=B,
         weights=weights if weight_matrix is None else "injected", impose_null=impose_null,
         full_enumeration=enumerate_all, n_bootclusters=bc.n_boot, method=es.method, ref=es.ref,
-        aggregates=aggs, tstar=tstar, notes=notes, _pfuns=[t[3] for t in tests[:k]])
+        aggregates=aggs, tstar=tstar, notes=notes, refs=tuple(es.refs), _pfuns=[t[3] for t in tests[:k]])

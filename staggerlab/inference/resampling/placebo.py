@@ -98,7 +98,7 @@ def _codes(values: Any) -> np.ndarray:
 # ------------------------------------------------------------------- result
 def clopper_pearson(count: int, n: int, level: float = 0.95) -> tuple[float, float]:
     """Exact (Clopper-Pearson) interval for a binomial proportion ``count / n``."""
-    a = 1.0 - level
+    a = 1.0 - check_level(level)
     lo = 0.0 if count == 0 else float(sstats.beta.ppf(a / 2, count, n - count + 1))
     hi = 1.0 if count == n else float(sstats.beta.ppf(1 - a / 2, count + 1, n - count))
     return lo, hi
@@ -218,7 +218,9 @@ class PlaceboResult(Result):
         from ...plots.placebo import plot_placebo
 
         return plot_placebo(self.statistics, self.observed, stat=self.stat, param=self.param,
-                            pvalue=self.pvalue, alternative=self.alternative, path=path, **kwargs)
+                            pvalue=self.pvalue, alternative=self.alternative, scheme=self.scheme,
+                            n_extreme=self.count, path=path,
+                            **kwargs)
 
 
 # --------------------------------------------------------------------- API

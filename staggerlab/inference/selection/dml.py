@@ -49,6 +49,7 @@ from scipy import stats
 
 from ..._parallel import run_blocks
 from ..._seed import SeedLike, block_generator
+from ..._validate import check_level
 from ...errors import (
     ArgumentError,
     ArgumentTypeError,
@@ -227,7 +228,7 @@ class DmlResult(Result):
 
     def confint(self, level: float = 0.95) -> tuple[float, float]:
         """Normal confidence interval."""
-        q = stats.norm.ppf(0.5 + level / 2)
+        q = stats.norm.ppf(0.5 + check_level(level) / 2)
         return self.coef - q * self.se, self.coef + q * self.se
 
     def tidy(self, level: float = 0.95) -> pl.DataFrame:

@@ -18,6 +18,7 @@ missing blocks; a finished one is read back without recomputation.
 from __future__ import annotations
 
 import os
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -29,7 +30,7 @@ from joblib import parallel_config
 from ..._parallel import run_blocks
 from ..._seed import SeedLike, resolve_entropy
 from ..._validate import alpha_of
-from ...errors import MonteCarloError
+from ...errors import CheckpointResumedWarning, MonteCarloError
 from ...panels.dgp import DGP
 from ..results import Result
 from .checkpoint import fingerprint, open_checkpoint
@@ -260,12 +261,26 @@ def montecarlo(
         for lo in range(0, reps, block_size)
     ]
     todo = [b for b in blocks if b.filename not in done]
+    if path is not None and len(todo) < len(blocks):
+        warnings.warn(f"resuming the Monte Carlo study in {str(path)!r}: found {len(blocks) - len(todo)} of "
+                      f"{len(blocks)} finished block(s); running the other {len(todo)}", CheckpointResumedWarning,
+                      stacklevel=2)
     # A named backend goes through parallel_config, which registers joblib's
     # lazily loaded backends (dask): joblib 1.6 cannot build its dask backend
     # from Parallel(backend="dask") directly.
-    with parallel_config(backend=backend, n_jobs=n_jobs) if backend is not None else nullcontext():
-        results = run_blocks(run_block, todo, n_jobs=n_jobs, desc="montecarlo",
-                             show_progress=show_progress) if todo else []
+    try:
+        with parallel_config(backend=backend, n_jobs=n_jobs) if backend is not None else nullcontext():
+            results = run_blocks(run_block, todo, n_jobs=n_jobs, desc="montecarlo",
+                                 show_progress=show_progress) if todo else []
+    except KeyboardInterrupt:
+        if path is None:
+            raise KeyboardInterrupt("Monte Carlo study interrupted; nothing was kept: pass checkpoint=PATH to make "
+                                    "a study resumable") from None
+        saved = len(list(path.glob("block-*.parquet")))
+        raise KeyboardInterrupt(
+            f"Monte Carlo study interrupted: {saved} of {len(blocks)} block(s) are saved in {str(path)!r}; call "
+            "montecarlo() again with the same arguments to resume"
+        ) from None
     fresh = dict(zip((b.filename for b in todo), results))
     parts = [fresh[b.filename] if b.filename in fresh else pl.read_parquet(path / b.filename) for b in blocks]
     reps_df = pl.concat(parts, how="vertical") if parts else pl.DataFrame(schema=SCHEMA)
