@@ -182,6 +182,23 @@ def test_es_wildboot_n_jobs_invariant_and_wcu():
                                           for j in range(t.size)], atol=1e-12)
 
 
+def test_es_wildboot_strategies_agree(monkeypatch):
+    """Per-combination passes (no Gram table) and per-combination runners give the same numbers."""
+    import staggerlab.inference.resampling.es_wildboot as esw
+    import staggerlab.inference.resampling.wildboot_algebra as wa
+
+    df = _panel(30, 7, [3] * 8 + [5] * 8 + [0] * 14, seed=6)
+    es = sl.event_study(df, y="y", unit="unit", time="time", cohort="cohort", window=(-2, 3), method="sunab")
+    ref = sl.wildboot(es, draws=299, seed=2, weights="mammen")
+    monkeypatch.setattr(wa, "GRAM_BUDGET", 0)
+    monkeypatch.setattr(esw, "batchable", lambda algs: False)
+    alt = sl.wildboot(es, draws=299, seed=2, weights="mammen")
+    np.testing.assert_allclose(alt.tstar, ref.tstar, rtol=1e-9)
+    np.testing.assert_allclose(alt.ci_low, ref.ci_low, rtol=1e-8)
+    np.testing.assert_allclose(alt.pvalue, ref.pvalue)
+    assert alt.band_crit == pytest.approx(ref.band_crit, rel=1e-9)
+
+
 def test_es_wildboot_refusals(small):
     es = sl.event_study(small, y="y", unit="unit", time="time", cohort="cohort", window=(-2, 2),
                         method="imputation")
