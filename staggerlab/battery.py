@@ -718,7 +718,7 @@ def battery(data: Any = None, *, spec: BatterySpec | None = None, verbose: bool 
                 raise KeyboardInterrupt(
                     f"battery interrupted during section {_TITLES.get(key, key)!r}; the {len(sections)} finished "
                     f"section(s) are in {out / 'report.md'}; run the same command again to redo the battery "
-                    f"(seed {spec.seed} gives the same numbers; fewer --draws / --boot-draws make it shorter)"
+                    f"(seed {spec.seed} gives the same numbers; fewer --draws / --boot-draws / --power-draws make it shorter)"
                 ) from None
             except Exception as e:  # one section's failure is reported, the others still run
                 sec = _failed_section(fn, e)

@@ -100,6 +100,7 @@ def check_options(spec: BatterySpec) -> None:
     """Check the options that need no data (draw counts, outcomes, window); raise one clear error."""
     check_draws(spec.draws, "draws (--draws)")
     check_draws(spec.boot_draws, "boot_draws (--boot-draws)")
+    check_draws(spec.power_draws, "power_draws (--power-draws)")
     if not spec.outcomes:
         raise StaggerlabError("no outcome given; use --outcome COL")
     lo, hi = spec.window

@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="skip section 9 (PSM-DID, entropy balancing, IV, Heckman, DML)")
     b.add_argument("--draws", type=int, help="placebo / permutation draws (default 1000)")
     b.add_argument("--boot-draws", type=int, dest="boot_draws", help="wild bootstrap draws (default 9999)")
+    b.add_argument("--power-draws", type=int, dest="power_draws",
+                   help="re-assignments of the design power section's robust estimators (default 100)")
     b.add_argument("--seed", type=int, help="seed (default 0)")
     b.add_argument("--n-jobs", type=int, dest="n_jobs", help="parallel workers (default -1: all cores)")
     b.add_argument("--backend", help="joblib backend for the draw loops: loky, threading, dask (needs a running "
@@ -62,7 +64,7 @@ def _spec_from_args(a: argparse.Namespace):
         "data": a.data, "unit": a.unit, "time": a.time, "outcomes": a.outcome, "treat": a.treat,
         "cohort": a.cohort, "controls": _list(a.controls), "cluster": a.cluster,
         "extra_controls": _list(a.extra_controls), "mechanisms": _list(a.mechanisms), "splits": a.splits, "instruments": a.instruments,
-        "draws": a.draws, "boot_draws": a.boot_draws, "seed": a.seed, "n_jobs": a.n_jobs, "out": a.out,
+        "draws": a.draws, "boot_draws": a.boot_draws, "power_draws": a.power_draws, "seed": a.seed, "n_jobs": a.n_jobs, "out": a.out,
         "backend": a.backend,
     }
     if a.cohort:

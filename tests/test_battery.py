@@ -39,7 +39,7 @@ def test_battery_on_user_csv_matches_library(user_panel, tmp_path):
     rc = main([
         "battery", "--data", path, "--unit", "county", "--time", "yr", "--outcome", "emp",
         "--treat", "policy", "--controls", "pop,wage", "--extra-controls", "shock", "--mechanisms", "mech",
-        "--split", "urban", "--draws", "99", "--n-jobs", "1", "--out", str(out), "-q",
+        "--split", "urban", "--draws", "99", "--power-draws", "10", "--n-jobs", "1", "--out", str(out), "-q",
     ])
     assert rc == 0
     res = json.loads((out / "results.json").read_text())
@@ -118,7 +118,7 @@ def test_battery_bad_input_one_clear_line(user_panel, tmp_path, capsys, change, 
 
 
 def test_builtin_battery_recovers_true_effect(tmp_path):
-    spec = BatterySpec(draws=99, n_jobs=1, splits=["hightech"], out=str(tmp_path / "rep"))
+    spec = BatterySpec(draws=99, power_draws=20, n_jobs=1, splits=["hightech"], out=str(tmp_path / "rep"))
     res = battery(spec=spec)
     main_fit = res.section("baseline").numbers["main"]
     assert abs(main_fit["estimate"] - 0.093) < 2 * main_fit["se"] + 0.0
@@ -132,7 +132,7 @@ def test_battery_backend_gives_identical_numbers(user_panel, tmp_path):
     """The draw loops give the same numbers in-process and on another joblib backend."""
     path, _ = user_panel
     common = dict(data=path, unit="county", time="yr", outcomes=["emp"], treat="policy", controls=["pop"],
-                  splits=["urban"], draws=299, boot_draws=999, alternatives=False)
+                  splits=["urban"], draws=299, boot_draws=999, power_draws=10, alternatives=False)
     a = battery(spec=BatterySpec(**common, n_jobs=1, out=str(tmp_path / "a")))
     b = battery(spec=BatterySpec(**common, n_jobs=2, backend="threading", out=str(tmp_path / "b")))
     for key in ("inference", "heterogeneity"):
@@ -146,7 +146,8 @@ def test_battery_without_scikit_learn_skips_dml_with_a_note(user_panel, tmp_path
     monkeypatch.setitem(sys.modules, "sklearn", None)  # as if scikit-learn were not installed
     path, _ = user_panel
     res = battery(spec=BatterySpec(data=path, unit="county", time="yr", outcomes=["emp"], treat="policy",
-                                   controls=["pop"], draws=99, boot_draws=99, n_jobs=1, out=str(tmp_path / "rep")))
+                                   controls=["pop"], draws=99, boot_draws=99, power_draws=10, n_jobs=1,
+                                   out=str(tmp_path / "rep")))
     sec = res.section("alternatives")
     assert "DML skipped" in sec.text and "staggerlab[ml]" in sec.text
     estimators = sec.tables["alternatives"]["estimator"].to_list()
@@ -176,7 +177,7 @@ def test_missing_outcome_in_a_fully_observed_unit_does_not_stop_the_diagnostics(
     path = tmp_path / "holes.csv"
     df.with_columns(pl.Series("emp", emp)).write_csv(path)
     res = battery(spec=BatterySpec(data=str(path), unit="county", time="yr", outcomes=["emp"], treat="policy",
-                                   controls=["pop"], draws=99, boot_draws=99, alternatives=False, n_jobs=1,
+                                   controls=["pop"], draws=99, boot_draws=99, power_draws=10, alternatives=False, n_jobs=1,
                                    out=str(tmp_path / "rep")))
     text = res.section("diagnostics").text
     assert "uses the units observed with `emp` in every period (of 120 units" in text

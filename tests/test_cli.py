@@ -32,7 +32,7 @@ def panel_csv(tmp_path_factory) -> str:
 
 def _args(path: str, out) -> list[str]:
     return ["battery", "--data", path, "--unit", "unit", "--time", "time", "--outcome", "y", "--treat", "treat",
-            "--controls", "x1", "--draws", "19", "--boot-draws", "19", "--n-jobs", "1", "--no-alternatives",
+            "--controls", "x1", "--draws", "19", "--boot-draws", "19", "--power-draws", "5", "--n-jobs", "1", "--no-alternatives",
             "--out", str(out), "-q"]
 
 
@@ -112,7 +112,7 @@ def test_ctrl_c_inside_the_draws_of_a_section(panel_csv, tmp_path, monkeypatch, 
 
     monkeypatch.setattr(pb, "run_block", interrupted)
     spec = BatterySpec(data=panel_csv, unit="unit", time="time", outcomes=["y"], treat="treat", controls=["x1"],
-                       draws=1000, boot_draws=19, n_jobs=1, alternatives=False, out=str(tmp_path / "r"))
+                       draws=1000, boot_draws=19, power_draws=5, n_jobs=1, alternatives=False, out=str(tmp_path / "r"))
     with pytest.raises(KeyboardInterrupt, match="battery interrupted during section '5"):
         battery(spec=spec)
     fit = sl.feols("y ~ treat | unit + time", pl.read_csv(panel_csv), vcov={"CRV1": "unit"})

@@ -179,5 +179,5 @@ def test_battery_fits_the_baseline_model_once(tmp_path, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         bt.battery(df, unit="unit", time="time", outcomes=["y"], treat="treat", controls=["x"], extra_controls=["e"],
-                   draws=19, boot_draws=99, alternatives=False, n_jobs=1, out=str(tmp_path))
+                   draws=19, boot_draws=99, power_draws=5, alternatives=False, n_jobs=1, out=str(tmp_path))
     assert formulas.count("y ~ treat + x | unit + time") == 1

@@ -285,7 +285,7 @@ def test_battery_on_nasty_names(tmp_path):
                            controls=[n["x1"], n["x2"]], extra_controls=[n["shock"]], splits=[n["urban"]],
                            mechanisms=[n["tau"]],
                            instruments=[f"`{n['z']}`" if " " in n["z"] else n["z"]], dml_learners=[],
-                           draws=49, boot_draws=99, n_jobs=1, out=str(out))
+                           draws=49, boot_draws=99, power_draws=5, n_jobs=1, out=str(out))
 
     a = run(df, {k: k for k in names}, tmp_path / "a")
     b = run(nasty, names, tmp_path / "b")

@@ -38,7 +38,7 @@ def _clean() -> pl.DataFrame:
 CLEAN = _clean()
 TREATED_UNIT = "c01"  # treated from 2003 on
 BASE = dict(unit="county", time="yr", outcomes=["emp"], treat="policy", controls=["pop", "wage"], draws=9,
-            boot_draws=9, n_jobs=1, alternatives=False)
+            boot_draws=9, power_draws=5, n_jobs=1, alternatives=False)
 
 
 def _set(col: str, value, unit: str | None = None, year: int | None = None):
@@ -85,6 +85,8 @@ CASES = [
     ("draws 0", None, {"draws": 0}, errors.ArgumentError, "draws (--draws) must be a positive integer, got 0"),
     ("boot draws negative", None, {"boot_draws": -1}, errors.ArgumentError,
      "boot_draws (--boot-draws) must be a positive integer, got -1"),
+    ("power draws zero", None, {"power_draws": 0}, errors.ArgumentError,
+     "power_draws (--power-draws) must be a positive integer, got 0"),
 ]
 
 
@@ -106,7 +108,8 @@ def _cli_args(path: str, over: dict, out: str) -> list[str]:
     spec = {**BASE, **over}
     args = ["battery", "--data", path, "--unit", "county", "--time", "yr", "--treat", "policy",
             "--controls", ",".join(spec["controls"]), "--draws", str(spec["draws"]), "--boot-draws",
-            str(spec["boot_draws"]), "--n-jobs", "1", "--no-alternatives", "--out", out, "-q"]
+            str(spec["boot_draws"]), "--power-draws", str(spec["power_draws"]), "--n-jobs", "1", "--no-alternatives",
+            "--out", out, "-q"]
     for y in spec["outcomes"]:
         args += ["--outcome", y]
     if "cluster" in over:

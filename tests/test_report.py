@@ -47,7 +47,7 @@ PANEL = _panel()
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("rep")
     res = battery(PANEL, spec=BatterySpec(unit="county", time="yr", outcomes=["emp"], treat="policy",
-                                          controls=["pop"], draws=B, boot_draws=B, n_jobs=1, alternatives=False,
+                                          controls=["pop"], draws=B, boot_draws=B, power_draws=10, n_jobs=1, alternatives=False,
                                           out=str(out)))
     return res, out
 
@@ -197,7 +197,7 @@ def test_resampling_histograms_state_scheme_statistic_and_mirror():
 def test_dml_row_counts_the_rows_it_used(tmp_path):
     pytest.importorskip("sklearn")
     res = battery(PANEL, spec=BatterySpec(unit="county", time="yr", outcomes=["emp"], treat="policy",
-                                          controls=["pop"], draws=B, boot_draws=B, n_jobs=1, dml_learners=["lasso"],
+                                          controls=["pop"], draws=B, boot_draws=B, power_draws=10, n_jobs=1, dml_learners=["lasso"],
                                           out=str(tmp_path / "r")))
     rows = res.section("alternatives").tables["alternatives"].filter(pl.col("estimator") == "DML (lasso)")
     assert rows["nobs"].to_list() == [PANEL.filter(pl.col("emp").is_not_nan()).height]  # 2 outcomes missing
