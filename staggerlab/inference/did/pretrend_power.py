@@ -134,11 +134,14 @@ class PretrendPower(Result):
         -------
         polars.DataFrame
             ``rel_time, trend, bias, coverage, coverage_unconditional,
-            pass_probability``: ``bias`` is ``E[b_t - tau_t | pass]`` (the
+            pass_probability, passing_draws``: ``bias`` is ``E[b_t - tau_t | pass]`` (the
             trend plus the selection effect; without the pre-test it is the
             trend), ``coverage`` the probability that the interval holds
             ``tau_t`` given a pass, ``coverage_unconditional`` without the
-            pre-test (exact, normal).
+            pre-test (exact, normal). ``passing_draws`` is the number of
+            simulated event studies the conditional columns average: their
+            Monte Carlo error is about ``se / sqrt(passing_draws)`` (raise
+            ``draws`` when it is small).
         """
         if not 0.0 < level < 1.0:
             raise ArgumentError(f"level must be in (0, 1), got {level!r}")
@@ -160,7 +163,8 @@ class PretrendPower(Result):
         return pl.DataFrame({"rel_time": self.rel_time[post], "trend": delta[post], "bias": err.mean(axis=0),
                              "coverage": cover,
                              "coverage_unconditional": cover_u,
-                             "pass_probability": np.full(post.size, n_ok / int(draws))})
+                             "pass_probability": np.full(post.size, n_ok / int(draws)),
+                             "passing_draws": np.full(post.size, n_ok)})
 
     def tidy(self) -> pl.DataFrame:
         """The slopes detected with 50% and 80% power: ``power, slope``."""
