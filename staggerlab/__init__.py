@@ -22,8 +22,10 @@ if TYPE_CHECKING:  # the eager imports, for type checkers and IDEs
     from .inference.did.dcdh import twfe_weights
     from .inference.did.event_study import EventStudyResult, event_study
     from .inference.did.honest import honest
+    from .inference.did.pretrend_power import PretrendPower, pretrend_power
     from .inference.regression.feiv import FeivResult, IVFormula, feiv
     from .inference.regression.formula import Formula
+    from .inference.resampling.es_wildboot import EventStudyBootResult
     from .inference.resampling.placebo import PlaceboResult, placebo, placebo_timing
     from .inference.resampling.split import split_difference
     from .inference.resampling.wildboot import WildBootResult, wildboot
@@ -51,6 +53,8 @@ _LAZY = {
     "EventStudyResult": ".inference.did.event_study",
     "event_study": ".inference.did.event_study",
     "honest": ".inference.did.honest",
+    "pretrend_power": ".inference.did.pretrend_power",
+    "PretrendPower": ".inference.did.pretrend_power",
     "FeivResult": ".inference.regression.feiv",
     "IVFormula": ".inference.regression.feiv",
     "feiv": ".inference.regression.feiv",
@@ -61,6 +65,7 @@ _LAZY = {
     "split_difference": ".inference.resampling.split",
     "WildBootResult": ".inference.resampling.wildboot",
     "wildboot": ".inference.resampling.wildboot",
+    "EventStudyBootResult": ".inference.resampling.es_wildboot",
     "DmlResult": ".inference.selection.dml",
     "dml": ".inference.selection.dml",
     "EntropyBalanceResult": ".inference.selection.ebalance",
@@ -130,12 +135,15 @@ __all__ = [
     "bacon",
     "twfe_weights",
     "honest",
+    "pretrend_power",
+    "PretrendPower",
     "split_difference",
     "placebo",
     "placebo_timing",
     "PlaceboResult",
     "wildboot",
     "WildBootResult",
+    "EventStudyBootResult",
     "feiv",
     "FeivResult",
     "heckman",

@@ -60,8 +60,16 @@ def test_battery_on_user_csv_matches_library(user_panel, tmp_path):
     mech = res["sections"]["mechanisms"]["coefficients"][0]
     direct_m = sl.feols("mech ~ policy + pop + wage | county + yr", df, vcov={"CRV1": "county"})
     assert mech["estimate"] == pytest.approx(direct_m.coef()["policy"], rel=EXACT)
+    ev = res["sections"]["event_study"]
+    es = sl.event_study(df, y="emp", unit="county", time="yr", treat="policy", controls=["pop", "wage"],
+                        cluster="county", window=(-5, 5))
+    wb = sl.wildboot(es, draws=1999, seed=0)
+    assert [r["pvalue"] for r in ev["bootstrap"]["coefficients"]] == wb.pvalue.tolist()
+    assert ev["bootstrap"]["band_crit"] == pytest.approx(wb.band_crit, rel=EXACT)
+    assert ev["pretrend_power"]["slope_80"] == pytest.approx(sl.pretrend_power(es).slope(0.8), rel=1e-8)
     report = (out / "report.md").read_text()
     assert "1. Baseline TWFE" in report and "8. Heterogeneity" in report
+    assert "sup-t band" in report and "80% power" in report
 
 
 def test_battery_from_toml_spec(user_panel, tmp_path):

@@ -21,6 +21,7 @@ from staggerlab.inference.resampling.wildboot import (
     enumeration_weights,
     wildboot,
 )
+from staggerlab.inference.resampling.wildboot_design import cluster_codes
 
 #: bootstrap t's and p-values against wildboottest / the brute-force reference
 EXACT_TOL = 1e-10
@@ -250,7 +251,7 @@ def test_brute_force_subcluster_bootstrap(medium):
     V = draw_weights("rademacher", 12, 60, np.random.default_rng(2))
     wb = wildboot(fit, param="x1", bootcluster="unit", confint=False, weight_matrix=V)
     d = fit.design
-    boot = wildboot.__globals__["_cluster_codes"](fit, "unit")
+    boot = cluster_codes(fit, "unit")
     ref = _brute_force(df, fit, param="x1", h0=0.0, impose_null=True, boot=boot,
                        parts=[(d.clusters["state"], 1.0)], V=V)
     np.testing.assert_allclose(wb.statistics, ref, rtol=EXACT_TOL, atol=EXACT_TOL)

@@ -8,7 +8,8 @@ import numpy as np
 
 from ._figure import axes, interval_bars
 
-__all__ = ["plot_event_study", "plot_event_studies", "METHOD_NAMES", "binned_tick_labels"]
+__all__ = ["plot_event_study", "plot_event_studies", "plot_event_study_band", "plot_pretrend_power", "METHOD_NAMES",
+           "binned_tick_labels"]
 
 #: how figures name the event-study methods (never their code names)
 METHOD_NAMES = {"twfe": "dynamic TWFE", "sunab": "Sun-Abraham", "imputation": "imputation (BJS / two-stage DID)",
@@ -119,4 +120,94 @@ def plot_event_studies(results: dict[str, Any], outcome: str, path: str | None =
     ax.legend(frameon=False)
     if path is not None:
         fig.savefig(path, bbox_inches="tight", dpi=150)
+    return fig
+
+
+def plot_event_study_band(result: Any, path: str | None = None, *, ax: Any = None, title: str | None = None,
+                          outcome: str | None = None, binned: tuple[int, int] | None = None) -> Any:
+    """An event study with its bootstrap intervals and sup-t simultaneous band.
+
+    Point estimates with the bootstrap (test-inversion) intervals as error bars
+    (the CRV1 ones if the intervals were not computed) and the sup-t band as a
+    shaded region over the periods it covers jointly.
+
+    Parameters
+    ----------
+    result : EventStudyBootResult
+        Anything with ``rel_time, estimate, se, ci_low, ci_high, band_low,
+        band_high, band_mask, level, ref``.
+    path : str, optional
+        Save the figure there.
+    ax : matplotlib Axes, optional
+    title : str, optional
+        Default: the method's name (and the outcome's, if given).
+    outcome : str, optional
+        Name of the outcome, for the y-axis label and the default title.
+    binned : (int, int), optional
+        The window whose endpoints bin every earlier / later period (ticks
+        ``<=lo`` and ``>=hi``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    x = result.rel_time
+    est = result.estimate
+    pct = int(round(result.level * 100))
+    fig, ax = axes(ax, (7, 4))
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.axvline(-0.5, color="grey", linestyle="--", linewidth=1)
+    m = np.asarray(result.band_mask, bool)
+    ax.fill_between(x[m], result.band_low[m], result.band_high[m], color="C1", alpha=0.25, step=None,
+                    label=f"{pct}% sup-t band")
+    if result.ci_low is not None:
+        interval_bars(ax, x, est, result.ci_low, result.ci_high, fmt="o", color="C0", capsize=3,
+                      label=f"estimate, {pct}% bootstrap CI")
+    else:
+        ax.plot(x, est, "o", color="C0", label="estimate")
+    refs = list(getattr(result, "refs", (result.ref,)))
+    ax.plot(refs, [0.0] * len(refs), marker="o", markerfacecolor="white", color="C0", linestyle="none",
+            label=f"reference ({', '.join(map(str, refs))})")
+    ax.set_xlabel("Periods relative to adoption")
+    ax.set_ylabel(f"Effect on {outcome}" if outcome else "Effect on the outcome")
+    name = METHOD_NAMES.get(result.method, result.method)
+    ax.set_title(title or f"Event study{' of ' + outcome if outcome else ''}: {name}, wild bootstrap")
+    ticks = np.union1d(x, refs)
+    if ticks.size <= 25 or binned is not None:
+        ax.set_xticks(ticks, binned_tick_labels(ticks, binned))
+    ax.legend(frameon=False, loc="best")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=150)
+    return fig
+
+
+def plot_pretrend_power(pp: Any, path: str | None = None, *, power: float = 0.8, ax: Any = None,
+                        title: str | None = None) -> Any:
+    """The event study with the linear trend its pre-test detects with ``power``.
+
+    Parameters
+    ----------
+    pp : PretrendPower
+        Anything with ``es``, ``slope(power)``, ``trend(slope)``, ``rel_time`` and ``ref``.
+    path : str, optional
+        Save the figure there.
+    power : float
+        Power of the drawn trend.
+    ax : matplotlib Axes, optional
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig = plot_event_study(pp.es, ax=ax, title=title or "Event study and the trend its pre-test would detect")
+    ax = fig.axes[0] if ax is None else ax
+    slope = pp.slope(power)
+    x = np.union1d(pp.rel_time, [pp.ref])
+    ax.plot(x, slope * (x - pp.ref), color="C3", linestyle="-.",
+            label=f"trend detected with {int(round(power * 100))}% power (slope {slope:.3g})")
+    ax.legend(frameon=False, loc="best")
+    if path is not None:
+        fig.savefig(path, dpi=150)
     return fig

@@ -125,19 +125,27 @@ class EventStudyResult(Result):
         out.df = self.df  # the result's reference distribution (event_study(df=...)) holds for its aggregates
         return out
 
-    def default_aggregate(self, kind: str) -> Aggregate:
-        """The ``"simple"`` and ``"dynamic"`` aggregations every method shares (method aggregators fall back to it)."""
+    def default_weights(self, kind: str) -> np.ndarray:
+        """Weights of :attr:`coef` in the ``"simple"`` or ``"dynamic"`` aggregation."""
         post = self.rel_time >= 0
         if not post.any():
             raise EventStudyError("no post-treatment period (rel_time >= 0) was estimated")
         if kind == "simple":
             n = np.asarray(self.extra.get("n_rel", np.ones(self.coef.size)), float)
             R = np.where(post, n, 0.0)
-            R = R / R.sum()
+            return R / R.sum()
+        if kind == "dynamic":
+            return post / post.sum()
+        raise EventStudyError(f"aggregation {kind!r} is not defined for method={self.method!r}; "
+                              "use 'simple' or 'dynamic'")
+
+    def default_aggregate(self, kind: str) -> Aggregate:
+        """The ``"simple"`` and ``"dynamic"`` aggregations every method shares (method aggregators fall back to it)."""
+        R = self.default_weights(kind)
+        if kind == "simple":
             est, se = self._lincomb(R)
             return Aggregate("simple", est, se, self.df)
         if kind == "dynamic":
-            R = post / post.sum()
             est, se = self._lincomb(R)
             comp = pl.DataFrame({"level": self.rel_time, "estimate": self.coef, "se": self.se})
             return Aggregate("dynamic", est, se, self.df, comp)

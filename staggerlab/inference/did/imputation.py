@@ -89,18 +89,26 @@ class _Imputation:
         y = frame[sd.y].cast(pl.Float64).to_numpy()
         # S = F0' W M_U F0 with F0 = [period dummies 2..T, controls] on the untreated rows
         Stt = np.diag(CT.sum(axis=0)[1:]) - (self.CT / self.n_u[:, None]).T @ self.CT
-        Stx, Sxx, rhs_t, rhs_x = self._within_moments(y)
+        Stx, Sxx, _, _ = self._within_moments(y)
         self.Spinv = psd_pinv(np.block([[Stt, Stx], [Stx.T, Sxx]]))
-        theta = self.Spinv @ np.concatenate([rhs_t, rhs_x])
-        e = np.empty(frame.height)
-        for r in self._chunks():
-            e[r] = y[r] - self._fit_F(theta[:, None], r)[:, 0]
-        alpha = np.bincount(ucode, weights=w0 * e, minlength=U) / self.n_u
-        for r in self._chunks():
-            e[r] -= alpha[ucode[r]]
-        self.u1 = e
+        self.u1 = self.first_stage_resid(y)
         self.cl = ucode if sd.cluster == sd.unit else factorize_column(frame[sd.cluster])
         self.G = int(self.cl.max()) + 1
+
+    def first_stage_resid(self, y: np.ndarray) -> np.ndarray:
+        """Residuals of ``y`` (every row) from the first stage fitted on its untreated rows.
+
+        Linear in ``y``: the wild bootstrap applies it to weighted residuals.
+        """
+        _, _, rhs_t, rhs_x = self._within_moments(y)
+        theta = self.Spinv @ np.concatenate([rhs_t, rhs_x])
+        e = np.empty(y.size)
+        for r in self._chunks():
+            e[r] = y[r] - self._fit_F(theta[:, None], r)[:, 0]
+        alpha = np.bincount(self.ucode, weights=self.w0 * e, minlength=self.U) / self.n_u
+        for r in self._chunks():
+            e[r] -= alpha[self.ucode[r]]
+        return e
 
     def _weights(self, rows: slice | np.ndarray) -> np.ndarray:
         """The observation weights of ``rows`` (ones when unweighted)."""
@@ -149,7 +157,13 @@ class _Imputation:
 
         Returns ``(beta, vcov, group weight sums)``.
         """
-        u1, T = self.u1, self.T
+        beta, Wg, sw = self.scores(codes, k, self.u1)
+        return beta, Wg.T @ Wg, sw
+
+    def scores(self, codes: np.ndarray, k: int, u1: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The group means of first-stage residuals ``u1`` and their per-cluster GMM
+        scores (``G x k``; the vcov is ``W'W``), with the group weight sums."""
+        T = self.T
         m = np.flatnonzero(codes >= 0)
         c = codes[m]
         wm = self._weights(m)
@@ -178,7 +192,7 @@ class _Imputation:
         Wg = np.bincount(self.cl[m] * k + c, weights=u2 * wm, minlength=self.G * k).reshape(self.G, k)
         Wg -= S0
         Wg /= sw
-        return beta, Wg.T @ Wg, sw
+        return beta, Wg, sw
 
     def _codes_of(self, col: str, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         v = self.frame[col].to_numpy()
@@ -224,7 +238,8 @@ def imputation(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoin
         return res.default_aggregate(kind)
 
     res = EventStudyResult(rel, beta, V, ref, "imputation", frame.height, df,
-                           {"n_rel": sw, "aggregator": aggregator, "first_stage_resid": imp.u1})
+                           {"n_rel": sw, "aggregator": aggregator, "first_stage_resid": imp.u1,
+                            "imputation": imp, "codes": codes})
     return res
 
 

@@ -109,7 +109,8 @@ def sunab(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: b
         n_c = np.array([nmap.get((int(g), int(r)), 0.0) for g, r in zip(g_c, l_c)])
         units = est.group_by(COHORT).agg(pl.col(sd.unit).n_unique())
         n_units = dict(units.iter_rows())
-        extras = {"fit": fit}
+        extras = {"fit": fit, "cell_names": [fit.coefnames[j] for j in pos], "window": window,
+                  "bin_endpoints": bin_endpoints, "unit": sd.unit, "time": sd.time}
     lo, hi = window
     rel = np.array(sorted({int(r) for r in l_c if lo <= r <= hi}), dtype=np.int64)
     R = np.zeros((rel.size, b_c.size))
@@ -118,27 +119,41 @@ def sunab(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: b
         R[i, m] = n_c[m] / n_c[m].sum()
     n_rel = np.array([n_c[l_c == r].sum() for r in rel])
 
-    def aggregator(kind: str) -> Aggregate:
-        post = l_c >= 0
+    post = l_c >= 0
+
+    def by_group() -> tuple[list[int], np.ndarray, np.ndarray]:
+        """Cohorts, their weights on the cells, and the cohort shares."""
+        gs = sorted({int(g) for g in g_c[post]})
+        Rg = np.zeros((len(gs), b_c.size))
+        for i, g in enumerate(gs):
+            m = post & (g_c == g)
+            Rg[i, m] = n_c[m] / n_c[m].sum()
+        pi = np.array([n_units[g] for g in gs], float)
+        return gs, Rg, pi / pi.sum()
+
+    def cell_weights(kind: str) -> np.ndarray:
+        """The aggregation ``kind`` as weights on the cohort x period coefficients."""
         if kind == "simple":
             w = np.where(post, n_c, 0.0)
-            w = w / w.sum()
+            return w / w.sum()
+        if kind == "group":
+            return by_group()[2] @ by_group()[1]
+        return res.default_weights(kind) @ R
+
+    def aggregator(kind: str) -> Aggregate:
+        if kind == "simple":
+            w = cell_weights(kind)
             return Aggregate("simple", w @ b_c, np.sqrt(w @ V_c @ w), df_t)
         if kind == "group":
-            gs = sorted({int(g) for g in g_c[post]})
-            Rg = np.zeros((len(gs), b_c.size))
-            for i, g in enumerate(gs):
-                m = post & (g_c == g)
-                Rg[i, m] = n_c[m] / n_c[m].sum()
-            pi = np.array([n_units[g] for g in gs], float)
-            pi /= pi.sum()
+            gs, Rg, pi = by_group()
             Vg = Rg @ V_c @ Rg.T
             comp = pl.DataFrame({"level": gs, "estimate": Rg @ b_c, "se": np.sqrt(np.diag(Vg))})
             return Aggregate("group", pi @ Rg @ b_c, np.sqrt(pi @ Vg @ pi), df_t, comp)
         return res.default_aggregate(kind)
 
     res = EventStudyResult(rel, R @ b_c, R @ V_c @ R.T, ref, "sunab", nobs, df_t,
-                           {**extras, "n_rel": n_rel, "aggregator": aggregator,
+                           {**extras, "n_rel": n_rel, "aggregator": aggregator, "cell_weights": cell_weights,
+                            "cell_R": R, "aggregates": ("simple", "dynamic", "group"),
                             "cells": pl.DataFrame({"cohort": g_c, "rel_time": l_c, "estimate": b_c,
                                                    "se": np.sqrt(np.diag(V_c)), "n": n_c})})
     return res

@@ -66,7 +66,8 @@ def twfe(sd: StaggeredData, window: tuple[int, int], refs: tuple[int, ...], bin_
     nmap = dict(zip(cnt[RELB].to_list(), cnt["_n"].to_list()))
     V = fit.vcov()
     return EventStudyResult(rel, fit.beta[pos], V[np.ix_(pos, pos)], refs[0], "twfe", fit.nobs, fit.df_t,
-                            {"fit": fit, "n_rel": np.array([nmap.get(int(r), 0.0) for r in rel])}, refs=refs)
+                            {"fit": fit, "n_rel": np.array([nmap.get(int(r), 0.0) for r in rel]), "window": window,
+                             "bin_endpoints": bin_endpoints, "unit": sd.unit, "time": sd.time}, refs=refs)
 
 
 def _refuse_collinear(sd: StaggeredData, refs: tuple[int, ...], dropped: list[int], observed: list[int],

@@ -265,13 +265,17 @@ def placebo(
     level: float = 0.95,
     method: Literal["auto", "fast", "general"] = "auto",
     tuning: PlaceboTuning = PlaceboTuning(),
-) -> PlaceboResult:
+) -> Any:
     """Randomization inference with design-respecting placebo assignments.
 
     Parameters
     ----------
-    fit : staggerlab Feols or pyfixest Feols
+    fit : staggerlab Feols, pyfixest Feols or EventStudyResult
         The fitted TWFE model; ``param`` is its (absorbing, staggered) treatment.
+        A TWFE or Sun-Abraham event study is refitted whole for every draw by
+        :func:`~staggerlab.inference.resampling.es_placebo.event_study_placebo`
+        (coefficients as statistics; ``draws``, ``scheme``, ``alternative``,
+        ``seed``, ``n_jobs``, ``backend`` and ``level`` apply).
     param : str
         The treatment coefficient.
     draws : int
@@ -322,6 +326,17 @@ def placebo(
     >>> ri.pvalue < 0.01
     True
     """
+    from ..did.event_study import EventStudyResult
+
+    if isinstance(fit, EventStudyResult):
+        odd = [n for n, v, dv in (("param", param, "treat"), ("stat", stat, "t"), ("strata", strata, None),
+                                  ("cluster", cluster, None), ("cohort", cohort, None), ("unit", unit, None),
+                                  ("time", time, None), ("method", method, "auto")) if v != dv]
+        if odd:
+            raise ArgumentError(f"{odd} do not apply to an event study (its coefficients are refitted)")
+        from .es_placebo import event_study_placebo
+
+        return event_study_placebo(fit, draws, scheme, alternative, seed, n_jobs, backend, level=level)
     fit = as_feols(fit)
     if scheme not in SCHEMES:
         raise ArgumentError(f"unknown scheme {scheme!r}; use one of {SCHEMES}")

@@ -24,14 +24,11 @@ from threadpoolctl import threadpool_limits
 from ..._parallel import run_blocks
 from ..._seed import SeedLike, resolve_entropy
 from ..._validate import check_alternative, check_draws, check_level
-from ...errors import MissingColumnError, UnboundedIntervalWarning, VcovError, WildBootError
-from ...panels.panel import factorize_column
+from ...errors import UnboundedIntervalWarning, WildBootError
 from ..regression.compat import as_feols
-from ..regression.feols import Feols
-from ..regression.vcov import cluster_parts, parse_clusters, ssc_factor
 from ..results import Result
 from .wildboot_algebra import Runner, algebra, at
-from .wildboot_design import MAX_DUMMY_COLUMNS, boot_design
+from .wildboot_design import MAX_DUMMY_COLUMNS, boot_clusters, boot_design
 from .wildboot_weights import (
     TWO_POINT,
     WEIGHT_TYPES,
@@ -281,169 +278,12 @@ class WildBootResult(Result):
 
 
 # ------------------------------------------------------------------- entry
-def _cluster_codes(fit: Feols, name: str) -> np.ndarray:
-    d = fit.design
-    if name in d.clusters or name in d.fixef:
-        return d.codes(name)
-    if name not in d.frame.columns:
-        raise MissingColumnError(f"cluster column {name!r} is not in the data (columns: {d.frame.columns})")
-    col = d.frame[name]
-    if col.null_count():
-        raise VcovError(f"cluster column {name!r} has missing values in the estimation sample")
-    return factorize_column(col)
-
-
-def wildboot(
-    fit: Any,
-    param: str = "treat",
-    draws: int = 9999,
-    weights: WeightType = "rademacher",
-    impose_null: bool = True,
-    h0: float = 0.0,
-    cluster: str | Sequence[str] | None = None,
-    bootcluster: str | None = None,
-    alternative: Alternative = "two-sided",
-    confint: bool = True,
-    level: float = 0.95,
-    seed: SeedLike = 0,
-    n_jobs: int = 1,
-    backend: str | None = None,
-    *,
-    weight_matrix: np.ndarray | None = None,
-    tuning: WildBootTuning = WildBootTuning(),
-) -> WildBootResult:
-    """Wild cluster bootstrap test (and test-inversion CI) of one coefficient.
-
-    Parameters
-    ----------
-    fit : staggerlab Feols or pyfixest Feols
-        A fitted model; fixed effects stay absorbed (see the module notes for
-        fixed effects not nested in the bootstrap clusters).
-    param : str
-        The coefficient tested.
-    draws : int
-        Number of bootstrap draws. With two-point weights (Rademacher, Mammen)
-        and ``2^G <= draws`` all ``2^G`` weight vectors are enumerated instead
-        (deterministic); each enumerated Mammen draw counts with its
-        probability ``p^k (1 - p)^(G - k)`` (``k`` weights at the high value).
-    weights : {"rademacher", "mammen", "webb", "normal"}
-        Distribution of the cluster weights.
-    impose_null : bool
-        True for WCR (residuals of the model with ``param = h0``), False for WCU.
-    h0 : float
-        Null value of ``param``.
-    cluster : str or list of str, optional
-        Variance cluster column(s); defaults to the fit's. With two-way
-        clustering the variance of every draw is two-way (as the fit's) and the
-        bootstrap weights are drawn by the first cluster.
-    bootcluster : str, optional
-        Column whose levels get the bootstrap weights (subcluster bootstrap);
-        defaults to the first cluster.
-    alternative : {"two-sided", "equal-tailed", "greater", "less"}
-        ``two-sided`` is the symmetric test ``mean(|t*| > |t|)``; ``equal-tailed``
-        is ``2 min(mean(t* > t), mean(t* < t))``; ``greater``/``less`` are
-        one-sided (H1: ``param > h0`` / ``< h0``).
-    confint : bool
-        Compute the confidence interval by inverting the bootstrap test (same
-        weights for every null value; one-sided for one-sided alternatives).
-    level : float
-        Confidence level; the CI holds the null values with p-value >= 1 - level.
-    seed : int, Generator, SeedSequence or None
-        Seed; block ``i`` of draws uses ``block_generator(seed, i)``.
-    n_jobs, backend : int, str
-        Parallel blocks (joblib); results are identical for any value.
-    weight_matrix : ndarray, optional
-        Expert/testing: a ``G x B`` matrix of weights (bootstrap clusters in
-        sorted order of their values) used instead of drawing.
-    tuning : WildBootTuning
-        Memory bounds; the statistics do not depend on them.
-
-    Returns
-    -------
-    WildBootResult
-
-    Raises
-    ------
-    WildBootError
-        Unknown ``param``, weights or alternative; bad ``draws`` or ``level``.
-    VcovError
-        No cluster structure in the fit and none given; fewer than 2 clusters.
-
-    Notes
-    -----
-    The bootstrap t statistics use CRV1 with the fit's small-sample factor
-    ``(N-1)/(N-df_k) * G/(G-1)``, so the observed t equals the fit's when
-    ``h0 = 0``. P-values are the share of draws (no "+1") whose bootstrap t
-    is at least as extreme as the observed one: ties count as extreme. Under
-    WCR a draw whose weights are all equal reproduces ``+-t`` exactly at every
-    null value, so it always ties; with full Rademacher enumeration the
-    observed draw (all ``+1``) and its mirror (all ``-1``) are among them, and
-    the two-sided p-value exceeds wildboottest's (which counts strictly larger
-    statistics) by ``2 / 2^G``. When those tying draws carry probability
-    ``>= 1 - level`` (Mammen with G = 8: 7.5%), no null value is rejected far
-    from the estimate: the interval is reported as ``(-inf, inf)`` (or
-    half-infinite) with ``unbounded=True``, a note and an
-    :class:`~staggerlab.errors.UnboundedIntervalWarning`; Webb weights (six
-    points) avoid it.
-
-    Examples
-    --------
-    >>> import staggerlab as sl
-    >>> from staggerlab.inference.resampling.wildboot import wildboot
-    >>> df = sl.simulate.staggered(40, 6, seed=1)
-    >>> fit = sl.feols("y ~ treat | unit + time", df, vcov={"CRV1": "unit"})
-    >>> wb = wildboot(fit, param="treat", draws=999, seed=1)
-    >>> wb.pvalue < 0.05
-    True
-    """
-    fit = as_feols(fit)
-    d = fit.design
-    if param not in d.regressors:
-        raise WildBootError(f"param {param!r} is not a coefficient of the model; coefficients: {d.regressors}")
-    if weights not in WEIGHT_TYPES:
-        raise WildBootError(f"weights must be one of {WEIGHT_TYPES}, got {weights!r}")
-    check_alternative(alternative, ALTERNATIVES)
-    check_level(level)
-    if weight_matrix is None:
-        check_draws(draws)
-    notes: list[str] = []
-
-    spec = fit.vcov_spec
-    if cluster is None:
-        if spec.kind not in ("CRV1", "CRV3"):
-            raise VcovError(
-                f"the fit's variance is {spec.label}, not clustered; fit with vcov={{'CRV1': 'col'}} "
-                "or pass cluster='col'"
-            )
-        names = list(spec.clusters)
-        if spec.kind == "CRV3":
-            notes.append("the fit uses CRV3; the bootstrap t statistics use CRV1")
-    else:
-        exact = isinstance(cluster, str) and cluster in fit.design.frame.columns  # any characters
-        names = [cluster] if exact else list(parse_clusters(cluster))
-    codes = [_cluster_codes(fit, c) for c in names]
-    bname = bootcluster if bootcluster is not None else names[0]
-    boot = _cluster_codes(fit, bname)
-    parts = cluster_parts(codes)
-    if len(codes) == 2 and bootcluster is None:
-        notes.append(f"two-way clustered variance; bootstrap weights drawn by {names[0]!r}")
-    G = min(g for _, _, g in parts)
-    n_boot = int(boot.max()) + 1
-    if G < 2 or n_boot < 2:
-        raise VcovError(f"the wild cluster bootstrap needs at least 2 clusters, found {min(G, n_boot)}")
-    N = d.nobs
-    df_k = d.df_k_clusters(names, codes)
-    adj = ssc_factor("CRV1", N, df_k, G)
-
-    bd = boot_design(fit, d.regressors.index(param), boot, tuning.chunk_rows)
-    if bd.explicit_fe:
-        notes.append(
-            f"fixed effect(s) {bd.explicit_fe} are not nested in the bootstrap clusters; they enter the "
-            "bootstrap as regressors (exact, as with dummies)"
-        )
-    alg = algebra(bd, boot, n_boot, [(c, sign) for c, sign, _ in parts], adj, impose_null)
-
+def draw_plan(weights: str, n_boot: int, draws: int, weight_matrix: np.ndarray | None, notes: list[str]
+              ) -> tuple[bool, int, np.ndarray | None]:
+    """Whether every weight vector is enumerated, the number of draws, and the
+    checked injected weights (appending notes)."""
     enumerate_all = False
+    B = int(draws)
     if weight_matrix is not None:
         weight_matrix = np.asarray(weight_matrix, dtype=np.float64)
         if weight_matrix.ndim != 2 or weight_matrix.shape[0] != n_boot:
@@ -455,23 +295,36 @@ def wildboot(
         B = 2**n_boot
         notes.append(f"full enumeration of the 2^{n_boot} = {B} {weights.capitalize()} weight vectors (deterministic"
                      + (", each weighted by its probability)" if weights == "mammen" else ")"))
-    else:
-        B = int(draws)
     if n_boot <= 11 and weights == "rademacher" and not enumerate_all:
         notes.append(f"only {n_boot} bootstrap clusters: consider weights='webb'")
+    return enumerate_all, B, weight_matrix
 
-    delta = alg.beta_p - h0
-    tstat = delta / alg.se
-    quad = bool(confint and impose_null)
-    runner = Runner(alg if quad else at(alg, delta), weights, resolve_entropy(seed), enumerate_all,
-                    weight_matrix, quad, tuning.chunk_weights)
+
+def run_draws(runner: Any, B: int, n_boot: int, n_jobs: int, backend: str | None) -> list[Any]:
+    """``runner`` over the blocks of ``B`` draws (block sizes a function of ``n_boot`` only)."""
     bs = _block_size(n_boot)
     blocks = [(i, s, min(s + bs, B)) for i, s in enumerate(range(0, B, bs))]
     # the block products are skinny (k columns); a second BLAS thread buys
     # little and, on a busy machine, contention costs up to 10x
     with threadpool_limits(1, user_api="blas"):
-        res = run_blocks(_run_block, blocks, shared=runner, n_jobs=n_jobs, backend=backend, desc="wild bootstrap")
-    cols = tuple(np.concatenate(x) for x in zip(*res))
+        return run_blocks(_run_block, blocks, shared=runner, n_jobs=n_jobs, backend=backend, desc="wild bootstrap")
+
+
+def boot_inference(cols: tuple[np.ndarray, ...], alg: Any, adj: float, h0: float, impose_null: bool, quad: bool,
+                   alternative: str, confint: bool, level: float, notes: list[str], weights: str, n_boot: int,
+                   enumerate_all: bool) -> tuple[np.ndarray, float, tuple[float, float] | None,
+                                                 Callable[[float], float] | None, bool]:
+    """Bootstrap t's, p-value, test-inversion interval, p-value function and
+    unboundedness of one tested combination from a runner's per-draw pieces
+    ``cols`` (appending notes; an unbounded interval also warns).
+
+    ``quad``: ``cols`` are the pieces of every null value (WCR with a CI); else
+    ``(numerator, variance)`` at ``h0`` (WCR) or at the estimate (WCU); the
+    last column is each draw's constant sign (see ``Runner``).
+    """
+    delta = alg.beta_p - h0
+    tstat = delta / alg.se
+    B = cols[0].size
     csign = cols[-1] if impose_null else np.zeros(B)
     prob = enumeration_probabilities(n_boot, weights) if enumerate_all and weights == "mammen" else None
     if quad:
@@ -511,7 +364,169 @@ def wildboot(
             msg = (f"the {level:.0%} confidence set is unbounded: {why} (G = {n_boot} bootstrap clusters, "
                    f"{weights} weights); use weights='webb'")
             notes.append(msg)
-            warnings.warn(msg, UnboundedIntervalWarning, stacklevel=2)
+            warnings.warn(msg, UnboundedIntervalWarning, stacklevel=3)
+    return stats, pval, ci, pfun, unbounded
+
+
+def wildboot(
+    fit: Any,
+    param: str = "treat",
+    draws: int = 9999,
+    weights: WeightType = "rademacher",
+    impose_null: bool = True,
+    h0: float = 0.0,
+    cluster: str | Sequence[str] | None = None,
+    bootcluster: str | None = None,
+    alternative: Alternative = "two-sided",
+    confint: bool = True,
+    level: float = 0.95,
+    seed: SeedLike = 0,
+    n_jobs: int = 1,
+    backend: str | None = None,
+    *,
+    weight_matrix: np.ndarray | None = None,
+    tuning: WildBootTuning = WildBootTuning(),
+    band: Literal["post", "all"] = "post",
+) -> Any:
+    """Wild cluster bootstrap test (and test-inversion CI) of one coefficient,
+    or of every coefficient and aggregate of an event study.
+
+    Parameters
+    ----------
+    fit : staggerlab Feols, pyfixest Feols or EventStudyResult
+        A fitted model; fixed effects stay absorbed (see the module notes for
+        fixed effects not nested in the bootstrap clusters). An event study
+        (``method="twfe"``, ``"sunab"`` or ``"imputation"``) is bootstrapped whole by
+        :func:`~staggerlab.inference.resampling.es_wildboot.event_study_wildboot`
+        (``param``, ``h0``, ``cluster`` and ``bootcluster`` do not apply; every
+        null is zero) and an
+        :class:`~staggerlab.inference.resampling.es_wildboot.EventStudyBootResult`
+        is returned.
+    param : str
+        The coefficient tested.
+    draws : int
+        Number of bootstrap draws. With two-point weights (Rademacher, Mammen)
+        and ``2^G <= draws`` all ``2^G`` weight vectors are enumerated instead
+        (deterministic); each enumerated Mammen draw counts with its
+        probability ``p^k (1 - p)^(G - k)`` (``k`` weights at the high value).
+    weights : {"rademacher", "mammen", "webb", "normal"}
+        Distribution of the cluster weights.
+    impose_null : bool
+        True for WCR (residuals of the model with ``param = h0``), False for WCU.
+    h0 : float
+        Null value of ``param``.
+    cluster : str or list of str, optional
+        Variance cluster column(s); defaults to the fit's. With two-way
+        clustering the variance of every draw is two-way (as the fit's) and the
+        bootstrap weights are drawn by the first cluster.
+    bootcluster : str, optional
+        Column whose levels get the bootstrap weights (subcluster bootstrap);
+        defaults to the first cluster.
+    alternative : {"two-sided", "equal-tailed", "greater", "less"}
+        ``two-sided`` is the symmetric test ``mean(|t*| > |t|)``; ``equal-tailed``
+        is ``2 min(mean(t* > t), mean(t* < t))``; ``greater``/``less`` are
+        one-sided (H1: ``param > h0`` / ``< h0``).
+    confint : bool
+        Compute the confidence interval by inverting the bootstrap test (same
+        weights for every null value; one-sided for one-sided alternatives).
+    level : float
+        Confidence level; the CI holds the null values with p-value >= 1 - level.
+    seed : int, Generator, SeedSequence or None
+        Seed; block ``i`` of draws uses ``block_generator(seed, i)``.
+    n_jobs, backend : int, str
+        Parallel blocks (joblib); results are identical for any value.
+    weight_matrix : ndarray, optional
+        Expert/testing: a ``G x B`` matrix of weights (bootstrap clusters in
+        sorted order of their values) used instead of drawing.
+    tuning : WildBootTuning
+        Memory bounds; the statistics do not depend on them.
+    band : {"post", "all"}
+        Event studies only: the periods the sup-t band covers jointly.
+
+    Returns
+    -------
+    WildBootResult or EventStudyBootResult
+
+    Raises
+    ------
+    WildBootError
+        Unknown ``param``, weights or alternative; bad ``draws`` or ``level``.
+    VcovError
+        No cluster structure in the fit and none given; fewer than 2 clusters.
+
+    Notes
+    -----
+    The bootstrap t statistics use CRV1 with the fit's small-sample factor
+    ``(N-1)/(N-df_k) * G/(G-1)``, so the observed t equals the fit's when
+    ``h0 = 0``. P-values are the share of draws (no "+1") whose bootstrap t
+    is at least as extreme as the observed one: ties count as extreme. Under
+    WCR a draw whose weights are all equal reproduces ``+-t`` exactly at every
+    null value, so it always ties; with full Rademacher enumeration the
+    observed draw (all ``+1``) and its mirror (all ``-1``) are among them, and
+    the two-sided p-value exceeds wildboottest's (which counts strictly larger
+    statistics) by ``2 / 2^G``. When those tying draws carry probability
+    ``>= 1 - level`` (Mammen with G = 8: 7.5%), no null value is rejected far
+    from the estimate: the interval is reported as ``(-inf, inf)`` (or
+    half-infinite) with ``unbounded=True``, a note and an
+    :class:`~staggerlab.errors.UnboundedIntervalWarning`; Webb weights (six
+    points) avoid it.
+
+    Examples
+    --------
+    >>> import staggerlab as sl
+    >>> from staggerlab.inference.resampling.wildboot import wildboot
+    >>> df = sl.simulate.staggered(40, 6, seed=1)
+    >>> fit = sl.feols("y ~ treat | unit + time", df, vcov={"CRV1": "unit"})
+    >>> wb = wildboot(fit, param="treat", draws=999, seed=1)
+    >>> wb.pvalue < 0.05
+    True
+    """
+    from ..did.event_study import EventStudyResult
+
+    if isinstance(fit, EventStudyResult):
+        odd = [n for n, v, dv in (("param", param, "treat"), ("h0", h0, 0.0), ("cluster", cluster, None),
+                                  ("bootcluster", bootcluster, None)) if v != dv]
+        if odd:
+            raise WildBootError(f"{odd} do not apply to an event study (every null is zero, the clusters are "
+                                "the event study's)")
+        from .es_wildboot import event_study_wildboot
+
+        return event_study_wildboot(fit, draws, weights, impose_null, alternative, confint, level, seed, n_jobs,
+                                    backend, band, weight_matrix=weight_matrix, tuning=tuning)
+    fit = as_feols(fit)
+    d = fit.design
+    if param not in d.regressors:
+        raise WildBootError(f"param {param!r} is not a coefficient of the model; coefficients: {d.regressors}")
+    if weights not in WEIGHT_TYPES:
+        raise WildBootError(f"weights must be one of {WEIGHT_TYPES}, got {weights!r}")
+    check_alternative(alternative, ALTERNATIVES)
+    check_level(level)
+    if weight_matrix is None:
+        check_draws(draws)
+    notes: list[str] = []
+
+    bc = boot_clusters(fit, cluster, bootcluster, notes)
+    names, boot, bname, parts, G, n_boot, adj = bc.names, bc.boot, bc.bname, bc.parts, bc.G, bc.n_boot, bc.adj
+
+    bd = boot_design(fit, d.regressors.index(param), boot, tuning.chunk_rows)
+    if bd.explicit_fe:
+        notes.append(
+            f"fixed effect(s) {bd.explicit_fe} are not nested in the bootstrap clusters; they enter the "
+            "bootstrap as regressors (exact, as with dummies)"
+        )
+    alg = algebra(bd, boot, n_boot, [(c, sign) for c, sign, _ in parts], adj, impose_null)
+
+    enumerate_all, B, weight_matrix = draw_plan(weights, n_boot, draws, weight_matrix, notes)
+
+    delta = alg.beta_p - h0
+    tstat = delta / alg.se
+    quad = bool(confint and impose_null)
+    runner = Runner(alg if quad else at(alg, delta), weights, resolve_entropy(seed), enumerate_all,
+                    weight_matrix, quad, tuning.chunk_weights)
+    res = run_draws(runner, B, n_boot, n_jobs, backend)
+    cols = tuple(np.concatenate(x) for x in zip(*res))
+    stats, pval, ci, pfun, unbounded = boot_inference(cols, alg, adj, float(h0), impose_null, quad, alternative,
+                                                      confint, level, notes, weights, n_boot, enumerate_all)
 
     return WildBootResult(
         param=param,

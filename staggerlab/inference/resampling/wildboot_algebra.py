@@ -29,7 +29,7 @@ bits for Rademacher); the products with the weights run over cluster ranges.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -42,7 +42,12 @@ from ..regression.vcov import combine_codes, nested_in
 from .wildboot_design import BootDesign
 from .wildboot_weights import WeightBlock, draws, enumeration, rademacher_block
 
-__all__ = ["algebra", "at", "Runner"]
+__all__ = ["algebra", "algebras", "at", "Runner", "SharedRunner", "BatchRunner", "batchable"]
+
+#: largest per-cluster Gram table (doubles, G_b x k x k) :func:`algebras` builds
+GRAM_BUDGET = 1 << 25
+
+_PAIRS = [(0, 0), (0, 1), (1, 1)]
 
 
 @dataclass
@@ -128,16 +133,32 @@ class _CrossSums:
 
 
 def algebra(bd: BootDesign, boot: np.ndarray, n_boot: int, parts: Sequence[tuple[np.ndarray, float]],
-            adj: float, impose_null: bool) -> _Algebra:
-    """All per-cluster sums, in one pass over the design's row chunks."""
-    A, p = bd.A, bd.p
+            adj: float, impose_null: bool, contrast: tuple[np.ndarray, float] | None = None,
+            blocks: Sequence[tuple[slice | np.ndarray, np.ndarray]] | None = None) -> _Algebra:
+    """All per-cluster sums, in one pass over the design's row chunks.
+
+    ``contrast = (c, estimate)`` tests the linear combination ``c'beta`` of the
+    fit's regressors (``c`` over them, zero on the bootstrap design's dummy
+    columns) instead of coefficient ``bd.p``: everything above holds with
+    ``a = A c`` (``a_p`` becomes ``c'A c``, and the restricted residuals are
+    those of ``c'beta = h0``). ``blocks``: the design's row chunks
+    (``bd.blocks()``) kept by a caller that runs several combinations.
+    """
+    A = bd.A
     k = A.shape[0]
-    a = np.ascontiguousarray(A[:, p])
-    c1 = 1.0 / a[p] if impose_null else 0.0
+    if contrast is None:
+        cvec, beta_p = np.zeros(k), bd.beta_p
+        cvec[bd.p] = 1.0
+    else:
+        cvec = np.zeros(k)
+        cvec[: contrast[0].size] = contrast[0]
+        beta_p = float(contrast[1])
+    a = np.ascontiguousarray(A @ cvec)
+    c1 = 1.0 / float(cvec @ a) if impose_null else 0.0
     S = np.zeros((2, n_boot, k))  # x u and x r by bootstrap cluster
     ru = np.zeros((2, n_boot))  # r u and r r by bootstrap cluster
     cross = [None if _same_partition(codes, boot, n_boot) else _CrossSums(codes, boot, k) for codes, _ in parts]
-    for rows, X in bd.blocks():
+    for rows, X in bd.blocks() if blocks is None else blocks:
         r = X @ a
         u = bd.uhat[rows]
         b = boot[rows]
@@ -160,7 +181,46 @@ def algebra(bd: BootDesign, boot: np.ndarray, n_boot: int, parts: Sequence[tuple
             var += v
     if not var > 0:
         raise VcovError("the cluster-robust variance of the tested coefficient is not positive")
-    return _Algebra(a, A, S, c1, out, adj, math.sqrt(adj * var), bd.beta_p, n_boot)
+    return _Algebra(a, A, S, c1, out, adj, math.sqrt(adj * var), beta_p, n_boot)
+
+
+def algebras(bd: BootDesign, boot: np.ndarray, n_boot: int, parts: Sequence[tuple[np.ndarray, float]],
+             adj: float, impose_null: bool, contrasts: Sequence[tuple[np.ndarray, float]],
+             blocks: Sequence[tuple[slice | np.ndarray, np.ndarray]] | None = None) -> list[_Algebra]:
+    """:func:`algebra` of several combinations.
+
+    With one variance clustering, the bootstrap one, every sum a combination
+    needs follows from two tables built in one pass: ``S[0]`` and the
+    per-cluster Gram matrices ``X_b'X_b`` (``S[1] = X_b'X_b a``, ``sum r u =
+    S[0] a``, ``sum r^2 = a'X_b'X_b a``). Otherwise (or when the Gram table
+    would exceed ``GRAM_BUDGET`` doubles) each combination takes its own pass.
+    """
+    k = bd.A.shape[0]
+    one_way = len(parts) == 1 and _same_partition(parts[0][0], boot, n_boot)
+    if not one_way or n_boot * k * k > GRAM_BUDGET:
+        return [algebra(bd, boot, n_boot, parts, adj, impose_null, c, blocks) for c in contrasts]
+    S0 = np.zeros((1, n_boot, k))
+    XX = np.zeros((k, n_boot, k))  # XX[j, b] = sum_{i in b} x_ij x_i
+    for rows, X in bd.blocks() if blocks is None else blocks:
+        b = boot[rows]
+        cluster_wsums_into(S0, X, bd.uhat[rows][:, None], b)
+        cluster_wsums_into(XX, X, X, b)
+    sign = parts[0][1]
+    out = []
+    for cvec, beta in contrasts:
+        c = np.zeros(k)
+        c[: cvec.size] = cvec
+        a = np.ascontiguousarray(bd.A @ c)
+        c1 = 1.0 / float(c @ a) if impose_null else 0.0
+        S1 = np.einsum("jbk,j->bk", XX, a)
+        ru0, ru1 = S0[0] @ a, S1 @ a
+        var = sign * float(ru0 @ ru0)
+        if not var > 0:
+            raise VcovError("the cluster-robust variance of the tested combination is not positive")
+        part = _Part(sign, True, [ru0, c1 * ru1], [], bd.A @ (S1.T @ S1) @ bd.A)
+        out.append(_Algebra(a, bd.A, np.stack([S0[0], S1]), c1, [part], adj, math.sqrt(adj * var), float(beta),
+                            n_boot))
+    return out
 
 
 def at(alg: _Algebra, delta: float) -> _Algebra:
@@ -251,7 +311,10 @@ class Runner:
         return WS, WM, norms
 
     def __call__(self, block: tuple[int, int, int]) -> tuple[np.ndarray, ...]:
-        wb = self.weights(*block)
+        return self.stats(self.weights(*block))
+
+    def stats(self, wb: WeightBlock) -> tuple[np.ndarray, ...]:
+        """The per-draw pieces of the weights ``wb``."""
         alg = self.alg
         signs = self.injected is None and self.kind == "rademacher"  # weights +-1: v * v = 1
         WS, WM, norms = self._products(wb, signs)
@@ -262,11 +325,78 @@ class Runner:
             for pt, u, (n00,) in zip(alg.parts, WM, norms):
                 den += pt.sign * (n00 - 2.0 * _rowdot(w, u[0]) + _rowdot(w @ pt.H, w))
             return (w @ alg.a, den, csign)
-        w0, w1 = WS[0], alg.c1 * WS[1]
-        sums = [np.zeros(wb.n) for _ in range(3)]
-        for pt, (u0, u1), (n00, n01, n11) in zip(alg.parts, WM, norms):
-            h0, h1 = w0 @ pt.H, w1 @ pt.H
-            sums[0] += pt.sign * (n00 - 2.0 * _rowdot(w0, u0) + _rowdot(h0, w0))
-            sums[1] += pt.sign * (n01 - _rowdot(w0, u1) - _rowdot(w1, u0) + _rowdot(h0, w1))
-            sums[2] += pt.sign * (n11 - 2.0 * _rowdot(w1, u1) + _rowdot(h1, w1))
-        return (w0 @ alg.a, w1 @ alg.a, *sums, csign)
+        return _quad_pieces(alg, WS, WM, norms, csign)
+
+
+def _quad_pieces(alg: _Algebra, WS: Any, WM: list, norms: list, csign: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``(n0, n1, sum Z0^2, sum Z0 Z1, sum Z1^2, csign)`` per draw from the weight products."""
+    w0, w1 = WS[0], alg.c1 * WS[1]
+    sums = [np.zeros(w0.shape[0]) for _ in range(3)]
+    for pt, (u0, u1), (n00, n01, n11) in zip(alg.parts, WM, norms):
+        h0, h1 = w0 @ pt.H, w1 @ pt.H
+        sums[0] += pt.sign * (n00 - 2.0 * _rowdot(w0, u0) + _rowdot(h0, w0))
+        sums[1] += pt.sign * (n01 - _rowdot(w0, u1) - _rowdot(w1, u0) + _rowdot(h0, w1))
+        sums[2] += pt.sign * (n11 - 2.0 * _rowdot(w1, u1) + _rowdot(h1, w1))
+    return (w0 @ alg.a, w1 @ alg.a, *sums, csign)
+
+
+@dataclass(eq=False)
+class SharedRunner:
+    """Several runners (contrasts, WCR and WCU) fed the same weights: each block's
+    weights are drawn once, by the first runner's rules, and unpacked once."""
+
+    runners: list[Runner]
+
+    def __call__(self, block: tuple[int, int, int]) -> list[tuple[np.ndarray, ...]]:
+        wb = self.runners[0].weights(*block).densify()
+        return [r.stats(wb) for r in self.runners]
+
+
+def batchable(algs: Sequence[_Algebra]) -> bool:
+    """Whether :class:`BatchRunner` applies: one variance clustering, the bootstrap clustering."""
+    return all(len(alg.parts) == 1 and alg.parts[0].diag for alg in algs)
+
+
+@dataclass(eq=False)
+class BatchRunner:
+    """The pieces of every null value (as ``Runner(quad=True)``) of several
+    combinations from one product per block.
+
+    With the variance clustered by the bootstrap clusters, every product a
+    combination needs is the weights times a ``G_b x k`` matrix (``S[0]``,
+    shared; ``S[1]``, ``E_0 S[1]``, ``E_1 S[1]`` per combination). Stacked side
+    by side they make one wide product per block, which reads the block's
+    weights once instead of four times per combination.
+    """
+
+    algs: list[_Algebra]
+    proto: Runner  # draws the weights
+    stack: np.ndarray = field(init=False, repr=False)
+    squares: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        cols = [self.algs[0].S[0]]
+        for alg in self.algs:
+            E, S1 = alg.parts[0].E, alg.S[1]
+            cols += [S1, E[0][:, None] * S1, E[1][:, None] * S1]
+        self.stack = np.ascontiguousarray(np.hstack(cols))
+        self.squares = np.column_stack([alg.parts[0].E[i] * alg.parts[0].E[j] for alg in self.algs
+                                        for i, j in _PAIRS])
+
+    def __call__(self, block: tuple[int, int, int]) -> list[tuple[np.ndarray, ...]]:
+        pr = self.proto
+        wb = pr.weights(*block).densify()
+        signs = pr.injected is None and pr.kind == "rademacher"  # weights +-1: v * v = 1
+        V = wb.dense  # the block is held whole anyway: one product, no range copies
+        out = V @ self.stack
+        acc = None if signs else (V * V) @ self.squares
+        csign = wb.constant_sign()
+        k = self.algs[0].a.size
+        res = []
+        for j, alg in enumerate(self.algs):
+            o = k * (1 + 3 * j)
+            E = alg.parts[0].E
+            WM = [np.stack([out[:, o + k:o + 2 * k] @ alg.A, out[:, o + 2 * k:o + 3 * k] @ alg.A])]
+            norms = [[float(E[a] @ E[b]) for a, b in _PAIRS] if acc is None else list(acc[:, 3 * j:3 * j + 3].T)]
+            res.append(_quad_pieces(alg, (out[:, :k], out[:, o:o + k]), WM, norms, csign))
+        return res

@@ -17,18 +17,19 @@ chunks, so no N x (k + L) matrix is formed. The dummy block is limited to
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import scipy.linalg as sla
 
-from ...errors import WildBootError
+from ...errors import MissingColumnError, VcovError, WildBootError
+from ...panels.panel import factorize_column
 from ..regression.absorb import Absorber
 from ..regression.feols import Feols
 from ..regression.rank import independent_columns
-from ..regression.vcov import nested_in
+from ..regression.vcov import cluster_parts, nested_in, parse_clusters, ssc_factor
 
-__all__ = ["MAX_DUMMY_COLUMNS", "BootDesign", "boot_design"]
+__all__ = ["MAX_DUMMY_COLUMNS", "BootDesign", "boot_design", "BootClusters", "boot_clusters", "cluster_codes"]
 
 #: cap on the dense block of non-nested fixed-effect dummies (columns).
 MAX_DUMMY_COLUMNS = 2000
@@ -159,3 +160,77 @@ def boot_design(fit: Feols, p: int, boot: np.ndarray, chunk_rows: int) -> BootDe
     bd.keep_d = np.asarray(keep[k:], dtype=np.int64) - k
     bd.A = sla.cho_solve(sla.cho_factor(gram[np.ix_(keep, keep)]), np.eye(len(keep)))
     return bd
+
+
+def cluster_codes(fit: Feols, name: str) -> np.ndarray:
+    d = fit.design
+    if name in d.clusters or name in d.fixef:
+        return d.codes(name)
+    if name not in d.frame.columns:
+        raise MissingColumnError(f"cluster column {name!r} is not in the data (columns: {d.frame.columns})")
+    col = d.frame[name]
+    if col.null_count():
+        raise VcovError(f"cluster column {name!r} has missing values in the estimation sample")
+    return factorize_column(col)
+
+
+@dataclass(frozen=True)
+class BootClusters:
+    """The variance clusterings and bootstrap clusters of a wild bootstrap.
+
+    Attributes
+    ----------
+    names : list of str
+        Variance cluster columns.
+    boot : ndarray
+        Bootstrap cluster code of every row.
+    bname : str
+        Bootstrap cluster column.
+    parts : list of (ndarray, float, int)
+        ``(codes, sign, G)`` of each clustering of the (one- or two-way) CRV1.
+    G : int
+        Clusters of the smallest clustering (small-sample factor).
+    n_boot : int
+        Bootstrap clusters.
+    adj : float
+        CRV1 small-sample factor ``(N-1)/(N-df_k) * G/(G-1)``.
+    """
+
+    names: list[str]
+    boot: np.ndarray
+    bname: str
+    parts: list
+    G: int
+    n_boot: int
+    adj: float
+
+
+def boot_clusters(fit: Feols, cluster: str | Sequence[str] | None, bootcluster: str | None,
+                  notes: list[str]) -> BootClusters:
+    """Resolve the variance and bootstrap clusters of ``fit`` (appending notes)."""
+    d = fit.design
+    spec = fit.vcov_spec
+    if cluster is None:
+        if spec.kind not in ("CRV1", "CRV3"):
+            raise VcovError(
+                f"the fit's variance is {spec.label}, not clustered; fit with vcov={{'CRV1': 'col'}} "
+                "or pass cluster='col'"
+            )
+        names = list(spec.clusters)
+        if spec.kind == "CRV3":
+            notes.append("the fit uses CRV3; the bootstrap t statistics use CRV1")
+    else:
+        exact = isinstance(cluster, str) and cluster in fit.design.frame.columns  # any characters
+        names = [cluster] if exact else list(parse_clusters(cluster))
+    codes = [cluster_codes(fit, c) for c in names]
+    bname = bootcluster if bootcluster is not None else names[0]
+    boot = cluster_codes(fit, bname)
+    parts = cluster_parts(codes)
+    if len(codes) == 2 and bootcluster is None:
+        notes.append(f"two-way clustered variance; bootstrap weights drawn by {names[0]!r}")
+    G = min(g for _, _, g in parts)
+    n_boot = int(boot.max()) + 1
+    if G < 2 or n_boot < 2:
+        raise VcovError(f"the wild cluster bootstrap needs at least 2 clusters, found {min(G, n_boot)}")
+    df_k = d.df_k_clusters(names, codes)
+    return BootClusters(names, boot, bname, parts, G, n_boot, ssc_factor("CRV1", d.nobs, df_k, G))

@@ -119,6 +119,13 @@ class WeightBlock:
                 break
         return np.where(same, np.sign(first), 0.0)
 
+    def densify(self) -> "WeightBlock":
+        """The block with every weight unpacked at once (for callers that use it many times)."""
+        if self.dense is not None:
+            return self
+        signs = np.unpackbits(self.bits, count=self.n * self.G).reshape(self.n, self.G)
+        return WeightBlock(self.n, self.G, dense=_PLUS_MINUS[signs])
+
     def cols(self, g0: int, g1: int) -> np.ndarray:
         """The weights of clusters ``g0..g1-1`` (``B x (g1 - g0)``, C order)."""
         if self.dense is not None:

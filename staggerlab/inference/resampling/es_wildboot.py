@@ -1,0 +1,438 @@
+"""Wild cluster bootstrap of a whole event study: every lead and lag, every
+aggregate, the joint pre-trend test and a sup-t simultaneous band, from one
+set of draws.
+
+Dynamic TWFE and Sun-Abraham event-study coefficients are linear
+combinations ``c'beta`` of the coefficients of one regression (TWFE: the
+relative-period dummies themselves; Sun-Abraham: cohort-share averages of
+the cohort x period dummies), and so are their aggregates. The bootstrap of
+each combination is :func:`~staggerlab.inference.resampling.wildboot.wildboot`'s
+algebra with the tested column ``a = A e_p`` replaced by ``a = A c``
+(``wildboot_algebra.algebra(contrast=...)``); every combination is fed the
+same weights (``SharedRunner``), so for a coefficient the result is the one
+``wildboot`` gives on it with the same seed.
+
+* Per coefficient and aggregate: WCR (null ``c'beta = 0`` imposed; intervals
+  by test inversion, each null value re-imposed) or WCU p-values and intervals.
+* Sup-t band (Montiel Olea and Plagborg-Moller 2019): with WCU bootstrap t's
+  ``t*_k = (c_k'beta* - c_k'beta) / se*_k`` (each draw's own CRV1 se), the
+  critical value is the ``level`` quantile of ``max_k |t*_k|`` over the band's
+  periods, and the band is ``estimate_k +- crit * se_k``.
+* Imputation event studies (not regression coefficients, but linear in the
+  outcome): WCU percentile-t from one estimator pass per cluster, in
+  ``es_wildboot_imputation``.
+* Joint pre-trend test: the Wald statistic ``W = b' V^-1 b`` of the leads
+  (``V`` their CRV1 covariance, as :meth:`EventStudyResult.pretrend_test`)
+  against its WCU distribution ``W* = d*' V^-1 d*``, ``d* = b* - b`` (the
+  weight matrix is held at ``V``; the per-draw covariance of several
+  coefficients is not formed).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
+
+import numpy as np
+import polars as pl
+
+from ..._seed import SeedLike, resolve_entropy
+from ..._validate import check_alternative, check_draws, check_level
+from ...errors import WildBootError
+from ..results import Result
+from .wildboot import (
+    ALTERNATIVES,
+    WildBootTuning,
+    boot_inference,
+    draw_plan,
+    run_draws,
+)
+from .wildboot_algebra import BatchRunner, Runner, SharedRunner, algebras, batchable
+from .wildboot_design import boot_clusters, boot_design
+from .wildboot_weights import WEIGHT_TYPES, enumeration_probabilities
+
+__all__ = ["event_study_wildboot", "EventStudyBootResult", "BootAggregate"]
+
+#: largest design (bytes) whose row chunks are kept for all the combinations' passes
+_KEEP_BLOCKS_BYTES = 1 << 28
+#: bootstrap Wald statistics this close (relative) to the observed one count as ties
+_TIE_RTOL = 1e-10
+
+
+@dataclass(eq=False, repr=False)
+class BootAggregate(Result):
+    """Bootstrap inference on one aggregate of an event study.
+
+    Attributes
+    ----------
+    kind : str
+        ``"simple"``, ``"dynamic"`` or ``"group"``.
+    estimate, se : float
+        The aggregate and its CRV1 standard error.
+    pvalue : float
+        Bootstrap p-value of ``aggregate = 0``.
+    confint : tuple of float or None
+        Test-inversion interval (None if not asked for).
+    """
+
+    kind: str
+    estimate: float
+    se: float
+    pvalue: float
+    confint: tuple[float, float] | None
+
+    def tidy(self) -> pl.DataFrame:
+        """One row: ``kind, estimate, se, pvalue, ci_low, ci_high``."""
+        lo, hi = self.confint if self.confint is not None else (None, None)
+        return pl.DataFrame({"kind": [self.kind], "estimate": [self.estimate], "se": [self.se],
+                             "pvalue": [self.pvalue], "ci_low": [lo], "ci_high": [hi]},
+                            schema_overrides={"ci_low": pl.Float64, "ci_high": pl.Float64})
+
+    def summary(self) -> str:
+        """Printable line."""
+        ci = "" if self.confint is None else f", CI [{self.confint[0]:.5g}, {self.confint[1]:.5g}]"
+        return f"Aggregate ({self.kind}): {self.estimate:.5f} (se {self.se:.5f}), bootstrap p = {self.pvalue:.4f}{ci}"
+
+
+@dataclass(eq=False, repr=False)
+class EventStudyBootResult(Result):
+    """Result of the wild cluster bootstrap of an event study.
+
+    Attributes
+    ----------
+    rel_time, estimate, se : ndarray
+        Relative periods, estimates and CRV1 standard errors (as the event study).
+    pvalue : ndarray
+        Bootstrap p-value of each coefficient being zero.
+    ci_low, ci_high : ndarray or None
+        Test-inversion intervals (None if ``confint=False``).
+    band_low, band_high : ndarray
+        Sup-t simultaneous band; NaN-free on the band's periods, and null in
+        :meth:`tidy` outside them (the leads when ``band="post"``).
+    band_crit : float
+        The band's critical value (the ``level`` quantile of ``max |t*|``).
+    band : {"post", "all"}
+        Periods the band covers jointly.
+    pretrend_pvalue : float or None
+        Bootstrap p-value of the joint Wald test that every lead is zero (None
+        without leads).
+    pretrend_wald : float or None
+        Its Wald statistic.
+    unbounded : ndarray of bool
+        Per coefficient: whether its interval is unbounded (too few distinct
+        draws for the level; see :func:`wildboot`).
+    level : float
+    draws : int
+    notes : list of str
+    refs : tuple of int
+        The event study's reference (normalised) periods.
+    """
+
+    rel_time: np.ndarray
+    estimate: np.ndarray
+    se: np.ndarray
+    pvalue: np.ndarray
+    ci_low: np.ndarray | None
+    ci_high: np.ndarray | None
+    band_low: np.ndarray
+    band_high: np.ndarray
+    band_mask: np.ndarray
+    band_crit: float
+    band: str
+    pretrend_pvalue: float | None
+    pretrend_wald: float | None
+    unbounded: np.ndarray
+    level: float
+    draws: int
+    weights: str
+    impose_null: bool
+    full_enumeration: bool
+    n_bootclusters: int
+    method: str
+    ref: int
+    aggregates: dict[str, BootAggregate]
+    tstar: np.ndarray = field(repr=False)
+    notes: list[str] = field(default_factory=list)
+    refs: tuple[int, ...] = ()
+    _pfuns: list[Callable[[float], float] | None] = field(default_factory=list, repr=False)
+
+    @property
+    def bootstrap_type(self) -> str:
+        """``"WCR"`` or ``"WCU"`` (the band and the pre-trend test are WCU either way)."""
+        return "WCR" if self.impose_null else "WCU"
+
+    def aggregate(self, kind: str = "simple") -> BootAggregate:
+        """Bootstrap inference on the aggregate ``kind`` (``estimate``, ``pvalue``, ``confint``)."""
+        if kind not in self.aggregates:
+            raise WildBootError(f"aggregate {kind!r} is not available for method={self.method!r}; "
+                                f"available: {sorted(self.aggregates)}")
+        return self.aggregates[kind]
+
+    def pvalue_at(self, rel_time: int, h0: float) -> float:
+        """Bootstrap p-value of ``coefficient(rel_time) = h0`` from the same draws."""
+        hit = np.flatnonzero(self.rel_time == rel_time)
+        if hit.size == 0:
+            raise WildBootError(f"rel_time {rel_time} is not estimated; estimated: {self.rel_time.tolist()}")
+        f = self._pfuns[int(hit[0])] if self._pfuns else None
+        if f is None:
+            raise WildBootError("pvalue_at needs the per-draw pieces; rerun with confint=True")
+        return f(float(h0))
+
+    def tidy(self) -> pl.DataFrame:
+        """``rel_time, estimate, se, pvalue, ci_low, ci_high, band_low, band_high`` (band null off its periods)."""
+        n = self.rel_time.size
+        lo = self.ci_low if self.ci_low is not None else [None] * n
+        hi = self.ci_high if self.ci_high is not None else [None] * n
+        blo = [float(v) if m else None for v, m in zip(self.band_low, self.band_mask)]
+        bhi = [float(v) if m else None for v, m in zip(self.band_high, self.band_mask)]
+        return pl.DataFrame({"rel_time": self.rel_time, "estimate": self.estimate, "se": self.se,
+                             "pvalue": self.pvalue, "ci_low": lo, "ci_high": hi, "band_low": blo,
+                             "band_high": bhi},
+                            schema_overrides={c: pl.Float64 for c in ("ci_low", "ci_high", "band_low", "band_high")})
+
+    def summary(self) -> str:
+        """Printable table."""
+        pct = int(round(self.level * 100))
+        lines = [f"Wild cluster bootstrap of an event study ({self.method}; {self.bootstrap_type}, {self.weights} "
+                 f"weights, {self.draws:,} draws{', full enumeration' if self.full_enumeration else ''}; "
+                 f"G = {self.n_bootclusters})",
+                 f"{'rel_time':>8}{'estimate':>11}{'boot p':>9}  {pct}% CI{'':>16}{pct}% sup-t band"]
+        for r in self.tidy().iter_rows(named=True):
+            ci = "" if r["ci_low"] is None else f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
+            bd = "" if r["band_low"] is None else f"[{r['band_low']:.4f}, {r['band_high']:.4f}]"
+            lines.append(f"{r['rel_time']:>8}{r['estimate']:>11.5f}{r['pvalue']:>9.4f}  {ci:<24}{bd}")
+        lines.append(f"sup-t critical value {self.band_crit:.4f} over the {self.band} periods")
+        if self.pretrend_pvalue is not None:
+            lines.append(f"joint pre-trend Wald {self.pretrend_wald:.4f}, bootstrap p = {self.pretrend_pvalue:.4f}")
+        lines.extend(a.summary() for a in self.aggregates.values())
+        lines.extend(f"Note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+    def plot(self, path: str | None = None, **kwargs: Any) -> Any:
+        """Event study with bootstrap intervals and the sup-t band (see
+        :func:`staggerlab.plots.event_study.plot_event_study_band`)."""
+        from ...plots.event_study import plot_event_study_band
+
+        return plot_event_study_band(self, path=path, **kwargs)
+
+
+def _quantile(x: np.ndarray, prob: np.ndarray, level: float) -> float:
+    """The smallest ``x`` whose (probability-weighted) share of draws at or below it is >= ``level``."""
+    order = np.argsort(x, kind="stable")
+    cum = np.cumsum(prob[order]) / prob.sum()
+    return float(x[order][min(int(np.searchsorted(cum, level * (1 - 1e-12))), x.size - 1)])
+
+
+def _band_mask(es: Any, band: str) -> np.ndarray:
+    mask = es.rel_time >= 0 if band == "post" else np.ones(es.rel_time.size, dtype=bool)
+    if not mask.any():
+        raise WildBootError("no post-treatment period (rel_time >= 0) is estimated; use band='all'")
+    return mask
+
+
+def _pretrend(es: Any, est: np.ndarray, dstar: np.ndarray, prob: np.ndarray,
+              notes: list[str]) -> tuple[float | None, float | None]:
+    """Bootstrap p-value and statistic of the leads' Wald test (``dstar``: draws x k deviations)."""
+    lead = np.flatnonzero(es.rel_time < 0)
+    if not lead.size:
+        notes.append("no lead is estimated: no pre-trend test")
+        return None, None
+    Vp = np.linalg.pinv(es.vcov[np.ix_(lead, lead)])
+    b = est[lead]
+    w = float(b @ Vp @ b)
+    ws = np.einsum("bi,ij,bj->b", dstar[:, lead], Vp, dstar[:, lead])
+    return float(prob @ (ws >= w * (1.0 - _TIE_RTOL)) / prob.sum()), w
+
+
+def _imputation(es: Any, draws: int, weights: str, impose_null: bool, alternative: str, confint: bool,
+                level: float, seed: SeedLike, n_jobs: int, backend: str | None, band: str,
+                weight_matrix: np.ndarray | None) -> EventStudyBootResult:
+    """The imputation event study's bootstrap (WCU, symmetric percentile-t)."""
+    from .es_wildboot_imputation import imputation_wildboot
+
+    if alternative != "two-sided":
+        raise WildBootError("the bootstrap of an imputation event study is two-sided (symmetric percentile-t)")
+    notes = ["imputation estimator: unrestricted bootstrap (WCU, the null is not imposed), symmetric percentile-t"
+             " intervals"] if impose_null else []
+    r = imputation_wildboot(es, draws, weights, level, seed, n_jobs, backend, weight_matrix, notes)
+    tstar, est, se, prob = r["tstar"], r["estimate"], r["se"], r["prob"]
+    k = es.rel_time.size
+    pv, lo, hi = [], [], []
+    for j in range(k + 1):
+        a = np.abs(tstar[:, j])
+        ok = np.isfinite(a)
+        t = abs(est[j] / se[j])
+        pv.append(float(prob[ok] @ (a[ok] >= t * (1.0 - _TIE_RTOL)) / prob[ok].sum()))
+        q = _quantile(a[ok], prob[ok], level)
+        lo.append(est[j] - q * se[j])
+        hi.append(est[j] + q * se[j])
+    mask = _band_mask(es, band)
+    tmax = np.abs(tstar[:, :k][:, mask]).max(axis=1)
+    ok = np.isfinite(tmax)
+    crit = _quantile(tmax[ok], prob[ok], level)
+    pre_p, pre_w = _pretrend(es, est[:k], r["delta"][:, :k], prob, notes)
+    aggs = {"simple": BootAggregate("simple", float(est[k]), float(se[k]), pv[k],
+                                    (lo[k], hi[k]) if confint else None)}
+    return EventStudyBootResult(
+        rel_time=es.rel_time.copy(), estimate=est[:k], se=se[:k], pvalue=np.array(pv[:k]),
+        ci_low=np.array(lo[:k]) if confint else None, ci_high=np.array(hi[:k]) if confint else None,
+        band_low=est[:k] - crit * se[:k], band_high=est[:k] + crit * se[:k], band_mask=mask, band_crit=crit,
+        band=band, pretrend_pvalue=pre_p, pretrend_wald=pre_w, unbounded=np.zeros(k, dtype=bool), level=level,
+        draws=r["draws"], weights=weights if weight_matrix is None else "injected", impose_null=False,
+        full_enumeration=r["enumerate_all"], n_bootclusters=r["n_boot"], method=es.method, ref=es.ref,
+        aggregates=aggs, tstar=tstar[:, :k], notes=notes, refs=tuple(es.refs), _pfuns=[])
+
+
+def _combinations(es: Any) -> tuple[Any, list[str], np.ndarray, Callable[[str], np.ndarray], tuple[str, ...]]:
+    """The regression behind ``es``, its coefficient names, the event-study
+    coefficients and the aggregates as weights on them."""
+    if es.method not in ("twfe", "sunab"):
+        raise WildBootError(
+            f"the wild bootstrap of an event study covers method='twfe', 'sunab' and 'imputation'; "
+            f"method={es.method!r} keeps its own inference (Callaway-Sant'Anna: its multiplier bootstrap)")
+    fit = es.extra.get("fit")
+    if fit is None:
+        raise WildBootError(
+            "this event study was fitted by the lean path (no regression design is kept, as the dense design "
+            "exceeds tuning.lean_bytes); refit with event_study(..., tuning=EventStudyTuning(lean_bytes=...)) "
+            "above the design's size to bootstrap it")
+    if "cell_names" in es.extra:
+        return fit, list(es.extra["cell_names"]), np.asarray(es.extra["cell_R"]), es.extra["cell_weights"], \
+            tuple(es.extra["aggregates"])
+    from ..did.relative_periods import rel_label
+
+    names = [f"_es_{rel_label(int(r))}" for r in es.rel_time]
+    return fit, names, np.eye(len(names)), es.default_weights, ("simple", "dynamic")
+
+
+def event_study_wildboot(
+    es: Any,
+    draws: int = 9999,
+    weights: str = "rademacher",
+    impose_null: bool = True,
+    alternative: str = "two-sided",
+    confint: bool = True,
+    level: float = 0.95,
+    seed: SeedLike = 0,
+    n_jobs: int = 1,
+    backend: str | None = None,
+    band: Literal["post", "all"] = "post",
+    *,
+    weight_matrix: np.ndarray | None = None,
+    tuning: WildBootTuning = WildBootTuning(),
+) -> EventStudyBootResult:
+    """Wild cluster bootstrap of every coefficient and aggregate of an event study.
+
+    Called by :func:`~staggerlab.inference.resampling.wildboot.wildboot` when
+    given an event-study result; the arguments are ``wildboot``'s (see there)
+    plus ``band``.
+
+    Parameters
+    ----------
+    es : EventStudyResult
+        A ``method="twfe"`` or ``"sunab"`` event study fitted through ``feols``
+        (the clusters are the event study's), or a ``method="imputation"`` one
+        (WCU, two-sided; at most ``MAX_IMPUTATION_CLUSTERS`` clusters; aggregate
+        ``simple``).
+    draws, weights, impose_null, alternative, confint, level, seed, n_jobs, backend, weight_matrix, tuning
+        As :func:`wildboot`; the null of every test is zero.
+    band : {"post", "all"}
+        Periods the sup-t band covers jointly: ``rel_time >= 0`` or every
+        estimated period.
+
+    Returns
+    -------
+    EventStudyBootResult
+
+    Raises
+    ------
+    WildBootError
+        Another method, a lean-path fit, bad options.
+    """
+    if weights not in WEIGHT_TYPES:
+        raise WildBootError(f"weights must be one of {WEIGHT_TYPES}, got {weights!r}")
+    if band not in ("post", "all"):
+        raise WildBootError(f"band must be 'post' or 'all', got {band!r}")
+    check_alternative(alternative, ALTERNATIVES)
+    check_level(level)
+    if weight_matrix is None:
+        check_draws(draws)
+    if es.method == "imputation":
+        return _imputation(es, draws, weights, impose_null, alternative, confint, level, seed, n_jobs, backend,
+                           band, weight_matrix)
+    fit, names, R, agg_weights, kinds = _combinations(es)
+    d = fit.design
+    missing = [n for n in names if n not in d.regressors]
+    if missing:  # pragma: no cover - the event study reports only kept coefficients
+        raise WildBootError(f"event-study coefficients {missing} are not in the fit")
+    idx = np.array([d.regressors.index(n) for n in names])
+
+    def lift(w: np.ndarray) -> np.ndarray:
+        c = np.zeros(len(d.regressors))
+        c[idx] = w
+        return c
+
+    k = es.rel_time.size
+    contrasts = [lift(R[i]) for i in range(k)] + [lift(agg_weights(kind)) for kind in kinds]
+    notes: list[str] = []
+    bc = boot_clusters(fit, None, None, notes)
+    bd = boot_design(fit, int(idx[0]), bc.boot, tuning.chunk_rows)
+    if bd.explicit_fe:
+        notes.append(f"fixed effect(s) {bd.explicit_fe} are not nested in the bootstrap clusters; they enter the "
+                     "bootstrap as regressors (exact, as with dummies)")
+    parts = [(c, sign) for c, sign, _ in bc.parts]
+    # the design's chunks (with the loose FEs' dummies) are built once for every combination when small
+    n_cols = d.Xw.shape[1] + (bd.keep_d.size if bd.dummies is not None else 0)
+    blocks = list(bd.blocks()) if 8 * d.nobs * n_cols <= _KEEP_BLOCKS_BYTES else None
+    algs = algebras(bd, bc.boot, bc.n_boot, parts, bc.adj, impose_null, [(c, float(c @ fit.beta)) for c in contrasts],
+                    blocks)
+    del blocks
+    enumerate_all, B, wm = draw_plan(weights, bc.n_boot, draws, weight_matrix, notes)
+    entropy = resolve_entropy(seed)
+
+    # the pieces of every null value of every combination: WCR tests and
+    # intervals from them, and the WCU t's too (the pieces at the estimate)
+    runners = [Runner(alg, weights, entropy, enumerate_all, wm, True, tuning.chunk_weights) for alg in algs]
+    shared = BatchRunner(algs, runners[0]) if batchable(algs) else SharedRunner(runners)
+    res = run_draws(shared, B, bc.n_boot, n_jobs, backend)
+    cols = [tuple(np.concatenate([blk[j][q] for blk in res]) for q in range(6)) for j in range(len(algs))]
+    no_ties = np.zeros(B)
+    cols_wcu = [(c[0], c[2], no_ties) for c in cols]
+
+    tests: list[tuple] = []
+    for j, alg in enumerate(algs):
+        own: list[str] = []
+        pieces = cols[j] if impose_null else cols_wcu[j]
+        tests.append(boot_inference(pieces, alg, bc.adj, 0.0, impose_null, impose_null, alternative, confint,
+                                    level, own, weights, bc.n_boot, enumerate_all))
+        notes.extend(n for n in own if n not in notes)
+
+    # sup-t band from the WCU t's of the event-study coefficients
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tstar = np.column_stack([num / np.sqrt(np.where(den > 0, bc.adj * den, np.nan))
+                                 for num, den in (c[:2] for c in cols_wcu[:k])])
+    est = np.array([alg.beta_p for alg in algs[:k]])
+    se = np.array([alg.se for alg in algs[:k]])
+    mask = _band_mask(es, band)
+    # enumerated Mammen draws count with their probabilities
+    prob = enumeration_probabilities(bc.n_boot, weights) if enumerate_all and weights == "mammen" else np.ones(B)
+    tmax = np.abs(tstar[:, mask]).max(axis=1)
+    ok = np.isfinite(tmax)
+    crit = _quantile(tmax[ok], prob[ok], level)
+
+    # joint pre-trend test against the WCU distribution of the Wald form
+    pre_p, pre_w = _pretrend(es, est, np.column_stack([c[0] for c in cols_wcu[:k]]), prob, notes)
+
+    ci = [t[2] for t in tests[:k]]
+    aggs = {kind: BootAggregate(kind, algs[k + i].beta_p, algs[k + i].se, tests[k + i][1], tests[k + i][2])
+            for i, kind in enumerate(kinds)}
+    return EventStudyBootResult(
+        rel_time=es.rel_time.copy(), estimate=est, se=se, pvalue=np.array([t[1] for t in tests[:k]]),
+        ci_low=None if not confint else np.array([c[0] if c else math.nan for c in ci]),
+        ci_high=None if not confint else np.array([c[1] if c else math.nan for c in ci]),
+        band_low=est - crit * se, band_high=est + crit * se, band_mask=mask, band_crit=crit, band=band,
+        pretrend_pvalue=pre_p, pretrend_wald=pre_w, unbounded=np.array([t[4] for t in tests[:k]]), level=level, draws=B,
+        weights=weights if weight_matrix is None else "injected", impose_null=impose_null,
+        full_enumeration=enumerate_all, n_bootclusters=bc.n_boot, method=es.method, ref=es.ref,
+        aggregates=aggs, tstar=tstar, notes=notes, refs=tuple(es.refs), _pfuns=[t[3] for t in tests[:k]])

@@ -1,0 +1,379 @@
+"""Event-study inference: wild bootstrap of whole event studies (sup-t band,
+aggregates, pre-trend test), pre-trend power, randomization inference.
+
+References: ``sl.wildboot`` on each coefficient separately (same draws),
+brute-force dummy-variable refits over all 2^G Rademacher sign vectors
+(numpy lstsq), closed forms computed here with scipy, simulations.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import numpy as np
+import polars as pl
+import pytest
+
+import staggerlab as sl
+from staggerlab.errors import WildBootError
+
+
+def _panel(n_units: int, n_periods: int, cohorts: list[int], seed: int) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    unit = np.repeat(np.arange(n_units), n_periods)
+    time = np.tile(np.arange(1, n_periods + 1), n_units)
+    coh = np.repeat(np.asarray(cohorts), n_periods)
+    treated = (coh > 0) & (time >= coh)
+    y = (rng.normal(size=n_units)[unit] + 0.3 * time + treated * (0.5 + 0.2 * (time - coh))
+         + rng.normal(size=unit.size) * (1 + 0.5 * (unit % 3)))
+    return pl.DataFrame({"unit": unit, "time": time, "cohort": coh, "y": y})
+
+
+@pytest.fixture(scope="module")
+def small():
+    """8 clusters: 2^8 = 256 sign vectors, enumerated."""
+    return _panel(8, 6, [3, 3, 4, 4, 5, 0, 0, 0], seed=5)
+
+
+def _dummy_design(es, names):
+    """``y`` and ``[cells, unit dummies, period dummies 2..T]`` of the event study's regression."""
+    fit = es.extra["fit"]
+    f = fit.design.frame
+    unit = f["unit"].to_numpy()
+    time = f["time"].to_numpy()
+    U = (unit[:, None] == np.unique(unit)[None, :]).astype(float)
+    T = (time[:, None] == np.unique(time)[None, 1:]).astype(float)
+    X = np.column_stack([f[n].to_numpy() for n in names] + [U, T])
+    return f["y"].to_numpy(), X, unit
+
+
+def _crv(X, XtXi, u, cl):
+    S = np.vstack([X[cl == g].T @ u[cl == g] for g in np.unique(cl)])
+    return XtXi @ (S.T @ S) @ XtXi
+
+
+def _brute(es, names, contrasts, h0=0.0):
+    """Per contrast c (over ``names``): the WCR p-value of ``c'b = h0`` over all
+    2^G sign vectors, and the WCU t's of every contrast (rows: draws)."""
+    y, X, cl = _dummy_design(es, names)
+    XtXi = np.linalg.inv(X.T @ X)
+    b = XtXi @ X.T @ y
+    u = y - X @ b
+    G = np.unique(cl)
+    V = _crv(X, XtXi, u, cl)
+    C = np.zeros((len(contrasts), X.shape[1]))
+    C[:, : len(names)] = contrasts
+    signs = np.array(list(itertools.product([-1.0, 1.0], repeat=G.size)))
+    pv = []
+    for c in C:
+        t_obs = (c @ b - h0) / np.sqrt(c @ V @ c)
+        br = b - XtXi @ c * (c @ b - h0) / (c @ XtXi @ c)
+        ur = y - X @ br
+        ts = []
+        for v in signs:
+            ys = X @ br + ur * v[np.searchsorted(G, cl)]
+            bs = XtXi @ X.T @ ys
+            Vs = _crv(X, XtXi, ys - X @ bs, cl)
+            ts.append((c @ bs - h0) / np.sqrt(c @ Vs @ c))
+        pv.append(np.mean(np.abs(ts) >= abs(t_obs) * (1 - 1e-8)))
+    tu, du = [], []
+    for v in signs:
+        ys = X @ b + u * v[np.searchsorted(G, cl)]
+        bs = XtXi @ X.T @ ys
+        Vs = _crv(X, XtXi, ys - X @ bs, cl)
+        tu.append([(c @ (bs - b)) / np.sqrt(c @ Vs @ c) for c in C])
+        du.append([c @ (bs - b) for c in C])
+    return np.array(pv), np.array(tu), np.array(du), C @ V @ C.T
+
+
+# ---------------------------------------------------------------- wild bootstrap
+def test_es_wildboot_equals_wildboot_per_coefficient():
+    df = _panel(40, 8, [3] * 8 + [4] * 8 + [6] * 8 + [0] * 16, seed=1)
+    es = sl.event_study(df, y="y", unit="unit", time="time", cohort="cohort", window=(-3, 3))
+    r = sl.wildboot(es, draws=499, seed=11)
+    fit = es.extra["fit"]
+    names = [n for n in fit.coefnames if n.startswith("_es_")]
+    assert len(names) == es.rel_time.size
+    for j, name in enumerate(names):
+        wb = sl.wildboot(fit, param=name, draws=499, seed=11)
+        assert r.pvalue[j] == wb.pvalue
+        np.testing.assert_allclose([r.ci_low[j], r.ci_high[j]], wb.confint, rtol=1e-12)
+        wu = sl.wildboot(fit, param=name, draws=499, seed=11, impose_null=False, confint=False)
+        np.testing.assert_allclose(r.tstar[:, j], wu.statistics, rtol=1e-10)
+    np.testing.assert_allclose(r.estimate, es.coef, rtol=1e-12)
+    np.testing.assert_allclose(r.se, es.se, rtol=1e-10)
+    for kind in ("simple", "dynamic"):
+        assert r.aggregate(kind).estimate == pytest.approx(es.aggregate(kind).estimate, rel=1e-12)
+        assert r.aggregate(kind).se == pytest.approx(es.aggregate(kind).se, rel=1e-10)
+    tab = r.tidy()
+    assert tab.columns[:2] == ["rel_time", "estimate"]
+    assert {"pvalue", "ci_low", "ci_high", "band_low", "band_high"} <= set(tab.columns)
+    assert tab.filter(pl.col("rel_time") < 0)["band_low"].null_count() == int((es.rel_time < 0).sum())
+
+
+@pytest.mark.parametrize("method", ["twfe", "sunab"])
+def test_es_wildboot_full_enumeration_equals_brute_force(small, method):
+    es = sl.event_study(small, y="y", unit="unit", time="time", cohort="cohort", window=(-2, 2), method=method)
+    r = sl.wildboot(es, draws=9999, seed=0, band="all")
+    assert r.full_enumeration and r.draws == 256
+    if method == "twfe":
+        names = [n for n in es.extra["fit"].coefnames if n.startswith("_es_")]
+        R = np.eye(len(names))
+        kinds = ["simple", "dynamic"]
+        agg = np.vstack([es.default_weights(k) for k in kinds])
+    else:
+        names, R = es.extra["cell_names"], es.extra["cell_R"]
+        kinds = ["simple", "dynamic", "group"]
+        agg = np.vstack([es.extra["cell_weights"](k) for k in kinds])
+    contrasts = np.vstack([R, agg])
+    pv, tu, du, V = _brute(es, names, contrasts)
+    k = es.rel_time.size
+    # the contrasts are the event study's own estimates (independent check of the weights)
+    y, X, _ = _dummy_design(es, names)
+    b = np.linalg.lstsq(X, y, rcond=None)[0][: len(names)]
+    np.testing.assert_allclose(R @ b, es.coef, rtol=1e-8)
+    for i, kind in enumerate(kinds):
+        assert agg[i] @ b == pytest.approx(es.aggregate(kind).estimate, rel=1e-8)
+        assert r.aggregate(kind).pvalue == pytest.approx(pv[k + i], abs=1e-12)
+    np.testing.assert_allclose(r.pvalue, pv[:k], atol=1e-12)
+    # sup-t band over all periods: the 95% quantile of max |t*| over the 256 WCU draws (t's with
+    # the fit's CRV1 small-sample factor, read off its standard errors)
+    adj = es.se[0] ** 2 / V[0, 0]
+    tu = tu / np.sqrt(adj)
+    np.testing.assert_allclose(np.sort(np.abs(r.tstar), axis=0), np.sort(np.abs(tu[:, :k]), axis=0), rtol=1e-8,
+                               atol=1e-12)
+    crit = np.quantile(np.abs(tu[:, :k]).max(axis=1), 0.95, method="inverted_cdf")
+    assert r.band_crit == pytest.approx(crit, rel=1e-8)
+    np.testing.assert_allclose(r.band_high - r.band_low, 2 * crit * es.se, rtol=1e-8)
+    # joint pre-trend test: Wald form of the leads against its WCU distribution
+    lead = np.flatnonzero(es.rel_time < 0)
+    Vp = np.linalg.pinv(adj * V[np.ix_(lead, lead)])
+    w_obs = es.coef[lead] @ Vp @ es.coef[lead]
+    w = np.einsum("bi,ij,bj->b", du[:, lead], Vp, du[:, lead])
+    assert r.pretrend_pvalue == pytest.approx(np.mean(w >= w_obs * (1 - 1e-8)), abs=1e-12)
+
+
+def test_es_wildboot_interval_inverts_brute_force_test(small):
+    es = sl.event_study(small, y="y", unit="unit", time="time", cohort="cohort", window=(-2, 2))
+    r = sl.wildboot(es, draws=9999, seed=0)
+    names = [n for n in es.extra["fit"].coefnames if n.startswith("_es_")]
+    j = int(np.flatnonzero(es.rel_time == 0)[0])
+    c = np.eye(len(names))[j][None, :]
+    eps = 1e-6 * es.se[j]
+    for end, inward in ((r.ci_low[j], +1), (r.ci_high[j], -1)):
+        assert _brute(es, names, c, h0=end + inward * eps)[0][0] >= 0.05
+        assert _brute(es, names, c, h0=end - inward * eps)[0][0] < 0.05
+
+
+def test_es_wildboot_n_jobs_invariant_and_wcu():
+    df = _panel(30, 7, [3] * 8 + [5] * 8 + [0] * 14, seed=2)
+    es = sl.event_study(df, y="y", unit="unit", time="time", cohort="cohort", window=(-2, 3), method="sunab")
+    a = sl.wildboot(es, draws=9999, seed=4, weights="webb", n_jobs=1)
+    b = sl.wildboot(es, draws=9999, seed=4, weights="webb", n_jobs=2, backend="threading")
+    np.testing.assert_array_equal(a.tstar, b.tstar)
+    np.testing.assert_array_equal(a.pvalue, b.pvalue)
+    np.testing.assert_array_equal(a.ci_low, b.ci_low)
+    assert a.band_crit == b.band_crit and a.pretrend_pvalue == b.pretrend_pvalue
+    u = sl.wildboot(es, draws=999, seed=4, impose_null=False)
+    # WCU p-values are the share of |t*| >= |t| of the band's own draws
+    t = es.coef / es.se
+    np.testing.assert_allclose(u.pvalue, [np.mean(np.abs(u.tstar[:, j]) >= abs(t[j]) * (1 - 1e-10))
+                                          for j in range(t.size)], atol=1e-12)
+
+
+def test_es_wildboot_strategies_agree(monkeypatch):
+    """Per-combination passes (no Gram table) and per-combination runners give the same numbers."""
+    import staggerlab.inference.resampling.es_wildboot as esw
+    import staggerlab.inference.resampling.wildboot_algebra as wa
+
+    df = _panel(30, 7, [3] * 8 + [5] * 8 + [0] * 14, seed=6)
+    es = sl.event_study(df, y="y", unit="unit", time="time", cohort="cohort", window=(-2, 3), method="sunab")
+    ref = sl.wildboot(es, draws=299, seed=2, weights="mammen")
+    monkeypatch.setattr(wa, "GRAM_BUDGET", 0)
+    monkeypatch.setattr(esw, "batchable", lambda algs: False)
+    alt = sl.wildboot(es, draws=299, seed=2, weights="mammen")
+    np.testing.assert_allclose(alt.tstar, ref.tstar, rtol=1e-9)
+    np.testing.assert_allclose(alt.ci_low, ref.ci_low, rtol=1e-8)
+    np.testing.assert_allclose(alt.pvalue, ref.pvalue)
+    assert alt.band_crit == pytest.approx(ref.band_crit, rel=1e-9)
+
+
+def test_es_wildboot_refusals(small):
+    es = sl.event_study(small, y="y", unit="unit", time="time", cohort="cohort", window=(-2, 2),
+                        method="imputation")
+    with pytest.raises(WildBootError, match="two-sided"):
+        sl.wildboot(es, draws=99, alternative="greater")
+    es = sl.event_study(small, y="y", unit="unit", time="time", cohort="cohort", window=(-2, 2))
+    with pytest.raises(WildBootError, match="param"):
+        sl.wildboot(es, param="x")
+    with pytest.raises(WildBootError, match="band"):
+        sl.wildboot(es, band="pre")
+    with pytest.raises(WildBootError, match="not available"):
+        sl.wildboot(es, draws=99).aggregate("calendar")
+
+
+def test_es_wildboot_imputation_equals_brute_force_refits():
+    """Bootstrap t's of the imputation event study equal refits of the estimator on y* = yhat + e v."""
+    df = _panel(12, 7, [3, 3, 3, 4, 4, 5, 5, 6, 0, 0, 0, 0], seed=8)
+    kw = dict(unit="unit", time="time", cohort="cohort", window=(-2, 2), method="imputation")
+    es = sl.event_study(df, y="y", **kw)
+    rng = np.random.default_rng(3)
+    V = rng.choice([-1.0, 1.0], size=(12, 40))
+    r = sl.wildboot(es, weight_matrix=V)
+    assert not r.impose_null and r.draws == 40
+    imp, codes = es.extra["imputation"], es.extra["codes"]
+    e = imp.u1.copy()
+    post = (codes >= 0) & imp.D
+    e[post] -= es.coef[codes[post]]
+    y = df["y"].to_numpy()
+    assert imp.frame.height == df.height  # no row dropped: rows align
+    yhat = y - e
+    base = sl.event_study(df.with_columns(pl.Series("yh", yhat)), y="yh", **kw)
+    unit = df["unit"].to_numpy()
+    for b in range(4):
+        ys = yhat + e * V[unit, b]
+        eb = sl.event_study(df.with_columns(pl.Series("ys", ys)), y="ys", **kw)
+        np.testing.assert_allclose(r.tstar[b], (eb.coef - base.coef) / eb.se, rtol=1e-8)
+    # p-values and intervals: the symmetric percentile-t from those t's
+    t = np.abs(r.tstar)
+    np.testing.assert_allclose(r.pvalue, np.mean(t >= np.abs(es.coef / es.se) * (1 - 1e-10), axis=0))
+    q = np.quantile(t, 0.95, axis=0, method="inverted_cdf")
+    np.testing.assert_allclose(r.ci_high - r.ci_low, 2 * q * es.se, rtol=1e-10)
+    simple = r.aggregate("simple")
+    assert simple.estimate == pytest.approx(es.aggregate("simple").estimate, rel=1e-12)
+
+
+# ---------------------------------------------------------------- pre-trend power
+def _es(rel, V, ref=-1):
+    from staggerlab.inference.did.event_study import EventStudyResult
+
+    return EventStudyResult(rel, np.zeros(len(rel)), np.asarray(V), ref, "twfe", 100)
+
+
+def test_pretrend_power_one_lead_closed_form():
+    from scipy import stats
+
+    # leads: -3 (one coefficient); posts 0, 1; reference -1
+    V = np.array([[0.25, 0.10, 0.05], [0.10, 0.36, 0.12], [0.05, 0.12, 0.49]])
+    pp = sl.pretrend_power(_es([-3, 0, 1], V))
+    z = stats.norm.ppf(0.975)
+    se = np.sqrt(np.diag(V))
+    for slope in (0.0, 0.2, -0.35):
+        m = slope * (-3 + 1) / se[0]
+        assert pp.power(slope) == pytest.approx(stats.norm.sf(z - m) + stats.norm.cdf(-z - m), abs=1e-12)
+    s80 = pp.slope(0.8)
+    assert pp.power(s80) == pytest.approx(0.8, abs=1e-8) and s80 > 0
+    # conditional bias and coverage of the post coefficients from the truncated bivariate normal
+    slope = 0.3
+    d = slope * (np.array([-3, 0, 1]) + 1)
+    lo, hi = -z * se[0] - d[0], z * se[0] - d[0]  # e_pre range that passes
+    e_pre = stats.truncnorm.mean(lo / se[0], hi / se[0], scale=se[0])
+    ppass = stats.norm.cdf(hi / se[0]) - stats.norm.cdf(lo / se[0])
+    tab = pp.conditional(slope, draws=400_000, seed=1)
+    zc = stats.norm.ppf(0.975)
+    for j, t in enumerate([0, 1]):
+        bias = d[1 + j] + V[0, 1 + j] / V[0, 0] * e_pre
+        C = V[np.ix_([0, 1 + j], [0, 1 + j])]
+        box = stats.multivariate_normal.cdf([hi, zc * se[1 + j] - d[1 + j]], cov=C,
+                                            lower_limit=[lo, -zc * se[1 + j] - d[1 + j]])
+        row = tab.filter(pl.col("rel_time") == t)
+        assert row["bias"][0] == pytest.approx(bias, abs=1e-2)
+        assert row["coverage"][0] == pytest.approx(box / ppass, abs=1e-2)
+    assert tab["pass_probability"][0] == pytest.approx(ppass, abs=1e-2)
+
+
+@pytest.mark.parametrize("test", ["individual", "wald"])
+def test_pretrend_power_matches_simulation(test):
+    rng = np.random.default_rng(3)
+    rel = [-4, -3, -2, 0, 1, 2]
+    M = rng.normal(size=(6, 6))
+    V = 0.04 * (M @ M.T / 6 + np.eye(6))
+    pp = sl.pretrend_power(_es(rel, V), test=test)
+    slope = pp.slope(0.5)
+    assert pp.power(slope) == pytest.approx(0.5, abs=1e-7)
+    b = rng.multivariate_normal(pp.trend(slope), V, size=200_000)
+    pre = b[:, :3]
+    if test == "individual":
+        reject = (np.abs(pre / np.sqrt(np.diag(V))[:3]) > 1.959963984540054).any(axis=1)
+    else:
+        from scipy import stats
+
+        reject = np.einsum("bi,ij,bj->b", pre, np.linalg.inv(V[:3, :3]), pre) > stats.chi2.ppf(0.95, 3)
+    for s in (slope, 0.5 * slope, 2 * slope):
+        r = reject if s == slope else None
+        if r is None:
+            bs = rng.multivariate_normal(pp.trend(s), V, size=200_000)[:, :3]
+            r = ((np.abs(bs / np.sqrt(np.diag(V))[:3]) > 1.959963984540054).any(axis=1) if test == "individual"
+                 else pp.passes(np.column_stack([bs, np.zeros((bs.shape[0], 3))])) == 0)
+        assert pp.power(s) == pytest.approx(r.mean(), abs=1e-2)
+    assert pp.tidy()["slope"][1] > pp.tidy()["slope"][0]
+    pp.plot()
+
+
+def test_pretrend_power_refusals():
+    V = np.eye(3) * 0.1
+    with pytest.raises(sl.errors.EventStudyError, match="no lead"):
+        sl.pretrend_power(_es([0, 1, 2], V))
+    with pytest.raises(sl.errors.ArgumentError, match="size"):
+        sl.pretrend_power(_es([-2, 0, 1], V), level=0.95 + 0.1)
+    with pytest.raises(sl.errors.ArgumentError, match="power"):
+        sl.pretrend_power(_es([-2, 0, 1], V)).slope(0.01)
+
+
+# ---------------------------------------------------------------- randomization inference
+@pytest.mark.parametrize("scheme,method", [("units+timing", "twfe"), ("units", "twfe"), ("timing", "twfe"),
+                                           ("units+timing", "sunab"), ("units", "sunab")])
+def test_es_placebo_equals_brute_force_refits(scheme, method):
+    from staggerlab.inference.resampling.es_placebo import event_study_placebo
+
+    rng = np.random.default_rng(0)
+    df = _panel(36, 8, [3] * 8 + [5] * 8 + [6] * 6 + [0] * 14, seed=3)
+    df = df.with_columns(pl.Series("x", rng.normal(size=df.height))).filter(
+        pl.Series(rng.random(df.height) > 0.08))  # unbalanced, with a control
+    kw = dict(y="y", unit="unit", time="time", controls=["x"], window=(-3, 2), method=method)
+    es = sl.event_study(df, cohort="cohort", **kw)
+    r = event_study_placebo(es, draws=40, scheme=scheme, seed=5, keep_draws=True)
+    checked = 0
+    for i in range(8):
+        g = dict(zip(r.units.tolist(), r.adoption[i].tolist()))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            e2 = sl.event_study(df.with_columns(pl.col("unit").replace_strict(g, return_dtype=pl.Int64)
+                                                .alias("cohort")), cohort="cohort", **kw)
+        if any("dropped" in str(w.message) for w in caught):  # Sun-Abraham dropped a cohort: left out
+            assert not np.isfinite(r.statistics[i]).any()
+            continue
+        got = dict(zip(e2.rel_time.tolist(), e2.coef))
+        for j, t in enumerate(es.rel_time.tolist()):
+            if t in got:
+                assert r.statistics[i, j] == pytest.approx(got[t], rel=1e-8, abs=1e-10)
+            else:  # no unit reaches this event time in the draw
+                assert np.isnan(r.statistics[i, j])
+        for kind in r.aggregates:
+            assert r.aggregates[kind][3][i] == pytest.approx(e2.aggregate(kind).estimate, rel=1e-8)
+        checked += 1
+    assert checked >= 4
+    # p-values: (1 + count) / (1 + valid) of |placebo| >= |observed|
+    s = r.statistics[:, 0]
+    s = s[np.isfinite(s)]
+    assert r.pvalue[0] == pytest.approx((1 + np.sum(np.abs(s) >= abs(es.coef[0]) * (1 - 1e-10))) / (1 + s.size))
+    assert r.pvalue_ci[0, 0] <= r.pvalue[0] <= r.pvalue_ci[0, 1] + 1 / (1 + s.size)
+
+
+def test_es_placebo_dispatch_jobs_and_fisher():
+    df = _panel(40, 8, [3] * 10 + [5] * 10 + [0] * 20, seed=4)
+    df = df.with_columns(pl.col("y") + 3.0 * ((pl.col("cohort") > 0) & (pl.col("time") >= pl.col("cohort"))))
+    es = sl.event_study(df, y="y", unit="unit", time="time", cohort="cohort", window=(-2, 3))
+    a = sl.placebo(es, draws=300, scheme="units", seed=1)
+    b = sl.placebo(es, draws=300, scheme="units", seed=1, n_jobs=2, backend="threading")
+    np.testing.assert_array_equal(a.statistics, b.statistics)
+    # the Fisher test of the simple aggregate: the effect is large, permuted timing rarely matches it
+    assert a.fisher_pvalue == a.aggregates["simple"][1] < 0.05
+    assert set(a.tidy().columns) >= {"rel_time", "estimate", "pvalue", "pvalue_ci_low", "pvalue_ci_high"}
+    with pytest.raises(sl.errors.ArgumentError, match="param"):
+        sl.placebo(es, param="x")
+    es_im = sl.event_study(df, y="y", unit="unit", time="time", cohort="cohort", window=(-2, 3),
+                           method="imputation")
+    with pytest.raises(sl.errors.EventStudyError, match="twfe"):
+        sl.placebo(es_im, draws=10)
