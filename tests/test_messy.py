@@ -131,3 +131,16 @@ def test_pattern_like_column_names_are_refused_by_name(name):
     with pytest.raises(StaggerlabError, match="pattern") as exc:
         sl.event_study(df, y=name, unit="unit", time="time", cohort="cohort", method="imputation")
     assert repr(name) in str(exc.value)
+
+
+def test_power_on_odd_column_names_equals_clean():
+    clean = _base(2)
+    odd = {"unit": "firm id", "time": "fiscal.year", "treat": "policy on", "y": "q score", "x1": "log(size)"}
+    kw = dict(estimators=["twfe", "imputation"], sizes=[0.0, 0.5], draws=20, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = sl.power(clean, y="y", unit="unit", time="time", treat="treat", controls=["x1"], **kw).tidy()
+        b = sl.power(clean.rename(odd), y=odd["y"], unit=odd["unit"], time=odd["time"], treat=odd["treat"],
+                     controls=[odd["x1"]], **kw).tidy()
+    for c in ("power", "bias"):
+        np.testing.assert_allclose(b[c].to_numpy(), a[c].to_numpy(), **TOL)

@@ -23,6 +23,7 @@ from ..._validate import alpha_of, check_draws, check_level
 from ...errors import ArgumentError, ArgumentTypeError, StaggerlabWarning
 from ...panels.panel import check_columns, to_polars
 from ..regression.feols import feols
+from ..regression.formula import Formula, quote
 from ..resampling.placebo import placebo
 from ..resampling.placebo_blocks import SERIAL_BLAS
 from .power_effects import PRESETS, RowDesign, effect_path
@@ -154,8 +155,7 @@ def power(
         frame = frame.with_columns(g.alias(cohort), ((g > 0) & (pl.col(time) >= g)).cast(pl.Float64).alias(param))
     keep = list(dict.fromkeys([y, unit, time, param, *controls, cluster,
                                *(c for c in (strata, assign_by, cohort) if c)]))
-    fit = feols(f"{y} ~ {' + '.join([param, *controls])} | {unit} + {time}", frame.select(keep),
-                vcov={"CRV1": cluster})
+    fit = feols(Formula.of(y, [param, *controls], [unit, time]), frame.select(keep), vcov={"CRV1": quote(cluster)})
     ss = as_seedsequence(seed)
     # with cohort=, its adoption periods are re-assigned (a unit need not be observed in its adoption period)
     opts = dict(param=param, draws=draws, scheme=scheme, strata=strata, cluster=assign_by, cohort=cohort, seed=ss,

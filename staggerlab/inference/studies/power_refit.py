@@ -87,9 +87,10 @@ def _cs(frame: pl.DataFrame, spec: "RefitSpec", seed: Any, truth: float) -> tupl
 
 def _twfe_fit(frame: pl.DataFrame, spec: "RefitSpec") -> Any:
     from ..regression.feols import feols
+    from ..regression.formula import Formula, quote
 
-    rhs = " + ".join([TREAT, *spec.controls])
-    return feols(f"{OUTCOME} ~ {rhs} | {spec.unit} + {spec.time}", frame, vcov={"CRV1": spec.cluster})
+    return feols(Formula.of(OUTCOME, [TREAT, *spec.controls], [spec.unit, spec.time]), frame,
+                 vcov={"CRV1": quote(spec.cluster)})
 
 
 def _twfe_wildboot(frame: pl.DataFrame, spec: "RefitSpec", seed: Any, truth: float) -> tuple:
