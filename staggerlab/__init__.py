@@ -10,6 +10,7 @@ from .inference.did.cs import callaway_santanna, cs
 from .inference.did.dcdh import twfe_weights
 from .inference.did.event_study import EventStudyResult, event_study
 from .inference.did.honest import honest
+from .inference.distributed.partitions import repartition_by_unit
 from .inference.regression.feiv import FeivResult, feiv
 from .inference.resampling.placebo import PlaceboResult, placebo, placebo_timing
 from .inference.resampling.split import split_difference
@@ -31,6 +32,7 @@ __all__ = [
     "feols",
     "Feols",
     "FeolsMulti",
+    "repartition_by_unit",
     "event_study",
     "EventStudyResult",
     "cs",

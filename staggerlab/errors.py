@@ -120,6 +120,16 @@ class EntropyIndexError(StaggerlabError, ValueError):
 class SelectionError(StaggerlabError, ValueError):
     """The selection indicator is unusable (not 0/1, or no variation)."""
 
+class PartitionError(PanelError):
+    """A partitioned panel is not partitioned by unit (a unit's rows lie in two
+    partitions); ``staggerlab.repartition_by_unit`` fixes it."""
+
+
+class PartitionedDesignError(StaggerlabError, NotImplementedError):
+    """The design cannot be fitted exactly on partitioned data (it would need an
+    iterative solve across partitions, or an option the partitioned path lacks)."""
+
+
 class StaggerlabWarning(UserWarning):
     """Base class of staggerlab warnings."""
 

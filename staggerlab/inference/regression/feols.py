@@ -11,6 +11,7 @@ import scipy.linalg as sla
 
 from ...errors import VcovError
 from ...panels.panel import Panel, check_columns, finite_mask, to_polars
+from ..distributed.partitions import is_partitioned
 from ..results import Result
 from .design import Design, build_design
 from .formula import parse_formula
@@ -169,7 +170,12 @@ def feols(
     fml : str
         ``"y ~ x1 + x2 | fe1 + fe2"``; several outcomes as ``"y1 + y2 ~ ..."``
         share one demeaning of the regressors. Without FEs an intercept is added.
-    data : polars.DataFrame, pandas.DataFrame or Panel
+    data : polars.DataFrame, pandas.DataFrame, Panel, dask DataFrame or str
+        A dask DataFrame or a directory of parquet files is a partitioned
+        panel (every unit's rows in one partition): unit + period FEs,
+        unweighted, fitted exactly without collecting the rows
+        (:func:`staggerlab.inference.distributed.feols.feols_partitioned`,
+        which returns a ``PartitionedFeols``).
     vcov : str or dict, optional
         ``"iid"`` (default, as pyfixest), ``"hetero"``/``"HC1"``,
         ``{"CRV1": "c"}``, ``{"CRV1": "c1+c2"}``, ``{"CRV3": "c"}``.
@@ -201,6 +207,11 @@ def feols(
     >>> round(fit.coef()["treat"], 2)
     1.03
     """
+    if is_partitioned(data):
+        from ..distributed.feols import feols_partitioned
+
+        return feols_partitioned(fml, data, vcov, weights, fixef_rm=fixef_rm, na=na, collin_tol=collin_tol,
+                                 demean_method=demean_method)
     f = parse_formula(fml)
     spec = parse_vcov(vcov)
     frame = to_polars(data)

@@ -1,0 +1,2 @@
+"""Procedures on partitioned panels (dask DataFrames or directories of parquet
+files, partitioned by unit): ``feols``, ``placebo``; dask is imported lazily."""
