@@ -247,6 +247,7 @@ class PartitionedFeols(CoefTable):
     _df_t: int | None = None
     _G: int | None = None
     ssr: float = float("nan")
+    df_k: int = 0
 
     @property
     def n_clusters(self) -> int | None:
@@ -365,7 +366,7 @@ def _variance(fit: PartitionedFeols) -> None:
         if G < 2:
             raise VcovError(f"CRV3 needs at least 2 clusters, found {G}")
         V, df_t = ssc_factor("CRV3", N, df_k, G) * Vs, G - 1
-    fit._V, fit._df_t, fit._G = V, df_t, G
+    fit._V, fit._df_t, fit._G, fit.df_k = V, df_t, G, df_k
 
 
 # ------------------------------------------------------------- entry point

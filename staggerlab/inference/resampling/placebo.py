@@ -25,6 +25,7 @@ from ...errors import ArgumentError, FormulaError, PanelError, StaggerlabWarning
 from ...kernels import placebo as kp
 from ...panels.adoption import adoption_times
 from ...panels.panel import check_columns, factorize_with_ids
+from ..distributed.feols import PartitionedFeols
 from ..regression.compat import as_feols
 from ..regression.feols import Feols
 from ..regression.vcov import VcovSpec, ssc_factor
@@ -96,6 +97,16 @@ def _codes(values: Any) -> np.ndarray:
 
 
 # ------------------------------------------------------------------- result
+def tie_count(s: np.ndarray, observed: float, alternative: str) -> int:
+    """Number of statistics ``s`` at least as extreme as ``observed`` (ties within :data:`TIE_RTOL` count)."""
+    tol = TIE_RTOL * max(abs(observed), 1e-300)
+    if alternative == "two-sided":
+        return int((np.abs(s) >= abs(observed) - tol).sum())
+    if alternative == "greater":
+        return int((s >= observed - tol).sum())
+    return int((s <= observed + tol).sum())
+
+
 def clopper_pearson(count: int, n: int, level: float = 0.95) -> tuple[float, float]:
     """Exact (Clopper-Pearson) interval for a binomial proportion ``count / n``."""
     a = 1.0 - level
@@ -268,8 +279,12 @@ def placebo(
 
     Parameters
     ----------
-    fit : staggerlab Feols or pyfixest Feols
+    fit : staggerlab Feols, PartitionedFeols or pyfixest Feols
         The fitted TWFE model; ``param`` is its (absorbing, staggered) treatment.
+        A partitioned fit (``feols`` of a dask DataFrame or parquet directory)
+        runs the unit-table algebra partition by partition, with the same
+        draws for the same seed (schemes units, timing, units+timing; stat
+        ``coef``, or ``t`` with an iid or CRV1-by-unit fit; ``method="partitioned"``).
     param : str
         The treatment coefficient.
     draws : int
@@ -320,6 +335,11 @@ def placebo(
     >>> ri.pvalue < 0.01
     True
     """
+    if isinstance(fit, PartitionedFeols):
+        from ..distributed.resampling import placebo_partitioned
+
+        return placebo_partitioned(fit, param, draws, scheme, stat, strata, cluster, cohort, alternative, seed,
+                                   level, tuning)
     fit = as_feols(fit)
     if scheme not in SCHEMES:
         raise ArgumentError(f"unknown scheme {scheme!r}; use one of {SCHEMES}")
@@ -404,14 +424,7 @@ def placebo(
             StaggerlabWarning,
             stacklevel=2,
         )
-    s = statistics[valid]
-    tol = TIE_RTOL * max(abs(observed), 1e-300)
-    if alternative == "two-sided":
-        count = int((np.abs(s) >= abs(observed) - tol).sum())
-    elif alternative == "greater":
-        count = int((s >= observed - tol).sum())
-    else:
-        count = int((s <= observed + tol).sum())
+    count = tie_count(statistics[valid], observed, alternative)
     ci = clopper_pearson(count, n_valid, level) if n_valid else (np.nan, np.nan)
     # engines hold large tables that the result does not need after the run
     ctx.engine = None

@@ -25,6 +25,7 @@ from ..._seed import SeedLike, resolve_entropy
 from ..._validate import check_alternative, check_draws, check_level
 from ...errors import MissingColumnError, VcovError, WildBootError
 from ...panels.panel import factorize_column
+from ..distributed.feols import PartitionedFeols
 from ..regression.compat import as_feols
 from ..regression.feols import Feols
 from ..regression.vcov import cluster_parts, parse_clusters, ssc_factor
@@ -246,6 +247,51 @@ def _cluster_codes(fit: Feols, name: str) -> np.ndarray:
     return factorize_column(col)
 
 
+def _algebra_in_memory(fit: Feols, param: str, cluster: Any, bootcluster: str | None, impose_null: bool,
+                       tuning: "WildBootTuning", notes: list[str]) -> tuple[Any, list[str], str, int, int, float]:
+    """The bootstrap algebra of an in-memory fit, its clusterings and CRV1 factor
+    (``alg, names, bootcluster, G, n_boot, adj``); notes are appended to ``notes``."""
+    d = fit.design
+    if param not in d.regressors:
+        raise WildBootError(f"param {param!r} is not a coefficient of the model; coefficients: {d.regressors}")
+
+    spec = fit.vcov_spec
+    if cluster is None:
+        if spec.kind not in ("CRV1", "CRV3"):
+            raise VcovError(
+                f"the fit's variance is {spec.label}, not clustered; fit with vcov={{'CRV1': 'col'}} "
+                "or pass cluster='col'"
+            )
+        names = list(spec.clusters)
+        if spec.kind == "CRV3":
+            notes.append("the fit uses CRV3; the bootstrap t statistics use CRV1")
+    else:
+        names = list(parse_clusters(cluster))
+    codes = [_cluster_codes(fit, c) for c in names]
+    bname = bootcluster if bootcluster is not None else names[0]
+    boot = _cluster_codes(fit, bname)
+    parts = cluster_parts(codes)
+    if len(codes) == 2 and bootcluster is None:
+        notes.append(f"two-way clustered variance; bootstrap weights drawn by {names[0]!r}")
+    G = min(g for _, _, g in parts)
+    n_boot = int(boot.max()) + 1
+    if G < 2 or n_boot < 2:
+        raise VcovError(f"the wild cluster bootstrap needs at least 2 clusters, found {min(G, n_boot)}")
+    N = d.nobs
+    df_k = d.df_k_clusters(names, codes)
+    adj = ssc_factor("CRV1", N, df_k, G)
+
+    bd = boot_design(fit, d.regressors.index(param), boot, tuning.chunk_rows)
+    if bd.explicit_fe:
+        notes.append(
+            f"fixed effect(s) {bd.explicit_fe} are not nested in the bootstrap clusters; they enter the "
+            "bootstrap as regressors (exact, as with dummies)"
+        )
+    alg = algebra(bd, boot, n_boot, [(c, sign) for c, sign, _ in parts], adj, impose_null)
+
+    return alg, names, bname, G, n_boot, adj
+
+
 def wildboot(
     fit: Any,
     param: str = "treat",
@@ -269,9 +315,12 @@ def wildboot(
 
     Parameters
     ----------
-    fit : staggerlab Feols or pyfixest Feols
+    fit : staggerlab Feols, PartitionedFeols or pyfixest Feols
         A fitted model; fixed effects stay absorbed (see the module notes for
-        fixed effects not nested in the bootstrap clusters).
+        fixed effects not nested in the bootstrap clusters). A partitioned fit
+        (``feols`` of a dask DataFrame or parquet directory, CRV1 by a column
+        containing the units) gets its per-cluster sums in one pass over the
+        partitions; the draws then run on those sums as in memory.
     param : str
         The coefficient tested.
     draws : int
@@ -337,10 +386,6 @@ def wildboot(
     >>> wb.pvalue < 0.05
     True
     """
-    fit = as_feols(fit)
-    d = fit.design
-    if param not in d.regressors:
-        raise WildBootError(f"param {param!r} is not a coefficient of the model; coefficients: {d.regressors}")
     if weights not in WEIGHT_TYPES:
         raise WildBootError(f"weights must be one of {WEIGHT_TYPES}, got {weights!r}")
     check_alternative(alternative, ALTERNATIVES)
@@ -348,40 +393,14 @@ def wildboot(
     if weight_matrix is None:
         check_draws(draws)
     notes: list[str] = []
+    if isinstance(fit, PartitionedFeols):
+        from ..distributed.resampling import wildboot_algebra_partitioned
 
-    spec = fit.vcov_spec
-    if cluster is None:
-        if spec.kind not in ("CRV1", "CRV3"):
-            raise VcovError(
-                f"the fit's variance is {spec.label}, not clustered; fit with vcov={{'CRV1': 'col'}} "
-                "or pass cluster='col'"
-            )
-        names = list(spec.clusters)
-        if spec.kind == "CRV3":
-            notes.append("the fit uses CRV3; the bootstrap t statistics use CRV1")
+        alg, names, bname, G, n_boot, adj = wildboot_algebra_partitioned(fit, param, cluster, bootcluster,
+                                                                          impose_null, notes)
     else:
-        names = list(parse_clusters(cluster))
-    codes = [_cluster_codes(fit, c) for c in names]
-    bname = bootcluster if bootcluster is not None else names[0]
-    boot = _cluster_codes(fit, bname)
-    parts = cluster_parts(codes)
-    if len(codes) == 2 and bootcluster is None:
-        notes.append(f"two-way clustered variance; bootstrap weights drawn by {names[0]!r}")
-    G = min(g for _, _, g in parts)
-    n_boot = int(boot.max()) + 1
-    if G < 2 or n_boot < 2:
-        raise VcovError(f"the wild cluster bootstrap needs at least 2 clusters, found {min(G, n_boot)}")
-    N = d.nobs
-    df_k = d.df_k_clusters(names, codes)
-    adj = ssc_factor("CRV1", N, df_k, G)
-
-    bd = boot_design(fit, d.regressors.index(param), boot, tuning.chunk_rows)
-    if bd.explicit_fe:
-        notes.append(
-            f"fixed effect(s) {bd.explicit_fe} are not nested in the bootstrap clusters; they enter the "
-            "bootstrap as regressors (exact, as with dummies)"
-        )
-    alg = algebra(bd, boot, n_boot, [(c, sign) for c, sign, _ in parts], adj, impose_null)
+        alg, names, bname, G, n_boot, adj = _algebra_in_memory(as_feols(fit), param, cluster, bootcluster,
+                                                               impose_null, tuning, notes)
 
     enumerate_all = False
     if weight_matrix is not None:

@@ -1,0 +1,314 @@
+"""``placebo`` on a partitioned fit: the unit-table algebra of the fast
+engine (ARCHITECTURE.md, "The placebo fast path"), with the tables kept in
+their partitions.
+
+Each partition builds, once, the per-(unit, adoption time) tables of its
+units (``SF``, ``Sy``, ``UU``) and, for CRV1, the rows ``W_i = [P_i, packed
+G_i]``; dask keeps them on the workers (``persist``). The draws are those of
+the in-memory ``placebo`` for the same seed (the same :class:`Sampler`, the
+same seeded blocks); for each slab of draws the client broadcasts the treated
+units and their adoption times, every partition returns its per-draw sums
+(``E = sum SF``, ``sum UU``, ``sum Sy``), the client solves each draw's
+``theta = C^-1 E`` and coefficient and, for a CRV1 t statistic, one more pass
+returns each draw's treated-unit correction to the untreated meat, which is a
+quadratic form in the summed Gram matrix of the ``W_i``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from ..._seed import SeedLike, as_seedsequence, block_generator
+from ..._validate import check_alternative, check_draws, check_level
+from ...errors import ArgumentError, FormulaError, PartitionedDesignError, TreatmentError, VcovError
+from ...panels.adoption import adoption_times
+from ..regression.rank import COLLIN_TOL, scaled_cholesky
+from ..regression.vcov import ssc_factor
+from .feols import PartitionedDesign, PartitionedFeols
+from .partitions import run_partitions
+
+__all__ = ["placebo_partitioned"]
+
+
+def _adoption(pdf: Any, pd_: PartitionedDesign, param: str) -> tuple[np.ndarray, np.ndarray]:
+    """The partition's unit ids and each one's adoption period (0 = never)."""
+    r = pd_.rows(pdf)
+    if r.n == 0:
+        return r.unit_ids, np.zeros(0, dtype=np.int64)
+    t = np.asarray(r.labels[pd_.period]).astype(np.int64)
+    g = adoption_times(r.X[:, pd_.xs.index(param)], t, column=param, units=r.unit_ids, unit_codes=r.unit,
+                       require_treated=False).g
+    return r.unit_ids, np.asarray(g, dtype=np.int64)
+
+
+def _tables(pdf: Any, pd_: PartitionedDesign, xc: list[int], theta_y: np.ndarray, thr_L: np.ndarray,
+            codes: np.ndarray, with_w: bool) -> dict[str, Any]:
+    """The partition's unit tables (kept on its worker)."""
+    r = pd_.rows(pdf)
+    out: dict[str, Any] = dict(codes=codes, yy=0.0, gram=None)
+    if r.n == 0:
+        return out
+    F, yu = pd_.dense(r, xc)
+    e = yu - F @ theta_y
+    per = np.searchsorted(pd_.periods, r.labels[pd_.period])
+    nu = r.unit_ids.size
+    T_i = np.bincount(r.unit, minlength=nu).astype(np.float64)
+    L, M = thr_L.size, F.shape[1]
+    SF, Sy, UU = np.empty((nu, L, M)), np.empty((nu, L)), np.empty((nu, L))
+    for lv, h in enumerate(thr_L):
+        on = per >= h
+        u_on = r.unit[on]
+        for m in range(M):
+            SF[:, lv, m] = np.bincount(u_on, weights=F[on, m], minlength=nu)
+        Sy[:, lv] = np.bincount(u_on, weights=e[on], minlength=nu)
+        n_il = np.bincount(u_on, minlength=nu).astype(np.float64)
+        UU[:, lv] = n_il - n_il**2 / T_i
+    out.update(SF=SF, Sy=Sy, UU=UU, yy=float(e @ e))
+    if with_w:
+        # P_i = F_i'e_i and packed G_i = F_i'F_i, by the within kernels (e is unit-demeaned already)
+        rr = type(r)(e, r.X, r.unit, r.unit_ids, r.labels, r.n_raw, r.n_missing, r.n_single, r.missing)
+        W = pd_.within(rr, xc).unit_rows()
+        out.update(W=W, gram=W.T @ W)
+    return out
+
+
+def _route(pick: np.ndarray, lidx: np.ndarray, owner: np.ndarray, n_parts: int) -> list[tuple]:
+    """Split a slab's treated entries by partition: per partition ``(draw, unit, level)``.
+
+    One counting sort of the entries by their unit's partition, so each
+    partition receives (and scans) only its own treated units.
+    """
+    flat = pick.ravel()
+    own = owner[flat]
+    order = np.argsort(own, kind="stable")
+    bounds = np.r_[0, np.cumsum(np.bincount(own, minlength=n_parts))]
+    K = max(pick.shape[1], 1)
+    lflat = lidx.ravel()
+    out = []
+    for p in range(n_parts):
+        idx = order[bounds[p]:bounds[p + 1]]
+        out.append((idx // K, flat[idx], lflat[idx]))
+    return out
+
+
+def _draw_sums(tab: dict[str, Any], entries: tuple, B: int, M: int) -> np.ndarray:
+    """Per draw: ``[E (M), sum UU, sum Sy]`` over this partition's treated units."""
+    out = np.zeros((B, M + 2))
+    b, g, lv = entries
+    if b.size == 0:
+        return out
+    i = np.searchsorted(tab["codes"], g)
+    for m in range(M):
+        out[:, m] = np.bincount(b, weights=tab["SF"][i, lv, m], minlength=B)
+    out[:, M] = np.bincount(b, weights=tab["UU"][i, lv], minlength=B)
+    out[:, M + 1] = np.bincount(b, weights=tab["Sy"][i, lv], minlength=B)
+    return out
+
+
+def _draw_meat(tab: dict[str, Any], entries: tuple, theta: np.ndarray, beta: np.ndarray,
+               z: np.ndarray) -> np.ndarray:
+    """Per draw: ``sum (s_i^2 - s0_i^2)`` over this partition's treated units."""
+    B = theta.shape[0]
+    b, g, lv = entries
+    if b.size == 0:
+        return np.zeros(B)
+    i = np.searchsorted(tab["codes"], g)
+    s0 = -np.einsum("nj,nj->n", tab["W"][i], z[b])
+    c = tab["Sy"][i, lv] - beta[b] * (tab["UU"][i, lv] - 2 * np.einsum("nm,nm->n", tab["SF"][i, lv], theta[b]))
+    return np.bincount(b, weights=c * (2 * s0 + c), minlength=B)
+
+
+def _packed_z(theta: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    """``z`` with ``W_i . z = P_i'theta + beta theta'G_i theta`` (packed upper triangle of G)."""
+    B, M = theta.shape
+    iu, ju = np.triu_indices(M)
+    outer = theta[:, iu] * theta[:, ju] * np.where(iu == ju, 1.0, 2.0)
+    return np.hstack([theta, beta[:, None] * outer])
+
+
+def placebo_partitioned(fit: PartitionedFeols, param: str, draws: int, scheme: str, stat: str,
+                        strata: Any, cluster: Any, cohort: Any, alternative: str, seed: SeedLike, level: float,
+                        tuning: Any) -> Any:
+    """:func:`staggerlab.placebo` of a partitioned fit (see there); unit + period FEs, iid or CRV1 by unit."""
+    import dask
+
+    from ..resampling.placebo import PlaceboResult, clopper_pearson, tie_count
+    from ..resampling.placebo_blocks import Context, blocks
+    from ..resampling.placebo_sampler import Sampler
+
+    if param not in fit.coefnames:
+        raise FormulaError(f"{param!r} is not a coefficient of the fit (coefficients: {fit.coefnames})")
+    if scheme not in ("units", "timing", "units+timing"):
+        raise PartitionedDesignError(f"scheme {scheme!r} is not available on partitioned panels; use 'units', "
+                                     "'timing' or 'units+timing'")
+    if strata is not None or cluster is not None or cohort is not None:
+        raise PartitionedDesignError("strata=, cluster= and cohort= are not available on partitioned panels yet")
+    if stat not in ("t", "coef"):
+        raise ArgumentError(f"stat must be 't' or 'coef', got {stat!r}")
+    check_alternative(alternative)
+    check_level(level)
+    draws = check_draws(int(draws))
+    spec, pd_ = fit.vcov_spec, fit.design
+    by_unit = spec.kind == "CRV1" and spec.clusters == (pd_.unit,)
+    if stat == "t" and not (spec.kind == "iid" or by_unit):
+        raise PartitionedDesignError(
+            f"partitioned placebo t statistics use iid or CRV1 by the unit {pd_.unit!r}; the fit has {spec.label} "
+            "(refit with fit.with_vcov, or stat='coef')")
+    # the sample's adoption times, unit by unit in the fit's (sorted) unit order
+    ad = run_partitions(fit.ddf, _adoption, pd_, param)
+    codes = [np.searchsorted(fit.unit_ids, u) for u, _ in ad]
+    g_U = np.zeros(fit.n_units, dtype=np.int64)
+    owner = np.zeros(fit.n_units, dtype=np.int64)
+    for p, (c, (_, g)) in enumerate(zip(codes, ad)):
+        g_U[c] = g
+        owner[c] = p
+    if not (g_U > 0).any():
+        raise TreatmentError(f"treatment {param!r} is never 1; nothing to permute")
+    tvals = pd_.periods.astype(np.int64)
+    gvals = np.unique(g_U[g_U != 0])
+    sampler = Sampler(scheme, g_U, np.zeros(fit.n_units, dtype=np.int64), np.arange(fit.n_units), gvals, tuning)
+    # controls: the fit's columns of F without the treatment
+    T = tvals.size
+    j = fit.coefnames.index(param)
+    keep_c = [m for m in range(fit.C.shape[0]) if m != T - 1 + j]
+    C = fit.C[np.ix_(keep_c, keep_c)]
+    fac = scaled_cholesky(C)
+    if fac is None:
+        raise PartitionedDesignError("period dummies + controls are rank deficient after unit demeaning")
+    Cinv = np.linalg.inv(C)
+    theta_y = np.linalg.solve(C, fit.Fy[keep_c])
+    xc = [fit.kept[m] for m in range(len(fit.kept)) if m != j]
+    thr_L = np.searchsorted(tvals, gvals)
+    with_w = stat == "t" and by_unit
+    call = dask.delayed(_tables, pure=True)
+    tabs = dask.persist(*[call(p, pd_, xc, theta_y, thr_L, c, with_w) for p, c in zip(fit.ddf.to_delayed(), codes)])
+    yy, gram = dask.compute(dask.delayed(lambda ts: (sum(t["yy"] for t in ts),
+                                                     sum(t["gram"] for t in ts if t["gram"] is not None)))(list(tabs)))[0]
+    M = C.shape[0]
+    adj = ssc_factor("CRV1", fit.nobs, fit.df_k, fit.n_units) if with_w else 1.0
+    df_resid = fit.nobs - fit.df_k
+    ss = as_seedsequence(seed)
+    stats = []
+    for index, size in blocks(draws):
+        out = np.empty(size)
+        for a, pick, lidx in sampler.slabs(block_generator(ss, index), size):
+            routed = _route(pick, lidx, owner, len(tabs))
+            B = pick.shape[0]
+            sums = sum(dask.compute(*[dask.delayed(_draw_sums)(t, e, B, M) for t, e in zip(tabs, routed)]))
+            E, uu, dy = sums[:, :M], sums[:, M], sums[:, M + 1]
+            theta = E @ Cinv
+            dmd = uu - np.einsum("bm,bm->b", E, theta)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                beta = np.where(dmd > COLLIN_TOL * uu, dy / dmd, np.nan)
+            if stat == "coef":
+                out[a:a + beta.size] = beta
+                continue
+            if not with_w:
+                out[a:a + beta.size] = beta / np.sqrt((yy - beta**2 * dmd) / df_resid / dmd)
+                continue
+            bz = np.where(np.isfinite(beta), beta, 0.0)
+            z = _packed_z(theta, bz)
+            q0 = np.einsum("bj,jk,bk->b", z, gram, z)
+            th, bd, zd = dask.delayed(theta), dask.delayed(bz), dask.delayed(z)
+            corr = sum(dask.compute(*[dask.delayed(_draw_meat)(t, e, th, bd, zd) for t, e in zip(tabs, routed)]))
+            out[a:a + beta.size] = beta / np.sqrt(adj * (q0 + corr) / dmd**2)
+        stats.append(out)
+    statistics = np.concatenate(stats)
+    observed = float(fit.coef()[param] if stat == "coef" else fit.tstat()[param])
+    valid = np.isfinite(statistics)
+    n_valid = int(valid.sum())
+    count = tie_count(statistics[valid], observed, alternative)
+    ci = clopper_pearson(count, n_valid, level) if n_valid else (np.nan, np.nan)
+    ctx = Context(ss, scheme, sampler, None, True, np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
+    return PlaceboResult(
+        param=param, stat=stat, scheme=scheme, alternative=alternative, observed=observed, statistics=statistics,
+        units=fit.unit_ids, pvalue=(1 + count) / (1 + n_valid), pvalue_ci=ci, count=count, n_valid=n_valid,
+        level=level, method="partitioned", _ctx=ctx, _draws=draws)
+
+
+# ------------------------------------------------------------ wild bootstrap
+def _boot_sums(pdf: Any, pd_: PartitionedDesign, xc: list[int], theta: np.ndarray, order: np.ndarray,
+               a: np.ndarray, cl: str) -> tuple[Any, np.ndarray]:
+    """Per-cluster ``[sum x u, sum x r, sum r u, sum r r]`` of this partition
+    (x: the bootstrap design's row, the controls then the period dummies)."""
+    r = pd_.rows(pdf)
+    M = a.size
+    if r.n == 0:
+        return None, np.empty((0, 2 * M + 2))
+    F, yu = pd_.dense(r, xc)
+    u = yu - F @ theta
+    Xb = F[:, order]
+    rr = Xb @ a
+    vals = np.column_stack([Xb * u[:, None], Xb * rr[:, None], rr * u, rr * rr])
+    if cl == pd_.unit:
+        out = np.empty((r.unit_ids.size, vals.shape[1]))
+        for j in range(vals.shape[1]):
+            out[:, j] = np.bincount(r.unit, weights=vals[:, j], minlength=r.unit_ids.size)
+        return r.unit_ids, out
+    lab = r.labels[cl]
+    first = np.empty(r.unit_ids.size, dtype=lab.dtype)
+    first[r.unit] = lab
+    if (first[r.unit] != lab).any():
+        raise PartitionedDesignError(f"the partitioned wild bootstrap needs clusters {cl!r} that contain whole units")
+    frame = pl.DataFrame({cl: lab, **{f"v{j}": vals[:, j] for j in range(vals.shape[1])}})
+    g = frame.group_by(cl).sum()
+    return g[cl].to_numpy(), g.drop(cl).to_numpy()
+
+
+def wildboot_algebra_partitioned(fit: PartitionedFeols, param: str, cluster: Any, bootcluster: Any,
+                                 impose_null: bool, notes: list[str]) -> tuple[Any, list[str], str, int, int, float]:
+    """The wild bootstrap algebra of a partitioned fit (``alg, names, bootcluster, G, n_boot, adj``).
+
+    One pass over the partitions sums, per cluster, what
+    :func:`~staggerlab.inference.resampling.wildboot_algebra.algebra` sums
+    per cluster in memory; the bootstrap design is ``[X_u, D_u]`` (controls
+    and period dummies, unit-demeaned), which spans the in-memory ``[Xw, D_u]``
+    (the year FE is not nested in clusters of units, so its dummies are
+    regressors of the bootstrap), with the same tested coefficient, residuals
+    and ``r``; clusters are put in sorted order of their ids, as in memory.
+    """
+    from ...errors import WildBootError
+    from ..regression.vcov import parse_clusters
+    from ..resampling.wildboot_algebra import from_cluster_sums
+
+    spec, pd_ = fit.vcov_spec, fit.design
+    if param not in fit.coefnames:
+        raise WildBootError(f"param {param!r} is not a coefficient of the model; coefficients: {fit.coefnames}")
+    names = list(parse_clusters(cluster)) if cluster is not None else list(spec.clusters)
+    if spec.kind != "CRV1" or tuple(names) != spec.clusters or len(names) != 1 or bootcluster not in (None, names[0]):
+        raise PartitionedDesignError(
+            "the partitioned wild bootstrap uses the fit's one-way CRV1 clustering (by a column containing the "
+            f"units) as variance and bootstrap clusters; the fit has {spec.label}")
+    cl = names[0]
+    T, k = pd_.periods.size, len(fit.kept)
+    p = fit.coefnames.index(param)
+    order = np.r_[np.arange(T - 1, T - 1 + k), np.arange(T - 1)]  # [X, D]: the tested column first block
+    Cb = fit.C[np.ix_(order, order)]
+    A = np.linalg.inv(Cb)
+    A = (A + A.T) / 2
+    a = np.ascontiguousarray(A[:, p])
+    res = run_partitions(fit.ddf, _boot_sums, pd_, fit.kept, fit.theta, order, a, cl)
+    res = [x for x in res if x[0] is not None]
+    M = a.size
+    if cl == pd_.unit:
+        ids = np.concatenate([x[0] for x in res])
+        sums = np.vstack([x[1] for x in res])
+    else:
+        frame = pl.concat([pl.DataFrame({cl: x[0], **{f"v{j}": x[1][:, j] for j in range(x[1].shape[1])}})
+                           for x in res]).group_by(cl).sum()
+        ids, sums = frame[cl].to_numpy(), frame.drop(cl).to_numpy()
+    srt = np.argsort(ids, kind="stable")  # cluster codes follow the sorted ids, as in memory
+    sums = sums[srt]
+    G = sums.shape[0]
+    if G < 2:
+        raise VcovError(f"the wild cluster bootstrap needs at least 2 clusters, found {G}")
+    S = np.ascontiguousarray(np.stack([sums[:, :M], sums[:, M:2 * M]]))
+    ru = np.ascontiguousarray(sums[:, 2 * M:].T)
+    adj = ssc_factor("CRV1", fit.nobs, fit.df_k, G)
+    notes.append(f"fixed effect(s) {[pd_.period]} are not nested in the bootstrap clusters; they enter the "
+                 "bootstrap as regressors (exact, as with dummies)")
+    alg = from_cluster_sums(A, p, S, ru, adj, float(fit.beta[p]), impose_null)
+    return alg, names, cl, G, G, adj
