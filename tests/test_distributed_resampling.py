@@ -75,3 +75,15 @@ def test_wildboot_refuses_two_way(parts):
     fit = sl.feols(FML, parts, vcov={"CRV1": "firm+year"})
     with pytest.raises(PartitionedDesignError, match="one-way CRV1"):
         sl.wildboot(fit, param="IM", draws=99)
+
+
+@pytest.mark.parametrize("gram_ratio", [1e-6, 1e6])
+def test_meat_strategies(panel, parts, gram_ratio):
+    """Both meat strategies (treated corrections to a Gram quadratic form; every
+    unit's score by a matrix product) give the in-memory statistics."""
+    from staggerlab.inference.resampling.placebo import PlaceboTuning
+
+    a = sl.placebo(sl.feols(FML, panel, vcov={"CRV1": "firm"}), param="IM", draws=100, seed=3)
+    b = sl.placebo(sl.feols(FML, parts, vcov={"CRV1": "firm"}), param="IM", draws=100, seed=3,
+                   tuning=PlaceboTuning(gram_ratio=gram_ratio))
+    np.testing.assert_allclose(b.statistics, a.statistics, rtol=0, atol=1e-9 * np.abs(a.statistics).max())

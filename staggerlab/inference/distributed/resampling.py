@@ -24,13 +24,18 @@ import polars as pl
 from ..._seed import SeedLike, as_seedsequence, block_generator
 from ..._validate import check_alternative, check_draws, check_level
 from ...errors import ArgumentError, FormulaError, PartitionedDesignError, TreatmentError, VcovError
+from ...kernels import partitioned as kpart
+from ...kernels import placebo as kp
 from ...panels.adoption import adoption_times
 from ..regression.rank import COLLIN_TOL, scaled_cholesky
 from ..regression.vcov import ssc_factor
 from .feols import PartitionedDesign, PartitionedFeols
 from .partitions import run_partitions
 
-__all__ = ["placebo_partitioned"]
+__all__ = ["placebo_partitioned", "wildboot_algebra_partitioned", "BATCH_ENTRIES"]
+
+#: treated (draw, unit) entries routed to the partitions in one round
+BATCH_ENTRIES = 1 << 22
 
 
 def _adoption(pdf: Any, pd_: PartitionedDesign, param: str) -> tuple[np.ndarray, np.ndarray]:
@@ -46,40 +51,25 @@ def _adoption(pdf: Any, pd_: PartitionedDesign, param: str) -> tuple[np.ndarray,
 
 def _tables(pdf: Any, pd_: PartitionedDesign, xc: list[int], theta_y: np.ndarray, thr_L: np.ndarray,
             codes: np.ndarray, with_w: bool) -> dict[str, Any]:
-    """The partition's unit tables (kept on its worker)."""
+    """The partition's unit tables (kept on its worker): the in-memory fast
+    engine's kernels on the partition's units."""
     r = pd_.rows(pdf)
-    out: dict[str, Any] = dict(codes=codes, yy=0.0, gram=None)
+    out: dict[str, Any] = dict(codes=codes, yy=0.0, gram=None, n_l=thr_L.size)
     if r.n == 0:
         return out
-    F, yu = pd_.dense(r, xc)
-    e = yu - F @ theta_y
-    per = np.searchsorted(pd_.periods, r.labels[pd_.period])
-    nu = r.unit_ids.size
-    T_i = np.bincount(r.unit, minlength=nu).astype(np.float64)
-    L, M = thr_L.size, F.shape[1]
-    SF, Sy, UU = np.empty((nu, L, M)), np.empty((nu, L)), np.empty((nu, L))
-    for lv, h in enumerate(thr_L):
-        on = per >= h
-        u_on = r.unit[on]
-        for m in range(M):
-            SF[:, lv, m] = np.bincount(u_on, weights=F[on, m], minlength=nu)
-        Sy[:, lv] = np.bincount(u_on, weights=e[on], minlength=nu)
-        n_il = np.bincount(u_on, minlength=nu).astype(np.float64)
-        UU[:, lv] = n_il - n_il**2 / T_i
-    out.update(SF=SF, Sy=Sy, UU=UU, yy=float(e @ e))
-    if with_w:
-        # P_i = F_i'e_i and packed G_i = F_i'F_i, by the within kernels (e is unit-demeaned already)
-        rr = type(r)(e, r.X, r.unit, r.unit_ids, r.labels, r.n_raw, r.n_missing, r.n_single, r.missing)
-        W = pd_.within(rr, xc).unit_rows()
-        out.update(W=W, gram=W.T @ W)
+    wi = pd_.within(r, xc)
+    tab, W = kp.unit_tables(*wi.cols, thr_L.astype(np.int64), wi.max_rows, with_w)
+    kp.residualize_tables(tab, W, thr_L.size, theta_y)
+    out.update(tab=tab, W=W, yy=wi.resid_ss(theta_y), gram=W.T @ W if with_w else None)
     return out
 
 
-def _route(pick: np.ndarray, lidx: np.ndarray, owner: np.ndarray, n_parts: int) -> list[tuple]:
-    """Split a slab's treated entries by partition: per partition ``(draw, unit, level)``.
+def _route(pick: np.ndarray, lidx: np.ndarray, owner: np.ndarray, local: np.ndarray, n_parts: int) -> list[tuple]:
+    """Split a batch's treated entries by partition: per partition ``(draw, local unit, level)``.
 
-    One counting sort of the entries by their unit's partition, so each
-    partition receives (and scans) only its own treated units.
+    One stable counting sort of the entries by their unit's partition, so each
+    partition receives (and scans) only its own treated units, with the draws
+    in increasing order; narrow integer types halve what is shipped.
     """
     flat = pick.ravel()
     own = owner[flat]
@@ -90,43 +80,38 @@ def _route(pick: np.ndarray, lidx: np.ndarray, owner: np.ndarray, n_parts: int) 
     out = []
     for p in range(n_parts):
         idx = order[bounds[p]:bounds[p + 1]]
-        out.append((idx // K, flat[idx], lflat[idx]))
+        out.append(((idx // K).astype(np.int32), local[flat[idx]], lflat[idx].astype(np.int16)))
     return out
 
 
 def _draw_sums(tab: dict[str, Any], entries: tuple, B: int, M: int) -> np.ndarray:
     """Per draw: ``[E (M), sum UU, sum Sy]`` over this partition's treated units."""
-    out = np.zeros((B, M + 2))
-    b, g, lv = entries
-    if b.size == 0:
-        return out
-    i = np.searchsorted(tab["codes"], g)
-    for m in range(M):
-        out[:, m] = np.bincount(b, weights=tab["SF"][i, lv, m], minlength=B)
-    out[:, M] = np.bincount(b, weights=tab["UU"][i, lv], minlength=B)
-    out[:, M + 1] = np.bincount(b, weights=tab["Sy"][i, lv], minlength=B)
-    return out
+    if entries[0].size == 0:
+        return np.zeros((B, M + 2))
+    return kpart.entry_sums(*entries, tab["tab"], tab["n_l"], B)
 
 
-def _draw_meat(tab: dict[str, Any], entries: tuple, theta: np.ndarray, beta: np.ndarray,
-               z: np.ndarray) -> np.ndarray:
-    """Per draw: ``sum (s_i^2 - s0_i^2)`` over this partition's treated units."""
+def _draw_meat(tab: dict[str, Any], entries: tuple, theta: np.ndarray, beta: np.ndarray, z: np.ndarray,
+               dense: bool) -> np.ndarray:
+    """Per draw: the partition's part of the CRV1 meat by unit.
+
+    ``s_i = s0_i + 1[i treated] c_i`` with ``s0_i = -W_i . z``. Dense: every
+    local unit's ``s0`` by one matrix product, and the full ``sum s_i^2``
+    (many treated units per draw); else only the treated units' ``s_i^2 -
+    s0_i^2`` (the client adds the untreated quadratic form).
+    """
     B = theta.shape[0]
-    b, g, lv = entries
-    if b.size == 0:
-        return np.zeros(B)
-    i = np.searchsorted(tab["codes"], g)
-    s0 = -np.einsum("nj,nj->n", tab["W"][i], z[b])
-    c = tab["Sy"][i, lv] - beta[b] * (tab["UU"][i, lv] - 2 * np.einsum("nm,nm->n", tab["SF"][i, lv], theta[b]))
-    return np.bincount(b, weights=c * (2 * s0 + c), minlength=B)
-
-
-def _packed_z(theta: np.ndarray, beta: np.ndarray) -> np.ndarray:
-    """``z`` with ``W_i . z = P_i'theta + beta theta'G_i theta`` (packed upper triangle of G)."""
-    B, M = theta.shape
-    iu, ju = np.triu_indices(M)
-    outer = theta[:, iu] * theta[:, ju] * np.where(iu == ju, 1.0, 2.0)
-    return np.hstack([theta, beta[:, None] * outer])
+    out = np.zeros(B)
+    if "tab" not in tab:
+        return out
+    S0 = np.empty((0, 0))
+    if dense:
+        S0 = np.ascontiguousarray(-(tab["W"] @ z.T))
+        out += np.einsum("ub,ub->b", S0, S0)
+    if entries[0].size:
+        out += kpart.entry_meat(*entries, tab["tab"], tab["n_l"], tab["W"], np.ascontiguousarray(theta), beta,
+                                np.ascontiguousarray(z), S0, dense)
+    return out
 
 
 def placebo_partitioned(fit: PartitionedFeols, param: str, draws: int, scheme: str, stat: str,
@@ -162,9 +147,11 @@ def placebo_partitioned(fit: PartitionedFeols, param: str, draws: int, scheme: s
     codes = [np.searchsorted(fit.unit_ids, u) for u, _ in ad]
     g_U = np.zeros(fit.n_units, dtype=np.int64)
     owner = np.zeros(fit.n_units, dtype=np.int64)
+    local = np.zeros(fit.n_units, dtype=np.int32)  # a unit's row in its partition's tables
     for p, (c, (_, g)) in enumerate(zip(codes, ad)):
         g_U[c] = g
         owner[c] = p
+        local[c] = np.arange(c.size)
     if not (g_U > 0).any():
         raise TreatmentError(f"treatment {param!r} is never 1; nothing to permute")
     tvals = pd_.periods.astype(np.int64)
@@ -188,34 +175,48 @@ def placebo_partitioned(fit: PartitionedFeols, param: str, draws: int, scheme: s
     yy, gram = dask.compute(dask.delayed(lambda ts: (sum(t["yy"] for t in ts),
                                                      sum(t["gram"] for t in ts if t["gram"] is not None)))(list(tabs)))[0]
     M = C.shape[0]
+    # many treated units per draw: every unit's untreated score by one matrix
+    # product in its partition (the in-memory engine's rule, PlaceboTuning.gram_ratio)
+    dense = tuning.gram_ratio * sampler.units_per_draw() >= fit.n_units
     adj = ssc_factor("CRV1", fit.nobs, fit.df_k, fit.n_units) if with_w else 1.0
     df_resid = fit.nobs - fit.df_k
-    ss = as_seedsequence(seed)
-    stats = []
-    for index, size in blocks(draws):
-        out = np.empty(size)
-        for a, pick, lidx in sampler.slabs(block_generator(ss, index), size):
-            routed = _route(pick, lidx, owner, len(tabs))
-            B = pick.shape[0]
-            sums = sum(dask.compute(*[dask.delayed(_draw_sums)(t, e, B, M) for t, e in zip(tabs, routed)]))
-            E, uu, dy = sums[:, :M], sums[:, M], sums[:, M + 1]
-            theta = E @ Cinv
-            dmd = uu - np.einsum("bm,bm->b", E, theta)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                beta = np.where(dmd > COLLIN_TOL * uu, dy / dmd, np.nan)
+    def run(pick: np.ndarray, lidx: np.ndarray) -> np.ndarray:
+        """The statistics of a batch of draws: one or two rounds over the partitions."""
+        routed = _route(pick, lidx, owner, local, len(tabs))
+        B = pick.shape[0]
+        sums = sum(dask.compute(*[dask.delayed(_draw_sums)(t, e, B, M) for t, e in zip(tabs, routed)]))
+        E, uu, dy = sums[:, :M], sums[:, M], sums[:, M + 1]
+        theta = E @ Cinv
+        dmd = uu - np.einsum("bm,bm->b", E, theta)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            beta = np.where(dmd > COLLIN_TOL * uu, dy / dmd, np.nan)
             if stat == "coef":
-                out[a:a + beta.size] = beta
-                continue
+                return beta
             if not with_w:
-                out[a:a + beta.size] = beta / np.sqrt((yy - beta**2 * dmd) / df_resid / dmd)
-                continue
+                return beta / np.sqrt((yy - beta**2 * dmd) / df_resid / dmd)
             bz = np.where(np.isfinite(beta), beta, 0.0)
-            z = _packed_z(theta, bz)
-            q0 = np.einsum("bj,jk,bk->b", z, gram, z)
+            z = kp.pack_outer(np.ascontiguousarray(theta), bz)
+            q0 = 0.0 if dense else np.einsum("bj,jk,bk->b", z, gram, z)
             th, bd, zd = dask.delayed(theta), dask.delayed(bz), dask.delayed(z)
-            corr = sum(dask.compute(*[dask.delayed(_draw_meat)(t, e, th, bd, zd) for t, e in zip(tabs, routed)]))
-            out[a:a + beta.size] = beta / np.sqrt(adj * (q0 + corr) / dmd**2)
-        stats.append(out)
+            meat = sum(dask.compute(*[dask.delayed(_draw_meat)(t, e, th, bd, zd, dense)
+                                      for t, e in zip(tabs, routed)]))
+            return beta / np.sqrt(adj * (q0 + meat) / dmd**2)
+
+    # the sampler's slabs, in order, batched so that a round over the
+    # partitions carries about BATCH_ENTRIES treated entries
+    ss = as_seedsequence(seed)
+    stats: list[np.ndarray] = []
+    picks: list[np.ndarray] = []
+    lidxs: list[np.ndarray] = []
+    for index, size in blocks(draws):
+        for _, pick, lidx in sampler.slabs(block_generator(ss, index), size):
+            picks.append(pick)
+            lidxs.append(lidx)
+            if sum(q.size for q in picks) >= BATCH_ENTRIES:
+                stats.append(run(np.vstack(picks), np.vstack(lidxs)))
+                picks, lidxs = [], []
+    if picks:
+        stats.append(run(np.vstack(picks), np.vstack(lidxs)))
     statistics = np.concatenate(stats)
     observed = float(fit.coef()[param] if stat == "coef" else fit.tstat()[param])
     valid = np.isfinite(statistics)
