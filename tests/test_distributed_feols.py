@@ -150,4 +150,12 @@ def test_local_cluster(panel, parts):
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster, distributed.Client(cluster):
         b = sl.feols(FML, parts, vcov={"CRV1": "firm+year"})
+        fit = sl.feols(FML, parts, vcov={"CRV1": "firm"})
+        ri = sl.placebo(fit, param="IM", draws=100, seed=5)
+        wb = sl.wildboot(fit, param="IM", draws=99, seed=5)
     assert_same(sl.feols(FML, panel, vcov={"CRV1": "firm+year"}), b)
+    mem = sl.feols(FML, panel, vcov={"CRV1": "firm"})
+    ra = sl.placebo(mem, param="IM", draws=100, seed=5)
+    np.testing.assert_allclose(ri.statistics, ra.statistics, rtol=0, atol=1e-9 * np.abs(ra.statistics).max())
+    wa = sl.wildboot(mem, param="IM", draws=99, seed=5)
+    np.testing.assert_allclose(wb.statistics, wa.statistics, rtol=0, atol=1e-12 * np.abs(wa.statistics).max())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Iterator, Literal
 
 import numpy as np
 import polars as pl
@@ -17,6 +17,9 @@ from .design import Design, build_design
 from .formula import parse_formula
 from .results import DesignFit
 from .vcov import VcovSpec, parse_vcov, sandwich, vcov_crv3
+
+if TYPE_CHECKING:
+    from ..distributed.feols import PartitionedFeols
 
 __all__ = ["feols", "Feols", "FeolsMulti"]
 
@@ -162,7 +165,7 @@ def feols(
     fixef_tol: float = 1e-12,
     fixef_maxiter: int = 100_000,
     demean_method: Literal["auto", "exact", "iterative"] = "auto",
-) -> Feols | FeolsMulti:
+) -> Feols | FeolsMulti | PartitionedFeols:
     """Estimate a linear model with absorbed fixed effects.
 
     Parameters
@@ -196,8 +199,9 @@ def feols(
 
     Returns
     -------
-    Feols or FeolsMulti
-        One fit, or a collection keyed by outcome when several are given.
+    Feols, FeolsMulti or PartitionedFeols
+        One fit, or a collection keyed by outcome when several are given; a
+        ``PartitionedFeols`` for a partitioned panel.
 
     Examples
     --------
