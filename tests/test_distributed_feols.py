@@ -18,6 +18,7 @@ import pytest
 import staggerlab as sl
 from staggerlab.errors import (
     CollinearityWarning,
+    MissingValueError,
     MissingValueWarning,
     PartitionedDesignError,
     PartitionError,
@@ -107,6 +108,17 @@ def test_missing_singletons_collinear(panel, tmp_path):
         b = sl.feols(fml, path, vcov={"CRV1": "firm"})
     assert "Lev2" not in b.coefnames
     assert_same(a, b)
+
+
+def test_keep_singletons_and_na_raise(panel, tmp_path):
+    frame = pl.concat([panel, panel[:1].with_columns(pl.lit(10_000, dtype=pl.Int64).alias("firm"))])  # a one-row firm
+    path = write_parts(frame, tmp_path, 3)
+    for vcov in ("iid", {"CRV1": "firm"}):
+        assert_same(sl.feols(FML, frame, vcov=vcov, fixef_rm="none"), sl.feols(FML, path, vcov=vcov, fixef_rm="none"))
+    holes = write_parts(panel.with_columns(pl.when(pl.col("year") == 2015).then(None).otherwise(pl.col("Lev"))
+                                           .alias("Lev")), tmp_path / "holes", 2)
+    with pytest.raises(MissingValueError, match="'Lev'"):
+        sl.feols(FML, holes, na="raise")
 
 
 def test_unit_in_two_partitions_is_refused_and_repartitioned(panel, tmp_path):

@@ -1,21 +1,28 @@
-"""``placebo`` on a partitioned fit: the unit-table algebra of the fast
-engine (ARCHITECTURE.md, "The placebo fast path"), with the tables kept in
-their partitions.
+"""``placebo`` and ``wildboot`` on a partitioned fit.
 
-Each partition builds, once, the per-(unit, adoption time) tables of its
-units (``SF``, ``Sy``, ``UU``) and, for CRV1, the rows ``W_i = [P_i, packed
-G_i]``; dask keeps them on the workers (``persist``). The draws are those of
-the in-memory ``placebo`` for the same seed (the same :class:`Sampler`, the
-same seeded blocks); for each slab of draws the client broadcasts the treated
-units and their adoption times, every partition returns its per-draw sums
-(``E = sum SF``, ``sum UU``, ``sum Sy``), the client solves each draw's
-``theta = C^-1 E`` and coefficient and, for a CRV1 t statistic, one more pass
-returns each draw's treated-unit correction to the untreated meat, which is a
-quadratic form in the summed Gram matrix of the ``W_i``.
+Placebo: the unit-table algebra of the in-memory fast engine (ARCHITECTURE.md,
+"The placebo fast path"), with the tables kept in their partitions. Each
+partition builds, once, the per-(unit, adoption time) tables of its units
+(``SF``, ``Sy``, ``UU``) and, for a CRV1 t, the rows ``W_i = [P_i, packed G_i]``
+with the engine's own kernels; dask keeps them on the workers (``persist``).
+The draws are those of the in-memory ``placebo`` for the same seed (the same
+:class:`Sampler`, the same seeded blocks and slabs). For each batch of draws
+the client sends every partition only its own treated (draw, unit, adoption
+time) entries; the partitions return their per-draw sums (``E = sum SF``,
+``sum UU``, ``sum Sy``), added in partition order; the client solves each
+draw's ``theta = C^-1 E`` and coefficient. A CRV1 t takes one more round: with
+few treated units per draw the partitions return the treated units' change to
+the untreated meat (a quadratic form in the summed Gram matrix of the
+``W_i``), with many they return the whole meat of their units (one matrix
+product), by the in-memory engine's rule (``PlaceboTuning.gram_ratio``).
+
+Wild bootstrap: one pass sums, per cluster, what the in-memory algebra sums;
+the draws then run on those G x k sums exactly as in memory.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -23,7 +30,14 @@ import polars as pl
 
 from ..._seed import SeedLike, as_seedsequence, block_generator
 from ..._validate import check_alternative, check_draws, check_level
-from ...errors import ArgumentError, FormulaError, PartitionedDesignError, TreatmentError, VcovError
+from ...errors import (
+    ArgumentError,
+    FormulaError,
+    PartitionedDesignError,
+    StaggerlabWarning,
+    TreatmentError,
+    VcovError,
+)
 from ...kernels import partitioned as kpart
 from ...kernels import placebo as kp
 from ...panels.adoption import adoption_times
@@ -50,11 +64,11 @@ def _adoption(pdf: Any, pd_: PartitionedDesign, param: str) -> tuple[np.ndarray,
 
 
 def _tables(pdf: Any, pd_: PartitionedDesign, xc: list[int], theta_y: np.ndarray, thr_L: np.ndarray,
-            codes: np.ndarray, with_w: bool) -> dict[str, Any]:
+            with_w: bool) -> dict[str, Any]:
     """The partition's unit tables (kept on its worker): the in-memory fast
     engine's kernels on the partition's units."""
     r = pd_.rows(pdf)
-    out: dict[str, Any] = dict(codes=codes, yy=0.0, gram=None, n_l=thr_L.size)
+    out: dict[str, Any] = dict(yy=0.0, gram=None, n_l=thr_L.size)
     if r.n == 0:
         return out
     wi = pd_.within(r, xc)
@@ -162,8 +176,7 @@ def placebo_partitioned(fit: PartitionedFeols, param: str, draws: int, scheme: s
     j = fit.coefnames.index(param)
     keep_c = [m for m in range(fit.C.shape[0]) if m != T - 1 + j]
     C = fit.C[np.ix_(keep_c, keep_c)]
-    fac = scaled_cholesky(C)
-    if fac is None:
+    if scaled_cholesky(C) is None:  # the package's rank rule, as the fast engine
         raise PartitionedDesignError("period dummies + controls are rank deficient after unit demeaning")
     Cinv = np.linalg.inv(C)
     theta_y = np.linalg.solve(C, fit.Fy[keep_c])
@@ -171,7 +184,7 @@ def placebo_partitioned(fit: PartitionedFeols, param: str, draws: int, scheme: s
     thr_L = np.searchsorted(tvals, gvals)
     with_w = stat == "t" and by_unit
     call = dask.delayed(_tables, pure=True)
-    tabs = dask.persist(*[call(p, pd_, xc, theta_y, thr_L, c, with_w) for p, c in zip(fit.ddf.to_delayed(), codes)])
+    tabs = dask.persist(*[call(p, pd_, xc, theta_y, thr_L, with_w) for p in fit.ddf.to_delayed()])
     yy, gram = dask.compute(dask.delayed(lambda ts: (sum(t["yy"] for t in ts),
                                                      sum(t["gram"] for t in ts if t["gram"] is not None)))(list(tabs)))[0]
     M = C.shape[0]
@@ -180,6 +193,7 @@ def placebo_partitioned(fit: PartitionedFeols, param: str, draws: int, scheme: s
     dense = tuning.gram_ratio * sampler.units_per_draw() >= fit.n_units
     adj = ssc_factor("CRV1", fit.nobs, fit.df_k, fit.n_units) if with_w else 1.0
     df_resid = fit.nobs - fit.df_k
+
     def run(pick: np.ndarray, lidx: np.ndarray) -> np.ndarray:
         """The statistics of a batch of draws: one or two rounds over the partitions."""
         routed = _route(pick, lidx, owner, local, len(tabs))
@@ -221,6 +235,9 @@ def placebo_partitioned(fit: PartitionedFeols, param: str, draws: int, scheme: s
     observed = float(fit.coef()[param] if stat == "coef" else fit.tstat()[param])
     valid = np.isfinite(statistics)
     n_valid = int(valid.sum())
+    if n_valid < draws:
+        warnings.warn(f"{draws - n_valid} placebo draw(s) gave a treatment collinear with the fixed effects/controls "
+                      "and were left out of the p-value", StaggerlabWarning, stacklevel=3)
     count = tie_count(statistics[valid], observed, alternative)
     ci = clopper_pearson(count, n_valid, level) if n_valid else (np.nan, np.nan)
     ctx = Context(ss, scheme, sampler, None, True, np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
