@@ -98,6 +98,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--dir", type=Path, default=None, help="parquet directory (default: a temporary one)")
     ap.add_argument("--keep", action="store_true", help="keep the parquet directory")
+    ap.add_argument("--stat", default="t", choices=["t", "coef"], help="placebo statistic")
+    ap.add_argument("--batch", type=int, default=None, help="treated entries per round (BATCH_ENTRIES)")
     ap.add_argument("--no-placebo", action="store_true", help="fit only (the placebo tables of 100M rows exceed "
                     "this machine: see SCALE.md)")
     args = ap.parse_args()
@@ -136,11 +138,15 @@ def main() -> None:
     t_pl, rss_pl, client_pl = float("nan"), rss_fit, client_fit
     if not args.no_placebo:
         t0 = time.perf_counter()
-        ri = sl.placebo(fit, param="treat", draws=args.draws, seed=0)
+        if args.batch:
+            from staggerlab.inference.distributed import resampling
+
+            resampling.BATCH_ENTRIES = args.batch
+        ri = sl.placebo(fit, param="treat", draws=args.draws, seed=0, stat=args.stat)
         t_pl = time.perf_counter() - t0
         rss_pl = client.run(vm_hwm_mb)
         client_pl = vm_hwm_mb()
-        print(f"placebo {args.draws} draws: {t_pl:.1f} s  p {ri.pvalue:.4f}  workers {rss_pl}  "
+        print(f"placebo {args.draws} draws ({args.stat}): {t_pl:.1f} s  p {ri.pvalue:.4f}  workers {rss_pl}  "
               f"client {client_pl:.0f} MiB", flush=True)
     client.close()
     cluster.close()

@@ -160,7 +160,8 @@ def placebo_partitioned(fit: PartitionedFeols, param: str, draws: int, scheme: s
     ad = run_partitions(fit.ddf, _adoption, pd_, param)
     codes = [np.searchsorted(fit.unit_ids, u) for u, _ in ad]
     g_U = np.zeros(fit.n_units, dtype=np.int64)
-    owner = np.zeros(fit.n_units, dtype=np.int64)
+    # the narrowest type: argsort sorts int16 keys by radix, the batches' main client cost
+    owner = np.zeros(fit.n_units, dtype=np.min_scalar_type(len(ad)))
     local = np.zeros(fit.n_units, dtype=np.int32)  # a unit's row in its partition's tables
     for p, (c, (_, g)) in enumerate(zip(codes, ad)):
         g_U[c] = g
