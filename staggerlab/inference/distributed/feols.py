@@ -243,7 +243,7 @@ class PartitionedFeols(CoefTable):
     tss_within: float = float("nan")
     n_missing: int = 0
     n_singletons: int = 0
-    _V: np.ndarray = field(default=None, repr=False)
+    _V: np.ndarray | None = field(default=None, repr=False)
     _df_t: int | None = None
     _G: int | None = None
     ssr: float = float("nan")
