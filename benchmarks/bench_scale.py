@@ -58,7 +58,7 @@ TIME_LIMIT = 120.0
 
 
 # ---------------------------------------------------------------- the data
-def _chunk(first_unit: int, n_units: int, seed: int) -> dict[str, np.ndarray]:
+def panel_chunk(first_unit: int, n_units: int, seed: int) -> dict[str, np.ndarray]:
     """One chunk of units (all periods): numpy columns of the panel."""
     rng = np.random.default_rng([seed, first_unit])
     T = PERIODS
@@ -93,7 +93,7 @@ def write_panel(path: Path, rows: int, seed: int = 0) -> Path:
     writer = None
     try:
         for lo in range(0, n_units, CHUNK_UNITS):
-            cols = _chunk(lo, min(CHUNK_UNITS, n_units - lo), seed)
+            cols = panel_chunk(lo, min(CHUNK_UNITS, n_units - lo), seed)
             table = pa.table(cols)
             if writer is None:
                 writer = pq.ParquetWriter(path, table.schema, compression="zstd")
@@ -127,7 +127,7 @@ def _current_rss_mb() -> float:
 def _tiny_frame():
     import polars as pl
 
-    return pl.DataFrame(_chunk(0, 300, 1))
+    return pl.DataFrame(panel_chunk(0, 300, 1))
 
 
 def _timed(fn, reps: int) -> tuple[list[float], object, float]:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # the eager imports, for type checkers and IDEs
     from .inference.did.event_study import EventStudyResult, event_study
     from .inference.did.honest import honest
     from .inference.did.pretrend_power import PretrendPower, pretrend_power
+    from .inference.distributed.partitions import repartition_by_unit
     from .inference.regression.feiv import FeivResult, IVFormula, feiv
     from .inference.regression.formula import Formula
     from .inference.resampling.es_wildboot import EventStudyBootResult
@@ -53,6 +54,7 @@ _LAZY = {
     "EventStudyResult": ".inference.did.event_study",
     "event_study": ".inference.did.event_study",
     "honest": ".inference.did.honest",
+    "repartition_by_unit": ".inference.distributed.partitions",
     "pretrend_power": ".inference.did.pretrend_power",
     "PretrendPower": ".inference.did.pretrend_power",
     "FeivResult": ".inference.regression.feiv",
@@ -128,6 +130,7 @@ __all__ = [
     "FeolsMulti",
     "Formula",
     "IVFormula",
+    "repartition_by_unit",
     "event_study",
     "EventStudyResult",
     "cs",

@@ -143,6 +143,16 @@ class PowerError(StaggerlabError, ValueError):
     """A power study cannot answer as asked (e.g. the target power is not reached on the effect grid)."""
 
 
+class PartitionError(PanelError):
+    """A partitioned panel is not partitioned by unit (a unit's rows lie in two
+    partitions); ``staggerlab.repartition_by_unit`` fixes it."""
+
+
+class PartitionedDesignError(StaggerlabError, NotImplementedError):
+    """The design cannot be fitted exactly on partitioned data (it would need an
+    iterative solve across partitions, or an option the partitioned path lacks)."""
+
+
 class StaggerlabWarning(UserWarning):
     """Base class of staggerlab warnings."""
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Iterator, Literal
 
 import numpy as np
 import polars as pl
@@ -11,12 +11,16 @@ import scipy.linalg as sla
 
 from ...errors import VcovError
 from ...panels.panel import Panel, check_columns, finite_mask, to_polars
+from ..distributed.partitions import is_partitioned
 from ..results import Result
 from .design import Design, build_design
 from .formula import Formula, parse_formulas
 from .results import DesignFit
 from .terms import resolve
 from .vcov import VcovSpec, parse_vcov, sandwich, vcov_crv3
+
+if TYPE_CHECKING:
+    from ..distributed.feols import PartitionedFeols
 
 __all__ = ["feols", "Feols", "FeolsMulti"]
 
@@ -172,7 +176,7 @@ def feols(
     fixef_tol: float = 1e-12,
     fixef_maxiter: int = 100_000,
     demean_method: Literal["auto", "exact", "iterative"] = "auto",
-) -> Feols | FeolsMulti:
+) -> Feols | FeolsMulti | PartitionedFeols:
     """Estimate a linear model with absorbed fixed effects.
 
     Parameters
@@ -188,7 +192,12 @@ def feols(
         ``sw()``, ``csw()``, ``sw0()``, ``csw0()`` estimate
         several models. A :class:`Formula` (``Formula.of(y, x, fe)``) names its
         columns verbatim, without parsing.
-    data : polars.DataFrame, pandas.DataFrame or Panel
+    data : polars.DataFrame, pandas.DataFrame, Panel, dask DataFrame or str
+        A dask DataFrame or a directory of parquet files is a partitioned
+        panel (every unit's rows in one partition): unit + period FEs,
+        unweighted, plain column terms, fitted exactly without collecting the
+        rows (:func:`staggerlab.inference.distributed.feols.feols_partitioned`,
+        which returns a ``PartitionedFeols``).
     vcov : str or dict, optional
         ``"iid"`` (default, as pyfixest), ``"hetero"``/``"HC1"``,
         ``{"CRV1": "c"}``, ``{"CRV1": "c1+c2"}``, ``{"CRV3": "c"}``.
@@ -209,8 +218,9 @@ def feols(
 
     Returns
     -------
-    Feols or FeolsMulti
-        One fit, or a collection when several outcomes or models are given.
+    Feols, FeolsMulti or PartitionedFeols
+        One fit, or a collection when several outcomes or models are given; a
+        ``PartitionedFeols`` for a partitioned panel.
 
     Examples
     --------
@@ -220,6 +230,11 @@ def feols(
     >>> round(fit.coef()["treat"], 2)
     1.03
     """
+    if is_partitioned(data):
+        from ..distributed.feols import feols_partitioned
+
+        return feols_partitioned(fml, data, vcov, weights, fixef_rm=fixef_rm, na=na, collin_tol=collin_tol,
+                                 demean_method=demean_method)
     specs = [fml] if isinstance(fml, Formula) else parse_formulas(fml)
     frame = to_polars(data)
     spec = parse_vcov(vcov, frame.columns)

@@ -25,6 +25,7 @@ from ...errors import ArgumentError, FormulaError, PanelError, StaggerlabWarning
 from ...kernels import placebo as kp
 from ...panels.adoption import adoption_times
 from ...panels.panel import check_columns, factorize_with_ids
+from ..distributed.feols import PartitionedFeols
 from ..regression.compat import as_feols
 from ..regression.feols import Feols
 from ..regression.vcov import VcovSpec, ssc_factor
@@ -96,6 +97,16 @@ def _codes(values: Any) -> np.ndarray:
 
 
 # ------------------------------------------------------------------- result
+def tie_count(s: np.ndarray, observed: float, alternative: str) -> int:
+    """Number of statistics ``s`` at least as extreme as ``observed`` (ties within :data:`TIE_RTOL` count)."""
+    tol = TIE_RTOL * max(abs(observed), 1e-300)
+    if alternative == "two-sided":
+        return int((np.abs(s) >= abs(observed) - tol).sum())
+    if alternative == "greater":
+        return int((s >= observed - tol).sum())
+    return int((s <= observed + tol).sum())
+
+
 def clopper_pearson(count: int, n: int, level: float = 0.95) -> tuple[float, float]:
     """Exact (Clopper-Pearson) interval for a binomial proportion ``count / n``."""
     a = 1.0 - check_level(level)
@@ -270,12 +281,16 @@ def placebo(
 
     Parameters
     ----------
-    fit : staggerlab Feols, pyfixest Feols or EventStudyResult
+    fit : staggerlab Feols, PartitionedFeols, pyfixest Feols or EventStudyResult
         The fitted TWFE model; ``param`` is its (absorbing, staggered) treatment.
         A TWFE or Sun-Abraham event study is refitted whole for every draw by
         :func:`~staggerlab.inference.resampling.es_placebo.event_study_placebo`
         (coefficients as statistics; ``draws``, ``scheme``, ``alternative``,
         ``seed``, ``n_jobs``, ``backend`` and ``level`` apply).
+        A partitioned fit (``feols`` of a dask DataFrame or parquet directory)
+        runs the unit-table algebra partition by partition, with the same
+        draws for the same seed (schemes units, timing, units+timing; stat
+        ``coef``, or ``t`` with an iid or CRV1-by-unit fit; ``method="partitioned"``).
     param : str
         The treatment coefficient.
     draws : int
@@ -337,6 +352,11 @@ def placebo(
         from .es_placebo import event_study_placebo
 
         return event_study_placebo(fit, draws, scheme, alternative, seed, n_jobs, backend, level=level)
+    if isinstance(fit, PartitionedFeols):
+        from ..distributed.resampling import placebo_partitioned
+
+        return placebo_partitioned(fit, param, draws, scheme, stat, strata, cluster, cohort, alternative, seed,
+                                   level, tuning)
     fit = as_feols(fit)
     if scheme not in SCHEMES:
         raise ArgumentError(f"unknown scheme {scheme!r}; use one of {SCHEMES}")
@@ -421,14 +441,7 @@ def placebo(
             StaggerlabWarning,
             stacklevel=2,
         )
-    s = statistics[valid]
-    tol = TIE_RTOL * max(abs(observed), 1e-300)
-    if alternative == "two-sided":
-        count = int((np.abs(s) >= abs(observed) - tol).sum())
-    elif alternative == "greater":
-        count = int((s >= observed - tol).sum())
-    else:
-        count = int((s <= observed + tol).sum())
+    count = tie_count(statistics[valid], observed, alternative)
     ci = clopper_pearson(count, n_valid, level) if n_valid else (np.nan, np.nan)
     # engines hold large tables that the result does not need after the run
     ctx.engine = None

@@ -25,7 +25,9 @@ from ..._parallel import run_blocks
 from ..._seed import SeedLike, resolve_entropy
 from ..._validate import check_alternative, check_draws, check_level
 from ...errors import UnboundedIntervalWarning, WildBootError
+from ..distributed.feols import PartitionedFeols
 from ..regression.compat import as_feols
+from ..regression.feols import Feols
 from ..results import Result
 from .wildboot_algebra import Runner, algebra, at
 from .wildboot_design import MAX_DUMMY_COLUMNS, boot_clusters, boot_design
@@ -368,6 +370,24 @@ def boot_inference(cols: tuple[np.ndarray, ...], alg: Any, adj: float, h0: float
     return stats, pval, ci, pfun, unbounded
 
 
+def _algebra_in_memory(fit: Feols, param: str, cluster: Any, bootcluster: str | None, impose_null: bool,
+                       tuning: "WildBootTuning", notes: list[str]) -> tuple[Any, list[str], str, int, int, float]:
+    """The bootstrap algebra of an in-memory fit, its clusterings and CRV1 factor
+    (``alg, names, bootcluster, G, n_boot, adj``); notes are appended to ``notes``."""
+    d = fit.design
+    if param not in d.regressors:
+        raise WildBootError(f"param {param!r} is not a coefficient of the model; coefficients: {d.regressors}")
+    bc = boot_clusters(fit, cluster, bootcluster, notes)
+    bd = boot_design(fit, d.regressors.index(param), bc.boot, tuning.chunk_rows)
+    if bd.explicit_fe:
+        notes.append(
+            f"fixed effect(s) {bd.explicit_fe} are not nested in the bootstrap clusters; they enter the "
+            "bootstrap as regressors (exact, as with dummies)"
+        )
+    alg = algebra(bd, bc.boot, bc.n_boot, [(c, sign) for c, sign, _ in bc.parts], bc.adj, impose_null)
+    return alg, bc.names, bc.bname, bc.G, bc.n_boot, bc.adj
+
+
 def wildboot(
     fit: Any,
     param: str = "treat",
@@ -402,6 +422,9 @@ def wildboot(
         null is zero) and an
         :class:`~staggerlab.inference.resampling.es_wildboot.EventStudyBootResult`
         is returned.
+        A partitioned fit (``feols`` of a dask DataFrame or parquet directory,
+        CRV1 by a column containing the units) gets its per-cluster sums in one
+        pass over the partitions; the draws then run on those sums as in memory.
     param : str
         The coefficient tested.
     draws : int
@@ -493,10 +516,6 @@ def wildboot(
 
         return event_study_wildboot(fit, draws, weights, impose_null, alternative, confint, level, seed, n_jobs,
                                     backend, band, weight_matrix=weight_matrix, tuning=tuning)
-    fit = as_feols(fit)
-    d = fit.design
-    if param not in d.regressors:
-        raise WildBootError(f"param {param!r} is not a coefficient of the model; coefficients: {d.regressors}")
     if weights not in WEIGHT_TYPES:
         raise WildBootError(f"weights must be one of {WEIGHT_TYPES}, got {weights!r}")
     check_alternative(alternative, ALTERNATIVES)
@@ -504,17 +523,14 @@ def wildboot(
     if weight_matrix is None:
         check_draws(draws)
     notes: list[str] = []
+    if isinstance(fit, PartitionedFeols):
+        from ..distributed.resampling import wildboot_algebra_partitioned
 
-    bc = boot_clusters(fit, cluster, bootcluster, notes)
-    names, boot, bname, parts, G, n_boot, adj = bc.names, bc.boot, bc.bname, bc.parts, bc.G, bc.n_boot, bc.adj
-
-    bd = boot_design(fit, d.regressors.index(param), boot, tuning.chunk_rows)
-    if bd.explicit_fe:
-        notes.append(
-            f"fixed effect(s) {bd.explicit_fe} are not nested in the bootstrap clusters; they enter the "
-            "bootstrap as regressors (exact, as with dummies)"
-        )
-    alg = algebra(bd, boot, n_boot, [(c, sign) for c, sign, _ in parts], adj, impose_null)
+        alg, names, bname, G, n_boot, adj = wildboot_algebra_partitioned(fit, param, cluster, bootcluster,
+                                                                          impose_null, notes)
+    else:
+        alg, names, bname, G, n_boot, adj = _algebra_in_memory(as_feols(fit), param, cluster, bootcluster,
+                                                               impose_null, tuning, notes)
 
     enumerate_all, B, weight_matrix = draw_plan(weights, n_boot, draws, weight_matrix, notes)
 

@@ -42,7 +42,7 @@ from ..regression.vcov import combine_codes, nested_in
 from .wildboot_design import BootDesign
 from .wildboot_weights import WeightBlock, draws, enumeration, rademacher_block
 
-__all__ = ["algebra", "algebras", "at", "Runner", "SharedRunner", "BatchRunner", "batchable"]
+__all__ = ["algebra", "algebras", "from_cluster_sums", "at", "Runner", "SharedRunner", "BatchRunner", "batchable"]
 
 #: largest per-cluster Gram table (doubles, G_b x k x k) :func:`algebras` builds
 GRAM_BUDGET = 1 << 25
@@ -221,6 +221,40 @@ def algebras(bd: BootDesign, boot: np.ndarray, n_boot: int, parts: Sequence[tupl
         out.append(_Algebra(a, bd.A, np.stack([S0[0], S1]), c1, [part], adj, math.sqrt(adj * var), float(beta),
                             n_boot))
     return out
+
+
+def from_cluster_sums(A: np.ndarray, p: int, S: np.ndarray, ru: np.ndarray, adj: float, beta_p: float,
+                      impose_null: bool) -> _Algebra:
+    """The algebra of a one-way clustering that is the bootstrap clustering, from its cluster sums.
+
+    For callers that sum the rows elsewhere (a partitioned panel); the same
+    assembly as :func:`algebra` gives that clustering.
+
+    Parameters
+    ----------
+    A : ndarray, shape (k, k)
+        Inverse Gram matrix of the bootstrap design.
+    p : int
+        Column of the tested coefficient.
+    S : ndarray, shape (2, G, k)
+        Per-cluster sums of ``x u`` and ``x r`` (``r = X A[:, p]``), clusters in code order.
+    ru : ndarray, shape (2, G)
+        Per-cluster sums of ``r u`` and ``r r``.
+    adj : float
+        The CRV1 small-sample factor.
+    beta_p : float
+        The estimate of the tested coefficient.
+    impose_null : bool
+        WCR (True) or WCU.
+    """
+    a = np.ascontiguousarray(A[:, p])
+    c1 = 1.0 / a[p] if impose_null else 0.0
+    E = [ru[0], c1 * ru[1]]
+    var = float(E[0] @ E[0])
+    if not var > 0:
+        raise VcovError("the cluster-robust variance of the tested coefficient is not positive")
+    part = _Part(1.0, True, E, [], A @ (S[1].T @ S[1]) @ A)
+    return _Algebra(a, A, S, c1, [part], adj, math.sqrt(adj * var), beta_p, S.shape[1])
 
 
 def at(alg: _Algebra, delta: float) -> _Algebra:

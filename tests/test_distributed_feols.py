@@ -1,0 +1,173 @@
+"""feols on partitioned panels (dask): equal to the in-memory fit at 1e-10.
+
+The reference is the in-memory ``sl.feols`` on the same rows (itself tested
+against pyfixest in test_feols*); the partitioned fit shares none of its
+demeaning, solve or variance code paths (it sums per-unit blocks by
+partition and maps scores with Frisch-Waugh-Lovell).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import polars as pl
+import pytest
+
+import staggerlab as sl
+from staggerlab.errors import (
+    CollinearityWarning,
+    MissingValueError,
+    MissingValueWarning,
+    PartitionedDesignError,
+    PartitionError,
+    SingletonWarning,
+)
+
+dd = pytest.importorskip("dask.dataframe")
+
+FML = "NQPF ~ IM + Size + Lev | firm + year"
+RTOL = 1e-10
+
+
+def write_parts(frame: pl.DataFrame, path, n_parts: int, unit: str = "firm") -> str:
+    """One parquet file per contiguous range of units."""
+    path.mkdir(parents=True, exist_ok=True)
+    units = np.sort(frame[unit].unique().to_numpy())
+    for i, chunk in enumerate(np.array_split(units, n_parts)):
+        frame.filter(pl.col(unit).is_in(chunk)).write_parquet(path / f"part{i:03d}.parquet")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def panel():
+    return sl.simulate.paper_panel(seed=0)
+
+
+@pytest.fixture(scope="module")
+def parts(panel, tmp_path_factory):
+    return write_parts(panel, tmp_path_factory.mktemp("pq"), 4)
+
+
+@pytest.fixture(scope="module")
+def small(panel, tmp_path_factory):
+    """300 firms (CRV3 in memory refits every cluster: keep it small)."""
+    sub = panel.filter(pl.col("firm") <= 300)
+    return sub, write_parts(sub, tmp_path_factory.mktemp("pq_small"), 3)
+
+
+def assert_same(a, b, rtol=RTOL):
+    assert b.coefnames == a.coefnames
+    np.testing.assert_allclose(b.beta, a.beta, rtol=rtol, atol=0)
+    np.testing.assert_allclose(b.vcov(), a.vcov(), rtol=rtol, atol=1e-14 * np.abs(a.vcov()).max())
+    assert b.df_t == a.df_t
+    assert b.n_clusters == a.n_clusters
+    assert b.nobs == a.nobs
+
+
+@pytest.mark.parametrize("vcov", ["iid", "hetero", {"CRV1": "firm"}, {"CRV1": "industry"}, {"CRV1": "firm+year"},
+                                  {"CRV1": "industry+year"}, {"CRV1": "year"}])
+def test_equals_in_memory(panel, parts, vcov):
+    assert_same(sl.feols(FML, panel, vcov=vcov), sl.feols(FML, parts, vcov=vcov))
+
+
+@pytest.mark.parametrize("cl", ["firm", "city"])
+def test_crv3_equals_in_memory(small, cl):
+    frame, path = small
+    assert_same(sl.feols(FML, frame, vcov={"CRV3": cl}), sl.feols(FML, path, vcov={"CRV3": cl}))
+
+
+def test_tidy_summary_r2_with_vcov(panel, parts):
+    a = sl.feols(FML, panel, vcov={"CRV1": "firm"})
+    b = sl.feols(FML, parts, vcov={"CRV1": "firm"})
+    assert b.tidy().columns == a.tidy().columns
+    np.testing.assert_allclose(b.tidy()["pvalue"].to_numpy(), a.tidy()["pvalue"].to_numpy(), rtol=1e-8)
+    assert b.r2 == pytest.approx(a.r2, rel=1e-10)
+    assert b.r2_within == pytest.approx(a.r2_within, rel=1e-10)
+    assert "partitioned" in b.summary()
+    assert_same(a.with_vcov("hetero"), b.with_vcov("hetero"))
+
+
+def test_dask_dataframe_input(panel, parts):
+    ddf = dd.read_parquet(parts, split_row_groups=False)
+    assert_same(sl.feols(FML, panel, vcov={"CRV1": "firm"}), sl.feols(FML, ddf, vcov={"CRV1": "firm"}))
+
+
+def test_missing_singletons_collinear(panel, tmp_path):
+    rng = np.random.default_rng(3)
+    frame = panel.with_columns(
+        pl.when(pl.Series(rng.random(panel.height) < 0.02)).then(None).otherwise(pl.col("Size")).alias("Size"),
+        (2.0 * pl.col("Lev")).alias("Lev2"),
+    )
+    fml = "NQPF ~ IM + Size + Lev + Lev2 | firm + year"
+    path = write_parts(frame, tmp_path, 3)
+    with pytest.warns(MissingValueWarning), pytest.warns(SingletonWarning), pytest.warns(CollinearityWarning):
+        a = sl.feols(fml, frame, vcov={"CRV1": "firm"})
+    with pytest.warns(MissingValueWarning), pytest.warns(SingletonWarning), pytest.warns(CollinearityWarning):
+        b = sl.feols(fml, path, vcov={"CRV1": "firm"})
+    assert "Lev2" not in b.coefnames
+    assert_same(a, b)
+
+
+def test_keep_singletons_and_na_raise(panel, tmp_path):
+    frame = pl.concat([panel, panel[:1].with_columns(pl.lit(10_000, dtype=pl.Int64).alias("firm"))])  # a one-row firm
+    path = write_parts(frame, tmp_path, 3)
+    for vcov in ("iid", {"CRV1": "firm"}):
+        assert_same(sl.feols(FML, frame, vcov=vcov, fixef_rm="none"), sl.feols(FML, path, vcov=vcov, fixef_rm="none"))
+    holes = write_parts(panel.with_columns(pl.when(pl.col("year") == 2015).then(None).otherwise(pl.col("Lev"))
+                                           .alias("Lev")), tmp_path / "holes", 2)
+    with pytest.raises(MissingValueError, match="'Lev'"):
+        sl.feols(FML, holes, na="raise")
+
+
+def test_unit_in_two_partitions_is_refused_and_repartitioned(panel, tmp_path):
+    d = tmp_path / "bad"
+    d.mkdir()
+    sorted_ = panel.sort("firm", "year")
+    half = sorted_.height // 2
+    sorted_[:half].write_parquet(d / "a.parquet")
+    sorted_[half:].write_parquet(d / "b.parquet")
+    split_firm = sorted_["firm"][half]
+    assert sorted_["firm"][half - 1] == split_firm  # the cut goes through a firm
+    with pytest.raises(PartitionError, match=rf"unit {split_firm}\b.*repartition_by_unit"):
+        sl.feols(FML, str(d), vcov={"CRV1": "firm"})
+    fixed = sl.repartition_by_unit(str(d), "firm", npartitions=3)
+    assert_same(sl.feols(FML, panel, vcov={"CRV1": "firm"}), sl.feols(FML, fixed, vcov={"CRV1": "firm"}))
+
+
+def test_designs_without_exact_partitioned_solve(parts):
+    with pytest.raises(PartitionedDesignError, match="third high-dimensional FE"):
+        sl.feols("NQPF ~ IM + Size | firm + year + city", parts)
+    with pytest.raises(PartitionedDesignError, match="unweighted"):
+        sl.feols(FML, parts, weights="Size")
+    with pytest.raises(PartitionedDesignError, match="one outcome"):
+        sl.feols("NQPF + N_TFP ~ IM | firm + year", parts)
+
+
+def test_crv3_needs_clusters_containing_units(small):
+    with pytest.raises(PartitionedDesignError, match="whole units"):
+        sl.feols(FML, small[1], vcov={"CRV3": "year"})
+
+
+def test_import_does_not_import_dask():
+    code = "import sys, staggerlab; print('dask' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.slow  # ~20 s: two worker processes start and import numba
+def test_local_cluster(panel, parts):
+    distributed = pytest.importorskip("dask.distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster):
+        b = sl.feols(FML, parts, vcov={"CRV1": "firm+year"})
+        fit = sl.feols(FML, parts, vcov={"CRV1": "firm"})
+        ri = sl.placebo(fit, param="IM", draws=100, seed=5)
+        wb = sl.wildboot(fit, param="IM", draws=99, seed=5)
+    assert_same(sl.feols(FML, panel, vcov={"CRV1": "firm+year"}), b)
+    mem = sl.feols(FML, panel, vcov={"CRV1": "firm"})
+    ra = sl.placebo(mem, param="IM", draws=100, seed=5)
+    np.testing.assert_allclose(ri.statistics, ra.statistics, rtol=0, atol=1e-9 * np.abs(ra.statistics).max())
+    wa = sl.wildboot(mem, param="IM", draws=99, seed=5)
+    np.testing.assert_allclose(wb.statistics, wa.statistics, rtol=0, atol=1e-12 * np.abs(wa.statistics).max())
