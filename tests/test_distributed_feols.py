@@ -143,6 +143,8 @@ def test_designs_without_exact_partitioned_solve(parts):
         sl.feols(FML, parts, weights="Size")
     with pytest.raises(PartitionedDesignError, match="one outcome"):
         sl.feols("NQPF + N_TFP ~ IM | firm + year", parts)
+    with pytest.raises(PartitionedDesignError, match="plain column terms"):
+        sl.feols("NQPF ~ IM + log(Size) | firm + year", parts)
 
 
 def test_crv3_needs_clusters_containing_units(small):
