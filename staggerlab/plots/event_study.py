@@ -70,14 +70,21 @@ def plot_event_study(result: Any, path: str | None = None, *, level: float = 0.9
     ax.axvline(-0.5, color="grey", linestyle="--", linewidth=1)
     interval_bars(ax, x, est, lo, hi, fmt="o", color="C0", capsize=3,
                   label=f"estimate, {int(round(level * 100))}% CI")
-    refs = list(getattr(result, "refs", (result.ref,)))  # every normalised period, drawn at zero
+    method = getattr(result, "method", "")
+    name = METHOD_NAMES.get(method, method)
+    return _finish(fig, ax, result, x, outcome, title or f"Event study{' of ' + outcome if outcome else ''}: {name}",
+                   binned, path)
+
+
+def _finish(fig: Any, ax: Any, result: Any, x: np.ndarray, outcome: str | None, title: str, binned: Any,
+            path: str | None) -> Any:
+    """The reference periods (drawn at zero), axis labels, ticks, legend and file of an event-study figure."""
+    refs = list(getattr(result, "refs", (result.ref,)))
     ax.plot(refs, [0.0] * len(refs), marker="o", markerfacecolor="white", color="C0", linestyle="none",
             label=f"reference ({', '.join(map(str, refs))})")
     ax.set_xlabel("Periods relative to adoption")
     ax.set_ylabel(f"Effect on {outcome}" if outcome else "Effect on the outcome")
-    method = getattr(result, "method", "")
-    name = METHOD_NAMES.get(method, method)
-    ax.set_title(title or f"Event study{' of ' + outcome if outcome else ''}: {name}")
+    ax.set_title(title)
     ticks = np.union1d(x, refs)
     if ticks.size <= 25 or binned is not None:
         ax.set_xticks(ticks, binned_tick_labels(ticks, binned))
@@ -165,21 +172,9 @@ def plot_event_study_band(result: Any, path: str | None = None, *, ax: Any = Non
                       label=f"estimate, {pct}% bootstrap CI")
     else:
         ax.plot(x, est, "o", color="C0", label="estimate")
-    refs = list(getattr(result, "refs", (result.ref,)))
-    ax.plot(refs, [0.0] * len(refs), marker="o", markerfacecolor="white", color="C0", linestyle="none",
-            label=f"reference ({', '.join(map(str, refs))})")
-    ax.set_xlabel("Periods relative to adoption")
-    ax.set_ylabel(f"Effect on {outcome}" if outcome else "Effect on the outcome")
     name = METHOD_NAMES.get(result.method, result.method)
-    ax.set_title(title or f"Event study{' of ' + outcome if outcome else ''}: {name}, wild bootstrap")
-    ticks = np.union1d(x, refs)
-    if ticks.size <= 25 or binned is not None:
-        ax.set_xticks(ticks, binned_tick_labels(ticks, binned))
-    ax.legend(frameon=False, loc="best")
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=150)
-    return fig
+    return _finish(fig, ax, result, x, outcome,
+                   title or f"Event study{' of ' + outcome if outcome else ''}: {name}, wild bootstrap", binned, path)
 
 
 def plot_pretrend_power(pp: Any, path: str | None = None, *, power: float = 0.8, ax: Any = None,
