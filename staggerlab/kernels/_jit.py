@@ -11,7 +11,10 @@ every run) and keep NaN/inf semantics, which mark collinear draws.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
 
 import numba as nb
 from numba.np.ufunc import parallel as _nb_parallel
@@ -39,7 +42,7 @@ def _start_threads_passive() -> None:
 
 _start_threads_passive()
 
-__all__ = ["jit", "pjit", "prange", "threads_for", "readonly"]
+__all__ = ["jit", "pjit", "prange", "threads_for", "readonly", "run_chunks", "n_threads"]
 
 prange = nb.prange
 
@@ -93,3 +96,69 @@ def threads_for(work: float, threshold: float = 1e6):
         yield
     finally:
         nb.set_num_threads(before)
+
+
+#: work (element operations per call) below which a chunked kernel runs on
+#: the calling thread alone: waking a second thread costs ~50 us
+_PARALLEL_WORK = 1e6
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _cores() -> int:
+    """Cores this process may use: its CPU affinity, capped by
+    ``STAGGERLAB_NUM_THREADS`` or, inside a joblib/loky worker (which sets
+    it to its share of the machine), ``OMP_NUM_THREADS``."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        n = os.cpu_count() or 1
+    for var in ("STAGGERLAB_NUM_THREADS", "OMP_NUM_THREADS"):
+        cap = os.environ.get(var, "")
+        if cap.isdigit() and int(cap) > 0:
+            return min(n, int(cap))
+    return n
+
+
+def n_threads(work: float, threshold: float = _PARALLEL_WORK) -> int:
+    """Threads a chunked kernel of ``work`` element operations gets: 1 below
+    ``threshold``, else every core this process may use (see :func:`_cores`)."""
+    return 1 if work < threshold else _cores()
+
+
+def run_chunks(body: Callable[..., Any], n_chunks: int, args: tuple, work: float,
+               threshold: float = _PARALLEL_WORK) -> None:
+    """Run ``body(ch, ch + 1, *args)`` for every chunk ``ch`` in ``[0, n_chunks)``.
+
+    ``body`` is a serial ``nogil`` kernel that writes chunk ``ch``'s results
+    to its own slot (``part[ch]``), so the caller's reduction over chunks in
+    index order gives the same bits for any thread count. The calling thread
+    and up to ``n_threads(work) - 1`` pool threads pull chunks one at a time
+    from a shared counter: a thread the OS deschedules on a busy machine
+    holds up one chunk, not a fixed share of the work, and no thread spins
+    while it waits. With one thread (small work) it is a single call
+    ``body(0, n_chunks, *args)``. Serial kernels compile in a fraction of the
+    time of numba's ``parallel=True`` ones, which is why the package
+    parallelises this way.
+    """
+    global _POOL
+    nt = min(n_threads(work, threshold), n_chunks)
+    if nt <= 1:
+        body(0, n_chunks, *args)
+        return
+    if _POOL is None or _POOL._max_workers < nt - 1:
+        _POOL = ThreadPoolExecutor(max_workers=max(nt - 1, _cores() - 1), thread_name_prefix="staggerlab")
+    # next() on itertools.count is atomic under the GIL
+    counter = itertools.count()
+
+    def pull() -> None:
+        for ch in counter:
+            if ch >= n_chunks:
+                return
+            body(ch, ch + 1, *args)
+
+    futures = [_POOL.submit(pull) for _ in range(nt - 1)]
+    try:
+        pull()
+    finally:
+        for f in futures:
+            f.result()
