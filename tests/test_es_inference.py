@@ -112,10 +112,19 @@ def test_es_wildboot_equals_wildboot_per_coefficient():
     assert tab.filter(pl.col("rel_time") < 0)["band_low"].null_count() == int((es.rel_time < 0).sum())
 
 
+@pytest.mark.parametrize("typed", [False, True])
 @pytest.mark.parametrize("method", ["twfe", "sunab"])
-def test_es_wildboot_full_enumeration_equals_brute_force(small, method):
+def test_es_wildboot_full_enumeration_equals_brute_force(small, method, typed, monkeypatch):
+    import staggerlab.inference.resampling.es_wildboot as esw
+    import staggerlab.inference.resampling.es_wildboot_types as est
+
+    # typed: the per-design-type algebra (8 clusters, 4 types: forced by allowing a type per cluster)
+    monkeypatch.setattr(est, "_TYPES_PER_CLUSTER", 1.0 if typed else 0.0)
+    seen = []
+    monkeypatch.setattr(esw, "cluster_types", lambda *a: seen.append(est.cluster_types(*a)) or seen[-1])
     es = sl.event_study(small, y="y", unit="unit", time="time", cohort="cohort", window=(-2, 2), method=method)
     r = sl.wildboot(es, draws=9999, seed=0, band="all")
+    assert (seen[0] is not None) == typed
     assert r.full_enumeration and r.draws == 256
     if method == "twfe":
         names = [n for n in es.extra["fit"].coefnames if n.startswith("_es_")]
@@ -183,13 +192,19 @@ def test_es_wildboot_n_jobs_invariant_and_wcu():
 
 
 def test_es_wildboot_strategies_agree(monkeypatch):
-    """Per-combination passes (no Gram table) and per-combination runners give the same numbers."""
+    """Per-design-type products, one wide product, and per-combination passes (no Gram table) and
+    runners give the same numbers."""
     import staggerlab.inference.resampling.es_wildboot as esw
     import staggerlab.inference.resampling.wildboot_algebra as wa
 
     df = _panel(30, 7, [3] * 8 + [5] * 8 + [0] * 14, seed=6)
     es = sl.event_study(df, y="y", unit="unit", time="time", cohort="cohort", window=(-2, 3), method="sunab")
-    ref = sl.wildboot(es, draws=299, seed=2, weights="mammen")
+    ref = sl.wildboot(es, draws=299, seed=2, weights="mammen")  # 30 clusters of 3 design types: typed algebra
+    monkeypatch.setattr(esw, "cluster_types", lambda *a: None)
+    dense = sl.wildboot(es, draws=299, seed=2, weights="mammen")  # one wide product (BatchRunner)
+    np.testing.assert_allclose(dense.tstar, ref.tstar, rtol=1e-9)
+    np.testing.assert_allclose(dense.ci_high, ref.ci_high, rtol=1e-8)
+    np.testing.assert_allclose(dense.pvalue, ref.pvalue)
     monkeypatch.setattr(wa, "GRAM_BUDGET", 0)
     monkeypatch.setattr(esw, "batchable", lambda algs: False)
     alt = sl.wildboot(es, draws=299, seed=2, weights="mammen")

@@ -36,11 +36,13 @@ from typing import Any, Callable, Literal
 
 import numpy as np
 import polars as pl
+from threadpoolctl import threadpool_limits
 
 from ..._seed import SeedLike, resolve_entropy
 from ..._validate import check_alternative, check_draws, check_level
 from ...errors import WildBootError
 from ..results import Result
+from .es_wildboot_types import TypedBatchRunner, cluster_types
 from .wildboot import (
     ALTERNATIVES,
     WildBootTuning,
@@ -358,6 +360,15 @@ def event_study_wildboot(
     check_level(level)
     if weight_matrix is None:
         check_draws(draws)
+    # the products here are skinny and the machine is usually shared: extra BLAS threads only contend
+    with threadpool_limits(1, user_api="blas"):
+        return _event_study_wildboot(es, draws, weights, impose_null, alternative, confint, level, seed, n_jobs,
+                                     backend, band, weight_matrix, tuning)
+
+
+def _event_study_wildboot(es: Any, draws: int, weights: str, impose_null: bool, alternative: str, confint: bool,
+                          level: float, seed: SeedLike, n_jobs: int, backend: str | None, band: str,
+                          weight_matrix: np.ndarray | None, tuning: WildBootTuning) -> EventStudyBootResult:
     if es.method == "imputation":
         return _imputation(es, draws, weights, impose_null, alternative, confint, level, seed, n_jobs, backend,
                            band, weight_matrix)
@@ -387,6 +398,8 @@ def event_study_wildboot(
     blocks = list(bd.blocks()) if 8 * d.nobs * n_cols <= _KEEP_BLOCKS_BYTES else None
     algs = algebras(bd, bc.boot, bc.n_boot, parts, bc.adj, impose_null, [(c, float(c @ fit.beta)) for c in contrasts],
                     blocks)
+    types = cluster_types(blocks if blocks is not None else list(bd.blocks()), bc.boot, bc.n_boot) \
+        if batchable(algs) else None
     del blocks
     enumerate_all, B, wm = draw_plan(weights, bc.n_boot, draws, weight_matrix, notes)
     entropy = resolve_entropy(seed)
@@ -394,7 +407,10 @@ def event_study_wildboot(
     # the pieces of every null value of every combination: WCR tests and
     # intervals from them, and the WCU t's too (the pieces at the estimate)
     runners = [Runner(alg, weights, entropy, enumerate_all, wm, True, tuning.chunk_weights) for alg in algs]
-    shared = BatchRunner(algs, runners[0]) if batchable(algs) else SharedRunner(runners)
+    if types is not None:  # few design types of cluster: O(types x k) per draw and combination
+        shared: Any = TypedBatchRunner(algs, runners[0], *types)
+    else:
+        shared = BatchRunner(algs, runners[0]) if batchable(algs) else SharedRunner(runners)
     res = run_draws(shared, B, bc.n_boot, n_jobs, backend)
     cols = [tuple(np.concatenate([blk[j][q] for blk in res]) for q in range(6)) for j in range(len(algs))]
     no_ties = np.zeros(B)
