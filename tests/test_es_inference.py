@@ -388,7 +388,53 @@ def test_es_placebo_dispatch_jobs_and_fisher():
     assert set(a.tidy().columns) >= {"rel_time", "estimate", "pvalue", "pvalue_ci_low", "pvalue_ci_high"}
     with pytest.raises(sl.errors.ArgumentError, match="param"):
         sl.placebo(es, param="x")
-    es_im = sl.event_study(df, y="y", unit="unit", time="time", cohort="cohort", window=(-2, 3),
-                           method="imputation")
-    with pytest.raises(sl.errors.EventStudyError, match="twfe"):
-        sl.placebo(es_im, draws=10)
+    es_st = sl.event_study(df, y="y", unit="unit", time="time", cohort="cohort", window=(-2, 3),
+                           method="stacked")
+    with pytest.raises(sl.errors.EventStudyError, match="imputation"):
+        sl.placebo(es_st, draws=10)
+
+
+@pytest.mark.parametrize("scheme", ["units+timing", "units", "timing"])
+def test_es_placebo_imputation_equals_brute_force_refits(scheme):
+    """Each draw's imputation event study and aggregates equal a refit of
+    ``event_study(method="imputation")`` on the re-assigned data (unbalanced, a control)."""
+    from staggerlab.inference.resampling.es_placebo import event_study_placebo
+
+    rng = np.random.default_rng(1)
+    df = _panel(36, 8, [3] * 8 + [5] * 8 + [7] * 6 + [0] * 14, seed=8)
+    df = df.with_columns(pl.Series("x", rng.normal(size=df.height))).filter(
+        pl.Series(rng.random(df.height) > 0.1))
+    kw = dict(y="y", unit="unit", time="time", controls=["x"], window=(-3, 2), method="imputation")
+    es = sl.event_study(df, cohort="cohort", **kw)
+    r = event_study_placebo(es, draws=30, scheme=scheme, seed=2, keep_draws=True)
+    left_out = 0
+    for i in range(30):
+        g = dict(zip(r.units.tolist(), r.adoption[i].tolist()))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            e2 = sl.event_study(df.with_columns(pl.col("unit").replace_strict(g, return_dtype=pl.Int64)
+                                                .alias("cohort")), cohort="cohort", **kw)
+        if not np.isfinite(r.aggregates["simple"][3][i]):  # a period without untreated rows: left out
+            assert any("dropped" in str(w.message) for w in caught)
+            left_out += 1
+            continue
+        got = dict(zip(e2.rel_time.tolist(), e2.coef))
+        for j, t in enumerate(es.rel_time.tolist()):
+            if t in got:
+                assert r.statistics[i, j] == pytest.approx(got[t], rel=1e-10, abs=1e-10)
+            else:
+                assert np.isnan(r.statistics[i, j])
+        for kind in ("simple", "dynamic"):
+            assert r.aggregates[kind][3][i] == pytest.approx(e2.aggregate(kind).estimate, rel=1e-10, abs=1e-10)
+    assert left_out < 10
+    s = r.aggregates["simple"][3]
+    s = s[np.isfinite(s)]
+    est = es.aggregate("simple").estimate
+    assert r.fisher_pvalue == pytest.approx((1 + np.sum(np.abs(s) >= abs(est) * (1 - 1e-10))) / (1 + s.size))
+
+
+def test_es_placebo_imputation_refusals():
+    df = _panel(20, 6, [3] * 6 + [0] * 14, seed=9).with_columns(w=pl.lit(2.0))
+    kw = dict(y="y", unit="unit", time="time", cohort="cohort", window=(-2, 2), method="imputation")
+    with pytest.raises(sl.errors.EventStudyError, match="weighted"):
+        sl.placebo(sl.event_study(df, weights="w", **kw), draws=10)

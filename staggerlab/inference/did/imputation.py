@@ -204,6 +204,7 @@ class _Imputation:
 
 def imputation(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: bool,
                tuning: EventStudyTuning) -> EventStudyResult:
+    n_rows = sd.frame.height
     imp = _Imputation(sd, tuning.chunk_rows)
     frame = add_binned_rel(imp.frame, window, bin_endpoints)
     imp.frame = frame
@@ -239,7 +240,10 @@ def imputation(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoin
 
     res = EventStudyResult(rel, beta, V, ref, "imputation", frame.height, df,
                            {"n_rel": sw, "aggregator": aggregator, "first_stage_resid": imp.u1,
-                            "imputation": imp, "codes": codes})
+                            "imputation": imp, "codes": codes,
+                            # what randomization inference re-assigns (resampling/es_placebo_imputation)
+                            "placebo": {"window": window, "bin_endpoints": bin_endpoints, "unit": sd.unit,
+                                        "time": sd.time, "y": sd.y, "dropped": imp.frame.height != n_rows}})
     return res
 
 

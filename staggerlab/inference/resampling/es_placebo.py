@@ -263,9 +263,16 @@ def event_study_placebo(es: Any, draws: int = 1000, scheme: str = "units+timing"
     EventStudyError
         Another method, a lean-path, weighted or unbinned event study.
     """
-    if es.method not in ("twfe", "sunab"):
-        raise EventStudyError("randomization inference of an event study covers method='twfe' and 'sunab'; "
-                              f"got {es.method!r}")
+    if es.method not in ("twfe", "sunab", "imputation"):
+        raise EventStudyError("randomization inference of an event study covers method='twfe', 'sunab' and "
+                              f"'imputation'; got {es.method!r}")
+    if scheme not in SCHEMES or scheme == "iid":
+        raise ArgumentError(f"scheme must be 'units', 'timing' or 'units+timing', got {scheme!r}")
+    check_alternative(alternative, ("two-sided", "greater", "less"))
+    check_level(level)
+    draws = check_draws(int(draws))
+    if es.method == "imputation":
+        return _imputation(es, draws, scheme, alternative, seed, n_jobs, backend, level, keep_draws)
     fit = es.extra.get("fit")
     if fit is None or "window" not in es.extra:
         raise EventStudyError("randomization inference needs an event study fitted through feols (not the lean "
@@ -273,11 +280,6 @@ def event_study_placebo(es: Any, draws: int = 1000, scheme: str = "units+timing"
     if not es.extra["bin_endpoints"]:
         raise EventStudyError("randomization inference of an event study needs binned endpoints "
                               "(event_study(..., bin_endpoints=True))")
-    if scheme not in SCHEMES or scheme == "iid":
-        raise ArgumentError(f"scheme must be 'units', 'timing' or 'units+timing', got {scheme!r}")
-    check_alternative(alternative, ("two-sided", "greater", "less"))
-    check_level(level)
-    draws = check_draws(int(draws))
     d = fit.design
     if d.weights_name is not None:
         raise EventStudyError("randomization inference of a weighted event study is not supported")
@@ -360,5 +362,37 @@ def event_study_placebo(es: Any, draws: int = 1000, scheme: str = "units+timing"
         alternative=alternative, level=level, draws=draws, adoption=adoption, units=ids if keep_draws else None)
 
 
-def _call(tables: _Tables, block: tuple[int, int, np.random.SeedSequence]) -> tuple[np.ndarray, ...]:
+def _call(tables: Any, block: tuple[int, int, np.random.SeedSequence]) -> tuple[np.ndarray, ...]:
     return tables(block)
+
+
+def _imputation(es: Any, draws: int, scheme: str, alternative: str, seed: SeedLike, n_jobs: int | None,
+                backend: str | None, level: float, keep_draws: bool) -> EventStudyPlaceboResult:
+    """Randomization inference of an imputation event study (exact refits, see ``es_placebo_imputation``)."""
+    from .es_placebo_imputation import imputation_tables
+
+    tables, levels, ids = imputation_tables(es, scheme, PlaceboTuning(), keep_draws)
+    ss = as_seedsequence(seed)
+    blocks = [(i, min(_BLOCK, draws - i * _BLOCK), ss) for i in range(-(-draws // _BLOCK))]
+    parts = run_blocks(_call, blocks, shared=tables, n_jobs=n_jobs, backend=backend, desc="placebo")
+    b, n = (np.vstack([p[j] for p in parts]) for j in range(2))
+    adoption = np.vstack([p[2] for p in parts]) if keep_draws else None
+    k = levels.size
+    stats = b[:, np.searchsorted(levels, es.rel_time)]
+    post = levels >= 0
+    with np.errstate(invalid="ignore"):
+        reached = np.where(post & (n[:, :k] > 0), 1.0, 0.0)
+        dynamic = np.where(reached.sum(axis=1) > 0,
+                           np.nansum(np.where(reached > 0, b[:, :k], 0.0), axis=1) / reached.sum(axis=1), np.nan)
+    agg_stats = {"simple": b[:, k], "dynamic": np.where(np.isfinite(b[:, k]), dynamic, np.nan)}
+    pv, ci, cnt, nv = zip(*(_pvalues(float(es.coef[j]), stats[:, j], alternative, level)
+                            for j in range(es.rel_time.size)))
+    aggs = {}
+    for kind, a_stats in agg_stats.items():
+        est = es.aggregate(kind).estimate
+        p, c, _, _ = _pvalues(est, a_stats, alternative, level)
+        aggs[kind] = (est, p, c, a_stats)
+    return EventStudyPlaceboResult(
+        rel_time=es.rel_time.copy(), estimate=es.coef.copy(), pvalue=np.array(pv), pvalue_ci=np.array(ci),
+        statistics=stats, counts=np.array(cnt), n_valid=np.array(nv), aggregates=aggs, scheme=scheme,
+        alternative=alternative, level=level, draws=draws, adoption=adoption, units=ids if keep_draws else None)
