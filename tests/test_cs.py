@@ -450,3 +450,63 @@ def test_dynamic_uniform_band_covers_every_event_time_whatever_the_window(mpdta)
     assert narrow.inf.shape == (wide.inf.shape[0], 3)
     np.testing.assert_allclose(narrow.inf, wide.inf[:, keep], rtol=1e-13)
     assert (narrow.estimate, narrow.se) == (wide.estimate, wide.se)
+
+
+# --------------------------------------------------------------------------- event-study bootstrap outputs
+@pytest.mark.parametrize("base,band", [("varying", "post"), ("universal", "all")])
+def test_event_study_boot_outputs_equal_brute_force_multiplier_bootstrap(mpdta, base, band):
+    """The CS result's multiplier bootstrap in the event-study bootstrap's interface
+    (``tidy`` with p-values, intervals and band; aggregates; bootstrap pre-trend test)
+    equals the same bootstrap computed here: Rademacher multipliers of the seeded blocks
+    of 128 draws (as did's mboot draws them, units as clusters) times the influence
+    functions, IQR standard errors, percentile-t p-values and intervals, sup-t band."""
+    from scipy import stats
+
+    from staggerlab._seed import block_generator, resolve_entropy
+    from staggerlab.inference.resampling.es_wildboot import event_study_wildboot
+
+    res = _cs(mpdta, base_period=base, bootstrap=True, biters=499, seed=7, multipliers="rademacher")
+    r = event_study_wildboot(res, draws=499, weights="rademacher", seed=7, band=band)
+    n = res.n_units
+    ss = resolve_entropy(7)
+    V = np.vstack([block_generator(ss, i).integers(0, 2, size=(min(128, 499 - 128 * i), n)) * 2.0 - 1.0
+                   for i in range(4)])
+    kinds = ["simple", "dynamic", "group", "calendar"]
+    inf = np.column_stack([res.aggregate("dynamic").inf] + [res.aggregate(k).inf_overall for k in kinds])
+    est = np.r_[res.coef, [res.aggregate(k).estimate for k in kinds]]
+    d = V @ inf / n
+    se = (np.quantile(d, 0.75, axis=0) - np.quantile(d, 0.25, axis=0)) / (stats.norm.ppf(0.75) - stats.norm.ppf(0.25))
+    k = res.rel_time.size
+    ok = se > 1e-7
+    with np.errstate(invalid="ignore", divide="ignore"):
+        a = np.abs(d / se)
+        p = (a >= np.abs(est / se) * (1 - 1e-10)).mean(axis=0)
+    q = np.quantile(np.where(ok, a, 0.0), 0.95, axis=0)
+    tab = r.tidy()
+    assert tab.columns == ["rel_time", "estimate", "se", "pvalue", "ci_low", "ci_high", "band_low", "band_high"]
+    np.testing.assert_allclose(r.se[ok[:k]], se[:k][ok[:k]], rtol=1e-10)
+    np.testing.assert_allclose(r.pvalue[ok[:k]], p[:k][ok[:k]], atol=1e-12)
+    np.testing.assert_allclose(r.ci_high[ok[:k]], (est + q * se)[:k][ok[:k]], rtol=1e-10)
+    assert np.isnan(r.pvalue[~ok[:k]]).all() and (base == "universal") == (~ok[:k]).any()
+    mask = (res.rel_time >= 0) if band == "post" else np.ones(k, dtype=bool)
+    mask &= ok[:k]
+    crit = max(np.quantile(a[:, :k][:, mask].max(axis=1), 0.95), stats.norm.ppf(0.975))
+    assert r.band_crit == pytest.approx(crit, rel=1e-10)
+    np.testing.assert_allclose(tab["band_high"].drop_nulls(), (res.coef + crit * se[:k])[mask], rtol=1e-10)
+    for i, kind in enumerate(kinds):
+        agg = r.aggregate(kind)
+        assert agg.se == pytest.approx(se[k + i], rel=1e-10)
+        assert agg.pvalue == pytest.approx(p[k + i], abs=1e-12)
+        assert agg.confint[0] == pytest.approx(est[k + i] - q[k + i] * se[k + i], rel=1e-10)
+        # the same draws as the fit's own bootstrap
+        assert agg.se == pytest.approx(res.aggregate(kind).se, rel=1e-12)
+    if band == "all":  # did's uniform band of the fit itself
+        assert r.band_crit == pytest.approx(res.crit, rel=1e-12)
+    lead = np.flatnonzero(res.rel_time < 0)
+    Vp = np.linalg.pinv(res.vcov[np.ix_(lead, lead)])
+    w = np.einsum("bi,ij,bj->b", d[:, lead], Vp, d[:, lead])
+    w_obs = res.coef[lead] @ Vp @ res.coef[lead]
+    assert r.pretrend_wald == pytest.approx(w_obs, rel=1e-10)
+    assert r.pretrend_pvalue == pytest.approx(np.mean(w >= w_obs * (1 - 1e-10)), abs=1e-12)
+    with pytest.raises(sl.errors.WildBootError, match="rademacher"):
+        event_study_wildboot(res, draws=99, weights="webb")

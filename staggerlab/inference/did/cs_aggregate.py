@@ -82,6 +82,11 @@ class CSAggregate(Aggregate):
         m = self._map
         return IFMap(m.cells, m.wd, m.W[:, -1:], m.A[-1:], m.chunk).matrix()[:, 0]
 
+    def cluster_sums(self) -> np.ndarray:
+        """Cluster sums of the influence functions of the labels' effects and
+        the overall one (clusters x (labels + 1); the multiplier bootstrap's input)."""
+        return self._map.cluster_sums()
+
     _LABEL = {"dynamic": "rel_time", "group": "cohort", "calendar": "time", "simple": "label"}
     df = None
 

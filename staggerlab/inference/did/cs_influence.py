@@ -16,7 +16,7 @@ from ...kernels.cs import influence_rows, influence_rows_unbalanced, multiplier_
 from ..resampling.placebo_blocks import SERIAL_BLAS
 from .cs_cells import Cells, Wide
 
-__all__ = ["IFMap", "se_from_gram", "BootSpec", "multiplier_bootstrap", "ZERO_SE"]
+__all__ = ["IFMap", "se_from_gram", "BootSpec", "multiplier_draws", "iqr_se", "multiplier_bootstrap", "ZERO_SE"]
 
 _BOOT_BLOCK = 128  # draws per seeded block: fixed, so results do not depend on n_jobs
 ZERO_SE = np.sqrt(np.finfo(float).eps) * 10  # did's threshold for "no variance"
@@ -118,13 +118,10 @@ def _draw_multipliers(rng: np.random.Generator, size: tuple[int, int], kind: str
     raise ArgumentError(f"multipliers must be 'rademacher' or 'mammen', got {kind!r}")
 
 
-def multiplier_bootstrap(s: np.ndarray, n: int, spec: BootSpec,
-                         band: np.ndarray | None = None) -> tuple[np.ndarray, float]:
-    """Multiplier bootstrap (did's ``mboot``) on the cluster sums ``s``
-    (clusters x m): bootstrap SEs (IQR-based) of the m columns and the sup-t
-    critical value over the columns in ``band`` (all if None). Each column's
-    draws depend on its own sums only, so a column's SE is the same whatever
-    other columns are bootstrapped with it."""
+def multiplier_draws(s: np.ndarray, n: int, spec: BootSpec) -> np.ndarray:
+    """The ``biters x m`` multiplier-bootstrap draws ``v's / n`` of the columns of
+    the cluster sums ``s`` (clusters x m), the multipliers ``v`` drawn in seeded
+    blocks (the same for every column: a column's draws depend on its own sums only)."""
     s = np.ascontiguousarray(s)
     nc = s.shape[0]
     n_blocks = -(-spec.biters // _BOOT_BLOCK)
@@ -144,11 +141,27 @@ def multiplier_bootstrap(s: np.ndarray, n: int, spec: BootSpec,
             out.append(multiplier_sums(v, s, float(n)))
         return np.vstack(out)
 
-    draws = np.vstack(run_blocks(one, blocks, n_jobs=spec.n_jobs, desc="multiplier bootstrap"))
+    return np.vstack(run_blocks(one, blocks, n_jobs=spec.n_jobs, desc="multiplier bootstrap"))
+
+
+def iqr_se(draws: np.ndarray) -> np.ndarray:
+    """did's bootstrap standard errors: the draws' interquartile range over the
+    normal one, per column (NaN where at most ``ZERO_SE``: no variance)."""
     q75, q25 = np.quantile(draws, [0.75, 0.25], axis=0)
     se = (q75 - q25) / (stats.norm.ppf(0.75) - stats.norm.ppf(0.25))
-    ok = se > ZERO_SE
-    se = np.where(ok, se, np.nan)
+    return np.where(se > ZERO_SE, se, np.nan)
+
+
+def multiplier_bootstrap(s: np.ndarray, n: int, spec: BootSpec,
+                         band: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """Multiplier bootstrap (did's ``mboot``) on the cluster sums ``s``
+    (clusters x m): bootstrap SEs (IQR-based) of the m columns and the sup-t
+    critical value over the columns in ``band`` (all if None). Each column's
+    draws depend on its own sums only, so a column's SE is the same whatever
+    other columns are bootstrapped with it."""
+    draws = multiplier_draws(s, n, spec)
+    se = iqr_se(draws)
+    ok = np.isfinite(se)
     if band is not None:
         ok &= band
     if not ok.any():

@@ -196,7 +196,8 @@ class EventStudyBootResult(Result):
     def summary(self) -> str:
         """Printable table."""
         pct = int(round(self.level * 100))
-        lines = [f"Wild cluster bootstrap of an event study ({self.method}; {self.bootstrap_type}, {self.weights} "
+        kind = "Multiplier bootstrap" if self.method == "cs" else "Wild cluster bootstrap"
+        lines = [f"{kind} of an event study ({self.method}; {self.bootstrap_type}, {self.weights} "
                  f"weights, {self.draws:,} draws{', full enumeration' if self.full_enumeration else ''}; "
                  f"G = {self.n_bootclusters})",
                  f"{'rel_time':>8}{'estimate':>11}{'boot p':>9}  {pct}% CI{'':>16}{pct}% sup-t band"]
@@ -286,6 +287,70 @@ def _imputation(es: Any, draws: int, weights: str, impose_null: bool, alternativ
         aggregates=aggs, tstar=tstar[:, :k], notes=notes, refs=tuple(es.refs), _pfuns=[])
 
 
+def _callaway_santanna(es: Any, draws: int, weights: str, impose_null: bool, alternative: str, confint: bool,
+                       level: float, seed: SeedLike, n_jobs: int, band: str,
+                       weight_matrix: np.ndarray | None) -> EventStudyBootResult:
+    """A Callaway-Sant'Anna event study's own multiplier bootstrap (did's
+    ``mboot``: multipliers on the cluster sums of the influence functions, IQR
+    standard errors) summarised as the other event studies' bootstraps:
+    symmetric percentile-t p-values and intervals of every event time and
+    overall aggregate, the sup-t band, the Wald pre-trend test, one set of draws."""
+    from ..did.cs import CSTuning
+    from ..did.cs_influence import BootSpec, iqr_se, multiplier_draws
+    from ..results import critical_value
+
+    if weights not in ("rademacher", "mammen"):
+        raise WildBootError(f"the multiplier bootstrap of a Callaway-Sant'Anna event study takes weights "
+                            f"'rademacher' or 'mammen', got {weights!r}")
+    if alternative != "two-sided" or weight_matrix is not None:
+        raise WildBootError("the multiplier bootstrap of a Callaway-Sant'Anna event study is two-sided, with "
+                            "drawn multipliers (no alternative= or weight_matrix=)")
+    notes = ["Callaway-Sant'Anna: multiplier bootstrap of the influence functions (unrestricted), IQR standard "
+             "errors, symmetric percentile-t intervals"] if impose_null else []
+    spec = BootSpec(int(draws), weights, resolve_entropy(seed), n_jobs, 1.0 - level, CSTuning().boot_multipliers)
+    kinds = ("simple", "dynamic", "group", "calendar")
+    aggs = [es.aggregate(kind) for kind in kinds]
+    dyn = aggs[1]
+    k = es.rel_time.size
+    sums = np.column_stack([dyn.cluster_sums()[:, :k]] + [a.cluster_sums()[:, -1] for a in aggs])
+    dstar = multiplier_draws(sums, es.n_units, spec)
+    se = iqr_se(dstar)
+    est = np.r_[es.coef, [a.estimate for a in aggs]]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tstar = dstar / se
+        a = np.abs(tstar)
+        t_obs = np.abs(est / se)
+    ok = np.isfinite(se)
+    pv = np.where(ok, (a >= t_obs * (1.0 - _TIE_RTOL)).mean(axis=0), np.nan)
+    q = np.where(ok, np.quantile(np.where(ok, a, 0.0), level, axis=0), np.nan)
+    lo, hi = est - q * se, est + q * se
+    if not ok[:k].all():
+        notes.append(f"rel_time {es.rel_time[~ok[:k]].tolist()}: no variance (the reference period), no test")
+    mask = _band_mask(es, band) & ok[:k]
+    z = critical_value(1.0 - level, es.df)
+    crit = max(float(np.quantile(a[:, :k][:, mask].max(axis=1), level)), z)
+    if crit == z:
+        notes.append("the sup-t critical value is below the pointwise one: the band uses the pointwise value "
+                     "(as did)")
+    pre_p, pre_w = _pretrend(es, es.coef, dstar[:, :k], np.ones(dstar.shape[0]), notes)
+
+    def pfun(j: int) -> Callable[[float], float]:
+        return lambda h: float((a[:, j] >= abs((est[j] - h) / se[j]) * (1.0 - _TIE_RTOL)).mean())
+
+    out = {kind: BootAggregate(kind, float(est[k + i]), float(se[k + i]), float(pv[k + i]),
+                               (float(lo[k + i]), float(hi[k + i])) if confint else None)
+           for i, kind in enumerate(kinds)}
+    return EventStudyBootResult(
+        rel_time=es.rel_time.copy(), estimate=es.coef.copy(), se=se[:k], pvalue=pv[:k],
+        ci_low=lo[:k] if confint else None, ci_high=hi[:k] if confint else None,
+        band_low=es.coef - crit * se[:k], band_high=es.coef + crit * se[:k], band_mask=mask, band_crit=crit,
+        band=band, pretrend_pvalue=pre_p, pretrend_wald=pre_w, unbounded=np.zeros(k, dtype=bool), level=level,
+        draws=int(draws), weights=weights, impose_null=False, full_enumeration=False,
+        n_bootclusters=int(sums.shape[0]), method="cs", ref=es.ref, aggregates=out, tstar=tstar[:, :k],
+        notes=notes, refs=(es.ref,) if es.base_period == "universal" else (),
+        _pfuns=[pfun(j) if ok[j] else None for j in range(k)])
+
+
 def _combinations(es: Any) -> tuple[Any, list[str], np.ndarray, Callable[[str], np.ndarray], tuple[str, ...]]:
     """The regression behind ``es``, its coefficient names, the event-study
     coefficients and the aggregates as weights on them."""
@@ -336,7 +401,12 @@ def event_study_wildboot(
         A ``method="twfe"`` or ``"sunab"`` event study fitted through ``feols``
         (the clusters are the event study's), or a ``method="imputation"`` one
         (WCU, two-sided; at most ``MAX_IMPUTATION_CLUSTERS`` clusters; aggregate
-        ``simple``).
+        ``simple``), or a Callaway-Sant'Anna result (``method="cs"``): its own
+        multiplier bootstrap (``weights`` ``"rademacher"`` or ``"mammen"``; the
+        draws of ``event_study(..., method="cs", bootstrap=True)`` with the same
+        seed, count and multipliers), with IQR standard errors, percentile-t
+        p-values and intervals of every event time and of the four overall
+        aggregates, and did's sup-t band (never below the pointwise critical value).
     draws, weights, impose_null, alternative, confint, level, seed, n_jobs, backend, weight_matrix, tuning
         As :func:`wildboot`; the null of every test is zero.
     band : {"post", "all"}
@@ -369,6 +439,9 @@ def event_study_wildboot(
 def _event_study_wildboot(es: Any, draws: int, weights: str, impose_null: bool, alternative: str, confint: bool,
                           level: float, seed: SeedLike, n_jobs: int, backend: str | None, band: str,
                           weight_matrix: np.ndarray | None, tuning: WildBootTuning) -> EventStudyBootResult:
+    if es.method == "cs":
+        return _callaway_santanna(es, draws, weights, impose_null, alternative, confint, level, seed, n_jobs, band,
+                                  weight_matrix)
     if es.method == "imputation":
         return _imputation(es, draws, weights, impose_null, alternative, confint, level, seed, n_jobs, backend,
                            band, weight_matrix)
