@@ -1,6 +1,8 @@
-"""Randomization inference of a TWFE or Sun-Abraham event study: placebo
-adoption times drawn by the design-respecting schemes of :func:`placebo`, and
-every event-study coefficient and aggregate refitted exactly for each draw.
+"""Randomization inference of a TWFE, Sun-Abraham or imputation event study:
+placebo adoption times drawn by the design-respecting schemes of
+:func:`placebo`, and every event-study coefficient and aggregate refitted
+exactly for each draw (the imputation estimator's tables are in
+``es_placebo_imputation``; the regression event studies' below).
 
 Notation: ``F = M_u [period dummies 2..T, controls]`` (``M_u`` the unit
 demeaning; ``m`` columns), ``C = F'F``, ``y~`` the residual of the outcome on
@@ -227,7 +229,7 @@ def _event_time_stats(b: np.ndarray, n: np.ndarray, units: np.ndarray, levels: n
 def event_study_placebo(es: Any, draws: int = 1000, scheme: str = "units+timing", alternative: str = "two-sided",
                         seed: SeedLike = 0, n_jobs: int | None = 1, backend: str | None = None, *,
                         level: float = 0.95, keep_draws: bool = False) -> EventStudyPlaceboResult:
-    """Randomization inference of every coefficient and aggregate of a TWFE or Sun-Abraham event study.
+    """Randomization inference of every coefficient and aggregate of a TWFE, Sun-Abraham or imputation event study.
 
     Called by :func:`~staggerlab.inference.resampling.placebo.placebo` when given
     an event-study result.
@@ -238,7 +240,11 @@ def event_study_placebo(es: Any, draws: int = 1000, scheme: str = "units+timing"
         ``method="twfe"`` or ``"sunab"``, fitted through ``feols``, unweighted,
         with binned endpoints (the default); Sun-Abraham with never-treated
         units (draws that leave a cohort unobserved at the reference period,
-        which Sun-Abraham would drop, are left out).
+        which Sun-Abraham would drop, are left out); or ``"imputation"``,
+        unweighted, with no treated row dropped by the fit (aggregates
+        ``simple`` and ``dynamic``; a unit left without untreated rows in a
+        draw is dropped as the estimator drops it, and a draw with a period
+        without untreated rows is left out).
     draws : int
         Placebo draws.
     scheme : {"units", "timing", "units+timing"}
@@ -261,7 +267,8 @@ def event_study_placebo(es: Any, draws: int = 1000, scheme: str = "units+timing"
     Raises
     ------
     EventStudyError
-        Another method, a lean-path, weighted or unbinned event study.
+        Another method; a lean-path, weighted or unbinned regression event
+        study; a weighted imputation event study or one whose fit dropped rows.
     """
     if es.method not in ("twfe", "sunab", "imputation"):
         raise EventStudyError("randomization inference of an event study covers method='twfe', 'sunab' and "
