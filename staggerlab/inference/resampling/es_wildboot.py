@@ -471,7 +471,7 @@ def _event_study_wildboot(es: Any, draws: int, weights: str, impose_null: bool, 
     blocks = list(bd.blocks()) if 8 * d.nobs * n_cols <= _KEEP_BLOCKS_BYTES else None
     algs = algebras(bd, bc.boot, bc.n_boot, parts, bc.adj, impose_null, [(c, float(c @ fit.beta)) for c in contrasts],
                     blocks)
-    types = cluster_types(blocks if blocks is not None else list(bd.blocks()), bc.boot, bc.n_boot) \
+    types = cluster_types(blocks if blocks is not None else bd.blocks(), bc.boot, bc.n_boot, bd.A.shape[0]) \
         if batchable(algs) else None
     del blocks
     enumerate_all, B, wm = draw_plan(weights, bc.n_boot, draws, weight_matrix, notes)

@@ -22,11 +22,12 @@ and each combination costs O(types x k) per draw instead of the three
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterable
 
 import numpy as np
 
 from ...kernels.wildboot import cluster_wsums_into
+from .wildboot_algebra import GRAM_BUDGET
 
 __all__ = ["cluster_types", "TypedBatchRunner", "MAX_TYPES"]
 
@@ -36,14 +37,17 @@ MAX_TYPES = 256
 _TYPES_PER_CLUSTER = 0.125
 
 
-def cluster_types(blocks: Sequence[tuple[Any, np.ndarray]], boot: np.ndarray, n_boot: int
+def cluster_types(blocks: Iterable[tuple[Any, np.ndarray]], boot: np.ndarray, n_boot: int, k: int
                   ) -> tuple[np.ndarray, np.ndarray] | None:
     """Group the bootstrap clusters by their Gram matrix ``X_g'X_g`` (equal bits).
 
-    Returns ``(type_of_cluster, gram_of_type)`` (``G`` codes; ``types x k x k``),
-    or None when the types are too many for :class:`TypedBatchRunner` to pay.
+    ``blocks``: the design's row chunks (``k`` columns). Returns
+    ``(type_of_cluster, gram_of_type)`` (``G`` codes; ``types x k x k``), or None
+    when the per-cluster Gram table exceeds ``GRAM_BUDGET`` doubles or the types
+    are too many for :class:`TypedBatchRunner` to pay.
     """
-    k = blocks[0][1].shape[1]
+    if n_boot * k * k > GRAM_BUDGET:
+        return None
     XX = np.zeros((k, n_boot, k))
     for rows, X in blocks:
         cluster_wsums_into(XX, X, X, boot[rows])
