@@ -433,8 +433,38 @@ def test_es_placebo_imputation_equals_brute_force_refits(scheme):
     assert r.fisher_pvalue == pytest.approx((1 + np.sum(np.abs(s) >= abs(est) * (1 - 1e-10))) / (1 + s.size))
 
 
+def test_es_placebo_imputation_leaves_out_draws_without_untreated_period():
+    """Six of 12 units lack period 6 and only the 3 never-treated units keep it untreated:
+    a draw giving them treated adoption times leaves period 6 without untreated rows,
+    the refit drops its treated rows, and the draw is left out (every other draw is kept)."""
+    from staggerlab.inference.resampling.es_placebo import event_study_placebo
+
+    df = _panel(12, 6, [3] * 3 + [4] * 3 + [3] * 3 + [0] * 3, seed=4)
+    df = df.filter(~((pl.col("unit") < 6) & (pl.col("time") == 6)))
+    kw = dict(y="y", unit="unit", time="time", window=(-2, 2), method="imputation")
+    es = sl.event_study(df, cohort="cohort", **kw)
+    r = event_study_placebo(es, draws=60, scheme="units", seed=1, keep_draws=True)
+    has6 = df.filter(pl.col("time") == 6)["unit"].unique().to_numpy()
+    col = np.searchsorted(r.units, has6)
+    expect_out = (r.adoption[:, col] > 0).all(axis=1)  # every unit observed in period 6 treated by then
+    assert expect_out.any() and not expect_out.all()
+    np.testing.assert_array_equal(~np.isfinite(r.aggregates["simple"][3]), expect_out)
+    assert r.n_valid.max() <= 60 - expect_out.sum()
+    i = int(np.flatnonzero(expect_out)[0])
+    g = dict(zip(r.units.tolist(), r.adoption[i].tolist()))
+    with pytest.warns(UserWarning, match="dropped"):
+        sl.event_study(df.with_columns(pl.col("unit").replace_strict(g, return_dtype=pl.Int64).alias("cohort")),
+                       cohort="cohort", **kw)
+
+
 def test_es_placebo_imputation_refusals():
     df = _panel(20, 6, [3] * 6 + [0] * 14, seed=9).with_columns(w=pl.lit(2.0))
     kw = dict(y="y", unit="unit", time="time", cohort="cohort", window=(-2, 2), method="imputation")
     with pytest.raises(sl.errors.EventStudyError, match="weighted"):
         sl.placebo(sl.event_study(df, weights="w", **kw), draws=10)
+    # a unit treated from its first period: the fit drops its rows, a refit per draw would differ
+    early = df.with_columns(pl.when(pl.col("unit") == 0).then(1).otherwise(pl.col("cohort")).alias("cohort"))
+    with pytest.warns(UserWarning, match="dropped"):
+        es = sl.event_study(early, **kw)
+    with pytest.raises(sl.errors.EventStudyError, match="dropped"):
+        sl.placebo(es, draws=10)
