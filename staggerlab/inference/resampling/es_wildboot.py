@@ -21,6 +21,9 @@ same weights (``SharedRunner``), so for a coefficient the result is the one
 * Imputation event studies (not regression coefficients, but linear in the
   outcome): WCU percentile-t from one estimator pass per cluster, in
   ``es_wildboot_imputation``.
+* Callaway-Sant'Anna (``method="cs"``): its own multiplier bootstrap of the
+  influence functions (did's ``mboot``), summarised the same way from one set
+  of multiplier draws (IQR standard errors, symmetric percentile-t).
 * Joint pre-trend test: the Wald statistic ``W = b' V^-1 b`` of the leads
   (``V`` their CRV1 covariance, as :meth:`EventStudyResult.pretrend_test`)
   against its WCU distribution ``W* = d*' V^-1 d*``, ``d* = b* - b`` (the
@@ -356,8 +359,8 @@ def _combinations(es: Any) -> tuple[Any, list[str], np.ndarray, Callable[[str], 
     coefficients and the aggregates as weights on them."""
     if es.method not in ("twfe", "sunab"):
         raise WildBootError(
-            f"the wild bootstrap of an event study covers method='twfe', 'sunab' and 'imputation'; "
-            f"method={es.method!r} keeps its own inference (Callaway-Sant'Anna: its multiplier bootstrap)")
+            f"the bootstrap of an event study covers method='twfe', 'sunab', 'imputation' (wild) and 'cs' (its "
+            f"multiplier bootstrap); method={es.method!r} keeps its own inference")
     fit = es.extra.get("fit")
     if fit is None:
         raise WildBootError(
