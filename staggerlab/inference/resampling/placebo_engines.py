@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 
 from ...kernels import placebo as kp
-from ...kernels._jit import threads_for
 from ...kernels.cluster import cluster_sums
 from ..regression.feols import Feols
 from ..regression.rank import COLLIN_TOL
@@ -62,8 +61,7 @@ class FastEngine:
         table_bytes = 8 * n_units * (thr_L.size * (M + 2) + (M + M * (M + 1) // 2 if with_w else 0))
         # huge panels: no per-unit tables, two passes over the rows per slab
         self.stream = table_bytes > tuning.table_budget
-        with threads_for(unit_N.size * n_periods):
-            W = self._tables(fit, param, unit_N, n_units, per_N, n_periods, thr_L, with_w)
+        W = self._tables(fit, param, unit_N, n_units, per_N, n_periods, thr_L, with_w)
         self.cl, self.Wc, self.gram = None, None, None
         if with_w:
             self._clusters(cl_U, W, sampler)
@@ -162,14 +160,10 @@ class FastEngine:
         return beta / np.sqrt((self.yy - beta**2 * dmd) / self.df_resid / dmd)
 
     def compute(self, pick: np.ndarray, lidx: np.ndarray) -> np.ndarray:
-        with threads_for(pick.shape[0] * (self.n_units if self.many_treated else pick.shape[1] * self.tab.shape[1])):
-            return self._compute(pick, lidx)
-
-    def _compute(self, pick: np.ndarray, lidx: np.ndarray) -> np.ndarray:
         # the dense level matrix (draws x units) is bounded by tuning.level_slab
         step = max(1, self.tuning.level_slab // self.n_units)
         if pick.shape[0] > step:
-            return np.concatenate([self._compute(pick[a : a + step], lidx[a : a + step])
+            return np.concatenate([self.compute(pick[a : a + step], lidx[a : a + step])
                                    for a in range(0, pick.shape[0], step)])
         lev = None
         if self.many_treated:
