@@ -40,7 +40,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._jit import jit, readonly, run_chunks
-from .within import add_packed, unit_block
+from .within import unit_block
 
 __all__ = [
     "unit_tables",
@@ -82,6 +82,16 @@ def _ro64(a: np.ndarray) -> np.ndarray:
     return readonly(np.ascontiguousarray(a, dtype=np.int64))
 
 
+def _i64(a: np.ndarray) -> np.ndarray:
+    """``a`` as a C-contiguous int64 array (no copy if it already is one).
+
+    The per-draw kernels take the engine's own arrays, which are writable:
+    they are passed without a read-only view, which costs more than the
+    kernel call itself for the smallest kernels (a few microseconds each).
+    """
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
 def _in_order(part: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
     """``start + part[0] + part[1] + ...``, added in chunk order."""
     out = part[0].copy() if start is None else start + part[0]
@@ -111,11 +121,18 @@ def _unit_tables_chunks(lo, hi, n_chunks, row_ptr, rows, per_N, X_NX, xc_K, y_N,
     F_TM = np.empty((max_rows, M))
     y_T = np.empty(max_rows)
     cnt_L = np.empty(L)
+    # G_i accumulated as a full M x M square (contiguous inner loops that
+    # vectorize), packed once per unit: each entry is the same in-order sum
+    # over the unit's rows as a packed accumulation, at half the time
+    G_MM = np.empty((M, M))
     for ch in range(lo, hi):
         for i in range(ch * U // n_chunks, (ch + 1) * U // n_chunks):
             n = unit_block(i, row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, F_TM, y_T)
             for l in range(L):
                 cnt_L[l] = 0.0
+            for a in range(M):
+                for b in range(M):
+                    G_MM[a, b] = 0.0
             for j in range(n):
                 per = per_N[rows[row_ptr[i] + j]]
                 yj = y_T[j]
@@ -127,9 +144,19 @@ def _unit_tables_chunks(lo, hi, n_chunks, row_ptr, rows, per_N, X_NX, xc_K, y_N,
                         t[M] += yj
                         cnt_L[l] += 1.0
                 if with_w:
-                    add_packed(W_UP[i], F_TM, j, yj, M)
+                    for a in range(M):
+                        fa = F_TM[j, a]
+                        W_UP[i, a] += yj * fa
+                        for b in range(M):
+                            G_MM[a, b] += fa * F_TM[j, b]
             for l in range(L):
                 tab_RQ[i * L + l, M + 1] = cnt_L[l] - cnt_L[l] * cnt_L[l] / n
+            if with_w:
+                p = M
+                for a in range(M):
+                    for b in range(a, M):
+                        W_UP[i, p] = G_MM[a, b]
+                        p += 1
 
 
 def unit_tables(row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, thr_L, max_rows, with_w):
@@ -215,7 +242,7 @@ def pack_outer(theta_BM, beta_B):
     P = M + M * (M + 1) // 2
     Z_BP = np.empty((B, P))
     n_chunks = min(B, _DRAW_CHUNKS)
-    run_chunks(_pack_outer_chunks, n_chunks, (n_chunks, readonly(theta_BM), readonly(beta_B), Z_BP), work=B * P)
+    run_chunks(_pack_outer_chunks, n_chunks, (n_chunks, theta_BM, beta_B, Z_BP), work=B * P)
     return Z_BP
 
 
@@ -255,11 +282,11 @@ def draw_levels(pick_BK, l_BK, ent_ptr, ent_units, out_UB, offset):
     lev_BU = np.full((B, n_units), -1, dtype=out_UB.dtype)
     n_chunks = min(B, _DRAW_CHUNKS)
     run_chunks(_scatter_levels_chunks, n_chunks,
-               (n_chunks, _ro64(pick_BK), _ro64(l_BK), _ro64(ent_ptr), _ro64(ent_units), lev_BU),
+               (n_chunks, _i64(pick_BK), _i64(l_BK), _i64(ent_ptr), _i64(ent_units), lev_BU),
                work=B * K * max(1, ent_units.shape[0] // max(1, ent_ptr.shape[0] - 1)))
     # scattered by draw (cache-friendly), read by unit: transpose in tiles
     n_chunks = min((n_units + 63) // 64, _UNIT_CHUNKS)
-    run_chunks(_transpose_levels_chunks, n_chunks, (n_chunks, readonly(lev_BU), out_UB, int(offset)),
+    run_chunks(_transpose_levels_chunks, n_chunks, (n_chunks, lev_BU, out_UB, int(offset)),
                work=B * n_units)
 
 
@@ -289,7 +316,7 @@ def draw_thetas(lev_UB, tab_RQ, n_l, Cinv_MM):
     U, B = lev_UB.shape
     Q = tab_RQ.shape[1]
     part = np.zeros((_UNIT_CHUNKS, B, Q))
-    run_chunks(_draw_thetas_chunks, _UNIT_CHUNKS, (_UNIT_CHUNKS, readonly(lev_UB), readonly(tab_RQ), int(n_l), part),
+    run_chunks(_draw_thetas_chunks, _UNIT_CHUNKS, (_UNIT_CHUNKS, lev_UB, tab_RQ, int(n_l), part),
                work=U * B * Q)
     return _solve_thetas(part, Cinv_MM)
 
@@ -321,8 +348,8 @@ def draw_thetas_sparse(pick_BK, l_BK, ent_ptr, ent_units, tab_RQ, n_l, Cinv_MM):
     M = Cinv_MM.shape[0]
     out = (np.empty((B, M)), np.empty(B), np.empty(B), np.empty(B))
     n_chunks = min(B, _DRAW_CHUNKS)
-    args = (n_chunks, _ro64(pick_BK), _ro64(l_BK), _ro64(ent_ptr), _ro64(ent_units), readonly(tab_RQ), int(n_l),
-            readonly(Cinv_MM), *out)
+    args = (n_chunks, _i64(pick_BK), _i64(l_BK), _i64(ent_ptr), _i64(ent_units), tab_RQ, int(n_l),
+            Cinv_MM, *out)
     run_chunks(_sparse_thetas_chunks, n_chunks, args, work=B * K * tab_RQ.shape[1])
     return out
 
@@ -348,7 +375,7 @@ def _solve_thetas(part_CBQ, Cinv_MM):
     M = Cinv_MM.shape[0]
     out = (np.empty((B, M)), np.empty(B), np.empty(B), np.empty(B))
     n_chunks = min(B, _DRAW_CHUNKS)
-    run_chunks(_solve_chunks, n_chunks, (n_chunks, readonly(part_CBQ), readonly(Cinv_MM), *out),
+    run_chunks(_solve_chunks, n_chunks, (n_chunks, part_CBQ, Cinv_MM, *out),
                work=B * (n_parts * Q + M * M))
     return out
 
@@ -418,7 +445,7 @@ def _invert_draws(pick_BK, l_BK, ent_ptr, ent_units, n_units):
 def invert_draws(pick_BK, l_BK, ent_ptr, ent_units, n_units):
     """For every unit, the draws that treat it and its adoption index in each
     (CSR: ``draw_b[ptr[i]:ptr[i + 1]]``, ``draw_l`` alike, in draw order)."""
-    return _invert_draws(_ro64(pick_BK), _ro64(l_BK), _ro64(ent_ptr), _ro64(ent_units), int(n_units))
+    return _invert_draws(_i64(pick_BK), _i64(l_BK), _i64(ent_ptr), _i64(ent_units), int(n_units))
 
 
 @jit(fastmath=_SIMD)
@@ -441,8 +468,8 @@ def draw_meats_by_unit(ptr, draw_b, draw_l, tab_RQ, n_l, theta_BM, beta_B, Z_BP,
     B = q0_B.shape[0]
     n_chunks = max(1, min(U, _UNIT_CHUNKS))
     part = np.zeros((n_chunks, B))
-    args = (n_chunks, _ro64(ptr), _ro64(draw_b), _ro64(draw_l), readonly(tab_RQ), int(n_l), readonly(theta_BM),
-            readonly(beta_B), readonly(Z_BP), readonly(W_UP), part)
+    args = (n_chunks, _i64(ptr), _i64(draw_b), _i64(draw_l), tab_RQ, int(n_l), theta_BM,
+            beta_B, Z_BP, W_UP, part)
     run_chunks(_meats_by_unit_chunks, n_chunks, args, work=draw_b.shape[0] * (Z_BP.shape[1] + theta_BM.shape[1]))
     return _in_order(part, q0_B)
 
@@ -498,35 +525,22 @@ def draw_meats(pick_BK, l_BK, ent_ptr, ent_units, cl_U, n_clusters, tab_RQ, n_l,
     B, K = pick_BK.shape
     meat_B = np.empty(B)
     n_chunks = min(B, _DRAW_CHUNKS)
-    args = (n_chunks, _ro64(pick_BK), _ro64(l_BK), _ro64(ent_ptr), _ro64(ent_units), _ro64(cl_U), int(n_clusters),
-            readonly(tab_RQ), int(n_l), readonly(theta_BM), readonly(beta_B), readonly(Z_BP), readonly(Wc_CP),
-            readonly(q0_B), meat_B)
+    args = (n_chunks, _i64(pick_BK), _i64(l_BK), _i64(ent_ptr), _i64(ent_units), _i64(cl_U), int(n_clusters),
+            tab_RQ, int(n_l), theta_BM, beta_B, Z_BP, Wc_CP,
+            q0_B, meat_B)
     run_chunks(_meats_chunks, n_chunks, args, work=B * K * (theta_BM.shape[1] + Z_BP.shape[1]))
     return meat_B
 
 
-@jit(fastmath=_SIMD)
-def _gram_q0_chunks(lo, hi, n_chunks, Z_BP, G_PP, q0_B):
-    B = Z_BP.shape[0]
-    for ch in range(lo, hi):
-        b0 = ch * B // n_chunks
-        b1 = (ch + 1) * B // n_chunks
-        ZG = np.dot(Z_BP[b0:b1], G_PP)
-        for b in range(b0, b1):
-            q0_B[b] = _dot(ZG[b - b0], Z_BP[b])
-
-
 def gram_q0(Z_BP, G_PP):
-    """``z_b' G z_b`` per draw, with one matrix product per chunk of draws.
+    """``z_b' G z_b`` per draw: one matrix product for the whole block of
+    draws, then a row-wise dot product.
 
     The caller limits BLAS to one thread: a product split across BLAS threads
-    can round differently from a serial one.
+    can round differently from a serial one. One product per block runs at
+    BLAS speed (many small products ran at half of it).
     """
-    B, P = Z_BP.shape
-    q0_B = np.empty(B)
-    n_chunks = min(B, _PRODUCT_CHUNKS)
-    run_chunks(_gram_q0_chunks, n_chunks, (n_chunks, readonly(Z_BP), readonly(G_PP), q0_B), work=B * P * P)
-    return q0_B
+    return np.einsum("bp,bp->b", Z_BP @ G_PP, Z_BP)
 
 
 @jit(fastmath=_SIMD)
@@ -732,7 +746,7 @@ def partial_shuffle(u_BK, n):
     B, K = u_BK.shape
     out_BK = np.empty((B, K), dtype=np.int64)
     n_chunks = min(B, _DRAW_CHUNKS)
-    run_chunks(_shuffle_chunks, n_chunks, (n_chunks, readonly(u_BK), int(n), out_BK), work=B * K * 4 + n * n_chunks)
+    run_chunks(_shuffle_chunks, n_chunks, (n_chunks, u_BK, int(n), out_BK), work=B * K * 4 + n * n_chunks)
     return out_BK
 
 
@@ -753,7 +767,7 @@ def adoption_times(pick_BK, l_BK, ent_ptr, ent_units, gvals_L, n_units):
     B, K = pick_BK.shape
     out_BU = np.zeros((B, n_units), dtype=np.int64)
     n_chunks = min(B, _DRAW_CHUNKS)
-    args = (n_chunks, _ro64(pick_BK), _ro64(l_BK), _ro64(ent_ptr), _ro64(ent_units), readonly(gvals_L), out_BU)
+    args = (n_chunks, _i64(pick_BK), _i64(l_BK), _i64(ent_ptr), _i64(ent_units), gvals_L, out_BU)
     run_chunks(_adoption_times_chunks, n_chunks, args, work=B * max(K, n_units // 8))
     return out_BU
 
