@@ -425,15 +425,18 @@ def test_bit_identical_for_one_or_two_threads(monkeypatch, cluster, tuning):
     from staggerlab.inference.resampling.placebo import PlaceboTuning
     from staggerlab.kernels import _jit
     from staggerlab.kernels import placebo as kp
+    from staggerlab.kernels import placebo_draws as kpd
+    from staggerlab.kernels import placebo_stream as kps
 
     threads_used = []
-    real = kp.run_chunks
+    real = _jit.run_chunks
 
     def spy(body, n_chunks, args, work, **kw):
         threads_used.append(min(_jit.n_threads(work), n_chunks))
         return real(body, n_chunks, args, work, **kw)
 
-    monkeypatch.setattr(kp, "run_chunks", spy)
+    for module in (kp, kpd, kps):
+        monkeypatch.setattr(module, "run_chunks", spy)
     df = sl.simulate.staggered(1500, 10, n_controls=3, drop_share=0.1, seed=11).with_columns(grp=pl.col("unit") // 3)
     fit = sl.feols("y ~ treat + x1 + x2 + x3 | unit + time", df, vcov={"CRV1": cluster})
     method = "general" if tuning is None else "fast"

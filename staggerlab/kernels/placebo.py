@@ -8,9 +8,12 @@ Two families:
   ``draw_thetas*`` kernels give every draw's coefficient, and ``gram_q0`` with
   ``draw_meats*`` (few treated clusters per draw) or ``dense_meats`` (many)
   its cluster-robust meat, without an N x B matrix; ``stream_thetas`` and
-  ``stream_meats`` do the same without stored tables (huge panels);
+  ``stream_meats`` (:mod:`staggerlab.kernels.placebo_stream`) do the same
+  without stored tables (huge panels);
 * the general path: ``placebo_columns`` builds a block of placebo treatment
-  columns (N x B) that the caller demeans and reduces.
+  columns (N x B) that the caller demeans and reduces; it and the sampler's
+  kernels live in :mod:`staggerlab.kernels.placebo_draws` and are re-exported
+  here.
 
 A draw is sparse: ``pick_BK[b]`` lists the K entities (units, or clusters of
 units under cluster-level assignment) treated in draw ``b`` and ``l_BK[b]``
@@ -40,6 +43,9 @@ from __future__ import annotations
 import numpy as np
 
 from ._jit import jit, readonly, run_chunks
+
+# the sampler's and the general path's kernels (own module, re-exported here)
+from .placebo_draws import adoption_times, partial_shuffle, placebo_columns
 from .within import unit_block
 
 __all__ = [
@@ -51,8 +57,6 @@ __all__ = [
     "draw_meats",
     "pack_outer",
     "partial_shuffle",
-    "stream_thetas",
-    "stream_meats",
     "adoption_times",
     "draw_levels",
     "invert_draws",
@@ -60,11 +64,14 @@ __all__ = [
     "gram_q0",
     "dense_meats",
     "placebo_columns",
+    "solve_thetas",
+    "treated_part",
+    "SIMD",
 ]
 
 #: reassociation and FMA contraction let the short dot products vectorize;
 #: NaN/inf semantics are kept (collinear draws are NaN).
-_SIMD = {"reassoc", "contract"}
+SIMD = {"reassoc", "contract"}
 
 #: fixed number of unit chunks with private partial sums: the summation
 #: order depends on this constant only, not on the number of threads
@@ -290,7 +297,7 @@ def draw_levels(pick_BK, l_BK, ent_ptr, ent_units, out_UB, offset):
                work=B * n_units)
 
 
-@jit(fastmath=_SIMD)
+@jit(fastmath=SIMD)
 def _draw_thetas_chunks(lo, hi, n_chunks, lev_UB, tab_RQ, n_l, part):
     U, B = lev_UB.shape
     Q = tab_RQ.shape[1]
@@ -318,10 +325,10 @@ def draw_thetas(lev_UB, tab_RQ, n_l, Cinv_MM):
     part = np.zeros((_UNIT_CHUNKS, B, Q))
     run_chunks(_draw_thetas_chunks, _UNIT_CHUNKS, (_UNIT_CHUNKS, lev_UB, tab_RQ, int(n_l), part),
                work=U * B * Q)
-    return _solve_thetas(part, Cinv_MM)
+    return solve_thetas(part, Cinv_MM)
 
 
-@jit(fastmath=_SIMD)
+@jit(fastmath=SIMD)
 def _sparse_thetas_chunks(lo, hi, n_chunks, pick_BK, l_BK, ent_ptr, ent_units, tab_RQ, n_l, Cinv_MM, theta_BM,
                           dmd_B, dmy_B, uu_B):
     B, K = pick_BK.shape
@@ -354,7 +361,7 @@ def draw_thetas_sparse(pick_BK, l_BK, ent_ptr, ent_units, tab_RQ, n_l, Cinv_MM):
     return out
 
 
-@jit(fastmath=_SIMD)
+@jit(fastmath=SIMD)
 def _solve_chunks(lo, hi, n_chunks, part_CBQ, Cinv_MM, theta_BM, dmd_B, dmy_B, uu_B):
     n_parts, B, Q = part_CBQ.shape
     acc = np.empty(Q)
@@ -368,7 +375,7 @@ def _solve_chunks(lo, hi, n_chunks, part_CBQ, Cinv_MM, theta_BM, dmd_B, dmy_B, u
             _solve_theta(acc, Cinv_MM, b, theta_BM, dmd_B, dmy_B, uu_B)
 
 
-def _solve_thetas(part_CBQ, Cinv_MM):
+def solve_thetas(part_CBQ, Cinv_MM):
     """Add the chunks' partial ``[sum SF, sum Sy, sum UU]`` (in chunk order)
     and solve every draw's theta, D'MD, D'My."""
     n_parts, B, Q = part_CBQ.shape
@@ -380,7 +387,7 @@ def _solve_thetas(part_CBQ, Cinv_MM):
     return out
 
 
-@jit(fastmath=_SIMD, inline="always")
+@jit(fastmath=SIMD, inline="always")
 def _solve_theta(acc, Cinv_MM, b, theta_BM, dmd_B, dmy_B, uu_B):
     """From ``acc = [sum_S SF, sum_S Sy, sum_S UU]``: theta, D'MD, D'My."""
     M = Cinv_MM.shape[0]
@@ -397,8 +404,8 @@ def _solve_theta(acc, Cinv_MM, b, theta_BM, dmd_B, dmy_B, uu_B):
     uu_B[b] = uu
 
 
-@jit(fastmath=_SIMD, inline="always")
-def _treated_part(row, theta, beta):
+@jit(fastmath=SIMD, inline="always")
+def treated_part(row, theta, beta):
     """What treating a unit adds to its score, from its table row."""
     M = theta.shape[0]
     sft = 0.0
@@ -407,7 +414,7 @@ def _treated_part(row, theta, beta):
     return row[M] - beta * (row[M + 1] - 2.0 * sft)
 
 
-@jit(fastmath=_SIMD, inline="always")
+@jit(fastmath=SIMD, inline="always")
 def _dot(a, b):
     s = 0.0
     for p in range(a.shape[0]):
@@ -448,7 +455,7 @@ def invert_draws(pick_BK, l_BK, ent_ptr, ent_units, n_units):
     return _invert_draws(_i64(pick_BK), _i64(l_BK), _i64(ent_ptr), _i64(ent_units), int(n_units))
 
 
-@jit(fastmath=_SIMD)
+@jit(fastmath=SIMD)
 def _meats_by_unit_chunks(lo, hi, n_chunks, ptr, draw_b, draw_l, tab_RQ, n_l, theta_BM, beta_B, Z_BP, W_UP, part):
     U = ptr.shape[0] - 1
     for ch in range(lo, hi):
@@ -456,7 +463,7 @@ def _meats_by_unit_chunks(lo, hi, n_chunks, ptr, draw_b, draw_l, tab_RQ, n_l, th
             w = W_UP[i]
             for q in range(ptr[i], ptr[i + 1]):
                 b = draw_b[q]
-                c = _treated_part(tab_RQ[i * n_l + draw_l[q]], theta_BM[b], beta_B[b])
+                c = treated_part(tab_RQ[i * n_l + draw_l[q]], theta_BM[b], beta_B[b])
                 part[ch, b] += c * (c - 2.0 * _dot(w, Z_BP[b]))
 
 
@@ -474,7 +481,7 @@ def draw_meats_by_unit(ptr, draw_b, draw_l, tab_RQ, n_l, theta_BM, beta_B, Z_BP,
     return _in_order(part, q0_B)
 
 
-@jit(fastmath=_SIMD)
+@jit(fastmath=SIMD)
 def _meats_chunks(lo, hi, n_chunks, pick_BK, l_BK, ent_ptr, ent_units, cl_U, n_clusters, tab_RQ, n_l, theta_BM,
                   beta_B, Z_BP, Wc_CP, q0_B, meat_B):
     B, K = pick_BK.shape
@@ -500,7 +507,7 @@ def _meats_chunks(lo, hi, n_chunks, pick_BK, l_BK, ent_ptr, ent_units, cl_U, n_c
                             touched = grown
                         touched[n_t] = g
                         n_t += 1
-                    delta_C[g] += _treated_part(tab_RQ[i * n_l + l], theta_BM[b], beta_B[b])
+                    delta_C[g] += treated_part(tab_RQ[i * n_l + l], theta_BM[b], beta_B[b])
             acc = q0_B[b]
             for t in range(n_t):
                 g = touched[t]
@@ -543,7 +550,7 @@ def gram_q0(Z_BP, G_PP):
     return np.einsum("bp,bp->b", Z_BP @ G_PP, Z_BP)
 
 
-@jit(fastmath=_SIMD)
+@jit(fastmath=SIMD)
 def _dense_meats_chunks(lo, hi, n_chunks, lev_UB, tab_RQ, n_l, theta_BM, beta_B, Zt_PB, Wc_CP, cl_order, cl_starts,
                         width, part):
     B = lev_UB.shape[1]
@@ -560,7 +567,7 @@ def _dense_meats_chunks(lo, hi, n_chunks, lev_UB, tab_RQ, n_l, theta_BM, beta_B,
                     for b in range(B):
                         l = lev_UB[i, b]
                         w = 1.0 if l >= 0 else 0.0
-                        row[b] -= w * _treated_part(tab_RQ[i * n_l + max(l, 0)], theta_BM[b], beta_B[b])
+                        row[b] -= w * treated_part(tab_RQ[i * n_l + max(l, 0)], theta_BM[b], beta_B[b])
                 for b in range(B):
                     part[ch, b] += row[b] * row[b]
 
@@ -581,216 +588,3 @@ def dense_meats(lev_UB, tab_RQ, n_l, theta_BM, beta_B, Zt_PB, Wc_CP, cl_order, c
             readonly(Zt_PB), readonly(Wc_CP), _ro64(cl_order), _ro64(cl_starts), int(width), part)
     run_chunks(_dense_meats_chunks, n_chunks, args, work=B * (C * P + U * theta_BM.shape[1]))
     return _in_order(part)
-
-
-# ------------------------------------------------- streaming (huge panels)
-# When the per-unit tables would not fit the memory budget (10 million rows:
-# W alone is 1.4 GB), every slab of draws makes two passes over the units,
-# rebuilding each unit's rows of F on the fly: no table is stored.
-
-
-@jit(fastmath=_SIMD)
-def _unit_stream(i, row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, thr_L, theta_y, F_TM, y_T, tab_LQ):
-    """Unit i's rows of F, its residualized outcome ``yu - F theta_y`` and its
-    table rows ``[SF_il, Sy_il, UU_il]``; returns the number of rows."""
-    n = unit_block(i, row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, F_TM, y_T)
-    M = F_TM.shape[1]
-    L = thr_L.shape[0]
-    for j in range(n):
-        e = y_T[j]
-        for m in range(M):
-            e -= F_TM[j, m] * theta_y[m]
-        y_T[j] = e
-    for l in range(L):
-        for q in range(M + 2):
-            tab_LQ[l, q] = 0.0
-    for j in range(n):
-        per = per_N[rows[row_ptr[i] + j]]
-        for l in range(L):
-            if per >= thr_L[l]:
-                for m in range(M):
-                    tab_LQ[l, m] += F_TM[j, m]
-                tab_LQ[l, M] += y_T[j]
-                tab_LQ[l, M + 1] += 1.0
-    for l in range(L):
-        c = tab_LQ[l, M + 1]
-        tab_LQ[l, M + 1] = c - c * c / n
-    return n
-
-
-@jit(fastmath=_SIMD)
-def _stream_thetas_chunks(lo, hi, n_chunks, row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, thr_L, theta_y,
-                          max_rows, lev_UB, part):
-    U = row_ptr.shape[0] - 1
-    M = theta_y.shape[0]
-    L = thr_L.shape[0]
-    B = part.shape[1]
-    F_TM = np.empty((max_rows, M))
-    y_T = np.empty(max_rows)
-    tab_LQ = np.empty((L, M + 2))
-    for ch in range(lo, hi):
-        for i in range(ch * U // n_chunks, (ch + 1) * U // n_chunks):
-            _unit_stream(i, row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, thr_L, theta_y, F_TM, y_T, tab_LQ)
-            for b in range(B):
-                l = lev_UB[i, b]
-                if l >= 0:
-                    for q in range(M + 2):
-                        part[ch, b, q] += tab_LQ[l, q]
-
-
-def stream_thetas(row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, thr_L, theta_y, max_rows, lev_UB, n_draws,
-                  Cinv_MM):
-    """:func:`draw_thetas` without stored tables (first pass of a slab)."""
-    U = row_ptr.shape[0] - 1
-    M = Cinv_MM.shape[0]
-    n_chunks = max(1, min(U, _UNIT_CHUNKS))
-    part = np.zeros((n_chunks, n_draws, M + 2))
-    args = (n_chunks, _ro64(row_ptr), readonly(rows), readonly(per_N), readonly(X_NX), _ro64(xc_K), readonly(y_N),
-            int(n_periods), _ro64(thr_L), readonly(theta_y), int(max_rows), readonly(lev_UB), part)
-    run_chunks(_stream_thetas_chunks, n_chunks, args, work=rows.shape[0] * M * (thr_L.shape[0] + 2) + U * n_draws)
-    return _solve_thetas(part, Cinv_MM)
-
-
-@jit(fastmath=_SIMD)
-def _stream_meats_chunks(lo, hi, n_chunks, row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, thr_L, theta_y,
-                         max_rows, lev_UB, thetaT_MB, beta_B, cl_order, cl_starts, part):
-    C = cl_starts.shape[0] - 1
-    M = thetaT_MB.shape[0]
-    L = thr_L.shape[0]
-    B = beta_B.shape[0]
-    F_TM = np.empty((max_rows, M))
-    y_T = np.empty(max_rows)
-    tab_LQ = np.empty((L, M + 2))
-    v_B = np.empty(B)
-    s_B = np.empty(B)
-    theta_M = np.empty(M)
-    for ch in range(lo, hi):
-        for c in range(ch * C // n_chunks, (ch + 1) * C // n_chunks):
-            for b in range(B):
-                s_B[b] = 0.0
-            for q in range(cl_starts[c], cl_starts[c + 1]):
-                i = cl_order[q]
-                n = _unit_stream(i, row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, thr_L, theta_y, F_TM, y_T,
-                                 tab_LQ)
-                for j in range(n):
-                    for b in range(B):
-                        v_B[b] = 0.0
-                    for m in range(M):
-                        f = F_TM[j, m]
-                        for b in range(B):
-                            v_B[b] += f * thetaT_MB[m, b]
-                    yj = y_T[j]
-                    for b in range(B):
-                        s_B[b] -= v_B[b] * (yj + beta_B[b] * v_B[b])
-                for b in range(B):
-                    l = lev_UB[i, b]
-                    if l >= 0:
-                        for m in range(M):
-                            theta_M[m] = thetaT_MB[m, b]
-                        s_B[b] += _treated_part(tab_LQ[l], theta_M, beta_B[b])
-            for b in range(B):
-                part[ch, b] += s_B[b] * s_B[b]
-
-
-def stream_meats(row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, thr_L, theta_y, max_rows, lev_UB, thetaT_MB,
-                 beta_B, cl_order, cl_starts):
-    """CRV1 meat per draw without stored tables (second pass of a slab):
-    every unit's score ``-sum_t v_t (yy_t + beta v_t)`` (``v = F theta``) plus
-    its treated part, summed within clusters, squared."""
-    C = cl_starts.shape[0] - 1
-    M, B = thetaT_MB.shape
-    n_chunks = max(1, min(C, _UNIT_CHUNKS))
-    part = np.zeros((n_chunks, B))
-    args = (n_chunks, _ro64(row_ptr), readonly(rows), readonly(per_N), readonly(X_NX), _ro64(xc_K), readonly(y_N),
-            int(n_periods), _ro64(thr_L), readonly(theta_y), int(max_rows), readonly(lev_UB), readonly(thetaT_MB),
-            readonly(beta_B), _ro64(cl_order), _ro64(cl_starts), part)
-    run_chunks(_stream_meats_chunks, n_chunks, args, work=rows.shape[0] * M * (B + thr_L.shape[0]))
-    return _in_order(part)
-
-
-# ------------------------------------------------------- draws, columns
-
-
-@jit
-def _shuffle_chunks(lo, hi, n_chunks, u_BK, n, out_BK):
-    B, K = u_BK.shape
-    perm = np.empty(n, dtype=np.int64)
-    for j in range(n):
-        perm[j] = j
-    swap = np.empty(K, dtype=np.int64)
-    for ch in range(lo, hi):
-        for b in range(ch * B // n_chunks, (ch + 1) * B // n_chunks):
-            for j in range(K):
-                k = j + min(int(u_BK[b, j] * (n - j)), n - j - 1)
-                swap[j] = k
-                v = perm[k]
-                perm[k] = perm[j]
-                perm[j] = v
-                out_BK[b, j] = v
-            for j in range(K - 1, -1, -1):
-                k = swap[j]
-                v = perm[k]
-                perm[k] = perm[j]
-                perm[j] = v
-
-
-def partial_shuffle(u_BK, n):
-    """First K entries of a Fisher-Yates shuffle of ``0..n-1`` per draw.
-
-    ``u_BK[b, j]`` is a uniform number in [0, 1) drawn by the caller; step j
-    swaps position j with ``j + floor(u (n - j))``. Returns a sample without
-    replacement of K of the n positions, in draw order. Each call keeps one
-    permutation and undoes its swaps after every draw, so a draw costs O(K),
-    not O(n), and does not depend on the chunking.
-    """
-    B, K = u_BK.shape
-    out_BK = np.empty((B, K), dtype=np.int64)
-    n_chunks = min(B, _DRAW_CHUNKS)
-    run_chunks(_shuffle_chunks, n_chunks, (n_chunks, u_BK, int(n), out_BK), work=B * K * 4 + n * n_chunks)
-    return out_BK
-
-
-@jit
-def _adoption_times_chunks(lo, hi, n_chunks, pick_BK, l_BK, ent_ptr, ent_units, gvals_L, out_BU):
-    B, K = pick_BK.shape
-    for ch in range(lo, hi):
-        for b in range(ch * B // n_chunks, (ch + 1) * B // n_chunks):
-            for k in range(K):
-                e = pick_BK[b, k]
-                g = gvals_L[l_BK[b, k]]
-                for q in range(ent_ptr[e], ent_ptr[e + 1]):
-                    out_BU[b, ent_units[q]] = g
-
-
-def adoption_times(pick_BK, l_BK, ent_ptr, ent_units, gvals_L, n_units):
-    """Dense ``B x U`` adoption times (0 = untreated) of sparse draws."""
-    B, K = pick_BK.shape
-    out_BU = np.zeros((B, n_units), dtype=np.int64)
-    n_chunks = min(B, _DRAW_CHUNKS)
-    args = (n_chunks, _i64(pick_BK), _i64(l_BK), _i64(ent_ptr), _i64(ent_units), gvals_L, out_BU)
-    run_chunks(_adoption_times_chunks, n_chunks, args, work=B * max(K, n_units // 8))
-    return out_BU
-
-
-@jit
-def _placebo_columns_chunks(lo, hi, n_chunks, adopt_BU, unit_N, time_N, D_NB):
-    B = adopt_BU.shape[0]
-    N = unit_N.shape[0]
-    for ch in range(lo, hi):
-        for r in range(ch * N // n_chunks, (ch + 1) * N // n_chunks):
-            i = unit_N[r]
-            t = time_N[r]
-            for b in range(B):
-                D_NB[r, b] = 1.0 if t >= adopt_BU[b, i] else 0.0
-
-
-def placebo_columns(adopt_BU, unit_N, time_N):
-    """``D[r, b] = 1[time_r >= adopt[b, unit_r]]`` (N x B); untreated units
-    carry an adoption time beyond every period."""
-    B = adopt_BU.shape[0]
-    N = unit_N.shape[0]
-    D_NB = np.empty((N, B))
-    n_chunks = max(1, min(N, 64))
-    run_chunks(_placebo_columns_chunks, n_chunks, (n_chunks, _ro64(adopt_BU), _ro64(unit_N), readonly(time_N), D_NB),
-               work=N * B)
-    return D_NB

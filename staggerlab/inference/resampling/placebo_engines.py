@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ...kernels import placebo as kp
+from ...kernels import placebo_stream as kps
 from ...kernels.cluster import cluster_sums
 from ..regression.feols import Feols
 from ..regression.rank import COLLIN_TOL
@@ -140,13 +141,13 @@ class FastEngine:
 
     def _stream(self, lev: np.ndarray, B: int) -> np.ndarray:
         args = (*self.cols, self.thr_L, self.theta_y, self.max_rows, lev)
-        theta, dmd, dmy, uu = kp.stream_thetas(*args, B, self.Cinv)
+        theta, dmd, dmy, uu = kps.stream_thetas(*args, B, self.Cinv)
         beta, bz = self._beta(dmd, dmy, uu)
         if self.stat == "coef":
             return beta
         if self.cl is None:
             return self._iid_t(beta, dmd)
-        meat = kp.stream_meats(*args, np.ascontiguousarray(theta.T), bz, self.cl_order, self.cl_starts)
+        meat = kps.stream_meats(*args, np.ascontiguousarray(theta.T), bz, self.cl_order, self.cl_starts)
         return beta / np.sqrt(self.adj * meat / dmd**2)
 
     def _beta(self, dmd, dmy, uu):
