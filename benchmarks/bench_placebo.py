@@ -9,18 +9,23 @@ Cases:
 * 170k rows (10,000 units x 20 periods, 15% of rows dropped, ``sl.simulate.staggered`` with 8
   controls), same statistic, vs the same pyfixest call;
 * memory: 100,000 draws at 15k rows in a child process; its peak RSS is
-  compared with a child doing 1,000 draws (the run holds one block at a time).
+  compared with a child doing 1,000 draws (the run holds one block at a time);
+* hot path (issue #20): the 1,000-draw paper-panel placebo alone, median of
+  ``--hot-reps`` (>= 20) runs, quiet and then with one CPU-bound competitor
+  process (``python -c "while True: pass"``) that this script starts and
+  kills; the load average is printed before each case.
 
 JIT is warmed first; medians over ``--reps`` repetitions (pyfixest at 170k:
 one repetition, it takes about a minute). Prints a Markdown table.
 
-Usage: ``python benchmarks/bench_placebo.py [--reps 5] [--skip-large] [--skip-memory]``
+Usage: ``python benchmarks/bench_placebo.py [--reps 5] [--skip-large] [--skip-memory] [--hot-only]``
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -109,12 +114,54 @@ def bench_memory() -> list[dict]:
     return out
 
 
+def _load() -> str:
+    return " / ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def bench_hot(reps: int) -> list[dict]:
+    """The paper-panel 1,000-draw placebo (CRV1 t), quiet and next to one
+    CPU-bound competitor process started and killed here."""
+    import staggerlab as sl
+    from staggerlab.inference.resampling.placebo import placebo
+
+    df, fml, param, cl = _paper()
+    fit = sl.feols(fml, df, vcov={"CRV1": cl})
+    placebo(fit, param=param, draws=300, seed=99)  # warm the JIT
+
+    def case(name: str) -> dict:
+        load = _load()
+        t0 = time.process_time()
+        t = _median_time(lambda: placebo(fit, param=param, draws=1000, seed=1), reps)
+        return {"case": name, "median": t, "cpu_per_call": (time.process_time() - t0) / reps, "load": load}
+
+    out = [case("quiet")]
+    competitor = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(1.0)  # let the scheduler see it
+        out.append(case("one CPU-bound competitor"))
+    finally:
+        competitor.kill()
+        competitor.wait()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--skip-large", action="store_true")
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--hot-only", action="store_true", help="only the hot-path (quiet / busy machine) case")
+    ap.add_argument("--hot-reps", type=int, default=25)
     args = ap.parse_args()
+    hot = bench_hot(max(20, args.hot_reps))
+    print(f"\n1,000-draw placebo, paper panel, CRV1 t ({os.cpu_count()} CPUs; load average 1/5/15 min before each case)\n")
+    print("| case | median wall | CPU per call | ratio to quiet | load before |")
+    print("|---|---:|---:|---:|---|")
+    for h in hot:
+        print(f"| {h['case']} | {h['median'] * 1e3:.1f} ms | {h['cpu_per_call'] * 1e3:.1f} ms "
+              f"| {h['median'] / hot[0]['median']:.2f}x | {h['load']} |")
+    if args.hot_only:
+        return
     rows = [bench_case("paper panel (units+timing, t, CRV1 firm)", _paper, args.reps, max(1, min(args.reps, 3)))]
     if not args.skip_large:
         rows.append(bench_case("10,000 x 20, unbalanced (units+timing, t, CRV1 unit)", _large, args.reps, 1))

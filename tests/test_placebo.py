@@ -3,6 +3,7 @@ reproducible across n_jobs/backends, schemes keep what they promise."""
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -408,3 +409,43 @@ def test_placebo_timing_matches_manual_refit():
     assert res.tidy()["shift"][0] == -2 and "False adoption" in res.summary()
     with pytest.raises(ValueError):
         placebo_timing(fit, shift=1)
+
+
+@pytest.mark.parametrize("cluster,tuning", [
+    ("unit", dict(gram_ratio=0.0)),  # quadratic form + treated units
+    ("grp", dict(gram_ratio=0.0)),  # quadratic form + treated clusters of units
+    ("grp", dict(gram_ratio=np.inf)),  # one product for every cluster
+    ("grp", dict(table_budget=0)),  # no tables: two passes over the rows
+    ("grp", None),  # general path (placebo columns)
+])
+def test_bit_identical_for_one_or_two_threads(monkeypatch, cluster, tuning):
+    """The kernels split their work into chunks fixed by the data size, so one
+    thread and two give the same bits, on a panel whose kernels cross the
+    parallel threshold (checked: at least one kernel ran with two threads)."""
+    from staggerlab.inference.resampling.placebo import PlaceboTuning
+    from staggerlab.kernels import _jit
+    from staggerlab.kernels import placebo as kp
+    from staggerlab.kernels import placebo_draws as kpd
+    from staggerlab.kernels import placebo_stream as kps
+
+    threads_used = []
+    real = _jit.run_chunks
+
+    def spy(body, n_chunks, args, work, **kw):
+        threads_used.append(min(_jit.n_threads(work), n_chunks))
+        return real(body, n_chunks, args, work, **kw)
+
+    for module in (kp, kpd, kps):
+        monkeypatch.setattr(module, "run_chunks", spy)
+    df = sl.simulate.staggered(1500, 10, n_controls=3, drop_share=0.1, seed=11).with_columns(grp=pl.col("unit") // 3)
+    fit = sl.feols("y ~ treat + x1 + x2 + x3 | unit + time", df, vcov={"CRV1": cluster})
+    method = "general" if tuning is None else "fast"
+    kw = {} if tuning is None else {"tuning": PlaceboTuning(**tuning)}
+    stats = {}
+    for threads in ("1", "2"):
+        monkeypatch.setenv("STAGGERLAB_NUM_THREADS", threads)
+        threads_used.clear()
+        stats[threads] = placebo(fit, draws=BLOCK_SIZE + 7, seed=3, stat="t", method=method, **kw).statistics
+        assert max(threads_used) == min(int(threads), len(os.sched_getaffinity(0)))
+    assert np.isfinite(stats["1"]).all()
+    np.testing.assert_array_equal(stats["1"], stats["2"])

@@ -415,8 +415,12 @@ def placebo(
                 G = int(cl_U.max()) + 1
                 adj = ssc_factor("CRV1", d.nobs, df_k, G)
             try:
-                engine = FastEngine(fit, param, unit_N, n_units, per_N, tvals.size,
-                                     np.searchsorted(tvals, gvals).astype(np.int64), cl_U, adj, d.nobs - df_k, stat, sampler, tuning)
+                # the tables' products on one BLAS thread too: on a busy machine
+                # a multi-threaded product waits for a descheduled thread
+                with SERIAL_BLAS:
+                    engine = FastEngine(fit, param, unit_N, n_units, per_N, tvals.size,
+                                        np.searchsorted(tvals, gvals).astype(np.int64), cl_U, adj, d.nobs - df_k, stat,
+                                        sampler, tuning)
                 fast = True
             except np.linalg.LinAlgError as err:
                 reason = str(err)

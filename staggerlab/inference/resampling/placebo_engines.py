@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ...kernels import placebo as kp
-from ...kernels._jit import threads_for
+from ...kernels import placebo_stream as kps
 from ...kernels.cluster import cluster_sums
 from ..regression.feols import Feols
 from ..regression.rank import COLLIN_TOL
@@ -62,8 +62,7 @@ class FastEngine:
         table_bytes = 8 * n_units * (thr_L.size * (M + 2) + (M + M * (M + 1) // 2 if with_w else 0))
         # huge panels: no per-unit tables, two passes over the rows per slab
         self.stream = table_bytes > tuning.table_budget
-        with threads_for(unit_N.size * n_periods):
-            W = self._tables(fit, param, unit_N, n_units, per_N, n_periods, thr_L, with_w)
+        W = self._tables(fit, param, unit_N, n_units, per_N, n_periods, thr_L, with_w)
         self.cl, self.Wc, self.gram = None, None, None
         if with_w:
             self._clusters(cl_U, W, sampler)
@@ -142,13 +141,13 @@ class FastEngine:
 
     def _stream(self, lev: np.ndarray, B: int) -> np.ndarray:
         args = (*self.cols, self.thr_L, self.theta_y, self.max_rows, lev)
-        theta, dmd, dmy, uu = kp.stream_thetas(*args, B, self.Cinv)
+        theta, dmd, dmy, uu = kps.stream_thetas(*args, B, self.Cinv)
         beta, bz = self._beta(dmd, dmy, uu)
         if self.stat == "coef":
             return beta
         if self.cl is None:
             return self._iid_t(beta, dmd)
-        meat = kp.stream_meats(*args, np.ascontiguousarray(theta.T), bz, self.cl_order, self.cl_starts)
+        meat = kps.stream_meats(*args, np.ascontiguousarray(theta.T), bz, self.cl_order, self.cl_starts)
         return beta / np.sqrt(self.adj * meat / dmd**2)
 
     def _beta(self, dmd, dmy, uu):
@@ -162,14 +161,10 @@ class FastEngine:
         return beta / np.sqrt((self.yy - beta**2 * dmd) / self.df_resid / dmd)
 
     def compute(self, pick: np.ndarray, lidx: np.ndarray) -> np.ndarray:
-        with threads_for(pick.shape[0] * (self.n_units if self.many_treated else pick.shape[1] * self.tab.shape[1])):
-            return self._compute(pick, lidx)
-
-    def _compute(self, pick: np.ndarray, lidx: np.ndarray) -> np.ndarray:
         # the dense level matrix (draws x units) is bounded by tuning.level_slab
         step = max(1, self.tuning.level_slab // self.n_units)
         if pick.shape[0] > step:
-            return np.concatenate([self._compute(pick[a : a + step], lidx[a : a + step])
+            return np.concatenate([self.compute(pick[a : a + step], lidx[a : a + step])
                                    for a in range(0, pick.shape[0], step)])
         lev = None
         if self.many_treated:
