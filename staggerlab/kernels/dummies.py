@@ -75,7 +75,7 @@ def dummy_moments(row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, max_rows, j_
              np.zeros((n_chunks, k, k)), np.zeros((n_chunks, k)))
     run_chunks(_moments_chunks, n_chunks,
                (n_chunks, row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, max_rows, j_N, k, *parts),
-               work=rows.shape[0] * (M * M + M))
+               work=rows.shape[0] * M)  # rows x columns of F, as in kernels.within
     return tuple(_chunk_sum(p) for p in parts)
 
 
@@ -145,5 +145,5 @@ def dummy_meat(row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, max_rows, j_N, 
     run_chunks(_meat_chunks, n_chunks,
                (n_chunks, row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, max_rows, j_N, beta_k, gamma_M,
                 Theta_Mk, cl_order, cl_starts, part),
-               work=rows.shape[0] * k * (M + 1))
+               work=rows.shape[0] * M)
     return _chunk_sum(part)

@@ -120,7 +120,7 @@ def resid_ss(row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, max_rows, theta_M
     part = np.zeros(n_chunks)
     run_chunks(_resid_ss_chunks, n_chunks,
                (n_chunks, row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, max_rows, theta_M, part),
-               work=rows.shape[0] * theta_M.shape[0])
+               work=_work(rows, n_periods, xc_K))
     total = 0.0
     for v in part.tolist():  # chunk order: the same bits for any thread count
         total += v
@@ -142,6 +142,13 @@ def _unit_sums_chunks(lo, hi, n_chunks, row_ptr, rows, per_N, X_NX, xc_K, y_N, n
                 add_packed(w, F_TM, j, y_T[j], M)
 
 
+def _work(rows, n_periods, xc_K):
+    """Work measure of a pass over the rows for :func:`~staggerlab.kernels._jit.run_chunks`: rows x
+    columns of F, the measure the thread rule of the exact two-way paths has used (a pass over a
+    15k-row panel stays on one thread: on a busy machine a second thread costs more than it saves)."""
+    return rows.shape[0] * (n_periods - 1 + xc_K.shape[0])
+
+
 def _packed_size(n_periods, xc_K):
     """Length of a ``[P_i, packed G_i]`` row: M + M (M + 1) / 2 for the M columns of F."""
     M = n_periods - 1 + xc_K.shape[0]
@@ -156,7 +163,7 @@ def unit_sums(row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, max_rows):
     part = np.zeros((n_chunks, P))
     run_chunks(_unit_sums_chunks, n_chunks,
                (n_chunks, row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, max_rows, part),
-               work=rows.shape[0] * P)
+               work=_work(rows, n_periods, xc_K))
     out = part[0].copy()
     for ch in range(1, n_chunks):  # chunk order: the same bits for any thread count
         out += part[ch]
@@ -190,5 +197,5 @@ def unit_rows(row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, max_rows):
     n_chunks = min(U, _CHUNKS)
     run_chunks(_unit_rows_chunks, n_chunks,
                (n_chunks, row_ptr, rows, per_N, X_NX, xc_K, y_N, n_periods, max_rows, out),
-               work=rows.shape[0] * P)
+               work=_work(rows, n_periods, xc_K))
     return out
