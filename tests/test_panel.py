@@ -374,3 +374,30 @@ def test_event_study_warns_on_gaps_and_on_missing_cohorts():
                               .alias("cohort"))
     with pytest.warns(AdoptionGapWarning, match=r"missing \(null or NaN\) for 4 unit"):
         event_study(missing, y="y", unit="unit", time="time", cohort="cohort", method="imputation")
+
+
+def test_adoption_times_compiles_one_kernel_whatever_the_input_types():
+    from staggerlab.kernels.adoption import adoption_by_row, adoption_by_run
+    from staggerlab.panels.adoption import adoption_times
+
+    df = sl.simulate.staggered(30, 5, seed=3).sort("unit", "time")
+    uniq, codes = np.unique(df["unit"].to_numpy(), return_inverse=True)
+    lens = np.bincount(codes)
+    treat, time = df["treat"], df["time"]
+    # int or float treatment, int32 or int64 periods/codes, numpy (writable) or polars (read-only) buffers
+    variants = [
+        (treat.cast(pl.Int64).to_numpy().copy(), time.cast(pl.Int64).to_numpy().copy(), codes.astype(np.int64)),
+        (treat.cast(pl.Float64).to_numpy(), time.cast(pl.Int32).to_numpy(), codes.astype(np.int32)),
+        (treat.cast(pl.Int32).to_numpy(), time.cast(pl.Int64).to_numpy(), codes.astype(np.int64)),
+    ]
+    expect = df.group_by("unit", maintain_order=True).agg(
+        pl.col("time").filter(pl.col("treat") == 1).min())["time"].fill_null(0).to_numpy()
+    sigs = None
+    for d, t, c in variants:
+        g_row = adoption_times(d, t, column="treat", units=uniq, unit_codes=c).g
+        g_run = adoption_times(d, t, column="treat", units=df["unit"], run_lengths=lens.astype(c.dtype)).g
+        np.testing.assert_array_equal(g_row, expect)
+        np.testing.assert_array_equal(g_run, expect)
+        now = (set(adoption_by_row.signatures), set(adoption_by_run.signatures))
+        assert sigs is None or now == sigs  # no new specialisation after the first input types
+        sigs = now

@@ -90,8 +90,10 @@ def logit_newton(Z_NK, d_N, w_N, b_K, tol, maxiter):
     converged = False
     it = 0
     for it in range(1, maxiter + 1):
-        H[:] = 0.0
-        g[:] = 0.0
+        for j in range(k):
+            g[j] = 0.0
+            for m in range(k):
+                H[j, m] = 0.0
         for i in range(n):
             p = prob[i]
             r = w_N[i] * (d_N[i] - p)
@@ -106,7 +108,10 @@ def logit_newton(Z_NK, d_N, w_N, b_K, tol, maxiter):
             for m in range(j + 1, k):
                 H[j, m] = H[m, j]
         step = _cholesky_solve(H, g)
-        if not np.all(np.isfinite(step)):
+        finite = True
+        for j in range(k):
+            finite = finite and np.isfinite(step[j])
+        if not finite:
             break
         t = 1.0
         while True:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import AdoptionGapWarning, NonAbsorbingTreatmentError, TreatmentError
+from ..kernels._jit import readonly
 from ..kernels.adoption import adoption_by_row, adoption_by_run
 
 __all__ = ["Adoption", "adoption_times"]
@@ -114,10 +115,16 @@ def adoption_times(
     """
     if (unit_codes is None) == (run_lengths is None):
         raise TypeError("give exactly one of unit_codes= or run_lengths=")
+    # one compiled kernel whatever the callers hold (int or float treatment, int32 or int64 periods, numpy
+    # or read-only polars buffers): float64 values, int64 periods and codes, all read-only
+    values_k = readonly(np.ascontiguousarray(values, dtype=np.float64))
+    time_k = readonly(np.ascontiguousarray(time, dtype=np.int64)) if time.dtype.kind in "iub" else time
     if unit_codes is not None:
-        g, bad_row, n_bad, first_bad = adoption_by_row(unit_codes, time, values, len(units), cohort)
+        codes_k = readonly(np.ascontiguousarray(unit_codes, dtype=np.int64))
+        g, bad_row, n_bad, first_bad = adoption_by_row(codes_k, time_k, values_k, len(units), cohort)
     else:
-        g, bad_row, n_bad, first_bad = adoption_by_run(run_lengths, time, values, cohort)
+        lens_k = readonly(np.ascontiguousarray(run_lengths, dtype=np.int64))
+        g, bad_row, n_bad, first_bad = adoption_by_run(lens_k, time_k, values_k, cohort)
 
     # plain int positions: a polars Series of ids refuses numpy integer keys
     def unit_id(u: int) -> Any:

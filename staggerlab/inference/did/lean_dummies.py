@@ -22,7 +22,6 @@ import numpy as np
 import polars as pl
 import scipy.linalg as sla
 
-from ...kernels._jit import threads_for
 from ...kernels.dummies import dummy_meat, dummy_moments
 from ...panels.panel import factorize_column
 from ..regression.rank import scaled_cholesky
@@ -79,27 +78,26 @@ def lean_dummy_fit(sd: StaggeredData, j_N: np.ndarray, k: int) -> LeanFit | None
     X = np.empty((y.size, K))
     for j, c in enumerate(sd.controls):
         X[:, j] = frame[c].cast(pl.Float64).to_numpy()
-    with threads_for(frame.height * (T + K)):
-        wi = UnitPeriodWithin(ucode, U, per_N, T, X, y)
-        cols, max_rows, row_ptr, rows = wi.cols, wi.max_rows, wi.row_ptr, wi.rows
-        FF, Fy, FD, DD, Dy = dummy_moments(*cols, max_rows, j_N, k)
-        if not wi.factor(FF):
-            return None
-        Cinv = wi.inverse()
-        Theta = Cinv @ FD
-        A = DD - FD.T @ Theta
-        Ainv = _scaled_inverse(A)
-        if Ainv is None:
-            return None
-        beta = Ainv @ (Dy - Theta.T @ Fy)
-        gamma = Cinv @ (Fy - FD @ beta)
-        cl_U = np.empty(U, dtype=np.int64)
-        cl_U[ucode] = cl
-        cl_order = np.argsort(cl_U, kind="stable").astype(np.int64)
-        G = int(cl_U.max()) + 1
-        cl_starts = np.zeros(G + 1, dtype=np.int64)
-        np.cumsum(np.bincount(cl_U, minlength=G), out=cl_starts[1:])
-        meat = dummy_meat(*cols, max_rows, j_N, beta, gamma, np.ascontiguousarray(Theta), cl_order, cl_starts)
+    wi = UnitPeriodWithin(ucode, U, per_N, T, X, y)
+    cols, max_rows, row_ptr, rows = wi.cols, wi.max_rows, wi.row_ptr, wi.rows
+    FF, Fy, FD, DD, Dy = dummy_moments(*cols, max_rows, j_N, k)
+    if not wi.factor(FF):
+        return None
+    Cinv = wi.inverse()
+    Theta = Cinv @ FD
+    A = DD - FD.T @ Theta
+    Ainv = _scaled_inverse(A)
+    if Ainv is None:
+        return None
+    beta = Ainv @ (Dy - Theta.T @ Fy)
+    gamma = Cinv @ (Fy - FD @ beta)
+    cl_U = np.empty(U, dtype=np.int64)
+    cl_U[ucode] = cl
+    cl_order = np.argsort(cl_U, kind="stable").astype(np.int64)
+    G = int(cl_U.max()) + 1
+    cl_starts = np.zeros(G + 1, dtype=np.int64)
+    np.cumsum(np.bincount(cl_U, minlength=G), out=cl_starts[1:])
+    meat = dummy_meat(*cols, max_rows, j_N, beta, gamma, np.ascontiguousarray(Theta), cl_order, cl_starts)
     N = frame.height
     df_k = ssc_df_k(k + K, [ucode, tcode], [U, T], [cl], [True, False])
     adj = ssc_factor("CRV1", N, df_k, G)
