@@ -48,6 +48,8 @@ def drop_singletons(codes: Sequence[np.ndarray]) -> np.ndarray:
         changed = False
         for c in codes:
             counts = np.bincount(c if all_kept else c[keep], minlength=int(c.max()) + 1 if c.size else 0)
+            if not (counts == 1).any():  # the usual case: a G-sized check, no N-sized gather
+                continue
             single = keep & (counts[c] == 1)
             if single.any():
                 keep &= ~single
@@ -182,16 +184,23 @@ class Absorber:
         step = max(1, _BLOCK_CELLS // max(X.shape[0], 1))
         for lo in range(0, K, step):
             hi = min(K, lo + step)
-            res[:, lo:hi] = self._demean_block(np.ascontiguousarray(X[:, lo:hi]))
+            block = res[:, lo:hi]
+            # the exact kernels write straight into a contiguous result (one
+            # N x K pass fewer); they read each row before writing it, so the
+            # result may be the input itself
+            direct = block.flags.c_contiguous and self.algorithm in ("one-way", "exact")
+            got = self._demean_block(np.ascontiguousarray(X[:, lo:hi]), block if direct else None)
+            if got is not block:
+                block[...] = got
         return res[:, 0] if vec else res
 
-    def _demean_block(self, X: np.ndarray) -> np.ndarray:
+    def _demean_block(self, X: np.ndarray, out: np.ndarray | None) -> np.ndarray:
         if self.algorithm == "none" or X.shape[1] == 0:
             return X
         if self.algorithm == "one-way":
-            return kd.sweep_one(X, self._codeA, self._w, self._sumwA)
+            return kd.sweep_one(X, self._codeA, self._w, self._sumwA, out)
         if self.algorithm == "exact":
-            return kd.exact_demean(X, self._order, self._starts, self._codesB, self._w, self._sumwA, self._Hpinv)
+            return kd.exact_demean(X, self._order, self._starts, self._codesB, self._w, self._sumwA, self._Hpinv, out)
         res, conv, iters = kd.map_demean(X, self._codesQ, self._w, self._sumw, self._offsets, self.tol, self.maxiter)
         if not conv.all():
             bad = np.flatnonzero(~conv)
