@@ -59,6 +59,11 @@ def _blas_controller() -> Any:
 SERIAL_BLAS = _SerialBlas()
 
 
+#: work (element operations of a whole call) below which ``run_blocks`` stays
+#: in-process whatever ``n_jobs``: starting or feeding workers costs more
+IN_PROCESS_WORK = 2e8
+
+
 def run_blocks(
     func: Callable[..., Any],
     blocks: Sequence[Any],
@@ -68,6 +73,7 @@ def run_blocks(
     backend: str | None = None,
     desc: str | None = None,
     show_progress: bool | None = None,
+    work: float | None = None,
 ) -> list[Any]:
     """Apply ``func(block)`` to every block; return results in block order.
 
@@ -91,6 +97,10 @@ def run_blocks(
         ``"ray"`` (after ``ray.util.joblib.register_ray()``).
     desc : str, optional
         Progress bar label; a bar is shown only on an interactive terminal.
+    work : float, optional
+        Element operations of the whole call; below ``IN_PROCESS_WORK`` (and
+        without an explicit ``backend``) the blocks run in-process, one
+        after the other, whatever ``n_jobs`` (the same results).
 
     Raises
     ------
@@ -101,7 +111,8 @@ def run_blocks(
     args = (lambda b: (b,)) if shared is None else (lambda b: (shared, b))
     done: list[Any] = []
     try:
-        if (n_jobs is None or n_jobs == 1) and backend is None:
+        small = work is not None and work < IN_PROCESS_WORK
+        if (n_jobs is None or n_jobs == 1 or small) and backend is None:
             done.extend(func(*args(b)) for b in progress(blocks, desc=desc, enabled=show))
         elif backend is None:
             _run(func, blocks, args, n_jobs, desc, show, done)
