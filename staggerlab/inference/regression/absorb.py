@@ -12,6 +12,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
+from ..._parallel import SERIAL_BLAS
 from ...errors import ArgumentError, ConvergenceError
 from ...kernels import demean as kd
 from .rank import psd_pinv
@@ -141,14 +142,16 @@ class Absorber:
             self._order = np.ascontiguousarray(sort, dtype=np.int64)
             self._starts = starts.astype(np.int64)
             U = self.n_levels[self._large]
-            if U * m <= _DENSE_COUNTS_CELLS:
-                C, BWB = kd.level_counts(A, codesB, w, U, int(m))
-                H = BWB - (C / self._sumwA[:, None]).T @ C
-            else:  # row-pair loop: no U x m matrix
-                H = kd.cross_hessian(self._order, self._starts, codesB, w, int(m))
-            # H is PSD with a null space (each small FE's dummies sum to the
-            # large FE's span): the package's pseudo-inverse rule
-            Hpinv, self.rank_small = psd_pinv(H, return_rank=True)
+            # a skinny product: two spinning BLAS threads made it ~100 ms on a busy machine
+            with SERIAL_BLAS:
+                if U * m <= _DENSE_COUNTS_CELLS:
+                    C, BWB = kd.level_counts(A, codesB, w, U, int(m))
+                    H = BWB - (C / self._sumwA[:, None]).T @ C
+                else:  # row-pair loop: no U x m matrix
+                    H = kd.cross_hessian(self._order, self._starts, codesB, w, int(m))
+                # H is PSD with a null space (each small FE's dummies sum to the
+                # large FE's span): the package's pseudo-inverse rule
+                Hpinv, self.rank_small = psd_pinv(H, return_rank=True)
             self._Hpinv = np.ascontiguousarray(Hpinv)
         elif self.algorithm == "iterative":
             offs = np.cumsum([0] + self.n_levels)
