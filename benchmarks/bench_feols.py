@@ -5,22 +5,27 @@ Run from the repository root::
     python benchmarks/bench_feols.py                 # all sizes, Markdown table
     python benchmarks/bench_feols.py --sizes 15k,170k --reps 7
     python benchmarks/bench_feols.py --profile       # also a per-stage breakdown
+    python benchmarks/bench_feols.py --sizes 170k --busy --no-cold   # also with a CPU-bound competitor
 
 Both packages are timed in the same process on the same panels
 (``sl.simulate.staggered`` with 8 controls, 15% of unit-years dropped so
 the panels are unbalanced, unit + year FE), JIT compiled
-first, medians of ``--reps`` repetitions (at least 5; runs longer than 10 s
+first, medians of ``--reps`` repetitions (at least 20; runs longer than 10 s
 are repeated 3 times). pyfixest gets a pandas frame and staggerlab a polars
 frame (each its native input; the conversion is done once, outside the
 timings). pyfixest runs with its defaults (Rust MAP demeaner, ``fixef_tol``
 1e-6 for ``demean``/``feols``), staggerlab with its defaults (exact two-way
 demeaning: no tolerance). The cold-start row times a fresh interpreter doing
 ``import staggerlab`` and one feols fit, with the numba cache already warm.
+``--busy`` times both feols again while one CPU-bound competitor process
+(``while True: pass``, started and killed by this script) runs, and prints
+the BLAS thread count the fit runs with. Every table states the load average.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import statistics
@@ -66,6 +71,61 @@ def median_time(func: Callable[[], object], reps: int) -> float:
             reps = min(reps, 3)
         if len(times) >= reps:
             break
+    return statistics.median(times)
+
+
+@contextlib.contextmanager
+def competitor():
+    """One CPU-bound process (``while True: pass``) for the duration of the block, killed by its pid."""
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # spinning before the timings start
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def busy_rows(label: str, n_units: int, n_periods: int, reps: int) -> list[str]:
+    """feols of staggerlab and pyfixest quiet and with a competitor process, same run; Markdown rows."""
+    import pyfixest as pf
+
+    import staggerlab as sl
+    from staggerlab._parallel import SERIAL_BLAS
+    from staggerlab.kernels._jit import n_threads
+
+    df, pdf = make_panel(n_units, n_periods)
+    fits = {
+        "staggerlab": lambda: sl.feols(FML, df, vcov={"CRV1": "unit"}),
+        "pyfixest": lambda: pf.feols(FML, pdf, vcov={"CRV1": "unit"}),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for f in fits.values():
+            f()
+        quiet = {k: median_time(f, reps) for k, f in fits.items()}
+        load_q = os.getloadavg()[0]
+        with competitor():
+            busy = {k: median_time(f, reps) for k, f in fits.items()}
+            load_b = os.getloadavg()[0]
+    with SERIAL_BLAS:  # what feols's products run with (it enters the same limiter)
+        from threadpoolctl import threadpool_info
+
+        blas = max((i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"), default=0)
+    rows = [f"| {label} feols CRV1 | {k} | {fmt(quiet[k])} (load {load_q:.1f}) | {fmt(busy[k])} (load {load_b:.1f}) "
+            f"| {busy[k] / quiet[k]:.2f}x |" for k in fits]
+    rows.append(f"| | BLAS threads inside feols: {blas}; run_chunks threads for its demeaning: "
+                f"{n_threads(df.height * 10 * 3)} | | | |")
+    return rows
+
+
+def cpu_time(func: Callable[[], object], reps: int) -> float:
+    """Median process CPU seconds of ``func`` (all threads): the work, whatever the load."""
+    times = []
+    for _ in range(reps):
+        t0 = time.process_time()
+        func()
+        times.append(time.process_time() - t0)
     return statistics.median(times)
 
 
@@ -133,11 +193,14 @@ def bench_size(label: str, n_units: int, n_periods: int, reps: int) -> list[tupl
     t_sl_dm = median_time(lambda: ab.demean(X), reps)
     t_pf_fe = median_time(pf_feols, reps)
     t_sl_fe = median_time(sl_feols, reps)
+    c_pf_fe = cpu_time(pf_feols, reps)
+    c_sl_fe = cpu_time(sl_feols, reps)
     size = f"{label} ({n_units:,} x {n_periods}, N={n:,})"
     return [
         (size, "demean 10 cols: build + demean", t_pf_dm, t_sl_dm_build, None),
         (size, "demean 10 cols: demean only", t_pf_dm, t_sl_dm, None),
         (size, "feols CRV1(unit)", t_pf_fe, t_sl_fe, rel),
+        (size, "feols CRV1(unit), process CPU seconds", c_pf_fe, c_sl_fe, None),
     ]
 
 
@@ -208,12 +271,13 @@ def main(argv: list[str] | None = None) -> None:
     """Run the benchmark and print Markdown tables."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default=",".join(SIZES), help=f"comma list of {list(SIZES)}")
-    ap.add_argument("--reps", type=int, default=5, help="repetitions per timing (>= 5)")
+    ap.add_argument("--reps", type=int, default=20, help="repetitions per timing (>= 20)")
+    ap.add_argument("--busy", action="store_true", help="also time feols with a CPU-bound competitor process")
     ap.add_argument("--profile", action="store_true", help="per-stage breakdown of staggerlab's feols")
     ap.add_argument("--no-cold", action="store_true", help="skip the cold-start subprocess timing")
     ap.add_argument("--threads", type=int, default=None, help="numba threads (default: numba's)")
     args = ap.parse_args(argv)
-    reps = max(5, args.reps)
+    reps = max(20, args.reps)
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
 
     import numba
@@ -241,6 +305,15 @@ def main(argv: list[str] | None = None) -> None:
         tc = cold_start()
         print(f"| fresh process | `import staggerlab` + first feols (15k), numba cache warm | | "
               f"{fmt(tc)} | target < 3 s: {'met' if tc < 3 else 'MISSED'} | |")
+    print(f"\n(load average after the table {os.getloadavg()[0]:.1f})")
+    if args.busy:
+        print("\nBusy machine: one CPU-bound competitor process started and killed by this script "
+              f"(medians of {reps} runs each, quiet and busy in the same run):\n")
+        print("| case | package | quiet | with competitor | busy / quiet |")
+        print("|---|---|---:|---:|---:|")
+        for s in sizes:
+            for row in busy_rows(s, *SIZES[s], reps):
+                print(row)
     if args.profile:
         for s in sizes:
             print(f"\nstaggerlab feols stages, {s} ({SIZES[s][0]:,} x {SIZES[s][1]}):\n")

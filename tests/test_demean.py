@@ -263,3 +263,54 @@ def test_iterative_accuracy_on_chain_design():
     x = np.random.default_rng(0).normal(size=i.size)
     ab = Absorber([a, b], method="iterative")
     np.testing.assert_allclose(ab.demean(x), dense_within(x[:, None], [a, b], None)[:, 0], rtol=0, atol=REF_RTOL)
+
+
+# ------------------------------------------------------ threads (run_chunks)
+def _large_panel(n_units=6_000, n_periods=12, n_cols=3, seed=3):
+    """An unbalanced unit x period panel above the chunking threshold (rows in
+    shuffled order, so the exact path's row order is exercised too)."""
+    rng = np.random.default_rng(seed)
+    unit = np.repeat(np.arange(n_units), n_periods)
+    time = np.tile(np.arange(n_periods), n_units)
+    keep = rng.random(unit.size) > 0.1
+    perm = rng.permutation(int(keep.sum()))
+    unit, time = unit[keep][perm], time[keep][perm]
+    x = rng.standard_normal((unit.size, n_cols)) * 100 + unit[:, None] * 0.01
+    w = rng.uniform(0.5, 2.0, unit.size)
+    return unit, time, x, w
+
+
+@pytest.mark.parametrize("method", ["one-way", "exact", "iterative"])
+def test_same_bits_for_one_and_two_threads(monkeypatch, method):
+    unit, time, x, w = _large_panel()
+    assert x.shape[0] > kd._MIN_CHUNK_ROWS  # several chunks, above run_chunks' work threshold
+    codes = [unit] if method == "one-way" else [unit, time]
+    ab = Absorber(codes, w, method="iterative" if method == "iterative" else "auto", tol=1e-10)
+    got = {}
+    for threads in ("1", "2"):
+        monkeypatch.setenv("STAGGERLAB_NUM_THREADS", threads)
+        got[threads] = ab.demean(x)
+    np.testing.assert_array_equal(got["1"], got["2"])
+    # and it is the within transformation: one-way against bincount group means,
+    # two-way against orthogonality to both FEs' dummies (D' W r = 0)
+    r = got["1"]
+    scale_w = float((w[:, None] * np.abs(x)).sum())
+    for c in codes:
+        G = int(c.max()) + 1
+        for k in range(x.shape[1]):
+            assert np.abs(np.bincount(c, weights=w * r[:, k], minlength=G)).max() <= 1e-9 * scale_w
+    if method == "one-way":
+        sw = np.bincount(unit, weights=w)
+        for k in range(x.shape[1]):
+            m = np.bincount(unit, weights=w * x[:, k]) / sw
+            np.testing.assert_allclose(r[:, k], x[:, k] - m[unit], rtol=0, atol=1e-9 * np.abs(x).max())
+
+
+def test_in_place_demean_equals_fresh_result():
+    unit, time, x, w = _large_panel(n_units=800)
+    ab = Absorber([unit, time], w)
+    ref = ab.demean(x)
+    y = np.ascontiguousarray(x.copy())
+    out = ab.demean(y, out=y)
+    assert np.shares_memory(out, y)
+    np.testing.assert_array_equal(out, ref)

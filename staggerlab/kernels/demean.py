@@ -22,10 +22,9 @@ Two algorithms:
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 
-from ._jit import jit, pjit, prange, readonly
+from ._jit import jit, readonly, run_chunks
 
 __all__ = [
     "group_weights",
@@ -68,71 +67,70 @@ def _centred_ss(x_NK, w_N):
     return ss_K
 
 
-@jit
-def _chunk_bounds(N, n_chunks):
-    bounds = np.empty(n_chunks + 1, dtype=np.int64)
-    for c in range(n_chunks + 1):
-        bounds[c] = (N * c) // n_chunks
-    return bounds
+#: rows below which every chunked kernel is one chunk (one in-order sum, as
+#: a serial loop would give); above it the chunk count depends only on the
+#: data's size, never on the threads, so results are the same on any machine
+_MIN_CHUNK_ROWS = 50_000
+#: chunk cap: enough chunks for dynamic balancing on a busy machine, few
+#: enough that the per-chunk partial sums stay small next to the data
+_MAX_CHUNKS = 16
 
 
-def _n_chunks(N):
-    # below ~50k rows a second thread costs more than it saves; the serial
-    # path then calls the range kernels directly (no parallel machinery)
-    return 1 if N < 50_000 else nb.get_num_threads()
+def _row_chunks(N, n_levels):
+    """Chunks of the row-chunked one-way sweep: partial sums are
+    ``n_levels x K`` per chunk, so keep at least 4 rows per level per chunk."""
+    if N < _MIN_CHUNK_ROWS:
+        return 1
+    return int(max(1, min(_MAX_CHUNKS, N // max(_MIN_CHUNK_ROWS // 2, 4 * n_levels))))
 
 
-# Each kernel below is a serial "range" kernel working on rows (or units)
-# [lo, hi); a parallel wrapper splits the range in chunks, one accumulator per
-# chunk, so threads never write to shared memory.
+def _unit_chunks(N, U):
+    """Chunks of the unit-chunked exact passes (partials are ``M x K``, small)."""
+    return 1 if N < _MIN_CHUNK_ROWS else int(max(1, min(_MAX_CHUNKS, U)))
 
 
-@jit
-def _group_sums_range(x_NK, codes_N, w_N, acc_GK, lo, hi):
-    K = x_NK.shape[1]
-    for n in range(lo, hi):
-        g = codes_N[n]
-        wn = w_N[n]
-        for k in range(K):
-            acc_GK[g, k] += wn * x_NK[n, k]
-
-
-@pjit
-def _group_sums_par(x_NK, codes_N, w_N, part_CGK, bounds):
-    for c in prange(part_CGK.shape[0]):
-        _group_sums_range(x_NK, codes_N, w_N, part_CGK[c], bounds[c], bounds[c + 1])
+# Each kernel below is a serial chunk kernel run by ``run_chunks``: chunk
+# ``ch`` covers rows (or units) ``[ch * n / n_chunks, (ch + 1) * n / n_chunks)``
+# and writes only its own slot of the partial sums (or its own rows).
 
 
 @jit
-def _subtract_range(x_NK, codes_N, means_GK, out_NK, lo, hi):
-    K = x_NK.shape[1]
-    for n in range(lo, hi):
-        g = codes_N[n]
-        for k in range(K):
-            out_NK[n, k] = x_NK[n, k] - means_GK[g, k]
-
-
-@pjit
-def _subtract_par(x_NK, codes_N, means_GK, out_NK, bounds):
-    for c in prange(bounds.shape[0] - 1):
-        _subtract_range(x_NK, codes_N, means_GK, out_NK, bounds[c], bounds[c + 1])
-
-
-def sweep_one(x_NK, codes_N, w_N, sumw_G):
-    """Return ``x`` minus its weighted group means for one FE (exact, one pass)."""
-    x_NK, w_N = readonly(x_NK), readonly(w_N)
+def _group_sums_chunks(lo, hi, n_chunks, x_NK, codes_N, w_N, part_CGK):
     N, K = x_NK.shape
-    nc = _n_chunks(N)
-    out_NK = np.empty_like(x_NK)
-    if nc == 1:
-        sums_GK = np.zeros((sumw_G.shape[0], K))
-        _group_sums_range(x_NK, codes_N, w_N, sums_GK, 0, N)
-        _subtract_range(x_NK, codes_N, sums_GK / sumw_G[:, None], out_NK, 0, N)
-        return out_NK
-    bounds = _chunk_bounds(N, nc)
-    part_CGK = np.zeros((nc, sumw_G.shape[0], K))
-    _group_sums_par(x_NK, codes_N, w_N, part_CGK, bounds)
-    _subtract_par(x_NK, codes_N, part_CGK.sum(axis=0) / sumw_G[:, None], out_NK, bounds)
+    for ch in range(lo, hi):
+        for n in range(ch * N // n_chunks, (ch + 1) * N // n_chunks):
+            g = codes_N[n]
+            wn = w_N[n]
+            for k in range(K):
+                part_CGK[ch, g, k] += wn * x_NK[n, k]
+
+
+@jit
+def _subtract_chunks(lo, hi, n_chunks, x_NK, codes_N, means_GK, out_NK):
+    N, K = x_NK.shape
+    for ch in range(lo, hi):
+        for n in range(ch * N // n_chunks, (ch + 1) * N // n_chunks):
+            g = codes_N[n]
+            for k in range(K):
+                out_NK[n, k] = x_NK[n, k] - means_GK[g, k]
+
+
+def sweep_one(x_NK, codes_N, w_N, sumw_G, out_NK=None):
+    """Return ``x`` minus its weighted group means for one FE (exact, one pass).
+
+    ``out_NK`` (N x K float64, C-contiguous; may be ``x_NK`` itself) receives
+    the result if given.
+    """
+    x_NK, codes_N, w_N = readonly(x_NK), readonly(codes_N), readonly(w_N)
+    N, K = x_NK.shape
+    G = sumw_G.shape[0]
+    nc = _row_chunks(N, G)
+    if out_NK is None:
+        out_NK = np.empty_like(x_NK)
+    part_CGK = np.zeros((nc, G, K))
+    run_chunks(_group_sums_chunks, nc, (nc, x_NK, codes_N, w_N, part_CGK), work=N * K)
+    means_GK = (part_CGK[0] if nc == 1 else part_CGK.sum(axis=0)) / sumw_G[:, None]
+    run_chunks(_subtract_chunks, nc, (nc, x_NK, codes_N, readonly(means_GK), out_NK), work=N * K)
     return out_NK
 
 
@@ -202,100 +200,101 @@ def _level_counts(codeA_N, codes_NQ, w_N, n_large, n_small):
 
 
 @jit
-def _exact_pass1_range(x_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, out_NK, acc_MK, lo, hi):
-    """For units [lo, hi): ``out = x - unit mean`` and ``acc += B' W out``."""
+def _exact_pass1_chunks(lo, hi, n_chunks, x_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, out_NK, part_CMK):
+    """For the units of chunks [lo, hi): ``out = x - unit mean`` and
+    ``part[ch] += B' W out``. ``out`` may be ``x`` (each unit's mean is
+    taken before its rows are written)."""
     K = x_NK.shape[1]
     Q = codes_NQ.shape[1]
+    U = starts_U.shape[0] - 1
     mean_K = np.empty(K)
-    for u in range(lo, hi):
-        a = starts_U[u]
-        b = starts_U[u + 1]
-        mean_K[:] = 0.0
-        for p in range(a, b):
-            n = _row(order_N, p)
-            wn = w_N[n]
+    for ch in range(lo, hi):
+        for u in range(ch * U // n_chunks, (ch + 1) * U // n_chunks):
+            a = starts_U[u]
+            b = starts_U[u + 1]
             for k in range(K):
-                mean_K[k] += wn * x_NK[n, k]
-        inv = 1.0 / sumwA_U[u]
-        for k in range(K):
-            mean_K[k] *= inv
-        for p in range(a, b):
-            n = _row(order_N, p)
-            wn = w_N[n]
+                mean_K[k] = 0.0
+            for p in range(a, b):
+                n = _row(order_N, p)
+                wn = w_N[n]
+                for k in range(K):
+                    mean_K[k] += wn * x_NK[n, k]
+            inv = 1.0 / sumwA_U[u]
             for k in range(K):
-                v = x_NK[n, k] - mean_K[k]
-                out_NK[n, k] = v
+                mean_K[k] *= inv
+            for p in range(a, b):
+                n = _row(order_N, p)
+                wn = w_N[n]
+                for k in range(K):
+                    out_NK[n, k] = x_NK[n, k] - mean_K[k]
+                # q outside k: the inner loops run over contiguous k
                 for q in range(Q):
-                    acc_MK[codes_NQ[n, q], k] += wn * v
-
-
-@pjit
-def _exact_pass1_par(x_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, out_NK, part_CMK, ubounds):
-    for c in prange(part_CMK.shape[0]):
-        _exact_pass1_range(x_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, out_NK, part_CMK[c],
-                           ubounds[c], ubounds[c + 1])
+                    m = codes_NQ[n, q]
+                    for k in range(K):
+                        part_CMK[ch, m, k] += wn * out_NK[n, k]
 
 
 @jit
-def _exact_pass2_range(out_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, gamma_MK, lo, hi):
-    """For units [lo, hi): ``out -= B gamma - unit mean of (B gamma)``."""
+def _exact_pass2_chunks(lo, hi, n_chunks, out_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, gamma_MK):
+    """For the units of chunks [lo, hi): ``out -= B gamma - unit mean of (B gamma)``."""
     K = out_NK.shape[1]
     Q = codes_NQ.shape[1]
+    U = starts_U.shape[0] - 1
     mean_K = np.empty(K)
-    for u in range(lo, hi):
-        a = starts_U[u]
-        b = starts_U[u + 1]
-        mean_K[:] = 0.0
-        for p in range(a, b):
-            n = _row(order_N, p)
-            wn = w_N[n]
-            for q in range(Q):
-                m = codes_NQ[n, q]
-                for k in range(K):
-                    mean_K[k] += wn * gamma_MK[m, k]
-        inv = 1.0 / sumwA_U[u]
-        for k in range(K):
-            mean_K[k] *= inv
-        for p in range(a, b):
-            n = _row(order_N, p)
+    bg_K = np.empty(K)
+    for ch in range(lo, hi):
+        for u in range(ch * U // n_chunks, (ch + 1) * U // n_chunks):
+            a = starts_U[u]
+            b = starts_U[u + 1]
             for k in range(K):
-                bg = 0.0
+                mean_K[k] = 0.0
+            for p in range(a, b):
+                n = _row(order_N, p)
+                wn = w_N[n]
                 for q in range(Q):
-                    bg += gamma_MK[codes_NQ[n, q], k]
-                out_NK[n, k] -= bg - mean_K[k]
+                    m = codes_NQ[n, q]
+                    for k in range(K):
+                        mean_K[k] += wn * gamma_MK[m, k]
+            inv = 1.0 / sumwA_U[u]
+            for k in range(K):
+                mean_K[k] *= inv
+            for p in range(a, b):
+                n = _row(order_N, p)
+                for k in range(K):
+                    bg_K[k] = -mean_K[k]
+                for q in range(Q):
+                    m = codes_NQ[n, q]
+                    for k in range(K):
+                        bg_K[k] += gamma_MK[m, k]
+                for k in range(K):
+                    out_NK[n, k] -= bg_K[k]
 
 
-@pjit
-def _exact_pass2_par(out_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, gamma_MK, ubounds):
-    for c in prange(ubounds.shape[0] - 1):
-        _exact_pass2_range(out_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, gamma_MK, ubounds[c], ubounds[c + 1])
-
-
-def exact_demean(x_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, Hpinv_MM):
+def exact_demean(x_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, Hpinv_MM, out_NK=None):
     """Exact two-pass demeaning on a large FE ``A`` plus small FEs ``B``.
 
     Pass 1 (per level of ``A``): ``r = M_A x`` and ``S = B' W r``. Then
     ``gamma = H^+ S``. Pass 2: ``M x = r - M_A (B gamma)``. ``order_N`` and
-    ``starts_U`` group the rows by ``A`` (``order_N`` is the identity when
-    the rows already are).
+    ``starts_U`` group the rows by ``A`` (empty when the rows already are).
+    ``out_NK`` (N x K float64, C-contiguous; may be ``x_NK`` itself)
+    receives the result if given.
     """
-    x_NK, w_N = readonly(x_NK), readonly(w_N)
+    x_NK, w_N, sumwA_U = readonly(x_NK), readonly(w_N), readonly(sumwA_U)
+    order_N, starts_U, codes_NQ = readonly(order_N), readonly(starts_U), readonly(codes_NQ)
     N, K = x_NK.shape
     U = starts_U.shape[0] - 1
     M = Hpinv_MM.shape[0]
-    out_NK = np.empty_like(x_NK)
-    nc = _n_chunks(N)
-    if nc == 1:
-        S_MK = np.zeros((M, K))
-        _exact_pass1_range(x_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, out_NK, S_MK, 0, U)
-        gamma_MK = np.ascontiguousarray(Hpinv_MM @ S_MK)
-        _exact_pass2_range(out_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, gamma_MK, 0, U)
-        return out_NK
-    ubounds = _chunk_bounds(U, nc)
+    Q = codes_NQ.shape[1]
+    if out_NK is None:
+        out_NK = np.empty_like(x_NK)
+    nc = _unit_chunks(N, U)
     part_CMK = np.zeros((nc, M, K))
-    _exact_pass1_par(x_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, out_NK, part_CMK, ubounds)
-    gamma_MK = np.ascontiguousarray(Hpinv_MM @ part_CMK.sum(axis=0))
-    _exact_pass2_par(out_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, gamma_MK, ubounds)
+    run_chunks(_exact_pass1_chunks, nc,
+               (nc, x_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, out_NK, part_CMK), work=N * K * (Q + 2))
+    S_MK = part_CMK[0] if nc == 1 else part_CMK.sum(axis=0)
+    gamma_MK = readonly(np.ascontiguousarray(Hpinv_MM @ S_MK))
+    run_chunks(_exact_pass2_chunks, nc,
+               (nc, out_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, gamma_MK), work=N * K * (2 * Q + 1))
     return out_NK
 
 
@@ -319,24 +318,23 @@ def _sweep_all(x_N, out_N, codes_NQ, w_N, sumw_M, sums_M, offsets_Q1):
             out_N[n] -= sums_M[codes_NQ[n, q]]
 
 
-@pjit
-def _map_demean(x_NK, codes_NQ, w_N, sumw_M, offsets_Q1, tol, maxiter):
+@jit
+def _map_demean_chunks(lo, hi, x_NK, codes_NQ, w_N, sumw_M, offsets_Q1, tol, maxiter, out_NK, converged_K, iters_K):
     """Alternating projections with Irons-Tuck acceleration.
 
     ``codes_NQ`` are offset so FE ``q`` uses ``[offsets_Q1[q], offsets_Q1[q+1])``
     of the stacked level vector ``sumw_M``. Converged when the largest absolute
     change of one sweep, and the geometric bound on the remaining distance
     implied by the observed contraction rate, are both below ``tol`` times the
-    column's scale (max |x|, at least 1). Returns ``(out_NK, converged_K,
-    iterations_K)``.
+    column's scale (max |x|, at least 1). Chunk ``k`` is column ``k``: it
+    writes ``out_NK[:, k]``, ``converged_K[k]`` and ``iters_K[k]``.
     """
-    N, K = x_NK.shape
+    N = x_NK.shape[0]
     M = sumw_M.shape[0]
-    out_NK = np.empty_like(x_NK)
-    converged_K = np.zeros(K, dtype=np.bool_)
-    iters_K = np.zeros(K, dtype=np.int64)
-    for k in prange(K):
-        x_N = x_NK[:, k].copy()
+    for k in range(lo, hi):  # one chunk per column
+        x_N = np.empty(N)
+        for n in range(N):
+            x_N[n] = x_NK[n, k]
         gx_N = np.empty(N)
         ggx_N = np.empty(N)
         sums_M = np.empty(M)
@@ -389,12 +387,11 @@ def _map_demean(x_NK, codes_NQ, w_N, sumw_M, offsets_Q1, tol, maxiter):
             out_NK[n, k] = ggx_N[n]
         converged_K[k] = done
         iters_K[k] = it
-    return out_NK, converged_K, iters_K
 
 
 def group_weights(codes_N, w_N, n_groups):
     """Sum of weights per level of one FE."""
-    return _group_weights(codes_N, readonly(w_N), n_groups)
+    return _group_weights(readonly(codes_N), readonly(w_N), n_groups)
 
 
 def centred_ss(x_NK, w_N):
@@ -404,14 +401,26 @@ def centred_ss(x_NK, w_N):
 
 def cross_hessian(order_N, starts_U, codes_NQ, w_N, n_small):
     """``H = B' W M_A B`` (see :func:`_cross_hessian`)."""
-    return _cross_hessian(order_N, starts_U, codes_NQ, readonly(w_N), n_small)
+    return _cross_hessian(readonly(order_N), readonly(starts_U), readonly(codes_NQ), readonly(w_N), n_small)
 
 
 def level_counts(codeA_N, codes_NQ, w_N, n_large, n_small):
     """Weighted counts ``C`` and ``B' W B`` (see :func:`_level_counts`)."""
-    return _level_counts(codeA_N, codes_NQ, readonly(w_N), n_large, n_small)
+    return _level_counts(readonly(codeA_N), readonly(codes_NQ), readonly(w_N), n_large, n_small)
 
 
 def map_demean(x_NK, codes_NQ, w_N, sumw_M, offsets_Q1, tol, maxiter):
-    """Alternating projections (see :func:`_map_demean`)."""
-    return _map_demean(readonly(x_NK), codes_NQ, readonly(w_N), sumw_M, offsets_Q1, tol, maxiter)
+    """Alternating projections (see :func:`_map_demean_chunks`).
+
+    Returns ``(out_NK, converged_K, iterations_K)``.
+    """
+    N, K = x_NK.shape
+    out_NK = np.empty((N, K))
+    converged_K = np.zeros(K, dtype=np.bool_)
+    iters_K = np.zeros(K, dtype=np.int64)
+    # columns are independent: chunk k is column k whatever the thread count
+    run_chunks(_map_demean_chunks, K,
+               (readonly(x_NK), readonly(codes_NQ), readonly(w_N), readonly(sumw_M), readonly(offsets_Q1),
+                float(tol), int(maxiter), out_NK, converged_K, iters_K),
+               work=N * K * codes_NQ.shape[1] * 20)
+    return out_NK, converged_K, iters_K

@@ -12,6 +12,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
+from ..._parallel import SERIAL_BLAS
 from ...errors import ArgumentError, ConvergenceError
 from ...kernels import demean as kd
 from .rank import psd_pinv
@@ -48,6 +49,8 @@ def drop_singletons(codes: Sequence[np.ndarray]) -> np.ndarray:
         changed = False
         for c in codes:
             counts = np.bincount(c if all_kept else c[keep], minlength=int(c.max()) + 1 if c.size else 0)
+            if not (counts == 1).any():  # the usual case: a G-sized check, no N-sized gather
+                continue
             single = keep & (counts[c] == 1)
             if single.any():
                 keep &= ~single
@@ -139,14 +142,16 @@ class Absorber:
             self._order = np.ascontiguousarray(sort, dtype=np.int64)
             self._starts = starts.astype(np.int64)
             U = self.n_levels[self._large]
-            if U * m <= _DENSE_COUNTS_CELLS:
-                C, BWB = kd.level_counts(A, codesB, w, U, int(m))
-                H = BWB - (C / self._sumwA[:, None]).T @ C
-            else:  # row-pair loop: no U x m matrix
-                H = kd.cross_hessian(self._order, self._starts, codesB, w, int(m))
-            # H is PSD with a null space (each small FE's dummies sum to the
-            # large FE's span): the package's pseudo-inverse rule
-            Hpinv, self.rank_small = psd_pinv(H, return_rank=True)
+            # a skinny product: two spinning BLAS threads made it ~100 ms on a busy machine
+            with SERIAL_BLAS:
+                if U * m <= _DENSE_COUNTS_CELLS:
+                    C, BWB = kd.level_counts(A, codesB, w, U, int(m))
+                    H = BWB - (C / self._sumwA[:, None]).T @ C
+                else:  # row-pair loop: no U x m matrix
+                    H = kd.cross_hessian(self._order, self._starts, codesB, w, int(m))
+                # H is PSD with a null space (each small FE's dummies sum to the
+                # large FE's span): the package's pseudo-inverse rule
+                Hpinv, self.rank_small = psd_pinv(H, return_rank=True)
             self._Hpinv = np.ascontiguousarray(Hpinv)
         elif self.algorithm == "iterative":
             offs = np.cumsum([0] + self.n_levels)
@@ -182,16 +187,23 @@ class Absorber:
         step = max(1, _BLOCK_CELLS // max(X.shape[0], 1))
         for lo in range(0, K, step):
             hi = min(K, lo + step)
-            res[:, lo:hi] = self._demean_block(np.ascontiguousarray(X[:, lo:hi]))
+            block = res[:, lo:hi]
+            # the exact kernels write straight into a contiguous result (one
+            # N x K pass fewer); they read each row before writing it, so the
+            # result may be the input itself
+            direct = block.flags.c_contiguous and self.algorithm in ("one-way", "exact")
+            got = self._demean_block(np.ascontiguousarray(X[:, lo:hi]), block if direct else None)
+            if got is not block:
+                block[...] = got
         return res[:, 0] if vec else res
 
-    def _demean_block(self, X: np.ndarray) -> np.ndarray:
+    def _demean_block(self, X: np.ndarray, out: np.ndarray | None) -> np.ndarray:
         if self.algorithm == "none" or X.shape[1] == 0:
             return X
         if self.algorithm == "one-way":
-            return kd.sweep_one(X, self._codeA, self._w, self._sumwA)
+            return kd.sweep_one(X, self._codeA, self._w, self._sumwA, out)
         if self.algorithm == "exact":
-            return kd.exact_demean(X, self._order, self._starts, self._codesB, self._w, self._sumwA, self._Hpinv)
+            return kd.exact_demean(X, self._order, self._starts, self._codesB, self._w, self._sumwA, self._Hpinv, out)
         res, conv, iters = kd.map_demean(X, self._codesQ, self._w, self._sumw, self._offsets, self.tol, self.maxiter)
         if not conv.all():
             bad = np.flatnonzero(~conv)

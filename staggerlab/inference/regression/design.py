@@ -359,7 +359,8 @@ def _assemble(
         maxiter=settings["fixef_maxiter"], nobs=sub.height
     )
     # the absorber recodes densely in id order: the ids of the levels left
-    fe_ids = [_dense(c, ids)[1] for c, ids in zip(fe_codes, fe_ids)]
+    # (a FE whose levels are all still used keeps its ids: no N-sized count)
+    fe_ids = [ids if g == len(ids) else _dense(c, ids)[1] for c, ids, g in zip(fe_codes, fe_ids, absorber.n_levels)]
     sw = np.sqrt(w) if w is not None else absorber._w  # unweighted: share the absorber's ones
 
     names = (["Intercept"] if intercept else []) + list(regressors)

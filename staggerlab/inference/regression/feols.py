@@ -9,6 +9,7 @@ import numpy as np
 import polars as pl
 import scipy.linalg as sla
 
+from ..._parallel import SERIAL_BLAS
 from ...errors import VcovError
 from ...panels.panel import Panel, check_columns, finite_mask, to_polars
 from ..distributed.partitions import is_partitioned
@@ -240,10 +241,12 @@ def feols(
     spec = parse_vcov(vcov, frame.columns)
     text = str(fml)
     fits: list[Feols] = []
-    for f in specs:
-        fits.extend(_fit_formula(f, data, frame, text, spec, weights, dict(
-            fixef_rm=fixef_rm, na=na, collin_tol=collin_tol, fixef_tol=fixef_tol,
-            fixef_maxiter=fixef_maxiter, demean_method=demean_method)))
+    # every product here is skinny (k columns); see SERIAL_BLAS for why one thread
+    with SERIAL_BLAS:
+        for f in specs:
+            fits.extend(_fit_formula(f, data, frame, text, spec, weights, dict(
+                fixef_rm=fixef_rm, na=na, collin_tol=collin_tol, fixef_tol=fixef_tol,
+                fixef_maxiter=fixef_maxiter, demean_method=demean_method)))
     if len(fits) == 1:
         return fits[0]
     by_depvar = len({f.depvar for f in fits}) == len(fits) and len(specs) == 1
@@ -258,7 +261,9 @@ def _fit_formula(f: Formula, data: Any, frame: pl.DataFrame, text: str, spec: Vc
     check_columns(work, r.depvars, "outcome")
     groups: dict[bytes, list[int]] = {}
     for j, y in enumerate(r.depvars):
-        key = finite_mask(work, [y]).tobytes() if work.schema[y].is_numeric() else b"x"
+        # one outcome is one group: its missing rows need not be read here
+        many = len(r.depvars) > 1 and work.schema[y].is_numeric()
+        key = finite_mask(work, [y]).tobytes() if many else b"x"
         groups.setdefault(key, []).append(j)
     fits: dict[int, Feols] = {}
     for js in groups.values():

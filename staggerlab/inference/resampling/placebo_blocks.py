@@ -6,14 +6,12 @@ for any ``n_jobs`` and joblib backend.
 
 from __future__ import annotations
 
-import functools
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
+from ..._parallel import SERIAL_BLAS
 from ..._seed import block_generator
 from ...kernels import placebo as kp
 from .placebo_sampler import NEVER, Sampler
@@ -54,40 +52,6 @@ def run_block(ctx: Context, block: tuple[int, int]) -> np.ndarray:
         return _run_block_serial_blas(ctx, block)
 
 
-class _SerialBlas:
-    """Process-wide "BLAS on one thread" while any block runs.
-
-    Reference-counted: with the threading backend (or a multi-threaded dask
-    worker) several blocks run at once, and the first to finish must not
-    restore multi-threaded BLAS under the others.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._depth = 0
-        self._ctx: Any = None
-
-    def __enter__(self) -> None:
-        with self._lock:
-            if self._depth == 0:
-                self._ctx = _blas_controller().limit(limits=1, user_api="blas")
-            self._depth += 1
-
-    def __exit__(self, *exc: Any) -> None:
-        with self._lock:
-            self._depth -= 1
-            if self._depth == 0:
-                self._ctx.restore_original_limits()
-                self._ctx = None
-
-
-@functools.cache
-def _blas_controller() -> ThreadpoolController:
-    # found once: discovering the loaded libraries reads /proc (~2 ms a call)
-    return ThreadpoolController()
-
-
-SERIAL_BLAS = _SerialBlas()
 
 
 def _run_block_serial_blas(ctx: Context, block: tuple[int, int]) -> np.ndarray:

@@ -19,12 +19,12 @@ from typing import Any, Callable, Literal, Sequence
 import numpy as np
 import polars as pl
 from scipy import optimize
-from threadpoolctl import threadpool_limits
 
-from ..._parallel import run_blocks
+from ..._parallel import SERIAL_BLAS, run_blocks
 from ..._seed import SeedLike, resolve_entropy
 from ..._validate import check_alternative, check_draws, check_level
 from ...errors import UnboundedIntervalWarning, WildBootError
+from ...kernels._jit import run_chunks
 from ..distributed.feols import PartitionedFeols
 from ..regression.compat import as_feols
 from ..regression.feols import Feols
@@ -302,13 +302,33 @@ def draw_plan(weights: str, n_boot: int, draws: int, weight_matrix: np.ndarray |
     return enumerate_all, B, weight_matrix
 
 
+def _blocks_body(lo: int, hi: int, runner: Any, blocks: list[tuple[int, int, int]], out: list[Any]) -> None:
+    for i in range(lo, hi):
+        out[i] = runner(blocks[i])
+
+
 def run_draws(runner: Any, B: int, n_boot: int, n_jobs: int, backend: str | None) -> list[Any]:
-    """``runner`` over the blocks of ``B`` draws (block sizes a function of ``n_boot`` only)."""
+    """``runner`` over the blocks of ``B`` draws (block sizes a function of ``n_boot`` only).
+
+    Without a ``backend`` the blocks run in this process on the package's
+    chunk threads (:func:`~staggerlab.kernels._jit.run_chunks`: threads from
+    the work, ~40 operations per weight; one thread below its threshold):
+    a block is BLAS products and numpy passes that release the GIL, so
+    threads run blocks side by side with no worker process to start, and a
+    thread the OS deschedules holds up one block only. ``n_jobs`` then
+    changes nothing (the results never depend on it); a ``backend``
+    (``"loky"``, ``"threading"``, ``"dask"``, ``"ray"``) runs the blocks
+    through :func:`~staggerlab._parallel.run_blocks` with ``n_jobs``.
+    """
     bs = _block_size(n_boot)
     blocks = [(i, s, min(s + bs, B)) for i, s in enumerate(range(0, B, bs))]
     # the block products are skinny (k columns); a second BLAS thread buys
     # little and, on a busy machine, contention costs up to 10x
-    with threadpool_limits(1, user_api="blas"):
+    with SERIAL_BLAS:
+        if backend is None:
+            out: list[Any] = [None] * len(blocks)
+            run_chunks(_blocks_body, len(blocks), (runner, blocks, out), work=40.0 * B * n_boot)
+            return out
         return run_blocks(_run_block, blocks, shared=runner, n_jobs=n_jobs, backend=backend, desc="wild bootstrap")
 
 
@@ -457,7 +477,11 @@ def wildboot(
     seed : int, Generator, SeedSequence or None
         Seed; block ``i`` of draws uses ``block_generator(seed, i)``.
     n_jobs, backend : int, str
-        Parallel blocks (joblib); results are identical for any value.
+        Without ``backend`` the blocks of draws run on this process's threads,
+        as many as the work and the free cores call for (``n_jobs`` is then
+        not used); with one (``"loky"``, ``"threading"``, ``"dask"``,
+        ``"ray"``) they run through joblib with ``n_jobs``. Results are
+        identical either way.
     weight_matrix : ndarray, optional
         Expert/testing: a ``G x B`` matrix of weights (bootstrap clusters in
         sorted order of their values) used instead of drawing.
@@ -522,6 +546,15 @@ def wildboot(
     check_level(level)
     if weight_matrix is None:
         check_draws(draws)
+    with SERIAL_BLAS:  # every product below is skinny (see SERIAL_BLAS)
+        return _wildboot(fit, param, draws, weights, impose_null, h0, cluster, bootcluster, alternative, confint,
+                         level, seed, n_jobs, backend, weight_matrix, tuning)
+
+
+def _wildboot(fit: Any, param: str, draws: int, weights: str, impose_null: bool, h0: float, cluster: Any,
+              bootcluster: str | None, alternative: str, confint: bool, level: float, seed: SeedLike, n_jobs: int,
+              backend: str | None, weight_matrix: np.ndarray | None, tuning: WildBootTuning) -> WildBootResult:
+    """:func:`wildboot` of one coefficient of a fit (arguments checked)."""
     notes: list[str] = []
     if isinstance(fit, PartitionedFeols):
         from ..distributed.resampling import wildboot_algebra_partitioned

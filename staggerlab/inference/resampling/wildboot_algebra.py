@@ -284,6 +284,7 @@ class Runner:
     injected: np.ndarray | None
     quad: bool  # store the pieces of every null value (test inversion)
     chunk_weights: int
+    _stacked: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def weights(self, index: int, start: int, stop: int) -> WeightBlock:
         """Draw-major ``(stop - start) x G`` weights of block ``index``."""
@@ -296,6 +297,18 @@ class Runner:
         if self.kind == "rademacher":
             return rademacher_block(G, B, rng)
         return WeightBlock(B, G, dense=draws(self.kind, G, B, rng))
+
+    def _stack(self) -> np.ndarray:
+        """``[S0, S1, E_q S1 for each diag part and q]`` side by side (``G_b x ...``), built once."""
+        if self._stacked is None:
+            alg = self.alg
+            m = 2 if self.quad else 1
+            cols = [alg.S[0], alg.S[1]]
+            for pt in alg.parts:
+                if pt.diag:
+                    cols += [pt.E[q][:, None] * alg.S[1] for q in range(m)]
+            self._stacked = np.ascontiguousarray(np.hstack(cols))
+        return self._stacked
 
     def _products(self, wb: WeightBlock, signs: bool) -> tuple[np.ndarray, list[list[np.ndarray]], list[list]]:
         """Every product with the weights, accumulated over cluster ranges.
@@ -316,15 +329,19 @@ class Runner:
                  for pt in alg.parts]
         acc = [np.zeros((m, pt.E[0].shape[0], B)) if not pt.diag else None if signs else np.zeros((len(pairs), B))
                for pt in alg.parts]
+        stack = self._stack()
         for g0, g1 in wb.ranges(self.chunk_weights):
             V = wb.cols(g0, g1)
-            S0, S1 = alg.S[0, g0:g1], alg.S[1, g0:g1]
-            WS[0] += V @ S0
-            WS[1] += V @ S1
+            # one product reads the weights once: [S0, S1, (E_q S1) of every diag part]
+            P = V @ stack[g0:g1]
+            WS[0] += P[:, :k]
+            WS[1] += P[:, k:2 * k]
+            o = 2 * k
             for j, pt in enumerate(alg.parts):
                 if pt.diag:
                     for q in range(m):
-                        WM[j][q] += (V * pt.E[q][g0:g1]) @ S1
+                        WM[j][q] += P[:, o:o + k]
+                        o += k
                     if not signs:
                         acc[j] += ((V * V) @ prods[j][g0:g1]).T
                 else:

@@ -86,20 +86,27 @@ def enumeration_weights(n_clusters: int, start: int, stop: int) -> np.ndarray:
 _PLUS_MINUS = np.array([-1.0, 1.0])
 
 
+#: a packed block of at most this many weights is unpacked whole, once
+#: (one byte per weight), instead of one draw's bits at a time per range
+_UNPACK_WHOLE = 1 << 23
+
+
 class WeightBlock:
     """The draw-major ``B x G`` weights of one block, served by ranges of clusters.
 
     With many clusters a block is large (64 draws x 1M clusters is 512 MB of
     float64), so the products with the weights run over cluster ranges of
     ``WildBootTuning.chunk_weights`` cells. Rademacher weights stay packed as the block's
-    random bytes (one bit per weight) and are unpacked one range at a time;
-    other weights are held dense, as drawn.
+    random bytes (one bit per weight); a block of at most ``_UNPACK_WHOLE``
+    weights is unpacked to one byte per weight once, larger ones one range
+    at a time. Other weights are held dense, as drawn.
     """
 
     def __init__(self, n_draws: int, n_clusters: int, *, dense: np.ndarray | None = None,
                  bits: np.ndarray | None = None):
         self.n, self.G = n_draws, n_clusters
         self.dense, self.bits = dense, bits
+        self._bytes: np.ndarray | None = None
 
     def ranges(self, cells: int) -> list[tuple[int, int]]:
         """Cluster ranges ``[g0, g1)`` of at most ``cells`` cells each."""
@@ -111,32 +118,49 @@ class WeightBlock:
 
         Under WCR such a draw rescales the restricted residuals, so its
         bootstrap t is exactly +-t at every null value (a tie by construction)."""
-        first = self.cols(0, 1)[:, 0]
+        if self.dense is not None:
+            first = self.dense[:, 0]
+            same = (self.dense == first[:, None]).all(axis=1)
+            return np.where(same, np.sign(first), 0.0)
+        # bit j * G of the bytes is draw j's first weight (most significant bit first)
+        pos = np.arange(self.n, dtype=np.int64) * self.G
+        first = (self.bits[pos >> 3] >> (7 - (pos & 7)).astype(np.uint8)) & 1
         same = np.ones(self.n, dtype=bool)
         for g0, g1 in self.ranges(1 << 20):
-            same &= (self.cols(g0, g1) == first[:, None]).all(axis=1)
+            same &= (self._signs(g0, g1) == first[:, None]).all(axis=1)
             if not same.any():  # with many clusters: decided by the first range
                 break
-        return np.where(same, np.sign(first), 0.0)
+        return np.where(same, _PLUS_MINUS[first], 0.0)
 
     def densify(self) -> "WeightBlock":
         """The block with every weight unpacked at once (for callers that use it many times)."""
         if self.dense is not None:
             return self
-        signs = np.unpackbits(self.bits, count=self.n * self.G).reshape(self.n, self.G)
-        return WeightBlock(self.n, self.G, dense=_PLUS_MINUS[signs])
+        return WeightBlock(self.n, self.G, dense=self.cols(0, self.G))
 
-    def cols(self, g0: int, g1: int) -> np.ndarray:
-        """The weights of clusters ``g0..g1-1`` (``B x (g1 - g0)``, C order)."""
-        if self.dense is not None:
-            return np.ascontiguousarray(self.dense[:, g0:g1])
+    def _signs(self, g0: int, g1: int) -> np.ndarray:
+        """The packed weights of clusters ``g0..g1-1`` as 0/1 bytes (``B x (g1 - g0)``)."""
+        if self.n * self.G <= _UNPACK_WHOLE:
+            if self._bytes is None:
+                self._bytes = np.unpackbits(self.bits, count=self.n * self.G).reshape(self.n, self.G)
+            return self._bytes[:, g0:g1]
         width = g1 - g0
         signs = np.empty((self.n, width), dtype=np.uint8)
         for j in range(self.n):
             # bit j * G + g of the block's bytes is weight (j, g), most significant bit first
             s = j * self.G + g0
             signs[j] = np.unpackbits(self.bits[s >> 3:((s + width - 1) >> 3) + 1], count=(s & 7) + width)[s & 7:]
-        return _PLUS_MINUS[signs]
+        return signs
+
+    def cols(self, g0: int, g1: int) -> np.ndarray:
+        """The weights of clusters ``g0..g1-1`` (``B x (g1 - g0)``, C order)."""
+        if self.dense is not None:
+            return np.ascontiguousarray(self.dense[:, g0:g1])
+        # 2 b - 1 in place: exact, and ~4x faster than a table lookup
+        V = self._signs(g0, g1).astype(np.float64)
+        V *= 2.0
+        V -= 1.0
+        return V
 
 
 def rademacher_block(n_clusters: int, n_draws: int, rng: np.random.Generator) -> WeightBlock:
