@@ -1,50 +1,28 @@
 """The one JIT policy of the package.
 
-All kernels are compiled with ``cache=True`` (so a warm on-disk cache makes the
+All kernels are serial ``nogil`` functions compiled with ``cache=True`` (so a warm on-disk cache makes the
 first call in a new process cheap) and numpy's error model (division by zero
 gives inf/nan like numpy instead of raising). ``fastmath`` is off by default;
 the placebo and event-study kernels turn on only ``reassoc`` and ``contract``
 for their short dot products (SIMD; rounding changes at ~1e-16, the same in
 every run) and keep NaN/inf semantics, which mark collinear draws.
+
+Parallel work goes through :func:`run_chunks` (a thread pool pulling fixed
+chunks), not numba's ``parallel=True``: parfors compiled two to twenty times
+slower (measured per kernel on this package), and a fixed chunking keeps
+results bit-identical for any thread count.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import numba as nb
-from numba.np.ufunc import parallel as _nb_parallel
 
-
-def _start_threads_passive() -> None:
-    """Start numba's thread pool with OpenMP workers that sleep between regions.
-
-    numba's OpenMP layer spin-waits between parallel regions by default; on a
-    shared machine that turned each small parallel call from ~0.5 ms into
-    ~100 ms. Our parallel regions are all large (>= 50k rows), so sleeping
-    workers cost nothing measurable. libgomp reads ``OMP_WAIT_POLICY`` once,
-    when it loads, so the variable is set only around that load and the
-    user's environment is left as it was (a policy the user set wins).
-    """
-    if "OMP_WAIT_POLICY" in os.environ:
-        _nb_parallel._launch_threads()
-        return
-    os.environ["OMP_WAIT_POLICY"] = "passive"
-    try:
-        _nb_parallel._launch_threads()
-    finally:
-        del os.environ["OMP_WAIT_POLICY"]
-
-
-_start_threads_passive()
-
-__all__ = ["jit", "pjit", "prange", "threads_for", "readonly", "run_chunks", "n_threads"]
-
-prange = nb.prange
+__all__ = ["jit", "readonly", "run_chunks", "n_threads"]
 
 
 def jit(*args, **kwargs):
@@ -53,12 +31,6 @@ def jit(*args, **kwargs):
     kwargs.setdefault("error_model", "numpy")
     kwargs.setdefault("nogil", True)
     return nb.njit(*args, **kwargs)
-
-
-def pjit(*args, **kwargs):
-    """``numba.njit`` with the package policy and ``parallel=True``."""
-    kwargs.setdefault("parallel", True)
-    return jit(*args, **kwargs)
 
 
 def readonly(a):
@@ -74,28 +46,6 @@ def readonly(a):
     v = a.view()
     v.flags.writeable = False
     return v
-
-
-@contextlib.contextmanager
-def threads_for(work: float, threshold: float = 1e6):
-    """Run the enclosed parallel kernels on one thread when ``work`` (in
-    element operations per call) is below ``threshold``.
-
-    Waking the worker threads costs more than a small kernel; on a busy
-    machine a parallel region also waits for a descheduled worker (measured:
-    a 1,000-draw placebo at 15k rows took 77 ms with two threads and 20 ms
-    with one while another process used a core). Kernels whose chunking does
-    not depend on the thread count give identical results either way.
-    """
-    if work >= threshold:
-        yield
-        return
-    before = nb.get_num_threads()
-    nb.set_num_threads(1)
-    try:
-        yield
-    finally:
-        nb.set_num_threads(before)
 
 
 #: work (element operations per call) below which a chunked kernel runs on
