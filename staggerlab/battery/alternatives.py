@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +68,11 @@ def section_alternatives(frame: pl.DataFrame, spec: BatterySpec, treat: str, out
                      "(pip install \"staggerlab[ml]\").")
     elif C:
         params = {"rf": dict(n_estimators=20, max_depth=6, max_samples=0.3)}
+        # the 10 nuisance fits of each learner on every core this process may use (the same numbers)
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         for learner in spec.dml_learners:
             r = dml(frame, y=y, treat=treat, covariates=C, unit=spec.unit, time=spec.time, learner=learner,
-                    learner_params=params.get(learner), n_folds=5, seed=spec.seed)
+                    learner_params=params.get(learner), n_folds=5, seed=spec.seed, threads=threads)
             from scipy.special import ndtr
 
             add(f"DML ({learner})", r.coef, r.se, float(2 * ndtr(-abs(r.coef / r.se))), r.nobs,
