@@ -74,6 +74,9 @@ from ..results import Result
 __all__ = ["dml", "DmlResult", "make_learner", "LEARNERS"]
 
 LEARNERS = ("lasso", "ridge", "rf", "svm", "svm-nystroem")
+#: learners whose fits give the same numbers when several run at once on threads (no process-wide
+#: random state: the SVMs' liblinear / libsvm seed the C library's generator, shared by all threads)
+THREAD_SAFE_LEARNERS = ("lasso", "ridge", "rf")
 #: the normal quantile doubleml uses to aggregate repeated splits
 _AGG_Z = 1.96
 #: out-of-fold residual variance of the treatment, as a share of its variance,
@@ -340,8 +343,13 @@ def dml(
         Repetitions run in parallel (results identical for any value).
     threads : int
         The ``2 * n_folds`` nuisance fits of a repetition run on up to this
-        many threads (results identical for any value; pass the cores that are
-        free: on a busy machine more threads only wait).
+        many threads for the learners ``"lasso"``, ``"ridge"`` and ``"rf"``
+        (results identical for any value; pass the cores that are free: on a
+        busy machine more threads only wait). The SVM learners run one fit at a
+        time whatever the value: liblinear and libsvm draw from the C library's
+        process-wide random generator, so concurrent fits would change each
+        other's numbers; so does a scikit-learn object passed as ``learner``
+        (its thread safety is unknown).
 
     Returns
     -------
@@ -432,7 +440,8 @@ def dml(
         label = type(learner).__name__
     splits = [_splits(n, int(n_folds), groups, block_generator(seed, r + 1)) for r in range(int(n_rep))]
     preds = run_blocks(
-        partial(_crossfit, X=X, y=Y, d=D, splits=splits, ml_l=ml, ml_m=ml, threads=int(threads)),
+        partial(_crossfit, X=X, y=Y, d=D, splits=splits, ml_l=ml, ml_m=ml,
+                threads=int(threads) if label in THREAD_SAFE_LEARNERS else 1),
         list(range(int(n_rep))), n_jobs=n_jobs, desc="DML splits",
     )
     all_coef = np.empty(n_rep)
