@@ -37,7 +37,7 @@ from .tables import (
     section_heterogeneity,
     section_mechanisms,
 )
-from .timing import compile_clock
+from .timing import CompileClock, compile_clock
 
 __all__ = ["BatterySpec", "battery", "BatteryResult", "Section", "SharedFits", "SECTIONS", "load_data",
            "regression_table", "validate", "section_baseline", "section_event_study", "section_robust",
@@ -100,7 +100,8 @@ def battery(data: Any = None, *, spec: BatterySpec | None = None, verbose: bool 
     spec : BatterySpec, optional
         All options; keyword ``options`` override its fields.
     verbose : bool
-        Print each section's timing as it finishes.
+        Print the timing table to stderr, a row per section as it finishes: its wall seconds and
+        the seconds of them numba spent compiling (``BatteryResult.timings()`` returns the table).
 
     Returns
     -------
@@ -137,7 +138,7 @@ def battery(data: Any = None, *, spec: BatterySpec | None = None, verbose: bool 
 
 
 def _run_section(fn: Callable[..., Section], frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path,
-                 shared: SharedFits, sections: list[Section], clock: Any, source: str, t_all: float,
+                 shared: SharedFits, sections: list[Section], clock: CompileClock, source: str, t_all: float,
                  verbose: bool) -> None:
     """Run one section, time it (wall and numba compile seconds), append it to ``sections``."""
     t0, c0 = time.perf_counter(), clock.seconds
