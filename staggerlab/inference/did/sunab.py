@@ -45,7 +45,8 @@ def sunab(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: b
           tuning: EventStudyTuning) -> EventStudyResult:
     frame = add_binned_rel(sd.frame, window, bin_endpoints)
     cohorts = [int(g) for g in sd.cohorts]
-    if frame.filter(pl.col(COHORT) == 0).height == 0:
+    # column-wise tests and two-column filters: filtering the whole frame would copy every column
+    if not (frame[COHORT] == 0).any():
         # no never-treated units: the last cohort is the control, and only the
         # periods before it adopts can be used
         g_last = cohorts.pop()
@@ -57,7 +58,7 @@ def sunab(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: b
         )
     observed = sorted(int(x) for x in frame[RELB].drop_nulls().unique().to_list())
     check_reference_observed((ref,), observed, window)
-    has_ref = set(frame.filter(pl.col(RELB) == ref)[COHORT].unique().to_list())
+    has_ref = set(frame.select(COHORT, RELB).filter(pl.col(RELB) == ref)[COHORT].unique().to_list())
     lost = [g for g in cohorts if g not in has_ref]
     if lost:
         warnings.warn(f"cohort(s) {lost} have no observation at the reference period {ref} and are dropped",
@@ -66,8 +67,8 @@ def sunab(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: b
         cohorts = [g for g in cohorts if g in has_ref]
     if not cohorts:
         raise EventStudyError("no treated cohort is observed at the reference period")
-    cells = (frame.filter(pl.col(COHORT).is_in(cohorts) & (pl.col(RELB) != ref))
-             .select(COHORT, RELB).unique().sort(COHORT, RELB))
+    cells = (frame.select(COHORT, RELB).filter(pl.col(COHORT).is_in(cohorts) & (pl.col(RELB) != ref))
+             .unique().sort(COHORT, RELB))
     names = {f"_sa_{g}_{rel_label(r)}": (g, r) for g, r in cells.iter_rows()}
     lean_fit = None
     if frame.height == sd.frame.height and dense_bytes(sd, len(names)) > tuning.lean_bytes:

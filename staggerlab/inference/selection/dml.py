@@ -45,7 +45,7 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 import polars as pl
-from scipy import stats
+from scipy import special
 
 from ..._parallel import run_blocks
 from ..._seed import SeedLike, block_generator
@@ -74,6 +74,9 @@ from ..results import Result
 __all__ = ["dml", "DmlResult", "make_learner", "LEARNERS"]
 
 LEARNERS = ("lasso", "ridge", "rf", "svm", "svm-nystroem")
+#: learners whose fits give the same numbers when several run at once on threads (no process-wide
+#: random state: the SVMs' liblinear / libsvm seed the C library's generator, shared by all threads)
+THREAD_SAFE_LEARNERS = ("lasso", "ridge", "rf")
 #: the normal quantile doubleml uses to aggregate repeated splits
 _AGG_Z = 1.96
 #: out-of-fold residual variance of the treatment, as a share of its variance,
@@ -162,19 +165,35 @@ def _splits(n: int, n_folds: int, groups: np.ndarray | None, rng: np.random.Gene
     return [(idx[fold != f], idx[fold == f]) for f in range(n_folds)]
 
 
-def _crossfit(rep: int, *, X, y, d, splits, ml_l, ml_m) -> tuple[np.ndarray, np.ndarray]:
+def _crossfit(rep: int, *, X, y, d, splits, ml_l, ml_m, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.base import clone
     from threadpoolctl import threadpool_limits
 
     l_hat = np.empty_like(y)
     m_hat = np.empty_like(d)
+    # each fit is independent, on a clone with a fixed random_state, and writes its own
+    # held-out rows: the same numbers in any order or on any thread
+    fits = [(ml, target, out, train, test) for train, test in splits[rep]
+            for ml, target, out in ((ml_l, y, l_hat), (ml_m, d, m_hat))]
+
+    def one(fit: tuple) -> None:
+        ml, target, out, train, test = fit
+        out[test] = clone(ml).fit(X[train], target[train]).predict(X[test])
+
     # One BLAS thread: the nuisance fits are small, multi-threaded BLAS only
     # thrashes on a busy machine, and a fixed thread count keeps the sums (and
-    # so the results) identical for any n_jobs. Parallelism is across splits.
+    # so the results) identical for any n_jobs / threads. Parallelism is across
+    # splits (processes) and across the fits of a split (threads: scikit-learn's
+    # tree, liblinear and coordinate-descent solvers release the GIL).
     with threadpool_limits(limits=1, user_api="blas"):
-        for train, test in splits[rep]:
-            l_hat[test] = clone(ml_l).fit(X[train], y[train]).predict(X[test])
-            m_hat[test] = clone(ml_m).fit(X[train], d[train]).predict(X[test])
+        if threads > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(min(threads, len(fits))) as pool:
+                list(pool.map(one, fits))  # list(): re-raises a fit's exception here
+        else:
+            for fit in fits:
+                one(fit)
     return l_hat, m_hat
 
 
@@ -224,11 +243,11 @@ class DmlResult(Result):
     @property
     def pvalue(self) -> float:
         """Two-sided normal p-value."""
-        return float(2 * stats.norm.sf(abs(self.tstat)))
+        return float(2 * special.ndtr(-abs(self.tstat)))  # = scipy.stats' 2 norm.sf(|t|)
 
     def confint(self, level: float = 0.95) -> tuple[float, float]:
         """Normal confidence interval."""
-        q = stats.norm.ppf(0.5 + check_level(level) / 2)
+        q = special.ndtri(0.5 + check_level(level) / 2)  # = scipy.stats' norm.ppf
         return self.coef - q * self.se, self.coef + q * self.se
 
     def tidy(self, level: float = 0.95) -> pl.DataFrame:
@@ -295,6 +314,7 @@ def dml(
     fold_by: Literal["row", "unit"] = "row",
     seed: SeedLike = 0,
     n_jobs: int | None = 1,
+    threads: int = 1,
 ) -> DmlResult:
     """Partially linear double/debiased machine learning (DML2, partialling out).
 
@@ -321,6 +341,15 @@ def dml(
         forest's ``random_state`` from block 0.
     n_jobs : int
         Repetitions run in parallel (results identical for any value).
+    threads : int
+        The ``2 * n_folds`` nuisance fits of a repetition run on up to this
+        many threads for the learners ``"lasso"``, ``"ridge"`` and ``"rf"``
+        (results identical for any value; pass the cores that are free: on a
+        busy machine more threads only wait). The SVM learners run one fit at a
+        time whatever the value: liblinear and libsvm draw from the C library's
+        process-wide random generator, so concurrent fits would change each
+        other's numbers; so does a scikit-learn object passed as ``learner``
+        (its thread safety is unknown).
 
     Returns
     -------
@@ -349,6 +378,8 @@ def dml(
         raise ArgumentError(f"n_folds must be an integer >= 2, got {n_folds!r}")
     if not (isinstance(n_rep, (int, np.integer)) and n_rep >= 1):
         raise ArgumentError(f"n_rep must be a positive integer, got {n_rep!r}")
+    if not (isinstance(threads, (int, np.integer)) and threads >= 1):
+        raise ArgumentError(f"threads must be a positive integer, got {threads!r}")
     if fold_by not in ("row", "unit"):
         raise ArgumentError(f"fold_by must be 'row' or 'unit', got {fold_by!r}")
     if fold_by == "unit" and unit is None:
@@ -409,7 +440,8 @@ def dml(
         label = type(learner).__name__
     splits = [_splits(n, int(n_folds), groups, block_generator(seed, r + 1)) for r in range(int(n_rep))]
     preds = run_blocks(
-        partial(_crossfit, X=X, y=Y, d=D, splits=splits, ml_l=ml, ml_m=ml),
+        partial(_crossfit, X=X, y=Y, d=D, splits=splits, ml_l=ml, ml_m=ml,
+                threads=int(threads) if label in THREAD_SAFE_LEARNERS else 1),
         list(range(int(n_rep))), n_jobs=n_jobs, desc="DML splits",
     )
     all_coef = np.empty(n_rep)

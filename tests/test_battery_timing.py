@@ -1,0 +1,76 @@
+"""The battery's timing table: wall seconds and numba compile seconds per section."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import numba
+import numpy as np
+import pytest
+
+import staggerlab as sl
+from staggerlab.battery import BatterySpec, Section, battery
+
+bm = sys.modules["staggerlab.battery"]  # the package's `battery` attribute is the function
+
+
+def _compiling_section(seen: dict):
+    """A section whose only work is the first call of a new (uncached) jitted function,
+    so nearly all of that call is numba compiling it."""
+    def section_compiles(frame, spec, treat, out, shared):
+        @numba.njit(cache=False)
+        def kernel(x):  # a fresh function object: compiled on its first call, never cached
+            s = 0.0
+            for i in range(x.size):
+                s += np.sin(x[i]) * np.cos(x[i]) + np.sqrt(abs(x[i]))
+            return s
+
+        t0 = time.perf_counter()
+        kernel(np.ones(3))
+        seen["first_call"] = time.perf_counter() - t0
+        return Section("compiles", "A. compiles", "")
+    return section_compiles
+
+
+def _plain_section(frame, spec, treat, out, shared):
+    time.sleep(0.05)  # wall time without any compilation
+    return Section("plain", "B. plain", "")
+
+
+def test_timing_table_has_compile_seconds_per_section(tmp_path, monkeypatch, capsys):
+    seen: dict = {}
+    monkeypatch.setattr(bm, "SECTIONS", [_compiling_section(seen), _plain_section])
+    df = sl.simulate.staggered(40, 6, n_controls=1, seed=3, effect=0.5)
+    spec = BatterySpec(unit="unit", time="time", outcomes=["y"], treat="treat", controls=["x1"],
+                       out=str(tmp_path / "r"))
+    res = battery(df, spec=spec, verbose=True)
+    comp, plain = res.sections
+    # reference: the first call of the fresh function, timed around the call; compiling is all of it
+    # but the type dispatch and cache look-up (a few ms)
+    assert seen["first_call"] * 0.8 <= comp.compile_seconds <= seen["first_call"]
+    assert comp.compile_seconds <= comp.seconds
+    assert plain.compile_seconds == 0.0 and plain.seconds >= 0.05
+    tab = res.timings()
+    assert tab.columns == ["section", "seconds", "compile_seconds"]
+    assert tab["compile_seconds"].to_list() == [comp.compile_seconds, 0.0]
+    saved = json.loads((tmp_path / "r" / "results.json").read_text())["sections"]
+    assert saved["compiles"]["compile_seconds"] == pytest.approx(comp.compile_seconds, rel=1e-12)
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert "| section | wall seconds | numba compile seconds |" in report
+    assert f"| A. compiles | {comp.seconds:.2f} | {comp.compile_seconds:.2f} |" in report
+    err = capsys.readouterr().err
+    assert f"{comp.compile_seconds:8.2f} s" in err.splitlines()[-2]
+
+
+def test_compile_clock_is_removed_after_the_run(tmp_path, monkeypatch):
+    """A compilation after the battery is not counted into its last section."""
+    from numba.core import event
+
+    monkeypatch.setattr(bm, "SECTIONS", [_plain_section])
+    df = sl.simulate.staggered(40, 6, seed=3)
+    before = len(event._registered.get("numba:compile", []))
+    battery(df, spec=BatterySpec(unit="unit", time="time", outcomes=["y"], treat="treat", controls=[],
+                                 out=str(tmp_path / "r")))
+    assert len(event._registered.get("numba:compile", [])) == before
