@@ -37,6 +37,7 @@ from .tables import (
     section_heterogeneity,
     section_mechanisms,
 )
+from . import warmup
 from .timing import CompileClock, compile_clock
 
 __all__ = ["BatterySpec", "battery", "BatteryResult", "Section", "SharedFits", "SECTIONS", "load_data",
@@ -108,6 +109,16 @@ def battery(data: Any = None, *, spec: BatterySpec | None = None, verbose: bool 
     BatteryResult
     """
     spec = spec or BatterySpec()
+    warmer = warmup.start()
+    try:
+        return _battery(data, spec, warmer, verbose, options)
+    finally:
+        if warmer is not None:
+            warmer.stop()
+
+
+def _battery(data: Any, spec: BatterySpec, warmer: warmup.Warmer | None, verbose: bool,
+             options: dict[str, Any]) -> BatteryResult:
     for k, v in options.items():
         if k not in BatterySpec.__dataclass_fields__:
             raise ArgumentTypeError(f"unknown battery option {k!r}")
@@ -130,7 +141,9 @@ def battery(data: Any = None, *, spec: BatterySpec | None = None, verbose: bool 
     with compile_clock() as clock:
         if verbose:
             print(f"  {'section':<45} {'seconds':>9} {'compile':>10}", file=sys.stderr)
-        for fn in SECTIONS:
+        for i, fn in enumerate(SECTIONS):
+            if warmer is not None:
+                warmer.at(i)
             _run_section(fn, frame, spec, treat, out, shared, sections, clock, source, t_all, verbose)
     result = BatteryResult(spec, sections, out)
     write_report(result, frame, source, time.perf_counter() - t_all)
