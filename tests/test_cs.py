@@ -467,6 +467,8 @@ def test_event_study_boot_outputs_equal_brute_force_multiplier_bootstrap(mpdta, 
 
     res = _cs(mpdta, base_period=base, bootstrap=True, biters=499, seed=7, multipliers="rademacher")
     r = event_study_wildboot(res, draws=499, weights="rademacher", seed=7, band=band)
+    # the public entry point dispatches a CS result to the same bootstrap
+    assert sl.wildboot(res, draws=499, weights="rademacher", seed=7, band=band).tidy().equals(r.tidy())
     n = res.n_units
     ss = resolve_entropy(7)
     V = np.vstack([block_generator(ss, i).integers(0, 2, size=(min(128, 499 - 128 * i), n)) * 2.0 - 1.0

@@ -433,10 +433,11 @@ def wildboot(
 
     Parameters
     ----------
-    fit : staggerlab Feols, pyfixest Feols or EventStudyResult
+    fit : staggerlab Feols, pyfixest Feols, EventStudyResult or CSResult
         A fitted model; fixed effects stay absorbed (see the module notes for
         fixed effects not nested in the bootstrap clusters). An event study
-        (``method="twfe"``, ``"sunab"`` or ``"imputation"``) is bootstrapped whole by
+        (``method="twfe"``, ``"sunab"`` or ``"imputation"``, or a Callaway-Sant'Anna
+        result, through its own multiplier bootstrap) is bootstrapped whole by
         :func:`~staggerlab.inference.resampling.es_wildboot.event_study_wildboot`
         (``param``, ``h0``, ``cluster`` and ``bootcluster`` do not apply; every
         null is zero) and an
@@ -528,9 +529,10 @@ def wildboot(
     >>> wb.pvalue < 0.05
     True
     """
+    from ..did.cs import CSResult
     from ..did.event_study import EventStudyResult
 
-    if isinstance(fit, EventStudyResult):
+    if isinstance(fit, (EventStudyResult, CSResult)):
         odd = [n for n, v, dv in (("param", param, "treat"), ("h0", h0, 0.0), ("cluster", cluster, None),
                                   ("bootcluster", bootcluster, None)) if v != dv]
         if odd:
