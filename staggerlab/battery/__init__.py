@@ -24,6 +24,7 @@ from ..panels.io import read_frame
 from ..panels.panel import to_polars
 from ..panels.simulate import paper_panel
 from ..report import write_report
+from . import warmup
 from .alternatives import section_alternatives
 from .diagnostics import section_diagnostics, section_inference
 from .dynamic import section_event_study, section_robust
@@ -37,7 +38,6 @@ from .tables import (
     section_heterogeneity,
     section_mechanisms,
 )
-from . import warmup
 from .timing import CompileClock, compile_clock
 
 __all__ = ["BatterySpec", "battery", "BatteryResult", "Section", "SharedFits", "SECTIONS", "load_data",

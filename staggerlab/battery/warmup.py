@@ -108,9 +108,9 @@ def _parent_at(ctl: Path) -> int:
 def _main(ctl: Path) -> None:
     import warnings
 
-    from . import SECTIONS, SharedFits, validate
     from ..battery_checks import helper_names
     from ..panels.simulate import paper_panel
+    from . import SECTIONS, SharedFits, validate
     from .spec import BatterySpec
 
     warnings.simplefilter("ignore")
