@@ -35,6 +35,7 @@ import datetime as dt
 import json
 import os
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -345,6 +346,7 @@ def header_md(meta: dict) -> str:
         f"**Run.** {meta['date']}, commit `{meta['commit']}`; load average (1, 5, 15 min) "
         f"{', '.join(f'{x:.2f}' for x in meta['load_before'])} before, "
         f"{', '.join(f'{x:.2f}' for x in meta['load_after'])} after; {meta['seconds'] / 60:.1f} min in all"
+        + (f" (**stopped after {meta['done']} of {meta['steps']} sections**)" if meta.get("stopped") else "")
         + (" (**quick run: smoke-check arguments, not the figures**)" if meta["quick"] else "") + ".",
     ])
 
@@ -369,6 +371,11 @@ def write_results(path: Path, meta: dict, sections: list[str], kept: str) -> Non
     path.write_text(text.rstrip("\n") + "\n")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM as Ctrl-C: the running child is killed and the file says where the run stopped."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small arguments: a smoke check in a few minutes")
@@ -378,12 +385,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="keys to run: " + " ".join(b.key for b in BENCHES) + " battery workers dask es_coverage")
     ap.add_argument("--out", type=Path, default=RESULTS, help="file to write (default benchmarks/RESULTS.md)")
     a = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
     # the issue's figures first (hot paths, battery, workers), so that an interrupted run has them
     steps: list[Bench | str] = [BENCHES[0], "battery", "workers", *BENCHES[1:]]
     steps += ([COVERAGE] if a.coverage else []) + ([DASK] if a.dask else [])
     if a.only is not None:
-        steps = [s for s in [*steps, COVERAGE, DASK] if (s if isinstance(s, str) else s.key) in a.only]
-        steps = list(dict.fromkeys(steps))
+        by_key = {(s if isinstance(s, str) else s.key): s for s in [*steps, COVERAGE, DASK]}
+        steps = [s for k, s in by_key.items() if k in a.only]
     previous = a.out.read_text() if a.out.exists() else ""
     kept = kept_text(previous)
     t_start = time.perf_counter()
@@ -391,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
             "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "load_before": load()}
     sections: list[str] = []
     failed: list[str] = []
+    meta["steps"], meta["done"] = len(steps), 0
 
     def flush() -> None:
         meta["load_after"], meta["seconds"] = load(), time.perf_counter() - t_start
@@ -398,25 +407,29 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="staggerlab-run-all-") as tmp_name:
         tmp = Path(tmp_name)
-        for step in steps:
-            if step == "battery":
-                bat = battery_runs(tmp, cold=not a.quick)
-                sections.append(battery_md(bat, import_time(3 if a.quick else 7)))
-                if any(r["returncode"] not in (0, 1) for r in bat["runs"]):
-                    failed.append("battery")
-            elif step == "workers":
-                sections.append(workers_md(worker_start()))
-            else:
-                rec = run_bench(step, a.quick, tmp)
-                if rec["returncode"] != 0:
-                    failed.append(step.key)
-                sections.append(section_md(rec))
-            print(sections[-1], flush=True)
-            flush()
+        try:
+            for step in steps:
+                if step == "battery":
+                    bat = battery_runs(tmp, cold=not a.quick)
+                    sections.append(battery_md(bat, import_time(3 if a.quick else 7)))
+                    if any(r["returncode"] not in (0, 1) for r in bat["runs"]):
+                        failed.append("battery")
+                elif step == "workers":
+                    sections.append(workers_md(worker_start()))
+                else:
+                    rec = run_bench(step, a.quick, tmp)
+                    if rec["returncode"] != 0:
+                        failed.append(step.key)
+                    sections.append(section_md(rec))
+                meta["done"] += 1
+                print(sections[-1], flush=True)
+                flush()
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep the sections done so far, say so
+            meta["stopped"] = True
     flush()
     print(f"[run_all] wrote {a.out} in {meta['seconds'] / 60:.1f} min"
           + (f"; failed: {', '.join(failed)}" if failed else ""))
-    return 1 if failed else 0
+    return 130 if meta.get("stopped") else 1 if failed else 0
 
 
 if __name__ == "__main__":
