@@ -278,6 +278,17 @@ def split_output(text: str) -> tuple[list[list[str]], list[str]]:
     return tables, other
 
 
+#: lines of a script's other output kept at each end (peers such as csdid print whole summaries)
+OTHER_LINES = 12
+
+
+def elide(lines: list[str], keep: int = OTHER_LINES) -> list[str]:
+    """The first and last ``keep`` lines, with a line saying how many were left out."""
+    if len(lines) <= 2 * keep + 1:
+        return lines
+    return [*lines[:keep], f"... ({len(lines) - 2 * keep} lines left out) ...", *lines[-keep:]]
+
+
 def fmt_load(ld: tuple) -> str:
     return f"{ld[0]:.2f}"
 
@@ -295,7 +306,7 @@ def section_md(rec: dict) -> str:
     for t in tables:
         lines += ["", *t]
     if other:
-        lines += ["", "Other output of the script:", "", "```text", *other, "```"]
+        lines += ["", "Other output of the script:", "", "```text", *elide(other), "```"]
     return "\n".join(lines)
 
 
