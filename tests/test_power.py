@@ -159,6 +159,8 @@ def test_sunab_crv3_refuses_clusters_that_split_units():
     df = _panel().with_columns((pl.col("time") % 2).alias("half"))
     with pytest.raises(VcovError, match="within one cluster"):
         sunab_crv3(df, "y", "unit", "time", "cohort", (), "half")
+    with pytest.raises(ArgumentError, match="sunab\\+crv1"):
+        sl.power(df, y="y", unit="unit", time="time", cohort="cohort", cluster="half", estimators=["sunab"], draws=3)
 
 
 def test_same_numbers_for_any_n_jobs():

@@ -24,6 +24,7 @@ from ...errors import ArgumentError, ArgumentTypeError, StaggerlabWarning
 from ...panels.panel import check_columns, to_polars
 from ..regression.feols import feols
 from ..regression.formula import Formula, quote
+from ..regression.vcov import nested_in
 from ..resampling.placebo import placebo
 from ..resampling.placebo_blocks import SERIAL_BLAS
 from .power_effects import PRESETS, RowDesign, effect_path
@@ -160,6 +161,9 @@ def power(
     keep = list(dict.fromkeys([y, unit, time, param, *controls, cluster,
                                *(c for c in (strata, assign_by, cohort) if c)]))
     fit = feols(Formula.of(y, [param, *controls], [unit, time]), frame.select(keep), vcov={"CRV1": quote(cluster)})
+    if "sunab" in names and not nested_in(fit.design.codes(unit), fit.design.codes(cluster)):
+        raise ArgumentError(f"estimator 'sunab' tests with CRV3, which needs every unit ({unit!r}) within one "
+                            f"cluster ({cluster!r}); use 'sunab+crv1' for its CRV1 t test")
     ss = as_seedsequence(seed)
     # with cohort=, its adoption periods are re-assigned (a unit need not be observed in its adoption period)
     opts = dict(param=param, draws=draws, scheme=scheme, strata=strata, cluster=assign_by, cohort=cohort, seed=ss,
