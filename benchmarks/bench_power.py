@@ -6,7 +6,8 @@ Run:  python benchmarks/bench_power.py [--reps 5] [--robust-reps 1] [--loop-draw
 1. The TWFE power curve (CRV1 t test), 1,000 draws x 20 effect sizes (exact, no
    refits): median of ``--reps`` warm runs.
 2. TWFE + imputation + Sun-Abraham + Callaway-Sant'Anna curves, 500 draws x 10 effect
-   sizes: median of ``--robust-reps`` warm runs (after one small warm-up call).
+   sizes: median of ``--robust-reps`` warm runs (after one small warm-up call). Each with
+   its power default test (Sun-Abraham: CRV3 standard error).
 3. A hand-written loop around pyfixest for the TWFE curve (re-assign with the same
    draws, add the effect, ``pf.feols``, read the t statistic): ``--loop-draws`` draws
    at all 20 sizes are timed and the per-fit time is extrapolated to 1,000 x 20

@@ -87,7 +87,7 @@ def test_truth_bias_and_coverage_follow_the_draws():
 
 
 @pytest.mark.parametrize("method,effects", [("imputation", "heterogeneous"), ("cs", "homogeneous"),
-                                            ("sunab", "homogeneous")])
+                                            ("sunab+crv1", "homogeneous")])
 def test_refit_shortcuts_match_refits(method, effects):
     df = _panel()
     sizes = [0.0, 0.4, 1.1]
@@ -116,9 +116,51 @@ def test_refit_shortcuts_match_refits(method, effects):
                     agg = cs(frame, y="_y", unit="unit", time="time", cohort="_g", cluster="grp").aggregate("simple")
                 else:
                     agg = event_study(frame, y="_y", unit="unit", time="time", cohort="_g", controls=["x1"],
-                                      cluster="grp", method=method).aggregate("simple")
+                                      cluster="grp", method=method.removesuffix("+crv1")).aggregate("simple")
             assert pw.estimates[method][b, k] == pytest.approx(agg.estimate, rel=SHORTCUT, abs=1e-10)
             assert pw.tstats[method][b, k] == pytest.approx(agg.estimate / agg.se, rel=SHORTCUT, abs=1e-9)
+
+
+def _sunab_crv3_refit(frame, y, cluster):
+    """Sun-Abraham's simple ATT and its CRV3 s.e. by brute force: the event study's cells,
+    then feols with the periods as dummies and CRV3 (one refit per left-out cluster)."""
+    es = event_study(frame, y=y, unit="unit", time="time", cohort="_g", controls=["x1"], cluster=cluster,
+                     method="sunab")
+    cells, w = es.extra["cell_names"], es.extra["cell_weights"]("simple")
+    inner = es.extra["fit"]  # its frame holds the cell columns (and the outcome under its own name)
+    fit = sl.feols(f"{inner.depvar} ~ {' + '.join(cells)} + x1 + i(time) | unit", inner.design.frame,
+                   vcov={"CRV3": cluster})
+    idx = [list(fit.coefnames).index(c) for c in cells]
+    return w @ fit.beta[idx], np.sqrt(w @ fit.vcov()[np.ix_(idx, idx)] @ w)
+
+
+def test_sunab_default_test_is_crv3_against_jackknife_refits():
+    df = _panel()
+    pw = sl.power(df, y="y", unit="unit", time="time", cohort="cohort", controls=["x1"], cluster="grp",
+                  estimators=["sunab"], sizes=[0.0, 0.9], draws=3, seed=4)
+    assert pw.tidy()["method"][0] == "shift" and "CRV3" in pw.hypotheses["sunab"] and "CRV3" in pw.summary()
+    for b in (0, 2):
+        g = df["unit"].replace_strict(dict(zip(pw.units.tolist(), pw.assignments[b].tolist())),
+                                      return_dtype=pl.Int64, default=0)
+        treated = ((g > 0) & (df["time"] >= g)).cast(pl.Float64)
+        for k, d in enumerate(pw.sizes):
+            frame = df.with_columns(g.alias("_g"), (pl.col("y") + d * treated).alias("y_shifted"))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                est, se = _sunab_crv3_refit(frame, "y_shifted", "grp")
+            assert pw.estimates["sunab"][b, k] == pytest.approx(est, rel=SHORTCUT, abs=1e-10)
+            assert pw.tstats["sunab"][b, k] == pytest.approx(est / se, rel=SHORTCUT, abs=1e-9)
+
+
+def test_sunab_crv3_refuses_clusters_that_split_units():
+    from staggerlab.errors import VcovError
+    from staggerlab.inference.studies.power_sunab import sunab_crv3
+
+    df = _panel().with_columns((pl.col("time") % 2).alias("half"))
+    with pytest.raises(VcovError, match="within one cluster"):
+        sunab_crv3(df, "y", "unit", "time", "cohort", (), "half")
+    with pytest.raises(ArgumentError, match="sunab\\+crv1"):
+        sl.power(df, y="y", unit="unit", time="time", cohort="cohort", cluster="half", estimators=["sunab"], draws=3)
 
 
 def test_same_numbers_for_any_n_jobs():
@@ -140,22 +182,34 @@ def test_size_at_zero_twfe_on_the_built_in_panel():
     assert 0 < m.low <= m.estimate <= m.high < np.inf
 
 
+def test_size_at_zero_quick_on_the_built_in_panel():
+    # the default run's check (few draws, so a loose bound: 3 MC s.e. at the nominal level); the
+    # slow tests below hold each estimator to 2 MC s.e. with more draws
+    df = sl.simulate.paper_panel(seed=0)
+    n = 60
+    pw = sl.power(df, y="NQPF", unit="firm", time="year", treat="IM", estimators=["twfe", "imputation", "sunab", "cs"],
+                  sizes=[0.0], draws=n, seed=11)
+    for name in pw.estimators:
+        s, _ = pw.size(name)
+        assert abs(s - 0.05) <= 3 * np.sqrt(0.05 * 0.95 / n), (name, s)
+
+
 @pytest.fixture(scope="module")
 def paper_sizes():
     df = sl.simulate.paper_panel(seed=0)
     return sl.power(df, y="NQPF", unit="firm", time="year", treat="IM", controls=["Size", "Lev"],
-                    estimators=["twfe", "imputation", "sunab", "cs", "event_study"], sizes=[0.0], draws=500, seed=0)
+                    estimators=["twfe", "imputation", "sunab", "sunab+crv1", "cs", "event_study"], sizes=[0.0],
+                    draws=500, seed=0)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [
-    "twfe", "imputation", "cs", "event_study",
-    # measured: 0.078 (MC s.e. 0.012) at 500 draws with these controls, 0.066 (0.008) at 1,000 draws
+    "twfe", "imputation", "cs", "event_study", "sunab",
+    # measured: 0.078 (MC s.e. 0.012) at 500 draws with these controls, 0.067 (0.006) at 2,000 draws
     # without: the CRV1 t test of the Sun-Abraham aggregate over-rejects on this design (84 treated
-    # firms in 4 cohorts, ~21 treated clusters per cohort x event-time cell), which is what the
-    # design's own size check is for
-    pytest.param("sunab", marks=pytest.mark.xfail(reason="Sun-Abraham's CRV1 t test is oversized on "
-                                                         "this design (see comment)", strict=False)),
+    # firms in 4 cohorts, ~21 treated clusters per cohort x event-time cell); "sunab" (CRV3) does not
+    pytest.param("sunab+crv1", marks=pytest.mark.xfail(reason="Sun-Abraham's CRV1 t test is oversized on "
+                                                              "this design (see comment)", strict=False)),
 ])
 def test_size_at_zero_every_estimator_on_the_built_in_panel(paper_sizes, name):
     s, se = paper_sizes.size(name)
@@ -272,3 +326,37 @@ def test_cluster_level_assignment_and_missing_cohorts():
         for g in np.unique(g_of_unit):
             assert np.unique(a[g_of_unit == g]).size == 1  # one assignment per group
     assert pw.tidy()["valid_draws"].min() == 15
+
+
+def test_jackknife_nested_matches_pyfixest_crv3():
+    # the closed-form leave-one-cluster-out changes vs pyfixest's CRV3 (one refit per cluster)
+    import pyfixest as pf
+
+    from staggerlab.errors import VcovError
+    from staggerlab.inference.regression.absorb import Absorber
+    from staggerlab.inference.regression.vcov import jackknife_nested, ssc_factor
+
+    df = _panel().with_columns(((pl.col("cohort") > 0) & (pl.col("time") >= pl.col("cohort")))
+                                        .cast(pl.Float64).alias("D"))
+    ref = pf.feols("y ~ D + x1 + C(time) | unit", df.to_pandas(), vcov={"CRV3": "grp"})
+    names = list(ref._coefnames)
+    ucode = df["unit"].rank("dense").cast(pl.Int64).to_numpy() - 1
+    times = np.unique(df["time"].to_numpy())
+    X = np.column_stack([df["D"].to_numpy(), df["x1"].to_numpy()]
+                        + [(df["time"].to_numpy() == t).astype(float) for t in times[1:]])
+    within = Absorber([ucode])
+    Xd, yd = within.demean(X), within.demean(df["y"].to_numpy())
+    bread = np.linalg.inv(Xd.T @ Xd)
+    beta = bread @ (Xd.T @ yd)
+    cl = df["grp"].rank("dense").cast(pl.Int64).to_numpy() - 1
+    D = jackknife_nested(Xd, yd - Xd @ beta, bread, cl)
+    G, k = D.shape[0], X.shape[1]
+    V = ssc_factor("CRV3", df.height, k + 1, G) * D.T @ D  # the unit FE, nested, counts once
+    order = [names.index(n) for n in ["D", "x1"]]
+    np.testing.assert_allclose(V[:2, :2], ref._vcov[np.ix_(order, order)], rtol=1e-9)
+    # a column carried by one cluster alone has no leave-it-out estimate
+    lone = (cl == 0).astype(float) * np.arange(df.height) % 3
+    Xl = within.demean(np.column_stack([X, lone]))
+    bl = np.linalg.inv(Xl.T @ Xl)
+    with pytest.raises(VcovError, match="one cluster alone"):
+        jackknife_nested(Xl, yd - Xl @ (bl @ (Xl.T @ yd)), bl, cl)

@@ -32,7 +32,7 @@ from .formula import split_top, unquote
 __all__ = [
     "VcovSpec", "parse_vcov", "parse_clusters", "ssc_factor", "residual_variance", "ssc_df_k", "fe_df",
     "nested_in", "combine_codes", "cluster_parts", "crv_meat", "clustered_meat", "sandwich",
-    "vcov_iid", "vcov_hetero", "vcov_crv1", "vcov_crv3",
+    "vcov_iid", "vcov_hetero", "vcov_crv1", "vcov_crv3", "jackknife_nested",
 ]
 
 #: Scores: an N x k array, or a pair ``(X, u)`` standing for ``X * u[:, None]``.
@@ -329,6 +329,66 @@ def vcov_crv3(
         d = loo_beta(cluster != g) - beta
         V += np.outer(d, d)
     return ssc_factor("CRV3", N, df_k, G) * V, G
+
+
+def jackknife_nested(X: np.ndarray, u: np.ndarray, bread: np.ndarray, cluster: np.ndarray) -> np.ndarray:
+    """Leave-one-cluster-out coefficient changes ``b_-g - b`` of an OLS fit, without refits.
+
+    Exact when ``X`` and ``u`` are the regressors and residuals after
+    absorbing only fixed effects nested in the clusters (a nested FE's
+    demeaning is within clusters, so removing a cluster leaves every other
+    row's demeaned values unchanged): ``b_-g - b = -(X'X - X_g'X_g)^-1 X_g'u_g``,
+    computed as ``-(X'X)^-1 X_g' (I - H_gg)^-1 u_g`` with ``H_gg = X_g (X'X)^-1 X_g'``.
+    Fixed effects not nested in the clusters must be columns of ``X``.
+
+    Parameters
+    ----------
+    X : ndarray, N x k
+    u : ndarray, N
+        Residuals of the fit (``X'u = 0``).
+    bread : ndarray, k x k
+        ``(X'X)^-1``.
+    cluster : ndarray of int
+        Cluster code (0 .. G-1) of every row.
+
+    Returns
+    -------
+    ndarray, G x k
+        Row ``g``: ``b_-g - b``. ``adj * D.T @ D`` (``adj`` from :func:`ssc_factor`) is the CRV3
+        covariance of :func:`vcov_crv3`.
+
+    Raises
+    ------
+    VcovError
+        A coefficient rests on one cluster alone (``I - H_gg`` singular): it has no
+        leave-that-cluster-out estimate.
+    """
+    G = int(cluster.max()) + 1
+    if G < 2:
+        raise VcovError(f"CRV3 needs at least 2 clusters, found {G}")
+    order = np.argsort(cluster, kind="stable")
+    sizes = np.bincount(cluster, minlength=G)
+    starts = np.r_[0, np.cumsum(sizes)[:-1]]
+    XB = X @ bread
+    out = np.zeros((G, X.shape[1]))
+    # clusters of one size at a time: batched (T x T) solves
+    for T in np.unique(sizes[sizes > 0]):
+        gs = np.flatnonzero(sizes == T)
+        rows = order[starts[gs][:, None] + np.arange(T)[None, :]]
+        Xg, XBg = X[rows], XB[rows]
+        M = np.eye(T)[None] - XBg @ Xg.transpose(0, 2, 1)
+        # I - H_gg is positive definite unless a coefficient rests on cluster g alone; its
+        # Cholesky pivots bound its smallest eigenvalue from above, so a tiny pivot flags it
+        try:
+            L = np.linalg.cholesky(M)
+        except np.linalg.LinAlgError:
+            L = np.zeros_like(M)
+        if np.diagonal(L, axis1=1, axis2=2).min() ** 2 <= 1e-10:
+            raise VcovError("CRV3: a coefficient is identified by one cluster alone, so leaving it out is "
+                            "not defined")
+        z = np.linalg.solve(M, u[rows][..., None])[..., 0]
+        out[gs] = -(z[:, None, :] @ XBg)[:, 0, :]
+    return out
 
 
 def sandwich(

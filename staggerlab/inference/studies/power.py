@@ -24,6 +24,7 @@ from ...errors import ArgumentError, ArgumentTypeError, StaggerlabWarning
 from ...panels.panel import check_columns, to_polars
 from ..regression.feols import feols
 from ..regression.formula import Formula, quote
+from ..regression.vcov import nested_in
 from ..resampling.placebo import placebo
 from ..resampling.placebo_blocks import SERIAL_BLAS
 from .power_effects import PRESETS, RowDesign, effect_path
@@ -80,11 +81,15 @@ def power(
         Cluster column of every standard error (default ``unit``).
     estimators : str or sequence of str
         ``"twfe"`` (exact, no refit), ``"twfe+wildboot"``, ``"twfe+placebo"``,
-        ``"imputation"``, ``"sunab"``, ``"event_study"``, ``"cs"``. The null each
-        tests is in ``PowerResult.hypotheses``: the TWFE coefficient (t test with
-        CRV1, G - 1 df; or wild cluster bootstrap p-value; or the placebo p-value
-        of the sharp null), or the overall ATT (``aggregate("simple")``) of the
-        staggered estimators; all two-sided at ``1 - level``.
+        ``"imputation"``, ``"sunab"``, ``"sunab+crv1"``, ``"event_study"``, ``"cs"``.
+        The null each tests is in ``PowerResult.hypotheses``: the TWFE coefficient
+        (t test with CRV1, G - 1 df; or wild cluster bootstrap p-value; or the
+        placebo p-value of the sharp null), or the overall ATT
+        (``aggregate("simple")``) of the staggered estimators; all two-sided at
+        ``1 - level``. ``"sunab"`` tests with the CRV3 (leave-one-cluster-out
+        jackknife) standard error and G - 1 df, which needs every unit within one
+        cluster: the CRV1 t test (``"sunab+crv1"``, fixest's) over-rejects at zero
+        effect on the built-in panel (0.067, MC s.e. 0.006, 2,000 draws; CRV3 0.051).
     effects : float, sequence of float, {"homogeneous", "ramp", "heterogeneous"} or callable
         Numbers: the effect sizes of a homogeneous effect. A preset or a callable
         ``f(event_time, cohort, unit) -> scale``: the effect path (see
@@ -156,6 +161,9 @@ def power(
     keep = list(dict.fromkeys([y, unit, time, param, *controls, cluster,
                                *(c for c in (strata, assign_by, cohort) if c)]))
     fit = feols(Formula.of(y, [param, *controls], [unit, time]), frame.select(keep), vcov={"CRV1": quote(cluster)})
+    if "sunab" in names and not nested_in(fit.design.codes(unit), fit.design.codes(cluster)):
+        raise ArgumentError(f"estimator 'sunab' tests with CRV3, which needs every unit ({unit!r}) within one "
+                            f"cluster ({cluster!r}); use 'sunab+crv1' for its CRV1 t test")
     ss = as_seedsequence(seed)
     # with cohort=, its adoption periods are re-assigned (a unit need not be observed in its adoption period)
     opts = dict(param=param, draws=draws, scheme=scheme, strata=strata, cluster=assign_by, cohort=cohort, seed=ss,

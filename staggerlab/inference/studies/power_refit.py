@@ -82,6 +82,12 @@ def _es(method: str, with_controls: bool) -> Callable[..., tuple]:
     return run
 
 
+def _sunab_crv3(frame: pl.DataFrame, spec: "RefitSpec", seed: Any, truth: float) -> tuple:
+    from .power_sunab import sunab_crv3
+
+    return sunab_crv3(frame, OUTCOME, spec.unit, spec.time, COHORT, spec.controls, spec.cluster)
+
+
 def _cs(frame: pl.DataFrame, spec: "RefitSpec", seed: Any, truth: float) -> tuple:
     from ..did.cs import cs
 
@@ -124,8 +130,13 @@ def _twfe_placebo(frame: pl.DataFrame, spec: "RefitSpec", seed: Any, truth: floa
 REFIT_ESTIMATORS: dict[str, RefitEstimator] = {
     "imputation": RefitEstimator("imputation", _es("imputation", True), "t",
                                  "overall ATT (imputation, simple aggregate) = 0, t test with CRV1 s.e."),
-    "sunab": RefitEstimator("sunab", _es("sunab", True), "t",
-                            "overall ATT (Sun-Abraham, simple aggregate) = 0, t test with CRV1 s.e."),
+    # CRV3: the CRV1 t test of this aggregate over-rejects on the built-in panel (power_sunab)
+    "sunab": RefitEstimator("sunab", _sunab_crv3, "t",
+                            "overall ATT (Sun-Abraham, simple aggregate) = 0, t test with CRV3 (leave-one-cluster-"
+                            "out jackknife) s.e., G - 1 df"),
+    "sunab+crv1": RefitEstimator("sunab+crv1", _es("sunab", True), "t",
+                                 "overall ATT (Sun-Abraham, simple aggregate) = 0, t test with CRV1 s.e. (as "
+                                 "fixest's summary(agg = \"ATT\"))"),
     "event_study": RefitEstimator("event_study", _es("twfe", True), "t",
                                   "average post-period dynamic-TWFE effect (simple aggregate) = 0, CRV1 t test"),
     "cs": RefitEstimator("cs", _cs, "t",
