@@ -28,10 +28,16 @@ def section_power(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path,
     scale = float(power(frame, **kw, draws=spec.draws).sizes.max())
     sizes = np.linspace(0.0, 2.0 * scale, 17)
     twfe = power(frame, **kw, draws=spec.draws, sizes=sizes)
-    robust = power(frame, **kw, draws=spec.power_draws, sizes=sizes, estimators=["imputation", "sunab", "cs"])
+    # Sun-Abraham's power test is CRV3 (its CRV1 t test over-rejects here), which needs whole units
+    # in every cluster; with clusters that split units it falls back to fixest's CRV1 test, and says so
+    nested = spec.cluster_col == spec.unit or bool(
+        (frame.group_by(spec.unit).agg(pl.col(spec.cluster_col).n_unique()).get_column(spec.cluster_col) == 1).all())
+    sunab, sunab_label = ("sunab", "Sun-Abraham (CRV3 t test)") if nested else (
+        "sunab+crv1", "Sun-Abraham (CRV1 t test: clusters split units, so no CRV3)")
+    robust = power(frame, **kw, draws=spec.power_draws, sizes=sizes, estimators=["imputation", sunab, "cs"])
     rows = []
     for res, name, label in ((twfe, "twfe", "Baseline TWFE (CRV1 t test, exact)"),
-                             (robust, "imputation", "Imputation (BJS)"), (robust, "sunab", "Sun-Abraham"),
+                             (robust, "imputation", "Imputation (BJS)"), (robust, sunab, sunab_label),
                              (robust, "cs", "Callaway-Sant'Anna")):
         size, size_se = res.size(name)
         mde = lo = hi = None  # blank in the table: not reached on the grid
@@ -48,7 +54,9 @@ def section_power(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path,
     text = (f"Design-based power on this panel: `{y}` as the untreated outcome, adoption re-assigned with the "
             f"placebo scheme units+timing (as many treated units as observed, adoption periods from the observed "
             f"ones), a homogeneous effect added to the re-assigned treated cells, every estimator re-run; "
-            f"two-sided tests at 5%, standard errors clustered by {spec.cluster_col}. The baseline TWFE curve is "
+            f"two-sided tests at 5%, standard errors clustered by {spec.cluster_col} (CRV1; Sun-Abraham: CRV3, the "
+            f"leave-one-cluster-out jackknife, because its CRV1 t test over-rejects at zero effect on the built-in "
+            f"panel: 0.067 against 0.051 for CRV3 at 2,000 draws). The baseline TWFE curve is "
             f"exact from one placebo run ({spec.draws:,} draws); the robust estimators are refitted on "
             f"{spec.power_draws:,} draws (option `power_draws`). MDE: smallest effect with 80% power, linearly "
             f"interpolated on the grid of {sizes.size} effect sizes up to {sizes.max():.4g}; its interval is "
