@@ -2,8 +2,8 @@
 
 Run:  python benchmarks/bench_dask.py --rows 10000000          (~10 min on 2 cores)
       python benchmarks/bench_dask.py --rows 1000000 --draws 200   (quick)
-      python benchmarks/bench_dask.py --rows 1000000 --exact-memory   (the client's
-          peak of the bit-identical route against exact.client_bytes)
+      python benchmarks/bench_dask.py --rows 1000000 --exact-memory placebo   (the
+          client's peak of the bit-identical route against exact.client_bytes)
 
 Steps
 1. Write a staggered panel (rows / 10 units x 10 periods, 8 controls; the
@@ -73,7 +73,7 @@ def reset_hwm() -> None:
         f.write("5")
 
 
-def exact_memory(path: Path, draws: int) -> None:
+def exact_memory(path: Path, draws: int, whats: list[str]) -> None:
     """The client's peak RSS growth during the bit-identical placebo and
     wild bootstrap (rows gathered to the client, dask's local scheduler)
     against :func:`staggerlab.inference.distributed.exact.client_bytes`."""
@@ -82,7 +82,7 @@ def exact_memory(path: Path, draws: int) -> None:
 
     fit = sl.feols(FORMULA, str(path), vcov={"CRV1": "unit"}).with_exact("require", client_budget=1 << 40)
     need = client_bytes(fit) / 2**20
-    for what in ("placebo", "wildboot"):
+    for what in whats:
         reset_hwm()
         before = vm_hwm_mb()
         t0 = time.perf_counter()
@@ -132,8 +132,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=None, help="treated entries per round (BATCH_ENTRIES)")
     ap.add_argument("--no-placebo", action="store_true", help="fit only (the placebo tables of 100M rows exceed "
                     "this machine: see SCALE.md)")
-    ap.add_argument("--exact-memory", action="store_true", help="measure the bit-identical route's client memory "
-                    "(no cluster) and stop")
+    ap.add_argument("--exact-memory", nargs="+", choices=["placebo", "wildboot"], default=None,
+                    help="measure the bit-identical route's client memory (no cluster) and stop; one procedure per "
+                    "run gives a clean peak")
     args = ap.parse_args()
 
     from dask.distributed import Client, LocalCluster
@@ -150,7 +151,7 @@ def main() -> None:
     size_gb = sum(f.stat().st_size for f in path.glob("*.parquet")) / 1e9
     print(f"panel: {args.rows:,} rows in {n_files} files ({size_gb:.2f} GB) written in {t_write:.1f} s", flush=True)
     if args.exact_memory:
-        exact_memory(path, args.draws)
+        exact_memory(path, args.draws, args.exact_memory)
         if not args.keep and args.dir is None:
             shutil.rmtree(path.parent, ignore_errors=True)
         return
@@ -161,7 +162,7 @@ def main() -> None:
     warm = path.parent / "warm"
     write_parts(warm, 3000, seed=1)
     w = sl.feols(FORMULA, str(warm), vcov={"CRV1": "unit"})
-    sl.placebo(w, param="treat", draws=10, seed=0)
+    sl.placebo(w.with_exact("never"), param="treat", draws=10, seed=0)  # the workers' kernels
     client.run(lambda: None)
 
     t0 = time.perf_counter()
@@ -183,7 +184,7 @@ def main() -> None:
         t_pl = time.perf_counter() - t0
         rss_pl = client.run(vm_hwm_mb)
         client_pl = vm_hwm_mb()
-        print(f"placebo {args.draws} draws ({args.stat}): {t_pl:.1f} s  p {ri.pvalue:.4f}  workers {rss_pl}  "
+        print(f"placebo {args.draws} draws ({args.stat}, {ri.method}): {t_pl:.1f} s  p {ri.pvalue:.4f}  workers {rss_pl}  "
               f"client {client_pl:.0f} MiB", flush=True)
     client.close()
     cluster.close()

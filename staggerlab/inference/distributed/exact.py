@@ -9,9 +9,10 @@ arrays, so below a client memory budget the partitioned procedures gather
 the fit's columns (the partitions' rows as read, before validation) to the
 client, sort them by unit and period, fit them in memory and run the
 in-memory procedure: the result is bit-identical to ``feols`` + ``placebo`` /
-``wildboot`` of the same rows in that order. (The in-memory statistics do not
-depend on how units interleave in the rows, only on each unit's own row
-order; a frame sorted by unit and period is the canonical one.)
+``wildboot`` of the same rows sorted by unit and period, whatever the
+partitioning and the row order in the files. (The in-memory statistics
+themselves change in the last bits with the order of the rows: the
+canonical order is what makes the comparison well defined.)
 
 Gathering rows rather than per-unit tables is also the cheaper exchange:
 a unit's placebo tables hold ``L (M + 2) + M (M + 3) / 2`` doubles
@@ -60,7 +61,7 @@ def client_bytes(fit: Any) -> int:
     engine's per-unit tables.
     """
     pd_ = fit.design
-    c = 1 + len(pd_.xs) + 1 + len(pd_.ids)
+    c = len(dict.fromkeys([pd_.y, *pd_.xs, pd_.unit, *pd_.ids]))
     T = pd_.periods.size
     M = T - 1 + len(pd_.xs)
     L = max(T - 1, 1)
