@@ -17,7 +17,7 @@ canonical order is what makes the comparison well defined.)
 Gathering rows rather than per-unit tables is also the cheaper exchange:
 a unit's placebo tables hold ``L (M + 2) + M (M + 3) / 2`` doubles
 (``L`` adoption times, ``M = T - 1 + K``: 341 at ``T = 10``, ``K = 8``,
-``L = 9``), its rows ``T (c + 1)`` (``c`` columns read: 110).
+``L = 9``), its rows ``T c`` values (``c`` columns read: 120 at ``c = 12``).
 
 Above the budget the partitioned algebra runs instead (equal at about 1e-10
 and 1e-15 of the statistics' scale, same p-values), flagged in the result

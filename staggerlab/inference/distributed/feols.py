@@ -50,6 +50,7 @@ from ..regression.rank import independent_columns, psd_pinv
 from ..regression.results import CoefTable
 from ..regression.vcov import VcovSpec, fe_df, parse_vcov, residual_variance, ssc_factor
 from ..regression.within import UnitPeriodWithin, normal_equations
+from .exact import CLIENT_BUDGET, EXACT_MODES
 from .partitions import as_dask, check_units, load_rows, run_partitions
 
 __all__ = ["feols_partitioned", "PartitionedFeols", "PartitionedDesign"]
@@ -254,7 +255,7 @@ class PartitionedFeols(CoefTable):
     #: gathered to the client, see :mod:`.exact`) when ``client_bytes`` is
     #: within ``client_budget`` ("auto"), always or refuse ("require"), never
     exact: str = "auto"
-    client_budget: int = 2 << 30
+    client_budget: int = CLIENT_BUDGET
 
     @property
     def n_clusters(self) -> int | None:
@@ -316,8 +317,6 @@ class PartitionedFeols(CoefTable):
         client_budget : int, optional
             Bytes (see :func:`staggerlab.inference.distributed.exact.client_bytes`).
         """
-        from .exact import EXACT_MODES
-
         if exact is not None and exact not in EXACT_MODES:
             raise ArgumentError(f"exact must be one of {EXACT_MODES}, got {exact!r}")
         if client_budget is not None and not (isinstance(client_budget, (int, np.integer)) and client_budget >= 0):

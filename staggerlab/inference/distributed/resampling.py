@@ -81,6 +81,11 @@ def _tables(pdf: Any, pd_: PartitionedDesign, xc: list[int], theta_y: np.ndarray
     return out
 
 
+def _small_sums(tab: dict[str, Any]) -> tuple[float, np.ndarray | None]:
+    """A partition's residual sum of squares and Gram matrix of its ``W`` rows."""
+    return tab["yy"], tab["gram"]
+
+
 def _route(pick: np.ndarray, lidx: np.ndarray, owner: np.ndarray, local: np.ndarray, n_parts: int) -> list[tuple]:
     """Split a batch's treated entries by partition: per partition ``(draw, local unit, level)``.
 
@@ -227,8 +232,11 @@ def placebo_partitioned(fit: PartitionedFeols, param: str, draws: int, scheme: s
     else:
         client, where = placed
         tabs = [client.persist(t, workers=[w], allow_other_workers=False) for t, w in zip(tasks, where)]
-    yy, gram = dask.compute(dask.delayed(lambda ts: (sum(t["yy"] for t in ts),
-                                                     sum(t["gram"] for t in ts if t["gram"] is not None)))(list(tabs)))[0]
+    # each partition's (yy, gram) is taken where its tables are: only those
+    # small sums travel (a task taking every table would copy them all to one worker)
+    small = dask.compute(*[dask.delayed(_small_sums)(t) for t in tabs])
+    yy = sum(y for y, _ in small)
+    gram = sum(g for _, g in small if g is not None)
     M = C.shape[0]
     # many treated units per draw: every unit's untreated score by one matrix
     # product in its partition (the in-memory engine's rule, PlaceboTuning.gram_ratio)
