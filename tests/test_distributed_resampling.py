@@ -143,3 +143,26 @@ def test_meat_strategies(panel, parts, gram_ratio):
     b = sl.placebo(sl.feols(FML, parts, vcov={"CRV1": "firm"}).with_exact("never"), param="IM", draws=100, seed=3,
                    tuning=PlaceboTuning(gram_ratio=gram_ratio))
     np.testing.assert_allclose(b.statistics, a.statistics, rtol=0, atol=1e-9 * np.abs(a.statistics).max())
+
+
+def test_assign_workers_balances_units():
+    """The placement of the placebo tables against a brute-force optimum:
+    every worker within one partition of an equal share, and within Graham's
+    LPT bound (4/3 - 1/(3W)) of the best assignment."""
+    import itertools
+
+    from staggerlab.inference.distributed.partitions import assign_workers
+
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        W = int(rng.integers(2, 4))
+        w = rng.integers(1, 1000, size=int(rng.integers(1, 8))).tolist()
+        workers = [f"tcp://w{j}" for j in range(W)]
+        where = assign_workers(w, workers)
+        load = [sum(x for x, a in zip(w, where) if a == k) for k in workers]
+        best = min(max(sum(x for x, j in zip(w, js) if j == k) for k in range(W))
+                   for js in itertools.product(range(W), repeat=len(w)))
+        assert max(load) <= sum(w) / W + max(w)
+        assert max(load) <= (4 / 3 - 1 / (3 * W)) * best + 1e-9
+    # the 10-file benchmark panel on 2 workers: 5 and 5 partitions
+    assert sorted(assign_workers([100] * 10, ["a", "b"]).count(x) for x in "ab") == [5, 5]

@@ -47,7 +47,7 @@ from ..regression.rank import COLLIN_TOL, scaled_cholesky
 from ..regression.vcov import ssc_factor
 from .exact import check_same_fit, in_memory_fit, use_exact
 from .feols import PartitionedDesign, PartitionedFeols
-from .partitions import run_partitions
+from .partitions import assign_workers, run_partitions
 
 __all__ = ["placebo_partitioned", "wildboot_algebra_partitioned", "BATCH_ENTRIES"]
 
@@ -106,10 +106,8 @@ def _route(pick: np.ndarray, lidx: np.ndarray, owner: np.ndarray, local: np.ndar
 
 
 def _placement(units: list[int]) -> tuple[Any, list[str]] | None:
-    """Each partition's worker when a ``dask.distributed`` client is active:
-    the partitions with the most units first, each onto the worker with the
-    fewest units so far (so every worker's tables are within one partition of
-    an equal share). None with dask's local scheduler."""
+    """Each partition's worker (:func:`assign_workers` by units) when a
+    ``dask.distributed`` client is active; None with dask's local scheduler."""
     try:
         from distributed import get_client
 
@@ -117,15 +115,7 @@ def _placement(units: list[int]) -> tuple[Any, list[str]] | None:
     except (ImportError, ValueError):
         return None
     workers = sorted(client.scheduler_info()["workers"])
-    if not workers:
-        return None
-    load = dict.fromkeys(workers, 0)
-    where = [""] * len(units)
-    for p in sorted(range(len(units)), key=lambda q: (-units[q], q)):
-        w = min(workers, key=lambda a: (load[a], a))
-        where[p] = w
-        load[w] += units[p]
-    return client, where
+    return (client, assign_workers(units, workers)) if workers else None
 
 
 def _draw_sums(tab: dict[str, Any], entries: tuple, B: int, M: int) -> np.ndarray:
