@@ -2,6 +2,8 @@
 
 Run:  python benchmarks/bench_dask.py --rows 10000000          (~10 min on 2 cores)
       python benchmarks/bench_dask.py --rows 1000000 --draws 200   (quick)
+      python benchmarks/bench_dask.py --rows 1000000 --exact-memory placebo   (the
+          client's peak of the bit-identical route against exact.client_bytes)
 
 Steps
 1. Write a staggered panel (rows / 10 units x 10 periods, 8 controls; the
@@ -65,6 +67,34 @@ def write_parts(path: Path, rows: int, seed: int = 0) -> int:
     return n
 
 
+def reset_hwm() -> None:
+    """Reset the peak RSS of the calling process to its current RSS (Linux)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def exact_memory(path: Path, draws: int, whats: list[str]) -> None:
+    """The client's peak RSS growth during the bit-identical placebo and
+    wild bootstrap (rows gathered to the client, dask's local scheduler)
+    against :func:`staggerlab.inference.distributed.exact.client_bytes`."""
+    import staggerlab as sl
+    from staggerlab.inference.distributed.exact import client_bytes
+
+    fit = sl.feols(FORMULA, str(path), vcov={"CRV1": "unit"}).with_exact("require", client_budget=1 << 40)
+    need = client_bytes(fit) / 2**20
+    for what in whats:
+        reset_hwm()
+        before = vm_hwm_mb()
+        t0 = time.perf_counter()
+        if what == "placebo":
+            sl.placebo(fit, param="treat", draws=draws, seed=0)
+        else:
+            sl.wildboot(fit, param="treat", draws=999, seed=0)
+        grew = vm_hwm_mb() - before
+        print(f"exact {what}: {time.perf_counter() - t0:.1f} s, client peak grew {grew:,.0f} MiB; "
+              f"client_bytes {need:,.0f} MiB ({fit.nobs:,} rows, {fit.n_units:,} units)", flush=True)
+
+
 def streaming_reference(path: Path) -> float:
     """The ``treat`` coefficient from per-file normal equations (numpy only)."""
     import pyarrow.parquet as pq
@@ -102,6 +132,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=None, help="treated entries per round (BATCH_ENTRIES)")
     ap.add_argument("--no-placebo", action="store_true", help="fit only (the placebo tables of 100M rows exceed "
                     "this machine: see SCALE.md)")
+    ap.add_argument("--exact-memory", nargs="+", choices=["placebo", "wildboot"], default=None,
+                    help="measure the bit-identical route's client memory (no cluster) and stop; one procedure per "
+                    "run gives a clean peak")
     args = ap.parse_args()
 
     from dask.distributed import Client, LocalCluster
@@ -117,6 +150,11 @@ def main() -> None:
     t_write = time.perf_counter() - t0
     size_gb = sum(f.stat().st_size for f in path.glob("*.parquet")) / 1e9
     print(f"panel: {args.rows:,} rows in {n_files} files ({size_gb:.2f} GB) written in {t_write:.1f} s", flush=True)
+    if args.exact_memory:
+        exact_memory(path, args.draws, args.exact_memory)
+        if not args.keep and args.dir is None:
+            shutil.rmtree(path.parent, ignore_errors=True)
+        return
 
     cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None)
     client = Client(cluster)
@@ -124,7 +162,7 @@ def main() -> None:
     warm = path.parent / "warm"
     write_parts(warm, 3000, seed=1)
     w = sl.feols(FORMULA, str(warm), vcov={"CRV1": "unit"})
-    sl.placebo(w, param="treat", draws=10, seed=0)
+    sl.placebo(w.with_exact("never"), param="treat", draws=10, seed=0)  # the workers' kernels
     client.run(lambda: None)
 
     t0 = time.perf_counter()
@@ -146,7 +184,7 @@ def main() -> None:
         t_pl = time.perf_counter() - t0
         rss_pl = client.run(vm_hwm_mb)
         client_pl = vm_hwm_mb()
-        print(f"placebo {args.draws} draws ({args.stat}): {t_pl:.1f} s  p {ri.pvalue:.4f}  workers {rss_pl}  "
+        print(f"placebo {args.draws} draws ({args.stat}, {ri.method}): {t_pl:.1f} s  p {ri.pvalue:.4f}  workers {rss_pl}  "
               f"client {client_pl:.0f} MiB", flush=True)
     client.close()
     cluster.close()

@@ -153,6 +153,12 @@ class PartitionedDesignError(StaggerlabError, NotImplementedError):
     iterative solve across partitions, or an option the partitioned path lacks)."""
 
 
+class ClientMemoryError(StaggerlabError, MemoryError):
+    """A partitioned procedure asked to be bit-identical to the in-memory one
+    (``exact="require"``) would gather more to the client than its
+    ``client_budget`` allows."""
+
+
 class StaggerlabWarning(UserWarning):
     """Base class of staggerlab warnings."""
 

@@ -158,8 +158,11 @@ def test_import_does_not_import_dask():
     assert out.stdout.strip() == "False"
 
 
-@pytest.mark.slow  # ~20 s: two worker processes start and import numba
+@pytest.mark.slow  # ~30 s: two worker processes start and import numba
 def test_local_cluster(panel, parts):
+    """On a 2-worker LocalCluster: the bit-identical route (rows gathered from
+    the workers) and the partitioned algebra with its tables placed on the
+    workers by units."""
     distributed = pytest.importorskip("dask.distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster, distributed.Client(cluster):
@@ -167,9 +170,13 @@ def test_local_cluster(panel, parts):
         fit = sl.feols(FML, parts, vcov={"CRV1": "firm"})
         ri = sl.placebo(fit, param="IM", draws=100, seed=5)
         wb = sl.wildboot(fit, param="IM", draws=99, seed=5)
+        ri_alg = sl.placebo(fit.with_exact("never"), param="IM", draws=100, seed=5)
+        wb_alg = sl.wildboot(fit.with_exact("never"), param="IM", draws=99, seed=5)
     assert_same(sl.feols(FML, panel, vcov={"CRV1": "firm+year"}), b)
     mem = sl.feols(FML, panel, vcov={"CRV1": "firm"})
     ra = sl.placebo(mem, param="IM", draws=100, seed=5)
-    np.testing.assert_allclose(ri.statistics, ra.statistics, rtol=0, atol=1e-9 * np.abs(ra.statistics).max())
     wa = sl.wildboot(mem, param="IM", draws=99, seed=5)
-    np.testing.assert_allclose(wb.statistics, wa.statistics, rtol=0, atol=1e-12 * np.abs(wa.statistics).max())
+    assert ri.method == "partitioned-exact" and ri_alg.method == "partitioned"
+    assert np.array_equal(ri.statistics, ra.statistics) and np.array_equal(wb.statistics, wa.statistics)
+    np.testing.assert_allclose(ri_alg.statistics, ra.statistics, rtol=0, atol=1e-9 * np.abs(ra.statistics).max())
+    np.testing.assert_allclose(wb_alg.statistics, wa.statistics, rtol=0, atol=1e-12 * np.abs(wa.statistics).max())

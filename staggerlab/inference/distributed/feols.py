@@ -35,6 +35,7 @@ import polars as pl
 import scipy.linalg as sla
 
 from ...errors import (
+    ArgumentError,
     CollinearityError,
     CollinearityWarning,
     EmptyPanelError,
@@ -49,6 +50,7 @@ from ..regression.rank import independent_columns, psd_pinv
 from ..regression.results import CoefTable
 from ..regression.vcov import VcovSpec, fe_df, parse_vcov, residual_variance, ssc_factor
 from ..regression.within import UnitPeriodWithin, normal_equations
+from .exact import CLIENT_BUDGET, EXACT_MODES
 from .partitions import as_dask, check_units, load_rows, run_partitions
 
 __all__ = ["feols_partitioned", "PartitionedFeols", "PartitionedDesign"]
@@ -248,6 +250,12 @@ class PartitionedFeols(CoefTable):
     _G: int | None = None
     ssr: float = float("nan")
     df_k: int = 0
+    collin_tol: float = 1e-9
+    #: ``placebo`` / ``wildboot``: bit-identical to the in-memory fit (rows
+    #: gathered to the client, see :mod:`.exact`) when ``client_bytes`` is
+    #: within ``client_budget`` ("auto"), always or refuse ("require"), never
+    exact: str = "auto"
+    client_budget: int = CLIENT_BUDGET
 
     @property
     def n_clusters(self) -> int | None:
@@ -291,6 +299,31 @@ class PartitionedFeols(CoefTable):
         new = PartitionedFeols(**{k: getattr(self, k) for k in self.__dataclass_fields__})
         new.vcov_spec = spec
         _variance(new)
+        return new
+
+
+    def with_exact(self, exact: str | None = None, client_budget: int | None = None) -> "PartitionedFeols":
+        """The same fit with another rule for the bit-identical ``placebo`` / ``wildboot`` route.
+
+        Parameters
+        ----------
+        exact : {"auto", "require", "never"}, optional
+            ``auto``: gather the rows to the client and run the in-memory
+            procedure (bit-identical) when it needs at most ``client_budget``
+            bytes, else the partitioned algebra (equal at about 1e-10,
+            ``method="partitioned"``); ``require``: raise
+            :class:`~staggerlab.errors.ClientMemoryError` instead; ``never``:
+            always the partitioned algebra.
+        client_budget : int, optional
+            Bytes (see :func:`staggerlab.inference.distributed.exact.client_bytes`).
+        """
+        if exact is not None and exact not in EXACT_MODES:
+            raise ArgumentError(f"exact must be one of {EXACT_MODES}, got {exact!r}")
+        if client_budget is not None and not (isinstance(client_budget, (int, np.integer)) and client_budget >= 0):
+            raise ArgumentError(f"client_budget must be a number of bytes >= 0, got {client_budget!r}")
+        new = PartitionedFeols(**{k: getattr(self, k) for k in self.__dataclass_fields__})
+        new.exact = self.exact if exact is None else exact
+        new.client_budget = self.client_budget if client_budget is None else int(client_budget)
         return new
 
 
@@ -453,6 +486,7 @@ def feols_partitioned(fml: str, data: Any, vcov: Any = None, weights: str | None
         formula=f.with_depvar(y), depvar=y, coefnames=[xs[j] for j in kept], vcov_spec=spec, nobs=N,
         n_units=unit_ids.size, unit_ids=unit_ids, design=pd_, ddf=ddf, kept=list(kept),
         C=C[np.ix_(cols, cols)], Fy=Fy[cols], _beta=beta, bread=bread, theta=theta, A=A,
-        tss=sum(r["tss"] for r in r1), tss_within=float(yty_within), n_missing=n_missing, n_singletons=n_single)
+        tss=sum(r["tss"] for r in r1), tss_within=float(yty_within), n_missing=n_missing, n_singletons=n_single,
+        collin_tol=collin_tol)
     _variance(fit)
     return fit

@@ -20,8 +20,8 @@ import polars as pl
 
 from ...errors import ArgumentTypeError, MissingValueError, PartitionError
 
-__all__ = ["is_partitioned", "as_dask", "repartition_by_unit", "run_partitions", "PartitionRows", "load_rows",
-           "check_units"]
+__all__ = ["is_partitioned", "as_dask", "repartition_by_unit", "run_partitions", "assign_workers", "PartitionRows",
+           "load_rows", "check_units"]
 
 
 def is_partitioned(data: Any) -> bool:
@@ -93,6 +93,35 @@ def run_partitions(ddf: Any, fn: Callable[..., Any], *args: Any) -> list[Any]:
     parts = ddf.to_delayed()
     call = dask.delayed(fn, pure=True)
     return list(dask.compute(*[call(p, *args) for p in parts]))
+
+
+def assign_workers(weights: Sequence[int], workers: Sequence[str]) -> list[str]:
+    """A worker for every partition: the heaviest partitions first, each onto
+    the worker with the least weight so far (ties: the first worker).
+
+    Every worker's total is then at most ``sum(weights) / len(workers) +
+    max(weights)`` (a worker receives a partition only while it is the
+    lightest, so below the mean).
+
+    Parameters
+    ----------
+    weights : sequence of int
+        A weight per partition (its units: what its placebo tables hold).
+    workers : sequence of str
+        Worker addresses (non-empty).
+
+    Returns
+    -------
+    list of str
+        The worker of each partition, in partition order.
+    """
+    load = {w: 0 for w in workers}
+    where = [""] * len(weights)
+    for p in sorted(range(len(weights)), key=lambda q: (-weights[q], q)):
+        w = min(workers, key=lambda a: load[a])
+        where[p] = w
+        load[w] += weights[p]
+    return where
 
 
 @dataclass

@@ -22,7 +22,9 @@ the draws then run on those G x k sums exactly as in memory.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -43,8 +45,9 @@ from ...kernels import placebo as kp
 from ...panels.adoption import adoption_times
 from ..regression.rank import COLLIN_TOL, scaled_cholesky
 from ..regression.vcov import ssc_factor
+from .exact import check_same_fit, in_memory_fit, use_exact
 from .feols import PartitionedDesign, PartitionedFeols
-from .partitions import run_partitions
+from .partitions import assign_workers, run_partitions
 
 __all__ = ["placebo_partitioned", "wildboot_algebra_partitioned", "BATCH_ENTRIES"]
 
@@ -78,24 +81,41 @@ def _tables(pdf: Any, pd_: PartitionedDesign, xc: list[int], theta_y: np.ndarray
     return out
 
 
+def _small_sums(tab: dict[str, Any]) -> tuple[float, np.ndarray | None]:
+    """A partition's residual sum of squares and Gram matrix of its ``W`` rows."""
+    return tab["yy"], tab["gram"]
+
+
 def _route(pick: np.ndarray, lidx: np.ndarray, owner: np.ndarray, local: np.ndarray, n_parts: int) -> list[tuple]:
     """Split a batch's treated entries by partition: per partition ``(draw, local unit, level)``.
 
-    One stable counting sort of the entries by their unit's partition, so each
-    partition receives (and scans) only its own treated units, with the draws
-    in increasing order; narrow integer types halve what is shipped.
+    One stable sort of the entries by their unit's partition (a radix sort of
+    the narrow partition index), three gathers for the whole batch, then
+    views per partition: each partition receives (and scans) only its own
+    treated units, with the draws in increasing order; narrow integer types
+    halve what is shipped.
     """
     flat = pick.ravel()
-    own = owner[flat]
-    order = np.argsort(own, kind="stable")
-    bounds = np.r_[0, np.cumsum(np.bincount(own, minlength=n_parts))]
+    order = np.argsort(owner[flat], kind="stable")
+    bounds = np.searchsorted(owner[flat[order]], np.arange(n_parts + 1), side="left")
     K = max(pick.shape[1], 1)
-    lflat = lidx.ravel()
-    out = []
-    for p in range(n_parts):
-        idx = order[bounds[p]:bounds[p + 1]]
-        out.append(((idx // K).astype(np.int32), local[flat[idx]], lflat[idx].astype(np.int16)))
-    return out
+    b = (order // K).astype(np.int32)
+    i = local[flat[order]]
+    lv = lidx.ravel()[order].astype(np.int16)
+    return [(b[lo:hi], i[lo:hi], lv[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+def _placement(units: list[int]) -> tuple[Any, list[str]] | None:
+    """Each partition's worker (:func:`assign_workers` by units) when a
+    ``dask.distributed`` client is active; None with dask's local scheduler."""
+    try:
+        from distributed import get_client
+
+        client = get_client()
+    except (ImportError, ValueError):
+        return None
+    workers = sorted(client.scheduler_info()["workers"])
+    return (client, assign_workers(units, workers)) if workers else None
 
 
 def _draw_sums(tab: dict[str, Any], entries: tuple, B: int, M: int) -> np.ndarray:
@@ -156,6 +176,15 @@ def placebo_partitioned(fit: PartitionedFeols, param: str, draws: int, scheme: s
         raise PartitionedDesignError(
             f"partitioned placebo t statistics use iid or CRV1 by the unit {pd_.unit!r}; the fit has {spec.label} "
             "(refit with fit.with_vcov, or stat='coef')")
+    if use_exact(fit, "placebo"):
+        # the in-memory engine on the gathered rows: bit-identical (see .exact)
+        from ..resampling.placebo import placebo
+
+        mem = in_memory_fit(fit)
+        check_same_fit(fit, mem)
+        res = placebo(mem, param=param, draws=draws, scheme=scheme, stat=stat, alternative=alternative, seed=seed,
+                      level=level, tuning=tuning)
+        return dataclasses.replace(res, method="partitioned-exact")
     # the sample's adoption times, unit by unit in the fit's (sorted) unit order
     ad = run_partitions(fit.ddf, _adoption, pd_, param)
     codes = [np.searchsorted(fit.unit_ids, u) for u, _ in ad]
@@ -185,9 +214,19 @@ def placebo_partitioned(fit: PartitionedFeols, param: str, draws: int, scheme: s
     thr_L = np.searchsorted(tvals, gvals)
     with_w = stat == "t" and by_unit
     call = dask.delayed(_tables, pure=True)
-    tabs = dask.persist(*[call(p, pd_, xc, theta_y, thr_L, with_w) for p in fit.ddf.to_delayed()])
-    yy, gram = dask.compute(dask.delayed(lambda ts: (sum(t["yy"] for t in ts),
-                                                     sum(t["gram"] for t in ts if t["gram"] is not None)))(list(tabs)))[0]
+    tasks = [call(p, pd_, xc, theta_y, thr_L, with_w) for p in fit.ddf.to_delayed()]
+    # tables stay on the worker that built them: balance them by units
+    placed = _placement([u.size for u, _ in ad])
+    if placed is None:
+        tabs = list(dask.persist(*tasks))
+    else:
+        client, where = placed
+        tabs = [client.persist(t, workers=[w], allow_other_workers=False) for t, w in zip(tasks, where)]
+    # each partition's (yy, gram) is taken where its tables are: only those
+    # small sums travel (a task taking every table would copy them all to one worker)
+    small = dask.compute(*[dask.delayed(_small_sums)(t) for t in tabs])
+    yy = sum(y for y, _ in small)
+    gram = sum(g for _, g in small if g is not None)
     M = C.shape[0]
     # many treated units per draw: every unit's untreated score by one matrix
     # product in its partition (the in-memory engine's rule, PlaceboTuning.gram_ratio)
@@ -218,21 +257,30 @@ def placebo_partitioned(fit: PartitionedFeols, param: str, draws: int, scheme: s
             return beta / np.sqrt(adj * (q0 + meat) / dmd**2)
 
     # the sampler's slabs, in order, batched so that a round over the
-    # partitions carries about BATCH_ENTRIES treated entries
+    # partitions carries about BATCH_ENTRIES treated entries; the client
+    # draws the next batch while the workers sum this one (a batch's
+    # statistics do not depend on when it runs)
     ss = as_seedsequence(seed)
-    stats: list[np.ndarray] = []
+    futures: list[Future] = []
     picks: list[np.ndarray] = []
     lidxs: list[np.ndarray] = []
-    for index, size in blocks(draws):
-        for _, pick, lidx in sampler.slabs(block_generator(ss, index), size):
-            picks.append(pick)
-            lidxs.append(lidx)
-            if sum(q.size for q in picks) >= BATCH_ENTRIES:
-                stats.append(run(np.vstack(picks), np.vstack(lidxs)))
-                picks, lidxs = [], []
-    if picks:
-        stats.append(run(np.vstack(picks), np.vstack(lidxs)))
-    statistics = np.concatenate(stats)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="staggerlab-placebo") as pool:
+        def submit() -> None:
+            if futures:
+                futures[-1].result()  # at most one batch in flight bounds the client's memory
+            futures.append(pool.submit(run, np.vstack(picks), np.vstack(lidxs)))
+
+        for index, size in blocks(draws):
+            for _, pick, lidx in sampler.slabs(block_generator(ss, index), size):
+                picks.append(pick)
+                lidxs.append(lidx)
+                if sum(q.size for q in picks) >= BATCH_ENTRIES:
+                    submit()
+                    picks, lidxs = [], []
+        if picks:
+            submit()
+        statistics = np.concatenate([f.result() for f in futures])
+    tabs.clear()  # release the workers' tables
     observed = float(fit.coef()[param] if stat == "coef" else fit.tstat()[param])
     valid = np.isfinite(statistics)
     n_valid = int(valid.sum())
@@ -302,6 +350,10 @@ def wildboot_algebra_partitioned(fit: PartitionedFeols, param: str, cluster: Any
             "the partitioned wild bootstrap uses the fit's one-way CRV1 clustering (by a column containing the "
             f"units) as variance and bootstrap clusters; the fit has {spec.label}")
     cl = names[0]
+    if use_exact(fit, "wildboot"):
+        return _wildboot_exact(fit, param, cluster, bootcluster, impose_null, notes)
+    notes.append("partitioned algebra: statistics equal to the in-memory ones at about 1e-15 of their scale, not "
+                 "bit-identical (the rows exceed the fit's client_budget for the bit-identical route)")
     T, k = pd_.periods.size, len(fit.kept)
     p = fit.coefnames.index(param)
     order = np.r_[np.arange(T - 1, T - 1 + k), np.arange(T - 1)]  # [X, D]: the tested column first block
@@ -331,3 +383,24 @@ def wildboot_algebra_partitioned(fit: PartitionedFeols, param: str, cluster: Any
                  "bootstrap as regressors (exact, as with dummies)")
     alg = from_cluster_sums(A, p, S, ru, adj, float(fit.beta[p]), impose_null)
     return alg, names, cl, G, G, adj
+
+
+def _wildboot_exact(fit: PartitionedFeols, param: str, cluster: Any, bootcluster: Any, impose_null: bool,
+                    notes: list[str]) -> tuple[Any, list[str], str, int, int, float]:
+    """The in-memory bootstrap algebra of the gathered rows (bit-identical, see :mod:`.exact`)."""
+    from ..resampling.wildboot import WildBootTuning
+    from ..resampling.wildboot_algebra import algebra
+    from ..resampling.wildboot_design import boot_clusters, boot_design
+
+    mem = in_memory_fit(fit)
+    check_same_fit(fit, mem)
+    # the steps of wildboot's in-memory algebra, on the in-memory fit
+    bc = boot_clusters(mem, cluster, bootcluster, notes)
+    bd = boot_design(mem, mem.design.regressors.index(param), bc.boot, WildBootTuning().chunk_rows)
+    if bd.explicit_fe:
+        notes.append(f"fixed effect(s) {bd.explicit_fe} are not nested in the bootstrap clusters; they enter the "
+                     "bootstrap as regressors (exact, as with dummies)")
+    notes.append("rows gathered to the client: bit-identical to the in-memory fit of the rows sorted by unit and "
+                 "period")
+    alg = algebra(bd, bc.boot, bc.n_boot, [(c, sign) for c, sign, _ in bc.parts], bc.adj, impose_null)
+    return alg, bc.names, bc.bname, bc.G, bc.n_boot, bc.adj
