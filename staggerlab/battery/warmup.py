@@ -5,8 +5,9 @@ on-disk cache; a battery in a fresh environment spends most of its time there,
 on one core. When the cache is cold and a second core is free, the battery
 starts this module as a child process: the child runs the battery's sections
 on the built-in panel from the last one backwards (few draws, output thrown
-away), so it compiles what the later sections need while the parent works on
-the first ones, and writes it to the shared cache. The parent loads those
+away; only the sections whose kernels the parent meets later, see
+``_CHILD_SECTIONS``), so it compiles what the later sections need while the
+parent works on the first ones, and writes it to the shared cache. The parent loads those
 kernels from the cache when it reaches them. Before each section the child
 reads which section the parent has started and stops once the two meet; the
 parent stops it at the end in any case. The child only fills the cache: no
@@ -23,13 +24,19 @@ from pathlib import Path
 
 __all__ = ["Warmer", "start", "cache_is_cold"]
 
+#: the sections the child runs, last first: those that compile kernels the parent meets later
+#: (the others compile little or, with the child's fewer draws, other kernels: heterogeneity;
+#: alternative estimators is scikit-learn work the child would only take CPU from)
+_CHILD_SECTIONS = ("power", "inference", "robust", "event_study")
 #: draws of the child's sections: enough to take every code path of the defaults
 _CHILD_DRAWS = {"draws": 100, "boot_draws": 199, "es_boot_draws": 199, "power_draws": 4}
 
 
 def cache_is_cold() -> bool:
-    """True when some kernel of ``staggerlab.kernels`` has nothing in numba's
-    on-disk cache yet (a fresh install, a new numba, ``NUMBA_CACHE_DIR`` empty)."""
+    """True when most kernels of ``staggerlab.kernels`` (more than half) have
+    nothing in numba's on-disk cache (a fresh install, a new numba,
+    ``NUMBA_CACHE_DIR`` empty). Not "any": a battery never calls some kernels
+    (the streaming and partitioned paths), so they stay uncached."""
     import importlib
     import pkgutil
 
@@ -37,14 +44,16 @@ def cache_is_cold() -> bool:
 
     from .. import kernels
 
+    cached = missing = 0
     for mod in pkgutil.iter_modules(kernels.__path__):
         m = importlib.import_module(f"{kernels.__name__}.{mod.name}")
         for obj in vars(m).values():
             if isinstance(obj, CPUDispatcher) and obj.__module__ == m.__name__:
                 index = getattr(getattr(obj._cache, "_cache_file", None), "_index_path", None)
-                if index is not None and not os.path.exists(index):
-                    return True
-    return False
+                if index is not None:
+                    cached += os.path.exists(index)
+                    missing += not os.path.exists(index)
+    return missing > cached
 
 
 class Warmer:
@@ -76,15 +85,14 @@ class Warmer:
 
 def start() -> Warmer | None:
     """Start the child when it can help: numba's cache is cold, this process
-    may use two or more cores and one of them is idle (the 1-minute load
-    average is below the core count minus one), and ``STAGGERLAB_WARMUP`` is
-    not ``0``. Returns ``None`` otherwise (and on any failure to start it):
-    on a machine without an idle core the child would only take CPU from
-    the battery."""
+    may use two or more cores and one of them is idle (see :func:`_idle_core`),
+    and ``STAGGERLAB_WARMUP`` is not ``0``. Returns ``None`` otherwise (and on
+    any failure to start it): on a machine without an idle core the child would
+    only take CPU from the battery."""
     from ..kernels._jit import n_threads
 
     cores = n_threads(float("inf"))
-    if os.environ.get("STAGGERLAB_WARMUP", "1") == "0" or cores < 2 or os.getloadavg()[0] > cores - 1:
+    if os.environ.get("STAGGERLAB_WARMUP", "1") == "0" or cores < 2 or not _idle_core(cores):
         return None
     try:
         if not cache_is_cold():
@@ -96,6 +104,26 @@ def start() -> Warmer | None:
         return w
     except Exception:  # the warm-up is an optimisation: never a reason to fail the battery
         return None
+
+
+def _idle_core(cores: int) -> bool:
+    """Whether other processes leave a core idle right now: Linux's count of
+    runnable tasks (``/proc/loadavg``, this process included) is at most
+    ``cores - 1`` in at least one of five samples 20 ms apart (a CPU-bound
+    competitor is runnable in all of them; a short-lived task is not). The
+    1-minute load average would still count work that just ended; it is the
+    test only where ``/proc`` is missing."""
+    import time
+
+    try:
+        running = []
+        for _ in range(5):
+            with open("/proc/loadavg") as fh:
+                running.append(int(fh.read().split()[3].split("/")[0]))
+            time.sleep(0.02)
+        return min(running) <= cores - 1
+    except (OSError, ValueError, IndexError):
+        return os.getloadavg()[0] <= cores - 1
 
 
 def _parent_at(ctl: Path) -> int:
@@ -122,7 +150,9 @@ def _main(ctl: Path) -> None:
     out = Path(spec.out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     shared = SharedFits(frame, spec, treat, cohort_col)
-    for index in range(len(SECTIONS) - 1, -1, -1):
+    keys = [fn.__name__.removeprefix("section_") for fn in SECTIONS]
+    for key in _CHILD_SECTIONS:
+        index = keys.index(key)
         if _parent_at(ctl) >= index:
             return
         try:
