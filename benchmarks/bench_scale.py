@@ -238,9 +238,12 @@ def child(task: str, path: str, reps: int, extra: dict) -> dict:
         res["peak_mb"] = _rss_mb()
         import staggerlab.inference.resampling.wildboot as wbm
 
+        # without a named backend the blocks stay on this process's threads (no tasks to ship);
+        # a named one (here threading, the same blocks as loky or dask) shows what each task carries
         _, res["task_bytes"], res["tasks"] = _task_bytes(
             wbm, "run_blocks", lambda: wildboot(fit, param="treat", draws=extra.get("draws", 999), seed=1,
-                                                confint=extra.get("confint", True)))
+                                                confint=extra.get("confint", True), n_jobs=2,
+                                                backend="threading"))
     elif task == "imputation" or task.startswith("event_"):
         method = "imputation" if task == "imputation" else task.split("_", 1)[1]
         # CS has no covariates here: it reads (and is charged for) 4 columns
