@@ -360,3 +360,19 @@ def test_jackknife_nested_matches_pyfixest_crv3():
     bl = np.linalg.inv(Xl.T @ Xl)
     with pytest.raises(VcovError, match="one cluster alone"):
         jackknife_nested(Xl, yd - Xl @ (bl @ (Xl.T @ yd)), bl, cl)
+
+
+def test_an_invalid_first_draw_does_not_force_refits():
+    """A draw that does not fit at zero effect picks no mode (the block's next valid draw
+    does): it used to switch its whole block to one refit per effect size (17x the work)."""
+    from staggerlab.inference.studies import power_refit
+
+    calls = []
+
+    class Invalid:
+        def fit(self, delta):
+            calls.append(delta)
+            return (np.nan, np.nan, None)
+
+    assert power_refit._pick_mode(Invalid(), None, 1.0) is None
+    assert calls == [0.0]

@@ -187,7 +187,7 @@ def refit_curves(spec: RefitSpec, n_jobs: int | None = 1, backend: str | None = 
     parts = run_blocks(_block, blocks, shared=spec, n_jobs=n_jobs, backend=backend,
                        desc=f"power ({spec.estimator.name})")
     est, rej, cov, truth, t = (np.concatenate([p[k] for p in parts]) for k in range(5))
-    modes = sorted({p[5] for p in parts})
+    modes = sorted({p[5] for p in parts if p[5] is not None})  # None: a block without a valid draw
     covers = None if spec.estimator.name == "twfe+placebo" else cov
     return est, rej, covers, truth, (t if spec.estimator.kind == "t" else None), "+".join(modes)
 
@@ -249,8 +249,10 @@ def _block_serial(spec: RefitSpec, block: tuple[int, int]) -> tuple[np.ndarray, 
     for j in range(B):
         draw = _Draw(spec, block[0] + j)
         truth[j] = sizes * draw.m
-        if mode is None:  # the block's first draw picks the mode
+        if mode is None:  # the block's first draw that fits at zero effect picks the mode
             mode = _pick_mode(draw, spec, s)
+            if mode is None:  # no fit at zero effect: an invalid draw, left out at every size
+                continue
         if mode == "refit":
             for k, d in enumerate(sizes):
                 out = draw.fit(float(d))
@@ -279,11 +281,13 @@ def _block_serial(spec: RefitSpec, block: tuple[int, int]) -> tuple[np.ndarray, 
     return est, rej, cov, truth, tst, mode
 
 
-def _pick_mode(draw: _Draw, spec: RefitSpec, s: float) -> str:
-    """The cheapest exact mode for this block, checked on its first draw."""
+def _pick_mode(draw: _Draw, spec: RefitSpec, s: float) -> str | None:
+    """The cheapest exact mode for this block, checked on ``draw``; ``None`` when
+    the draw does not fit at zero effect (the next draw picks: refitting every
+    effect size of a block because its first draw was invalid cost 17x)."""
     e0, se0, _ = draw.fit(0.0)
     if not (np.isfinite(e0) and np.isfinite(se0)):
-        return "refit"
+        return None
     check = 0.61803 * s  # an effect size the shortcuts do not use
     ec, sec, _ = draw.fit(check)
     if spec.path.homogeneous and _close(ec, e0 + check, s) and _close(sec, se0, se0):
