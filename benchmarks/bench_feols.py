@@ -25,7 +25,6 @@ the BLAS thread count the fit runs with. Every table states the load average.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import platform
 import statistics
@@ -36,6 +35,7 @@ import warnings
 from typing import Callable
 
 import numpy as np
+from _common import competitor  # benchmarks/, the script's folder, is on sys.path
 
 #: (units, periods); 15% of unit-years dropped at random -> ~15k / 170k / 1.7M rows
 SIZES = {"15k": (1_500, 12), "170k": (10_000, 20), "1.7M": (100_000, 20)}
@@ -72,18 +72,6 @@ def median_time(func: Callable[[], object], reps: int) -> float:
         if len(times) >= reps:
             break
     return statistics.median(times)
-
-
-@contextlib.contextmanager
-def competitor():
-    """One CPU-bound process (``while True: pass``) for the duration of the block, killed by its pid."""
-    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        time.sleep(0.3)  # spinning before the timings start
-        yield proc
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def busy_rows(label: str, n_units: int, n_periods: int, reps: int) -> list[str]:

@@ -38,7 +38,6 @@ Cases
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import platform
 import statistics
@@ -50,6 +49,7 @@ from typing import Callable
 
 import numpy as np
 import polars as pl
+from _common import competitor  # benchmarks/, the script's folder, is on sys.path
 
 import staggerlab as sl
 from staggerlab.inference.resampling.wildboot import wildboot
@@ -64,18 +64,6 @@ def timeit(f: Callable[[], object], reps: int) -> tuple[float, object]:
         out = f()
         ts.append(time.perf_counter() - t0)
     return statistics.median(ts), out
-
-
-@contextlib.contextmanager
-def competitor():
-    """One CPU-bound process (``while True: pass``) for the duration of the block, killed by its pid."""
-    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        time.sleep(0.3)  # spinning before the timings start
-        yield proc
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 POOL_CODE = """
