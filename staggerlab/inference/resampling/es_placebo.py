@@ -356,6 +356,12 @@ def event_study_placebo(es: Any, draws: int = 1000, scheme: str = "units+timing"
     adoption = np.vstack([p[3] for p in parts]) if keep_draws else None
     stats, agg_stats = _event_time_stats(b, n, units, levels, es.rel_time, by_cohort)
 
+    return _result(es, stats, agg_stats, scheme, alternative, level, draws, adoption, ids if keep_draws else None)
+
+
+def _result(es: Any, stats: np.ndarray, agg_stats: dict, scheme: str, alternative: str, level: float, draws: int,
+            adoption: np.ndarray | None, units: Any) -> EventStudyPlaceboResult:
+    """The result from the draws' statistics of every coefficient and aggregate: p-values against the fit's."""
     pv, ci, cnt, nv = zip(*(_pvalues(float(es.coef[j]), stats[:, j], alternative, level)
                             for j in range(es.rel_time.size)))
     aggs = {}
@@ -366,7 +372,7 @@ def event_study_placebo(es: Any, draws: int = 1000, scheme: str = "units+timing"
     return EventStudyPlaceboResult(
         rel_time=es.rel_time.copy(), estimate=es.coef.copy(), pvalue=np.array(pv), pvalue_ci=np.array(ci),
         statistics=stats, counts=np.array(cnt), n_valid=np.array(nv), aggregates=aggs, scheme=scheme,
-        alternative=alternative, level=level, draws=draws, adoption=adoption, units=ids if keep_draws else None)
+        alternative=alternative, level=level, draws=draws, adoption=adoption, units=units)
 
 
 def _call(tables: Any, block: tuple[int, int, np.random.SeedSequence]) -> tuple[np.ndarray, ...]:
@@ -392,14 +398,4 @@ def _imputation(es: Any, draws: int, scheme: str, alternative: str, seed: SeedLi
         dynamic = np.where(reached.sum(axis=1) > 0,
                            np.nansum(np.where(reached > 0, b[:, :k], 0.0), axis=1) / reached.sum(axis=1), np.nan)
     agg_stats = {"simple": b[:, k], "dynamic": np.where(np.isfinite(b[:, k]), dynamic, np.nan)}
-    pv, ci, cnt, nv = zip(*(_pvalues(float(es.coef[j]), stats[:, j], alternative, level)
-                            for j in range(es.rel_time.size)))
-    aggs = {}
-    for kind, a_stats in agg_stats.items():
-        est = es.aggregate(kind).estimate
-        p, c, _, _ = _pvalues(est, a_stats, alternative, level)
-        aggs[kind] = (est, p, c, a_stats)
-    return EventStudyPlaceboResult(
-        rel_time=es.rel_time.copy(), estimate=es.coef.copy(), pvalue=np.array(pv), pvalue_ci=np.array(ci),
-        statistics=stats, counts=np.array(cnt), n_valid=np.array(nv), aggregates=aggs, scheme=scheme,
-        alternative=alternative, level=level, draws=draws, adoption=adoption, units=ids if keep_draws else None)
+    return _result(es, stats, agg_stats, scheme, alternative, level, draws, adoption, ids if keep_draws else None)
