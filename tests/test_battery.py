@@ -194,3 +194,15 @@ def test_missing_outcome_in_a_fully_observed_unit_does_not_stop_the_diagnostics(
     text = res.section("diagnostics").text
     assert "uses the units observed with `emp` in every period (of 120 units" in text
     assert "kept the 119 of 120 units observed with 'emp' in all 8 periods" in text
+
+
+def test_power_section_names_tests_whose_size_is_off():
+    """The sentence under the power table follows the size column: a size more than
+    2 MC s.e. above 0.05 is named, one within is not."""
+    from staggerlab.battery.power import _size_sentence
+
+    rows = [{"estimator": "A", "size": 0.14, "size_mcse": 0.03},
+            {"estimator": "B", "size": 0.058, "size_mcse": 0.01}]
+    text = _size_sentence(rows)
+    assert "A (0.140" in text and "B (" not in text
+    assert "holds its size" in _size_sentence(rows[1:])

@@ -76,8 +76,21 @@ def section_power(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path,
             f"interpolated on the grid of {sizes.size} effect sizes up to {sizes.max():.4g}; its interval is "
             f"where the 95% Monte Carlo band of the curve reaches 80% (blank: not reached on the grid). "
             f"`size` is the rejection rate at zero effect (nominal 0.05).\n\n" + md_table(tab))
+    text += _size_sentence(rows)
     numbers = {"mde": tab.to_dicts(), "curves": curves.to_dicts(), "power_draws": spec.power_draws}
     return Section("power", "10. Design power", text, {"power": tab, "power_curves": curves}, figs, numbers)
+
+
+def _size_sentence(rows: list[dict]) -> str:
+    """A sentence naming the tests whose size at zero effect exceeds 0.05 by more than 2 MC s.e."""
+    over = [f"{r['estimator']} ({r['size']:.3f}, MC s.e. {r['size_mcse']:.3f})" for r in rows
+            if r["size"] is not None and r["size_mcse"] is not None and r["size"] - 0.05 > 2 * r["size_mcse"]]
+    if not over:
+        return ("\n\nEvery test holds its size at zero effect on this design (within 2 Monte Carlo s.e. "
+                "of 0.05 or below).")
+    return ("\n\n**Size above 0.05 by more than 2 Monte Carlo s.e.**: " + "; ".join(over) + ". On this design "
+            "those tests reject a true zero too often, so their power and MDE overstate what the design can "
+            "detect; prefer an estimator whose size holds, or a randomization-inference p-value.")
 
 
 def _power_figure(curves: pl.DataFrame, y: str) -> Any:
