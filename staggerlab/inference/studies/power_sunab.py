@@ -62,11 +62,19 @@ def sunab_crv3(frame: pl.DataFrame, y: str, unit: str, time: str, cohort: str, c
         raise VcovError(f"the CRV3 test of Sun-Abraham needs every unit ({unit!r}) within one cluster ({cluster!r})")
     g_N = frame[cohort].to_numpy()
     rel_N = np.clip(frame[time].to_numpy() - g_N, *WINDOW)
-    col = {(int(g), int(r)): j for j, (g, r) in enumerate(zip(cells["cohort"], cells["rel_time"]))}
-    k, T = len(col), int(tcode.max()) + 1
+    # each treated row's cell column, from a (cohort, relative period) lookup table (vectorised: this
+    # runs once per draw of a power study)
+    cell_g = np.asarray(cells["cohort"], dtype=np.int64)
+    cell_r = np.asarray(cells["rel_time"], dtype=np.int64)
+    k, T = cell_g.size, int(tcode.max()) + 1
+    cohorts = np.unique(cell_g)
+    lookup = np.full((cohorts.size, WINDOW[1] - WINDOW[0] + 1), -1, dtype=np.int64)
+    lookup[np.searchsorted(cohorts, cell_g), cell_r - WINDOW[0]] = np.arange(k)
     X = np.zeros((frame.height, k + len(controls) + T - 1))
     rows = np.flatnonzero(g_N > 0)
-    j_N = np.array([col.get((int(g), int(r)), -1) for g, r in zip(g_N[rows], rel_N[rows])], dtype=np.int64)
+    g, r = g_N[rows].astype(np.int64), rel_N[rows].astype(np.int64)
+    pos = np.minimum(np.searchsorted(cohorts, g), cohorts.size - 1)
+    j_N = np.where(cohorts[pos] == g, lookup[pos, r - WINDOW[0]], -1)
     X[rows[j_N >= 0], j_N[j_N >= 0]] = 1.0
     for i, c in enumerate(controls):
         X[:, k + i] = frame[c].cast(pl.Float64).to_numpy()
