@@ -15,7 +15,8 @@ G = 1,780, year FE not nested in the clusters so it enters the bootstrap as
 dummies); ``sl.wildboot(es, draws=9999)``: WCR p-values and test-inversion
 intervals of the 10 coefficients and the 2 aggregates, sup-t band and bootstrap
 pre-trend test from the same draws; ``sl.placebo(es, draws=1000)``; and the
-same for the Sun-Abraham and imputation event studies.
+same for the Sun-Abraham and imputation event studies (the imputation
+bootstrap: WCR and WCU, 10 coefficients and the 4 aggregates with intervals).
 
 Coverage, default design ``--design few-treated`` (Monte Carlo, ``--mc-reps`` panels of
 :func:`few_treated_panel`): 50 units = 50 clusters, 10 periods, ``--n-treated`` (10) of
@@ -36,7 +37,7 @@ realized sample estimands (``Truth.att``, ``Truth.event_time``), which the
 simple aggregates and the Sun-Abraham event-time coefficients estimate without
 bias. Reported: coverage of the simple ATT by the analytic t(G-1) intervals and
 by the bootstrap intervals (999 Rademacher draws; WCR test inversion for
-Sun-Abraham, WCU percentile-t for imputation), and coverage of the whole
+both, and WCU percentile-t for imputation), and coverage of the whole
 post-period path by the Sun-Abraham 95% sup-t band (and, for contrast, by the
 pointwise CRV1 intervals), with Monte Carlo standard errors.
 """
@@ -91,12 +92,18 @@ def speed(reps: int) -> list[str]:
     sl.placebo(im, draws=50, seed=1)
     w, c, r = timeit(lambda: sl.placebo(im, draws=1000, seed=1), reps)
     rows.append(f"| placebo, imputation event study (exact refits), 1,000 draws | {w:.3f} s | {c:.3f} s | |")
+    sl.wildboot(im, draws=999, seed=1)
+    for null, label in ((True, "WCR"), (False, "WCU")):
+        w, c, r = timeit(lambda: sl.wildboot(im, draws=9999, seed=1, impose_null=null), reps)
+        rows.append(f"| wildboot, imputation event study, {label}, 9,999 draws, 10 coefficients + 4 aggregates with "
+                    f"intervals + band (G = {r.n_bootclusters:,}) | {w:.3f} s | {c:.3f} s | |")
     return rows
 
 
 def coverage(n_reps: int, draws: int, effect_sd: float) -> list[str]:
     d = sl.simulate.dgp("heterogeneous_dynamic", n_units=50, never_share=0.3, ar1=0.5, effect_sd=effect_sd)
-    hits = {"crv1": [], "boot": [], "imp_crv1": [], "imp_boot": [], "band": [], "pointwise": [], "width_ratio": []}
+    hits = {"crv1": [], "boot": [], "imp_crv1": [], "imp_boot": [], "imp_wcu": [], "band": [], "pointwise": [],
+            "width_ratio": []}
     t0 = time.perf_counter()
     for rep in range(n_reps):
         frame, truth = d.draw(seed=rep)
@@ -116,6 +123,8 @@ def coverage(n_reps: int, draws: int, effect_sd: float) -> list[str]:
         hits["imp_crv1"].append(it["ci_low"][0] <= truth.att <= it["ci_high"][0])
         ilo, ihi = ri.aggregate("simple").confint
         hits["imp_boot"].append(ilo <= truth.att <= ihi)
+        ilo, ihi = sl.wildboot(ei, draws=draws, seed=rep, impose_null=False).aggregate("simple").confint
+        hits["imp_wcu"].append(ilo <= truth.att <= ihi)
         et = dict(zip(truth.event_time["rel_time"].to_list(), truth.event_time["att"].to_list()))
         post = es.rel_time >= 0
         true_path = np.array([et[int(t)] for t in es.rel_time[post]])
@@ -128,7 +137,8 @@ def coverage(n_reps: int, draws: int, effect_sd: float) -> list[str]:
     labels = {"crv1": "Sun-Abraham simple ATT, CRV1 t(G-1) interval",
               "boot": "Sun-Abraham simple ATT, WCR bootstrap interval",
               "imp_crv1": "imputation simple ATT, GMM t(G-1) interval",
-              "imp_boot": "imputation simple ATT, WCU bootstrap interval (percentile-t)",
+              "imp_boot": "imputation simple ATT, WCR bootstrap interval",
+              "imp_wcu": "imputation simple ATT, WCU bootstrap interval (percentile-t)",
               "band": "whole post path, 95% sup-t band", "pointwise": "whole post path, pointwise CRV1 intervals"}
     for key, label in labels.items():
         p = float(np.mean(hits[key]))
@@ -173,7 +183,7 @@ def coverage_few_treated(n_reps: int, draws: int, n_treated: int) -> list[str]:
     """Coverage of the simple ATT (Sun-Abraham, imputation) by CRV1 / GMM t(G-1)
     intervals and by the bootstrap ones, and of the post path by the sup-t band,
     on :func:`few_treated_panel` (truth: the realized sample estimands)."""
-    keys = ("crv1", "boot", "imp_crv1", "imp_boot", "band", "pointwise")
+    keys = ("crv1", "boot", "imp_crv1", "imp_boot", "imp_wcu", "band", "pointwise")
     hits: dict[str, list[bool]] = {k: [] for k in keys}
     t0 = time.perf_counter()
     for rep in range(n_reps):
@@ -196,11 +206,14 @@ def coverage_few_treated(n_reps: int, draws: int, n_treated: int) -> list[str]:
         hits["imp_crv1"].append(it["ci_low"][0] <= att <= it["ci_high"][0])
         lo, hi = sl.wildboot(ei, draws=draws, seed=rep).aggregate("simple").confint
         hits["imp_boot"].append(lo <= att <= hi)
+        lo, hi = sl.wildboot(ei, draws=draws, seed=rep, impose_null=False).aggregate("simple").confint
+        hits["imp_wcu"].append(lo <= att <= hi)
     secs = time.perf_counter() - t0
     labels = {"crv1": "Sun-Abraham simple ATT, CRV1 t(G-1) interval",
               "boot": "Sun-Abraham simple ATT, WCR bootstrap interval",
               "imp_crv1": "imputation simple ATT, GMM t(G-1) interval",
-              "imp_boot": "imputation simple ATT, WCU bootstrap interval (percentile-t)",
+              "imp_boot": "imputation simple ATT, WCR bootstrap interval",
+              "imp_wcu": "imputation simple ATT, WCU bootstrap interval (percentile-t)",
               "band": "whole post path, 95% sup-t band (Sun-Abraham, WCU)",
               "pointwise": "whole post path, pointwise CRV1 intervals"}
     rows = []

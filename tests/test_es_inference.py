@@ -216,9 +216,9 @@ def test_es_wildboot_strategies_agree(monkeypatch):
 
 def test_es_wildboot_refusals(small):
     es = sl.event_study(small, y="y", unit="unit", time="time", cohort="cohort", window=(-2, 2),
-                        method="imputation")
-    with pytest.raises(WildBootError, match="two-sided"):
-        sl.wildboot(es, draws=99, alternative="greater")
+                        method="imputation", cluster="time")
+    with pytest.raises(WildBootError, match="each unit inside one cluster"):
+        sl.wildboot(es, draws=99)
     es = sl.event_study(small, y="y", unit="unit", time="time", cohort="cohort", window=(-2, 2))
     with pytest.raises(WildBootError, match="param"):
         sl.wildboot(es, param="x")
@@ -228,35 +228,126 @@ def test_es_wildboot_refusals(small):
         sl.wildboot(es, draws=99).aggregate("calendar")
 
 
-def test_es_wildboot_imputation_equals_brute_force_refits():
-    """Bootstrap t's of the imputation event study equal refits of the estimator on y* = yhat + e v."""
+def _imp_refit(df, y, kw):
+    """Every statistic of an imputation event study refitted on outcome ``y``: (estimates, ses)."""
+    es = sl.event_study(df.with_columns(pl.Series("_y", y)), y="_y", **kw)
+    aggs = [es.aggregate(kind) for kind in ("simple", "dynamic", "group", "calendar")]
+    return np.r_[es.coef, [a.estimate for a in aggs]], np.r_[es.se, [a.se for a in aggs]]
+
+
+def _imp_residuals(df, es, u1):
+    """Each statistic's bootstrap residuals and its restricted shift (per unit of
+    ``estimate - h0``), built from the first-stage residuals by polars group means."""
+    f = df.with_columns(pl.Series("u1", u1), pl.Series("code", es.extra["codes"]),
+                        ((pl.col("cohort") > 0) & (pl.col("time") >= pl.col("cohort"))).alias("D"))
+    D = f["D"].to_numpy()
+    out = []
+
+    def grouping(key, members):
+        g = f.with_columns(pl.when(members).then(pl.col(key)).otherwise(None).alias("_g"))
+        means = g.filter(pl.col("_g").is_not_null()).group_by("_g").agg(pl.col("u1").mean().alias("m"),
+                                                                       pl.len().alias("n"))
+        g = g.join(means, on="_g", how="left")
+        e = np.where(D, 0.0, u1)
+        treated_in = D & g["_g"].is_not_null().to_numpy()
+        e[treated_in] = u1[treated_in] - g["m"].to_numpy()[treated_in]
+        return e, g["_g"].to_numpy(), dict(zip(means["_g"].to_list(), means["n"].to_list()))
+
+    e_es, code, n_es = grouping("code", pl.col("code") >= 0)
+    rel = es.rel_time
+    for j in range(rel.size):  # coefficients: shift their own treated rows (leads: none)
+        out.append((e_es, (code == j).astype(float) if rel[j] >= 0 else None))
+    post = np.flatnonzero(rel >= 0)
+    n = np.array([n_es[j] for j in post], float)
+    pi = np.full(post.size, 1.0 / post.size)
+    d = (pi / n) / (pi ** 2 @ (1 / n))
+    out_dyn = (e_es, sum(dj * (code == j) for dj, j in zip(d, post)))
+    e_s, _, _ = grouping("D", pl.col("D"))
+    simple = (e_s, D.astype(float))
+    aggs = [simple, out_dyn]
+    for key in ("cohort", "time"):
+        e_g, gcode, n_g = grouping(key, pl.col("D"))
+        levels = sorted(n_g)
+        if key == "cohort":
+            units = f.filter(pl.col("D")).group_by("cohort").agg(pl.col("unit").n_unique())
+            nu = dict(units.iter_rows())
+            pi = np.array([nu[g] for g in levels], float)
+        else:
+            pi = np.ones(len(levels))
+        pi /= pi.sum()
+        n = np.array([n_g[g] for g in levels], float)
+        d = (pi / n) / (pi ** 2 @ (1 / n))
+        aggs.append((e_g, sum(dj * (gcode == g) for dj, g in zip(d, levels))))
+    return out + aggs
+
+
+@pytest.mark.parametrize("impose_null", [False, True])
+def test_es_wildboot_imputation_equals_brute_force_refits(impose_null):
+    """Each draw's bootstrap t of every coefficient and aggregate of an imputation
+    event study equals a refit of ``event_study(method="imputation")`` on
+    ``y* = y - e + e v`` (WCU) or with the restricted residuals ``e + (estimate -
+    h0) d`` at two null values (WCR), with ``e`` and ``d`` built here from the
+    first-stage residuals; p-values and intervals follow from those t's."""
+    from staggerlab.inference.resampling.es_wildboot_imputation import imputation_wildboot
+
     df = _panel(12, 7, [3, 3, 3, 4, 4, 5, 5, 6, 0, 0, 0, 0], seed=8)
     kw = dict(unit="unit", time="time", cohort="cohort", window=(-2, 2), method="imputation")
     es = sl.event_study(df, y="y", **kw)
-    rng = np.random.default_rng(3)
-    V = rng.choice([-1.0, 1.0], size=(12, 40))
-    r = sl.wildboot(es, weight_matrix=V)
-    assert not r.impose_null and r.draws == 40
-    imp, codes = es.extra["imputation"], es.extra["codes"]
-    e = imp.u1.copy()
-    post = (codes >= 0) & imp.D
-    e[post] -= es.coef[codes[post]]
-    y = df["y"].to_numpy()
+    imp = es.extra["imputation"]
     assert imp.frame.height == df.height  # no row dropped: rows align
-    yhat = y - e
-    base = sl.event_study(df.with_columns(pl.Series("yh", yhat)), y="yh", **kw)
-    unit = df["unit"].to_numpy()
-    for b in range(4):
-        ys = yhat + e * V[unit, b]
-        eb = sl.event_study(df.with_columns(pl.Series("ys", ys)), y="ys", **kw)
-        np.testing.assert_allclose(r.tstar[b], (eb.coef - base.coef) / eb.se, rtol=1e-8)
-    # p-values and intervals: the symmetric percentile-t from those t's
+    V = np.random.default_rng(3).choice([-1.0, 1.0], size=(12, 30))
+    r = imputation_wildboot(es, 0, "rademacher", 0, (1, None), V, impose_null, [])
+    est, se = _imp_refit(df, df["y"].to_numpy(), kw)
+    np.testing.assert_allclose(r["estimate"], est, rtol=1e-12)
+    assert r["kinds"] == ("simple", "dynamic", "group", "calendar")
+    y = df["y"].to_numpy()
+    v = V[df["unit"].to_numpy()]
+    resid = _imp_residuals(df, es, imp.u1)
+    assert r["restricted"] == [impose_null and d is not None for _, d in resid]
+    for j, ((e, d), pc) in enumerate(zip(resid, r["pieces"])):
+        for h0 in ((0.0, 0.7 * est[j] - 0.4) if r["restricted"][j] else (None,)):
+            eR = e if h0 is None else e + (est[j] - h0) * d
+            base = _imp_refit(df, y - eR, kw)[0][j]
+            if h0 is not None:
+                assert base == pytest.approx(h0, abs=1e-10)  # the restricted DGP satisfies the null
+                n0, n1, a, b, c = pc
+                dl = est[j] - h0
+                tstar = (n0 + dl * n1) / np.sqrt(a + 2 * dl * b + dl * dl * c)
+            else:
+                tstar = pc[0] / np.sqrt(pc[1])
+            for draw in range(0, 30, 6):
+                bs, ses = _imp_refit(df, y - eR + eR * v[:, draw], kw)
+                assert tstar[draw] == pytest.approx((bs[j] - base) / ses[j], rel=1e-8, abs=1e-10)
+
+
+def test_es_wildboot_imputation_result():
+    """The public result: p-values and intervals from the bootstrap t's, every aggregate, the study's size."""
+    df = _panel(12, 7, [3, 3, 3, 4, 4, 5, 5, 6, 0, 0, 0, 0], seed=8)
+    kw = dict(unit="unit", time="time", cohort="cohort", window=(-2, 2), method="imputation")
+    es = sl.event_study(df, y="y", **kw)
+    V = np.random.default_rng(3).choice([-1.0, 1.0], size=(12, 40))
+    r = sl.wildboot(es, weight_matrix=V, impose_null=False)
+    assert not r.impose_null and r.draws == 40
     t = np.abs(r.tstar)
     np.testing.assert_allclose(r.pvalue, np.mean(t >= np.abs(es.coef / es.se) * (1 - 1e-10), axis=0))
     q = np.quantile(t, 0.95, axis=0, method="inverted_cdf")
-    np.testing.assert_allclose(r.ci_high - r.ci_low, 2 * q * es.se, rtol=1e-10)
-    simple = r.aggregate("simple")
-    assert simple.estimate == pytest.approx(es.aggregate("simple").estimate, rel=1e-12)
+    np.testing.assert_allclose(r.ci_high - r.ci_low, 2 * q * es.se, rtol=1e-8)
+    for kind in ("simple", "dynamic", "group", "calendar"):
+        agg = r.aggregate(kind)
+        assert agg.estimate == pytest.approx(es.aggregate(kind).estimate, rel=1e-12)
+        assert 0 < agg.pvalue <= 1 and agg.confint[0] < agg.estimate < agg.confint[1]
+    wcr = sl.wildboot(es, draws=999, seed=4)
+    assert wcr.impose_null and wcr.bootstrap_type == "WCR"
+    post = es.rel_time >= 0
+    # WCR intervals by test inversion: the p-value at each end is the level's complement
+    for j in np.flatnonzero(post):
+        for end in (wcr.ci_low[j], wcr.ci_high[j]):
+            assert wcr.pvalue_at(int(es.rel_time[j]), end) == pytest.approx(0.05, abs=0.01)
+    assert any("lead coefficients" in n for n in wcr.notes)
+    # same numbers for any n_jobs / backend
+    again = sl.wildboot(es, draws=999, seed=4, n_jobs=2, backend="threading")
+    np.testing.assert_array_equal(again.pvalue, wcr.pvalue)
+    assert again.aggregate("group").confint == wcr.aggregate("group").confint
 
 
 # ---------------------------------------------------------------- pre-trend power

@@ -94,6 +94,7 @@ class _Imputation:
         Stx, Sxx, _, _ = self._within_moments(y)
         self.Spinv = psd_pinv(np.block([[Stt, Stx], [Stx.T, Sxx]]))
         self.u1 = self.first_stage_resid(y)
+        self.unit, self.time = sd.unit, sd.time
         self.cl = ucode if sd.cluster == sd.unit else factorize_column(frame[sd.cluster])
         self.G = int(self.cl.max()) + 1
 
@@ -162,17 +163,22 @@ class _Imputation:
         beta, Wg, sw = self.scores(codes, k, self.u1)
         return beta, Wg.T @ Wg, sw
 
-    def scores(self, codes: np.ndarray, k: int, u1: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The group means of first-stage residuals ``u1`` and their per-cluster GMM
-        scores (``G x k``; the vcov is ``W'W``), with the group weight sums."""
+    def loadings(self, codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """What the GMM scores of the group means of ``codes`` load on.
+
+        Returns ``(m, sw, alpha, theta)``: the grouped rows, the group weight
+        sums, and the coefficients of each group's weights ``x2_j`` (the
+        group's weight on its rows, divided by nothing) projected on the first
+        stage, ``gamma_j = (X10'W X10)^-1 X1'W x2_j`` in (unit FE ``alpha``,
+        U x k | period effects and controls ``theta``, (T-1+K) x k) blocks.
+        An untreated row's loading on group ``j`` is ``z_j = alpha[u, j] +
+        F theta_j``.
+        """
         T = self.T
         m = np.flatnonzero(codes >= 0)
         c = codes[m]
         wm = self._weights(m)
         sw = np.bincount(c, weights=wm, minlength=k)
-        beta = np.bincount(c, weights=u1[m] * wm, minlength=k) / sw
-        u2 = u1[m] - beta[c]
-        # gamma_j = (X10'W X10)^-1 X1'W x2_j in (unit FE | F) blocks; z_j = X10 gamma_j
         bUn = np.bincount(self.ucode[m] * k + c, weights=wm, minlength=self.U * k).reshape(self.U, k)
         bUn /= self.n_u[:, None]
         bT = np.bincount(self.tcode[m] * k + c, weights=wm, minlength=T * k).reshape(T, k)[1:]
@@ -184,17 +190,60 @@ class _Imputation:
         alpha += self.CX @ theta[T - 1:]
         alpha /= self.n_u[:, None]
         np.subtract(bUn, alpha, out=alpha)
-        del bUn
-        # the cluster sums of z * (w0 u1) over the untreated rows, chunk by chunk
-        # (z = alpha[u] + F theta is untreated rows x k)
-        S0 = np.zeros((self.G, k))
-        for r in self._chunks(untreated=True):
-            z = alpha[self.ucode[r]] + self._fit_F(theta, r)
-            cluster_score_sums_into(S0, z, self.w0[r] * u1[r], self.cl[r])
+        return m, sw, alpha, theta
+
+    def scores(self, codes: np.ndarray, k: int, u1: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The group means of first-stage residuals ``u1`` and their per-cluster GMM
+        scores (``G x k``; the vcov is ``W'W``), with the group weight sums."""
+        m, sw, alpha, theta = self.loadings(codes, k)
+        c = codes[m]
+        wm = self._weights(m)
+        beta = np.bincount(c, weights=u1[m] * wm, minlength=k) / sw
+        u2 = u1[m] - beta[c]
         Wg = np.bincount(self.cl[m] * k + c, weights=u2 * wm, minlength=self.G * k).reshape(self.G, k)
-        Wg -= S0
+        Wg -= self.untreated_cluster_sums(alpha, theta, [u1])[0]
         Wg /= sw
         return beta, Wg, sw
+
+    def untreated_cluster_sums(self, alpha: np.ndarray, theta: np.ndarray, values: list[np.ndarray],
+                               periods: bool = False) -> list[np.ndarray]:
+        """Per cluster, the sums over its untreated rows of ``z * w0 * v`` for each
+        row vector ``v`` in ``values`` (``G x k`` each; ``z`` the loadings of
+        :meth:`loadings`), and with ``periods`` also of ``z * w0`` by period
+        (``G x T x k``, last). One chunked pass over the rows.
+        """
+        G, T, k = self.G, self.T, theta.shape[1]
+        out = [np.zeros((G, k)) for _ in values]
+        cells = np.zeros(G * T * k) if periods else None
+        for r in self._chunks(untreated=True):
+            z = alpha[self.ucode[r]] + self._fit_F(theta, r)
+            w0 = self.w0[r]
+            cl = self.cl[r]
+            for S, v in zip(out, values):
+                cluster_score_sums_into(S, z, w0 * v[r], cl)
+            if cells is not None:
+                idx = ((cl * T + self.tcode[r]) * k)[:, None] + np.arange(k)
+                cells += np.bincount(idx.ravel(), weights=(z * w0[:, None]).ravel(), minlength=G * T * k)
+        if cells is not None:
+            out.append(cells.reshape(G, T, k))
+        return out
+
+    def grouping(self, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The treated rows' groups of the aggregate ``kind`` (``"simple"``,
+        ``"group"``, ``"calendar"``): ``(codes, group levels, weights of the
+        group means in the aggregate)``. ``"group"`` weighs each cohort by
+        its number of units, ``"calendar"`` each period equally."""
+        if kind == "simple":
+            return np.where(self.D, 0, -1), np.zeros(1, dtype=np.int64), np.ones(1)
+        col = COHORT if kind == "group" else self.time
+        codes, levels = self._codes_of(col, self.D)
+        if kind == "group":
+            units = self.frame.filter(pl.col(COHORT) > 0).group_by(COHORT).agg(pl.col(self.unit).n_unique())
+            nu = dict(units.iter_rows())
+            pi = np.array([nu[int(g)] for g in levels], float)
+        else:
+            pi = np.ones(levels.size)
+        return codes, levels, pi / pi.sum()
 
     def _codes_of(self, col: str, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         v = self.frame[col].to_numpy()
@@ -221,21 +270,12 @@ def imputation(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoin
 
     @_cache
     def aggregator(kind: str) -> Aggregate:
-        D = imp.D
         if kind == "simple":
-            b, Vs, _ = imp.second_stage(np.where(D, 0, -1), 1)
+            b, Vs, _ = imp.second_stage(imp.grouping("simple")[0], 1)
             return Aggregate("simple", b[0], np.sqrt(Vs[0, 0]), df)
         if kind in ("group", "calendar"):
-            col = COHORT if kind == "group" else sd.time
-            c, levels = imp._codes_of(col, D)
-            b, Vg, swg = imp.second_stage(c, levels.size)
-            if kind == "group":
-                units = frame.filter(pl.col(COHORT) > 0).group_by(COHORT).agg(pl.col(sd.unit).n_unique())
-                nu = dict(units.iter_rows())
-                pi = np.array([nu[int(g)] for g in levels], float)
-            else:
-                pi = np.ones(levels.size)
-            pi /= pi.sum()
+            c, levels, pi = imp.grouping(kind)
+            b, Vg, _ = imp.second_stage(c, levels.size)
             comp = pl.DataFrame({"level": levels, "estimate": b, "se": np.sqrt(np.diag(Vg))})
             return Aggregate(kind, pi @ b, np.sqrt(pi @ Vg @ pi), df, comp)
         return res.default_aggregate(kind)

@@ -19,8 +19,9 @@ same weights (``SharedRunner``), so for a coefficient the result is the one
   critical value is the ``level`` quantile of ``max_k |t*_k|`` over the band's
   periods, and the band is ``estimate_k +- crit * se_k``.
 * Imputation event studies (not regression coefficients, but linear in the
-  outcome): WCU percentile-t from one estimator pass per cluster, in
-  ``es_wildboot_imputation``.
+  outcome): WCR and WCU for every coefficient and the four aggregates, from
+  per-cluster pieces built in one pass over the rows
+  (``es_wildboot_imputation``).
 * Callaway-Sant'Anna (``method="cs"``): its own multiplier bootstrap of the
   influence functions (did's ``mboot``), summarised the same way from one set
   of multiplier draws (IQR standard errors, symmetric percentile-t).
@@ -254,40 +255,29 @@ def _pretrend(es: Any, est: np.ndarray, dstar: np.ndarray, prob: np.ndarray,
 def _imputation(es: Any, draws: int, weights: str, impose_null: bool, alternative: str, confint: bool,
                 level: float, seed: SeedLike, n_jobs: int, backend: str | None, band: str,
                 weight_matrix: np.ndarray | None) -> EventStudyBootResult:
-    """The imputation event study's bootstrap (WCU, symmetric percentile-t)."""
+    """The imputation event study's bootstrap (``es_wildboot_imputation``)."""
+    from types import SimpleNamespace
+
     from .es_wildboot_imputation import imputation_wildboot
 
-    if alternative != "two-sided":
-        raise WildBootError("the bootstrap of an imputation event study is two-sided (symmetric percentile-t)")
-    notes = ["imputation estimator: unrestricted bootstrap (WCU, the null is not imposed), symmetric percentile-t"
-             " intervals"] if impose_null else []
-    r = imputation_wildboot(es, draws, weights, level, seed, n_jobs, backend, weight_matrix, notes)
-    tstar, est, se, prob = r["tstar"], r["estimate"], r["se"], r["prob"]
+    notes: list[str] = []
+    r = imputation_wildboot(es, draws, weights, seed, (n_jobs, backend), weight_matrix, impose_null, notes)
+    B, est, se = r["draws"], r["estimate"], r["se"]
+    tests = []
+    for j, (pc, wcr) in enumerate(zip(r["pieces"], r["restricted"])):
+        own: list[str] = []
+        cols = (*pc, r["csign"]) if wcr else (*pc, np.zeros(B))
+        tests.append(boot_inference(cols, SimpleNamespace(beta_p=est[j], se=se[j]), 1.0, 0.0, wcr, wcr,
+                                    alternative, confint, level, own, weights, r["n_boot"], r["enumerate_all"]))
+        notes.extend(n for n in own if n not in notes)
     k = es.rel_time.size
-    pv, lo, hi = [], [], []
-    for j in range(k + 1):
-        a = np.abs(tstar[:, j])
-        ok = np.isfinite(a)
-        t = abs(est[j] / se[j])
-        pv.append(float(prob[ok] @ (a[ok] >= t * (1.0 - _TIE_RTOL)) / prob[ok].sum()))
-        q = _quantile(a[ok], prob[ok], level)
-        lo.append(est[j] - q * se[j])
-        hi.append(est[j] + q * se[j])
-    mask = _band_mask(es, band)
-    tmax = np.abs(tstar[:, :k][:, mask]).max(axis=1)
-    ok = np.isfinite(tmax)
-    crit = _quantile(tmax[ok], prob[ok], level)
-    pre_p, pre_w = _pretrend(es, est[:k], r["delta"][:, :k], prob, notes)
-    aggs = {"simple": BootAggregate("simple", float(est[k]), float(se[k]), pv[k],
-                                    (lo[k], hi[k]) if confint else None)}
-    return EventStudyBootResult(
-        rel_time=es.rel_time.copy(), estimate=est[:k], se=se[:k], pvalue=np.array(pv[:k]),
-        ci_low=np.array(lo[:k]) if confint else None, ci_high=np.array(hi[:k]) if confint else None,
-        band_low=est[:k] - crit * se[:k], band_high=est[:k] + crit * se[:k], band_mask=mask, band_crit=crit,
-        band=band, pretrend_pvalue=pre_p, pretrend_wald=pre_w, unbounded=np.zeros(k, dtype=bool), level=level,
-        draws=r["draws"], weights=weights if weight_matrix is None else "injected", impose_null=False,
-        full_enumeration=r["enumerate_all"], n_bootclusters=r["n_boot"], method=es.method, ref=es.ref,
-        aggregates=aggs, tstar=tstar[:, :k], notes=notes, refs=tuple(es.refs), _pfuns=[])
+    # WCU pieces (numerator, score sum of squares) of the coefficients: the band and the pre-trend test
+    wcu = [(pc[0], pc[2] if wcr else pc[1]) for pc, wcr in zip(r["pieces"][:k], r["restricted"][:k])]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tstar = np.column_stack([n / np.sqrt(np.where(d > 0, d, np.nan)) for n, d in wcu])
+    return _assemble(es, tests, tstar, np.column_stack([n for n, _ in wcu]), est, se, r["kinds"], r["prob"], B,
+                     weights, weight_matrix, impose_null and any(r["restricted"]), r["enumerate_all"], r["n_boot"],
+                     level, band, confint, notes)
 
 
 def _callaway_santanna(es: Any, draws: int, weights: str, impose_null: bool, alternative: str, confint: bool,
@@ -403,8 +393,10 @@ def event_study_wildboot(
     es : EventStudyResult
         A ``method="twfe"`` or ``"sunab"`` event study fitted through ``feols``
         (the clusters are the event study's), or a ``method="imputation"`` one
-        (WCU, two-sided; at most ``MAX_IMPUTATION_CLUSTERS`` clusters; aggregate
-        ``simple``), or a Callaway-Sant'Anna result (``method="cs"``): its own
+        (clusters nesting the units; WCR restricts each statistic's group means
+        by least squares, leads are bootstrapped without restriction; aggregates
+        ``simple``, ``dynamic``, ``group``, ``calendar``; see
+        ``es_wildboot_imputation``), or a Callaway-Sant'Anna result (``method="cs"``): its own
         multiplier bootstrap (``weights`` ``"rademacher"`` or ``"mammen"``; the
         draws of ``event_study(..., method="cs", bootstrap=True)`` with the same
         seed, count and multipliers), with IQR standard errors, percentile-t
@@ -504,27 +496,39 @@ def _event_study_wildboot(es: Any, draws: int, weights: str, impose_null: bool, 
     with np.errstate(invalid="ignore", divide="ignore"):
         tstar = np.column_stack([num / np.sqrt(np.where(den > 0, bc.adj * den, np.nan))
                                  for num, den in (c[:2] for c in cols_wcu[:k])])
-    est = np.array([alg.beta_p for alg in algs[:k]])
-    se = np.array([alg.se for alg in algs[:k]])
-    mask = _band_mask(es, band)
+    est = np.array([alg.beta_p for alg in algs])
+    se = np.array([alg.se for alg in algs])
     # enumerated Mammen draws count with their probabilities
     prob = enumeration_probabilities(bc.n_boot, weights) if enumerate_all and weights == "mammen" else np.ones(B)
+    return _assemble(es, tests, tstar, np.column_stack([c[0] for c in cols_wcu[:k]]), est, se, kinds, prob, B,
+                     weights, weight_matrix, impose_null, enumerate_all, bc.n_boot, level, band, confint, notes)
+
+
+def _assemble(es: Any, tests: list[tuple], tstar: np.ndarray, dstar: np.ndarray, est: np.ndarray, se: np.ndarray,
+              kinds: tuple[str, ...], prob: np.ndarray, B: int, weights: str, weight_matrix: np.ndarray | None,
+              impose_null: bool, enumerate_all: bool, n_boot: int, level: float, band: str, confint: bool,
+              notes: list[str]) -> EventStudyBootResult:
+    """The result from every statistic's ``boot_inference`` (the k coefficients,
+    then the aggregates ``kinds``), the coefficients' WCU t's ``tstar`` and
+    deviations ``dstar`` (draws x k; band and pre-trend test), the estimates
+    and standard errors of every statistic and the draws' probabilities."""
+    k = es.rel_time.size
+    mask = _band_mask(es, band)
     tmax = np.abs(tstar[:, mask]).max(axis=1)
     ok = np.isfinite(tmax)
     crit = _quantile(tmax[ok], prob[ok], level)
-
     # joint pre-trend test against the WCU distribution of the Wald form
-    pre_p, pre_w = _pretrend(es, est, np.column_stack([c[0] for c in cols_wcu[:k]]), prob, notes)
-
+    pre_p, pre_w = _pretrend(es, est[:k], dstar, prob, notes)
     ci = [t[2] for t in tests[:k]]
-    aggs = {kind: BootAggregate(kind, algs[k + i].beta_p, algs[k + i].se, tests[k + i][1], tests[k + i][2])
+    aggs = {kind: BootAggregate(kind, float(est[k + i]), float(se[k + i]), tests[k + i][1], tests[k + i][2])
             for i, kind in enumerate(kinds)}
+    e, s = est[:k], se[:k]
     return EventStudyBootResult(
-        rel_time=es.rel_time.copy(), estimate=est, se=se, pvalue=np.array([t[1] for t in tests[:k]]),
+        rel_time=es.rel_time.copy(), estimate=e, se=s, pvalue=np.array([t[1] for t in tests[:k]]),
         ci_low=None if not confint else np.array([c[0] if c else math.nan for c in ci]),
         ci_high=None if not confint else np.array([c[1] if c else math.nan for c in ci]),
-        band_low=est - crit * se, band_high=est + crit * se, band_mask=mask, band_crit=crit, band=band,
+        band_low=e - crit * s, band_high=e + crit * s, band_mask=mask, band_crit=crit, band=band,
         pretrend_pvalue=pre_p, pretrend_wald=pre_w, unbounded=np.array([t[4] for t in tests[:k]]), level=level, draws=B,
         weights=weights if weight_matrix is None else "injected", impose_null=impose_null,
-        full_enumeration=enumerate_all, n_bootclusters=bc.n_boot, method=es.method, ref=es.ref,
+        full_enumeration=enumerate_all, n_bootclusters=n_boot, method=es.method, ref=es.ref,
         aggregates=aggs, tstar=tstar, notes=notes, refs=tuple(es.refs), _pfuns=[t[3] for t in tests[:k]])
