@@ -336,6 +336,9 @@ def test_es_wildboot_imputation_result():
         agg = r.aggregate(kind)
         assert agg.estimate == pytest.approx(es.aggregate(kind).estimate, rel=1e-12)
         assert 0 < agg.pvalue <= 1 and agg.confint[0] < agg.estimate < agg.confint[1]
+    up = sl.wildboot(es, weight_matrix=V, impose_null=False, alternative="greater")
+    np.testing.assert_allclose(up.pvalue, np.mean(r.tstar >= (es.coef / es.se) * (1 - 1e-10), axis=0))
+    assert np.all(np.isinf(up.ci_high))
     wcr = sl.wildboot(es, draws=999, seed=4)
     assert wcr.impose_null and wcr.bootstrap_type == "WCR"
     post = es.rel_time >= 0
