@@ -74,7 +74,8 @@ def write_report(result: BatteryResult, frame: pl.DataFrame, source: str, second
     timing = result.timings().rename({"seconds": "wall seconds", "compile_seconds": "numba compile seconds"})
     tail = ["## Reproducibility", "", "Spec:", "", "```toml", _toml(spec), "```", "",
             "Timing (wall seconds per section, and the seconds of it numba spent compiling; near zero once "
-            "the compiled kernels are cached):", "", md_table(timing, "{:.2f}"), "", "Versions:", "",
+            "the compiled kernels are cached; `second`: the section ran in the battery's second process, "
+            "beside the others, so the sections' seconds add up to more than the run took):", "", md_table(timing, "{:.2f}"), "", "Versions:", "",
             md_table(pl.DataFrame({"package": list(_versions()), "version": list(_versions().values())})), ""]
     (out / "report.md").write_text("\n".join(head + body + tail))
     results = {
@@ -82,7 +83,7 @@ def write_report(result: BatteryResult, frame: pl.DataFrame, source: str, second
         "versions": _versions(),
         "data": {"source": source, "rows": frame.height, "units": n_units},
         "sections": {s.key: {"title": s.title, "seconds": s.seconds, "compile_seconds": s.compile_seconds,
-                             **s.numbers} for s in result.sections},
+                             "process": s.process, **s.numbers} for s in result.sections},
     }
     # strict JSON: a number that could not be computed is null, never NaN/Infinity
     (out / "results.json").write_text(json.dumps(strict_json(results), indent=2, allow_nan=False))

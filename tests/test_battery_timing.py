@@ -53,13 +53,14 @@ def test_timing_table_has_compile_seconds_per_section(tmp_path, monkeypatch, cap
     assert comp.compile_seconds <= comp.seconds
     assert plain.compile_seconds == 0.0 and plain.seconds >= 0.05
     tab = res.timings()
-    assert tab.columns == ["section", "seconds", "compile_seconds"]
+    assert tab.columns == ["section", "seconds", "compile_seconds", "process"]
+    assert tab["process"].to_list() == ["main", "main"]
     assert tab["compile_seconds"].to_list() == [comp.compile_seconds, 0.0]
     saved = json.loads((tmp_path / "r" / "results.json").read_text())["sections"]
     assert saved["compiles"]["compile_seconds"] == pytest.approx(comp.compile_seconds, rel=1e-12)
     report = (tmp_path / "r" / "report.md").read_text()
-    assert "| section | wall seconds | numba compile seconds |" in report
-    assert f"| A. compiles | {comp.seconds:.2f} | {comp.compile_seconds:.2f} |" in report
+    assert "| section | wall seconds | numba compile seconds | process |" in report
+    assert f"| A. compiles | {comp.seconds:.2f} | {comp.compile_seconds:.2f} | main |" in report
     err = capsys.readouterr().err
     assert f"{comp.compile_seconds:8.2f} s" in err.splitlines()[-2]
 
@@ -74,3 +75,29 @@ def test_compile_clock_is_removed_after_the_run(tmp_path, monkeypatch):
     battery(df, spec=BatterySpec(unit="unit", time="time", outcomes=["y"], treat="treat", controls=[],
                                  out=str(tmp_path / "r")))
     assert len(event._registered.get("numba:compile", [])) == before
+
+
+def test_second_process_runs_the_offloaded_sections_with_the_same_numbers(tmp_path, monkeypatch):
+    """With an idle core the event study runs in the battery's second process; its
+    section (text, tables, numbers) equals the one run in this process."""
+    from staggerlab.battery import offload, section_event_study, warmup
+
+    df = sl.simulate.staggered(60, 8, n_controls=1, seed=4, effect=0.5)
+    kw = dict(unit="unit", time="time", outcomes=["y"], treat="treat", controls=["x1"], es_boot_draws=199)
+    monkeypatch.setattr(bm, "SECTIONS", [section_event_study, _plain_section])
+    monkeypatch.setattr(warmup, "idle_core", lambda cores: True)
+    monkeypatch.setattr(bm.offload, "OFFLOADED", ("event_study",))
+    monkeypatch.setattr("staggerlab.kernels._jit._cores", lambda: 2)
+    two = battery(df, spec=BatterySpec(out=str(tmp_path / "two"), **kw))
+    monkeypatch.setenv("STAGGERLAB_BATTERY_PROCESSES", "1")
+    one = battery(df, spec=BatterySpec(out=str(tmp_path / "one"), **kw))
+    assert [s.process for s in two.sections] == ["second", "main"]
+    assert [s.process for s in one.sections] == ["main", "main"]
+    assert [s.key for s in two.sections] == ["event_study", "plain"]  # the battery's order
+    a, b = two.section("event_study"), one.section("event_study")
+    assert a.text.replace("two", "one") == b.text.replace("two", "one")
+    assert a.numbers == b.numbers
+    for name, tab in b.tables.items():
+        assert a.tables[name].equals(tab)
+    assert (tmp_path / "two" / "figures" / "event_study.png").exists()
+    assert offload.MAX_ROWS >= df.height

@@ -85,6 +85,7 @@ def test_a_failing_baseline_exits_non_zero_with_the_report_written(panel_csv, tm
 
 
 def test_ctrl_c_in_the_battery_one_line_exit_130(panel_csv, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("STAGGERLAB_BATTERY_PROCESSES", "1")  # every section in order, in this process
     _replace_section(monkeypatch, "section_inference", KeyboardInterrupt())
     out = tmp_path / "r"
     assert main(_args(panel_csv, out)) == 130
@@ -100,6 +101,8 @@ def test_ctrl_c_in_the_battery_one_line_exit_130(panel_csv, tmp_path, monkeypatc
 
 def test_ctrl_c_inside_the_draws_of_a_section(panel_csv, tmp_path, monkeypatch, capsys):
     """A Ctrl-C reaching the battery from inside a draw loop (here: the third placebo block)."""
+    import staggerlab.inference.resampling.placebo  # noqa: F401 - sys.modules holds the module, not the function
+
     pb = sys.modules["staggerlab.inference.resampling.placebo"]
     real = pb.run_block
     calls = []

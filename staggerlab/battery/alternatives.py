@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +9,7 @@ import polars as pl
 
 from ..battery_checks import instrument_columns
 from ..inference.regression.formula import quote
+from ..kernels._jit import n_threads
 from ..report import md_table
 from .spec import BatterySpec, Section
 from .tables import SharedFits
@@ -69,7 +69,7 @@ def section_alternatives(frame: pl.DataFrame, spec: BatterySpec, treat: str, out
     elif C:
         params = {"rf": dict(n_estimators=20, max_depth=6, max_samples=0.3)}
         # the 10 nuisance fits of each learner on every core this process may use (the same numbers)
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        threads = n_threads(float("inf"))
         for learner in spec.dml_learners:
             r = dml(frame, y=y, treat=treat, covariates=C, unit=spec.unit, time=spec.time, learner=learner,
                     learner_params=params.get(learner), n_folds=5, seed=spec.seed, threads=threads)

@@ -99,6 +99,7 @@ class Section:
     seconds: float = 0.0  # wall time of the section
     compile_seconds: float = 0.0  # of which numba compiled (in this process; see timing.CompileClock)
     error: str | None = None  # "Type: message" when the section raised
+    process: str = "main"  # "second" when it ran in the battery's second process (see offload)
 
 
 @dataclass
@@ -129,12 +130,16 @@ class BatteryResult:
                          for s in self.sections)
 
     def timings(self) -> pl.DataFrame:
-        """The timing table: ``section, seconds, compile_seconds`` (wall seconds of each section and the
-        numba compile seconds within them, in this process), one row per section that ran."""
+        """The timing table: ``section, seconds, compile_seconds, process`` (wall seconds of each section
+        and the numba compile seconds within them, in the process that ran it: ``"main"`` or ``"second"``,
+        the battery's second process, which runs some sections beside the others), one row per section
+        that ran."""
         return pl.DataFrame({"section": [s.title for s in self.sections],
                              "seconds": [s.seconds for s in self.sections],
-                             "compile_seconds": [s.compile_seconds for s in self.sections]},
-                            schema={"section": pl.String, "seconds": pl.Float64, "compile_seconds": pl.Float64})
+                             "compile_seconds": [s.compile_seconds for s in self.sections],
+                             "process": [s.process for s in self.sections]},
+                            schema={"section": pl.String, "seconds": pl.Float64, "compile_seconds": pl.Float64,
+                                    "process": pl.String})
 
 
 

@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["Warmer", "start", "cache_is_cold"]
+__all__ = ["Warmer", "start", "cache_is_cold", "idle_core"]
 
 #: the sections the child runs, last first: those that compile kernels the parent meets later
 #: (the others compile little or, with the child's fewer draws, other kernels: heterogeneity;
@@ -85,14 +85,14 @@ class Warmer:
 
 def start() -> Warmer | None:
     """Start the child when it can help: numba's cache is cold, this process
-    may use two or more cores and one of them is idle (see :func:`_idle_core`),
+    may use two or more cores and one of them is idle (see :func:`idle_core`),
     and ``STAGGERLAB_WARMUP`` is not ``0``. Returns ``None`` otherwise (and on
     any failure to start it): on a machine without an idle core the child would
     only take CPU from the battery."""
     from ..kernels._jit import n_threads
 
     cores = n_threads(float("inf"))
-    if os.environ.get("STAGGERLAB_WARMUP", "1") == "0" or cores < 2 or not _idle_core(cores):
+    if os.environ.get("STAGGERLAB_WARMUP", "1") == "0" or cores < 2 or not idle_core(cores):
         return None
     try:
         if not cache_is_cold():
@@ -106,7 +106,7 @@ def start() -> Warmer | None:
         return None
 
 
-def _idle_core(cores: int) -> bool:
+def idle_core(cores: int) -> bool:
     """Whether other processes leave a core idle right now: Linux's count of
     runnable tasks (``/proc/loadavg``, this process included) is at most
     ``cores - 1`` in at least one of five samples 20 ms apart (a CPU-bound

@@ -18,11 +18,12 @@ from __future__ import annotations
 import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import numba as nb
 
-__all__ = ["jit", "readonly", "run_chunks", "n_threads"]
+__all__ = ["jit", "readonly", "run_chunks", "n_threads", "limit_threads"]
 
 
 def jit(*args, **kwargs):
@@ -52,16 +53,35 @@ def readonly(a):
 #: the calling thread alone: waking a second thread costs ~50 us
 _PARALLEL_WORK = 1e6
 _POOL: ThreadPoolExecutor | None = None
+_CAP: int | None = None
+
+
+@contextmanager
+def limit_threads(n: int) -> Iterator[None]:
+    """Cap this process's chunked kernels (and :func:`n_threads`) at ``n``
+    threads inside the block: the battery does so while a second process
+    runs some of its sections, so the two never ask for more threads than
+    there are cores. Results do not depend on the thread count."""
+    global _CAP
+    old = _CAP
+    _CAP = n if old is None else min(old, n)
+    try:
+        yield
+    finally:
+        _CAP = old
 
 
 def _cores() -> int:
     """Cores this process may use: its CPU affinity, capped by
-    ``STAGGERLAB_NUM_THREADS`` or, inside a joblib/loky worker (which sets
-    it to its share of the machine), ``OMP_NUM_THREADS``."""
+    :func:`limit_threads`, ``STAGGERLAB_NUM_THREADS`` or, inside a
+    joblib/loky worker (which sets it to its share of the machine),
+    ``OMP_NUM_THREADS``."""
     try:
         n = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
         n = os.cpu_count() or 1
+    if _CAP is not None:
+        n = min(n, _CAP)
     for var in ("STAGGERLAB_NUM_THREADS", "OMP_NUM_THREADS"):
         cap = os.environ.get(var, "")
         if cap.isdigit() and int(cap) > 0:
