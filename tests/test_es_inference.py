@@ -235,19 +235,20 @@ def _imp_refit(df, y, kw):
     return np.r_[es.coef, [a.estimate for a in aggs]], np.r_[es.se, [a.se for a in aggs]]
 
 
-def _imp_residuals(df, es, u1):
+def _imp_residuals(df, es, u1, weights=None):
     """Each statistic's bootstrap residuals and its restricted shift (per unit of
-    ``estimate - h0``), built from the first-stage residuals by polars group means."""
+    ``estimate - h0``), built from the first-stage residuals by polars (weighted) group means."""
     f = df.with_columns(pl.Series("u1", u1), pl.Series("code", es.extra["codes"]),
-                        ((pl.col("cohort") > 0) & (pl.col("time") >= pl.col("cohort"))).alias("D"))
+                        ((pl.col("cohort") > 0) & (pl.col("time") >= pl.col("cohort"))).alias("D"),
+                        (pl.col(weights) if weights else pl.lit(1.0)).alias("_w"))
     D = f["D"].to_numpy()
     out = []
 
     def grouping(key, members):
         g = f.with_columns(pl.when(members).then(pl.col(key)).otherwise(None).alias("_g"))
-        means = g.filter(pl.col("_g").is_not_null()).group_by("_g").agg(pl.col("u1").mean().alias("m"),
-                                                                       pl.len().alias("n"))
-        g = g.join(means, on="_g", how="left")
+        means = g.filter(pl.col("_g").is_not_null()).group_by("_g").agg(
+            ((pl.col("u1") * pl.col("_w")).sum() / pl.col("_w").sum()).alias("m"), pl.col("_w").sum().alias("n"))
+        g = g.join(means, on="_g", how="left", maintain_order="left")
         e = np.where(D, 0.0, u1)
         treated_in = D & g["_g"].is_not_null().to_numpy()
         e[treated_in] = u1[treated_in] - g["m"].to_numpy()[treated_in]
@@ -281,8 +282,24 @@ def _imp_residuals(df, es, u1):
     return out + aggs
 
 
+def _imp_design(kind):
+    """The panel and event-study options of the brute-force checks: a balanced panel clustered
+    by unit, or an unbalanced one with a control, weights and clusters of two units."""
+    df = _panel(12, 7, [3, 3, 3, 4, 4, 5, 5, 6, 0, 0, 0, 0], seed=8)
+    kw = dict(unit="unit", time="time", cohort="cohort", window=(-2, 2), method="imputation")
+    if kind == "plain":
+        return df, kw, None, df["unit"].to_numpy()
+    rng = np.random.default_rng(11)
+    df = df.with_columns(pl.Series("x", rng.normal(size=df.height)), pl.Series("w", rng.uniform(0.5, 2, df.height)),
+                         (pl.col("unit") // 2).alias("pair"))
+    df = df.with_columns(pl.col("y") + 0.7 * pl.col("x")).filter(pl.Series(rng.uniform(size=df.height) > 0.08))
+    kw.update(controls=["x"], weights="w", cluster="pair")
+    return df, kw, "w", df["pair"].to_numpy()
+
+
 @pytest.mark.parametrize("impose_null", [False, True])
-def test_es_wildboot_imputation_equals_brute_force_refits(impose_null):
+@pytest.mark.parametrize("design", ["plain", "controls_weights_pairs"])
+def test_es_wildboot_imputation_equals_brute_force_refits(impose_null, design):
     """Each draw's bootstrap t of every coefficient and aggregate of an imputation
     event study equals a refit of ``event_study(method="imputation")`` on
     ``y* = y - e + e v`` (WCU) or with the restricted residuals ``e + (estimate -
@@ -290,19 +307,19 @@ def test_es_wildboot_imputation_equals_brute_force_refits(impose_null):
     first-stage residuals; p-values and intervals follow from those t's."""
     from staggerlab.inference.resampling.es_wildboot_imputation import imputation_wildboot
 
-    df = _panel(12, 7, [3, 3, 3, 4, 4, 5, 5, 6, 0, 0, 0, 0], seed=8)
-    kw = dict(unit="unit", time="time", cohort="cohort", window=(-2, 2), method="imputation")
+    df, kw, weights, cl = _imp_design(design)
     es = sl.event_study(df, y="y", **kw)
     imp = es.extra["imputation"]
     assert imp.frame.height == df.height  # no row dropped: rows align
-    V = np.random.default_rng(3).choice([-1.0, 1.0], size=(12, 30))
+    G = int(cl.max()) + 1
+    V = np.random.default_rng(3).choice([-1.0, 1.0], size=(G, 30))
     r = imputation_wildboot(es, 0, "rademacher", 0, (1, None), V, impose_null, [])
     est, se = _imp_refit(df, df["y"].to_numpy(), kw)
     np.testing.assert_allclose(r["estimate"], est, rtol=1e-12)
-    assert r["kinds"] == ("simple", "dynamic", "group", "calendar")
+    assert r["kinds"] == ("simple", "dynamic", "group", "calendar") and r["n_boot"] == G
     y = df["y"].to_numpy()
-    v = V[df["unit"].to_numpy()]
-    resid = _imp_residuals(df, es, imp.u1)
+    v = V[cl]
+    resid = _imp_residuals(df, es, imp.u1, weights)
     assert r["restricted"] == [impose_null and d is not None for _, d in resid]
     for j, ((e, d), pc) in enumerate(zip(resid, r["pieces"])):
         for h0 in ((0.0, 0.7 * est[j] - 0.4) if r["restricted"][j] else (None,)):
