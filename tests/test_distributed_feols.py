@@ -180,3 +180,54 @@ def test_local_cluster(panel, parts):
     assert np.array_equal(ri.statistics, ra.statistics) and np.array_equal(wb.statistics, wa.statistics)
     np.testing.assert_allclose(ri_alg.statistics, ra.statistics, rtol=0, atol=1e-9 * np.abs(ra.statistics).max())
     np.testing.assert_allclose(wb_alg.statistics, wa.statistics, rtol=0, atol=1e-12 * np.abs(wa.statistics).max())
+
+
+# ------------------------------------------------------------ event study
+def _same_es(a, b, rtol=RTOL):
+    assert a.rel_time.tolist() == b.rel_time.tolist() and a.ref == b.ref and a.nobs == b.nobs and a.df == b.df
+    np.testing.assert_allclose(b.coef, a.coef, rtol=rtol, atol=rtol * np.abs(a.coef).max())
+    np.testing.assert_allclose(b.vcov, a.vcov, rtol=rtol, atol=rtol * np.abs(a.vcov).max())
+    np.testing.assert_allclose(b.extra["n_rel"], a.extra["n_rel"])
+    for kind in ("simple", "dynamic"):
+        assert b.aggregate(kind).estimate == pytest.approx(a.aggregate(kind).estimate, rel=rtol)
+        assert b.aggregate(kind).se == pytest.approx(a.aggregate(kind).se, rel=rtol)
+    assert b.pretrend_test().wald == pytest.approx(a.pretrend_test().wald, rel=1e-8)
+
+
+@pytest.mark.parametrize("kw", [dict(treat="IM"), dict(cohort="first_year", ref=-2),
+                                dict(treat="IM", controls=["Size", "Lev"], window=(-3, 3), bin_endpoints=False),
+                                dict(treat="IM", ref=[-1, -5], cluster="industry")])
+def test_event_study_twfe_equals_in_memory(panel, parts, kw):
+    """The dynamic TWFE event study of a parquet directory equals the in-memory
+    one: coefficients, CRV1 variance, aggregates, pre-trend test."""
+    args = dict(y="NQPF", unit="firm", time="year", **kw)
+    _same_es(sl.event_study(panel, **args), sl.event_study(parts, **args))
+
+
+def test_event_study_unbalanced_dask_frame_with_missing_values(panel, tmp_path):
+    """Rows dropped, missing outcomes; a dask DataFrame repartitioned by unit and a parquet directory."""
+    rng = np.random.default_rng(2)
+    df = panel.filter(pl.Series(rng.uniform(size=panel.height) > 0.1))
+    y = df["NQPF"].to_numpy().copy()
+    y[rng.uniform(size=y.size) < 0.03] = np.nan
+    df = df.with_columns(pl.Series("NQPF", y))
+    args = dict(y="NQPF", unit="firm", time="year", treat="IM", controls=["Size"])
+    with pytest.warns(MissingValueWarning):
+        a = sl.event_study(df, **args)
+    ddf = sl.repartition_by_unit(dd.from_pandas(df.to_pandas(), npartitions=3), "firm")
+    with pytest.warns(MissingValueWarning):
+        _same_es(a, sl.event_study(ddf, **args))
+    with pytest.warns(MissingValueWarning):
+        _same_es(a, sl.event_study(write_parts(df, tmp_path / "pq", 3), **args))
+
+
+def test_event_study_partitioned_refusals(panel, parts):
+    with pytest.raises(PartitionedDesignError, match="method='twfe' only"):
+        sl.event_study(parts, y="NQPF", unit="firm", time="year", treat="IM", method="sunab")
+    with pytest.raises(PartitionedDesignError, match="unweighted"):
+        sl.event_study(parts, y="NQPF", unit="firm", time="year", treat="IM", weights="Size")
+    es = sl.event_study(parts, y="NQPF", unit="firm", time="year", treat="IM")
+    with pytest.raises(sl.errors.WildBootError, match="partitioned panel"):
+        sl.wildboot(es, draws=99)
+    with pytest.raises(sl.errors.EventStudyError, match="partitioned panel"):
+        sl.placebo(es, draws=99)

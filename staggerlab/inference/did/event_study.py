@@ -200,7 +200,10 @@ def event_study(
 
     Parameters
     ----------
-    data : polars/pandas DataFrame or Panel
+    data : polars/pandas DataFrame, Panel, dask DataFrame or directory of parquet files
+        A dask DataFrame or a directory (partitions holding whole units) runs
+        ``method="twfe"`` partition by partition, unweighted, equal to the
+        in-memory fit at 1e-10 (:mod:`staggerlab.inference.distributed.event_study`).
     y, unit, time : str
         Outcome, unit id and (numeric) period columns.
     cohort, treat : str
@@ -290,6 +293,11 @@ def event_study(
     for r in refs if method != "cs" else ():
         if not lo <= r <= hi:
             raise EventStudyError(f"reference period {r} lies outside the window {window!r}")
+    from ..distributed.partitions import is_partitioned
+
+    if is_partitioned(data):
+        return _partitioned(data, method, y, unit, time, cohort, treat, controls, cluster, weights, (lo, hi), refs,
+                            bin_endpoints, df, kwargs)
     sd = prepare(data, y=y, unit=unit, time=time, cohort=cohort, treat=treat, controls=controls,
                  cluster=cluster, weights=weights, rows=method != "cs")  # CS works on units
     if method == "cs":
@@ -314,6 +322,31 @@ def event_study(
     elif df == "clusters":
         # each method's df is already its clusters minus one (CRV1 / GMM by cluster); recounted to be explicit
         res.df = sd.frame[sd.cluster].n_unique() - 1 if res.df is None else res.df
+    return res
+
+
+def _partitioned(data: Any, method: str, y: str, unit: str | None, time: str | None, cohort: str | None,
+                 treat: str | None, controls: Sequence[str] | None, cluster: str | None, weights: str | None,
+                 window: tuple[int, int], refs: tuple[int, ...], bin_endpoints: bool, df: str | None,
+                 kwargs: dict[str, Any]) -> EventStudyResult:
+    """The event study of a partitioned panel: dynamic TWFE only (``distributed.event_study``)."""
+    from ...errors import PartitionedDesignError
+    from ..distributed.event_study import twfe_partitioned
+
+    if method != "twfe":
+        raise PartitionedDesignError(
+            f"on a partitioned panel (dask DataFrame or parquet directory) event_study runs method='twfe' only; "
+            f"method={method!r} needs the rows in memory (docs/cluster.md)")
+    if weights is not None or kwargs:
+        raise PartitionedDesignError("the partitioned event study is unweighted and takes no method options")
+    if unit is None or time is None:
+        raise ArgumentTypeError("give unit= and time= for a partitioned panel")
+    if (cohort is None) == (treat is None):
+        raise ArgumentTypeError("give exactly one of cohort= (adoption period) or treat= (0/1 treatment)")
+    res = twfe_partitioned(data, y=y, unit=unit, time=time, cohort=cohort, treat=treat, controls=list(controls or []),
+                           cluster=cluster, window=window, refs=refs, bin_endpoints=bool(bin_endpoints))
+    if df == "normal":
+        res.df = None
     return res
 
 

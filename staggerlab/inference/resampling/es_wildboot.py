@@ -352,6 +352,9 @@ def _combinations(es: Any) -> tuple[Any, list[str], np.ndarray, Callable[[str], 
             f"the bootstrap of an event study covers method='twfe', 'sunab', 'imputation' (wild) and 'cs' (its "
             f"multiplier bootstrap); method={es.method!r} keeps its own inference")
     fit = es.extra.get("fit")
+    if "partitioned_fit" in es.extra:
+        raise WildBootError("the bootstrap of an event study needs its rows in memory; this one was fitted on a "
+                            "partitioned panel (wildboot(fit) of a partitioned feols fit runs there)")
     if fit is None:
         raise WildBootError(
             "this event study was fitted by the lean path (no regression design is kept, as the dense design "
