@@ -364,6 +364,15 @@ def test_es_wildboot_imputation_result():
         for end in (wcr.ci_low[j], wcr.ci_high[j]):
             assert wcr.pvalue_at(int(es.rel_time[j]), end) == pytest.approx(0.05, abs=0.01)
     assert any("lead coefficients" in n for n in wcr.notes)
+    # few clusters: every Rademacher vector enumerated, whatever the seed
+    small = sl.event_study(_panel(8, 6, [3, 3, 4, 4, 5, 0, 0, 0], seed=5), y="y", **{k: v for k, v in kw.items()
+                                                                                      if k != "window"}, window=(-2, 2))
+    with warnings.catch_warnings():  # 5 treated of 8 clusters: some WCR intervals are unbounded
+        warnings.simplefilter("ignore", sl.errors.UnboundedIntervalWarning)
+        e1, e2 = sl.wildboot(small, draws=999, seed=1), sl.wildboot(small, draws=999, seed=2)
+    assert e1.full_enumeration and e1.draws == 2**8
+    np.testing.assert_array_equal(e1.pvalue, e2.pvalue)
+    assert e1.aggregate("calendar").confint == e2.aggregate("calendar").confint
     # same numbers for any n_jobs / backend
     again = sl.wildboot(es, draws=999, seed=4, n_jobs=2, backend="threading")
     np.testing.assert_array_equal(again.pvalue, wcr.pvalue)
