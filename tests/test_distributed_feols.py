@@ -226,8 +226,22 @@ def test_event_study_partitioned_refusals(panel, parts):
         sl.event_study(parts, y="NQPF", unit="firm", time="year", treat="IM", method="sunab")
     with pytest.raises(PartitionedDesignError, match="unweighted"):
         sl.event_study(parts, y="NQPF", unit="firm", time="year", treat="IM", weights="Size")
-    es = sl.event_study(parts, y="NQPF", unit="firm", time="year", treat="IM")
-    with pytest.raises(sl.errors.WildBootError, match="partitioned panel"):
+
+
+def test_event_study_partitioned_bootstrap_and_placebo_bit_identical(panel, parts):
+    """wildboot(es) and placebo(es) of a partitioned event study: the rows gathered to the
+    client give the in-memory event study's numbers exactly; above the budget, a refusal."""
+    kw = dict(y="NQPF", unit="firm", time="year", treat="IM", controls=["Size"])
+    es = sl.event_study(parts, **kw)
+    mem = sl.event_study(panel.sort("firm", "year"), **kw)
+    a, b = sl.wildboot(es, draws=199, seed=3), sl.wildboot(mem, draws=199, seed=3)
+    assert np.array_equal(a.tstar, b.tstar) and np.array_equal(a.ci_low, b.ci_low)
+    assert a.aggregate("simple").confint == b.aggregate("simple").confint
+    assert any("gathered" in n for n in a.notes)
+    p, q = sl.placebo(es, draws=99, seed=3), sl.placebo(mem, draws=99, seed=3)
+    assert p.tidy().equals(q.tidy()) and p.fisher_pvalue == q.fisher_pvalue
+    es.extra["partitioned_fit"].client_budget = 1000
+    with pytest.raises(sl.errors.ClientMemoryError, match="partitioned event study"):
         sl.wildboot(es, draws=99)
-    with pytest.raises(sl.errors.EventStudyError, match="partitioned panel"):
+    with pytest.raises(sl.errors.ClientMemoryError, match="partitioned event study"):
         sl.placebo(es, draws=99)

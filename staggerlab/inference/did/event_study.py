@@ -203,7 +203,9 @@ def event_study(
     data : polars/pandas DataFrame, Panel, dask DataFrame or directory of parquet files
         A dask DataFrame or a directory (partitions holding whole units) runs
         ``method="twfe"`` partition by partition, unweighted, equal to the
-        in-memory fit at 1e-10 (:mod:`staggerlab.inference.distributed.event_study`).
+        in-memory fit at 1e-10; its ``wildboot`` and ``placebo`` gather the
+        rows to the client below the fit's client budget
+        (:mod:`staggerlab.inference.distributed.event_study`).
     y, unit, time : str
         Outcome, unit id and (numeric) period columns.
     cohort, treat : str

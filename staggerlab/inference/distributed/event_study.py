@@ -18,8 +18,13 @@ period fixed effects:
    relative period (the ``simple`` aggregate's weights).
 
 Coefficients and variance equal the in-memory ``event_study(method="twfe")``
-at 1e-10 (tests). Unweighted, as the partitioned ``feols``; the result keeps
-no in-memory fit, so ``wildboot(es)`` and ``placebo(es)`` refuse it.
+at 1e-10 (tests). Unweighted, as the partitioned ``feols``.
+
+``wildboot(es)`` and ``placebo(es)`` take the bit-identical route of
+:mod:`.exact`: below the fit's client budget the partitions' columns are
+gathered to the client, sorted by unit and period, and the in-memory event
+study of those rows is bootstrapped (:func:`gathered_event_study`); above it
+they refuse (the partitioned algebra of a whole event study is not written).
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from ..regression.formula import Formula, quote
 from .feols import feols_partitioned
 from .partitions import as_dask, run_partitions
 
-__all__ = ["twfe_partitioned"]
+__all__ = ["twfe_partitioned", "gathered_event_study"]
 
 
 def _binned_rel(pdf: Any, unit: str, time: str, source: str, is_cohort: bool, window: tuple[int, int],
@@ -126,7 +131,48 @@ def twfe_partitioned(data: Any, *, y: str, unit: str, time: str, cohort: str | N
     counts = sum(run_partitions(ddf2, _counts, fit.design, kept))
     pos = [fit.coefnames.index(n) for n in kept]
     V = fit.vcov()
+    call = dict(y=y, unit=unit, time=time, cohort=cohort, treat=treat, controls=list(controls), cluster=cluster,
+                window=window, ref=list(refs) if len(refs) > 1 else refs[0], bin_endpoints=bin_endpoints)
     return EventStudyResult(np.array([names[n] for n in kept], dtype=np.int64), fit.beta[pos], V[np.ix_(pos, pos)],
                             refs[0], "twfe", fit.nobs, fit.df_t,
                             {"n_rel": np.asarray(counts, float), "partitioned_fit": fit, "window": window,
-                             "bin_endpoints": bin_endpoints, "unit": unit, "time": time}, refs=refs)
+                             "bin_endpoints": bin_endpoints, "unit": unit, "time": time,
+                             "partitioned": {"ddf": ddf, "columns": used, "call": call}}, refs=refs)
+
+
+def _columns(pdf: Any, cols: list[str]) -> pl.DataFrame:
+    frame = pdf if isinstance(pdf, pl.DataFrame) else pl.from_pandas(pdf)
+    return frame.select(cols)
+
+
+def gathered_event_study(es: EventStudyResult, what: str) -> EventStudyResult:
+    """The in-memory event study of a partitioned one's rows, gathered to the
+    client and sorted by unit then period (stable), for ``what`` (``"wildboot"``,
+    ``"placebo"``): bit-identical to the in-memory procedure on those rows.
+
+    Raises
+    ------
+    ClientMemoryError
+        The rows exceed the fit's client budget (see :func:`.exact.client_bytes`).
+    """
+    from ...errors import ClientMemoryError
+    from ..did.event_study import event_study
+    from .exact import client_bytes
+
+    fit, part = es.extra["partitioned_fit"], es.extra["partitioned"]
+    need, budget = client_bytes(fit), fit.client_budget
+    if need > budget or fit.exact == "never":
+        raise ClientMemoryError(
+            f"{what} of a partitioned event study gathers its {fit.nobs:,} rows to the client (about "
+            f"{need / 2**30:.2f} GiB; client_budget {budget / 2**30:.2f} GiB, exact={fit.exact!r}) and runs the "
+            "in-memory procedure on them; the partitioned algebra of a whole event study is not written: raise "
+            "the budget with es.extra['partitioned_fit'].client_budget = ... or bootstrap single coefficients "
+            "of a partitioned feols fit")
+    call = part["call"]
+    cols = part["columns"]
+    frames = [f for f in run_partitions(part["ddf"], _columns, cols) if f.height]
+    rows = pl.concat(frames).sort([call["unit"], call["time"]], maintain_order=True)
+    mem = event_study(rows, method="twfe", **call)
+    if mem.rel_time.tolist() != es.rel_time.tolist() or mem.nobs != es.nobs:  # pragma: no cover - same rows
+        raise EventStudyError("the gathered in-memory event study differs from the partitioned one")
+    return mem

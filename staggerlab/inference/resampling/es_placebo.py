@@ -280,10 +280,11 @@ def event_study_placebo(es: Any, draws: int = 1000, scheme: str = "units+timing"
     draws = check_draws(int(draws))
     if es.method == "imputation":
         return _imputation(es, draws, scheme, alternative, seed, n_jobs, backend, level, keep_draws)
+    if "partitioned_fit" in es.extra:  # rows gathered: bit-identical to the in-memory event study's
+        from ..distributed.event_study import gathered_event_study
+
+        es = gathered_event_study(es, "placebo")
     fit = es.extra.get("fit")
-    if "partitioned_fit" in es.extra:
-        raise EventStudyError("randomization inference of an event study needs its rows in memory; this one was "
-                              "fitted on a partitioned panel (placebo(fit) of a partitioned feols fit runs there)")
     if fit is None or "window" not in es.extra:
         raise EventStudyError("randomization inference needs an event study fitted through feols (not the lean "
                               "path for big panels)")

@@ -352,9 +352,6 @@ def _combinations(es: Any) -> tuple[Any, list[str], np.ndarray, Callable[[str], 
             f"the bootstrap of an event study covers method='twfe', 'sunab', 'imputation' (wild) and 'cs' (its "
             f"multiplier bootstrap); method={es.method!r} keeps its own inference")
     fit = es.extra.get("fit")
-    if "partitioned_fit" in es.extra:
-        raise WildBootError("the bootstrap of an event study needs its rows in memory; this one was fitted on a "
-                            "partitioned panel (wildboot(fit) of a partitioned feols fit runs there)")
     if fit is None:
         raise WildBootError(
             "this event study was fitted by the lean path (no regression design is kept, as the dense design "
@@ -428,10 +425,19 @@ def event_study_wildboot(
     check_level(level)
     if weight_matrix is None:
         check_draws(draws)
+    gathered = "partitioned_fit" in es.extra
+    if gathered:  # rows gathered to the client: bit-identical to the in-memory event study's bootstrap
+        from ..distributed.event_study import gathered_event_study
+
+        es = gathered_event_study(es, "wildboot")
     # the products here are skinny and the machine is usually shared: extra BLAS threads only contend
     with threadpool_limits(1, user_api="blas"):
-        return _event_study_wildboot(es, draws, weights, impose_null, alternative, confint, level, seed, n_jobs,
-                                     backend, band, weight_matrix, tuning)
+        res = _event_study_wildboot(es, draws, weights, impose_null, alternative, confint, level, seed, n_jobs,
+                                    backend, band, weight_matrix, tuning)
+    if gathered:
+        res.notes.append("partitioned event study: rows gathered to the client, bit-identical to the in-memory "
+                         "event study of the rows sorted by unit and period")
+    return res
 
 
 def _event_study_wildboot(es: Any, draws: int, weights: str, impose_null: bool, alternative: str, confint: bool,
