@@ -111,3 +111,29 @@ def test_second_process_runs_the_offloaded_sections_with_the_same_numbers(tmp_pa
         assert a.tables[name].equals(tab)
     assert (tmp_path / "two" / "figures" / "event_study.png").exists()
     assert offload.MAX_ROWS >= df.height
+
+
+@pytest.mark.skipif(len(__import__("os").sched_getaffinity(0)) < 2, reason="the second process needs two cores")
+def test_second_process_never_reruns_the_callers_script(tmp_path):
+    """A script calling battery() at top level, without an ``if __name__ == "__main__"`` guard:
+    the second process must not run the script again (multiprocessing's spawn would)."""
+    import subprocess
+    import sys
+
+    df = sl.simulate.staggered(40, 6, n_controls=1, seed=3, effect=0.5)
+    df.write_csv(tmp_path / "p.csv")
+    script = tmp_path / "noguard.py"
+    script.write_text(
+        "import importlib\n"
+        "import staggerlab as sl\n"
+        "importlib.import_module('staggerlab.battery.warmup').idle_core = lambda cores: True\n"
+        "print('top-level', flush=True)\n"
+        f"r = sl.battery({str(tmp_path / 'p.csv')!r}, unit='unit', time='time', outcomes=['y'], treat='treat',\n"
+        f"               controls=['x1'], draws=19, boot_draws=19, es_boot_draws=19, power_draws=4,\n"
+        f"               alternatives=False, out={str(tmp_path / 'r')!r})\n"
+        "print('processes', sorted({s.process for s in r.sections}), flush=True)\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                         env={**__import__("os").environ, "PYTHONWARNINGS": "ignore"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.count("top-level") == 1, out.stdout
+    assert "processes ['main', 'second']" in out.stdout

@@ -3,7 +3,10 @@
 The sections are independent given the validated frame and the options, and
 most of their time is Python, scikit-learn and short kernels that one core
 runs. On a machine with a second idle core the battery therefore starts one
-child process (``spawn``: no fork of a process holding threads) that runs
+child process (joblib's loky executor: no fork of a process holding
+threads, and unlike multiprocessing's ``spawn`` it never re-runs the
+caller's ``__main__``, so a script without an ``if __name__ ==
+"__main__"`` guard is safe) that runs
 the sections in ``OFFLOADED`` (the event study and design power, about half
 of a warm battery) on its own copy of the frame, while this process runs the
 others; each process's kernels keep to one thread meanwhile
@@ -23,11 +26,10 @@ sections then run here as usual).
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import polars as pl
 
@@ -44,7 +46,7 @@ MAX_ROWS = 2_000_000
 class Offload:
     """The running child and its sections' futures, by section key."""
 
-    def __init__(self, pool: ProcessPoolExecutor, futures: dict[str, Future]) -> None:
+    def __init__(self, pool: Any, futures: dict[str, Future]) -> None:
         self.pool = pool
         self.futures = futures
 
@@ -61,11 +63,7 @@ class Offload:
         """Cancel what has not run and end the child."""
         for f in self.futures.values():
             f.cancel()
-        procs = list(getattr(self.pool, "_processes", {}).values())
-        self.pool.shutdown(wait=False, cancel_futures=True)
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
+        self.pool.shutdown(wait=False, kill_workers=True)
 
 
 def start(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path, cohort: str,
@@ -84,7 +82,11 @@ def start(frame: pl.DataFrame, spec: BatterySpec, treat: str, out: Path, cohort:
     if not fns:
         return None
     try:
-        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        # loky (joblib's) rather than multiprocessing's spawn: its worker never re-runs the caller's
+        # __main__, so a script calling battery() without an ``if __name__ == "__main__"`` guard is safe
+        from joblib.externals.loky import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(1)
         futures = {fn.__name__.removeprefix("section_"): pool.submit(_run, fn, frame, spec, treat, str(out), cohort)
                    for fn in fns}
         return Offload(pool, futures)
