@@ -214,7 +214,9 @@ def test_event_study_unbalanced_dask_frame_with_missing_values(panel, tmp_path):
     args = dict(y="NQPF", unit="firm", time="year", treat="IM", controls=["Size"])
     with pytest.warns(MissingValueWarning):
         a = sl.event_study(df, **args)
-    ddf = sl.repartition_by_unit(dd.from_pandas(df.to_pandas(), npartitions=3), "firm")
+    # integer years stored as floats, as pandas does
+    ddf = sl.repartition_by_unit(dd.from_pandas(df.with_columns(pl.col("year").cast(pl.Float64)).to_pandas(),
+                                                npartitions=3), "firm")
     with pytest.warns(MissingValueWarning):
         _same_es(a, sl.event_study(ddf, **args))
     with pytest.warns(MissingValueWarning):
@@ -226,6 +228,10 @@ def test_event_study_partitioned_refusals(panel, parts):
         sl.event_study(parts, y="NQPF", unit="firm", time="year", treat="IM", method="sunab")
     with pytest.raises(PartitionedDesignError, match="unweighted"):
         sl.event_study(parts, y="NQPF", unit="firm", time="year", treat="IM", weights="Size")
+    half = sl.repartition_by_unit(dd.from_pandas(panel.with_columns(pl.col("year") + 0.5).to_pandas(),
+                                                 npartitions=2), "firm")
+    with pytest.raises(sl.errors.EventStudyError, match="integer periods"):
+        sl.event_study(half, y="NQPF", unit="firm", time="year", treat="IM")
 
 
 def test_event_study_partitioned_bootstrap_and_placebo_bit_identical(panel, parts):

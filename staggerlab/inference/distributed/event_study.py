@@ -55,7 +55,12 @@ def _binned_rel(pdf: Any, unit: str, time: str, source: str, is_cohort: bool, wi
     if frame.height == 0:
         return frame, rel
     tcol = frame[time]
-    if not tcol.dtype.is_integer():
+    if tcol.dtype.is_float():  # integer periods stored as floats (a pandas column with missing values)
+        v = tcol.drop_nulls().drop_nans()
+        if (v != v.round()).any():
+            raise EventStudyError(f"time column {time!r} must hold integer periods (relative time is time - adoption)")
+        tcol = tcol.fill_nan(None)
+    elif not tcol.dtype.is_integer():
         raise EventStudyError(f"time column {time!r} must hold integer periods (relative time is time - adoption)")
     codes = frame[unit].rank("dense").cast(pl.Int64).to_numpy() - 1
     units = frame[unit].unique().sort()
