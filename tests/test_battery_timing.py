@@ -132,8 +132,11 @@ def test_second_process_never_reruns_the_callers_script(tmp_path):
         f"               controls=['x1'], draws=19, boot_draws=19, es_boot_draws=19, power_draws=4,\n"
         f"               alternatives=False, out={str(tmp_path / 'r')!r})\n"
         "print('processes', sorted({s.process for s in r.sections}), flush=True)\n")
+    # earlier tests' libraries (ray, loky) leave OMP_NUM_THREADS=1 in this process's environment,
+    # which would cap the script at one core (no second process)
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("OMP_NUM_THREADS", "STAGGERLAB_NUM_THREADS")}
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
-                         env={**__import__("os").environ, "PYTHONWARNINGS": "ignore"})
+                         env={**env, "PYTHONWARNINGS": "ignore"})
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.count("top-level") == 1, out.stdout
     assert "processes ['main', 'second']" in out.stdout
