@@ -173,9 +173,11 @@ def battery_runs(tmp: Path, cold: bool) -> dict:
 
 
 def section_times(res: dict) -> dict[str, float]:
-    """``{section title: seconds}`` from a battery ``results.json`` (``sections.<key>.seconds``)."""
+    """``{section title: seconds}`` from a battery ``results.json`` (``sections.<key>.seconds``); a
+    section the battery ran in its second process is titled so (``sections.<key>.process``)."""
     secs = res.get("sections", {}) if isinstance(res, dict) else {}
-    return {str(v.get("title", k)): float(v["seconds"]) for k, v in secs.items()
+    return {str(v.get("title", k)) + (" (second process)" if v.get("process", "main") != "main" else ""):
+            float(v["seconds"]) for k, v in secs.items()
             if isinstance(v, dict) and isinstance(v.get("seconds"), (int, float))}
 
 
@@ -333,6 +335,9 @@ def battery_md(bat: dict, imp: dict | None) -> str:
                   "|---|" + "---:|" * len(secs)]
         for n in names:
             lines.append(f"| {n} | " + " | ".join(f"{r['sections'].get(n, float('nan')):.2f} s" for r in secs) + " |")
+        if any("(second process)" in n for n in names):
+            lines += ["", "Sections marked *second process* ran in the battery's second process beside the "
+                      "others (`battery/offload.py`), so the sections' seconds add up to more than the wall time."]
     if imp is not None:
         ok = imp["import"] <= 0.5
         lines += ["", "`python -c \"import staggerlab\"` (fresh interpreter, median of "
