@@ -224,7 +224,7 @@ def test_event_study_unbalanced_dask_frame_with_missing_values(panel, tmp_path):
 
 
 def test_event_study_partitioned_refusals(panel, parts):
-    with pytest.raises(PartitionedDesignError, match="method='twfe' only"):
+    with pytest.raises(PartitionedDesignError, match="'twfe' and 'imputation'"):
         sl.event_study(parts, y="NQPF", unit="firm", time="year", treat="IM", method="sunab")
     with pytest.raises(PartitionedDesignError, match="unweighted"):
         sl.event_study(parts, y="NQPF", unit="firm", time="year", treat="IM", weights="Size")
@@ -246,8 +246,53 @@ def test_event_study_partitioned_bootstrap_and_placebo_bit_identical(panel, part
     assert any("gathered" in n for n in a.notes)
     p, q = sl.placebo(es, draws=99, seed=3), sl.placebo(mem, draws=99, seed=3)
     assert p.tidy().equals(q.tidy()) and p.fisher_pvalue == q.fisher_pvalue
-    es.extra["partitioned_fit"].client_budget = 1000
+    imp_kw = dict(kw, method="imputation")
+    ei, mi = sl.event_study(parts, **imp_kw), sl.event_study(panel.sort("firm", "year"), **imp_kw)
+    assert sl.placebo(ei, draws=49, seed=2).tidy().equals(sl.placebo(mi, draws=49, seed=2).tidy())
+    assert np.array_equal(sl.wildboot(ei, draws=99, seed=2).tstar, sl.wildboot(mi, draws=99, seed=2).tstar)
+    es.extra["partitioned"]["client_budget"] = 1000
     with pytest.raises(sl.errors.ClientMemoryError, match="partitioned event study"):
         sl.wildboot(es, draws=99)
     with pytest.raises(sl.errors.ClientMemoryError, match="partitioned event study"):
         sl.placebo(es, draws=99)
+
+
+def _same_imputation(a, b, rtol=RTOL):
+    _same_es(a, b, rtol)
+    for kind in ("group", "calendar"):
+        x, y = a.aggregate(kind), b.aggregate(kind)
+        assert y.estimate == pytest.approx(x.estimate, rel=rtol) and y.se == pytest.approx(x.se, rel=rtol)
+        assert y.components["level"].to_list() == x.components["level"].to_list()
+        np.testing.assert_allclose(y.components["estimate"].to_numpy(), x.components["estimate"].to_numpy(),
+                                   rtol=rtol, atol=rtol * np.abs(x.components["estimate"].to_numpy()).max())
+
+
+@pytest.mark.parametrize("kw", [dict(treat="IM"), dict(cohort="first_year", window=(-3, 3)),
+                                dict(treat="IM", controls=["Size", "Lev"], cluster="industry", window=(-4, 4),
+                                     bin_endpoints=False)])
+def test_event_study_imputation_equals_in_memory(panel, parts, kw):
+    """The imputation event study of a parquet directory equals the in-memory one:
+    coefficients, GMM variance, the four aggregates and their components."""
+    args = dict(y="NQPF", unit="firm", time="year", method="imputation", **kw)
+    _same_imputation(sl.event_study(panel, **args), sl.event_study(parts, **args))
+
+
+def test_event_study_imputation_unbalanced_and_resampled(panel, tmp_path):
+    """Rows dropped and missing outcomes (a dask frame); wildboot(es) and placebo(es) gather the rows."""
+    rng = np.random.default_rng(5)
+    df = panel.filter(pl.Series(rng.uniform(size=panel.height) > 0.1))
+    y = df["NQPF"].to_numpy().copy()
+    y[rng.uniform(size=y.size) < 0.03] = np.nan
+    df = df.with_columns(pl.Series("NQPF", y))
+    args = dict(y="NQPF", unit="firm", time="year", treat="IM", controls=["Size"], method="imputation")
+    with pytest.warns(MissingValueWarning):
+        a = sl.event_study(df, **args)
+    ddf = sl.repartition_by_unit(dd.from_pandas(df.to_pandas(), npartitions=3), "firm")
+    with pytest.warns(MissingValueWarning):
+        b = sl.event_study(ddf, **args)
+    _same_imputation(a, b)
+    with pytest.warns(MissingValueWarning):
+        mem = sl.event_study(df.sort("firm", "year"), **args)
+    with pytest.warns(MissingValueWarning):
+        wb = sl.wildboot(b, draws=99, seed=1)
+    assert np.array_equal(wb.tstar, sl.wildboot(mem, draws=99, seed=1).tstar)

@@ -202,10 +202,11 @@ def event_study(
     ----------
     data : polars/pandas DataFrame, Panel, dask DataFrame or directory of parquet files
         A dask DataFrame or a directory (partitions holding whole units) runs
-        ``method="twfe"`` partition by partition, unweighted, equal to the
-        in-memory fit at 1e-10; its ``wildboot`` and ``placebo`` gather the
-        rows to the client below the fit's client budget
-        (:mod:`staggerlab.inference.distributed.event_study`).
+        ``method="twfe"`` or ``"imputation"`` partition by partition,
+        unweighted, equal to the in-memory fit at 1e-10; its ``wildboot`` and
+        ``placebo`` gather the rows to the client below the client budget
+        (:mod:`staggerlab.inference.distributed.event_study`,
+        :mod:`staggerlab.inference.distributed.imputation`).
     y, unit, time : str
         Outcome, unit id and (numeric) period columns.
     cohort, treat : str
@@ -331,22 +332,31 @@ def _partitioned(data: Any, method: str, y: str, unit: str | None, time: str | N
                  treat: str | None, controls: Sequence[str] | None, cluster: str | None, weights: str | None,
                  window: tuple[int, int], refs: tuple[int, ...], bin_endpoints: bool, df: str | None,
                  kwargs: dict[str, Any]) -> EventStudyResult:
-    """The event study of a partitioned panel: dynamic TWFE only (``distributed.event_study``)."""
+    """The event study of a partitioned panel: dynamic TWFE (``distributed.event_study``) or
+    imputation (``distributed.imputation``)."""
     from ...errors import PartitionedDesignError
     from ..distributed.event_study import twfe_partitioned
 
-    if method != "twfe":
+    if method not in ("twfe", "imputation"):
         raise PartitionedDesignError(
-            f"on a partitioned panel (dask DataFrame or parquet directory) event_study runs method='twfe' only; "
-            f"method={method!r} needs the rows in memory (docs/cluster.md)")
+            f"on a partitioned panel (dask DataFrame or parquet directory) event_study runs method='twfe' and "
+            f"'imputation'; method={method!r} needs the rows in memory (docs/cluster.md)")
     if weights is not None or kwargs:
         raise PartitionedDesignError("the partitioned event study is unweighted and takes no method options")
     if unit is None or time is None:
         raise ArgumentTypeError("give unit= and time= for a partitioned panel")
     if (cohort is None) == (treat is None):
         raise ArgumentTypeError("give exactly one of cohort= (adoption period) or treat= (0/1 treatment)")
-    res = twfe_partitioned(data, y=y, unit=unit, time=time, cohort=cohort, treat=treat, controls=list(controls or []),
-                           cluster=cluster, window=window, refs=refs, bin_endpoints=bool(bin_endpoints))
+    if method == "imputation":
+        from ..distributed.imputation import imputation_partitioned
+
+        res = imputation_partitioned(data, y=y, unit=unit, time=time, cohort=cohort, treat=treat,
+                                     controls=list(controls or []), cluster=cluster, window=window, ref=refs[0],
+                                     bin_endpoints=bool(bin_endpoints))
+    else:
+        res = twfe_partitioned(data, y=y, unit=unit, time=time, cohort=cohort, treat=treat,
+                               controls=list(controls or []), cluster=cluster, window=window, refs=refs,
+                               bin_endpoints=bool(bin_endpoints))
     if df == "normal":
         res.df = None
     return res

@@ -42,18 +42,21 @@ from ..regression.formula import Formula, quote
 from .feols import feols_partitioned
 from .partitions import as_dask, run_partitions
 
-__all__ = ["twfe_partitioned", "gathered_event_study"]
+__all__ = ["twfe_partitioned", "gathered_event_study", "binned_rel"]
 
 
-def _binned_rel(pdf: Any, unit: str, time: str, source: str, is_cohort: bool, window: tuple[int, int],
-                bin_endpoints: bool) -> tuple[pl.DataFrame, np.ndarray]:
-    """The partition (as polars, rows in their order) and each row's binned
-    relative period (``time - adoption``; NaN for never-treated units and, without
-    binning, outside the window)."""
+def binned_rel(pdf: Any, unit: str, time: str, source: str, is_cohort: bool, window: tuple[int, int],
+               bin_endpoints: bool) -> tuple[pl.DataFrame, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A partition's rows (as polars, in their order) and per row: the period
+    (int64), whether it is there, the unit's adoption period (0 = never) and the
+    binned relative period (``time - adoption``; NaN for never-treated units
+    and, without binning, outside the window). Adoption periods are read from
+    every row with a unit, a period and a treatment value, as in memory."""
     frame = pdf if isinstance(pdf, pl.DataFrame) else pl.from_pandas(pdf)
-    rel = np.full(frame.height, np.nan)
-    if frame.height == 0:
-        return frame, rel
+    n = frame.height
+    rel = np.full(n, np.nan)
+    if n == 0:
+        return frame, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool), np.zeros(0, dtype=np.int64), rel
     tcol = frame[time]
     if tcol.dtype.is_float():  # integer periods stored as floats (a pandas column with missing values)
         v = tcol.drop_nulls().drop_nans()
@@ -62,10 +65,12 @@ def _binned_rel(pdf: Any, unit: str, time: str, source: str, is_cohort: bool, wi
         tcol = tcol.fill_nan(None)
     elif not tcol.dtype.is_integer():
         raise EventStudyError(f"time column {time!r} must hold integer periods (relative time is time - adoption)")
-    codes = frame[unit].rank("dense").cast(pl.Int64).to_numpy() - 1
-    units = frame[unit].unique().sort()
+    ucol = frame[unit]
+    codes = ucol.rank("dense").fill_null(1).cast(pl.Int64).to_numpy() - 1
+    units = ucol.drop_nulls().unique().sort()
     values = frame[source].cast(pl.Float64).to_numpy()
-    ok = tcol.is_not_null().to_numpy() & (np.isfinite(values) | is_cohort)
+    t_valid = tcol.is_not_null().to_numpy()
+    ok = t_valid & ucol.is_not_null().to_numpy() & (np.isfinite(values) | is_cohort)
     t = tcol.fill_null(0).cast(pl.Int64).to_numpy()
     g = adoption_times(values[ok], t[ok], column=source, units=units, unit_codes=codes[ok],
                        cohort=is_cohort, require_treated=False).g
@@ -75,17 +80,17 @@ def _binned_rel(pdf: Any, unit: str, time: str, source: str, is_cohort: bool, wi
     lo, hi = window
     if bin_endpoints:
         rel = np.clip(rel, lo, hi)
-    return frame, rel
+    return frame, t, t_valid, g_row, rel
 
 
 def _levels(pdf: Any, *args: Any) -> list[int]:
-    _, rel = _binned_rel(pdf, *args)
+    rel = binned_rel(pdf, *args)[-1]
     return sorted({int(r) for r in rel[np.isfinite(rel)]})
 
 
 def _with_dummies(pdf: Any, args: tuple, names: dict[str, int]) -> Any:
     """The partition with one 0/1 column per named relative period (a pandas frame, as dask passes it)."""
-    _, rel = _binned_rel(pdf, *args)
+    rel = binned_rel(pdf, *args)[-1]
     out = pdf.copy()
     for n, r in names.items():
         out[n] = (rel == r).astype(np.float64)
@@ -142,7 +147,13 @@ def twfe_partitioned(data: Any, *, y: str, unit: str, time: str, cohort: str | N
                             refs[0], "twfe", fit.nobs, fit.df_t,
                             {"n_rel": np.asarray(counts, float), "partitioned_fit": fit, "window": window,
                              "bin_endpoints": bin_endpoints, "unit": unit, "time": time,
-                             "partitioned": {"ddf": ddf, "columns": used, "call": call}}, refs=refs)
+                             "partitioned": gather_spec(ddf, used, call, "twfe", fit.client_budget)}, refs=refs)
+
+
+def gather_spec(ddf: Any, columns: list[str], call: dict[str, Any], method: str, budget: int) -> dict[str, Any]:
+    """What :func:`gathered_event_study` needs to rebuild a partitioned event study in memory:
+    the panel's columns, the ``event_study`` arguments and the client budget (bytes)."""
+    return {"ddf": ddf, "columns": columns, "call": call, "method": method, "client_budget": budget}
 
 
 def _columns(pdf: Any, cols: list[str]) -> pl.DataFrame:
@@ -158,26 +169,27 @@ def gathered_event_study(es: EventStudyResult, what: str) -> EventStudyResult:
     Raises
     ------
     ClientMemoryError
-        The rows exceed the fit's client budget (see :func:`.exact.client_bytes`).
+        The rows exceed the client budget (``es.extra["partitioned"]["client_budget"]``,
+        bytes; the estimate is :func:`.exact.client_bytes`'s per-row part).
     """
     from ...errors import ClientMemoryError
     from ..did.event_study import event_study
-    from .exact import client_bytes
+    from .exact import _BYTES_PER_CELL, _BYTES_PER_ROW
 
-    fit, part = es.extra["partitioned_fit"], es.extra["partitioned"]
-    need, budget = client_bytes(fit), fit.client_budget
-    if need > budget or fit.exact == "never":
+    part = es.extra["partitioned"]
+    cols, budget = part["columns"], part["client_budget"]
+    need = es.nobs * (_BYTES_PER_CELL * len(cols) + _BYTES_PER_ROW)
+    if need > budget:
         raise ClientMemoryError(
-            f"{what} of a partitioned event study gathers its {fit.nobs:,} rows to the client (about "
-            f"{need / 2**30:.2f} GiB; client_budget {budget / 2**30:.2f} GiB, exact={fit.exact!r}) and runs the "
-            "in-memory procedure on them; the partitioned algebra of a whole event study is not written: raise "
-            "the budget with es.extra['partitioned_fit'].client_budget = ... or bootstrap single coefficients "
-            "of a partitioned feols fit")
+            f"{what} of a partitioned event study gathers its {es.nobs:,} rows to the client (about "
+            f"{need / 2**30:.2f} GiB; client budget {budget / 2**30:.2f} GiB) and runs the in-memory procedure "
+            "on them; the partitioned algebra of a whole event study is not written: raise the budget with "
+            "es.extra['partitioned']['client_budget'] = ... (bytes), or bootstrap single coefficients of a "
+            "partitioned feols fit")
     call = part["call"]
-    cols = part["columns"]
     frames = [f for f in run_partitions(part["ddf"], _columns, cols) if f.height]
     rows = pl.concat(frames).sort([call["unit"], call["time"]], maintain_order=True)
-    mem = event_study(rows, method="twfe", **call)
+    mem = event_study(rows, method=part["method"], **call)
     if mem.rel_time.tolist() != es.rel_time.tolist() or mem.nobs != es.nobs:  # pragma: no cover - same rows
         raise EventStudyError("the gathered in-memory event study differs from the partitioned one")
     return mem

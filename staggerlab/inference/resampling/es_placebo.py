@@ -278,12 +278,12 @@ def event_study_placebo(es: Any, draws: int = 1000, scheme: str = "units+timing"
     check_alternative(alternative, ("two-sided", "greater", "less"))
     check_level(level)
     draws = check_draws(int(draws))
-    if es.method == "imputation":
-        return _imputation(es, draws, scheme, alternative, seed, n_jobs, backend, level, keep_draws)
-    if "partitioned_fit" in es.extra:  # rows gathered: bit-identical to the in-memory event study's
+    if "partitioned" in es.extra:  # rows gathered: bit-identical to the in-memory event study's
         from ..distributed.event_study import gathered_event_study
 
         es = gathered_event_study(es, "placebo")
+    if es.method == "imputation":
+        return _imputation(es, draws, scheme, alternative, seed, n_jobs, backend, level, keep_draws)
     fit = es.extra.get("fit")
     if fit is None or "window" not in es.extra:
         raise EventStudyError("randomization inference needs an event study fitted through feols (not the lean "

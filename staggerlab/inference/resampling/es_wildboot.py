@@ -425,7 +425,7 @@ def event_study_wildboot(
     check_level(level)
     if weight_matrix is None:
         check_draws(draws)
-    gathered = "partitioned_fit" in getattr(es, "extra", {})
+    gathered = "partitioned" in getattr(es, "extra", {})
     if gathered:  # rows gathered to the client: bit-identical to the in-memory event study's bootstrap
         from ..distributed.event_study import gathered_event_study
 
