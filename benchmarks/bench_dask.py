@@ -20,11 +20,12 @@ Steps
 4. Peak RSS (``VmHWM``) of every worker (read through ``client.run``) and of
    the client, after the fit and after the placebo.
 
-With ``--event-study``: the dynamic TWFE event study of the same directory
-(``sl.event_study(directory, treat="treat", controls=x1..x8, window=(-4, 4))``,
-partition by partition) after the fit, its time and the workers' peak, and,
-up to 20M rows, the largest difference of its coefficients from the
-in-memory event study of the same rows.
+With ``--event-study``: the dynamic TWFE and the imputation event studies of
+the same directory (``sl.event_study(directory, treat="treat",
+controls=x1..x8, window=(-4, 4))``, partition by partition) after the fit,
+their times and the workers' peak, and, up to 20M rows, the largest
+difference of their coefficients from the in-memory event studies of the
+same rows.
 
 Prints a Markdown block for benchmarks/SCALE.md.
 """
@@ -181,22 +182,23 @@ def main() -> None:
     print(f"feols CRV1: {t_fit:.1f} s  coef {fit.coef()['treat']:.12f}  se {fit.se()['treat']:.6g}  "
           f"workers {rss_fit}  client {client_fit:.0f} MiB", flush=True)
 
-    es_row = None
+    es_rows = []
     if args.event_study:
         es_kw = dict(y="y", unit="unit", time="year", treat="treat", controls=list(CONTROLS), window=(-4, 4))
-        t0 = time.perf_counter()
-        es = sl.event_study(str(path), **es_kw)
-        t_es = time.perf_counter() - t0
-        rss_es = client.run(vm_hwm_mb)
-        gap = float("nan")
-        if args.rows <= 20_000_000:
-            import polars as pl
+        for method in ("twfe", "imputation"):
+            t0 = time.perf_counter()
+            es = sl.event_study(str(path), method=method, **es_kw)
+            t_es = time.perf_counter() - t0
+            rss_es = client.run(vm_hwm_mb)
+            gap = float("nan")
+            if args.rows <= 20_000_000:
+                import polars as pl
 
-            mem = sl.event_study(pl.read_parquet(str(path)), **es_kw)
-            gap = float(np.max(np.abs(mem.coef - es.coef) / np.abs(mem.coef).max()))
-        print(f"event study (TWFE, {es.rel_time.size} coefficients): {t_es:.1f} s  workers {rss_es}  "
-              f"largest coefficient difference from in memory (of the largest) {gap:.1e}", flush=True)
-        es_row = (t_es, max(rss_es.values()), gap, es.rel_time.size)
+                mem = sl.event_study(pl.read_parquet(str(path)), method=method, **es_kw)
+                gap = float(np.max(np.abs(mem.coef - es.coef) / np.abs(mem.coef).max()))
+            print(f"event study ({method}, {es.rel_time.size} coefficients): {t_es:.1f} s  workers {rss_es}  "
+                  f"largest coefficient difference from in memory (of the largest) {gap:.1e}", flush=True)
+            es_rows.append((method, t_es, max(rss_es.values()), gap, es.rel_time.size))
 
     t_pl, rss_pl, client_pl = float("nan"), rss_fit, client_fit
     if not args.no_placebo:
@@ -228,10 +230,11 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     print(f"| {args.rows:,} | {n_files} | {t_fit:.1f} | {t_pl:.1f} | {wmax_fit:.0f} / {wmax_pl:.0f} | "
           f"{client_pl:.0f} | {rel:.1e} |")
-    if es_row is not None:
-        print(f"\n| rows | event study (TWFE, {es_row[3]} coefficients) s | peak RSS per worker (MiB) "
-              "| coefficients vs in memory (relative to the largest) |\n|---|---|---|---|")
-        print(f"| {args.rows:,} | {es_row[0]:.1f} | {es_row[1]:.0f} | {es_row[2]:.1e} |")
+    if es_rows:
+        print("\n| rows | event study | coefficients | seconds | peak RSS per worker so far (MiB) "
+              "| coefficients vs in memory (relative to the largest) |\n|---|---|---|---|---|---|")
+        for method, t_es, rss, gap, k in es_rows:
+            print(f"| {args.rows:,} | {method} | {k} | {t_es:.1f} | {rss:.0f} | {gap:.1e} |")
     print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"python {platform.python_version()}; {args.workers} workers x 1 thread")
     if not args.keep and args.dir is None:
