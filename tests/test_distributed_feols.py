@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import polars as pl
@@ -224,8 +225,8 @@ def test_event_study_unbalanced_dask_frame_with_missing_values(panel, tmp_path):
 
 
 def test_event_study_partitioned_refusals(panel, parts):
-    with pytest.raises(PartitionedDesignError, match="'twfe' and 'imputation'"):
-        sl.event_study(parts, y="NQPF", unit="firm", time="year", treat="IM", method="sunab")
+    with pytest.raises(PartitionedDesignError, match="'twfe', 'sunab' and 'imputation'"):
+        sl.event_study(parts, y="NQPF", unit="firm", time="year", treat="IM", method="cs")
     with pytest.raises(PartitionedDesignError, match="unweighted"):
         sl.event_study(parts, y="NQPF", unit="firm", time="year", treat="IM", weights="Size")
     half = sl.repartition_by_unit(dd.from_pandas(panel.with_columns(pl.col("year") + 0.5).to_pandas(),
@@ -294,5 +295,39 @@ def test_event_study_imputation_unbalanced_and_resampled(panel, tmp_path):
     with pytest.warns(MissingValueWarning):
         mem = sl.event_study(df.sort("firm", "year"), **args)
     with pytest.warns(MissingValueWarning):
+        wb = sl.wildboot(b, draws=99, seed=1)
+    assert np.array_equal(wb.tstar, sl.wildboot(mem, draws=99, seed=1).tstar)
+
+
+@pytest.mark.parametrize("kw", [dict(treat="IM"), dict(cohort="first_year", window=(-3, 3), ref=-2),
+                                dict(treat="IM", controls=["Size"], cluster="industry", window=(-4, 4),
+                                     bin_endpoints=False),
+                                dict(treat="IM", ref=-6, window=(-6, 4))])  # cohorts 2015, 2016 dropped
+def test_event_study_sunab_equals_in_memory(panel, parts, kw):
+    """The Sun-Abraham event study of a parquet directory equals the in-memory one:
+    cohort-weighted coefficients, CRV1 variance, the simple, dynamic and group aggregates."""
+    args = dict(y="NQPF", unit="firm", time="year", method="sunab", **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the dropped cohorts, in both
+        a, b = sl.event_study(panel, **args), sl.event_study(parts, **args)
+    _same_es(a, b)
+    x, y = a.aggregate("group"), b.aggregate("group")
+    assert y.estimate == pytest.approx(x.estimate, rel=RTOL) and y.se == pytest.approx(x.se, rel=RTOL)
+
+
+def test_event_study_sunab_last_cohort_control_and_resampling(panel, tmp_path):
+    """Without never-treated units the last cohort is the control (periods before it adopts);
+    wildboot(es) of the partitioned event study gathers the rows (bit-identical)."""
+    treated = panel.filter(pl.col("first_year") > 0)
+    args = dict(y="NQPF", unit="firm", time="year", treat="IM", method="sunab")
+    with pytest.warns(UserWarning, match="last treated"):
+        a = sl.event_study(treated, **args)
+    folder = write_parts(treated, tmp_path / "pq", 3)
+    with pytest.warns(UserWarning, match="last treated"):
+        b = sl.event_study(folder, **args)
+    _same_es(a, b)
+    with pytest.warns(UserWarning, match="last treated"):
+        mem = sl.event_study(treated.sort("firm", "year"), **args)
+    with pytest.warns(UserWarning, match="last treated"):
         wb = sl.wildboot(b, draws=99, seed=1)
     assert np.array_equal(wb.tstar, sl.wildboot(mem, draws=99, seed=1).tstar)

@@ -202,11 +202,12 @@ def event_study(
     ----------
     data : polars/pandas DataFrame, Panel, dask DataFrame or directory of parquet files
         A dask DataFrame or a directory (partitions holding whole units) runs
-        ``method="twfe"`` or ``"imputation"`` partition by partition,
-        unweighted, equal to the in-memory fit at 1e-10; its ``wildboot`` and
-        ``placebo`` gather the rows to the client below the client budget
-        (:mod:`staggerlab.inference.distributed.event_study`,
-        :mod:`staggerlab.inference.distributed.imputation`).
+        ``method="twfe"``, ``"sunab"`` or ``"imputation"`` partition by
+        partition, unweighted, equal to the in-memory fit at 1e-10; its
+        ``wildboot`` and ``placebo`` gather the rows to the client below the
+        client budget (:mod:`staggerlab.inference.distributed.event_study`,
+        :mod:`~staggerlab.inference.distributed.sunab`,
+        :mod:`~staggerlab.inference.distributed.imputation`).
     y, unit, time : str
         Outcome, unit id and (numeric) period columns.
     cohort, treat : str
@@ -337,10 +338,10 @@ def _partitioned(data: Any, method: str, y: str, unit: str | None, time: str | N
     from ...errors import PartitionedDesignError
     from ..distributed.event_study import twfe_partitioned
 
-    if method not in ("twfe", "imputation"):
+    if method not in ("twfe", "sunab", "imputation"):
         raise PartitionedDesignError(
-            f"on a partitioned panel (dask DataFrame or parquet directory) event_study runs method='twfe' and "
-            f"'imputation'; method={method!r} needs the rows in memory (docs/cluster.md)")
+            f"on a partitioned panel (dask DataFrame or parquet directory) event_study runs method='twfe', "
+            f"'sunab' and 'imputation'; method={method!r} needs the rows in memory (docs/cluster.md)")
     if weights is not None or kwargs:
         raise PartitionedDesignError("the partitioned event study is unweighted and takes no method options")
     if unit is None or time is None:
@@ -353,6 +354,12 @@ def _partitioned(data: Any, method: str, y: str, unit: str | None, time: str | N
         res = imputation_partitioned(data, y=y, unit=unit, time=time, cohort=cohort, treat=treat,
                                      controls=list(controls or []), cluster=cluster, window=window, ref=refs[0],
                                      bin_endpoints=bool(bin_endpoints))
+    elif method == "sunab":
+        from ..distributed.sunab import sunab_partitioned
+
+        res = sunab_partitioned(data, y=y, unit=unit, time=time, cohort=cohort, treat=treat,
+                                controls=list(controls or []), cluster=cluster, window=window, ref=refs[0],
+                                bin_endpoints=bool(bin_endpoints))
     else:
         res = twfe_partitioned(data, y=y, unit=unit, time=time, cohort=cohort, treat=treat,
                                controls=list(controls or []), cluster=cluster, window=window, refs=refs,

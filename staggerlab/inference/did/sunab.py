@@ -112,6 +112,15 @@ def sunab(sd: StaggeredData, window: tuple[int, int], ref: int, bin_endpoints: b
         n_units = dict(units.iter_rows())
         extras = {"fit": fit, "cell_names": [fit.coefnames[j] for j in pos], "window": window,
                   "bin_endpoints": bin_endpoints, "unit": sd.unit, "time": sd.time}
+    return assemble(b_c, V_c, g_c, l_c, n_c, n_units, nobs, df_t, ref, window, extras)
+
+
+def assemble(b_c: np.ndarray, V_c: np.ndarray, g_c: np.ndarray, l_c: np.ndarray, n_c: np.ndarray,
+             n_units: dict[int, int], nobs: int, df_t: int | None, ref: int, window: tuple[int, int],
+             extras: dict[str, Any]) -> EventStudyResult:
+    """The Sun-Abraham event study from its cohort x period cells: coefficients ``b_c``
+    (vcov ``V_c``) of cohorts ``g_c`` at relative periods ``l_c`` with ``n_c`` observations
+    each, and the units per cohort (the ``group`` aggregate's weights)."""
     lo, hi = window
     rel = np.array(sorted({int(r) for r in l_c if lo <= r <= hi}), dtype=np.int64)
     R = np.zeros((rel.size, b_c.size))

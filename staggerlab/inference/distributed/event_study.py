@@ -42,7 +42,7 @@ from ..regression.formula import Formula, quote
 from .feols import feols_partitioned
 from .partitions import as_dask, run_partitions
 
-__all__ = ["twfe_partitioned", "gathered_event_study", "binned_rel"]
+__all__ = ["twfe_partitioned", "gathered_event_study", "binned_rel", "complete_rows", "gather_spec"]
 
 
 def binned_rel(pdf: Any, unit: str, time: str, source: str, is_cohort: bool, window: tuple[int, int],
@@ -83,9 +83,25 @@ def binned_rel(pdf: Any, unit: str, time: str, source: str, is_cohort: bool, win
     return frame, t, t_valid, g_row, rel
 
 
-def _levels(pdf: Any, *args: Any) -> list[int]:
-    rel = binned_rel(pdf, *args)[-1]
-    return sorted({int(r) for r in rel[np.isfinite(rel)]})
+def complete_rows(frame: pl.DataFrame, t_valid: np.ndarray, y: str, controls: Sequence[str], unit: str,
+                  cluster: str, source: str, is_cohort: bool) -> np.ndarray:
+    """Rows the in-memory estimators keep: a finite outcome and controls, a unit, a
+    period and a cluster, and (with ``treat=``) a treatment value."""
+    keep = t_valid.copy()
+    for c in [y, *controls]:
+        keep &= np.isfinite(frame[c].cast(pl.Float64).to_numpy())
+    for c in dict.fromkeys([unit, cluster]):
+        keep &= frame[c].is_not_null().to_numpy()
+    if not is_cohort:
+        keep &= np.isfinite(frame[source].cast(pl.Float64).to_numpy())
+    return keep
+
+
+def _levels(pdf: Any, args: tuple, kept: tuple) -> list[int]:
+    """The binned relative periods of the partition's complete rows."""
+    frame, _, t_valid, _, rel = binned_rel(pdf, *args)
+    ok = complete_rows(frame, t_valid, *kept) & np.isfinite(rel)
+    return sorted({int(r) for r in rel[ok]})
 
 
 def _with_dummies(pdf: Any, args: tuple, names: dict[str, int]) -> Any:
@@ -113,7 +129,8 @@ def twfe_partitioned(data: Any, *, y: str, unit: str, time: str, cohort: str | N
     used = list(dict.fromkeys([y, unit, time, source, *controls, cluster]))
     ddf = as_dask(data, used)
     args = (unit, time, source, cohort is not None, window, bin_endpoints)
-    observed = sorted(set().union(*run_partitions(ddf, _levels, *args)))
+    kept_args = (y, list(controls), unit, cluster, source, cohort is not None)
+    observed = sorted(set().union(*run_partitions(ddf, _levels, args, kept_args)))
     if not observed:
         raise EventStudyError(f"no treated unit: {source!r} never marks an adoption")
     check_reference_observed(refs, observed, window)

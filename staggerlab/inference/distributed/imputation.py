@@ -37,7 +37,7 @@ from ...errors import EventStudyError, TreatmentError
 from ..did.event_study import EventStudyResult
 from ..regression.rank import psd_pinv
 from ..results import Aggregate
-from .event_study import binned_rel, gather_spec
+from .event_study import binned_rel, complete_rows, gather_spec
 from .exact import CLIENT_BUDGET
 from .partitions import as_dask, run_partitions
 
@@ -68,14 +68,7 @@ def _rows(pdf: Any, s: _Spec) -> dict[str, Any]:
     """The partition's complete rows (as in memory: adoption dated from every row
     with a unit, period and treatment; then rows missing a used value dropped)."""
     frame, t, t_valid, g, rel = binned_rel(pdf, s.unit, s.time, s.source, s.is_cohort, s.window, s.bin_endpoints)
-    used = [s.y, *s.controls]
-    keep = t_valid.copy()
-    for c in used:
-        keep &= np.isfinite(frame[c].cast(pl.Float64).to_numpy())
-    for c in dict.fromkeys([s.unit, s.cluster]):
-        keep &= frame[c].is_not_null().to_numpy()
-    if not s.is_cohort:
-        keep &= np.isfinite(frame[s.source].cast(pl.Float64).to_numpy())
+    keep = complete_rows(frame, t_valid, s.y, s.controls, s.unit, s.cluster, s.source, s.is_cohort)
     r = {"y": frame[s.y].cast(pl.Float64).to_numpy()[keep], "t": t[keep], "g": g[keep], "rel": rel[keep],
          "unit": frame[s.unit].to_numpy()[keep], "cl": frame[s.cluster].to_numpy()[keep],
          "X": np.column_stack([frame[c].cast(pl.Float64).to_numpy()[keep] for c in s.controls])
