@@ -20,7 +20,7 @@ Steps
 4. Peak RSS (``VmHWM``) of every worker (read through ``client.run``) and of
    the client, after the fit and after the placebo.
 
-With ``--event-study``: the dynamic TWFE and the imputation event studies of
+With ``--event-study``: the TWFE, Sun-Abraham and imputation event studies of
 the same directory (``sl.event_study(directory, treat="treat",
 controls=x1..x8, window=(-4, 4))``, partition by partition) after the fit,
 their times and the workers' peak, and, up to 20M rows, the largest
@@ -185,7 +185,7 @@ def main() -> None:
     es_rows = []
     if args.event_study:
         es_kw = dict(y="y", unit="unit", time="year", treat="treat", controls=list(CONTROLS), window=(-4, 4))
-        for method in ("twfe", "imputation"):
+        for method in ("twfe", "sunab", "imputation"):
             t0 = time.perf_counter()
             es = sl.event_study(str(path), method=method, **es_kw)
             t_es = time.perf_counter() - t0
