@@ -173,6 +173,8 @@ def test_local_cluster(panel, parts):
         wb = sl.wildboot(fit, param="IM", draws=99, seed=5)
         ri_alg = sl.placebo(fit.with_exact("never"), param="IM", draws=100, seed=5)
         wb_alg = sl.wildboot(fit.with_exact("never"), param="IM", draws=99, seed=5)
+        es_kw = dict(y="NQPF", unit="firm", time="year", treat="IM", controls=["Size"])
+        ess = {m: sl.event_study(parts, method=m, **es_kw) for m in ("twfe", "sunab", "imputation")}
     assert_same(sl.feols(FML, panel, vcov={"CRV1": "firm+year"}), b)
     mem = sl.feols(FML, panel, vcov={"CRV1": "firm"})
     ra = sl.placebo(mem, param="IM", draws=100, seed=5)
@@ -181,6 +183,8 @@ def test_local_cluster(panel, parts):
     assert np.array_equal(ri.statistics, ra.statistics) and np.array_equal(wb.statistics, wa.statistics)
     np.testing.assert_allclose(ri_alg.statistics, ra.statistics, rtol=0, atol=1e-9 * np.abs(ra.statistics).max())
     np.testing.assert_allclose(wb_alg.statistics, wa.statistics, rtol=0, atol=1e-12 * np.abs(wa.statistics).max())
+    for m, es in ess.items():
+        _same_es(sl.event_study(panel, method=m, **es_kw), es)
 
 
 # ------------------------------------------------------------ event study
