@@ -95,15 +95,15 @@ def test_second_process_runs_the_offloaded_sections_with_the_same_numbers(tmp_pa
     assert [s.process for s in one.sections] == ["main", "main"]
     assert [s.key for s in two.sections] == ["event_study", "plain"]  # the battery's order
     a, b = two.section("event_study"), one.section("event_study")
-    # HonestDiD's smoothness intervals come from SLSQP (ftol 1e-15), whose last digits follow the
-    # process's floating-point state (it differs after other tests have loaded their libraries);
-    # everything else is bit-identical
+    # HonestDiD's smoothness intervals come from SLSQP, whose result moves at ~1e-8 with the
+    # process's BLAS threads (the second process inherits OPENBLAS_NUM_THREADS=1 when earlier
+    # tests' libraries set it); everything else is bit-identical
     ha, hb = a.numbers.pop("honest"), b.numbers.pop("honest")
     assert a.numbers == b.numbers
     for kind in ha:
         if isinstance(ha[kind], list):
             for ra, rb in zip(ha[kind], hb[kind]):
-                assert ra == pytest.approx(rb, rel=1e-8)
+                assert ra == pytest.approx(rb, rel=1e-6)
     assert a.tables.keys() == b.tables.keys()
     for name, tab in b.tables.items():
         if name.startswith("honest"):

@@ -215,6 +215,20 @@ def test_kernel_centred_ss(case):
     np.testing.assert_allclose(kd.centred_ss(x, w), w @ (x - mean) ** 2, rtol=1e-10, atol=1e-12)
 
 
+def test_kernel_centred_ss_chunked_same_bits_for_any_thread_count():
+    """Above one chunk of rows: equal to numpy's two-pass sums, and the same bits on one thread."""
+    from staggerlab.kernels._jit import limit_threads
+
+    rng = np.random.default_rng(4)
+    x = np.ascontiguousarray(rng.normal(3.0, 2.0, size=(120_000, 5)))
+    w = rng.uniform(0.5, 2.0, x.shape[0])
+    got = kd.centred_ss(x, w)
+    mean = (w @ x) / w.sum()
+    np.testing.assert_allclose(got, w @ (x - mean) ** 2, rtol=1e-12)
+    with limit_threads(1):
+        np.testing.assert_array_equal(kd.centred_ss(x, w), got)
+
+
 @given(case=fe_design(n_fe=(2, 3), min_rows=8))
 def test_kernel_map_demean_flags(case):
     codes = [np.unique(c, return_inverse=True)[1].astype(np.int64) for c in case["codes"]]

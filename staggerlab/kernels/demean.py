@@ -47,24 +47,30 @@ def _group_weights(codes_N, w_N, n_groups):
 
 
 @jit
-def _centred_ss(x_NK, w_N):
-    """Weighted sum of squares of each column around its weighted mean (two passes)."""
+def _centred_ss_chunks(lo, hi, n_chunks, x_NK, w_N, mean_K, part_CK):
+    """Chunks [lo, hi) of the rows: without ``mean_K`` (empty) the weighted sums
+    of each column and of the weights (``part[ch, :K]``, ``part[ch, K]``); with
+    it, the weighted sums of squares around it (``part[ch, :K]``)."""
     N, K = x_NK.shape
-    mean_K = np.zeros(K)
-    wsum = 0.0
-    for n in range(N):
-        wn = w_N[n]
-        wsum += wn
-        for k in range(K):
-            mean_K[k] += wn * x_NK[n, k]
-    mean_K /= wsum
-    ss_K = np.zeros(K)
-    for n in range(N):
-        wn = w_N[n]
-        for k in range(K):
-            d = x_NK[n, k] - mean_K[k]
-            ss_K[k] += wn * d * d
-    return ss_K
+    acc = np.empty(K + 1)
+    for ch in range(lo, hi):
+        for k in range(K + 1):
+            acc[k] = 0.0
+        a, b = ch * N // n_chunks, (ch + 1) * N // n_chunks
+        if mean_K.shape[0] > 0:
+            for n in range(a, b):
+                wn = w_N[n]
+                for k in range(K):
+                    d = x_NK[n, k] - mean_K[k]
+                    acc[k] += wn * d * d
+        else:
+            for n in range(a, b):
+                wn = w_N[n]
+                acc[K] += wn
+                for k in range(K):
+                    acc[k] += wn * x_NK[n, k]
+        for k in range(K + 1):
+            part_CK[ch, k] = acc[k]
 
 
 #: rows below which every chunked kernel is one chunk (one in-order sum, as
@@ -200,74 +206,94 @@ def _level_counts(codeA_N, codes_NQ, w_N, n_large, n_small):
 
 
 @jit
-def _exact_pass1_chunks(lo, hi, n_chunks, x_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, out_NK, part_CMK):
+def _exact_pass1_chunks(lo, hi, n_chunks, x_NK, y_NE, order_N, starts_U, codes_NQ, w_N, sumwA_U, out_NK, outy_NE,
+                        part_CMK):
     """For the units of chunks [lo, hi): ``out = x - unit mean`` and
-    ``part[ch] += B' W out``. ``out`` may be ``x`` (each unit's mean is
-    taken before its rows are written)."""
+    ``part[ch] += B' W out`` (columns of ``x`` first, then those of ``y``,
+    a second matrix demeaned in the same pass: the outcome beside the
+    regressors). ``out`` may be ``x`` (each unit's mean is taken before its
+    rows are written)."""
     K = x_NK.shape[1]
+    E = y_NE.shape[1]
     Q = codes_NQ.shape[1]
     U = starts_U.shape[0] - 1
     mean_K = np.empty(K)
+    mean_E = np.empty(E)
     for ch in range(lo, hi):
         for u in range(ch * U // n_chunks, (ch + 1) * U // n_chunks):
             a = starts_U[u]
             b = starts_U[u + 1]
             for k in range(K):
                 mean_K[k] = 0.0
+            for e in range(E):
+                mean_E[e] = 0.0
             for p in range(a, b):
                 n = _row(order_N, p)
                 wn = w_N[n]
                 for k in range(K):
                     mean_K[k] += wn * x_NK[n, k]
+                for e in range(E):
+                    mean_E[e] += wn * y_NE[n, e]
             inv = 1.0 / sumwA_U[u]
             for k in range(K):
                 mean_K[k] *= inv
+            for e in range(E):
+                mean_E[e] *= inv
             for p in range(a, b):
                 n = _row(order_N, p)
                 wn = w_N[n]
                 for k in range(K):
                     out_NK[n, k] = x_NK[n, k] - mean_K[k]
+                for e in range(E):
+                    outy_NE[n, e] = y_NE[n, e] - mean_E[e]
                 # q outside k: the inner loops run over contiguous k
                 for q in range(Q):
                     m = codes_NQ[n, q]
                     for k in range(K):
                         part_CMK[ch, m, k] += wn * out_NK[n, k]
+                    for e in range(E):
+                        part_CMK[ch, m, K + e] += wn * outy_NE[n, e]
 
 
 @jit
-def _exact_pass2_chunks(lo, hi, n_chunks, out_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, gamma_MK):
-    """For the units of chunks [lo, hi): ``out -= B gamma - unit mean of (B gamma)``."""
+def _exact_pass2_chunks(lo, hi, n_chunks, out_NK, outy_NE, order_N, starts_U, codes_NQ, w_N, sumwA_U, gamma_MK):
+    """For the units of chunks [lo, hi): ``out -= B gamma - unit mean of (B gamma)``
+    (``gamma``'s columns: those of ``out``, then those of ``outy``)."""
     K = out_NK.shape[1]
+    E = outy_NE.shape[1]
     Q = codes_NQ.shape[1]
     U = starts_U.shape[0] - 1
-    mean_K = np.empty(K)
-    bg_K = np.empty(K)
+    KE = K + E
+    mean_K = np.empty(KE)
+    bg_K = np.empty(KE)
     for ch in range(lo, hi):
         for u in range(ch * U // n_chunks, (ch + 1) * U // n_chunks):
             a = starts_U[u]
             b = starts_U[u + 1]
-            for k in range(K):
+            for k in range(KE):
                 mean_K[k] = 0.0
             for p in range(a, b):
                 n = _row(order_N, p)
                 wn = w_N[n]
                 for q in range(Q):
                     m = codes_NQ[n, q]
-                    for k in range(K):
+                    for k in range(KE):
                         mean_K[k] += wn * gamma_MK[m, k]
             inv = 1.0 / sumwA_U[u]
-            for k in range(K):
+            for k in range(KE):
                 mean_K[k] *= inv
             for p in range(a, b):
                 n = _row(order_N, p)
-                for k in range(K):
+                for k in range(KE):
                     bg_K[k] = -mean_K[k]
                 for q in range(Q):
                     m = codes_NQ[n, q]
-                    for k in range(K):
+                    for k in range(KE):
                         bg_K[k] += gamma_MK[m, k]
                 for k in range(K):
                     out_NK[n, k] -= bg_K[k]
+                for e in range(E):
+                    outy_NE[n, e] -= bg_K[K + e]
 
 
 def _pass_work(N, K, per_column):
@@ -278,32 +304,46 @@ def _pass_work(N, K, per_column):
     return N * (K + 8) * per_column
 
 
-def exact_demean(x_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, Hpinv_MM, out_NK=None):
+def exact_demean(x_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, Hpinv_MM, out_NK=None, y_NE=None):
     """Exact two-pass demeaning on a large FE ``A`` plus small FEs ``B``.
 
     Pass 1 (per level of ``A``): ``r = M_A x`` and ``S = B' W r``. Then
     ``gamma = H^+ S``. Pass 2: ``M x = r - M_A (B gamma)``. ``order_N`` and
     ``starts_U`` group the rows by ``A`` (empty when the rows already are).
     ``out_NK`` (N x K float64, C-contiguous; may be ``x_NK`` itself)
-    receives the result if given.
+    receives the result if given. ``y_NE`` (N x E, optional): a second
+    matrix demeaned in the same two passes (the outcome beside the
+    regressors: a row's loop overhead is paid once); then the return value
+    is ``(M x, M y)``.
     """
+    pair = y_NE is not None
     x_NK, w_N, sumwA_U = readonly(x_NK), readonly(w_N), readonly(sumwA_U)
     order_N, starts_U, codes_NQ = readonly(order_N), readonly(starts_U), readonly(codes_NQ)
     N, K = x_NK.shape
+    y_NE = readonly(np.ascontiguousarray(y_NE, dtype=np.float64) if pair else np.empty((N, 0)))
+    E = y_NE.shape[1]
     U = starts_U.shape[0] - 1
     M = Hpinv_MM.shape[0]
     Q = codes_NQ.shape[1]
     if out_NK is None:
         out_NK = np.empty_like(x_NK)
+    outy_NE = np.empty((N, E))
     nc = _unit_chunks(N, U)
-    part_CMK = np.zeros((nc, M, K))
+    part_CMK = np.zeros((nc, M, K + E))
     run_chunks(_exact_pass1_chunks, nc,
-               (nc, x_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, out_NK, part_CMK), work=_pass_work(N, K, Q + 2))
+               (nc, x_NK, y_NE, order_N, starts_U, codes_NQ, w_N, sumwA_U, out_NK, outy_NE, part_CMK),
+               work=_pass_work(N, K + E, Q + 2))
     S_MK = part_CMK[0] if nc == 1 else part_CMK.sum(axis=0)
-    gamma_MK = readonly(np.ascontiguousarray(Hpinv_MM @ S_MK))
+    # column by column: a column's bits must not depend on which columns are demeaned with it
+    # (a matrix product's blocking changes with its width)
+    gamma_MK = np.empty((M, K + E))
+    for j in range(K + E):
+        gamma_MK[:, j] = Hpinv_MM @ np.ascontiguousarray(S_MK[:, j])
+    gamma_MK = readonly(gamma_MK)
     run_chunks(_exact_pass2_chunks, nc,
-               (nc, out_NK, order_N, starts_U, codes_NQ, w_N, sumwA_U, gamma_MK), work=_pass_work(N, K, 2 * Q + 1))
-    return out_NK
+               (nc, out_NK, outy_NE, order_N, starts_U, codes_NQ, w_N, sumwA_U, gamma_MK),
+               work=_pass_work(N, K + E, 2 * Q + 1))
+    return (out_NK, outy_NE) if pair else out_NK
 
 
 @jit
@@ -403,8 +443,19 @@ def group_weights(codes_N, w_N, n_groups):
 
 
 def centred_ss(x_NK, w_N):
-    """Weighted sum of squares of each column around its weighted mean (two passes)."""
-    return _centred_ss(readonly(x_NK), readonly(w_N))
+    """Weighted sum of squares of each column around its weighted mean (two
+    chunked passes: the mean, then the squares; sums over fixed row chunks
+    added in chunk order, so the same bits for any thread count)."""
+    x_NK, w_N = readonly(x_NK), readonly(w_N)
+    N, K = x_NK.shape
+    nc = 1 if N < _MIN_CHUNK_ROWS else _MAX_CHUNKS
+    part = np.zeros((nc, K + 1))
+    run_chunks(_centred_ss_chunks, nc, (nc, x_NK, w_N, readonly(np.empty(0)), part), work=_pass_work(N, K, 1))
+    tot = part.sum(axis=0)
+    mean = readonly(tot[:K] / tot[K])
+    part = np.zeros((nc, K + 1))
+    run_chunks(_centred_ss_chunks, nc, (nc, x_NK, w_N, mean, part), work=_pass_work(N, K, 1))
+    return part.sum(axis=0)[:K]
 
 
 def cross_hessian(order_N, starts_U, codes_NQ, w_N, n_small):

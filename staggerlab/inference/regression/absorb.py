@@ -197,6 +197,21 @@ class Absorber:
                 block[...] = got
         return res[:, 0] if vec else res
 
+    def demean_pair(self, X: np.ndarray, Y: np.ndarray, *, out: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(demean(X, out=out), demean(Y))``, the same numbers. On the exact path,
+        when both fit one column block, one pair of passes demeans both (a row's
+        loop overhead is paid once: the outcome beside the regressors)."""
+        X = np.asarray(X, dtype=np.float64)
+        Y = np.asarray(Y, dtype=np.float64).reshape(X.shape[0], -1)
+        step = max(1, _BLOCK_CELLS // max(X.shape[0], 1))
+        direct = out is None or out.flags.c_contiguous
+        if (self.algorithm == "exact" and X.ndim == 2 and X.shape[0] == self.nobs and X.shape[1]
+                and X.shape[1] + Y.shape[1] <= step and direct):
+            return kd.exact_demean(np.ascontiguousarray(X), self._order, self._starts, self._codesB, self._w,
+                                   self._sumwA, self._Hpinv, out, y_NE=Y)
+        return self.demean(X, out=out), self.demean(Y)
+
     def _demean_block(self, X: np.ndarray, out: np.ndarray | None) -> np.ndarray:
         if self.algorithm == "none" or X.shape[1] == 0:
             return X

@@ -101,6 +101,9 @@ class Design:
     requested: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict, repr=False)
     _nesting: dict[tuple[str, ...], list[bool]] = field(default_factory=dict, repr=False)
+    #: the outcomes of ``build_design(extra=...)``, demeaned with the regressors and scaled
+    #: by sqrt(weights): ``demean`` of those columns, computed in the same passes
+    extra_demeaned: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def nobs(self) -> int:
@@ -306,7 +309,7 @@ def build_design(
     settings = dict(fixef_rm=fixef_rm, collin_tol=collin_tol, fixef_tol=fixef_tol, fixef_maxiter=fixef_maxiter,
                     demean_method=demean_method)
     design = _assemble(sub, rows, values, fe_codes, fe_ids, {}, {}, list(regressors), list(fixef), list(clusters),
-                       weights, intercept, settings, n_missing, stacklevel + 1)
+                       weights, intercept, settings, n_missing, stacklevel + 1, extra=list(extra))
     if len(extra) == 1:  # the usual single outcome: a view of its column, not a copy
         Y = design.columns[extra[0]].reshape(-1, 1)
     else:
@@ -332,10 +335,13 @@ def _assemble(
     settings: dict[str, Any],
     n_missing: int,
     stacklevel: int,
+    extra: Sequence[str] = (),
 ) -> Design:
     """Drop singletons, demean the regressors, drop collinear ones: the design
     of validated columns. ``fe_codes`` / ``cl_codes`` (clusters that are not
-    FEs; the others are factorized here) may be sparse codes into their ids."""
+    FEs; the others are factorized here) may be sparse codes into their ids.
+    ``extra`` (outcome columns) are demeaned in the same passes as the
+    regressors (``Design.extra_demeaned``)."""
     n_single = 0
     if fixef and settings["fixef_rm"] == "singleton":
         ks = drop_singletons(fe_codes)
@@ -372,9 +378,16 @@ def _assemble(
     ss = centred_ss(Xd, absorber._w)  # collinearity is judged relative to these
     if intercept:
         ss[0] = float(absorber._w.sum())
-    absorber.demean(Xd, out=Xd)
+    Yd = None
+    if extra:
+        Yraw = values[extra[0]].reshape(-1, 1) if len(extra) == 1 else np.column_stack([values[e] for e in extra])
+        Xd, Yd = absorber.demean_pair(Xd, Yraw, out=Xd)
+    else:
+        absorber.demean(Xd, out=Xd)
     if weights is not None:
         Xd *= sw[:, None]
+        if Yd is not None:
+            Yd *= sw[:, None]
     XtX = Xd.T @ Xd
     kept = independent_columns(XtX, ss, settings["collin_tol"])
     drop = [j for j in range(len(names)) if j not in kept]
@@ -422,4 +435,5 @@ def _assemble(
         cluster_ids=ids_out,
         requested=list(regressors),
         settings=settings,
+        extra_demeaned=Yd,
     )

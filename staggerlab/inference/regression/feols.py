@@ -280,7 +280,8 @@ def _fit_formula(f: Formula, data: Any, frame: pl.DataFrame, text: str, spec: Vc
             stacklevel=4,
             **options,
         )
-        Yw = design.demean(Y)
+        # the outcomes were demeaned in the regressors' passes
+        Yw = design.extra_demeaned if design.extra_demeaned is not None else design.demean(Y)
         for i, j in enumerate(js):
             fits[j] = Feols(design, ys[i], np.ascontiguousarray(Yw[:, i]), Y[:, i], spec,
                             f.with_depvar(f.depvars[j]))
