@@ -209,13 +209,18 @@ def test_event_study_twfe_equals_in_memory(panel, parts, kw):
     _same_es(sl.event_study(panel, **args), sl.event_study(parts, **args))
 
 
-def test_event_study_unbalanced_dask_frame_with_missing_values(panel, tmp_path):
-    """Rows dropped, missing outcomes; a dask DataFrame repartitioned by unit and a parquet directory."""
-    rng = np.random.default_rng(2)
+def _unbalanced_with_missing(panel, seed):
+    """The panel with 10% of its rows dropped and 3% of the remaining outcomes missing."""
+    rng = np.random.default_rng(seed)
     df = panel.filter(pl.Series(rng.uniform(size=panel.height) > 0.1))
     y = df["NQPF"].to_numpy().copy()
     y[rng.uniform(size=y.size) < 0.03] = np.nan
-    df = df.with_columns(pl.Series("NQPF", y))
+    return df.with_columns(pl.Series("NQPF", y))
+
+
+def test_event_study_unbalanced_dask_frame_with_missing_values(panel, tmp_path):
+    """Rows dropped, missing outcomes; a dask DataFrame repartitioned by unit and a parquet directory."""
+    df = _unbalanced_with_missing(panel, 2)
     args = dict(y="NQPF", unit="firm", time="year", treat="IM", controls=["Size"])
     with pytest.warns(MissingValueWarning):
         a = sl.event_study(df, **args)
@@ -284,11 +289,7 @@ def test_event_study_imputation_equals_in_memory(panel, parts, kw):
 
 def test_event_study_imputation_unbalanced_and_resampled(panel, tmp_path):
     """Rows dropped and missing outcomes (a dask frame); wildboot(es) and placebo(es) gather the rows."""
-    rng = np.random.default_rng(5)
-    df = panel.filter(pl.Series(rng.uniform(size=panel.height) > 0.1))
-    y = df["NQPF"].to_numpy().copy()
-    y[rng.uniform(size=y.size) < 0.03] = np.nan
-    df = df.with_columns(pl.Series("NQPF", y))
+    df = _unbalanced_with_missing(panel, 5)
     args = dict(y="NQPF", unit="firm", time="year", treat="IM", controls=["Size"], method="imputation")
     with pytest.warns(MissingValueWarning):
         a = sl.event_study(df, **args)

@@ -29,6 +29,7 @@ they refuse (the partitioned algebra of a whole event study is not written).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -42,7 +43,8 @@ from ..regression.formula import Formula, quote
 from .feols import feols_partitioned
 from .partitions import as_dask, run_partitions
 
-__all__ = ["twfe_partitioned", "gathered_event_study", "binned_rel", "complete_rows", "gather_spec"]
+__all__ = ["twfe_partitioned", "gathered_event_study", "binned_rel", "complete_rows", "gather_spec", "inputs",
+           "with_dummies"]
 
 
 def binned_rel(pdf: Any, unit: str, time: str, source: str, is_cohort: bool, window: tuple[int, int],
@@ -97,6 +99,38 @@ def complete_rows(frame: pl.DataFrame, t_valid: np.ndarray, y: str, controls: Se
     return keep
 
 
+@dataclass
+class Inputs:
+    """A partitioned event study's columns and the arguments of the per-partition helpers."""
+
+    ddf: Any  # the panel's used columns
+    used: list[str]
+    args: tuple  # of binned_rel
+    kept: tuple  # of complete_rows (after the frame and t_valid)
+    cluster: str
+
+
+def inputs(data: Any, y: str, unit: str, time: str, cohort: str | None, treat: str | None, controls: Sequence[str],
+           cluster: str | None, window: tuple[int, int], bin_endpoints: bool) -> Inputs:
+    """The used columns of a partitioned panel and the helpers' arguments."""
+    source = cohort or treat
+    cluster = cluster or unit
+    used = list(dict.fromkeys([y, unit, time, source, *controls, cluster]))
+    return Inputs(as_dask(data, used), used, (unit, time, source, cohort is not None, window, bin_endpoints),
+                  (y, list(controls), unit, cluster, source, cohort is not None), cluster)
+
+
+def with_dummies(ddf: Any, fn: Any, names: Sequence[str], *fn_args: Any, what: str) -> Any:
+    """``ddf`` with the float columns ``names`` that ``fn(partition, *fn_args)`` adds (lazily)."""
+    clash = sorted(set(names) & set(ddf.columns))
+    if clash:
+        raise EventStudyError(f"columns named like the {what} dummies {clash} are in the panel; rename them")
+    meta = ddf._meta.copy()
+    for n in names:
+        meta[n] = np.zeros(0, dtype=np.float64)
+    return ddf.map_partitions(fn, *fn_args, meta=meta)
+
+
 def _levels(pdf: Any, args: tuple, kept: tuple) -> list[int]:
     """The binned relative periods of the partition's complete rows."""
     frame, _, t_valid, _, rel = binned_rel(pdf, *args)
@@ -124,28 +158,18 @@ def twfe_partitioned(data: Any, *, y: str, unit: str, time: str, cohort: str | N
                      controls: Sequence[str], cluster: str | None, window: tuple[int, int], refs: tuple[int, ...],
                      bin_endpoints: bool) -> EventStudyResult:
     """The dynamic TWFE event study of a partitioned panel (see the module docstring)."""
-    source = cohort or treat
-    cluster = cluster or unit
-    used = list(dict.fromkeys([y, unit, time, source, *controls, cluster]))
-    ddf = as_dask(data, used)
-    args = (unit, time, source, cohort is not None, window, bin_endpoints)
-    kept_args = (y, list(controls), unit, cluster, source, cohort is not None)
-    observed = sorted(set().union(*run_partitions(ddf, _levels, args, kept_args)))
+    inp = inputs(data, y, unit, time, cohort, treat, controls, cluster, window, bin_endpoints)
+    ddf, used, args, cluster = inp.ddf, inp.used, inp.args, inp.cluster
+    observed = sorted(set().union(*run_partitions(ddf, _levels, args, inp.kept)))
     if not observed:
-        raise EventStudyError(f"no treated unit: {source!r} never marks an adoption")
+        raise EventStudyError(f"no treated unit: {cohort or treat!r} never marks an adoption")
     check_reference_observed(refs, observed, window)
     lo, hi = window
     levels = [r for r in observed if r not in refs]
     if not levels:
         raise EventStudyError("no relative period other than the reference is observed")
     names = {f"_es_{rel_label(r)}": r for r in levels}
-    if set(names) & set(ddf.columns):
-        raise EventStudyError(f"columns named like the event-study dummies {sorted(set(names) & set(ddf.columns))} "
-                              "are in the panel; rename them")
-    meta = ddf._meta.copy()
-    for n in names:
-        meta[n] = np.zeros(0, dtype=np.float64)
-    ddf2 = ddf.map_partitions(_with_dummies, args, names, meta=meta)
+    ddf2 = with_dummies(ddf, _with_dummies, list(names), args, names, what="event-study")
     fml = Formula.of(y, [*names, *controls], [unit, time])
     fit = feols_partitioned(fml, ddf2, vcov={"CRV1": quote(cluster)})
     dropped = [r for n, r in names.items() if n not in fit.coefnames]

@@ -37,9 +37,9 @@ from ...errors import EventStudyError, TreatmentError
 from ..did.event_study import EventStudyResult
 from ..regression.rank import psd_pinv
 from ..results import Aggregate
-from .event_study import binned_rel, complete_rows, gather_spec
+from .event_study import binned_rel, complete_rows, gather_spec, inputs
 from .exact import CLIENT_BUDGET
-from .partitions import as_dask, run_partitions
+from .partitions import run_partitions
 
 __all__ = ["imputation_partitioned"]
 
@@ -206,11 +206,9 @@ def imputation_partitioned(data: Any, *, y: str, unit: str, time: str, cohort: s
                            controls: Sequence[str], cluster: str | None, window: tuple[int, int], ref: int,
                            bin_endpoints: bool) -> EventStudyResult:
     """The imputation event study of a partitioned panel (see the module docstring)."""
-    source = cohort or treat
-    cluster = cluster or unit
-    s = _Spec(y, unit, time, source, cohort is not None, list(controls), cluster, window, ref, bin_endpoints)
-    used = list(dict.fromkeys([y, unit, time, source, *controls, cluster]))
-    ddf = as_dask(data, used)
+    inp = inputs(data, y, unit, time, cohort, treat, controls, cluster, window, bin_endpoints)
+    ddf, used, cluster = inp.ddf, inp.used, inp.cluster
+    s = _Spec(y, unit, time, cohort or treat, cohort is not None, list(controls), cluster, window, ref, bin_endpoints)
     r0 = run_partitions(ddf, _pass0, s)
     n_missing = sum(r["n_missing"] for r in r0)
     if n_missing:

@@ -32,9 +32,9 @@ from ..did.event_study import EventStudyResult
 from ..did.relative_periods import check_reference_observed, rel_label
 from ..did.sunab import assemble
 from ..regression.formula import Formula, quote
-from .event_study import binned_rel, complete_rows, gather_spec
+from .event_study import binned_rel, complete_rows, gather_spec, inputs, with_dummies
 from .feols import feols_partitioned
-from .partitions import as_dask, run_partitions
+from .partitions import run_partitions
 
 __all__ = ["sunab_partitioned"]
 
@@ -95,12 +95,9 @@ def sunab_partitioned(data: Any, *, y: str, unit: str, time: str, cohort: str | 
                       controls: Sequence[str], cluster: str | None, window: tuple[int, int], ref: int,
                       bin_endpoints: bool) -> EventStudyResult:
     """The Sun-Abraham event study of a partitioned panel (see the module docstring)."""
+    inp = inputs(data, y, unit, time, cohort, treat, controls, cluster, window, bin_endpoints)
+    ddf, used, args, kept, cluster = inp.ddf, inp.used, inp.args, inp.kept, inp.cluster
     source = cohort or treat
-    cluster = cluster or unit
-    used = list(dict.fromkeys([y, unit, time, source, *controls, cluster]))
-    ddf = as_dask(data, used)
-    args = (unit, time, source, cohort is not None, window, bin_endpoints)
-    kept = (y, list(controls), unit, cluster, source, cohort is not None)
     got = run_partitions(ddf, _cohorts, args, kept)
     cohorts = sorted(set().union(*[c for c, _ in got]))
     if not cohorts:
@@ -122,13 +119,7 @@ def sunab_partitioned(data: Any, *, y: str, unit: str, time: str, cohort: str | 
         raise EventStudyError("no treated cohort is observed at the reference period")
     cells = sorted((g, r) for g, r in pairs if g in cohorts and r != ref)
     names = {f"_sa_{g}_{rel_label(r)}": (g, r) for g, r in cells}
-    if set(names) & set(ddf.columns):
-        raise EventStudyError(f"columns named like the Sun-Abraham dummies {sorted(set(names) & set(ddf.columns))} "
-                              "are in the panel; rename them")
-    meta = ddf._meta.copy()
-    for n in names:
-        meta[n] = np.zeros(0, dtype=np.float64)
-    ddf2 = ddf.map_partitions(_with_cells, args, time, g_last, lost, names, meta=meta)
+    ddf2 = with_dummies(ddf, _with_cells, list(names), args, time, g_last, lost, names, what="Sun-Abraham")
     fit = feols_partitioned(Formula.of(y, [*names, *controls], [unit, time]), ddf2, vcov={"CRV1": quote(cluster)})
     dropped = [names[n] for n in names if n not in fit.coefnames]
     if dropped:
