@@ -60,7 +60,6 @@ class _Grouping:
     P: np.ndarray  # G x k
     Q: np.ndarray  # G x p x k
     N: np.ndarray  # G x k: a cluster's share of each group's weight
-    beta: np.ndarray  # k: the group means
     treated: np.ndarray  # k bools: every row of the group is treated
     sw: np.ndarray  # k: the groups' weight sums
 
@@ -112,7 +111,7 @@ def _grouping(imp: Any, codes: np.ndarray, k: int, beta: np.ndarray) -> _Groupin
                         np.column_stack([np.bincount(imp.cl, weights=w0e * x, minlength=G) for x in imp.X])
                         if K else np.zeros((G, 0))], axis=1)
     Psi = grouped(et[m]) / sw - R @ theta / sw
-    return _Grouping(np.hstack([R @ imp.Spinv, Psi]), P, Q, N, beta, treated, sw)
+    return _Grouping(np.hstack([R @ imp.Spinv, Psi]), P, Q, N, treated, sw)
 
 
 def _test(gi: int, g: _Grouping, pi: np.ndarray, restricted: bool) -> _Test:
