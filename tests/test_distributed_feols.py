@@ -244,6 +244,14 @@ def test_event_study_partitioned_refusals(panel, parts):
         sl.event_study(half, y="NQPF", unit="firm", time="year", treat="IM")
 
 
+def test_event_study_imputation_refuses_a_unit_split_across_partitions(panel):
+    """The per-unit algebra needs every unit in one partition (no silent wrong answer)."""
+    rows = panel.sort("year", "firm").to_pandas()  # a firm's years spread over every partition
+    with pytest.raises(PartitionError):
+        sl.event_study(dd.from_pandas(rows, npartitions=3, sort=False), y="NQPF", unit="firm", time="year",
+                       treat="IM", method="imputation")
+
+
 def test_event_study_partitioned_bootstrap_and_placebo_bit_identical(panel, parts):
     """wildboot(es) and placebo(es) of a partitioned event study: the rows gathered to the
     client give the in-memory event study's numbers exactly; above the budget, a refusal."""

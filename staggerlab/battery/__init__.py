@@ -153,7 +153,7 @@ def _battery(data: Any, spec: BatterySpec, verbose: bool, options: dict[str, Any
             warmer.stop()
         if child is not None:
             child.stop()
-    result = BatteryResult(spec, sections, out)
+    result = BatteryResult(spec, _in_order(sections), out)
     write_report(result, frame, source, time.perf_counter() - t_all)
     return result
 
@@ -214,7 +214,6 @@ def _run_section(fn: Callable[..., Section], frame: pl.DataFrame, spec: BatteryS
             f"(seed {spec.seed} gives the same numbers; fewer --draws / --boot-draws / --power-draws make it shorter)"
         ) from None
     sections.append(sec)
-    sections[:] = _in_order(sections)
     if verbose:
         status = f"FAILED ({sec.error})" if sec.error else f"{sec.seconds:7.2f} s {sec.compile_seconds:8.2f} s"
         where = "  (second process)" if sec.process != "main" else ""

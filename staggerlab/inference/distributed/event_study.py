@@ -211,15 +211,15 @@ def gathered_event_study(es: EventStudyResult, what: str) -> EventStudyResult:
     ------
     ClientMemoryError
         The rows exceed the client budget (``es.extra["partitioned"]["client_budget"]``,
-        bytes; the estimate is :func:`.exact.client_bytes`'s per-row part).
+        bytes; the estimate is :func:`.exact.rows_bytes`).
     """
     from ...errors import ClientMemoryError
     from ..did.event_study import event_study
-    from .exact import _BYTES_PER_CELL, _BYTES_PER_ROW
+    from .exact import rows_bytes
 
     part = es.extra["partitioned"]
     cols, budget = part["columns"], part["client_budget"]
-    need = es.nobs * (_BYTES_PER_CELL * len(cols) + _BYTES_PER_ROW)
+    need = rows_bytes(es.nobs, len(cols))
     if need > budget:
         raise ClientMemoryError(
             f"{what} of a partitioned event study gathers its {es.nobs:,} rows to the client (about "

@@ -34,7 +34,8 @@ import polars as pl
 from ...errors import ArgumentError, ClientMemoryError
 from .partitions import run_partitions
 
-__all__ = ["EXACT_MODES", "CLIENT_BUDGET", "client_bytes", "use_exact", "gather", "in_memory_fit", "check_same_fit"]
+__all__ = ["EXACT_MODES", "CLIENT_BUDGET", "client_bytes", "rows_bytes", "use_exact", "gather", "in_memory_fit",
+           "check_same_fit"]
 
 #: ``auto``: bit-identical below the budget, partitioned algebra above;
 #: ``require``: bit-identical or ClientMemoryError; ``never``: partitioned algebra
@@ -65,7 +66,13 @@ def client_bytes(fit: Any) -> int:
     T = pd_.periods.size
     M = T - 1 + len(pd_.xs)
     L = max(T - 1, 1)
-    return int(fit.nobs * (_BYTES_PER_CELL * c + _BYTES_PER_ROW) + 8 * fit.n_units * (L * (M + 2) + M * (M + 3) // 2))
+    return rows_bytes(fit.nobs, c) + 8 * fit.n_units * (L * (M + 2) + M * (M + 3) // 2)
+
+
+def rows_bytes(nobs: int, n_columns: int) -> int:
+    """The client memory of gathering ``nobs`` rows of ``n_columns`` columns and fitting
+    them in memory: ``N (40 c + 64)`` bytes (the first term of :func:`client_bytes`)."""
+    return int(nobs * (_BYTES_PER_CELL * n_columns + _BYTES_PER_ROW))
 
 
 def use_exact(fit: Any, what: str) -> bool:

@@ -39,7 +39,7 @@ from ..regression.rank import psd_pinv
 from ..results import Aggregate
 from .event_study import binned_rel, complete_rows, gather_spec, inputs
 from .exact import CLIENT_BUDGET
-from .partitions import run_partitions
+from .partitions import check_units, run_partitions
 
 __all__ = ["imputation_partitioned"]
 
@@ -88,7 +88,8 @@ def _pass0(pdf: Any, s: _Spec) -> dict[str, Any]:
     D = r["D"]
     rel = r["rel"][_in_es(r, s)]
     return {"untreated": np.unique(r["t"][~D]), "rel": np.unique(rel.astype(np.int64)),
-            "cohorts": np.unique(r["g"][D]), "calendar": np.unique(r["t"][D]), "n_missing": r["n_missing"]}
+            "cohorts": np.unique(r["g"][D]), "calendar": np.unique(r["t"][D]), "n_missing": r["n_missing"],
+            "units": np.unique(r["unit"])}
 
 
 def _local(r: dict[str, Any], s: _Spec) -> dict[str, Any]:
@@ -153,9 +154,10 @@ def _pass1(pdf: Any, s: _Spec) -> dict[str, Any]:
            if K else np.zeros((T, 0)),
            "rhs_t": np.bincount(t[un], weights=yd, minlength=T), "rhs_x": Xd.T @ yd, "dropped": L["dropped"],
            "n": y.size, "D": int(L["D"].sum())}
-    # units per cohort among the rows kept (the group aggregate's weights, as in memory)
-    coh = pl.DataFrame({"g": L["g"], "u": L["unit"]}).filter(pl.col("g") > 0).group_by("g").agg(pl.col("u").unique())
-    out["units_by_cohort"] = {int(g): set(us) for g, us in coh.iter_rows()}
+    # units per cohort among the rows kept (the group aggregate's weights, as in memory; a unit
+    # is in one partition, so the partitions' counts add up)
+    coh = pl.DataFrame({"g": L["g"], "u": L["unit"]}).filter(pl.col("g") > 0).group_by("g").agg(pl.col("u").n_unique())
+    out["units_by_cohort"] = {int(g): int(n) for g, n in coh.iter_rows()}
     for kind, k in _groupings(s):
         c = _codes(L, s, kind)
         m = np.flatnonzero(c >= 0)
@@ -210,6 +212,7 @@ def imputation_partitioned(data: Any, *, y: str, unit: str, time: str, cohort: s
     ddf, used, cluster = inp.ddf, inp.used, inp.cluster
     s = _Spec(y, unit, time, cohort or treat, cohort is not None, list(controls), cluster, window, ref, bin_endpoints)
     r0 = run_partitions(ddf, _pass0, s)
+    check_units([r["units"] for r in r0], unit)  # the per-unit algebra needs every unit in one partition
     n_missing = sum(r["n_missing"] for r in r0)
     if n_missing:
         from ...errors import MissingValueWarning
@@ -227,10 +230,10 @@ def imputation_partitioned(data: Any, *, y: str, unit: str, time: str, cohort: s
     if dropped:
         warnings.warn(f"dropped {dropped} treated row(s) whose unit or period has no untreated observation "
                       "(their untreated outcome cannot be imputed)", stacklevel=4)
-    units_by: dict[int, set] = {}
+    units_by: dict[int, int] = {}
     for r in r1:
-        for g, us in r["units_by_cohort"].items():
-            units_by.setdefault(g, set()).update(us)
+        for g, n in r["units_by_cohort"].items():
+            units_by[g] = units_by.get(g, 0) + n
     nD, N = sum(r["D"] for r in r1), sum(r["n"] for r in r1)
     if nD == 0 or nD == N:
         raise TreatmentError("imputation needs both treated and untreated observations")
@@ -267,7 +270,7 @@ def imputation_partitioned(data: Any, *, y: str, unit: str, time: str, cohort: s
     for kind in ("group", "calendar"):
         b, Vg, _, kept = est[kind]
         lv = s.levels[kind][kept]
-        pi = np.array([len(units_by[int(g)]) for g in lv], float) if kind == "group" else np.ones(lv.size)
+        pi = np.array([units_by[int(g)] for g in lv], float) if kind == "group" else np.ones(lv.size)
         pi /= pi.sum()
         comp = pl.DataFrame({"level": lv, "estimate": b, "se": np.sqrt(np.diag(Vg))})
         aggs[kind] = Aggregate(kind, pi @ b, np.sqrt(pi @ Vg @ pi), df, comp)

@@ -26,6 +26,7 @@ import warnings
 from typing import Any, Sequence
 
 import numpy as np
+import polars as pl
 
 from ...errors import EventStudyError, PartitionedDesignError
 from ..did.event_study import EventStudyResult
@@ -77,18 +78,17 @@ def _with_cells(pdf: Any, args: tuple, time: str, g_last: int | None, lost: list
     return out if keep.all() else out[keep]
 
 
-def _counts(pdf: Any, design: Any, cells: list[str], args: tuple) -> tuple[np.ndarray, dict[int, set]]:
-    """The fit's rows of each cell, and its units by cohort, in this partition."""
+def _counts(pdf: Any, design: Any, cells: list[str], args: tuple) -> tuple[np.ndarray, dict[int, int]]:
+    """The fit's rows of each cell, and its units by cohort, in this partition (a unit is
+    in one partition, so the partitions' counts add up)."""
     r = design.rows(pdf)
     if r.n == 0:
         return np.zeros(len(cells)), {}
     idx = [design.xs.index(n) for n in cells]
     frame, _, _, g, _ = binned_rel(pdf, *args)
-    cohort_of = dict(zip(frame[args[0]].to_list(), g.tolist()))
-    by: dict[int, set] = {}
-    for u in r.unit_ids.tolist():
-        by.setdefault(int(cohort_of[u]), set()).add(u)
-    return r.X[:, idx].sum(axis=0), by
+    fit_units = pl.Series(r.unit_ids.tolist())
+    per_unit = pl.DataFrame({"u": frame[args[0]], "g": g}).unique("u").filter(pl.col("u").is_in(fit_units.implode()))
+    return r.X[:, idx].sum(axis=0), {int(c): int(n) for c, n in per_unit.group_by("g").len().iter_rows()}
 
 
 def sunab_partitioned(data: Any, *, y: str, unit: str, time: str, cohort: str | None, treat: str | None,
@@ -127,10 +127,10 @@ def sunab_partitioned(data: Any, *, y: str, unit: str, time: str, cohort: str | 
                                      "fixed effects or the controls; change the window or the reference period")
     counts = run_partitions(ddf2, _counts, fit.design, list(names), args)
     n_c = sum(c for c, _ in counts)
-    n_units: dict[int, set] = {}
+    n_units: dict[int, int] = {}
     for _, by in counts:
-        for g, us in by.items():
-            n_units.setdefault(g, set()).update(us)
+        for g, n in by.items():
+            n_units[g] = n_units.get(g, 0) + n
     pos = [fit.coefnames.index(n) for n in names]
     g_c = np.array([names[n][0] for n in names], dtype=np.int64)
     l_c = np.array([names[n][1] for n in names], dtype=np.int64)
@@ -139,5 +139,5 @@ def sunab_partitioned(data: Any, *, y: str, unit: str, time: str, cohort: str | 
     extras = {"partitioned_fit": fit, "partitioned": gather_spec(ddf, used, call, "sunab", fit.client_budget)}
     V = fit.vcov()
     return assemble(fit.beta[pos], V[np.ix_(pos, pos)], g_c, l_c, np.asarray(n_c, float),
-                    {g: len(us) for g, us in n_units.items()}, fit.nobs, fit.df_t, ref, window, extras)
+                    n_units, fit.nobs, fit.df_t, ref, window, extras)
 

@@ -208,7 +208,8 @@ def imputation_wildboot(es: Any, draws: int, weights: str, seed: Any, n_backend:
             pi, gi = es.default_weights("dynamic"), 0
         else:
             gcodes, levels, pi = imp.grouping(kind)
-            b = imp.second_stage(gcodes, levels.size)[0]
+            agg = es.aggregate(kind)  # the estimator's own (cached) second stage: its group means
+            b = np.array([agg.estimate]) if kind == "simple" else agg.components["estimate"].to_numpy()
             groupings.append(_grouping(imp, gcodes, levels.size, b))
             gi = len(groupings) - 1
         agg = es.aggregate(kind)
