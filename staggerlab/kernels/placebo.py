@@ -82,6 +82,8 @@ _DRAW_CHUNKS = 16
 #: fixed number of chunks of the matrix-product kernels (results depend on it,
 #: not on the number of threads)
 _PRODUCT_CHUNKS = 32
+#: fixed row halves of a block's ``Z G`` product (:func:`gram_q0`)
+_Q0_CHUNKS = 2
 
 
 def _ro64(a: np.ndarray) -> np.ndarray:
@@ -539,15 +541,46 @@ def draw_meats(pick_BK, l_BK, ent_ptr, ent_units, cl_U, n_clusters, tab_RQ, n_l,
     return meat_B
 
 
+def _gram_chunks(lo, hi, n_chunks, W_CP, part):
+    C = W_CP.shape[0]
+    for ch in range(lo, hi):
+        a, b = ch * C // n_chunks, (ch + 1) * C // n_chunks
+        part[ch] = W_CP[a:b].T @ W_CP[a:b]
+
+
+def gram(W_CP):
+    """``W' W``: the products of fixed row halves (on two threads when the
+    work is large enough), added in order. The caller limits BLAS to one
+    thread (see :func:`gram_q0`)."""
+    C, P = W_CP.shape
+    n_chunks = min(max(C, 1), _Q0_CHUNKS)
+    part = np.empty((n_chunks, P, P))
+    run_chunks(_gram_chunks, n_chunks, (n_chunks, W_CP, part), work=C * P * P / 8)
+    return _in_order(part)
+
+
+def _q0_chunks(lo, hi, n_chunks, Z_BP, G_PP, q0_B):
+    B = Z_BP.shape[0]
+    for ch in range(lo, hi):
+        a, b = ch * B // n_chunks, (ch + 1) * B // n_chunks
+        q0_B[a:b] = np.einsum("bp,bp->b", Z_BP[a:b] @ G_PP, Z_BP[a:b])
+
+
 def gram_q0(Z_BP, G_PP):
-    """``z_b' G z_b`` per draw: one matrix product for the whole block of
-    draws, then a row-wise dot product.
+    """``z_b' G z_b`` per draw: one matrix product per half of the block of
+    draws (the halves on two threads when the work is large enough), then a
+    row-wise dot product.
 
     The caller limits BLAS to one thread: a product split across BLAS threads
-    can round differently from a serial one. One product per block runs at
-    BLAS speed (many small products ran at half of it).
+    can round differently from a serial one, and the fixed halves give the
+    same bits whichever threads compute them. One product per half-block runs
+    at BLAS speed (many small products ran at half of it).
     """
-    return np.einsum("bp,bp->b", Z_BP @ G_PP, Z_BP)
+    B, P = Z_BP.shape
+    q0_B = np.empty(B)
+    n_chunks = min(B, _Q0_CHUNKS)
+    run_chunks(_q0_chunks, n_chunks, (n_chunks, Z_BP, G_PP, q0_B), work=B * P * P / 8)
+    return q0_B
 
 
 @jit(fastmath=SIMD)

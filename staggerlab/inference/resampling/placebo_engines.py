@@ -114,7 +114,7 @@ class FastEngine:
         # quadratic form (Gram matrix) and treated clusters are dot products;
         # many: one matrix product gives every cluster's untreated score
         if self.Wc is not None and self.tuning.gram_ratio * sampler.units_per_draw() < n_cl:
-            self.gram = self.Wc.T @ self.Wc
+            self.gram = kp.gram(self.Wc)
 
     def run(self, slabs: Any, out: np.ndarray) -> None:
         """Statistics of a block's draws (``slabs`` from ``Sampler.slabs``) into ``out``."""
