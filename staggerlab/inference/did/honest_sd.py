@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import optimize, special
 
 from ..._validate import alpha_of
 
@@ -23,8 +23,10 @@ __all__ = ["flci"]
 def _folded_normal_quantile(p: float, mu: float) -> float:
     """``p`` quantile of ``|N(mu, 1)|`` (exact, by root finding)."""
     mu = abs(mu)
-    f = lambda c: stats.norm.cdf(c - mu) - stats.norm.cdf(-c - mu) - p  # noqa: E731
-    hi = mu + stats.norm.ppf(p) + 10.0
+    # scipy.special's ndtr / ndtri are what stats.norm's cdf / ppf evaluate (the same
+    # bits), at a hundredth of the per-call cost: the root finder calls f ~15 times
+    f = lambda c: special.ndtr(c - mu) - special.ndtr(-c - mu) - p  # noqa: E731
+    hi = mu + special.ndtri(p) + 10.0
     return float(optimize.brentq(f, 0.0, hi, xtol=1e-14, rtol=1e-15))
 
 
