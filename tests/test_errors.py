@@ -63,6 +63,14 @@ def test_missing_column_in_panel_and_weights(df):
         fit("y ~ treat | unit", df, weights="wt")
 
 
+def test_column_name_that_is_not_a_string(df):
+    # a required column argument left as None used to fail with a TypeError from len(None)
+    with pytest.raises(sl.errors.ArgumentError, match="must be a string, got None of type NoneType"):
+        sl.dml(df, y="y", treat=None, covariates=["x1"], unit="unit", time="time")
+    with pytest.raises(sl.errors.ArgumentError, match="got 3 of type int"):
+        sl.Panel.from_frame(df, unit=3, time="time")
+
+
 # ------------------------------------------------------------ duplicated rows
 def test_duplicated_unit_time_rows(df):
     dup = pl.concat([df, df.head(2)])

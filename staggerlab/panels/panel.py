@@ -76,7 +76,12 @@ def isolate_columns(frame: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, str]]:
 
 def check_columns(frame: pl.DataFrame, columns: Sequence[str], what: str = "column") -> None:
     """Raise ``MissingColumnError`` naming every absent column, and
-    ``ArgumentError`` for a name polars would read as a pattern."""
+    ``ArgumentError`` for a name that is not a string (e.g. a required
+    argument left as ``None``) or that polars would read as a pattern."""
+    for c in columns:
+        if not isinstance(c, str):
+            raise ArgumentError(f"a {what} name must be a string, got {c!r} of type {type(c).__name__}"
+                                + (" (a required column argument left unset?)" if c is None else ""))
     missing = [c for c in columns if c not in frame.columns]
     for c in columns:
         # polars expressions read these names as every column / a regex
