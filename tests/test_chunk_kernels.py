@@ -111,3 +111,27 @@ def test_dummy_moments_and_meat_same_bits_for_any_thread_count_and_match_numpy(m
     refs = (F.T @ F, F.T @ yu, F.T @ Du, Du.T @ Du, Du.T @ yu, S.T @ S)
     for got, ref in zip(one, refs):
         np.testing.assert_allclose(got, ref, rtol=RTOL, atol=RTOL * np.abs(ref).max())
+
+
+def test_jackknife_rows_same_bits_for_any_thread_count_and_match_numpy(monkeypatch):
+    from staggerlab.kernels.cluster import jackknife_rows
+
+    U = 2500
+    unit, per, X, y, j = _panel()
+    rng = np.random.default_rng(3)
+    Q = np.ascontiguousarray(0.05 * rng.normal(size=(unit.size, 6)))  # small: I - Q_g Q_g' stays positive definite
+    A = np.ascontiguousarray(rng.normal(size=(unit.size, 2)))
+    u = rng.normal(size=unit.size)
+    order = np.argsort(unit, kind="stable")
+    starts = np.r_[0, np.cumsum(np.bincount(unit, minlength=U))]
+
+    assert float(np.sum(np.diff(starts) ** 2)) * Q.shape[1] >= _jit._PARALLEL_WORK  # two threads do run
+    one = _in_threads(monkeypatch, 1, lambda: jackknife_rows(Q, A, u, order, starts))
+    for _ in range(3):
+        two = _in_threads(monkeypatch, 2, lambda: jackknife_rows(Q, A, u, order, starts))
+        assert all(np.array_equal(a, b) for a, b in zip(one, two))
+    for g in (0, 7, U - 1):  # numpy's dense solve, cluster by cluster
+        rows = order[starts[g]:starts[g + 1]]
+        Mg = np.eye(rows.size) - Q[rows] @ Q[rows].T
+        np.testing.assert_allclose(one[0][g], -A[rows].T @ np.linalg.solve(Mg, u[rows]), rtol=1e-12)
+        assert one[1][g] == pytest.approx(np.min(np.diag(np.linalg.cholesky(Mg)) ** 2), rel=1e-10)

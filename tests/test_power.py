@@ -354,6 +354,15 @@ def test_jackknife_nested_matches_pyfixest_crv3():
     V = ssc_factor("CRV3", df.height, k + 1, G) * D.T @ D  # the unit FE, nested, counts once
     order = [names.index(n) for n in ["D", "x1"]]
     np.testing.assert_allclose(V[:2, :2], ref._vcov[np.ix_(order, order)], rtol=1e-9)
+    # the changes of contrasts only (the power study's aggregate): the same as D @ contrasts, and
+    # the variance of a combination of pyfixest's coefficients
+    C = np.zeros((k, 2))
+    C[:2] = [[0.3, 1.0], [-1.2, 0.0]]
+    DC = jackknife_nested(Xd, yd - Xd @ beta, bread, cl, contrasts=C)
+    np.testing.assert_allclose(DC, D @ C, rtol=1e-10, atol=1e-14 * np.abs(D).max())
+    c = C[:2, 0]
+    var_ref = c @ ref._vcov[np.ix_(order, order)] @ c
+    np.testing.assert_allclose(ssc_factor("CRV3", df.height, k + 1, G) * np.sum(DC[:, 0] ** 2), var_ref, rtol=1e-9)
     # a column carried by one cluster alone has no leave-it-out estimate
     lone = (cl == 0).astype(float) * np.arange(df.height) % 3
     Xl = within.demean(np.column_stack([X, lone]))

@@ -26,6 +26,7 @@ from typing import Any, Callable, Sequence, Union
 import numpy as np
 
 from ...errors import FormulaError, VcovError
+from ...kernels import cluster as kcl
 from ...kernels.cluster import cluster_score_sums, cluster_sums
 from .formula import split_top, unquote
 
@@ -331,14 +332,16 @@ def vcov_crv3(
     return ssc_factor("CRV3", N, df_k, G) * V, G
 
 
-def jackknife_nested(X: np.ndarray, u: np.ndarray, bread: np.ndarray, cluster: np.ndarray) -> np.ndarray:
+def jackknife_nested(X: np.ndarray, u: np.ndarray, bread: np.ndarray, cluster: np.ndarray,
+                     contrasts: np.ndarray | None = None) -> np.ndarray:
     """Leave-one-cluster-out coefficient changes ``b_-g - b`` of an OLS fit, without refits.
 
     Exact when ``X`` and ``u`` are the regressors and residuals after
     absorbing only fixed effects nested in the clusters (a nested FE's
     demeaning is within clusters, so removing a cluster leaves every other
     row's demeaned values unchanged): ``b_-g - b = -(X'X - X_g'X_g)^-1 X_g'u_g``,
-    computed as ``-(X'X)^-1 X_g' (I - H_gg)^-1 u_g`` with ``H_gg = X_g (X'X)^-1 X_g'``.
+    computed as ``-(X'X)^-1 X_g' (I - H_gg)^-1 u_g`` with ``H_gg = X_g (X'X)^-1 X_g'``
+    (``= Q_g Q_g'`` with ``Q = X chol((X'X)^-1)``), cluster by cluster in a kernel.
     Fixed effects not nested in the clusters must be columns of ``X``.
 
     Parameters
@@ -350,10 +353,13 @@ def jackknife_nested(X: np.ndarray, u: np.ndarray, bread: np.ndarray, cluster: n
         ``(X'X)^-1``.
     cluster : ndarray of int
         Cluster code (0 .. G-1) of every row.
+    contrasts : ndarray, k x m, optional
+        Return the changes of ``contrasts' b`` only (``D @ contrasts``), at
+        ``m / k`` of the cost of the full ``D``.
 
     Returns
     -------
-    ndarray, G x k
+    ndarray, G x k (G x m with ``contrasts``)
         Row ``g``: ``b_-g - b``. ``adj * D.T @ D`` (``adj`` from :func:`ssc_factor`) is the CRV3
         covariance of :func:`vcov_crv3`.
 
@@ -367,28 +373,20 @@ def jackknife_nested(X: np.ndarray, u: np.ndarray, bread: np.ndarray, cluster: n
     if G < 2:
         raise VcovError(f"CRV3 needs at least 2 clusters, found {G}")
     order = np.argsort(cluster, kind="stable")
-    sizes = np.bincount(cluster, minlength=G)
-    starts = np.r_[0, np.cumsum(sizes)[:-1]]
-    XB = X @ bread
-    out = np.zeros((G, X.shape[1]))
-    # clusters of one size at a time: batched (T x T) solves
-    for T in np.unique(sizes[sizes > 0]):
-        gs = np.flatnonzero(sizes == T)
-        rows = order[starts[gs][:, None] + np.arange(T)[None, :]]
-        Xg, XBg = X[rows], XB[rows]
-        M = np.eye(T)[None] - XBg @ Xg.transpose(0, 2, 1)
-        # I - H_gg is positive definite unless a coefficient rests on cluster g alone; its
-        # Cholesky pivots bound its smallest eigenvalue from above, so a tiny pivot flags it
-        try:
-            L = np.linalg.cholesky(M)
-        except np.linalg.LinAlgError:
-            L = np.zeros_like(M)
-        if np.diagonal(L, axis1=1, axis2=2).min() ** 2 <= 1e-10:
-            raise VcovError("CRV3: a coefficient is identified by one cluster alone, so leaving it out is "
-                            "not defined")
-        z = np.linalg.solve(M, u[rows][..., None])[..., 0]
-        out[gs] = -(z[:, None, :] @ XBg)[:, 0, :]
-    return out
+    starts = np.r_[0, np.cumsum(np.bincount(cluster, minlength=G))]
+    try:
+        root = np.linalg.cholesky(bread)
+    except np.linalg.LinAlgError:
+        raise VcovError("CRV3: (X'X)^-1 is not positive definite (collinear regressors)") from None
+    Q = X @ root
+    A = X @ (bread if contrasts is None else bread @ contrasts)
+    D, pivot = kcl.jackknife_rows(Q, A, u, order, starts)
+    # I - H_gg is positive definite unless a coefficient rests on cluster g alone; its
+    # Cholesky pivots bound its smallest eigenvalue from above, so a tiny pivot flags it
+    if pivot.min() <= 1e-10:
+        raise VcovError("CRV3: a coefficient is identified by one cluster alone, so leaving it out is "
+                        "not defined")
+    return D
 
 
 def sandwich(

@@ -84,9 +84,12 @@ def sunab_crv3(frame: pl.DataFrame, y: str, unit: str, time: str, cohort: str, c
     Xd, yd = within.demean(X), within.demean(frame[y].cast(pl.Float64).to_numpy())
     bread = np.linalg.inv(Xd.T @ Xd)
     beta = bread @ (Xd.T @ yd)
-    D = jackknife_nested(Xd, yd - Xd @ beta, bread, cl)[:, :k]
-    G = D.shape[0]
+    # only the aggregate's leave-one-cluster-out changes: the jackknife of the contrast w'b
+    contrast = np.zeros((X.shape[1], 1))
+    contrast[:k, 0] = w
+    Dw = jackknife_nested(Xd, yd - Xd @ beta, bread, cl, contrasts=contrast)[:, 0]
+    G = Dw.shape[0]
     # parameters counted as fixest/pyfixest do: the unit FE nested in the clusters counts once
     df_k = fe_df(k + len(controls), [int(ucode.max()) + 1, T], [True, False])
-    se = float(np.sqrt(ssc_factor("CRV3", frame.height, df_k, G) * np.sum((D @ w) ** 2)))
+    se = float(np.sqrt(ssc_factor("CRV3", frame.height, df_k, G) * np.sum(Dw**2)))
     return float(w @ beta[:k]), se, G - 1
