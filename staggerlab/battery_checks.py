@@ -14,6 +14,7 @@ from .errors import (
     EmptyPanelError,
     MissingColumnError,
     MissingValueError,
+    NonNumericError,
     PanelError,
     SpecError,
     StaggerlabError,
@@ -96,6 +97,26 @@ def derive_treatment(panel: Panel, spec: BatterySpec) -> tuple[pl.DataFrame, str
     raise MissingColumnError(f"treatment column {spec.treat!r} not found; give --treat COL or --cohort COL")
 
 
+def check_periods(frame: pl.DataFrame, time: str) -> None:
+    """Raise ``NonNumericError`` for a period column that is not numeric and
+    ``PanelError`` for one with non-integer values: adoption periods and event
+    time are differences of integer periods (a cast would truncate 2011.5 to 2011)."""
+    s = frame[time].drop_nulls()
+    if s.dtype.is_integer():
+        return
+    example = s[0] if s.len() else None
+    if not s.dtype.is_float():
+        raise NonNumericError(
+            f"time column {time!r} has type {s.dtype} (e.g. {example!r}), not integer periods; convert it "
+            "first, e.g. to years, or to year * 4 + quarter for quarterly labels such as '2011-Q1'")
+    v = s.to_numpy()
+    bad = np.isfinite(v) & (v != np.floor(v))
+    if bad.any():
+        raise PanelError(
+            f"time column {time!r} has non-integer periods (e.g. {v[bad][0]!r}); the battery needs integer "
+            "periods (e.g. years, or year * 4 + quarter)")
+
+
 def check_options(spec: BatterySpec) -> None:
     """Check the options that need no data (draw counts, outcomes, window); raise one clear error."""
     check_draws(spec.draws, "draws (--draws)")
@@ -127,8 +148,10 @@ def validate(frame: pl.DataFrame, spec: BatterySpec) -> pl.DataFrame:
     named by :func:`helper_names`.
     Every check runs before the first section: options, an empty frame, absent
     or entirely missing columns, a treatment that is also an outcome or a
-    control, non-numeric values, a panel of one row / unit / period, a
-    treatment that is not 0/1 or switches off, a single cluster.
+    control, non-numeric values, periods that are not integers, a panel of
+    one row / unit / period, a treatment that is not 0/1 or switches off,
+    a treatment adopted by every unit in one period (no comparison group),
+    a single cluster.
     """
     check_options(spec)
     if frame.height == 0:
@@ -158,6 +181,7 @@ def validate(frame: pl.DataFrame, spec: BatterySpec) -> pl.DataFrame:
                                      f"{role}; drop it from {flag}")
     for role in ("outcome", "mechanism", "control", "extra control", "instrument", "treatment", "cohort"):
         check_numeric(frame, roles[role], role)
+    check_periods(frame, spec.time)
     # one row per (unit, period); the panel's unit codes then serve the adoption pass
     panel = Panel.from_frame(frame, unit=spec.unit, time=spec.time)
     n_units, n_periods = panel.n_units, panel.n_periods
@@ -170,6 +194,15 @@ def validate(frame: pl.DataFrame, spec: BatterySpec) -> pl.DataFrame:
     d = frame[treat].drop_nulls()
     if d.n_unique() < 2:
         raise TreatmentError(f"treatment {treat!r} never varies (always {d[0] if d.len() else 'missing'}); nothing to estimate")
+    within = (frame.filter(pl.col(treat).cast(pl.Float64).is_finite())
+              .group_by(spec.time).agg(pl.col(treat).n_unique()))
+    if within.get_column(treat).max() < 2:
+        # D_it = f(t): a set of period dummies; no period has treated and untreated units side by side
+        start = frame.filter(pl.col(treat) > 0).get_column(spec.time).min()
+        raise TreatmentError(
+            f"treatment {treat!r} takes one value per period (every unit has it from {spec.time} = {start}): "
+            "it is collinear with the period effects and no period compares treated with untreated units; "
+            "a difference-in-differences needs units that are not (yet) treated")
     for y in [*spec.outcomes, *spec.mechanisms]:
         if frame[y].drop_nulls().n_unique() < 2:
             raise StaggerlabError(f"outcome {y!r} is constant; drop it from --outcome")

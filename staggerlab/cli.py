@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,18 @@ def main(argv: list[str] | None = None) -> int:
     3 an internal error; 130 interrupted (Ctrl-C).
     """
     args = _parser().parse_args(argv)
+    with warnings.catch_warnings():
+        # a report of dropped rows or a guessed separator is one line, not a source listing
+        warnings.showwarning = _show_warning
+        return _main(args)
+
+
+def _show_warning(message: Any, category: type, filename: str, lineno: int, file: Any = None,
+                  line: str | None = None) -> None:
+    print(f"staggerlab: warning: {message}", file=sys.stderr)
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         from .battery import battery
 

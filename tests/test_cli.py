@@ -183,3 +183,49 @@ def test_a_real_sigint_ends_the_command_in_one_line(panel_csv, tmp_path):
 def test_console_script_version():
     r = subprocess.run([sys.executable, "-m", "staggerlab.cli", "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("staggerlab ")
+
+
+# ------------------------------------------------------------ inputs refused before the first section
+def _bad_input(tmp_path, capsys, frame: pl.DataFrame, **write) -> tuple[int, str]:
+    path = tmp_path / "bad.csv"
+    frame.write_csv(path, **write)
+    code = main(_args(str(path), tmp_path / "out"))
+    return code, capsys.readouterr().err
+
+
+def test_text_periods_are_refused_by_name(tmp_path, capsys):
+    df = sl.simulate.staggered(20, 4, n_controls=1, seed=1).with_columns(pl.format("{}-Q1", "time").alias("time"))
+    code, err = _bad_input(tmp_path, capsys, df)
+    assert code == 2 and "Traceback" not in err
+    assert "time column 'time' has type String (e.g. '" in err and "-Q1'), not integer periods" in err
+
+
+def test_non_integer_periods_are_refused_not_truncated(tmp_path, capsys):
+    df = sl.simulate.staggered(20, 4, n_controls=1, seed=1).with_columns(pl.col("time") + 0.25)
+    code, err = _bad_input(tmp_path, capsys, df)
+    assert code == 2 and "has non-integer periods (e.g. " in err and ".25)" in err
+
+
+def test_a_treatment_every_unit_adopts_in_one_period_is_refused(tmp_path, capsys):
+    # D_it = 1[t >= 2013] for every unit: the period effects absorb it, there is nothing to compare
+    df = sl.simulate.staggered(20, 4, n_controls=1, seed=1)
+    start = int(df["time"].min()) + 2
+    df = df.with_columns((pl.col("time") >= start).cast(pl.Int64).alias("treat"))
+    code, err = _bad_input(tmp_path, capsys, df)
+    assert code == 2
+    assert f"takes one value per period (every unit has it from time = {start})" in err
+
+
+def test_a_semicolon_csv_is_read_and_the_guess_reported_in_one_line(tmp_path, capsys):
+    # the separator is guessed and said (one line, no source listing); the text periods then stop the run
+    df = sl.simulate.staggered(20, 4, n_controls=1, seed=1).with_columns(pl.format("y{}", "time").alias("time"))
+    code, err = _bad_input(tmp_path, capsys, df, separator=";")
+    assert code == 2
+    assert "staggerlab: warning: bad.csv: read with ';' as the field separator (its header line has no comma)\n" in err
+    assert "time column 'time' has type String" in err  # the columns were found: the file was split on ';'
+    assert "warnings.warn" not in err and ".py:" not in err
+    from staggerlab.panels.io import read_frame
+
+    with pytest.warns(sl.errors.StaggerlabWarning, match="read with ';'"):
+        frame = read_frame(tmp_path / "bad.csv")
+    assert frame.columns == df.columns and frame.height == df.height

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import polars as pl
 
-from ..errors import EmptyPanelError, MissingColumnError, PanelError
+from ..errors import EmptyPanelError, MissingColumnError, PanelError, StaggerlabWarning
 from .panel import NaPolicy, Panel
 
 __all__ = ["read_panel", "read_frame"]
@@ -17,7 +18,10 @@ __all__ = ["read_panel", "read_frame"]
 def read_frame(path: str | Path, columns: Sequence[str] | None = None) -> pl.DataFrame:
     """Read a parquet or csv file into polars, only ``columns`` if given.
 
-    Parquet is scanned lazily so only the needed columns are read.
+    Parquet is scanned lazily so only the needed columns are read. A csv file
+    is comma-separated unless its header line has no comma and has ``;``,
+    tabs or ``|`` (the most frequent is used, with a ``StaggerlabWarning``);
+    ``.tsv`` files are tab-separated.
 
     Raises
     ------
@@ -49,7 +53,7 @@ def _read(path: Path, columns: Sequence[str] | None) -> pl.DataFrame:
     if suffix in (".parquet", ".pq"):
         lf = pl.scan_parquet(path)
     elif suffix in (".csv", ".txt", ".tsv"):
-        lf = pl.scan_csv(path, separator="\t" if suffix == ".tsv" else ",", infer_schema_length=10000)
+        lf = pl.scan_csv(path, separator=_separator(path, suffix), infer_schema_length=10000)
     else:
         raise PanelError(f"cannot read {path.name}: expected a .parquet or .csv file")
     if columns is not None:
@@ -66,6 +70,25 @@ def _read(path: Path, columns: Sequence[str] | None) -> pl.DataFrame:
         if frame[c].n_chunks() > 1:
             frame = frame.with_columns(frame[c].rechunk())
     return frame
+
+
+def _separator(path: Path, suffix: str) -> str:
+    """The csv file's field separator: tab for .tsv; otherwise a comma, unless
+    the header line has none and has semicolons, tabs or bars (spreadsheet
+    exports in many locales use ``;``), which is then used and reported."""
+    if suffix == ".tsv":
+        return "\t"
+    with open(path, "rb") as f:
+        header = f.readline(1 << 20).decode("utf-8", errors="replace")
+    if "," in header:
+        return ","
+    found = [c for c in (";", "\t", "|") if c in header]
+    if not found:
+        return ","  # one column, or an unusual separator: the column checks name what is missing
+    sep = max(found, key=header.count)
+    warnings.warn(f"{path.name}: read with {sep!r} as the field separator (its header line has no comma)",
+                  StaggerlabWarning, stacklevel=4)
+    return sep
 
 
 def _read_parquet_columns(lf: pl.LazyFrame) -> pl.DataFrame:
