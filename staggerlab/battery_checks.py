@@ -14,7 +14,6 @@ from .errors import (
     EmptyPanelError,
     MissingColumnError,
     MissingValueError,
-    NonNumericError,
     PanelError,
     SpecError,
     StaggerlabError,
@@ -23,7 +22,7 @@ from .errors import (
 )
 from .inference.regression.formula import split_top, unquote
 from .panels.adoption import adoption_times
-from .panels.panel import Panel, check_numeric, finite_mask, fresh_name
+from .panels.panel import Panel, check_numeric, check_periods, finite_mask, fresh_name
 
 if TYPE_CHECKING:
     from .battery import BatterySpec
@@ -95,26 +94,6 @@ def derive_treatment(panel: Panel, spec: BatterySpec) -> tuple[pl.DataFrame, str
         )
         return frame, treat
     raise MissingColumnError(f"treatment column {spec.treat!r} not found; give --treat COL or --cohort COL")
-
-
-def check_periods(frame: pl.DataFrame, time: str) -> None:
-    """Raise ``NonNumericError`` for a period column that is not numeric and
-    ``PanelError`` for one with non-integer values: adoption periods and event
-    time are differences of integer periods (a cast would truncate 2011.5 to 2011)."""
-    s = frame[time].drop_nulls()
-    if s.dtype.is_integer():
-        return
-    example = s[0] if s.len() else None
-    if not s.dtype.is_float():
-        raise NonNumericError(
-            f"time column {time!r} has type {s.dtype} (e.g. {example!r}), not integer periods; convert it "
-            "first, e.g. to years, or to year * 4 + quarter for quarterly labels such as '2011-Q1'")
-    v = s.to_numpy()
-    bad = np.isfinite(v) & (v != np.floor(v))
-    if bad.any():
-        raise PanelError(
-            f"time column {time!r} has non-integer periods (e.g. {v[bad][0]!r}); the battery needs integer "
-            "periods (e.g. years, or year * 4 + quarter)")
 
 
 def check_options(spec: BatterySpec) -> None:

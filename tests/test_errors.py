@@ -300,3 +300,17 @@ def test_missing_value_messages_name_only_the_columns_with_missing_values():
                        cluster="unit", method="imputation")
     msgs = [str(w.message) for w in rec if issubclass(w.category, MissingValueWarning)]
     assert any("'y', 'x2'" in m and "'unit'" not in m for m in msgs)
+
+
+# ------------------------------------------------------------ periods
+@pytest.mark.parametrize("estimator", ["event_study", "cs", "bacon"])
+def test_non_integer_or_text_periods_are_refused_by_the_staggered_estimators(df, estimator):
+    # event time is time - adoption: 2011.5 used to be truncated to 2011 by a cast
+    kw = dict(y="y", unit="unit", time="time", treat="treat")
+    call = getattr(sl, estimator)
+    with pytest.raises(PanelError, match=r"time column 'time' has non-integer periods \(e.g. 2011.5\)"):
+        call(df.with_columns(pl.col("time") + 0.5), **kw)
+    with pytest.raises(NonNumericError, match="time column 'time' has type String .e.g. '2011-Q1'.") as exc:
+        call(df.with_columns(pl.format("{}-Q1", "time").alias("time")), **kw)
+    assert isinstance(exc.value, TypeError)
+    call(df.with_columns(pl.col("time").cast(pl.Float64)), **kw)  # whole numbers as floats are periods

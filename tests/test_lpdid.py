@@ -10,7 +10,7 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from staggerlab.errors import ArgumentTypeError, EventStudyError
+from staggerlab.errors import ArgumentTypeError, EventStudyError, PanelError
 from staggerlab.inference.did.event_study import event_study
 
 pf = pytest.importorskip("pyfixest")
@@ -148,7 +148,7 @@ def test_refusals(small):
     df["time"] = df["time"] + 0.5
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with pytest.raises(EventStudyError, match="whole numbers"):
+        with pytest.raises(PanelError, match="non-integer periods"):
             _lp(df.assign(event_date=df.event_date + 0.5))
 
 

@@ -18,10 +18,11 @@ from ..errors import (
     MissingValueError,
     MissingValueWarning,
     NonNumericError,
+    PanelError,
 )
 from ..kernels.panel import int_run_lengths, repeated_cells, strictly_increasing_pairs
 
-__all__ = ["Panel", "to_polars", "check_columns", "check_numeric", "finite_mask", "factorize_column",
+__all__ = ["Panel", "to_polars", "check_columns", "check_numeric", "check_periods", "finite_mask", "factorize_column",
            "factorize_with_ids", "sorted_unique_ids", "run_lengths", "missing_columns", "column_list",
            "fresh_name", "isolate_columns"]
 
@@ -109,6 +110,27 @@ def check_numeric(frame: pl.DataFrame, columns: Sequence[str], role: str) -> Non
                 f"{role} column {c!r} has type {dt}, not a number; "
                 "convert it (e.g. cast or encode it) before fitting"
             )
+
+
+def check_periods(frame: pl.DataFrame, time: str) -> None:
+    """Raise ``NonNumericError`` for a period column that is not numeric and
+    ``PanelError`` for one with non-integer values: adoption periods and event
+    time are differences of integer periods (a cast would truncate 2011.5 to
+    2011). Missing values are left to the missing-value checks."""
+    s = frame[time].drop_nulls()
+    if s.dtype.is_integer():
+        return
+    example = s[0] if s.len() else None
+    if not s.dtype.is_float():
+        raise NonNumericError(
+            f"time column {time!r} has type {s.dtype} (e.g. {example!r}), not integer periods; convert it "
+            "first, e.g. to years, or to year * 4 + quarter for quarterly labels such as '2011-Q1'")
+    v = s.to_numpy()
+    bad = np.isfinite(v) & (v != np.floor(v))
+    if bad.any():
+        raise PanelError(
+            f"time column {time!r} has non-integer periods (e.g. {float(v[bad][0])!r}); adoption and event time "
+            "need integer periods (e.g. years, or year * 4 + quarter)")
 
 
 def finite_mask(frame: pl.DataFrame, columns: Sequence[str]) -> np.ndarray:

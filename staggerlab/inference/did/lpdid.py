@@ -22,13 +22,9 @@ __all__ = ["lpdid", "integer_times", "unit_time_index"]
 
 
 def integer_times(sd: StaggeredData) -> np.ndarray:
-    """The period column as int64, refusing non-integer periods (leads, lags and
-    event windows count periods, so a period must be a whole number)."""
-    t = sd.frame[sd.time].to_numpy()
-    ti = np.asarray(t).astype(np.int64)
-    if not np.array_equal(ti, t):
-        raise EventStudyError(f"time column {sd.time!r} must hold whole numbers (periods) for this method")
-    return ti
+    """The period column as int64 (``prepare`` refused non-integer periods:
+    leads, lags and event windows count periods)."""
+    return np.asarray(sd.frame[sd.time].to_numpy()).astype(np.int64)
 
 
 def unit_time_index(ucode: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, int, int]:

@@ -22,6 +22,7 @@ from ...panels.panel import (
     check_columns,
     check_not_all_missing,
     check_numeric,
+    check_periods,
     column_list,
     factorize_column,
     finite_mask,
@@ -175,7 +176,8 @@ def prepare(
     cluster = cluster or unit
     need = [y, unit, time, *controls, cluster, *([weights] if weights else []), cohort or treat]
     check_columns(frame, need)
-    check_numeric(frame, [y, time, *controls, *([weights] if weights else [])], "outcome/time/control")
+    check_numeric(frame, [y, *controls, *([weights] if weights else [])], "outcome/control")
+    check_periods(frame, time)
     same_ids = isinstance(data, Panel) and (unit, time) == (data.unit, data.time)
     # no column of the caller's may be named like the columns added below
     frame, names = isolate_columns(frame)
