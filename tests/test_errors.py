@@ -314,3 +314,12 @@ def test_non_integer_or_text_periods_are_refused_by_the_staggered_estimators(df,
         call(df.with_columns(pl.format("{}-Q1", "time").alias("time")), **kw)
     assert isinstance(exc.value, TypeError)
     call(df.with_columns(pl.col("time").cast(pl.Float64)), **kw)  # whole numbers as floats are periods
+
+
+def test_a_biennial_panel_is_told_why_its_relative_periods_collide():
+    # odd cohorts on even years: relative times of two grids; the refusal says the periods are 2 apart
+    df = sl.simulate.staggered(60, 8, n_controls=1, seed=4).filter(pl.col("time") % 2 == 0)
+    with pytest.raises(sl.errors.ReferencePeriodError, match=r"are collinear with the unit and time") as exc:
+        sl.event_study(df, y="y", unit="unit", time="time", cohort="cohort")
+    assert "The periods of 'time' are 2 apart (2012, 2014, ...)" in str(exc.value)
+    assert "(time - 2012) / 2 + 1" in str(exc.value)

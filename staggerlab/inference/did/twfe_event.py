@@ -88,8 +88,20 @@ def _refuse_collinear(sd: StaggeredData, refs: tuple[int, ...], dropped: list[in
     raise ReferencePeriodError(
         f"relative-period dummies {dropped} are collinear with the {sd.unit} and {sd.time} fixed effects "
         f"(or the controls); the estimates would be relative to an unnamed period. Observed relative periods: "
-        f"{observed}; add them to ref= (e.g. ref={[*refs, *dropped]}) or change the window"
+        f"{observed}; add them to ref= (e.g. ref={[*refs, *dropped]}) or change the window" + _step_hint(sd)
     )
+
+
+def _step_hint(sd: StaggeredData) -> str:
+    """A sentence for periods more than one unit apart (biennial surveys): relative
+    time is a difference of ``time`` values, so its periods are not consecutive."""
+    times = np.asarray(sd.times, dtype=np.int64)
+    step = int(np.gcd.reduce(np.diff(times))) if times.size > 1 else 1
+    if step <= 1:
+        return ""
+    return (f". The periods of {sd.time!r} are {step} apart ({times[0]}, {times[1]}, ...), so relative time "
+            f"counts {sd.time} units and cohorts off that grid meet other relative periods; number the periods "
+            f"consecutively first (e.g. ({sd.time} - {times[0]}) / {step} + 1, and the cohorts alike)")
 
 
 def _twfe_lean(sd: StaggeredData, frame: pl.DataFrame, levels: list[int], window: tuple[int, int],
