@@ -206,6 +206,11 @@ class UnboundedIntervalWarning(StaggerlabWarning):
     from the estimate is rejected, e.g. a wild bootstrap with too few distinct draws."""
 
 
+class SingleClusterWarning(StaggerlabWarning):
+    """An estimate rests on the rows of one cluster: its cluster-robust standard
+    error cannot see that cluster's own noise and understates the uncertainty."""
+
+
 class HonestDiDWarning(StaggerlabWarning):
     """A Rambachan-Roth robust confidence set could not be computed as asked (e.g. it is empty)."""
 

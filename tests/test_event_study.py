@@ -460,3 +460,38 @@ def test_honest_refuses_two_reference_periods():
                      ref=[-1, -4])
     with pytest.raises(sl.errors.HonestDiDError, match=r"normalises 2 periods \(-1, -4\)"):
         sl.honest(es, method="relative_magnitude", Mbar=[1])
+
+
+def test_a_relative_period_resting_on_one_cluster_is_flagged():
+    """A cohort of one unit alone at relative period -5: its coefficient is that unit's own
+    contrast, with no leave-that-cluster-out estimate (the CRV3 jackknife refuses it), so its
+    CRV1 interval is flagged, by TWFE, Sun-Abraham and imputation alike; the full panel is not."""
+    from staggerlab.errors import SingleClusterWarning, VcovError
+    from staggerlab.inference.regression.absorb import Absorber
+    from staggerlab.inference.regression.vcov import jackknife_nested
+
+    df = sl.simulate.staggered(60, 8, n_controls=1, seed=4)
+    keep = df.filter(pl.col("cohort") == 2017)["unit"][0]
+    one = df.filter((pl.col("cohort") != 2017) | (pl.col("unit") == keep))
+    for method in ("twfe", "sunab", "imputation"):
+        with pytest.warns(SingleClusterWarning, match=r"relative period\(s\) \[-5\] rest on the treated rows of one "
+                                                      r"cluster \('unit'\)"):
+            es = sl.event_study(one, y="y", unit="unit", time="time", cohort="cohort", method=method)
+        assert es.extra["single_cluster"] == [-5]
+        assert "relative period(s) [-5] rest on one cluster" in es.summary()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", SingleClusterWarning)
+            full = sl.event_study(df, y="y", unit="unit", time="time", cohort="cohort", method=method)
+        assert full.extra["single_cluster"] == []
+    # the dynamic TWFE design itself: leaving that unit out leaves the -5 dummy unidentified
+    rel = (one["time"] - one["cohort"]).clip(-5, 5).to_numpy()
+    treated = one["cohort"].to_numpy() > 0
+    cols = [((rel == r) & treated).astype(float) for r in range(-5, 6) if r != -1]
+    times = np.unique(one["time"].to_numpy())
+    cols += [(one["time"].to_numpy() == t).astype(float) for t in times[1:]]
+    ucode = one["unit"].rank("dense").cast(pl.Int64).to_numpy() - 1
+    within = Absorber([ucode])
+    Xd, yd = within.demean(np.column_stack(cols)), within.demean(one["y"].to_numpy())
+    bread = np.linalg.inv(Xd.T @ Xd)
+    with pytest.raises(VcovError, match="one cluster alone"):
+        jackknife_nested(Xd, yd - Xd @ (bread @ (Xd.T @ yd)), bread, ucode)

@@ -7,13 +7,14 @@ period, their covariance, aggregations, a pre-trend test and Figure 1).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 import polars as pl
 
-from ...errors import ArgumentTypeError, EventStudyError, ReferencePeriodError
+from ...errors import ArgumentTypeError, EventStudyError, ReferencePeriodError, SingleClusterWarning
 from ..results import Aggregate, PretrendTest, Result, interval
 from .staggered_data import prepare
 
@@ -163,6 +164,9 @@ class EventStudyResult(Result):
                          f"{r['ci_low']:>11.5f}{r['ci_high']:>11.5f}")
         if (self.rel_time < 0).any():
             lines.append(self.pretrend_test().summary())
+        if self.extra.get("single_cluster"):
+            lines.append(f"relative period(s) {self.extra['single_cluster']} rest on one cluster: their standard "
+                         "errors understate the uncertainty (SingleClusterWarning)")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -321,12 +325,40 @@ def event_study(
         raise ArgumentTypeError(f"tuning must be an EventStudyTuning for method={method!r}, got {type(tuning).__name__}")
     sd.codes()  # every method needs the (unit, time) codes: computed once, here
     res = run(sd, (lo, hi), refs if method == "twfe" else refs[0], bool(bin_endpoints), tuning, **kwargs)
+    if method in ("twfe", "sunab", "imputation"):
+        _flag_single_cluster(res, sd, (lo, hi), bool(bin_endpoints))
     if df == "normal":
         res.df = None
     elif df == "clusters":
         # each method's df is already its clusters minus one (CRV1 / GMM by cluster); recounted to be explicit
         res.df = sd.frame[sd.cluster].n_unique() - 1 if res.df is None else res.df
     return res
+
+
+def _flag_single_cluster(res: EventStudyResult, sd: Any, window: tuple[int, int], bin_endpoints: bool) -> None:
+    """Warn about (and list in ``res.extra["single_cluster"]``) the relative
+    periods whose treated rows all lie in one cluster.
+
+    Such a coefficient is that cluster's own contrast: its residuals in those
+    cells are fitted away, so a cluster-robust (CRV1 or GMM) standard error
+    cannot see that cluster's noise and understates the uncertainty; a
+    leave-one-cluster-out estimate does not exist.
+    """
+    from .staggered_data import REL
+
+    rel = pl.col(REL).clip(*window) if bin_endpoints else pl.col(REL)
+    counts = (sd.frame.lazy().filter(pl.col(REL).is_not_null()).select(rel.alias("r"), pl.col(sd.cluster))
+              .group_by("r").agg(pl.col(sd.cluster).n_unique().alias("n")).filter(pl.col("n") == 1).collect())
+    one = sorted(set(counts["r"].to_list()) & {int(r) for r in res.rel_time})
+    res.extra["single_cluster"] = one
+    if one:
+        label = sd.caller(sd.cluster)
+        warnings.warn(
+            f"relative period(s) {one} rest on the treated rows of one cluster ({label!r}): that cluster's "
+            "residuals there are fitted away, so the cluster-robust standard errors of those coefficients (and "
+            "of aggregates and pre-trend tests that use them) understate the uncertainty; bin them into "
+            "better-supported periods (a narrower window) or read them as descriptive",
+            SingleClusterWarning, stacklevel=3)
 
 
 def _partitioned(data: Any, method: str, y: str, unit: str | None, time: str | None, cohort: str | None,
