@@ -512,3 +512,26 @@ def test_event_study_boot_outputs_equal_brute_force_multiplier_bootstrap(mpdta, 
     assert r.pretrend_pvalue == pytest.approx(np.mean(w >= w_obs * (1 - 1e-10)), abs=1e-12)
     with pytest.raises(sl.errors.WildBootError, match="rademacher"):
         event_study_wildboot(res, draws=99, weights="webb")
+
+
+def test_a_cohort_resting_on_one_cluster_is_flagged():
+    # a cohort of one unit: its ATT(g,t) is that unit's own contrast, its influence-function
+    # variance has no treated-side term (the unit is its cohort's mean), so it is flagged
+    from staggerlab.errors import SingleClusterWarning
+
+    df = sl.simulate.staggered(60, 8, n_controls=1, seed=4)
+    keep = df.filter(pl.col("cohort") == 2017)["unit"][0]
+    one = df.filter((pl.col("cohort") != 2017) | (pl.col("unit") == keep))
+    with pytest.warns(SingleClusterWarning, match=r"cohort\(s\) \[2017\] have all their units in one cluster \('unit'\)"):
+        r = sl.cs(one, y="y", unit="unit", time="time", cohort="cohort")
+    assert r.single_cluster == [2017] and "cohort(s) [2017] rest on one cluster" in r.summary()
+    # clusters of several units: a cohort whose units share one cluster is flagged, others not
+    grp = df.with_columns((pl.col("unit") % 7).alias("grp"))
+    lone = grp.filter(pl.col("cohort") == 2013)["grp"][0]
+    grp = grp.filter((pl.col("cohort") != 2013) | (pl.col("grp") == lone))
+    with pytest.warns(SingleClusterWarning, match=r"\[2013\].*\('grp'\)"):
+        r = sl.cs(grp, y="y", unit="unit", time="time", cohort="cohort", cluster="grp")
+    assert r.single_cluster == [2013]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SingleClusterWarning)
+        assert sl.cs(df, y="y", unit="unit", time="time", cohort="cohort").single_cluster == []

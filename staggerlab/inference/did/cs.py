@@ -47,6 +47,7 @@ that is balanced gives identical numbers with either setting.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
@@ -59,6 +60,7 @@ from ...errors import (
     ArgumentError,
     ArgumentTypeError,
     CovariatesNotSupportedError,
+    SingleClusterWarning,
     TreatmentError,
 )
 from ..resampling.placebo_blocks import SERIAL_BLAS
@@ -136,6 +138,7 @@ class CSResult(Result):
                  tuning: CSTuning = CSTuning(), min_e: float = -np.inf, max_e: float = np.inf,
                  df: int | None = None, est_method: str | None = None):
         self._cells = cells
+        self.single_cluster: list[int] = []  # cohorts whose units lie in one cluster (set by the estimator)
         self.est_method = est_method
         self.controls = list(wd.x_names)
         self._wd = wd
@@ -248,6 +251,9 @@ class CSResult(Result):
         for kind in ("simple", "dynamic", "group", "calendar"):
             a = self.aggregate(kind)
             lines.append(f"overall ATT ({kind:8s}): {a.estimate: .6f}  (se {a.se:.6f})")
+        if self.single_cluster:
+            lines.append(f"cohort(s) {self.single_cluster} rest on one cluster: their standard errors understate "
+                         "the uncertainty (SingleClusterWarning)")
         lines.append(str(self.tidy()))
         return "\n".join(lines)
 
@@ -379,11 +385,25 @@ def callaway_santanna(
     with SERIAL_BLAS:
         cells = att_gt(wd, control, int(anticipation), base_period, est_method)
     n_clusters = wd.g.size if wd.by_unit else int(wd.cluster.max()) + 1
-    return CSResult(
+    res = CSResult(
         cells, wd, window=window, control=control, anticipation=anticipation,
         base_period=base_period, level=level, boot=boot, tuning=tuning, min_e=min_e, max_e=max_e,
         df=n_clusters - 1 if df == "clusters" else None, est_method=est_method if sd.controls else None,
     )
+    res.single_cluster = _single_cluster_cohorts(wd)
+    if res.single_cluster:
+        warnings.warn(
+            f"cohort(s) {res.single_cluster} have all their units in one cluster ({sd.caller(sd.cluster)!r}): "
+            "their ATT(g,t) are that cluster's own contrasts, whose noise the influence-function standard errors "
+            "cannot see, so those (and the aggregates that use them) understate the uncertainty",
+            SingleClusterWarning, stacklevel=3)
+    return res
+
+
+def _single_cluster_cohorts(wd: Wide) -> list[int]:
+    """The treated cohorts whose units all lie in one cluster."""
+    cl = np.arange(wd.g.size) if wd.by_unit else wd.cluster
+    return [int(g) for g in np.unique(wd.g[wd.g > 0]) if np.unique(cl[wd.g == g]).size == 1]
 
 
 def cs(
