@@ -174,3 +174,30 @@ def test_two_way_parts_match_pyfixest(pf_data, pf_feols, fml, clusters):
     np.testing.assert_allclose(V, np.asarray(ref._vcov), rtol=PF_RTOL, atol=0)
     assert G - 1 == int(ref._df_t)
     np.testing.assert_array_equal(V, fit.vcov())
+
+
+def test_a_coefficient_on_one_treated_cluster_is_flagged():
+    # one treated unit: CRV1's SE of the treatment omits that unit's own noise (its
+    # residuals are fitted away); flagged for CRV1 and CRV3, by any cluster that holds
+    # all its nonzero rows, and not for a treatment spread over clusters or an iid/HC1 fit
+    import warnings
+
+    import polars as pl
+
+    import staggerlab as sl
+    from staggerlab.errors import SingleClusterWarning
+
+    df = sl.simulate.staggered(60, 8, n_controls=1, seed=4).with_columns((pl.col("unit") % 6).alias("grp"))
+    u1 = df.filter(pl.col("cohort") > 0)["unit"][0]
+    one = df.with_columns(pl.when(pl.col("unit") == u1).then(pl.col("treat")).otherwise(0).alias("treat"))
+    for vcov in ({"CRV1": "unit"}, {"CRV3": "unit"}, {"CRV1": "grp"}, {"CRV1": "unit+time"}):
+        with pytest.warns(SingleClusterWarning, match=r"coefficient\(s\) \['treat'\] rest on one cluster"):
+            fit = sl.feols("y ~ treat + x1 | unit + time", one, vcov=vcov)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SingleClusterWarning)
+        fit.with_vcov("hetero")
+        sl.feols("y ~ treat + x1 | unit + time", one, vcov="iid")
+        sl.feols("y ~ treat + x1 | unit + time", df, vcov={"CRV1": "unit"})
+        sl.feols("y ~ treat + x1 | unit + time", df, vcov={"CRV1": "grp"})
+    with pytest.warns(SingleClusterWarning, match="lies in one 'unit' cluster"):
+        fit.with_vcov({"CRV1": "unit"})

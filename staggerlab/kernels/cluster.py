@@ -6,7 +6,7 @@ import numpy as np
 
 from ._jit import jit, readonly, run_chunks
 
-__all__ = ["cluster_sums", "cluster_score_sums", "cluster_score_sums_into", "jackknife_rows"]
+__all__ = ["cluster_sums", "cluster_score_sums", "cluster_score_sums_into", "jackknife_rows", "lone_cluster"]
 
 #: fixed chunks of clusters of :func:`jackknife_rows` (the grain of the work sharing only)
 _JACKKNIFE_CHUNKS = 16
@@ -116,3 +116,19 @@ def jackknife_rows(Q_NP, A_NM, u_N, order, starts):
     args = (n_chunks, readonly(Q_NP), readonly(A_NM), readonly(u_N), np.ascontiguousarray(order, dtype=np.int64), np.ascontiguousarray(starts, dtype=np.int64), t_max, out, pivot)
     run_chunks(_jackknife_chunks, n_chunks, args, work=float(np.sum(np.diff(starts) ** 2)) * Q_NP.shape[1])
     return out, pivot
+
+
+@jit
+def lone_cluster(x_N, codes_N):
+    """The cluster code shared by every nonzero entry of ``x``; -1 if they lie in
+    two or more clusters (found at the first such pair: a dense column stops
+    within a few rows), -2 if ``x`` is all zero."""
+    first = -2
+    for n in range(x_N.shape[0]):
+        if x_N[n] != 0.0:
+            c = codes_N[n]
+            if first == -2:
+                first = c
+            elif c != first:
+                return -1
+    return first

@@ -324,7 +324,10 @@ def event_study(
     if not isinstance(tuning, EventStudyTuning):
         raise ArgumentTypeError(f"tuning must be an EventStudyTuning for method={method!r}, got {type(tuning).__name__}")
     sd.codes()  # every method needs the (unit, time) codes: computed once, here
-    res = run(sd, (lo, hi), refs if method == "twfe" else refs[0], bool(bin_endpoints), tuning, **kwargs)
+    with warnings.catch_warnings():
+        # the regressions' own flags name internal dummies; the event study's flag below names periods
+        warnings.filterwarnings("ignore", category=SingleClusterWarning)
+        res = run(sd, (lo, hi), refs if method == "twfe" else refs[0], bool(bin_endpoints), tuning, **kwargs)
     if method in ("twfe", "sunab", "imputation"):
         _flag_single_cluster(res, sd, (lo, hi), bool(bin_endpoints))
     if df == "normal":

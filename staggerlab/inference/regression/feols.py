@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Iterator, Literal
 
@@ -10,7 +11,9 @@ import polars as pl
 import scipy.linalg as sla
 
 from ..._parallel import SERIAL_BLAS
-from ...errors import VcovError
+from ...errors import SingleClusterWarning, VcovError
+from ...kernels._jit import readonly
+from ...kernels.cluster import lone_cluster
 from ...panels.panel import Panel, check_columns, finite_mask, to_polars
 from ..distributed.partitions import is_partitioned
 from ..results import Result
@@ -43,10 +46,10 @@ class Feols(DesignFit):
         self._y_raw = y_raw
         self._beta = sla.cho_solve(design.XtX_cho, design.Xw.T @ yw)
         self._uw = yw - design.Xw @ self._beta
-        self._V, self._df_t, self._G = self._compute_vcov(spec)
+        self._V, self._df_t, self._G = self._compute_vcov(spec, stacklevel=6)  # the caller of feols()
 
     # ----------------------------------------------------------------- vcov
-    def _compute_vcov(self, spec: VcovSpec) -> tuple[np.ndarray, int, int | None]:
+    def _compute_vcov(self, spec: VcovSpec, stacklevel: int) -> tuple[np.ndarray, int, int | None]:
         d = self.design
         N = d.nobs
         missing = [c for c in spec.clusters if c not in d.clusters]
@@ -62,14 +65,46 @@ class Feols(DesignFit):
                 "(coefficients and fixed effects); the model is saturated"
             )
         if spec.kind != "CRV3":
-            return sandwich(d.bread, (d.Xw, self._uw), spec, [d.clusters[c] for c in spec.clusters], N, df_k)
-        # raw regressors and outcome side by side once; each leave-one-cluster-out
-        # refit demeans its subset of them on a subset absorber
-        Z = np.column_stack(
-            [np.ones(N) if r == "Intercept" else d.column(r) for r in d.regressors] + [self._y_raw]
-        )
-        V, G = vcov_crv3(self._beta, lambda mask: self._loo_beta(Z, mask), d.clusters[spec.clusters[0]], N, df_k)
-        return V, G - 1, G
+            out = sandwich(d.bread, (d.Xw, self._uw), spec, [d.clusters[c] for c in spec.clusters], N, df_k)
+        else:
+            # raw regressors and outcome side by side once; each leave-one-cluster-out
+            # refit demeans its subset of them on a subset absorber
+            Z = np.column_stack(
+                [np.ones(N) if r == "Intercept" else d.column(r) for r in d.regressors] + [self._y_raw]
+            )
+            V, G = vcov_crv3(self._beta, lambda mask: self._loo_beta(Z, mask), d.clusters[spec.clusters[0]], N,
+                             df_k)
+            out = V, G - 1, G
+        if spec.kind in ("CRV1", "CRV3"):
+            self._warn_single_cluster(spec, stacklevel)
+        return out
+
+    def _warn_single_cluster(self, spec: VcovSpec, stacklevel: int) -> None:
+        """Warn about regressors whose nonzero values all lie in one cluster (one treated
+        cluster): the coefficient is that cluster's own contrast, whose noise a
+        cluster-robust variance cannot see (its residuals there are fitted away).
+        A regressor constant over all of its cluster's rows is that cluster's
+        indicator, a fixed effect written as a dummy, and is not reported."""
+        d = self.design
+        lone = []
+        for r in d.regressors:
+            if r == "Intercept" or r not in d.columns:
+                continue
+            x = readonly(d.columns[r])
+            for c in spec.clusters:
+                g = lone_cluster(x, d.clusters[c])
+                if g < 0:
+                    continue
+                xg = x[d.clusters[c] == g]
+                if not (xg == xg[0]).all():  # not a cluster indicator (a fixed effect written as a dummy)
+                    lone.append((r, c))
+                    break
+        if lone:
+            warnings.warn(
+                f"coefficient(s) {[r for r, _ in lone]} rest on one cluster (every nonzero value of "
+                f"{lone[0][0]!r} lies in one {lone[0][1]!r} cluster): a cluster-robust standard error cannot see "
+                "that cluster's own noise and understates the uncertainty; use a wild cluster bootstrap "
+                "(sl.wildboot) or randomization inference (sl.placebo)", SingleClusterWarning, stacklevel=stacklevel)
 
     def _loo_beta(self, Z: np.ndarray, mask: np.ndarray) -> np.ndarray:
         d = self.design
@@ -122,7 +157,7 @@ class Feols(DesignFit):
         new = object.__new__(Feols)
         new.__dict__.update({k: v for k, v in self.__dict__.items() if k not in ("r2", "r2_within")})
         new.vcov_spec = spec
-        new._V, new._df_t, new._G = new._compute_vcov(spec)
+        new._V, new._df_t, new._G = new._compute_vcov(spec, stacklevel=4)
         return new
 
 
