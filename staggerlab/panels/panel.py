@@ -100,8 +100,9 @@ def check_columns(frame: pl.DataFrame, columns: Sequence[str], what: str = "colu
 def check_numeric(frame: pl.DataFrame, columns: Sequence[str], role: str) -> None:
     """Raise ``NonNumericError`` for a non-numeric outcome/regressor column
     (``MissingValueError`` for one with no value at all, which CSV readers type as text)."""
+    schema = frame.schema  # built per access (every column): once, not per column of a wide frame
     for c in columns:
-        dt = frame.schema[c]
+        dt = schema[c]
         if not (dt.is_numeric() or dt == pl.Boolean):
             if frame.height and frame[c].null_count() == frame.height:
                 raise MissingValueError(f"{role} column {c!r} is entirely missing (no value in {frame.height:,} "
@@ -138,9 +139,10 @@ def finite_mask(frame: pl.DataFrame, columns: Sequence[str]) -> np.ndarray:
     if not columns:
         return np.ones(frame.height, dtype=bool)
     exprs = []
+    schema = frame.schema
     for c in dict.fromkeys(columns):
         e = pl.col(c).is_not_null()
-        if frame.schema[c].is_float():
+        if schema[c].is_float():
             e = e & pl.col(c).is_finite()
         exprs.append(e)
     return frame.select(pl.all_horizontal(exprs)).to_series().to_numpy()

@@ -77,8 +77,9 @@ def resolve(f: Formula, frame: pl.DataFrame, fml: str) -> Resolved:
     both = {t.text for t in f.regressors if t.column} & {t.text for t in f.regressors if not t.column}
     if both:
         raise FormulaError(f"{sorted(both)} in {fml!r} is both a column (in backticks) and a term; rename the column")
+    schema = frame.schema  # built per access: once, not per term
     numeric = {t.text for t in (*f.depvars, *f.regressors)
-               if t.column and (frame.schema[t.text].is_numeric() or frame.schema[t.text] == pl.Boolean)}
+               if t.column and (schema[t.text].is_numeric() or schema[t.text] == pl.Boolean)}
     # a text column without a value (how CSV readers type an empty column) would become a factor with no
     # level and vanish from the model; numeric ones are caught where missing rows are dropped
     empty = [t.text for t in (*f.depvars, *f.regressors)
@@ -109,7 +110,8 @@ def resolve(f: Formula, frame: pl.DataFrame, fml: str) -> Resolved:
         cols.pop("Intercept", None)
         regressors = list(cols)
         # a numeric variable entering by itself is its column (not copied)
-        same = {c for c in used if frame.schema[c].is_numeric() or frame.schema[c] == pl.Boolean}
+        schema = frame.schema
+        same = {c for c in used if schema[c].is_numeric() or schema[c] == pl.Boolean}
         new.update({k: v for k, v in cols.items() if k not in same})
     clash = [c for c in new if c in frame.columns]
     if clash:
