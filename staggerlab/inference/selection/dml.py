@@ -166,6 +166,7 @@ def _splits(n: int, n_folds: int, groups: np.ndarray | None, rng: np.random.Gene
 
 
 def _crossfit(rep: int, *, X, y, d, splits, ml_l, ml_m, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn import config_context
     from sklearn.base import clone
     from threadpoolctl import threadpool_limits
 
@@ -178,7 +179,11 @@ def _crossfit(rep: int, *, X, y, d, splits, ml_l, ml_m, threads: int = 1) -> tup
 
     def one(fit: tuple) -> None:
         ml, target, out, train, test = fit
-        out[test] = clone(ml).fit(X[train], target[train]).predict(X[test])
+        # the rows were checked finite before any fit: scikit-learn's per-call finiteness and
+        # parameter checks (thousands in LassoCV's path) change no number, only the time; the
+        # configuration is per thread, so it is set here, in the thread that fits
+        with config_context(assume_finite=True, skip_parameter_validation=True):
+            out[test] = clone(ml).fit(X[train], target[train]).predict(X[test])
 
     # One BLAS thread: the nuisance fits are small, multi-threaded BLAS only
     # thrashes on a busy machine, and a fixed thread count keeps the sums (and
