@@ -449,3 +449,28 @@ def test_bit_identical_for_one_or_two_threads(monkeypatch, cluster, tuning):
         assert max(threads_used) == min(int(threads), len(os.sched_getaffinity(0)))
     assert np.isfinite(stats["1"]).all()
     np.testing.assert_array_equal(stats["1"], stats["2"])
+
+
+def test_two_way_t_with_a_negative_variance_is_refused_and_draws_like_it_are_named():
+    import warnings
+
+    from staggerlab.errors import StaggerlabWarning, VcovError
+
+    df = sl.simulate.staggered(30, 6, n_controls=2, seed=4).with_columns((pl.col("unit") % 4).alias("grp"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StaggerlabWarning)
+        fit = sl.feols("y ~ treat + x1 + x2 | unit + time", df, vcov={"CRV1": "grp+time"})
+    assert not np.isfinite(fit.tstat()["treat"])
+    with pytest.raises(VcovError, match=r"t statistic of 'treat' is undefined .its CRV1 by grp \+ time variance"):
+        sl.placebo(fit, param="treat", draws=99)
+    assert 0 < sl.placebo(fit, param="treat", draws=99, stat="coef").pvalue <= 1
+    # a fit whose own t is defined: draws with a negative two-way variance are left out, and said so
+    df = sl.simulate.staggered(80, 8, n_controls=2, seed=7).with_columns((pl.col("unit") % 9).alias("grp"))
+    fit = sl.feols("y ~ treat + x1 | unit + time", df, vcov={"CRV1": "grp+time"})
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        res = sl.placebo(fit, param="treat", draws=199)
+    msgs = [str(w.message) for w in rec]
+    assert not any(issubclass(w.category, RuntimeWarning) for w in rec)  # no raw numpy warning
+    assert any("or a negative two-way cluster variance (an undefined t) and were left out" in m for m in msgs)
+    assert res.n_valid == int(np.isfinite(res.statistics).sum()) < 199

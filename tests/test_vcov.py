@@ -201,3 +201,30 @@ def test_a_coefficient_on_one_treated_cluster_is_flagged():
         sl.feols("y ~ treat + x1 | unit + time", df, vcov={"CRV1": "grp"})
     with pytest.warns(SingleClusterWarning, match="lies in one 'unit' cluster"):
         fit.with_vcov({"CRV1": "unit"})
+
+
+def test_a_negative_two_way_variance_is_flagged_by_coefficient():
+    # few clusters in one dimension: V1 + V2 - V12 gives 'treat' a negative variance; the SE is
+    # undefined, as in pyfixest (the same matrix), and the fit says which coefficient and why
+    import warnings
+
+    import polars as pl
+    import pyfixest as pf
+
+    import staggerlab as sl
+    from staggerlab.errors import StaggerlabWarning
+
+    df = sl.simulate.staggered(30, 6, n_controls=2, seed=4).with_columns((pl.col("unit") % 4).alias("grp"))
+    fml = "y ~ treat + x1 + x2 | unit + time"
+    ref = pf.feols(fml, df.to_pandas(), vcov={"CRV1": "grp+time"}, fixef_tol=1e-13)
+    with pytest.warns(StaggerlabWarning, match=r"two-way cluster variance of \['treat'\] is negative"):
+        fit = sl.feols(fml, df, vcov={"CRV1": "grp+time"})
+    order = [list(ref._coefnames).index(c) for c in fit.coefnames]
+    V0 = np.asarray(ref._vcov)[np.ix_(order, order)]
+    np.testing.assert_allclose(fit.vcov(), V0, rtol=1e-8, atol=1e-12 * np.abs(V0).max())
+    assert fit.vcov()[0, 0] < 0 and np.isnan(fit.se()["treat"])
+    # every variance positive (though V1 + V2 - V12 has a negative eigenvalue): no flag
+    ok = sl.simulate.staggered(60, 6, n_controls=2, seed=1).with_columns((pl.col("unit") % 12).alias("grp"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StaggerlabWarning)
+        sl.feols(fml, ok, vcov={"CRV1": "grp+time"})

@@ -11,7 +11,7 @@ import polars as pl
 import scipy.linalg as sla
 
 from ..._parallel import SERIAL_BLAS
-from ...errors import SingleClusterWarning, VcovError
+from ...errors import SingleClusterWarning, StaggerlabWarning, VcovError
 from ...kernels._jit import readonly
 from ...kernels.cluster import lone_cluster
 from ...panels.panel import Panel, check_columns, finite_mask, to_polars
@@ -77,6 +77,14 @@ class Feols(DesignFit):
             out = V, G - 1, G
         if spec.kind in ("CRV1", "CRV3"):
             self._warn_single_cluster(spec, stacklevel)
+        neg = [r for r, v in zip(d.regressors, np.diag(out[0])) if v < 0]
+        if neg:
+            warnings.warn(
+                f"the two-way cluster variance of {neg} is negative (V1 + V2 - V12 with few clusters in a "
+                "dimension), so their standard errors are undefined (NaN, as in pyfixest; fixest's default sets "
+                "the matrix's negative eigenvalues to zero, which can give standard errors near zero); cluster "
+                "one-way on the coarser dimension or use a wild cluster bootstrap", StaggerlabWarning,
+                stacklevel=stacklevel)
         return out
 
     def _warn_single_cluster(self, spec: VcovSpec, stacklevel: int) -> None:

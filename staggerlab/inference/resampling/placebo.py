@@ -372,6 +372,10 @@ def placebo(
     if stat == "t" and spec.kind == "CRV3":
         raise VcovError("placebo t statistics support iid, hetero and CRV1; refit with another vcov (fit.with_vcov)")
     unit, time, ids, unit_N, time_N, g_U, per_N, tvals = _setup(fit, param, unit, time, cohort)
+    if stat == "t" and not np.isfinite(fit.tstat()[param]):
+        raise VcovError(f"the fit's t statistic of {param!r} is undefined (its {spec.label} variance is not "
+                        "positive), so there is nothing to compare the draws with; use stat='coef', or refit with "
+                        "one-way clustering (fit.with_vcov)")
     n_units = ids.size
     frame = d.frame
     ss = as_seedsequence(seed)
@@ -439,9 +443,11 @@ def placebo(
     valid = np.isfinite(statistics)
     n_valid = int(valid.sum())
     if n_valid < draws:
+        two_way = stat == "t" and spec.kind == "CRV1" and len(spec.clusters) > 1
         warnings.warn(
-            f"{draws - n_valid} placebo draw(s) gave a treatment collinear with the fixed effects/controls "
-            "and were left out of the p-value",
+            f"{draws - n_valid} placebo draw(s) gave a treatment collinear with the fixed effects/controls"
+            + (" or a negative two-way cluster variance (an undefined t)" if two_way else "")
+            + " and were left out of the p-value",
             StaggerlabWarning,
             stacklevel=2,
         )

@@ -240,4 +240,6 @@ class GeneralEngine:
             sc = np.ascontiguousarray(Dd * u)
             meat = sum(s * (cluster_sums(sc, c, g) ** 2).sum(axis=0) for c, s, g in self.parts)
             var = self.adj * meat / den**2
-        return beta / np.sqrt(var)
+        # a two-way variance (V1 + V2 - V12) can be negative: that draw's t is undefined (NaN, left out)
+        with np.errstate(invalid="ignore"):
+            return beta / np.sqrt(var)
