@@ -14,8 +14,12 @@ from .errors import StaggerlabError
 __all__ = ["main"]
 
 
-def _list(s: str | None) -> list[str] | None:
-    return None if s is None else [c.strip() for c in s.split(",") if c.strip()]
+def _list(s: str | list[str] | None) -> list[str] | None:
+    """Column names given comma-separated, space-separated (several words after
+    the flag) or both: ``--controls Size,Lev`` = ``--controls Size Lev``."""
+    if s is None:
+        return None
+    return [c.strip() for part in ([s] if isinstance(s, str) else s) for c in part.split(",") if c.strip()]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,10 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     g = b.add_mutually_exclusive_group()
     g.add_argument("--treat", help="0/1 absorbing treatment column (default IM)")
     g.add_argument("--cohort", help="adoption-period column (0 or empty = never treated), instead of --treat")
-    b.add_argument("--controls", help="comma-separated control columns")
+    b.add_argument("--controls", nargs="+", help="control columns, comma- or space-separated")
     b.add_argument("--cluster", help="cluster column (default: the unit)")
-    b.add_argument("--extra-controls", dest="extra_controls", help="comma-separated extra controls, added one at a time")
-    b.add_argument("--mechanisms", help="comma-separated mechanism outcomes")
+    b.add_argument("--extra-controls", dest="extra_controls", nargs="+",
+                   help="extra controls, comma- or space-separated, added one at a time")
+    b.add_argument("--mechanisms", nargs="+", help="mechanism outcomes, comma- or space-separated")
     b.add_argument("--split", action="append", dest="splits", help="unit-level binary split variable (repeatable)")
     b.add_argument("--iv", action="append", dest="instruments",
                    help="instrument(s) for the treatment, e.g. 'z1' or 'z1+z2' (repeat for several IV regressions)")

@@ -113,25 +113,30 @@ def test_dummy_moments_and_meat_same_bits_for_any_thread_count_and_match_numpy(m
         np.testing.assert_allclose(got, ref, rtol=RTOL, atol=RTOL * np.abs(ref).max())
 
 
-def test_jackknife_rows_same_bits_for_any_thread_count_and_match_numpy(monkeypatch):
+@pytest.mark.parametrize("P", [6, 18])  # clusters of 12-25 rows: the P x P route (Woodbury) only, then both
+def test_jackknife_rows_same_bits_for_any_thread_count_and_match_numpy(monkeypatch, P):
     from staggerlab.kernels.cluster import jackknife_rows
 
     U = 2500
     unit, per, X, y, j = _panel()
     rng = np.random.default_rng(3)
-    Q = np.ascontiguousarray(0.05 * rng.normal(size=(unit.size, 6)))  # small: I - Q_g Q_g' stays positive definite
+    # small entries: I - Q_g Q_g' stays positive definite
+    Q = np.ascontiguousarray(0.3 / np.sqrt(P) * rng.normal(size=(unit.size, P)))
     A = np.ascontiguousarray(rng.normal(size=(unit.size, 2)))
     u = rng.normal(size=unit.size)
     order = np.argsort(unit, kind="stable")
     starts = np.r_[0, np.cumsum(np.bincount(unit, minlength=U))]
-
-    assert float(np.sum(np.diff(starts) ** 2)) * Q.shape[1] >= _jit._PARALLEL_WORK  # two threads do run
+    sizes = np.diff(starts)
+    assert (sizes > P).any() and (sizes <= P).any() == (P == 18)
+    assert float(np.sum(sizes * np.minimum(sizes, P) ** 2)) >= _jit._PARALLEL_WORK  # two threads do run
     one = _in_threads(monkeypatch, 1, lambda: jackknife_rows(Q, A, u, order, starts))
     for _ in range(3):
         two = _in_threads(monkeypatch, 2, lambda: jackknife_rows(Q, A, u, order, starts))
         assert all(np.array_equal(a, b) for a, b in zip(one, two))
-    for g in (0, 7, U - 1):  # numpy's dense solve, cluster by cluster
+    for g in np.r_[0, 7, U - 1, np.flatnonzero(sizes <= P)[:2], np.flatnonzero(sizes > P)[:2]]:
         rows = order[starts[g]:starts[g + 1]]
-        Mg = np.eye(rows.size) - Q[rows] @ Q[rows].T
-        np.testing.assert_allclose(one[0][g], -A[rows].T @ np.linalg.solve(Mg, u[rows]), rtol=1e-12)
-        assert one[1][g] == pytest.approx(np.min(np.diag(np.linalg.cholesky(Mg)) ** 2), rel=1e-10)
+        Mg = np.eye(rows.size) - Q[rows] @ Q[rows].T  # numpy's dense solve, cluster by cluster
+        np.testing.assert_allclose(one[0][g], -A[rows].T @ np.linalg.solve(Mg, u[rows]), rtol=1e-10)
+        # the pivot is that of the matrix factored: T x T, or P x P for a cluster longer than P
+        small = Mg if rows.size <= P else np.eye(P) - Q[rows].T @ Q[rows]
+        assert one[1][g] == pytest.approx(np.min(np.diag(np.linalg.cholesky(small)) ** 2), rel=1e-10)

@@ -50,71 +50,124 @@ def cluster_score_sums_into(S_GK, X_NK, u_N, cl_N):
 
 
 @jit
-def _jackknife_chunks(lo, hi, n_chunks, Q_NP, A_NM, u_N, order, starts, t_max, out_GM, pivot_G):
+def _cholesky_lower(L, n):
+    """In place: the lower Cholesky factor of ``L[:n, :n]`` (lower triangle read).
+    Returns the smallest pivot; at most 0 where it stopped (the factor is then unusable)."""
+    low = np.inf
+    for j in range(n):
+        d = L[j, j]
+        for q in range(j):
+            d -= L[j, q] * L[j, q]
+        low = min(low, d)
+        if d <= 0.0:
+            return low
+        L[j, j] = np.sqrt(d)
+        for i in range(j + 1, n):
+            v = L[i, j]
+            for q in range(j):
+                v -= L[i, q] * L[j, q]
+            L[i, j] = v / L[j, j]
+    return low
+
+
+@jit
+def _cholesky_solve(L, n, z):
+    """In place: ``z[:n] = (L L')^-1 z[:n]`` with ``L`` from :func:`_cholesky_lower`."""
+    for i in range(n):
+        v = z[i]
+        for q in range(i):
+            v -= L[i, q] * z[q]
+        z[i] = v / L[i, i]
+    for i in range(n - 1, -1, -1):
+        v = z[i]
+        for q in range(i + 1, n):
+            v -= L[q, i] * z[q]
+        z[i] = v / L[i, i]
+
+
+@jit
+def _jackknife_chunks(lo, hi, n_chunks, Q_NP, A_NM, u_N, order, starts, k_max, out_GM, pivot_G):
     G = starts.shape[0] - 1
     P = Q_NP.shape[1]
     M = A_NM.shape[1]
-    L = np.empty((t_max, t_max))
-    z = np.empty(t_max)
+    L = np.empty((k_max, k_max))
+    z = np.empty(k_max)
     for ch in range(lo, hi):
         for g in range(ch * G // n_chunks, (ch + 1) * G // n_chunks):
             s = starts[g]
             T = starts[g + 1] - s
-            # I - H_gg with H_gg = Q_g Q_g', factored in place (lower Cholesky)
-            low = np.inf
-            for i in range(T):
-                ri = order[s + i]
-                for j in range(i + 1):
-                    rj = order[s + j]
-                    acc = 0.0
-                    for p in range(P):
-                        acc += Q_NP[ri, p] * Q_NP[rj, p]
-                    v = (1.0 if i == j else 0.0) - acc
-                    for q in range(j):
-                        v -= L[i, q] * L[j, q]
-                    if i == j:
-                        low = min(low, v)
-                        if v <= 0.0:
-                            break
-                        L[i, i] = np.sqrt(v)
-                    else:
-                        L[i, j] = v / L[j, j]
-                if low <= 0.0:
-                    break
-            pivot_G[g] = low
-            if low <= 0.0:
-                continue
-            # z = (I - H_gg)^-1 u_g: forward, then backward substitution
-            for i in range(T):
-                v = u_N[order[s + i]]
-                for q in range(i):
-                    v -= L[i, q] * z[q]
-                z[i] = v / L[i, i]
-            for i in range(T - 1, -1, -1):
-                v = z[i]
-                for q in range(i + 1, T):
-                    v -= L[q, i] * z[q]
-                z[i] = v / L[i, i]
             for m in range(M):
-                acc = 0.0
+                out_GM[g, m] = 0.0
+            if T <= P:
+                # (I - Q_g Q_g')^-1 u_g with the T x T matrix
                 for i in range(T):
-                    acc += z[i] * A_NM[order[s + i], m]
-                out_GM[g, m] = -acc
+                    ri = order[s + i]
+                    for j in range(i + 1):
+                        rj = order[s + j]
+                        acc = 0.0
+                        for p in range(P):
+                            acc += Q_NP[ri, p] * Q_NP[rj, p]
+                        L[i, j] = (1.0 if i == j else 0.0) - acc
+                    z[i] = u_N[ri]
+                pivot_G[g] = _cholesky_lower(L, T)
+                if pivot_G[g] <= 0.0:
+                    continue
+                _cholesky_solve(L, T, z)
+                for i in range(T):
+                    r = order[s + i]
+                    for m in range(M):
+                        out_GM[g, m] -= z[i] * A_NM[r, m]
+                continue
+            # a cluster with more rows than columns, by Woodbury's push-through identity:
+            # (I - Q_g Q_g')^-1 u_g = u_g + Q_g (I - Q_g'Q_g)^-1 Q_g'u_g, with the P x P matrix
+            for i in range(P):
+                z[i] = 0.0
+                for j in range(i + 1):
+                    L[i, j] = 0.0
+            for t in range(T):
+                r = order[s + t]
+                ut = u_N[r]
+                for i in range(P):
+                    qi = Q_NP[r, i]
+                    z[i] += qi * ut
+                    for j in range(i + 1):
+                        L[i, j] += qi * Q_NP[r, j]
+            for i in range(P):
+                for j in range(i + 1):
+                    L[i, j] = (1.0 if i == j else 0.0) - L[i, j]
+            pivot_G[g] = _cholesky_lower(L, P)
+            if pivot_G[g] <= 0.0:
+                continue
+            _cholesky_solve(L, P, z)
+            for t in range(T):
+                r = order[s + t]
+                zt = u_N[r]
+                for p in range(P):
+                    zt += Q_NP[r, p] * z[p]
+                for m in range(M):
+                    out_GM[g, m] -= zt * A_NM[r, m]
 
 
 def jackknife_rows(Q_NP, A_NM, u_N, order, starts):
     """Per cluster ``g`` (rows ``order[starts[g]:starts[g + 1]]``):
-    ``-A_g' (I - Q_g Q_g')^-1 u_g`` (G x M), and the smallest Cholesky pivot
-    of ``I - Q_g Q_g'`` (G; at most 0 where the factorisation stopped, and
-    that cluster's row is left unset). Clusters are independent: the same
+    ``-A_g' (I - Q_g Q_g')^-1 u_g`` (G x M), and the smallest Cholesky pivot of the matrix factored (G; at most 0 where
+    the factorisation stopped, and that cluster's row is left unset).
+
+    A cluster of ``T`` rows is solved with the ``T x T`` matrix when ``T <= P``
+    and, by Woodbury, with the ``P x P`` matrix ``I - Q_g'Q_g`` otherwise
+    (``P`` the columns of ``Q``): the cost is ``O(T min(T, P)^2)``, not
+    ``O(T^3)``, for a few large clusters. Clusters are independent: the same
     bits for any number of threads."""
     G = starts.shape[0] - 1
+    P = Q_NP.shape[1]
     out = np.empty((G, A_NM.shape[1]))
     pivot = np.empty(G)
-    t_max = int(np.max(np.diff(starts))) if G else 0
+    sizes = np.diff(starts)
+    k_max = int(np.minimum(sizes, P).max()) if G else 0
     n_chunks = max(1, min(G, _JACKKNIFE_CHUNKS))
-    args = (n_chunks, readonly(Q_NP), readonly(A_NM), readonly(u_N), np.ascontiguousarray(order, dtype=np.int64), np.ascontiguousarray(starts, dtype=np.int64), t_max, out, pivot)
-    run_chunks(_jackknife_chunks, n_chunks, args, work=float(np.sum(np.diff(starts) ** 2)) * Q_NP.shape[1])
+    args = (n_chunks, readonly(Q_NP), readonly(A_NM), readonly(u_N), np.ascontiguousarray(order, dtype=np.int64),
+            np.ascontiguousarray(starts, dtype=np.int64), k_max, out, pivot)
+    run_chunks(_jackknife_chunks, n_chunks, args, work=float(np.sum(sizes * np.minimum(sizes, P) ** 2)))
     return out, pivot
 
 
