@@ -259,3 +259,17 @@ def test_truncated_normal_tail_equals_scipy():
     stat = zlo + rng.uniform(0, 1, zlo.size) * np.where(np.isinf(zup), 4, zup - zlo)
     ref = stats.truncnorm.sf(stat, zlo, zup)
     np.testing.assert_allclose(honest_rm._upper_prob(stat, zlo, zup), ref, rtol=1e-6, atol=1e-13)
+
+
+def test_a_singular_event_study_covariance_is_refused():
+    # 4 clusters behind 10 coefficients: the CRV1 covariance has rank 3, so some combination of
+    # the coefficients would count as known exactly (the FLCI's root finder hit a NaN on it)
+    import polars as pl
+
+    df = sl.simulate.staggered(60, 10, seed=2).with_columns((pl.col("unit") % 4).alias("grp"))
+    es = sl.event_study(df, y="y", unit="unit", time="time", cohort="cohort", cluster="grp")
+    assert np.linalg.matrix_rank(es.vcov) <= 3 < es.coef.size
+    for method in ("relative_magnitude", "smoothness"):
+        with pytest.raises(sl.errors.HonestDiDError, match=r"covariance of its 10 coefficients has rank 3 .*"
+                                                           r"3 degrees of freedom: 4 clusters"):
+            sl.honest(es, method=method)

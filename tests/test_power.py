@@ -134,8 +134,9 @@ def _sunab_crv3_refit(frame, y, cluster):
     return w @ fit.beta[idx], np.sqrt(w @ fit.vcov()[np.ix_(idx, idx)] @ w)
 
 
-def test_sunab_default_test_is_crv3_against_jackknife_refits():
-    df = _panel()
+@pytest.mark.parametrize("n_groups", [23, 6])  # clusters of ~24 rows, then ~90 (more rows than columns)
+def test_sunab_default_test_is_crv3_against_jackknife_refits(n_groups):
+    df = _panel().with_columns((pl.col("unit") % n_groups).alias("grp"))
     pw = sl.power(df, y="y", unit="unit", time="time", cohort="cohort", controls=["x1"], cluster="grp",
                   estimators=["sunab"], sizes=[0.0, 0.9], draws=3, seed=4)
     assert pw.tidy()["method"][0] == "shift" and "CRV3" in pw.hypotheses["sunab"] and "CRV3" in pw.summary()

@@ -56,8 +56,14 @@ def section_event_study(frame: pl.DataFrame, spec: BatterySpec, treat: str, out:
                                              "pretrend_pvalue": wb.pretrend_pvalue, "draws": wb.draws},
                                "pretrend_power": {"slope_50": s50, "slope_80": s80, "test": pp.test}}
     tables = {"event_study": tab, "event_study_bootstrap": btab}
-    from ..inference.did.honest import honest
+    from ..errors import HonestDiDError
+    from ..inference.did.honest import check_covariance, honest
 
+    try:
+        check_covariance(es.vcov, es.df)
+    except HonestDiDError as e:
+        text += f"\n\nRambachan-Roth sensitivity: not computed: {e}."
+        return Section("event_study", "2. Event study", text, tables, figs, numbers)
     rm = honest(es, method="relative_magnitude", Mbar=[0.5, 1.0, 1.5, 2.0], seed=spec.seed)
     sm = honest(es, method="smoothness", M=[0.0, 0.01, 0.02, 0.05])
     rtab, stab = rm.tidy(), sm.tidy()

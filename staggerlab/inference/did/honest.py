@@ -214,6 +214,29 @@ def _event_study_parts(result: Any) -> tuple[np.ndarray, np.ndarray, int, int]:
     return coef, vcov, int(pre.size), int(post.size)
 
 
+#: eigenvalues of the event study's covariance below this fraction of the largest count as zero
+SINGULAR_RTOL = 1e-10
+
+
+def check_covariance(sigma: np.ndarray, df: int | None = None) -> None:
+    """Raise ``HonestDiDError`` for a singular event-study covariance.
+
+    With G clusters a cluster-robust covariance has rank at most G - 1; with
+    fewer clusters than coefficients some combination of the coefficients has
+    an estimated variance of zero, which the robust sets would treat as known
+    exactly (the smoothness FLCI's root finder then fails, the relative-magnitude
+    sets come out too narrow)."""
+    lam = np.linalg.eigvalsh((sigma + sigma.T) / 2)
+    rank = int((lam > SINGULAR_RTOL * max(float(lam.max()), 0.0)).sum())
+    if rank < sigma.shape[0]:
+        clusters = f" (its reference distribution has {df} degrees of freedom: {df + 1} clusters?)" if df else ""
+        raise HonestDiDError(
+            f"the event study's covariance of its {sigma.shape[0]} coefficients has rank {rank}{clusters}: a "
+            "cluster-robust covariance from G clusters has rank at most G - 1, so some combination of the "
+            "coefficients has an estimated variance of zero and the robust confidence sets would be too narrow; "
+            "use a narrower window (fewer coefficients) or more clusters")
+
+
 def honest(
     result: Any,
     *,
@@ -266,6 +289,7 @@ def honest(
         raise ArgumentError(f"method must be 'relative_magnitude' or 'smoothness', got {method!r}")
     alpha = alpha_of(level)
     beta, sigma, n_pre, n_post = _event_study_parts(result)
+    check_covariance(sigma, getattr(result, "df", None))
     if l_vec is not None:
         lv = np.asarray(l_vec, dtype=float)
         if lv.size != n_post:
