@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._jit import jit, readonly, run_chunks
+from .linalg import cholesky_lower, cholesky_solve
 
 __all__ = ["cluster_sums", "cluster_score_sums", "cluster_score_sums_into", "jackknife_rows", "lone_cluster"]
 
@@ -50,42 +51,6 @@ def cluster_score_sums_into(S_GK, X_NK, u_N, cl_N):
 
 
 @jit
-def _cholesky_lower(L, n):
-    """In place: the lower Cholesky factor of ``L[:n, :n]`` (lower triangle read).
-    Returns the smallest pivot; at most 0 where it stopped (the factor is then unusable)."""
-    low = np.inf
-    for j in range(n):
-        d = L[j, j]
-        for q in range(j):
-            d -= L[j, q] * L[j, q]
-        low = min(low, d)
-        if d <= 0.0:
-            return low
-        L[j, j] = np.sqrt(d)
-        for i in range(j + 1, n):
-            v = L[i, j]
-            for q in range(j):
-                v -= L[i, q] * L[j, q]
-            L[i, j] = v / L[j, j]
-    return low
-
-
-@jit
-def _cholesky_solve(L, n, z):
-    """In place: ``z[:n] = (L L')^-1 z[:n]`` with ``L`` from :func:`_cholesky_lower`."""
-    for i in range(n):
-        v = z[i]
-        for q in range(i):
-            v -= L[i, q] * z[q]
-        z[i] = v / L[i, i]
-    for i in range(n - 1, -1, -1):
-        v = z[i]
-        for q in range(i + 1, n):
-            v -= L[q, i] * z[q]
-        z[i] = v / L[i, i]
-
-
-@jit
 def _jackknife_chunks(lo, hi, n_chunks, Q_NP, A_NM, u_N, order, starts, k_max, out_GM, pivot_G):
     G = starts.shape[0] - 1
     P = Q_NP.shape[1]
@@ -109,10 +74,10 @@ def _jackknife_chunks(lo, hi, n_chunks, Q_NP, A_NM, u_N, order, starts, k_max, o
                             acc += Q_NP[ri, p] * Q_NP[rj, p]
                         L[i, j] = (1.0 if i == j else 0.0) - acc
                     z[i] = u_N[ri]
-                pivot_G[g] = _cholesky_lower(L, T)
+                pivot_G[g] = cholesky_lower(L, T)
                 if pivot_G[g] <= 0.0:
                     continue
-                _cholesky_solve(L, T, z)
+                cholesky_solve(L, T, z)
                 for i in range(T):
                     r = order[s + i]
                     for m in range(M):
@@ -135,10 +100,10 @@ def _jackknife_chunks(lo, hi, n_chunks, Q_NP, A_NM, u_N, order, starts, k_max, o
             for i in range(P):
                 for j in range(i + 1):
                     L[i, j] = (1.0 if i == j else 0.0) - L[i, j]
-            pivot_G[g] = _cholesky_lower(L, P)
+            pivot_G[g] = cholesky_lower(L, P)
             if pivot_G[g] <= 0.0:
                 continue
-            _cholesky_solve(L, P, z)
+            cholesky_solve(L, P, z)
             for t in range(T):
                 r = order[s + t]
                 zt = u_N[r]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._jit import jit
+from .linalg import cholesky_lower, cholesky_solve
 
 __all__ = ["logit_newton", "weighted_loglik"]
 
@@ -36,31 +37,11 @@ def weighted_loglik(Z_NK, b_K, d_N, w_N, p_N):
 def _cholesky_solve(H_KK, g_K):
     """``H^-1 g`` by Cholesky; NaNs when ``H`` is not positive definite."""
     k = g_K.size
-    L = np.zeros((k, k))
-    out = np.full(k, np.nan)
-    for j in range(k):
-        s = H_KK[j, j]
-        for m in range(j):
-            s -= L[j, m] * L[j, m]
-        if not s > 0.0:
-            return out
-        L[j, j] = np.sqrt(s)
-        for i in range(j + 1, k):
-            s = H_KK[i, j]
-            for m in range(j):
-                s -= L[i, m] * L[j, m]
-            L[i, j] = s / L[j, j]
-    z = np.empty(k)
-    for i in range(k):
-        s = g_K[i]
-        for m in range(i):
-            s -= L[i, m] * z[m]
-        z[i] = s / L[i, i]
-    for i in range(k - 1, -1, -1):
-        s = z[i]
-        for m in range(i + 1, k):
-            s -= L[m, i] * out[m]
-        out[i] = s / L[i, i]
+    L = H_KK.copy()
+    if cholesky_lower(L, k) <= 0.0:
+        return np.full(k, np.nan)
+    out = g_K.copy()
+    cholesky_solve(L, k, out)
     return out
 
 
