@@ -116,7 +116,7 @@ def _jackknife_chunks(lo, hi, n_chunks, Q_NP, A_NM, u_N, order, starts, k_max, o
 def jackknife_rows(Q_NP, A_NM, u_N, order, starts):
     """Per cluster ``g`` (rows ``order[starts[g]:starts[g + 1]]``):
     ``-A_g' (I - Q_g Q_g')^-1 u_g`` (G x M), and the smallest Cholesky pivot of the matrix factored (G; at most 0 where
-    the factorisation stopped, and that cluster's row is left unset).
+    the factorisation stopped, and that cluster's row is then meaningless).
 
     A cluster of ``T`` rows is solved with the ``T x T`` matrix when ``T <= P``
     and, by Woodbury, with the ``P x P`` matrix ``I - Q_g'Q_g`` otherwise
