@@ -13,7 +13,7 @@ import pytest
 import staggerlab as sl
 from staggerlab.errors import ArgumentError, PowerError
 from staggerlab.inference.did.cs import cs
-from staggerlab.inference.did.event_study import event_study
+from staggerlab.inference.did.event_study import EventStudyTuning, event_study
 from staggerlab.inference.studies.power_result import PowerResult, curve_rows
 
 EXACT = 1e-10  # the exact TWFE algebra vs a refit (the issue's contract)
@@ -151,6 +151,56 @@ def test_sunab_default_test_is_crv3_against_jackknife_refits(n_groups):
                 est, se = _sunab_crv3_refit(frame, "y_shifted", "grp")
             assert pw.estimates["sunab"][b, k] == pytest.approx(est, rel=SHORTCUT, abs=1e-10)
             assert pw.tstats["sunab"][b, k] == pytest.approx(est / se, rel=SHORTCUT, abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sunab_cells_are_the_event_studys(seed):
+    """The power study's Sun-Abraham cells and weights (formed without the event study's fit)
+    equal the event study's, on random adoption draws of an unbalanced panel; where the event
+    study would leave rows out (a cohort never seen at the reference period, no never-treated
+    unit) they are refused instead."""
+    from staggerlab.errors import VcovError
+    from staggerlab.inference.studies.power_sunab import sunab_cells
+
+    df = _panel(seed=seed, drop=0.15)
+    rng = np.random.default_rng(seed)
+    units = np.unique(df["unit"].to_numpy())
+    periods = np.unique(df["time"].to_numpy())
+    checked = refused = 0
+    for _ in range(8):
+        adopt = np.where(rng.random(units.size) < 0.5, rng.choice(periods[1:], units.size), 0)
+        if rng.random() < 0.15:
+            adopt = rng.choice(periods[1:], units.size)  # no never-treated unit
+        g = df["unit"].replace_strict(dict(zip(units.tolist(), adopt.tolist())), return_dtype=pl.Int64)
+        frame = df.with_columns(g.alias("_g"))
+        try:
+            cell_g, cell_r, j_N, rows, n_c = sunab_cells(frame["_g"].to_numpy(), frame["time"].to_numpy())
+        except VcovError:
+            refused += 1
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    es = event_study(frame, y="y", unit="unit", time="time", cohort="_g", method="sunab")
+                except ValueError:
+                    continue  # the event study refuses it too
+            assert es.nobs < frame.height  # rows left out: the jackknife could not use every row
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            es = event_study(frame, y="y", unit="unit", time="time", cohort="_g", method="sunab",
+                             tuning=EventStudyTuning(lean_bytes=0))
+        cells = es.extra["cells"]
+        assert es.nobs == frame.height
+        np.testing.assert_array_equal(cell_g, cells["cohort"].to_numpy())
+        np.testing.assert_array_equal(cell_r, cells["rel_time"].to_numpy())
+        np.testing.assert_array_equal(n_c, cells["n"].to_numpy())
+        w = np.where(cell_r >= 0, n_c, 0.0)
+        np.testing.assert_allclose(w / w.sum(), es.extra["cell_weights"]("simple"), rtol=1e-15)
+        # every treated row outside the reference period is in its own cell
+        rel = np.clip(frame["time"].to_numpy()[rows] - frame["_g"].to_numpy()[rows], -5, 5)
+        assert np.array_equal(cell_g[j_N], frame["_g"].to_numpy()[rows]) and np.array_equal(cell_r[j_N], rel)
+        checked += 1
+    assert checked >= 3
 
 
 def test_sunab_crv3_refuses_clusters_that_split_units():

@@ -205,8 +205,14 @@ class _Draw:
         cohort, treat_col, _ = spec.names
         self.base = spec.frame.with_columns(pl.Series(cohort, adopt[spec.rows.unit_N]), pl.Series(treat_col, treat))
         self.seed = block_seed(spec.seed, b)
+        self._fits: dict[float, tuple] = {}  # the mode check's fits, reused by the block's loop
 
     def fit(self, delta: float) -> tuple:
+        if delta not in self._fits:
+            self._fits[delta] = self._fit(delta)
+        return self._fits[delta]
+
+    def _fit(self, delta: float) -> tuple:
         y = self.spec.y.copy()
         y[self.rows] += delta * self.h
         frame = self.base.with_columns(pl.Series(self.spec.names[2], y))
